@@ -1,0 +1,51 @@
+"""dpslice: correctness and sync-safety suite for the DP-local slice.
+
+Engines with data-parallel attention gather every rank's tokens into one
+buffer, then slice each rank's rows back out.  dpslice models that buffer
+(:class:`DPLayout`), locates a rank's rows in exact Python ints
+(:func:`dp_local_slice`) and checks any implementation of it against the model
+(``dpslice check``).  Hypothesis strategies live in :mod:`dpslice.strategies`.
+"""
+
+from dpslice._version import __version__
+from dpslice.errors import (
+    CountExceedsExtentError,
+    CountsLengthError,
+    CountsUnavailableError,
+    DPSliceError,
+    InvalidDPSizeError,
+    InvalidGraphExtentError,
+    InvalidLayoutError,
+    MissingGraphExtentError,
+    NegativeCountError,
+    NonIntegerError,
+    RankOutOfRangeError,
+    TensorInputError,
+)
+from dpslice.layout import PAD_ROW, DPLayout, Mode, RowSpan, SliceCall
+from dpslice.reference import DPSlice, ForwardBatchLike, dp_local_slice, get_dp_local_slice_cpu
+
+__all__ = [
+    "PAD_ROW",
+    "CountExceedsExtentError",
+    "CountsLengthError",
+    "CountsUnavailableError",
+    "DPLayout",
+    "DPSlice",
+    "DPSliceError",
+    "ForwardBatchLike",
+    "InvalidDPSizeError",
+    "InvalidGraphExtentError",
+    "InvalidLayoutError",
+    "MissingGraphExtentError",
+    "Mode",
+    "NegativeCountError",
+    "NonIntegerError",
+    "RankOutOfRangeError",
+    "RowSpan",
+    "SliceCall",
+    "TensorInputError",
+    "__version__",
+    "dp_local_slice",
+    "get_dp_local_slice_cpu",
+]

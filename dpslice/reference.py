@@ -1,0 +1,241 @@
+"""The reference DP-local slice: exact Python ints, explicit errors, no device reads.
+
+Rules, for the rank's slot in the count list (its rank, or slot 0 when the
+all-gather was skipped and the list has one entry):
+
+* eager: ``start = sum(counts[:slot])``
+* CUDA-graph replay: ``start = slot * graph_extent``, the extent in rows
+  (``bs * num_tokens_per_bs``), never the graph's request count
+* ``length = counts[slot]`` in both
+
+The reference never reads a tensor's value: a tensor or array where ints are
+expected is refused with :class:`~dpslice.errors.TensorInputError`, because
+reading it on CUDA would block the host until the GPU drains.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from dpslice.errors import (
+    CountExceedsExtentError,
+    CountsLengthError,
+    CountsUnavailableError,
+    InvalidDPSizeError,
+    InvalidGraphExtentError,
+    MissingGraphExtentError,
+    NegativeCountError,
+    NonIntegerError,
+    RankOutOfRangeError,
+    TensorInputError,
+)
+
+__all__ = ["DPSlice", "ForwardBatchLike", "dp_local_slice", "get_dp_local_slice_cpu"]
+
+
+class DPSlice(NamedTuple):
+    """A rank's rows in the gathered buffer: ``buffer[start:stop]``."""
+
+    start: int
+    length: int
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.length
+
+    @property
+    def slice(self) -> slice:
+        """The Python ``slice`` to index the gathered buffer with."""
+        return slice(self.start, self.start + self.length)
+
+
+class ForwardBatchLike(Protocol):
+    """The one field of an engine's forward batch that the slice reads."""
+
+    @property
+    def global_num_tokens_cpu(self) -> Sequence[int] | None: ...
+
+
+def _is_tensor_like(value: object) -> bool:
+    # torch.Tensor and numpy.ndarray are recognised by their module rather than
+    # imported: checking a value must not import numpy or initialise anything.
+    kind = type(value)
+    if kind.__module__.startswith("torch") and hasattr(value, "dim"):
+        return True
+    return kind.__module__.startswith("numpy") and kind.__name__ == "ndarray"
+
+
+def _as_int(value: object, what: str) -> int:
+    """``value`` as an exact int; numpy integer scalars are accepted."""
+    if type(value) is int:
+        return value
+    if _is_tensor_like(value):
+        raise TensorInputError(
+            f"{what} is a {type(value).__module__}.{type(value).__name__}; reading its value "
+            "would force a host-device synchronisation (Tensor.__index__ calls item()), which "
+            "is the stall the CPU slice exists to avoid. Pass Python ints from the CPU-side "
+            "counts (forward_batch.global_num_tokens_cpu) instead"
+        )
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        raise NonIntegerError(
+            f"{what} is the bool {value!r}; pass an int (True would silently count as 1)"
+        )
+    if isinstance(value, int):
+        return int(value)
+    if type(value).__module__ == "numpy":
+        try:
+            return operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    raise NonIntegerError(
+        f"{what} is {value!r} ({type(value).__name__}); token counts, ranks and extents "
+        "are exact ints: convert where the value is produced, not by truncating here"
+    )
+
+
+def _as_flag(value: object, what: str) -> bool:
+    if type(value) is bool:
+        return value
+    if _is_tensor_like(value):
+        _as_int(value, what)  # raises TensorInputError with the reason
+    if type(value).__name__ == "bool_" and type(value).__module__ == "numpy":
+        return bool(value)
+    raise NonIntegerError(f"{what} is {value!r} ({type(value).__name__}); pass a bool")
+
+
+def _counts_as_ints(counts: object) -> list[int]:
+    if counts is None:
+        raise CountsUnavailableError(
+            "global_num_tokens_cpu is None: the CPU token counts are not populated during "
+            "CUDA-graph capture (nor for two-batch-overlap child batches, nor with DP "
+            "attention off), so this rank's rows cannot be located from them. During capture "
+            "every rank runs the same dummy batch: pass can_run_graph=True with the graph "
+            "extent and the dummy counts, or skip the slice while capturing"
+        )
+    if _is_tensor_like(counts):
+        _as_int(counts, "global_num_tokens_cpu")  # raises TensorInputError with the reason
+    if isinstance(counts, (str, bytes)) or not isinstance(counts, Sequence):
+        raise NonIntegerError(
+            f"global_num_tokens_cpu is {type(counts).__name__} {counts!r}; "
+            "pass a list of ints, one per DP rank (or one entry if the gather was skipped)"
+        )
+    ints = [_as_int(count, f"global_num_tokens_cpu[{slot}]") for slot, count in enumerate(counts)]
+    for slot, count in enumerate(ints):
+        if count < 0:
+            raise NegativeCountError(
+                f"global_num_tokens_cpu[{slot}] = {count}; a token count cannot be negative. "
+                "A negative count usually means a subtraction underflowed upstream"
+            )
+    return ints
+
+
+def dp_local_slice(
+    global_num_tokens_cpu: Sequence[int] | None,
+    dp_rank: int,
+    *,
+    dp_size: int,
+    can_run_graph: bool = False,
+    graph_extent: int | None = None,
+) -> DPSlice:
+    """Locate ``dp_rank``'s rows in the gathered DP buffer.
+
+    Args:
+        global_num_tokens_cpu: token counts per DP rank as Python ints (one entry
+            if the all-gather was skipped), or ``None`` during capture.
+        dp_rank: this rank, in ``range(dp_size)``.
+        dp_size: the DP size, the width of the gather.
+        can_run_graph: the forward replays a CUDA graph.
+        graph_extent: rows each rank owns in that graph, ``bs * num_tokens_per_bs``.
+
+    Returns:
+        The rank's ``(start, length)`` as exact ints.
+
+    Raises:
+        CountsUnavailableError: counts are ``None`` (CUDA-graph capture).
+        MissingGraphExtentError: ``can_run_graph`` without ``graph_extent``.
+        InvalidGraphExtentError: a negative extent.
+        CountExceedsExtentError: a count larger than the extent.
+        CountsLengthError: neither one entry nor ``dp_size`` entries.
+        RankOutOfRangeError: ``dp_rank`` not in ``range(dp_size)``.
+        InvalidDPSizeError: ``dp_size < 1``.
+        NegativeCountError: a negative count.
+        NonIntegerError: a bool, float, str or other non-integer.
+        TensorInputError: a tensor or array where ints are expected.
+    """
+    dp_size = _as_int(dp_size, "dp_size")
+    if dp_size < 1:
+        raise InvalidDPSizeError(f"dp_size = {dp_size}; the DP size is at least 1")
+    dp_rank = _as_int(dp_rank, "dp_rank")
+    if not 0 <= dp_rank < dp_size:
+        raise RankOutOfRangeError(
+            f"dp_rank = {dp_rank} is outside range({dp_size}); pass this process's "
+            "attention-DP rank, not its global or TP rank"
+        )
+    counts = _counts_as_ints(global_num_tokens_cpu)
+    if len(counts) == 1:
+        slot = 0  # the all-gather was skipped: the one entry is this rank's own
+    elif len(counts) == dp_size:
+        slot = dp_rank
+    else:
+        raise CountsLengthError(
+            f"global_num_tokens_cpu has {len(counts)} entries for dp_size={dp_size}; it must "
+            "hold one count per DP rank, or exactly one (this rank's) when the all-gather "
+            "was skipped. Another length means the counts belong to another group"
+        )
+    length = counts[slot]
+    if not _as_flag(can_run_graph, "can_run_graph"):
+        return DPSlice(sum(counts[:slot]), length)
+
+    if graph_extent is None:
+        raise MissingGraphExtentError(
+            "can_run_graph is True but graph_extent is None (sglang #30712: prefill graphs "
+            "leave cuda_graph_batch unset). Under graph replay rank r's rows start at "
+            "r * extent; pass the graph's padded extent in rows, bs * num_tokens_per_bs"
+        )
+    extent = _as_int(graph_extent, "graph_extent")
+    if extent < 0:
+        raise InvalidGraphExtentError(
+            f"graph_extent = {extent}; it is the rows each rank owns in the graph and "
+            "cannot be negative"
+        )
+    for other, count in enumerate(counts):
+        if count > extent:
+            raise CountExceedsExtentError(
+                f"global_num_tokens_cpu[{other}] = {count} exceeds graph_extent = {extent}: "
+                "the slice would run into the next rank's rows. Pass the extent in rows "
+                "(bs * num_tokens_per_bs, not the request count bs) of the graph that "
+                "actually replays this batch"
+            )
+    return DPSlice(slot * extent, length)
+
+
+def get_dp_local_slice_cpu(
+    forward_batch: ForwardBatchLike,
+    can_run_graph: bool,
+    cuda_graph_batch: int | None,
+    *,
+    dp_rank: int,
+    dp_size: int,
+    num_tokens_per_bs: int = 1,
+) -> DPSlice:
+    """sglang-shaped entry point to :func:`dp_local_slice`.
+
+    ``cuda_graph_batch`` is the graph's batch size ``bs``; the extent used is
+    ``cuda_graph_batch * num_tokens_per_bs``, so pass ``num_tokens_per_bs`` under
+    speculative decoding.  The rank and DP size are explicit rather than read
+    from global state.
+    """
+    extent = None
+    if cuda_graph_batch is not None:
+        extent = _as_int(cuda_graph_batch, "cuda_graph_batch") * _as_int(
+            num_tokens_per_bs, "num_tokens_per_bs"
+        )
+    return dp_local_slice(
+        forward_batch.global_num_tokens_cpu,
+        dp_rank,
+        dp_size=dp_size,
+        can_run_graph=can_run_graph,
+        graph_extent=extent,
+    )
