@@ -51,6 +51,17 @@ class DPSlice(NamedTuple):
         return slice(self.start, self.start + self.length)
 
 
+_PLAIN_SEQUENCES = (list, tuple)
+_INT_ONLY = frozenset({int})
+# tuple.__new__ skips the generated NamedTuple constructor: the slice is on the
+# engine's hot path, once per forward per capturer.
+_NEW_TUPLE = tuple.__new__
+
+
+def _new_slice(start: int, length: int) -> DPSlice:
+    return _NEW_TUPLE(DPSlice, (start, length))
+
+
 class ForwardBatchLike(Protocol):
     """The one field of an engine's forward batch that the slice reads."""
 
@@ -164,6 +175,43 @@ def dp_local_slice(
         NonIntegerError: a bool, float, str or other non-integer.
         TensorInputError: a tensor or array where ints are expected.
     """
+    counts = global_num_tokens_cpu
+    # Fast path for what engines pass: a list of plain ints, an int rank and
+    # size, a bool flag.  Any doubt falls through to the validating path below,
+    # which raises the explicit error.  It keeps the slice under a microsecond
+    # at DP size 8, where the validating path alone takes a few.
+    if (
+        type(counts) in _PLAIN_SEQUENCES
+        and type(dp_rank) is int
+        and type(dp_size) is int
+        and type(can_run_graph) is bool
+        and 0 <= dp_rank < dp_size
+    ):
+        width = len(counts)  # type: ignore[arg-type]
+        if (
+            (width == dp_size or width == 1)
+            and _INT_ONLY.issuperset(map(type, counts))  # type: ignore[arg-type]
+            and min(counts) >= 0  # type: ignore[type-var]
+        ):
+            slot = dp_rank if width == dp_size else 0
+            if not can_run_graph:
+                return _NEW_TUPLE(DPSlice, (sum(counts[:slot]), counts[slot]))  # type: ignore[index]
+            if type(graph_extent) is int and max(counts) <= graph_extent:  # type: ignore[type-var]
+                return _NEW_TUPLE(DPSlice, (slot * graph_extent, counts[slot]))  # type: ignore[index]
+    return _validated_slice(
+        counts, dp_rank, dp_size=dp_size, can_run_graph=can_run_graph, graph_extent=graph_extent
+    )
+
+
+def _validated_slice(
+    global_num_tokens_cpu: object,
+    dp_rank: object,
+    *,
+    dp_size: object,
+    can_run_graph: object,
+    graph_extent: object,
+) -> DPSlice:
+    """The slice with every argument checked; raises the explicit error for bad input."""
     dp_size = _as_int(dp_size, "dp_size")
     if dp_size < 1:
         raise InvalidDPSizeError(f"dp_size = {dp_size}; the DP size is at least 1")
@@ -186,7 +234,7 @@ def dp_local_slice(
         )
     length = counts[slot]
     if not _as_flag(can_run_graph, "can_run_graph"):
-        return DPSlice(sum(counts[:slot]), length)
+        return _new_slice(sum(counts[:slot]), length)
 
     if graph_extent is None:
         raise MissingGraphExtentError(
@@ -208,7 +256,7 @@ def dp_local_slice(
                 "(bs * num_tokens_per_bs, not the request count bs) of the graph that "
                 "actually replays this batch"
             )
-    return DPSlice(slot * extent, length)
+    return _new_slice(slot * extent, length)
 
 
 def get_dp_local_slice_cpu(

@@ -1,0 +1,30 @@
+"""``dpslice check``: run the property battery against any DP-local slice implementation.
+
+>>> from dpslice.check import run_check
+>>> report = run_check("dpslice.reference:dp_local_slice", max_examples=20, seed=0)
+>>> report.passed
+True
+
+The calling convention a target must follow is documented in
+:mod:`dpslice.check.target`; the properties live in :mod:`dpslice.check.battery`
+and more can be added with :func:`register`.
+"""
+
+from dpslice.check.registry import Counterexample, Property, UnknownPropertyError, register
+from dpslice.check.runner import CheckReport, PropertyResult, Verdict, run_check
+from dpslice.check.target import CONVENTION, BadTargetError, Target, load_target
+
+__all__ = [
+    "CONVENTION",
+    "BadTargetError",
+    "CheckReport",
+    "Counterexample",
+    "Property",
+    "PropertyResult",
+    "Target",
+    "UnknownPropertyError",
+    "Verdict",
+    "load_target",
+    "register",
+    "run_check",
+]

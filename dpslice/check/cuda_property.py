@@ -1,0 +1,101 @@
+"""``cuda_view``: on a GPU, the bounds as returned slice exactly the oracle's view.
+
+With ``--device cuda`` the target gets its count tensor on the GPU and may
+return 0-dim CUDA tensors as bounds.  This property slices the real gathered
+buffer on the GPU (``layout.gathered(rank, device="cuda")``) with the bounds
+exactly as returned, ints or tensors, and requires the very view the oracle's
+``(start, length)`` gives: the same storage, storage offset and shape, and
+contents that are the rank's own rows (``layout.expected_rows``).  Two empty
+views count as the same wherever they start: no row is read through either.
+
+The comparison itself works on any device (it uses the target's); only its
+applicability is CUDA's, so it can be tested without a GPU.
+
+Tensor bounds sync while slicing here; whether they should is ``sync_free``'s
+question.  A call that raises or returns no slice is judged by the rows
+properties, which run on the same device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dpslice.check.calls import LayoutCall, oracle_slice
+from dpslice.check.draws import EAGER_AND_REPLAY, RankExample, layouts, with_ranks
+from dpslice.check.registry import Counterexample, Property, register
+from dpslice.check.rows import render_rows
+from dpslice.check.target import Target
+
+__all__: list[str] = []
+
+
+def _needs_cuda(target: Target) -> str | None:
+    if target.device != "cuda":
+        return f"it compares CUDA views: run with --device cuda (this run is on {target.device})"
+    if not torch.cuda.is_available():
+        return "no CUDA device is available here"
+    return None
+
+
+def _first_row(view: torch.Tensor) -> int:
+    return view.storage_offset() // view.stride(0)
+
+
+def _difference(got: torch.Tensor, oracle: torch.Tensor) -> str | None:
+    """How the target's view differs from the oracle's, or ``None``."""
+    if len(got) == 0 and len(oracle) == 0:
+        return None
+    if got.untyped_storage().data_ptr() != oracle.untyped_storage().data_ptr():
+        return "it is not a view of the gathered buffer's storage"
+    if got.storage_offset() != oracle.storage_offset():
+        return (
+            f"the view starts at storage offset {got.storage_offset()} (row {_first_row(got)}), "
+            f"the oracle's at {oracle.storage_offset()} (row {_first_row(oracle)})"
+        )
+    if got.shape != oracle.shape:
+        return f"the view has shape {tuple(got.shape)}, the oracle's {tuple(oracle.shape)}"
+    if not torch.equal(got, oracle):
+        return "the view holds other rows than the oracle's at the same place"
+    return None
+
+
+def _same_view(target: Target, example: RankExample) -> Counterexample | None:
+    layout, rank = example
+    called = LayoutCall(target, layout, layout.call(rank))
+    if called.outcome.bounds is None:
+        return None
+    start, length = called.outcome.bounds
+    buffer = layout.gathered(rank, device=target.device)
+    first, count = oracle_slice(layout, rank)
+    oracle = buffer[first : first + count]
+    own_rows = layout.expected_rows(rank, device=target.device)
+    if not torch.equal(oracle, own_rows):
+        raise AssertionError(
+            f"the layout model disagrees with itself on {layout!r}, rank {rank}: the span's "
+            "rows are not expected_rows"
+        )
+    got = buffer[start : start + length]  # type: ignore[operator]
+    why = _difference(got, oracle)
+    if why is None:
+        return None
+    return called.counterexample(
+        f"the view buffer[{first}:{first + count}] on {target.device}: rows {render_rows(own_rows)}",
+        why,
+        expected_slice=(first, count),
+        got_rows=render_rows(got),
+        expected_rows=render_rows(own_rows),
+    )
+
+
+_DRAWS, _STRATEGY = with_ranks(layouts(*EAGER_AND_REPLAY))
+
+register(
+    Property(
+        name="cuda_view",
+        statement="On CUDA the bounds, used as returned, slice exactly the oracle's view.",
+        draws=f"{_DRAWS}; sliced on layout.gathered(rank, device='cuda')",
+        strategy=lambda _target: _STRATEGY,
+        check=_same_view,
+        requires=_needs_cuda,
+    )
+)

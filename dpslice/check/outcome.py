@@ -1,0 +1,210 @@
+"""Call a target once and classify what happened.
+
+Four outcomes:
+
+* **returned** a slice: ``(start, length)`` as exact ints;
+* **malformed**: it returned, but not a slice (a bool or float bound, a
+  multi-element tensor, a list, ``None``...): a wrong result;
+* **deliberate** error: it refused the input on purpose;
+* **incidental** crash: an error nobody chose to raise.
+
+Incidental means an instance of one of :data:`INCIDENTAL` (``TypeError``,
+``IndexError``, ...) whose class comes from Python itself or torch.  A class
+declared anywhere else is a decision, so it counts as deliberate even if it
+derives from ``TypeError``.  Everything else (``ValueError``, custom errors) is
+deliberate.
+"""
+
+from __future__ import annotations
+
+import enum
+import operator
+import os
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from dpslice.check.target import Target
+
+__all__ = [
+    "INCIDENTAL",
+    "Outcome",
+    "OutcomeKind",
+    "call_target",
+    "error_outcome",
+    "is_incidental",
+    "result_outcome",
+    "short_path",
+]
+
+#: Error types that mean the code fell over rather than refused the input.
+INCIDENTAL: tuple[type[BaseException], ...] = (
+    TypeError,
+    IndexError,
+    AttributeError,
+    KeyError,
+    ZeroDivisionError,
+    NameError,
+    OverflowError,
+    RecursionError,
+    AssertionError,
+    RuntimeError,
+)
+
+_THIS_FILE = os.path.abspath(__file__)
+_ABSENT = object()
+
+
+class OutcomeKind(enum.Enum):
+    RETURNED = "returned"
+    MALFORMED = "malformed"
+    DELIBERATE = "deliberate"
+    INCIDENTAL = "incidental"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one call of the target did.
+
+    ``slice`` is set when it returned a slice, and ``bounds`` then holds its start
+    and length exactly as returned (ints or 0-dim tensors, for properties that
+    slice a buffer with them); ``value`` (a repr) when it returned anything;
+    ``error``, ``message`` and ``location`` (``file:line`` where it was raised)
+    when it raised; ``problem`` says why a return was malformed.
+    """
+
+    kind: OutcomeKind
+    slice: tuple[int, int] | None = None
+    value: str | None = None
+    problem: str | None = None
+    error: str | None = None
+    message: str | None = None
+    location: str | None = None
+    bounds: tuple[object, object] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def raised(self) -> bool:
+        return self.kind in (OutcomeKind.DELIBERATE, OutcomeKind.INCIDENTAL)
+
+    def describe(self) -> str:
+        """One line: ``returned (2, 1)``, ``crashed with incidental TypeError: ... at f.py:3``."""
+        if self.kind is OutcomeKind.RETURNED:
+            assert self.slice is not None
+            return f"returned {self.slice}"
+        if self.kind is OutcomeKind.MALFORMED:
+            return f"returned {self.value}, not a slice: {self.problem}"
+        verb = (
+            "raised deliberate"
+            if self.kind is OutcomeKind.DELIBERATE
+            else ("crashed with incidental")
+        )
+        message = f": {self.message}" if self.message else ""
+        return f"{verb} {self.error}{message} at {self.location}"
+
+
+def is_incidental(exc: BaseException) -> bool:
+    """Whether ``exc`` is an accident rather than a refusal (see the module docstring)."""
+    if not isinstance(exc, INCIDENTAL):
+        return False
+    module = type(exc).__module__
+    return module == "builtins" or module == "torch" or module.startswith("torch.")
+
+
+def _bound(value: object, what: str) -> int | str:
+    """``value`` as an int, or the reason it is not a slice bound."""
+    if isinstance(value, bool):
+        return f"{what} is the bool {value!r}"
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0:
+            return f"{what} is a tensor of shape {tuple(value.shape)}, not a 0-dim tensor"
+        if value.dtype == torch.bool or value.dtype.is_floating_point or value.dtype.is_complex:
+            return f"{what} is a 0-dim {value.dtype} tensor, not an integer one"
+        return int(value.item())
+    if isinstance(value, float):
+        return f"{what} is the float {value!r}"
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return f"{what} is {type(value).__name__} {value!r}, not an int"
+
+
+def _parts(result: object) -> tuple[object, object] | str:
+    """``result``'s start and length as returned, unread, or why it has none."""
+    parts = (getattr(result, "start", _ABSENT), getattr(result, "length", _ABSENT))
+    if parts[0] is not _ABSENT and parts[1] is not _ABSENT:
+        return parts
+    if isinstance(result, tuple) and len(result) == 2:
+        return (result[0], result[1])
+    return f"a {type(result).__name__}; return (start, length) or an object with .start and .length"
+
+
+def _as_slice(parts: tuple[object, object]) -> tuple[int, int] | str:
+    """The ``(start, length)`` the bounds denote, or why they denote none."""
+    start, length = _bound(parts[0], "start"), _bound(parts[1], "length")
+    for bound in (start, length):
+        if isinstance(bound, str):
+            return bound
+    assert isinstance(start, int)
+    assert isinstance(length, int)
+    return (start, length)
+
+
+def short_path(path: str) -> str:
+    """``path`` relative to the working directory, unless it lies outside it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _location(exc: BaseException, target: Target) -> str:
+    """``file:line`` of the innermost frame in the target's file, else the innermost frame."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if os.path.abspath(frame.filename) != _THIS_FILE
+    ]
+    if not frames:
+        return "<unknown>"
+    inside = [frame for frame in frames if os.path.abspath(frame.filename) == target.source_file]
+    frame = (inside or frames)[-1]
+    return f"{short_path(frame.filename)}:{frame.lineno}"
+
+
+def error_outcome(exc: Exception, target: Target) -> Outcome:
+    """The outcome of a call of ``target`` that raised ``exc``."""
+    kind = OutcomeKind.INCIDENTAL if is_incidental(exc) else OutcomeKind.DELIBERATE
+    return Outcome(
+        kind=kind,
+        error=type(exc).__name__,
+        message=" ".join(str(exc).split()),
+        location=_location(exc, target),
+    )
+
+
+def result_outcome(result: object) -> Outcome:
+    """The outcome of a call that returned ``result``.
+
+    It reads tensor bounds on the host (a sync on CUDA): call it outside any
+    sync guard.
+    """
+    value = repr(result)
+    parts = _parts(result)
+    if isinstance(parts, str):
+        return Outcome(kind=OutcomeKind.MALFORMED, value=value, problem=parts)
+    as_slice = _as_slice(parts)
+    if isinstance(as_slice, str):
+        return Outcome(kind=OutcomeKind.MALFORMED, value=value, problem=as_slice)
+    return Outcome(kind=OutcomeKind.RETURNED, slice=as_slice, value=value, bounds=parts)
+
+
+def call_target(target: Target, arguments: Mapping[str, object]) -> Outcome:
+    """Call ``target`` with ``arguments`` as keywords and classify the outcome.
+
+    ``KeyboardInterrupt`` and other non-``Exception`` errors propagate.
+    """
+    try:
+        result = target.function(**arguments)
+    except Exception as exc:
+        return error_outcome(exc, target)
+    return result_outcome(result)

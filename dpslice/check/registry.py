@@ -1,0 +1,153 @@
+"""What a property of the battery is, and the registry the runner reads.
+
+A :class:`Property` names a statement, the Hypothesis strategy its examples
+come from and a check that turns one example into a :class:`Counterexample`
+or ``None``.  The runner knows nothing else about it, so other modules add
+properties (GPU sync-freedom, CUDA equivalence, distributed runs) by calling
+:func:`register` at import, without touching the runner or the report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from hypothesis.strategies import SearchStrategy
+
+from dpslice.check.outcome import Outcome
+from dpslice.check.target import CONVENTION, Target
+from dpslice.layout import DPLayout
+
+__all__ = [
+    "Counterexample",
+    "Property",
+    "UnknownPropertyError",
+    "register",
+    "registered",
+    "select",
+]
+
+Example = TypeVar("Example")
+
+
+class UnknownPropertyError(ValueError):
+    """A property was asked for by a name nobody registered."""
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """One call that broke a property, with everything needed to read and rerun it.
+
+    Attributes:
+        layout: the buffer the call was about (its repr rebuilds it).
+        rank: the DP rank called, or ``None`` if the rank itself was the defect.
+        function: the name shown in the rendered call.
+        arguments: the keyword arguments the target was given.
+        outcome: what the call did.
+        expected: what the property required, one line.
+        why: what is wrong with the outcome, one line.
+        expected_slice: the oracle's ``(start, length)``, where there is one.
+        got_rows: the tags of the rows the returned slice covers, rendered.
+        expected_rows: the tags it should have covered, rendered.
+    """
+
+    layout: DPLayout
+    rank: int | None
+    function: str
+    arguments: Mapping[str, object]
+    outcome: Outcome
+    expected: str
+    why: str
+    expected_slice: tuple[int, int] | None = None
+    got_rows: str | None = None
+    expected_rows: str | None = None
+
+
+_NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+
+
+@dataclass(frozen=True)
+class Property(Generic[Example]):
+    """A statement every DP-local slice must satisfy, and how to check it.
+
+    Attributes:
+        name: snake_case, unique in the registry; what ``--property`` selects.
+        statement: the property in one line.
+        draws: the strategy, as a readable expression (for ``--list`` and docs).
+        strategy: builds the strategy for a target; it may narrow the draw to
+            the inputs that target reads.
+        check: one example against the target; a counterexample or ``None``.
+        exercises: the convention parameters whose handling the property
+            judges.  The property is not applicable to a target that reads none
+            of them; empty means it always applies.
+        requires: extra applicability (a device, a backend): returns why the
+            property does not apply to a target, or ``None`` if it does.
+        describe: how the property runs against a target, where that varies
+            (which sync guard, say); shown in its row of the report.
+    """
+
+    name: str
+    statement: str
+    draws: str
+    strategy: Callable[[Target], SearchStrategy[Example]]
+    check: Callable[[Target, Example], Counterexample | None]
+    exercises: frozenset[str] = field(default_factory=frozenset)
+    requires: Callable[[Target], str | None] | None = None
+    describe: Callable[[Target], str] | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"property name {self.name!r} must be snake_case")
+        if not self.statement or "\n" in self.statement:
+            raise ValueError(f"property {self.name}: the statement must be one line")
+        unknown = self.exercises - set(CONVENTION)
+        if unknown:
+            raise ValueError(
+                f"property {self.name} exercises {sorted(unknown)}, which the calling "
+                f"convention does not pass; choose from {', '.join(CONVENTION)}"
+            )
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Why the property does not apply to ``target``, or ``None`` if it does."""
+        if self.exercises and not self.exercises & target.accepts:
+            names = " or ".join(sorted(self.exercises))
+            return f"the target does not take {names}"
+        return self.requires(target) if self.requires is not None else None
+
+
+_REGISTRY: dict[str, Property[Any]] = {}
+
+
+def register(prop: Property[Example]) -> Property[Example]:
+    """Add ``prop`` to the battery; properties run in the order registered.
+
+    Raises:
+        ValueError: a property of that name is already registered.
+    """
+    if prop.name in _REGISTRY:
+        raise ValueError(f"a property named {prop.name!r} is already registered")
+    _REGISTRY[prop.name] = prop
+    return prop
+
+
+def registered() -> tuple[Property[Any], ...]:
+    """Every registered property, in registration order."""
+    return tuple(_REGISTRY.values())
+
+
+def select(names: Iterable[str]) -> tuple[Property[Any], ...]:
+    """The registered properties named, in the order given, each once.
+
+    Raises:
+        UnknownPropertyError: a name is not registered.
+    """
+    chosen = []
+    for name in dict.fromkeys(names):
+        if name not in _REGISTRY:
+            raise UnknownPropertyError(
+                f"no property named {name!r}; choose from {', '.join(_REGISTRY)}"
+            )
+        chosen.append(_REGISTRY[name])
+    return tuple(chosen)

@@ -1,0 +1,233 @@
+"""Run properties against a target with Hypothesis and collect the verdicts.
+
+Each property runs as its own ``@given`` test, seeded with ``hypothesis.seed``,
+no example database and no deadline, so a seed reproduces a run.  On a failure
+Hypothesis shrinks, then replays the minimal example last: the counterexample
+recorded is the one from that final replay.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import hypothesis
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis.errors import Flaky
+
+# Register the built-in properties, in this order (the order of the report's
+# rows); the runner itself is agnostic of which run.
+import dpslice.check.battery  # isort: skip
+import dpslice.check.sync_property  # isort: skip
+import dpslice.check.cuda_property  # noqa: F401  # isort: skip
+from dpslice.check.registry import Counterexample, Property, registered, select
+from dpslice.check.target import Target, check_device, load_target, target_from_callable
+
+__all__ = ["CheckReport", "PropertyResult", "Verdict", "run_check", "run_property"]
+
+
+class Verdict(enum.Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    NOT_APPLICABLE = "N/A"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class PropertyResult:
+    """How one property fared.
+
+    Attributes:
+        name, statement: the property's.
+        verdict: PASS, FAIL, N/A (the target reads none of its inputs) or
+            ERROR (the check itself broke, not the target).
+        examples: calls of the check, shrinking included.
+        seconds: wall time spent on the property.
+        counterexample: the minimal failing example, for FAIL.
+        note: why it is N/A, what broke for ERROR, or else how the property
+            ran (:attr:`Property.describe`), if it says.
+    """
+
+    name: str
+    statement: str
+    verdict: Verdict
+    examples: int
+    seconds: float
+    counterexample: Counterexample | None = None
+    note: str | None = None
+
+    @property
+    def holds(self) -> bool:
+        """PASS or N/A: nothing here says the target is wrong."""
+        return self.verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The outcome of one ``dpslice check`` run."""
+
+    target: Target
+    seed: int
+    max_examples: int
+    results: tuple[PropertyResult, ...]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        """Every property holds (N/A counts as holding)."""
+        return all(result.holds for result in self.results)
+
+    @property
+    def examples(self) -> int:
+        return sum(result.examples for result in self.results)
+
+    def result(self, name: str) -> PropertyResult:
+        """The result of the property ``name``.
+
+        Raises:
+            KeyError: no property of that name ran.
+        """
+        for result in self.results:
+            if result.name == name:
+                return result
+        raise KeyError(f"no property named {name!r} ran; ran {[r.name for r in self.results]}")
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Names of the properties that FAILed."""
+        return tuple(result.name for result in self.results if result.verdict is Verdict.FAIL)
+
+
+class _Falsified(Exception):
+    def __init__(self, counterexample: Counterexample) -> None:
+        super().__init__(counterexample.why)
+        self.counterexample = counterexample
+
+
+def _settings(max_examples: int) -> settings:
+    return settings(
+        max_examples=max_examples,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        report_multiple_bugs=False,
+        print_blob=False,
+        verbosity=Verbosity.quiet,
+        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+def _error_note(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    message = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    if isinstance(exc, Flaky):
+        return f"the target gave different outcomes for the same call ({message})"
+    return f"the check itself broke, not the target ({message})"
+
+
+def run_property(
+    prop: Property[Any], target: Target, *, max_examples: int, seed: int
+) -> PropertyResult:
+    """Run one property against ``target``; never raises for what the target does."""
+    started = time.perf_counter()
+
+    def result(verdict: Verdict, **extra: Any) -> PropertyResult:
+        return PropertyResult(
+            name=prop.name,
+            statement=prop.statement,
+            verdict=verdict,
+            examples=examples,
+            seconds=time.perf_counter() - started,
+            **extra,
+        )
+
+    examples = 0
+    reason = prop.not_applicable(target)
+    if reason is not None:
+        return result(Verdict.NOT_APPLICABLE, note=reason)
+
+    def one_example(example: Any) -> None:
+        nonlocal examples
+        examples += 1
+        counterexample = prop.check(target, example)
+        if counterexample is not None:
+            raise _Falsified(counterexample)
+
+    how = prop.describe(target) if prop.describe is not None else None
+    try:
+        test: Callable[[], None] = _settings(max_examples)(
+            given(prop.strategy(target))(one_example)
+        )
+        hypothesis.seed(seed)(test)()
+    except _Falsified as failure:
+        # Raised from Hypothesis's final replay: the shrunk, minimal example.
+        return result(Verdict.FAIL, counterexample=failure.counterexample, note=how)
+    except Exception as exc:
+        return result(Verdict.ERROR, note=_error_note(exc))
+    return result(Verdict.PASS, note=how)
+
+
+def _properties(chosen: Sequence[str | Property[Any]] | None) -> tuple[Property[Any], ...]:
+    if chosen is None:
+        return registered()
+    if isinstance(chosen, str):
+        raise TypeError(f"properties={chosen!r} must be a sequence of names, not one string")
+    return tuple(prop if isinstance(prop, Property) else select([prop])[0] for prop in chosen)
+
+
+def run_check(
+    target: str | Target | Callable[..., object] = "dpslice.reference:dp_local_slice",
+    *,
+    max_examples: int = 500,
+    seed: int | None = None,
+    properties: Sequence[str | Property[Any]] | None = None,
+    device: str | None = None,
+) -> CheckReport:
+    """Check ``target`` against the property battery.
+
+    Args:
+        target: ``package.module:function``, ``path/to/file.py:function``, a
+            loaded :class:`Target` or the callable itself.
+        max_examples: examples drawn per property (before shrinking).
+        seed: Hypothesis seed; a random one (recorded in the report) if ``None``.
+        properties: names or :class:`Property` objects to run; all registered
+            ones, in order, if ``None``.
+        device: where ``global_num_tokens_gpu`` is built, ``"cpu"`` or
+            ``"cuda"``; ``None`` keeps a loaded :class:`Target`'s device, else
+            ``"cpu"``.  On ``"cuda"`` the sync property runs in CUDA mode and
+            the CUDA equivalence property applies.
+
+    Raises:
+        BadTargetError: the target cannot be loaded or called with the convention.
+        DeviceError: an unknown device, or ``"cuda"`` without a GPU.
+        UnknownPropertyError: a property name is not registered.
+        ValueError: ``max_examples`` is below 1.
+    """
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        raise ValueError(f"max_examples={max_examples!r} must be an int >= 1")
+    if isinstance(target, Target):
+        if device is not None and device != target.device:
+            target = replace(target, device=check_device(device))
+    elif isinstance(target, str):
+        target = load_target(target, device=device or "cpu")
+    else:
+        target = target_from_callable(target, device=device or "cpu")
+    chosen = _properties(properties)
+    if seed is None:
+        seed = secrets.randbelow(2**32)
+    started = time.perf_counter()
+    results = tuple(
+        run_property(prop, target, max_examples=max_examples, seed=seed) for prop in chosen
+    )
+    return CheckReport(
+        target=target,
+        seed=seed,
+        max_examples=max_examples,
+        results=results,
+        seconds=time.perf_counter() - started,
+    )

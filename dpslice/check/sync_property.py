@@ -1,0 +1,148 @@
+"""``sync_free``: locating the rank's rows, and slicing them out, never syncs the host.
+
+Two things are watched, each under its own recording guard
+(:func:`dpslice.sync.find_syncs`):
+
+1. **the call**, with its arguments built beforehand: making a CUDA tensor from
+   a list syncs, and that is the check's doing, not the target's;
+2. **the use** of what it returned: the gathered buffer sliced with the bounds
+   exactly as returned, ``buffer[start : start + length]``, as an engine's
+   capturer slices it.  Python ints slice for free; every 0-dim tensor bound
+   is read on the host there (sglang #24514).  A target that computes tensor
+   bounds without a sync has only moved the sync to this line, which is
+   where upstream's tensor path synced too.
+
+On ``--device cuda`` the guard is CUDA mode (torch's sync debug mode plus
+hooks: what really syncs on the GPU); otherwise it is CPU-only mode (the
+operations that would sync on CUDA, seen on CPU tensors).  The report's row
+says which ran.  A call that raises is not judged here (the other properties
+judge errors), and a result that is not a slice is not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from dpslice.check.calls import LayoutCall, oracle_slice
+from dpslice.check.draws import EAGER_AND_REPLAY, RankExample, layouts, with_ranks
+from dpslice.check.outcome import (
+    Outcome,
+    call_target,
+    error_outcome,
+    result_outcome,
+    short_path,
+)
+from dpslice.check.registry import Counterexample, Property, register
+from dpslice.check.target import Target
+from dpslice.sync import SyncEvent, SyncMode, find_syncs
+
+__all__ = ["sync_mode"]
+
+_MODE_NAMES = {"cuda": "CUDA mode", "cpu": "CPU-only mode"}
+
+
+def sync_mode(target: Target) -> SyncMode:
+    """The :mod:`dpslice.sync` mode the property runs in for ``target``: ``"cuda"`` or ``"cpu"``."""
+    return "cuda" if target.device == "cuda" else "cpu"
+
+
+def _describe(target: Target) -> str:
+    if sync_mode(target) == "cuda":
+        return "dpslice.sync CUDA mode (torch's sync debug mode and hooks, on the GPU)"
+    return "dpslice.sync CPU-only mode (ops that would sync on CUDA; --device cuda for CUDA mode)"
+
+
+class _Watched:
+    """Calls a target under a recording guard; keeps the syncs the call caused."""
+
+    def __init__(self, mode: SyncMode) -> None:
+        self.mode = mode
+        self.events: tuple[SyncEvent, ...] = ()
+
+    def __call__(self, target: Target, arguments: Mapping[str, object]) -> Outcome:
+        returned: list[object] = []
+        try:
+            self.events = find_syncs(
+                lambda: returned.append(target.function(**arguments)), mode=self.mode
+            )
+        except Exception as exc:
+            return error_outcome(exc, target)
+        if not returned:
+            # CUDA mode aborted the call to stop a sync outside torch's Python
+            # API (the event is recorded); call again, unguarded, for the outcome.
+            return call_target(target, arguments)
+        # Classified outside the guard: reading tensor bounds syncs by design.
+        return result_outcome(returned[0])
+
+
+def _slice_with(buffer: torch.Tensor, start: Any, length: Any) -> torch.Tensor:
+    # The engine's slice; reported as the syncing line when the bounds are tensors.
+    return buffer[start : start + length]
+
+
+def _sites(events: Sequence[SyncEvent]) -> str:
+    """``op (xN) at file:line: source`` for each distinct site, in the order first seen."""
+    counts: dict[tuple[str, str, int], int] = {}
+    first: dict[tuple[str, str, int], SyncEvent] = {}
+    for event in events:
+        key = (event.op, event.filename, event.lineno)
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, event)
+    sites = []
+    for key, event in first.items():
+        times = f" (x{counts[key]})" if counts[key] > 1 else ""
+        source = f": {event.source}" if event.source else ""
+        sites.append(f"{event.op}{times} at {short_path(event.filename)}:{event.lineno}{source}")
+    return "; ".join(sites)
+
+
+def _kind(bound: object) -> str:
+    if isinstance(bound, torch.Tensor):
+        return f"a 0-dim {bound.device.type} tensor"
+    return f"a {type(bound).__name__}"
+
+
+def _sync_free(target: Target, example: RankExample) -> Counterexample | None:
+    layout, rank = example
+    mode = sync_mode(target)
+    watched = _Watched(mode)
+    called = LayoutCall(target, layout, layout.call(rank), invoke=watched)
+    if called.outcome.raised:
+        return None
+    problems = []
+    if watched.events:
+        problems.append(f"the call synchronised the host: {_sites(watched.events)}")
+    if called.outcome.bounds is not None:
+        start, length = called.outcome.bounds
+        buffer = layout.gathered(rank, device=target.device)
+        used = find_syncs(lambda: _slice_with(buffer, start, length), mode=mode)
+        if used:
+            problems.append(
+                f"slicing the gathered buffer with the bounds it returned (start {_kind(start)}, "
+                f"length {_kind(length)}) synchronised the host: {_sites(used)}"
+            )
+    if not problems:
+        return None
+    return called.counterexample(
+        "no host-device synchronisation, in the call or in slicing with its bounds "
+        f"(dpslice.sync, {_MODE_NAMES[mode]})",
+        "; and ".join(problems),
+        expected_slice=oracle_slice(layout, rank),
+    )
+
+
+_DRAWS, _STRATEGY = with_ranks(layouts(*EAGER_AND_REPLAY))
+
+register(
+    Property(
+        name="sync_free",
+        statement="Computing the slice, and slicing the buffer with it, never syncs the host.",
+        draws=f"{_DRAWS}; the call and the slicing each under dpslice.sync.find_syncs",
+        strategy=lambda _target: _STRATEGY,
+        check=_sync_free,
+        describe=_describe,
+    )
+)

@@ -1,0 +1,314 @@
+"""Load the implementation under check, and the convention it is called with.
+
+A target is named ``package.module:function`` or ``path/to/file.py:function``
+(the part after the colon may be dotted, ``module:Class.method``).  A file is
+loaded through importlib under a module name of its own, so two files with
+the same stem never collide.
+
+Calling convention
+------------------
+
+The target is called with **keyword arguments only**, and only those its
+signature names (all of them if it takes ``**kwargs``), drawn from:
+
+``global_num_tokens_cpu``
+    ``list[int] | None``: the per-rank counts as the forward batch carries
+    them; ``None`` during CUDA-graph capture, one entry when the all-gather
+    was skipped.
+``global_num_tokens_gpu``
+    a 1-D int64 ``torch.Tensor`` of the per-rank counts on the check's device
+    (CPU by default); populated even during capture.
+``dp_rank``, ``dp_size``
+    this rank and the DP size (the width of the gather).
+``can_run_graph``
+    ``bool``: the forward replays (or captures) a CUDA graph.
+``graph_extent``
+    rows each rank owns under graph replay, ``bs * num_tokens_per_bs``, or ``None``.
+``cuda_graph_batch``
+    the graph's batch size ``bs`` as upstream passes it: a request count.
+``num_tokens_per_bs``
+    rows per request in the graph (above 1 under speculative decoding).
+
+It returns ``(start, length)``: a 2-tuple, a NamedTuple such as
+:class:`dpslice.DPSlice`, or any object with ``.start`` and ``.length``; each
+an ``int`` or a 0-dim integer tensor.
+
+A parameter outside this set must have a default (it is never passed);
+a positional-only parameter cannot be passed by keyword, so it is refused
+unless it has a default and a name outside the set.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+import itertools
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dpslice.layout import SliceCall
+
+__all__ = [
+    "CONVENTION",
+    "DEVICES",
+    "BadTargetError",
+    "DeviceError",
+    "Target",
+    "check_device",
+    "load_target",
+    "target_from_callable",
+]
+
+#: Every keyword argument the check can pass, in the order calls are shown.
+CONVENTION: tuple[str, ...] = (
+    "global_num_tokens_cpu",
+    "global_num_tokens_gpu",
+    "dp_rank",
+    "dp_size",
+    "can_run_graph",
+    "graph_extent",
+    "cuda_graph_batch",
+    "num_tokens_per_bs",
+)
+
+#: Where the check can build ``global_num_tokens_gpu``.
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+
+_SPEC_HINT = "name it as package.module:function or path/to/file.py:function"
+_file_modules = itertools.count()
+
+
+class BadTargetError(Exception):
+    """The target cannot be loaded or cannot be called with the check's convention.
+
+    The message is one line: what is wrong and what to do.
+    """
+
+
+class DeviceError(ValueError):
+    """The check was asked for a device it does not know, or one this machine lacks."""
+
+
+def check_device(device: str) -> str:
+    """``device`` if the check can run there.
+
+    Raises:
+        DeviceError: not one of :data:`DEVICES`, or ``"cuda"`` where torch sees no GPU.
+    """
+    if device not in DEVICES:
+        raise DeviceError(f"device={device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device 'cuda' needs a CUDA GPU, and torch {torch.__version__} sees none "
+                "here; check on the CPU (the default) or on a machine with a GPU"
+            )
+    return device
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _describe(exc: BaseException) -> str:
+    message = _one_line(str(exc))
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class Target:
+    """A slice implementation, ready to be called with the convention.
+
+    Attributes:
+        spec: how it was named, reused in reproduce commands.
+        function: the callable itself.
+        name: the name shown in a rendered call.
+        accepts: the convention's parameters it is passed.
+        source_file: the file it is defined in, where failures are located.
+        device: where ``global_num_tokens_gpu`` is built.
+    """
+
+    spec: str
+    function: Callable[..., object]
+    name: str
+    accepts: frozenset[str]
+    source_file: str | None
+    device: str = "cpu"
+
+    def reads(self, parameter: str) -> bool:
+        """Whether the target is passed ``parameter``."""
+        return parameter in self.accepts
+
+    def arguments(self, call: SliceCall, gpu_counts: Sequence[int]) -> dict[str, object]:
+        """The keyword arguments for ``call``, limited to the ones the target names.
+
+        ``gpu_counts`` are the per-rank counts the GPU tensor carries; the tensor is
+        only built when the target reads it.
+        """
+        values: dict[str, object] = {
+            "global_num_tokens_cpu": call.global_num_tokens_cpu,
+            "dp_rank": call.dp_rank,
+            "dp_size": call.dp_size,
+            "can_run_graph": call.can_run_graph,
+            "graph_extent": call.graph_extent,
+            "cuda_graph_batch": call.cuda_graph_batch,
+            "num_tokens_per_bs": call.num_tokens_per_bs,
+        }
+        if self.reads("global_num_tokens_gpu"):
+            import torch
+
+            values["global_num_tokens_gpu"] = torch.tensor(
+                list(gpu_counts), dtype=torch.int64, device=self.device
+            )
+        return {name: values[name] for name in CONVENTION if name in self.accepts}
+
+
+def _accepted_parameters(function: Callable[..., object], spec: str) -> frozenset[str]:
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError) as exc:
+        raise BadTargetError(
+            f"cannot read the signature of {spec} ({_describe(exc)}); "
+            "wrap it in a Python function with keyword parameters from the convention"
+        ) from None
+    accepts: set[str] = set()
+    for parameter in signature.parameters.values():
+        required = parameter.default is inspect.Parameter.empty
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            accepts.update(CONVENTION)
+        elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        elif parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
+            if required or parameter.name in CONVENTION:
+                raise BadTargetError(
+                    f"{spec}: parameter {parameter.name!r} is positional-only, but the check "
+                    "passes keyword arguments only; drop the '/' from its signature"
+                )
+        elif parameter.name in CONVENTION:
+            accepts.add(parameter.name)
+        elif required:
+            raise BadTargetError(
+                f"{spec}: required parameter {parameter.name!r} is not in the calling "
+                f"convention ({', '.join(CONVENTION)}); give it a default or rename it"
+            )
+    return frozenset(accepts)
+
+
+def _source_file(function: Callable[..., object]) -> str | None:
+    code = getattr(inspect.unwrap(function), "__code__", None)
+    filename = getattr(code, "co_filename", None)
+    return os.path.abspath(filename) if isinstance(filename, str) else None
+
+
+def target_from_callable(
+    function: Callable[..., object], *, spec: str | None = None, device: str = "cpu"
+) -> Target:
+    """Wrap a callable already in hand as a :class:`Target`.
+
+    Raises:
+        BadTargetError: it is not callable or its signature breaks the convention.
+        DeviceError: see :func:`check_device`.
+    """
+    check_device(device)
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
+    if spec is None:
+        spec = f"{getattr(function, '__module__', '?')}:{name or type(function).__name__}"
+    if not callable(function):
+        raise BadTargetError(
+            f"{spec} is a {type(function).__name__}, not callable; name a function"
+        )
+    return Target(
+        spec=spec,
+        function=function,
+        name=(name or "target").rpartition(".")[2],
+        accepts=_accepted_parameters(function, spec),
+        source_file=_source_file(function),
+        device=device,
+    )
+
+
+def _is_file_spec(location: str) -> bool:
+    return location.endswith(".py") or "/" in location or os.sep in location
+
+
+def _import_module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            raise BadTargetError(
+                f"module {name!r} not found; check the spelling, install it, or run from "
+                "the directory that holds it"
+            ) from None
+        raise BadTargetError(f"importing {name!r} failed: {_describe(exc)}") from None
+    except Exception as exc:
+        raise BadTargetError(f"importing {name!r} raised {_describe(exc)}") from None
+
+
+def _load_file(location: str) -> ModuleType:
+    path = Path(location)
+    if not path.is_file():
+        raise BadTargetError(f"file {location!r} not found")
+    stem = re.sub(r"\W", "_", path.stem)
+    module_name = f"_dpslice_target_{stem}_{next(_file_modules)}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise BadTargetError(f"{location!r} cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running so dataclasses and pickling inside it can find it.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise BadTargetError(f"loading {location!r} raised {_describe(exc)}") from None
+    return module
+
+
+def _attribute(module: ModuleType, location: str, path: str) -> object:
+    value: Any = module
+    for part in path.split("."):
+        if not hasattr(value, part):
+            names = [name for name in dir(value) if not name.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise BadTargetError(f"{location!r} has no attribute {part!r}{hint}")
+        value = getattr(value, part)
+    return value
+
+
+def load_target(spec: str, *, device: str = "cpu") -> Target:
+    """Load ``package.module:function`` or ``path/to/file.py:function``.
+
+    Raises:
+        BadTargetError: no colon, the module or file is missing or fails to
+            import, the attribute is missing or not callable, or its signature
+            breaks the calling convention (see the module docstring).
+        DeviceError: see :func:`check_device` (checked before anything is imported).
+    """
+    check_device(device)
+    if not isinstance(spec, str):
+        raise BadTargetError(f"target {spec!r} is not a string; {_SPEC_HINT}")
+    location, colon, path = spec.rpartition(":")
+    if not colon or not location or not path:
+        raise BadTargetError(f"target {spec!r} has no ':function' part; {_SPEC_HINT}")
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", path):
+        raise BadTargetError(f"{path!r} after the colon is not a Python name; {_SPEC_HINT}")
+    module = _load_file(location) if _is_file_spec(location) else _import_module(location)
+    function = _attribute(module, location, path)
+    if not callable(function):
+        raise BadTargetError(
+            f"{spec} is a {type(function).__name__}, not callable; name a function"
+        )
+    return target_from_callable(function, spec=spec, device=device)

@@ -1,0 +1,180 @@
+"""One forward's gathers, done as engines do them, with real torch.distributed collectives.
+
+Each rank knows only what an engine's rank knows: its own token count, the
+layout mode, the attention-TP size and the graph extent.  The other ranks'
+counts arrive through an all-gather, and the buffer is assembled by the
+collective the mode calls for:
+
+* SUM_LEN: a zero buffer of the summed length, own rows written at the prefix
+  sum of the counts before this rank, ``all_reduce(SUM)``;
+* MAX_LEN: own rows padded to the largest count, all-gathered into one tensor;
+* GRAPH_REPLAY: own rows padded to the graph extent, all-gathered likewise;
+* a skipped gather: no collective, the buffer is the rank's own rows, padded to
+  its region.
+
+Counts are first rounded up to a multiple of the attention-TP size.  Rows are
+tagged ``(rank, local_row)``, padding ``(rank, PAD_ROW)``, as in
+:meth:`dpslice.DPLayout.gathered`, which the result is then compared with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from dpslice.layout import PAD_ROW, DPLayout, Mode
+
+__all__ = ["GatheredForward", "RowGatherer", "gather_forward", "own_rows"]
+
+# torch 2.13 renamed the tensor all-gather to all_gather_single and left
+# all_gather_into_tensor as a deprecated alias (a FutureWarning per call site);
+# earlier versions have only the old name.  Same collective either way.
+_all_gather_tensor: Callable[..., object] = getattr(
+    dist, "all_gather_single", dist.all_gather_into_tensor
+)
+
+
+class RowGatherer:
+    """All-gathers equal-sized row blocks into one tensor, as engines do.
+
+    Gloo in torch 2.13 implements the tensor form (checked: it gathers
+    correctly, including empty tensors).  Older gloo builds raised "does not
+    support" for it, so :meth:`probe` tries it once at start-up, when every
+    rank runs the same probe and a local refusal cannot desynchronise the
+    group; if refused, blocks are gathered with ``all_gather`` into a list and
+    concatenated.
+    """
+
+    def __init__(self) -> None:
+        self.tensor_form = True
+
+    def probe(self, device: torch.device) -> None:
+        """Decide which form to use; also warms the communicator up."""
+        block = torch.zeros((1, 2), dtype=torch.int64, device=device)
+        out = torch.empty((dist.get_world_size(), 2), dtype=torch.int64, device=device)
+        try:
+            _all_gather_tensor(out, block)
+        except RuntimeError as error:
+            if "support" not in str(error):
+                raise
+            self.tensor_form = False
+            parts = [torch.empty_like(block) for _ in range(dist.get_world_size())]
+            dist.all_gather(parts, block)
+
+    def gather(self, block: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``block`` (same shape everywhere), concatenated along rows in rank order."""
+        world = dist.get_world_size()
+        if block.numel() == 0:
+            # Every rank's block has this shape, so every rank skips alike; how
+            # backends treat zero-element collectives has varied between versions.
+            return block.new_empty((0, *block.shape[1:]))
+        if self.tensor_form:
+            out = block.new_empty((world * block.shape[0], *block.shape[1:]))
+            _all_gather_tensor(out, block.contiguous())
+            return out
+        parts = [torch.empty_like(block) for _ in range(world)]
+        dist.all_gather(parts, block.contiguous())
+        return torch.cat(parts)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def own_rows(rank: int, count: int, attn_tp_size: int, device: torch.device) -> torch.Tensor:
+    """Rank ``rank``'s tagged tokens, padded up to a multiple of the attention-TP size."""
+    rows = torch.full(
+        (_round_up(count, attn_tp_size), 2), PAD_ROW, dtype=torch.int64, device=device
+    )
+    rows[:, 0] = rank
+    rows[:count, 1] = torch.arange(count, dtype=torch.int64, device=device)
+    return rows
+
+
+def _pad(rows: torch.Tensor, rank: int, extent: int) -> torch.Tensor:
+    padding = torch.full(
+        (extent - rows.shape[0], 2), PAD_ROW, dtype=torch.int64, device=rows.device
+    )
+    padding[:, 0] = rank
+    return torch.cat([rows, padding])
+
+
+@dataclass(frozen=True)
+class GatheredForward:
+    """What one rank holds after the forward's gathers.
+
+    Attributes:
+        counts: every rank's real token count, from the count all-gather.
+        global_num_tokens_cpu: the CPU count list the engine hands the slicer.
+        global_num_tokens_gpu: the counts tensor on the rank's device, derived
+            on the device from the gathered counts (not copied from the list).
+        peer_lists: the full count list every rank derived, one row per rank,
+            all-gathered: every row must be the same.
+        buffer: the gathered ``(rows, 2)`` tag buffer.
+    """
+
+    counts: list[int]
+    global_num_tokens_cpu: list[int]
+    global_num_tokens_gpu: torch.Tensor
+    peer_lists: list[list[int]]
+    buffer: torch.Tensor
+
+
+def gather_forward(
+    layout: DPLayout, rank: int, gatherer: RowGatherer, device: torch.device
+) -> GatheredForward:
+    """Run rank ``rank``'s side of ``layout``'s gathers; every rank must call it together.
+
+    Reads only what the rank itself knows: ``layout.counts[rank]``, the mode,
+    the attention-TP size, the graph extent and whether the gather is skipped.
+    Capture layouts are not gathered here (no CPU counts to check).
+    """
+    if layout.mode is Mode.GRAPH_CAPTURE:
+        raise ValueError("capture layouts have no CPU counts; the round trip draws eager/replay")
+    tp = layout.attn_tp_size
+    mine = own_rows(rank, layout.counts[rank], tp, device)
+
+    count_block = torch.tensor([layout.counts[rank]], dtype=torch.int64, device=device)
+    counts_gpu = gatherer.gather(count_block)
+    counts = [int(count) for count in counts_gpu.tolist()]
+    rows = [_round_up(count, tp) for count in counts]
+    rows_gpu = (counts_gpu + (tp - 1)) // tp * tp
+    if layout.mode is Mode.MAX_LEN:
+        # sglang overwrites the CPU list with the padded one before any reader runs.
+        owned = [max(rows)] * len(rows)
+        owned_gpu = rows_gpu.max().repeat(len(rows))
+    else:
+        owned, owned_gpu = rows, rows_gpu
+    peers = gatherer.gather(torch.tensor([owned], dtype=torch.int64, device=device))
+    if layout.gather_skipped:
+        cpu, gpu = [owned[rank]], owned_gpu[rank : rank + 1].clone()
+    else:
+        cpu, gpu = owned, owned_gpu
+
+    if layout.mode is Mode.GRAPH_REPLAY:
+        assert layout.graph_extent is not None
+        region = layout.graph_extent
+    elif layout.mode is Mode.MAX_LEN:
+        region = max(rows)
+    else:
+        region = rows[rank]
+    if layout.gather_skipped:
+        buffer = _pad(mine, rank, region)
+    elif layout.mode is Mode.SUM_LEN:
+        start = sum(rows[:rank])
+        buffer = torch.zeros((sum(rows), 2), dtype=torch.int64, device=device)
+        buffer[start : start + rows[rank]] = mine
+        if buffer.numel():  # the summed length is the same on every rank: all skip alike
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+    else:
+        buffer = gatherer.gather(_pad(mine, rank, region))
+    return GatheredForward(
+        counts=counts,
+        global_num_tokens_cpu=cpu,
+        global_num_tokens_gpu=gpu,
+        peer_lists=[[int(value) for value in row] for row in peers.tolist()],
+        buffer=buffer,
+    )

@@ -1,0 +1,384 @@
+"""The driver: one long-lived process group, layouts in, outcomes out, nothing left behind.
+
+:class:`RoundTripSession` spawns ``dp_size`` ranks (``torch.multiprocessing``,
+spawn context), each joined to a process group through a ``TCPStore`` that the
+driver hosts on ``127.0.0.1`` port 0 (a fresh free port per run: parallel runs
+never collide).  Each rank has a pipe to the driver.  The driver sends every
+rank the same layout and waits on the pipes *and* the processes' sentinels at
+once, so a rank that dies is seen at once, not at the next timeout.
+
+Every wait has a deadline: start-up, each layout, and optionally the whole
+run.  On any failure (a rank's error, a rank's death, a deadline) the driver
+kills every rank (SIGKILL: a rank blocked in a collective cannot be asked to
+leave), reaps them, closes the store and raises a typed error.  On success it
+asks the ranks to stop; each calls ``destroy_process_group`` and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from multiprocessing.connection import Connection, wait
+from types import TracebackType
+from typing import Any, NoReturn
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as torch_mp
+from torch._C._distributed_c10d import TCPStore
+
+from dpslice.distributed.errors import (
+    RankFailed,
+    RoundTripConfigError,
+    RoundTripTimeout,
+)
+from dpslice.distributed.rank_check import RankOutcome
+from dpslice.distributed.result import RoundTripResult
+from dpslice.distributed.search import search
+from dpslice.distributed.target import load_target, resolve_spec
+from dpslice.distributed.worker import BACKENDS, spawned_worker
+from dpslice.layout import DPLayout, Mode
+
+__all__ = ["RoundTripSession", "check_search_arguments"]
+
+#: After the first rank fails, how long to listen for its peers before judging the root cause.
+_FAILURE_GRACE_S = 1.0
+#: How long stopping ranks may take to destroy their groups and exit before being killed.
+_STOP_GRACE_S = 15.0
+
+
+def _check_positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise RoundTripConfigError(f"{name}={value!r} must be a number of seconds > 0")
+    return float(value)
+
+
+def check_search_arguments(max_examples: int, timeout: float) -> float:
+    """Validate a search's budget before anything starts; return the timeout as a float."""
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        raise RoundTripConfigError(f"max_examples={max_examples!r} must be an int >= 1")
+    return _check_positive("timeout", timeout)
+
+
+class RoundTripSession:
+    """A process group of ``dp_size`` ranks that evaluates layouts, for any number of targets.
+
+    Use it as a context manager.  :meth:`check` sends one layout to every
+    rank; :meth:`round_trip` runs a whole Hypothesis search.  Each rank loads a
+    target the first time a layout names it, so one group can check several
+    targets in turn (a target that kills its rank takes the group with it).
+
+    Args:
+        dp_size: ranks to spawn (the DP size; one GPU per rank under NCCL).
+        backend: ``"gloo"`` (CPU) or ``"nccl"`` (GPUs ``0..dp_size-1`` as visible).
+        startup_timeout: seconds to spawn, join and warm up the group.
+        layout_timeout: seconds every rank gets to answer one layout; also
+            the collectives' own timeout inside the ranks.
+
+    Raises:
+        RoundTripConfigError: bad arguments, or too few GPUs for NCCL.
+    """
+
+    def __init__(
+        self,
+        *,
+        dp_size: int,
+        backend: str = "gloo",
+        startup_timeout: float = 120.0,
+        layout_timeout: float = 60.0,
+    ) -> None:
+        if isinstance(dp_size, bool) or not isinstance(dp_size, int) or dp_size < 1:
+            raise RoundTripConfigError(f"dp_size={dp_size!r} must be an int >= 1")
+        if backend not in BACKENDS:
+            raise RoundTripConfigError(
+                f"backend={backend!r}: choose 'gloo' (CPU) or 'nccl' (one GPU per rank)"
+            )
+        if backend == "nccl":
+            gpus = torch.cuda.device_count()  # asks NVML; does not initialise CUDA here
+            if not dist.is_nccl_available() or gpus < dp_size:
+                raise RoundTripConfigError(
+                    f"the NCCL round trip needs one GPU per rank: dp_size={dp_size}, but "
+                    f"{gpus} GPU(s) are visible; lower dp_size or set CUDA_VISIBLE_DEVICES"
+                )
+        self.dp_size = dp_size
+        self.backend = backend
+        self.startup_timeout = _check_positive("startup_timeout", startup_timeout)
+        self.layout_timeout = _check_positive("layout_timeout", layout_timeout)
+        self.devices: tuple[str, ...] = ()
+        self.startup_seconds = 0.0
+        self.layouts_checked = 0
+        self._processes: list[Any] = []
+        self._conns: list[Connection] = []
+        self._store: TCPStore | None = None
+        self._pids: tuple[int, ...] = ()
+        self._seq = 0
+        self._closed = False
+
+    # -- life cycle ---------------------------------------------------------
+
+    def __enter__(self) -> RoundTripSession:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The ranks' process ids, in rank order (kept after they are reaped)."""
+        return self._pids
+
+    def start(self) -> None:
+        """Spawn the ranks and wait until every one has joined and warmed up the group.
+
+        Raises:
+            RankFailed: a rank raised or died while starting.
+            RoundTripTimeout: the group did not start within ``startup_timeout``.
+        """
+        if self._pids or self._closed:
+            raise RoundTripConfigError("a RoundTripSession starts once; make a new one")
+        began = time.monotonic()
+        self._store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+        context = torch_mp.get_context("spawn")
+        try:
+            for rank in range(self.dp_size):
+                ours, theirs = context.Pipe(duplex=True)
+                process = context.Process(
+                    target=spawned_worker,
+                    args=(
+                        rank,
+                        self.dp_size,
+                        self.backend,
+                        ("127.0.0.1", self._store.port),
+                        theirs,
+                        os.getpid(),
+                        self.startup_timeout,
+                        self.layout_timeout,
+                    ),
+                    name=f"dpslice-rank-{rank}",
+                    daemon=True,
+                )
+                process.start()
+                theirs.close()
+                self._processes.append(process)
+                self._conns.append(ours)
+                assert process.pid is not None
+                self._pids += (process.pid,)
+            ready = self._collect(
+                "ready", None, began + self.startup_timeout, "startup", self.startup_timeout
+            )
+        except BaseException:
+            self._kill_all()
+            raise
+        self.devices = tuple(str(ready[rank]) for rank in range(self.dp_size))
+        self.startup_seconds = time.monotonic() - began
+
+    def close(self) -> None:
+        """Stop the ranks (each destroys its process group), reap them, close the store.
+
+        Idempotent; ranks that do not exit within a grace period are killed.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for conn in self._conns:
+            with contextlib.suppress(OSError, ValueError):  # already dead; reaped below
+                conn.send(("stop",))
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for process in self._processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        self._kill_all()
+
+    def _kill_all(self) -> None:
+        self._closed = True
+        for process in self._processes:
+            if process.is_alive():
+                process.kill()
+        for process in self._processes:
+            process.join(10.0)  # reaps it: no zombie
+        for conn in self._conns:
+            conn.close()
+        self._processes, self._conns = [], []
+        self._store = None  # drops the listening socket
+
+    # -- evaluating layouts -------------------------------------------------
+
+    def check(
+        self, layout: DPLayout, target: str, *, deadline: float | None = None
+    ) -> tuple[RankOutcome, ...]:
+        """Every rank's outcome on ``layout`` with ``target``, in rank order.
+
+        Args:
+            layout: a layout of ``dp_size`` ranks, not a capture layout.
+            target: ``package.module:function`` or ``path/to/file.py:function``;
+                :func:`~dpslice.distributed.target.load_target` it first for a
+                clear error (a rank that cannot load it fails the group).
+            deadline: a ``time.monotonic()`` time the whole run must end by;
+                the layout's own budget is ``layout_timeout`` either way.
+
+        Raises:
+            RankFailed: a rank raised in the harness or died; the group is down.
+            RoundTripTimeout: a rank did not answer in time; the group is down.
+        """
+        if self._closed or not self._processes:
+            raise RoundTripConfigError("the session is not running: use it as a context manager")
+        if not isinstance(layout, DPLayout) or layout.dp_size != self.dp_size:
+            raise RoundTripConfigError(f"{layout!r} is not a layout of {self.dp_size} ranks")
+        if layout.mode is Mode.GRAPH_CAPTURE:
+            raise RoundTripConfigError("capture layouts have no CPU counts to round-trip")
+        self._seq += 1
+        own_deadline = time.monotonic() + self.layout_timeout
+        phase, budget = "layout", self.layout_timeout
+        if deadline is not None and deadline < own_deadline:
+            own_deadline, phase = deadline, "run"
+            budget = max(0.0, deadline - time.monotonic())
+        for rank, conn in enumerate(self._conns):
+            try:
+                conn.send(("layout", self._seq, layout, resolve_spec(target)))
+            except (OSError, ValueError):
+                self._fail({rank: self._death(rank)}, layout)
+        answers = self._collect("outcome", self._seq, own_deadline, phase, budget, layout)
+        self.layouts_checked += 1
+        return tuple(answers[rank] for rank in range(self.dp_size))
+
+    def round_trip(
+        self,
+        target: str,
+        *,
+        max_examples: int = 200,
+        seed: int | None = None,
+        timeout: float = 600.0,
+        max_count: int = 64,
+    ) -> RoundTripResult:
+        """Search for a layout on which ``target`` does not recover a rank's own rows.
+
+        Args:
+            target: ``package.module:function`` or ``path/to/file.py:function``.
+            max_examples: layouts to draw before a pass (shrinking comes on top).
+            seed: makes the draw reproducible; otherwise the Hypothesis profile
+                decides (``ci`` derandomises).
+            timeout: seconds for the search, shrinking included.
+            max_count: the largest token count of a rank.
+
+        Raises:
+            TargetLoadError: the target cannot be loaded (checked before any layout).
+            RankFailed, RoundTripTimeout: as :meth:`check`; the group is down.
+        """
+        timeout = check_search_arguments(max_examples, timeout)
+        spec = resolve_spec(target)
+        load_target(spec)  # a clear error here rather than a failed rank
+        began, checked_before = time.monotonic(), self.layouts_checked
+        deadline = began + timeout
+        counterexample = search(
+            lambda layout: self.check(layout, spec, deadline=deadline),
+            dp_size=self.dp_size,
+            max_examples=max_examples,
+            seed=seed,
+            max_count=max_count,
+        )
+        return RoundTripResult(
+            verdict="pass" if counterexample is None else "fail",
+            target=spec,
+            backend=self.backend,
+            dp_size=self.dp_size,
+            layouts_checked=self.layouts_checked - checked_before,
+            seconds=time.monotonic() - began,
+            startup_seconds=0.0,
+            devices=self.devices,
+            torch_version=torch.__version__,
+            counterexample=counterexample,
+        )
+
+    def _collect(
+        self,
+        kind: str,
+        seq: int | None,
+        deadline: float,
+        phase: str,
+        budget: float,
+        layout: DPLayout | None = None,
+    ) -> dict[int, Any]:
+        """Wait for one ``kind`` message from every rank, watching every rank's life."""
+        answers: dict[int, Any] = {}
+        by_conn = {id(conn): rank for rank, conn in enumerate(self._conns)}
+        by_sentinel = {process.sentinel: rank for rank, process in enumerate(self._processes)}
+        while len(answers) < self.dp_size:
+            remaining = deadline - time.monotonic()
+            pending = [rank for rank in range(self.dp_size) if rank not in answers]
+            if remaining <= 0:
+                self._kill_all()
+                raise RoundTripTimeout(phase, budget, pending, layout)
+            watched: list[Any] = [self._conns[rank] for rank in pending]
+            watched += list(by_sentinel)
+            for ready in wait(watched, timeout=remaining):
+                rank = by_sentinel[ready] if isinstance(ready, int) else by_conn[id(ready)]
+                message = self._receive(rank)
+                if message is None or message[0] == "error":
+                    failures = {rank: message[2] if message else self._death(rank)}
+                    self._fail(failures, layout)
+                if message[0] == kind and (seq is None or message[1] == seq):
+                    answers[rank] = message[2]
+        return answers
+
+    def _receive(self, rank: int) -> tuple[Any, ...] | None:
+        """The rank's next message, or None if it died (pipe closed, or exited silently)."""
+        conn = self._conns[rank]
+        try:
+            if conn.poll():
+                message: tuple[Any, ...] = conn.recv()
+                return message
+        except (EOFError, OSError):
+            return None
+        return None if not self._processes[rank].is_alive() else ("pending",)
+
+    def _last_words(self, rank: int) -> str:
+        """The traceback a dead rank sent before exiting, or ``""`` if it sent none."""
+        conn = self._conns[rank]
+        with contextlib.suppress(EOFError, OSError):
+            while conn.poll():
+                message = conn.recv()
+                if message[0] == "error":
+                    return str(message[2])
+        return self._death(rank)
+
+    def _death(self, rank: int) -> str:
+        self._processes[rank].join(2.0)
+        return ""  # no traceback: the exit code tells the rest
+
+    def _fail(self, failures: dict[int, str], layout: DPLayout | None) -> NoReturn:
+        """Listen briefly for the peers' failures, judge the root cause, kill all, raise."""
+        grace = time.monotonic() + _FAILURE_GRACE_S
+        while time.monotonic() < grace:
+            quiet = [
+                process.sentinel
+                for rank, process in enumerate(self._processes)
+                if rank not in failures
+            ]
+            if not quiet:
+                break
+            for ready in wait(quiet, timeout=max(0.0, grace - time.monotonic())):
+                rank = next(r for r, p in enumerate(self._processes) if p.sentinel == ready)
+                failures[rank] = self._last_words(rank)
+        exitcodes = {rank: self._processes[rank].exitcode for rank in failures}
+        # A rank that died without a word is the cause; its peers' collectives broke after it.
+        silent = [rank for rank, text in failures.items() if not text]
+        root = silent[0] if silent else next(iter(failures))
+        others = [
+            (rank, (text.strip().splitlines() or [f"exit code {exitcodes[rank]}"])[-1])
+            for rank, text in failures.items()
+            if rank != root
+        ]
+        self._kill_all()
+        raise RankFailed(
+            root,
+            exitcode=exitcodes[root],
+            traceback_text=failures[root],
+            layout=layout,
+            others=others,
+        )

@@ -1,0 +1,133 @@
+"""The errors of the distributed round trip.
+
+Two families, kept apart on purpose:
+
+* :class:`RoundTripError` and its subclasses are about the *harness*: a rank
+  died, a collective hung, the arguments or the environment cannot run a
+  process group.  The run could not reach a verdict.
+* :class:`CountsDisagreementError` is about the *engine state* a slice reads:
+  the CPU count list and the GPU counts tensor of one rank disagree.  It is a
+  :class:`~dpslice.errors.DPSliceError`, like every other error about a slice's
+  inputs.
+
+A wrong slice is neither: it is a counterexample, returned in
+:class:`~dpslice.distributed.result.RoundTripResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from dpslice.errors import DPSliceError
+
+if TYPE_CHECKING:
+    from dpslice.layout import DPLayout
+
+__all__ = [
+    "CountsDisagreementError",
+    "RankFailed",
+    "RoundTripConfigError",
+    "RoundTripError",
+    "RoundTripTimeout",
+    "TargetLoadError",
+]
+
+
+class RoundTripError(RuntimeError):
+    """Root of the harness's errors: the round trip could not reach a verdict."""
+
+
+class RoundTripConfigError(RoundTripError, ValueError):
+    """The arguments or the machine cannot run this round trip (bad DP size, too few GPUs)."""
+
+
+class TargetLoadError(RoundTripConfigError):
+    """The target cannot be imported, or cannot be called with the harness's keywords."""
+
+
+class RoundTripTimeout(RoundTripError):
+    """The process group did not start, or did not answer a layout, in time.
+
+    Attributes:
+        phase: ``"startup"``, ``"layout"`` (one layout's budget) or ``"run"``
+            (the whole run's budget).
+        seconds: the budget that ran out.
+        pending_ranks: the ranks that had not answered.
+        layout: the layout being evaluated, if any.
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        seconds: float,
+        pending_ranks: Sequence[int],
+        layout: DPLayout | None = None,
+    ) -> None:
+        self.phase = phase
+        self.seconds = seconds
+        self.pending_ranks = tuple(pending_ranks)
+        self.layout = layout
+        what = {
+            "startup": "to start the process group (spawn, import torch, init, warm-up collective)",
+            "layout": "to answer one layout",
+            "run": "for the whole run",
+        }.get(phase, phase)
+        where = f" on {layout!r}" if layout is not None else ""
+        super().__init__(
+            f"rank(s) {list(self.pending_ranks)} did not answer within the {seconds:g} s allowed "
+            f"{what}{where}. A rank is stuck (in a collective whose peers moved on, or in the "
+            "target itself); the whole group was killed. Raise the timeout if the machine is "
+            "merely slow (a first NCCL collective can take tens of seconds)"
+        )
+
+
+class RankFailed(RoundTripError):
+    """A rank raised in the harness, or died, so the whole group was brought down.
+
+    Attributes:
+        rank: the rank judged the root cause (a rank that died outright is
+            preferred over its peers whose collectives then broke).
+        exitcode: its exit code, if it had exited (negative: killed by that signal).
+        traceback_text: its formatted traceback, or ``""`` if it died without one.
+        layout: the layout being evaluated, if any.
+        others: ``(rank, summary)`` of peers that failed in the same window.
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        *,
+        exitcode: int | None,
+        traceback_text: str,
+        layout: DPLayout | None = None,
+        others: Sequence[tuple[int, str]] = (),
+    ) -> None:
+        self.rank = rank
+        self.exitcode = exitcode
+        self.traceback_text = traceback_text
+        self.layout = layout
+        self.others = tuple(others)
+        if traceback_text:
+            how = f"raised:\n{traceback_text.rstrip()}"
+        elif exitcode is not None and exitcode < 0:
+            how = f"was killed by signal {-exitcode} without a traceback"
+        else:
+            how = (
+                f"exited with code {exitcode} without a traceback (os._exit, or a crash "
+                "in native code: its stderr, above, may say more)"
+            )
+        where = f" while evaluating {layout!r}" if layout is not None else ""
+        lines = [f"rank {rank}{where} {how}"]
+        lines += [f"  also rank {other}: {summary}" for other, summary in self.others]
+        lines.append("the whole process group was brought down")
+        super().__init__("\n".join(lines))
+
+
+class CountsDisagreementError(DPSliceError):
+    """A rank's ``global_num_tokens_cpu`` disagrees with its ``global_num_tokens_gpu``.
+
+    The CPU slice trusts the list and the old GPU path trusts the tensor; both
+    are filled from the same all-gather and must agree (the consistency
+    assumption flagged in review of sglang PR 24550).
+    """

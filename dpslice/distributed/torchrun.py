@@ -1,0 +1,125 @@
+"""The round trip under ``torchrun``: every rank started for us, rank 0 drives.
+
+::
+
+    torchrun --standalone --nproc-per-node 2 -m dpslice.distributed \\
+        --target dpslice.reference:dp_local_slice --backend gloo --max-examples 200
+
+Each rank reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (its GPU under NCCL)
+and ``MASTER_ADDR``/``MASTER_PORT`` from the environment torchrun sets, and
+joins the group through ``env://``.  Rank 0 runs Hypothesis; each layout is
+broadcast to every rank and the outcomes gathered back over a gloo group
+(objects never travel over NCCL).  Rank 0 prints the summary; the exit code is
+0 on a pass, 1 on a counterexample, 2 on a harness error.
+
+There is no driver watching the ranks here: a rank stuck in a collective
+raises once the collective timeout (``--layout-timeout``) passes, and torchrun
+then stops the other ranks.  ``--timeout`` bounds the search on rank 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+from dpslice.distributed.errors import RoundTripError, RoundTripTimeout
+from dpslice.distributed.rank_check import RankOutcome, check_layout
+from dpslice.distributed.result import RoundTripResult
+from dpslice.distributed.search import search
+from dpslice.distributed.target import load_target
+from dpslice.distributed.worker import BACKENDS, device_name, join_group
+from dpslice.layout import DPLayout
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torchrun ... -m dpslice.distributed",
+        description="Round-trip a DP-local slice through real collectives, one process per rank.",
+    )
+    parser.add_argument("--target", default="dpslice.reference:dp_local_slice")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="gloo")
+    parser.add_argument("--max-examples", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds for the search")
+    parser.add_argument(
+        "--layout-timeout", type=float, default=60.0, help="collective timeout, seconds"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of one torchrun rank; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    target = load_target(args.target)
+    device, gatherer = join_group(
+        args.backend,
+        rank,
+        world,
+        local_rank=int(os.environ.get("LOCAL_RANK", rank)),
+        timeout_s=args.layout_timeout,
+    )
+    objects = dist.new_group(backend="gloo") if args.backend != "gloo" else None
+    devices: list[str | None] = [None] * world
+    dist.all_gather_object(devices, device_name(device), group=objects)
+
+    def evaluate(layout: DPLayout) -> RankOutcome:
+        return check_layout(layout, rank, target, gatherer, device)
+
+    if rank != 0:
+        while True:
+            box: list[DPLayout | None] = [None]
+            dist.broadcast_object_list(box, src=0, group=objects)
+            if box[0] is None:
+                break
+            dist.gather_object(evaluate(box[0]), None, dst=0, group=objects)
+        dist.destroy_process_group()
+        return 0
+
+    began = time.monotonic()
+    checked = 0
+
+    def check(layout: DPLayout) -> list[RankOutcome]:
+        nonlocal checked
+        if time.monotonic() - began > args.timeout:
+            raise RoundTripTimeout("run", args.timeout, range(world), layout)
+        try:
+            dist.broadcast_object_list([layout], src=0, group=objects)
+            outcomes: list[RankOutcome | None] = [None] * world
+            dist.gather_object(evaluate(layout), outcomes, dst=0, group=objects)
+        except Exception as error:  # a collective broke: not the target's fault, do not shrink
+            raise RoundTripError(f"a collective failed on {layout!r}: {error!r}") from error
+        checked += 1
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    try:
+        counterexample = search(
+            check, dp_size=world, max_examples=args.max_examples, seed=args.seed
+        )
+    except RoundTripError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2  # the other ranks are stuck or gone; torchrun stops them
+    dist.broadcast_object_list([None], src=0, group=objects)
+    result = RoundTripResult(
+        verdict="pass" if counterexample is None else "fail",
+        target=args.target,
+        backend=args.backend,
+        dp_size=world,
+        layouts_checked=checked,
+        seconds=time.monotonic() - began,
+        startup_seconds=0.0,
+        devices=tuple(str(name) for name in devices),
+        torch_version=torch.__version__,
+        counterexample=counterexample,
+    )
+    print(result.summary(), flush=True)
+    dist.destroy_process_group()
+    return 0 if result.ok else 1

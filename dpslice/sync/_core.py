@@ -1,0 +1,324 @@
+"""What every sync guard shares: the event, the errors, ``allow_sync`` and the user's line.
+
+A guard watches a block of code for host-device synchronisations.  Guards
+nest; in any one thread (more exactly, any one ``contextvars`` context) the
+innermost active guard owns what is seen, so ``find_syncs`` inside a test
+marked ``no_sync`` records instead of failing the test.  Syncs inside
+:func:`allow_sync` are intended and reported by nobody.
+"""
+
+from __future__ import annotations
+
+import functools
+import linecache
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import Any, ClassVar, Literal, TypeVar
+
+from dpslice.errors import DPSliceError
+
+__all__ = [
+    "ImplicitSyncError",
+    "SyncError",
+    "SyncEvent",
+    "SyncGuard",
+    "SyncMode",
+    "SyncModeUnavailableError",
+    "active_guards",
+    "allow_sync",
+    "innermost_guard",
+    "is_internal",
+    "is_machinery",
+    "op_name",
+    "sync_allowed",
+    "torch_dir",
+    "traceback_site",
+    "user_site",
+]
+
+#: ``"auto"`` picks ``"cuda"`` where a CUDA device exists, else ``"cpu"``.
+SyncMode = Literal["auto", "cuda", "probe", "cpu"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_G = TypeVar("_G", bound="SyncGuard")
+
+# The guard machinery itself; a reported line is never one of these.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_MACHINERY = frozenset(
+    os.path.join(_HERE, name)
+    for name in ("__init__.py", "_core.py", "cpu_mode.py", "cuda_mode.py", "probe.py")
+)
+
+
+@dataclass(frozen=True)
+class SyncEvent:
+    """One synchronisation a guard saw: which operation, where the user wrote it, and why."""
+
+    op: str
+    filename: str
+    lineno: int
+    mode: str
+    why: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+    @property
+    def source(self) -> str:
+        """The user's line of code, stripped, or ``""`` where it cannot be read."""
+        return linecache.getline(self.filename, self.lineno).strip()
+
+    def details(self) -> str:
+        """The source line and the reason, indented under a heading."""
+        lines = [f"    {self.source}"] if self.source else []
+        if self.why:
+            lines.append(f"  why: {self.why}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return "\n".join(filter(None, [f"{self.op} at {self.where}", self.details()]))
+
+
+class SyncError(DPSliceError, RuntimeError):
+    """Root of the sync guards' errors.
+
+    A :class:`~dpslice.DPSliceError` like every error dpslice raises, and a
+    ``RuntimeError`` like the error torch's own sync debug mode raises, so
+    code written against either keeps catching it.
+    """
+
+
+class ImplicitSyncError(SyncError):
+    """Code under a guard synchronised the host with the GPU.
+
+    ``events`` holds what was seen (at least one); ``op``, ``filename`` and
+    ``lineno`` are the first event's.
+    """
+
+    def __init__(self, events: Sequence[SyncEvent]) -> None:
+        self.events = tuple(events)
+        first = self.events[0]
+        self.op = first.op
+        self.filename = first.filename
+        self.lineno = first.lineno
+        if len(self.events) == 1:
+            heading = f"{first.op} synchronised the host with the GPU at {first.where}"
+            body = first.details()
+        else:
+            heading = f"{len(self.events)} host-device synchronisations"
+            body = "\n".join(f"- {event}" for event in self.events)
+        super().__init__(
+            f"{heading} (dpslice.sync, {first.mode} mode)\n{body}\n"
+            "A sync blocks the host until every queued kernel has finished, which defeats "
+            "overlap scheduling, and it cannot be captured in a CUDA graph. Keep the value on "
+            "the device or compute it from CPU-side data (e.g. dpslice.dp_local_slice on "
+            "global_num_tokens_cpu); wrap a sync you intend in dpslice.sync.allow_sync()."
+        )
+
+
+class SyncModeUnavailableError(SyncError):
+    """The requested guard cannot run here (e.g. CUDA or probe mode without a GPU)."""
+
+
+# Which guards are active in this context, innermost last, and how many
+# allow_sync() scopes are open in it.  ContextVars, so threads and asyncio
+# tasks each see their own.
+_GUARDS: ContextVar[tuple[SyncGuard, ...]] = ContextVar("dpslice_sync_guards", default=())
+_ALLOWED: ContextVar[int] = ContextVar("dpslice_sync_allowed", default=0)
+
+#: Called with +1 on entering and -1 on leaving any allow_sync() scope; CUDA
+#: mode registers here to relax its process-wide debug mode.
+ALLOW_LISTENERS: list[Callable[[int], None]] = []
+
+
+def active_guards() -> tuple[SyncGuard, ...]:
+    """The guards active in this context, outermost first."""
+    return _GUARDS.get()
+
+
+def innermost_guard() -> SyncGuard | None:
+    """The innermost guard active in this context, or ``None``."""
+    guards = _GUARDS.get()
+    return guards[-1] if guards else None
+
+
+def sync_allowed() -> bool:
+    """Whether this context is inside :func:`allow_sync`."""
+    return _ALLOWED.get() > 0
+
+
+@contextmanager
+def allow_sync() -> Iterator[None]:
+    """Mark a sync as intended: no guard reports what happens inside.
+
+    Usable as ``with allow_sync():`` and as ``@allow_sync()``.  In CUDA mode
+    torch's debug mode is process-global, so while any allow scope is open the
+    debug mode is relaxed for every thread: a concurrently guarded thread can
+    miss a sync then (a false negative, never a false positive).
+    """
+    token = _ALLOWED.set(_ALLOWED.get() + 1)
+    for listener in ALLOW_LISTENERS:
+        listener(+1)
+    try:
+        yield
+    finally:
+        for listener in reversed(ALLOW_LISTENERS):
+            listener(-1)
+        _ALLOWED.reset(token)
+
+
+def is_machinery(filename: str) -> bool:
+    return filename in _MACHINERY
+
+
+@functools.cache
+def torch_dir() -> str:
+    import torch
+
+    return os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+
+
+def is_internal(filename: str) -> bool:
+    return (
+        is_machinery(filename) or filename.startswith(torch_dir()) or filename.startswith("<frozen")
+    )
+
+
+def user_site(frame: FrameType | None = None) -> tuple[str, int]:
+    """``(filename, lineno)`` of the innermost frame outside torch and the guards.
+
+    Args:
+        frame: where to start walking outwards; the caller's frame by default.
+    """
+    current: FrameType | None = frame if frame is not None else sys._getframe(1)
+    while current is not None:
+        filename = current.f_code.co_filename
+        if not is_internal(filename):
+            return filename, current.f_lineno
+        current = current.f_back
+    return "<unknown>", 0
+
+
+def traceback_site(tb: TracebackType | None) -> tuple[str, int]:
+    """``(filename, lineno)`` of the innermost user frame of a traceback."""
+    site = ("<unknown>", 0)
+    for frame, lineno in traceback.walk_tb(tb):
+        if not is_internal(frame.f_code.co_filename):
+            site = (frame.f_code.co_filename, lineno)
+    return site
+
+
+def op_name(func: object) -> str:
+    """A readable name for a torch function: ``Tensor.item``, ``torch.nonzero``."""
+    qualname = str(getattr(func, "__qualname__", None) or getattr(func, "__name__", func))
+    head, _, tail = qualname.partition(".")
+    if tail and head in ("TensorBase", "_TensorBase", "Tensor"):
+        return f"Tensor.{tail}"
+    if tail and head == "_VariableFunctionsClass":
+        return f"torch.{tail}"
+    if "<locals>" in qualname:  # torch.unique and friends are built by a factory
+        qualname = str(getattr(func, "__name__", qualname))
+    module = getattr(func, "__module__", None)
+    if module == "torch.functional":
+        module = "torch"
+    return f"{module}.{qualname}" if module else qualname
+
+
+class SyncGuard:
+    """Base of the guards: a context manager, and a decorator when called on a function.
+
+    Args:
+        record: ``False`` (default) raises :class:`ImplicitSyncError` at the
+            first sync; ``True`` records every sync in :attr:`events` and lets
+            the code run on (what :func:`~dpslice.sync.find_syncs` uses).
+
+    A guard object is not reentrant; as a decorator it makes a fresh copy for
+    every call, so decorated functions may recurse and run in threads.
+    """
+
+    mode: ClassVar[str]
+    #: Raise at block exit rather than at the operation (the probe only knows afterwards).
+    raises_at_exit: ClassVar[bool] = False
+
+    def __init__(self, *, record: bool = False) -> None:
+        self.record = record
+        self.events: list[SyncEvent] = []
+        self._token: Token[tuple[SyncGuard, ...]] | None = None
+
+    # -- subclass hooks ------------------------------------------------------
+
+    def _arm(self) -> None:
+        raise NotImplementedError
+
+    def _disarm(self, error: BaseException | None) -> SyncEvent | None:
+        """Undo :meth:`_arm`; return an event if ``error`` is a sync that escaped every op."""
+        raise NotImplementedError
+
+    # -- protocol ------------------------------------------------------------
+
+    def __enter__(self: _G) -> _G:
+        if self._token is not None:
+            raise SyncError(
+                f"this {type(self).__name__} is already active; a guard object is not "
+                "reentrant: make another with dpslice.sync.no_sync()"
+            )
+        self.events = []
+        self._arm()
+        self._token = _GUARDS.set((*_GUARDS.get(), self))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        __tracebackhide__ = True
+        token, self._token = self._token, None
+        if token is not None:
+            _GUARDS.reset(token)
+        escaped = self._disarm(exc)
+        if escaped is not None:
+            self.events.append(escaped)
+            raise ImplicitSyncError([escaped]) from exc
+        if exc is None and self.raises_at_exit and self.events and not self.record:
+            raise ImplicitSyncError(self.events)
+
+    def __call__(self, fn: _F) -> _F:
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            with self._fresh():
+                return fn(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    def _fresh(self: _G) -> _G:
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.events = []
+        clone._token = None
+        return clone
+
+    @property
+    def owns_reports(self) -> bool:
+        """Whether a sync seen now is this guard's: innermost here and not allowed."""
+        return innermost_guard() is self and not sync_allowed()
+
+    def report(self, event: SyncEvent, *, cause: BaseException | None = None) -> None:
+        """Record ``event``; raise :class:`ImplicitSyncError` now unless recording or deferring."""
+        __tracebackhide__ = True
+        self.events.append(event)
+        if self.record or self.raises_at_exit:
+            return
+        error = ImplicitSyncError([event])
+        if cause is not None:
+            raise error from cause
+        raise error

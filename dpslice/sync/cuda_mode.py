@@ -1,0 +1,294 @@
+"""CUDA mode: torch's sync debug mode in ``"error"``, plus hooks for what it misses.
+
+``torch.cuda.set_sync_debug_mode("error")`` makes torch raise *before* a
+synchronising ``memcpy_and_sync`` or ``stream_synchronize``.  It misses
+``torch.cuda.synchronize()``, ``Event.synchronize()``, ``Stream.synchronize()``
+and non-blocking copies to or from pageable host memory, so this mode also
+hooks those while armed.
+
+Process-global state, and how it is kept safe
+---------------------------------------------
+The debug mode is one process-wide setting.  Guards arm it through a
+refcount under a lock: the first guard to arm saves the previous mode and
+installs the hooks, the last to disarm restores both, whatever the order in
+which threads leave.  What is *reported* is scoped per context: a guard reports
+only syncs seen in its own thread (a ``TorchFunctionMode`` is thread-local,
+the hooks consult a ``ContextVar``).  Two consequences, by design:
+
+* while any guard is armed, a sync in another, unguarded thread raises
+  torch's own ``RuntimeError`` there (torch offers no per-thread setting);
+* :func:`~dpslice.sync.allow_sync` relaxes the debug mode process-wide while
+  open, so a guarded thread running at the same moment can miss a sync
+  (a false negative, never a false positive).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import warnings
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from dpslice.sync._core import (
+    ALLOW_LISTENERS,
+    SyncEvent,
+    SyncGuard,
+    SyncModeUnavailableError,
+    active_guards,
+    allow_sync,
+    innermost_guard,
+    op_name,
+    traceback_site,
+    user_site,
+)
+
+__all__ = ["DEBUG_MODE_ERROR_TEXT", "CudaSyncGuard", "pageable_copy_reason"]
+
+#: What torch's sync debug mode says when it stops a synchronising call.
+DEBUG_MODE_ERROR_TEXT = "called a synchronizing CUDA operation"
+_ERROR = 2
+_DEBUG_MODE_WHY = "torch's sync debug mode stopped a synchronising memcpy or stream synchronize"
+
+
+class _DebugModeSwitch:
+    """The one owner of ``torch.cuda``'s sync debug mode; a seam the tests replace."""
+
+    def available(self) -> bool:
+        return bool(torch.cuda.is_available())
+
+    def get(self) -> int:
+        return int(torch.cuda.get_sync_debug_mode())
+
+    def set(self, mode: int) -> None:
+        # torch may announce the prototype feature each time it is set; that
+        # notice must not trip a suite running with warnings as errors.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            torch.cuda.set_sync_debug_mode(mode)
+
+
+_switch = _DebugModeSwitch()
+
+
+@dataclass
+class _Armed:
+    """Process-wide arming state; only touched with ``_LOCK`` held."""
+
+    guards: int = 0
+    allow_scopes: int = 0
+    previous: int = 0
+    current: int | None = None
+    hooks: list[tuple[Any, str, Any]] = field(default_factory=list)
+
+
+_LOCK = threading.Lock()
+_STATE = _Armed()
+
+
+def _apply() -> None:
+    wanted = _ERROR if _STATE.allow_scopes == 0 else _STATE.previous
+    if _STATE.current != wanted:
+        _switch.set(wanted)
+        _STATE.current = wanted
+
+
+def _arm_process() -> None:
+    with _LOCK:
+        if _STATE.guards == 0:
+            _STATE.previous = _switch.get()
+            _STATE.current = _STATE.previous
+            _install_hooks()
+        _STATE.guards += 1
+        _apply()
+
+
+def _disarm_process() -> None:
+    with _LOCK:
+        _STATE.guards -= 1
+        if _STATE.guards > 0:
+            return
+        _uninstall_hooks()
+        _switch.set(_STATE.previous)
+        _STATE.current = None
+
+
+def _on_allow(delta: int) -> None:
+    with _LOCK:
+        _STATE.allow_scopes += delta
+        if _STATE.guards > 0:
+            _apply()
+
+
+ALLOW_LISTENERS.append(_on_allow)
+
+
+# -- hooks for what the debug mode misses ------------------------------------
+
+
+def _hook_targets() -> list[tuple[Any, str, str, str]]:
+    """``(owner, attribute, op name, why)`` for each call to wrap while armed."""
+    targets = [
+        (torch.cuda, "synchronize", "torch.cuda.synchronize", "waits for all the device's work"),
+        (torch.cuda.Event, "synchronize", "torch.cuda.Event.synchronize", "waits for the event"),
+        (torch.cuda.Stream, "synchronize", "torch.cuda.Stream.synchronize", "waits for the stream"),
+    ]
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "synchronize"):
+        targets.append(
+            (accelerator, "synchronize", "torch.accelerator.synchronize", "waits for the device")
+        )
+    return targets
+
+
+def _make_hook(original: Any, op: str, why: str) -> Any:
+    @functools.wraps(original)
+    def hook(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        guard = innermost_guard()
+        if isinstance(guard, CudaSyncGuard) and not guard.extra_hooks:
+            return original(*args, **kwargs)  # measuring the debug mode alone
+        if isinstance(guard, CudaSyncGuard) and guard.owns_reports:
+            guard.report(SyncEvent(op, *user_site(), "cuda", why))
+        if any(isinstance(active, CudaSyncGuard) for active in active_guards()):
+            # Reported above (or not this guard's to report): the debug mode,
+            # which also watches stream syncs, must not stop it a second time.
+            with allow_sync():
+                return original(*args, **kwargs)
+        return original(*args, **kwargs)
+
+    return hook
+
+
+def _install_hooks() -> None:
+    for owner, attribute, op, why in _hook_targets():
+        # A class attribute is read from the class's own dict, so restoring it
+        # puts back exactly what was there (not an inherited binding).
+        namespace = vars(owner) if isinstance(owner, type) else None
+        original = namespace.get(attribute) if namespace is not None else getattr(owner, attribute)
+        if original is None:
+            continue  # this torch defines the method elsewhere; nothing to wrap
+        _STATE.hooks.append((owner, attribute, original))
+        setattr(owner, attribute, _make_hook(original, op, why))
+
+
+def _uninstall_hooks() -> None:
+    while _STATE.hooks:
+        owner, attribute, original = _STATE.hooks.pop()
+        setattr(owner, attribute, original)
+
+
+def _non_blocking(args: tuple[Any, ...], kwargs: dict[str, Any], position: int) -> bool:
+    return bool(kwargs.get("non_blocking", args[position] if len(args) > position else False))
+
+
+def _pageable(tensor: torch.Tensor) -> bool:
+    return tensor.device.type == "cpu" and not tensor.is_pinned()
+
+
+def pageable_copy_reason(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """Why a ``to``/``cuda``/``copy_`` call is a non-blocking copy that still waits, or ``None``.
+
+    ``non_blocking=True`` only avoids the wait with pinned host memory; with
+    pageable memory the driver stages the copy and the host waits for it.
+    A non-blocking ``.to("cpu")`` is not flagged: torch pins its output.
+    """
+    h2d = "non_blocking copy from pageable host memory: the host waits while the driver stages it"
+    if func is torch.Tensor.to:
+        try:
+            device, _, non_blocking, _ = torch._C._nn._parse_to(*args[1:], **kwargs)
+        except (TypeError, RuntimeError):
+            return None  # let the call itself report its bad arguments
+        source = args[0]
+        if non_blocking and device is not None and device.type == "cuda" and _pageable(source):
+            return h2d
+    elif func is torch.Tensor.cuda:
+        if _non_blocking(args, kwargs, 2) and _pageable(args[0]):
+            return h2d
+    elif func is torch.Tensor.copy_ and _non_blocking(args, kwargs, 2):
+        destination, source = args[0], args[1]
+        if destination.device.type == "cuda" and _pageable(source):
+            return h2d
+        if source.device.type == "cuda" and _pageable(destination):
+            return "non_blocking copy into pageable host memory: the host waits for it to finish"
+    return None
+
+
+class _CudaWatch(TorchFunctionMode):
+    """Names the torch call that tripped the debug mode, and checks non-blocking copies."""
+
+    def __init__(self, guard: CudaSyncGuard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def __torch_function__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        __tracebackhide__ = True
+        kwargs = kwargs or {}
+        guard = self.guard
+        if guard.extra_hooks and guard.owns_reports:
+            why = pageable_copy_reason(func, args, kwargs)
+            if why is not None:
+                guard.report(SyncEvent(op_name(func), *user_site(), "cuda", why))
+        try:
+            return func(*args, **kwargs)
+        except RuntimeError as error:
+            if DEBUG_MODE_ERROR_TEXT not in str(error):
+                raise
+            if guard.owns_reports:
+                event = SyncEvent(op_name(func), *user_site(), "cuda", _DEBUG_MODE_WHY)
+                guard.report(event, cause=error)
+        # Recording, or another guard owns this context: error mode raised
+        # before the synchronising call, so the op has produced nothing yet;
+        # run it again with the debug mode relaxed and carry on.
+        with allow_sync():
+            return func(*args, **kwargs)
+
+
+class CudaSyncGuard(SyncGuard):
+    """Fails on any host-device sync on a CUDA device (needs a GPU).
+
+    Args:
+        record: record every sync instead of raising at the first.
+        extra_hooks: also catch what the debug mode misses (``synchronize()``
+            of the device, events and streams, pageable non-blocking copies).
+            ``False`` measures the debug mode alone.
+
+    Raises:
+        SyncModeUnavailableError: on entry, where no CUDA device exists.
+    """
+
+    mode = "cuda"
+
+    def __init__(self, *, record: bool = False, extra_hooks: bool = True) -> None:
+        super().__init__(record=record)
+        self.extra_hooks = extra_hooks
+
+    def _arm(self) -> None:
+        if not _switch.available():
+            raise SyncModeUnavailableError(
+                "CUDA mode needs a CUDA device and none is available here; use mode='cpu' "
+                "(CPU-only mode) or mode='auto', which picks it without a GPU"
+            )
+        _arm_process()
+        self._modes = ExitStack()
+        self._modes.enter_context(_CudaWatch(self))
+
+    def _disarm(self, error: BaseException | None) -> SyncEvent | None:
+        self._modes.close()
+        _disarm_process()
+        if isinstance(error, RuntimeError) and DEBUG_MODE_ERROR_TEXT in str(error):
+            # The debug mode fired outside any torch call the watch could name
+            # (a C++ extension, say): the traceback still has the user's line.
+            where = traceback_site(error.__traceback__)
+            return SyncEvent("(a call outside torch's Python API)", *where, "cuda", _DEBUG_MODE_WHY)
+        return None

@@ -1,0 +1,235 @@
+"""Stream-probe mode: ground truth on a GPU, by asking the stream whether the host waited.
+
+Enqueue a long kernel (``torch.cuda._sleep``, calibrated with CUDA events),
+run the code, then ``query()`` the stream.  If the stream is already idle,
+the host was blocked until the GPU drained: that is a sync, whatever caused
+it, torch or not.  Nothing is hooked or assumed about which calls sync.
+
+To name the operation and the line, the probe checks around each outermost
+torch call (a ``TorchFunctionMode``) and around each C call into torch
+(``sys.setprofile``: ``torch.cuda.synchronize``, ``Event.synchronize`` and
+``Stream.synchronize`` are not torch functions), topping the queue up before
+each call so that at least half a sleep is pending when it starts.  An idle
+stream right after one call then means that call waited.
+
+It sees every host wait, including ones no hook knows about: the first
+launch of a kernel (lazy module loading) and a fresh ``cudaMalloc`` can block
+the host too, so warm code up once before probing it.
+
+Limits: it watches the stream that was current on entry; a single host call
+that computes on the CPU for longer than half a sleep is indistinguishable
+from a wait (raise ``sleep_ms``); a wait outside any torch call is reported
+at block exit only if the queue could not have drained by itself by then.
+It raises at block exit, listing every sync, because it only knows afterwards.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from types import FrameType
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from dpslice.sync._core import (
+    SyncEvent,
+    SyncGuard,
+    SyncModeUnavailableError,
+    allow_sync,
+    is_internal,
+    is_machinery,
+    op_name,
+    sync_allowed,
+    torch_dir,
+    user_site,
+)
+
+__all__ = ["DEFAULT_SLEEP_MS", "StreamProbeGuard", "cycles_per_ms"]
+
+#: How long each probe kernel keeps the stream busy.
+DEFAULT_SLEEP_MS = 20.0
+_CALIBRATION_CYCLES = 20_000_000
+_WHY = "the stream went idle during this call: the host waited for queued GPU work"
+
+# torch leaves these untyped; typed aliases keep the calls below checked.
+_sleep: Callable[[int], None] = torch.cuda._sleep
+_Event: Callable[..., Any] = torch.cuda.Event
+
+_rates: dict[int, float] = {}
+_rates_lock = threading.Lock()
+
+
+def cycles_per_ms(device_index: int) -> float:
+    """GPU clock cycles per millisecond of ``torch.cuda._sleep``, measured once per device.
+
+    The fastest of three timed runs is kept, so a sleep sized from it lasts
+    at least as long as asked even when the clock boosts.
+    """
+    with _rates_lock:
+        if device_index in _rates:
+            return _rates[device_index]
+    best = 0.0
+    with allow_sync(), torch.cuda.device(device_index):
+        _sleep(1000)  # loads the kernel outside the timed runs
+        for _ in range(3):
+            start = _Event(enable_timing=True)
+            end = _Event(enable_timing=True)
+            start.record()
+            _sleep(_CALIBRATION_CYCLES)
+            end.record()
+            end.synchronize()
+            best = max(best, _CALIBRATION_CYCLES / start.elapsed_time(end))
+    with _rates_lock:
+        _rates[device_index] = best
+    return best
+
+
+def _is_torch_builtin(function: object) -> bool:
+    module = getattr(function, "__module__", None)
+    if module is None:  # a bound C method: ask its object's type
+        module = type(getattr(function, "__self__", None)).__module__
+    return isinstance(module, str) and module.startswith("torch")
+
+
+def _api_name(frame: FrameType, builtin: object) -> str:
+    """The outermost torch function the user called that led to ``builtin``."""
+    api = None
+    current: FrameType | None = frame
+    while current is not None and is_internal(current.f_code.co_filename):
+        if current.f_code.co_filename.startswith(torch_dir()):
+            api = current
+        current = current.f_back
+    if api is None:
+        return op_name(builtin)
+    qualname = getattr(api.f_code, "co_qualname", api.f_code.co_name)
+    return f"{api.f_globals.get('__name__', '?')}.{qualname}"
+
+
+class _ProbeWatch(TorchFunctionMode):
+    def __init__(self, guard: StreamProbeGuard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def __torch_function__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        __tracebackhide__ = True
+        guard = self.guard
+        guard.top_up()
+        guard.depth += 1
+        try:
+            result = func(*args, **(kwargs or {}))
+        finally:
+            guard.depth -= 1
+        guard.check(op_name(func), user_site())
+        return result
+
+
+class StreamProbeGuard(SyncGuard):
+    """Detects a host wait by the GPU stream's state; needs a GPU.
+
+    Args:
+        record: record every sync instead of raising at block exit.
+        sleep_ms: how long each probe kernel runs; longer tolerates slower
+            host code between torch calls, shorter makes each block cheaper
+            (a block that never syncs still waits for the last probe at exit).
+
+    Raises:
+        SyncModeUnavailableError: on entry, without a CUDA device or inside
+            CUDA-graph capture (nothing executes there, so idleness means nothing).
+    """
+
+    mode = "probe"
+    raises_at_exit = True
+
+    def __init__(self, *, record: bool = False, sleep_ms: float = DEFAULT_SLEEP_MS) -> None:
+        if not sleep_ms > 0:
+            raise ValueError(f"sleep_ms={sleep_ms!r}; the probe kernel must run for some time")
+        super().__init__(record=record)
+        self.sleep_ms = float(sleep_ms)
+
+    def _arm(self) -> None:
+        if not torch.cuda.is_available():
+            raise SyncModeUnavailableError(
+                "probe mode needs a CUDA device and none is available here; use mode='cpu'"
+            )
+        if torch.cuda.is_current_stream_capturing():
+            raise SyncModeUnavailableError(
+                "probe mode cannot run inside CUDA-graph capture: nothing executes during "
+                "capture, so the stream's state says nothing; probe the eager code instead"
+            )
+        self._stream = torch.cuda.current_stream()
+        self._cycles = max(1, round(cycles_per_ms(torch.cuda.current_device()) * self.sleep_ms))
+        self._sleep_s = self.sleep_ms / 1000
+        self._drains_at = 0.0
+        self.depth = 0
+        self._enqueue()
+        self._modes = ExitStack()
+        self._modes.enter_context(_ProbeWatch(self))
+        self._previous_profile = sys.getprofile()
+        sys.setprofile(self._profile)
+
+    def _disarm(self, error: BaseException | None) -> SyncEvent | None:
+        sys.setprofile(self._previous_profile)
+        self._modes.close()
+        # A queue that drained this early cannot have drained by itself.
+        early = time.perf_counter() < self._drains_at - self._sleep_s / 4
+        if error is None and early and self._stream.query() and not sync_allowed():
+            where = user_site()
+            self.events.append(SyncEvent("(a wait outside any torch call)", *where, "probe", _WHY))
+        with allow_sync():
+            self._stream.synchronize()  # the probe's own kernels; intended
+        return None
+
+    def _enqueue(self) -> None:
+        _sleep(self._cycles)
+        self._drains_at = max(self._drains_at, time.perf_counter()) + self._sleep_s
+
+    # top_up and check call into torch themselves (a sleep kernel, a query);
+    # ``depth`` keeps the profiler from probing those calls as if they were the user's.
+
+    def top_up(self) -> None:
+        """Keep at least half a sleep queued before the next call starts."""
+        self.depth += 1
+        try:
+            if time.perf_counter() > self._drains_at - self._sleep_s / 2:
+                self._enqueue()
+        finally:
+            self.depth -= 1
+
+    def check(self, op: str, where: tuple[str, int]) -> None:
+        """After a call: an idle stream means the call waited."""
+        self.depth += 1
+        try:
+            if not self._stream.query():
+                return
+            if self.owns_reports:
+                self.report(SyncEvent(op, *where, "probe", _WHY))
+            self._drains_at = 0.0
+            self._enqueue()
+        finally:
+            self.depth -= 1
+
+    def _profile(self, frame: FrameType, event: Any, arg: Any) -> None:
+        if self._previous_profile is not None:
+            self._previous_profile(frame, event, arg)
+        if (
+            self.depth
+            or event not in ("c_call", "c_return")
+            or is_machinery(frame.f_code.co_filename)
+            or not _is_torch_builtin(arg)
+        ):
+            return
+        if event == "c_call":
+            self.top_up()
+        else:
+            self.check(_api_name(frame, arg), user_site(frame))

@@ -1,0 +1,153 @@
+"""The runner's verdicts and seeds, and the text and JSON reports."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hypothesis import strategies as st
+
+from dpslice.check import CheckReport, Property, Verdict, run_check
+from dpslice.check.report import JSON_SCHEMA, render_text, reproduce_command, to_json
+from dpslice.check.target import Target
+
+AS_MERGED = "dpslice.upstream:get_dp_local_slice_cpu_as_merged"
+CAPTURE = "capture_phase_explicit"
+
+
+def broken_check(target: Target, example: int) -> None:
+    raise KeyError("the battery's own bug")
+
+
+def test_a_check_that_breaks_is_an_error_not_a_failure() -> None:
+    broken = Property(
+        name="broken_property",
+        statement="Breaks.",
+        draws="st.integers()",
+        strategy=lambda _target: st.integers(),
+        check=broken_check,
+    )
+    result = run_check(max_examples=5, seed=0, properties=[broken]).results[0]
+    assert result.verdict is Verdict.ERROR
+    assert result.note is not None
+    assert "the check itself broke, not the target (KeyError" in result.note
+    assert not result.holds
+
+
+def test_a_target_that_changes_its_mind_is_reported_flaky() -> None:
+    calls = itertools.count()
+
+    def flaky(*, global_num_tokens_cpu: list[int] | None, dp_rank: int) -> tuple[int, int]:
+        if next(calls) == 0:
+            raise TypeError("crashes the first time only")
+        raise ValueError("refuses ever after")
+
+    result = run_check(flaky, max_examples=20, seed=0, properties=[CAPTURE]).results[0]
+    assert result.verdict is Verdict.ERROR
+    assert result.note is not None
+    assert "different outcomes for the same call" in result.note
+
+
+def test_the_same_seed_gives_the_same_counterexample() -> None:
+    first, second = (
+        run_check(AS_MERGED, max_examples=100, seed=7, properties=["graph_replay_rows"])
+        for _ in range(2)
+    )
+    assert first.results[0].counterexample == second.results[0].counterexample
+    assert first.seed == second.seed == 7
+
+
+def test_without_a_seed_a_random_one_is_recorded() -> None:
+    seeds = {run_check(max_examples=1, properties=[CAPTURE]).seed for _ in range(3)}
+    assert len(seeds) > 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5])
+def test_max_examples_must_be_a_positive_int(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"max_examples=.* must be an int >= 1"):
+        run_check(max_examples=bad, properties=[CAPTURE])  # type: ignore[arg-type]
+
+
+def test_properties_must_be_a_sequence_not_one_name() -> None:
+    with pytest.raises(TypeError, match="not one string"):
+        run_check(max_examples=1, properties=CAPTURE)
+
+
+# -- the reports ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def failing() -> CheckReport:
+    return run_check(AS_MERGED, max_examples=100, seed=3, properties=["sum_len_rows", CAPTURE])
+
+
+def test_the_text_report_shows_header_table_and_counterexample(failing: CheckReport) -> None:
+    text = render_text(failing)
+    assert text.startswith(f"dpslice check {AS_MERGED}\nseed 3  max examples 100  device cpu\n")
+    assert (
+        "the target takes: can_run_graph, cuda_graph_batch, dp_rank, global_num_tokens_cpu" in text
+    )
+    assert "2 properties: 1 passed, 1 failed, 0 n/a, 0 errors;" in text
+    for expected in (
+        f"FAIL {CAPTURE}: In CUDA-graph capture",
+        "  layout     DPLayout(counts=(1,), mode=Mode.GRAPH_CAPTURE, graph_batch_size=1)",
+        "  rank       0",
+        "  call       get_dp_local_slice_cpu_as_merged(global_num_tokens_cpu=None, dp_rank=0, "
+        "can_run_graph=True, cuda_graph_batch=1)",
+        "  outcome    crashed with incidental TypeError: 'NoneType' object is not subscriptable "
+        "at dpslice/upstream.py:",
+        "  expected   a deliberate error, or exactly the slice (0, 1)",
+        f"  reproduce  dpslice check {AS_MERGED} --seed 3 --max-examples 100 --property {CAPTURE}",
+    ):
+        assert expected in text
+    assert text.endswith("\nFAILED\n")
+
+
+def test_a_table_row_per_property(failing: CheckReport) -> None:
+    rows = [
+        line.split()
+        for line in render_text(failing).splitlines()
+        if line.startswith(("sum_", "cap"))
+    ]
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        ("sum_len_rows", "PASS", "100"),
+        (CAPTURE, "FAIL", str(failing.result(CAPTURE).examples)),
+    ]
+
+
+def test_the_json_report_carries_the_same_facts(failing: CheckReport) -> None:
+    document = json.loads(json.dumps(to_json(failing)))
+    assert document["schema"] == JSON_SCHEMA
+    assert (document["target"], document["seed"], document["passed"]) == (AS_MERGED, 3, False)
+    assert document["totals"]["failed"] == 1
+    assert document["totals"]["examples"] == failing.examples
+    assert set(document["versions"]) == {"dpslice", "torch", "hypothesis", "python"}
+    passing, capture = document["properties"]
+    assert (passing["verdict"], passing["counterexample"]) == ("PASS", None)
+    counterexample = capture["counterexample"]
+    assert counterexample["layout"] == repr(failing.result(CAPTURE).counterexample.layout)  # type: ignore[union-attr]
+    assert counterexample["call"]["kwargs"] == {
+        "global_num_tokens_cpu": "None",
+        "dp_rank": "0",
+        "can_run_graph": "True",
+        "cuda_graph_batch": "1",
+    }
+    assert counterexample["outcome"]["kind"] == "incidental"
+    assert counterexample["outcome"]["error"] == "TypeError"
+    assert counterexample["expected"]["slice"] == [0, 1]
+
+
+def test_reproduce_command_quotes_paths() -> None:
+    report = run_check(max_examples=1, seed=5, properties=[CAPTURE])
+    object.__setattr__(report.target, "spec", "my dir/impl.py:f")
+    assert reproduce_command(report, CAPTURE) == (
+        f"dpslice check 'my dir/impl.py:f' --seed 5 --max-examples 1 --property {CAPTURE}"
+    )
+
+
+def test_the_report_reproduce_command_names_a_selection(failing: CheckReport) -> None:
+    assert to_json(failing)["reproduce"] == (
+        f"dpslice check {AS_MERGED} --seed 3 --max-examples 100 "
+        f"--property sum_len_rows --property {CAPTURE}"
+    )

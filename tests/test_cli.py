@@ -1,0 +1,232 @@
+"""``dpslice check`` from the outside: exit codes, one-line errors, --json, --list, --seed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from dpslice import __version__
+from dpslice.cli import main
+
+AS_MERGED = "dpslice.upstream:get_dp_local_slice_cpu_as_merged"
+DPSLICE = shutil.which("dpslice") or str(Path(sys.executable).with_name("dpslice"))
+
+
+def run(*args: str, module: bool = False) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "dpslice", *args] if module else [DPSLICE, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+def test_version() -> None:
+    done = run("--version")
+    assert (done.returncode, done.stdout) == (0, f"dpslice {__version__}\n")
+
+
+def test_the_reference_passes_with_exit_0(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    done = run("check", "--max-examples", "10", "--seed", "0", "--json", str(report))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("dpslice check dpslice.reference:dp_local_slice\nseed 0  ")
+    assert done.stdout.endswith("\nPASSED\n")
+    document = read_json(report)
+    assert document["passed"] is True
+    totals = document["totals"]
+    # On the CPU only the CUDA view property does not apply.
+    assert (totals["passed"], totals["not_applicable"]) == (totals["properties"] - 1, 1)
+    assert totals["properties"] >= 12
+    assert all(prop["counterexample"] is None for prop in document["properties"])
+    sync_free = next(prop for prop in document["properties"] if prop["name"] == "sync_free")
+    assert sync_free["note"].startswith("dpslice.sync CPU-only mode")
+
+
+FAILING_ARGS = ("check", AS_MERGED, "--max-examples", "30", "--seed", "1")
+
+
+@pytest.fixture(scope="module")
+def failing_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, dict[str, Any]]:
+    """``python -m dpslice check`` on the as-merged upstream model, once for the module."""
+    report = tmp_path_factory.mktemp("failing") / "report.json"
+    done = run(*FAILING_ARGS, "--json", str(report), module=True)
+    return done.returncode, done.stdout, read_json(report)
+
+
+def test_a_failing_target_exits_1_and_keeps_its_results(
+    failing_run: tuple[int, str, dict[str, Any]],
+) -> None:
+    returncode, stdout, document = failing_run
+    assert returncode == 1
+    assert "FAIL capture_phase_explicit:" in stdout
+    assert stdout.endswith("\nFAILED\n")
+    assert document["passed"] is False
+    verdicts = {prop["name"]: prop["verdict"] for prop in document["properties"]}
+    assert verdicts["sum_len_rows"] == "PASS"
+    assert verdicts["capture_phase_explicit"] == verdicts["graph_replay_rows"] == "FAIL"
+    crash = next(p for p in document["properties"] if p["name"] == "capture_phase_explicit")
+    assert crash["counterexample"]["outcome"]["error"] == "TypeError"
+
+
+def test_the_same_seed_reproduces_the_counterexamples_in_another_process(
+    failing_run: tuple[int, str, dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    again = tmp_path / "again.json"
+    assert main([*FAILING_ARGS, "--json", str(again)]) == 1
+    capsys.readouterr()
+
+    def counterexamples(document: dict[str, Any]) -> dict[str, Any]:
+        return {prop["name"]: prop["counterexample"] for prop in document["properties"]}
+
+    first = counterexamples(failing_run[2])
+    assert counterexamples(read_json(again)) == first
+    assert first["graph_replay_rows"] is not None
+
+
+def test_a_bad_target_is_one_line_on_stderr_and_exit_2() -> None:
+    done = run("check", "dpslice.no_such_module:f")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "dpslice: error: module 'dpslice.no_such_module' not found; check the spelling, "
+        "install it, or run from the directory that holds it\n"
+    )
+
+
+def test_list_names_every_property(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--list"]) == 0
+    out = capsys.readouterr().out
+    names = [line for line in out.splitlines() if line and not line.startswith(" ")]
+    assert names[:3] == ["sum_len_rows", "max_len_rows", "graph_replay_rows"]
+    assert "invalid_inputs_refused" in names
+    assert "    draws: layouts_and_ranks(dp_layouts(modes=[Mode.SUM_LEN]" in out
+
+
+# -- the same command line, called in-process: usage errors --------------------------------
+
+
+BAD_TARGETS = [
+    pytest.param(["nocolon"], "has no ':function' part", id="no-colon"),
+    pytest.param(["missing/impl.py:f"], "file 'missing/impl.py' not found", id="no-file"),
+    pytest.param(["dpslice.reference:nope"], "has no attribute 'nope'", id="no-attribute"),
+    pytest.param(["--property", "nope"], "no property named 'nope'; choose from", id="property"),
+    pytest.param(["--device", "tpu"], "device='tpu'; choose one of cpu, cuda", id="device"),
+    pytest.param(
+        ["--device", "cuda"],
+        "device 'cuda' needs a CUDA GPU, and torch",
+        id="cuda-without-gpu",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is available"),
+    ),
+    pytest.param(["--backend", "nccl"], "--backend: only for the round trip", id="backend-alone"),
+    pytest.param(["--timeout", "9"], "--timeout: only for the round trip", id="timeout-alone"),
+    pytest.param(
+        ["--distributed", "2", "--property", "sum_len_rows", "--device", "cpu"],
+        "--property, --device cannot be combined with --distributed",
+        id="distributed-with-battery-options",
+    ),
+    pytest.param(
+        ["--distributed", "2", "--backend", "mpi"], "backend='mpi': choose 'gloo'", id="backend"
+    ),
+    pytest.param(
+        ["dpslice.no_such_module:f", "--distributed", "2"],
+        "importing 'dpslice.no_such_module' for target",
+        id="distributed-bad-target",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_TARGETS)
+def test_usage_errors_exit_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("dpslice: error: ")
+    assert message in captured.err
+    assert captured.err.count("\n") == 1
+
+
+def test_json_into_a_missing_directory_is_refused_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--json", str(tmp_path / "no" / "r.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "many"])
+def test_max_examples_below_one_is_an_argparse_error(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["check", "--max-examples", bad])
+    assert caught.value.code == 2
+    assert "--max-examples" in capsys.readouterr().err
+
+
+def test_a_file_target_with_a_selected_property(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    impl = tmp_path / "impl.py"
+    impl.write_text("def f(*, global_num_tokens_cpu, dp_rank):\n    return 0, 0\n")
+    assert main(["check", f"{impl}:f", "--max-examples", "20", "--seed", "2",
+                 "--property", "sum_len_rows"]) == 1  # fmt: skip
+    out = capsys.readouterr().out
+    assert "FAIL sum_len_rows" in out
+    assert "--seed 2 --max-examples 20 --property sum_len_rows" in out
+
+
+# -- --distributed: the round trip through gloo ------------------------------------------
+
+
+def test_the_round_trip_passes_for_the_reference_and_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "round_trip.json"
+    args = ["check", "--distributed", "2", "--max-examples", "30", "--seed", "0"]
+    assert main([*args, "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "dpslice check dpslice.reference:dp_local_slice --distributed 2 --backend gloo\n"
+        "seed 0  max examples 30  timeout 600 s\n\n"
+        "PASS: dpslice.reference:dp_local_slice on gloo, dp_size=2: "
+    )
+    assert out.endswith("\nPASSED\n")
+    document = read_json(report)
+    assert document["schema"] == "dpslice-check-distributed/1"
+    assert (document["verdict"], document["passed"], document["dp_size"]) == ("PASS", True, 2)
+    assert document["layouts_checked"] >= 30
+    assert document["devices"] == ["cpu", "cpu"]
+    assert document["counterexample"] is document["error"] is None
+    assert document["reproduce"] == (
+        "dpslice check dpslice.reference:dp_local_slice --distributed 2 --backend gloo "
+        "--seed 0 --max-examples 30"
+    )
+
+
+def test_a_round_trip_without_a_verdict_keeps_its_result_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A harness failure (here: no time to start the group) is written, not lost."""
+    report = tmp_path / "round_trip.json"
+    args = ["check", "--distributed", "1", "--timeout", "0.001", "--seed", "0"]
+    assert main([*args, "--json", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR: the round trip reached no verdict: RoundTripTimeout: rank(s) [0]" in out
+    assert out.endswith("\nFAILED\n")
+    document = read_json(report)
+    assert (document["verdict"], document["passed"]) == ("ERROR", False)
+    assert document["error"]["type"] == "RoundTripTimeout"
+    assert document["layouts_checked"] is None
+    assert "--timeout 0.001" in document["reproduce"]

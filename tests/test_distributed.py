@@ -1,0 +1,468 @@
+"""The slice against buffers gathered by real torch.distributed collectives.
+
+Gloo on CPU here; the NCCL tests (marked ``cuda``) need two or more GPUs.
+Every test that starts ranks checks afterwards that none is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from dpslice import DPLayout, Mode
+from dpslice.distributed import (
+    CountsDisagreementError,
+    RankFailed,
+    RoundTripConfigError,
+    RoundTripResult,
+    RoundTripSession,
+    RoundTripTimeout,
+    TargetLoadError,
+    check_counts_consistency,
+    counts_disagreement,
+    run_round_trip,
+)
+from dpslice.distributed.target import BadReturnError, call_target, load_target
+
+REFERENCE = "dpslice.reference:dp_local_slice"
+TARGETS = Path(__file__).with_name("distributed_targets.py")
+REFERENCE_SOURCE = Path(__file__).parents[1] / "dpslice" / "reference.py"
+
+#: Layouts per DP size in the main round trips (the issue asks for at least 200).
+ROUND_TRIP_EXAMPLES = 200
+#: Budget for one whole run here: generous for a loaded 2-core machine, far below a hang.
+RUN_TIMEOUT = 120.0
+
+
+#: The exit code of distributed_targets.exit_on_rank_1.
+EXIT_CODE = 7
+
+
+def target(name: str) -> str:
+    return f"{TARGETS}:{name}"
+
+
+# -- no rank is ever left behind ---------------------------------------------
+
+
+def child_processes() -> list[tuple[int, str]]:
+    """``(pid, command line)`` of this process's children, from ``/proc``.
+
+    The stdlib's multiprocessing resource tracker is left out: spawning starts
+    it once per process, by design, and it exits with its parent.
+    """
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # exited while we looked
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and "resource_tracker" not in cmdline:
+            children.append((int(entry.name), cmdline.strip()))
+    return children
+
+
+@pytest.fixture
+def no_orphans() -> Iterator[None]:
+    """Fail the test if any rank (or zombie) it started outlives it.
+
+    Children alive before it started (the shared :func:`gloo_pair`) are not its own.
+    """
+    import multiprocessing
+
+    before = set(child_processes())
+    alive_before = set(multiprocessing.active_children())
+    yield
+    assert set(multiprocessing.active_children()) <= alive_before
+    assert set(child_processes()) <= before
+
+
+def assert_gone(pids: tuple[int, ...]) -> None:
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"rank process {pid} still exists"
+
+
+@pytest.fixture(scope="module")
+def gloo_pair() -> Iterator[RoundTripSession]:
+    """One two-rank gloo group shared by the tests whose targets leave the ranks alive."""
+    with RoundTripSession(dp_size=2, layout_timeout=30) as session:
+        yield session
+    assert_gone(session.pids)
+    assert child_processes() == []
+
+
+# -- the round trip passes for the reference --------------------------------
+
+
+def assert_passed(result: RoundTripResult, dp_size: int, examples: int) -> None:
+    assert result.ok, result.summary()
+    assert result.counterexample is None
+    assert result.dp_size == dp_size
+    assert result.layouts_checked >= examples
+    assert result.devices == ("cpu",) * dp_size
+
+
+@pytest.mark.parametrize("dp_size", [2, 4])
+@pytest.mark.usefixtures("no_orphans")
+def test_reference_recovers_own_rows_through_gloo(dp_size: int) -> None:
+    """Every rank slices exactly its own rows out of buffers gloo really gathered."""
+    result = run_round_trip(
+        REFERENCE, dp_size=dp_size, max_examples=ROUND_TRIP_EXAMPLES, timeout=RUN_TIMEOUT
+    )
+    print(result.summary())
+    assert_passed(result, dp_size, ROUND_TRIP_EXAMPLES)
+
+
+@pytest.mark.parametrize("dp_size", [1, 8])
+@pytest.mark.usefixtures("no_orphans")
+def test_round_trip_smoke_at_the_edges(dp_size: int) -> None:
+    """One rank (every collective trivial) and eight ranks (more ranks than cores)."""
+    result = run_round_trip(REFERENCE, dp_size=dp_size, max_examples=15, timeout=RUN_TIMEOUT)
+    assert_passed(result, dp_size, 15)
+
+
+def test_tensor_bounds_from_the_gpu_counts_are_accepted(gloo_pair: RoundTripSession) -> None:
+    """0-dim tensor bounds (the pre-#24550 GPU path) are read, and are right."""
+    result = gloo_pair.round_trip(target("tensor_bounds"), max_examples=40, seed=0)
+    assert_passed(result, 2, 40)
+
+
+# -- the round trip fails for seeded bugs ------------------------------------
+
+
+def mutated_reference(tmp_path: Path, name: str, pattern: str, replacement: str) -> Path:
+    """A copy of dpslice/reference.py with every match of ``pattern`` replaced."""
+    source, sites = re.subn(pattern, replacement, REFERENCE_SOURCE.read_text())
+    assert sites >= 1, f"no {pattern!r} left in reference.py: update the seeded bug"
+    path = tmp_path / f"{name}.py"
+    path.write_text(source + SGLANG_SHAPED)
+    return path
+
+
+# The engine-shaped entry point, so the graph batch size and num_tokens_per_bs
+# reach get_dp_local_slice_cpu as sglang passes them.
+SGLANG_SHAPED = """
+
+def sglang_shaped(global_num_tokens_cpu, dp_rank, dp_size, can_run_graph,
+                  cuda_graph_batch, num_tokens_per_bs):
+    from types import SimpleNamespace
+    batch = SimpleNamespace(global_num_tokens_cpu=global_num_tokens_cpu)
+    return get_dp_local_slice_cpu(batch, can_run_graph, cuda_graph_batch, dp_rank=dp_rank,
+                                  dp_size=dp_size, num_tokens_per_bs=num_tokens_per_bs)
+"""
+GRAPH_BS_TIMES_TOKENS = (
+    r'_as_int\(cuda_graph_batch, "cuda_graph_batch"\)\s*\*\s*'
+    r'_as_int\(\s*num_tokens_per_bs, "num_tokens_per_bs"\s*\)'
+)
+
+
+def test_off_by_one_prefix_sum_fails_with_a_shrunk_layout(
+    tmp_path: Path, gloo_pair: RoundTripSession
+) -> None:
+    """start = sum(counts[:rank + 1]) is caught, shrunk to one token on one rank."""
+    bug = mutated_reference(
+        tmp_path, "off_by_one", r"sum\(counts\[:slot\]\)", "sum(counts[: slot + 1])"
+    )
+    result = gloo_pair.round_trip(f"{bug}:dp_local_slice", max_examples=200, seed=0)
+    print(result.summary())
+    assert result.verdict == "fail"
+    found = result.counterexample
+    assert found is not None
+    assert found.failure in ("slice", "out-of-bounds")
+    assert found.rank in found.failing_ranks
+    # Shrunk: a single token on one rank is the least that exposes the bug.
+    assert sum(found.layout.counts) == 1, found.layout
+    assert found.layout.mode is Mode.SUM_LEN
+    assert f"(start, length) = ({found.layout.span(found.rank).first_row}, 1)" in found.expected
+
+
+def test_graph_start_from_the_request_count_fails_on_a_later_rank(
+    tmp_path: Path, gloo_pair: RoundTripSession
+) -> None:
+    """rank * cuda_graph_batch (not * num_tokens_per_bs) is caught under speculative replay."""
+    bug = mutated_reference(
+        tmp_path,
+        "request_count",
+        GRAPH_BS_TIMES_TOKENS,
+        '_as_int(cuda_graph_batch, "cuda_graph_batch")',
+    )
+    result = gloo_pair.round_trip(f"{bug}:sglang_shaped", max_examples=200, seed=0)
+    print(result.summary())
+    assert result.verdict == "fail"
+    found = result.counterexample
+    assert found is not None
+    assert found.layout.mode is Mode.GRAPH_REPLAY
+    assert found.layout.num_tokens_per_bs > 1  # only speculative decoding tells bs from extent
+    if found.failure == "target-raised":  # handed bs as the extent, a full rank overflows it
+        assert "CountExceedsExtentError" in found.message
+    else:
+        assert found.failure in ("slice", "out-of-bounds")
+        assert found.rank >= 1  # rank 0 starts at 0 under either formula
+        bs = found.layout.graph_batch_size
+        assert bs is not None
+        assert found.got.startswith(f"(start, length) = ({found.rank * bs}, ")
+
+
+def test_unmutated_copy_with_the_same_entry_point_passes(
+    tmp_path: Path, gloo_pair: RoundTripSession
+) -> None:
+    """The control for the seeded bugs: the copy and its wrapper are not what fails."""
+    control = mutated_reference(tmp_path, "control", r"def dp_local_slice\(", "def dp_local_slice(")
+    result = gloo_pair.round_trip(f"{control}:sglang_shaped", max_examples=100, seed=0)
+    assert_passed(result, 2, 100)
+
+
+@pytest.mark.parametrize(
+    ("name", "failure"),
+    [
+        ("raise_on_rank_1", "target-raised"),
+        ("float_bounds", "bad-return"),
+        ("mutate_gpu_counts_on_rank_1", "counts-mutated"),
+    ],
+)
+def test_target_misbehaviour_is_a_counterexample_not_a_crash(
+    name: str, failure: str, gloo_pair: RoundTripSession
+) -> None:
+    """A raising or ill-typed target fails the verdict; the group survives to shrink it."""
+    result = gloo_pair.round_trip(target(name), max_examples=50, seed=0)
+    print(result.summary())
+    found = result.counterexample
+    assert found is not None, result.summary()
+    assert found.failure == failure
+    assert result.layouts_checked > 1  # shrinking ran on the same group
+    if failure == "counts-mutated":
+        assert found.rank == 1
+        assert "disagrees with global_num_tokens_gpu" in found.message
+    if failure == "target-raised":
+        assert "KeyError" in found.message
+        assert found.layout.mode is Mode.GRAPH_REPLAY
+
+
+# -- a dead or stuck rank brings the group down, fast, with its error --------
+
+
+@pytest.mark.usefixtures("no_orphans")
+def test_a_rank_that_exits_ends_the_run_with_rank_failed() -> None:
+    """os._exit on rank 1 mid-run: RankFailed names rank 1 and its exit code, no hang."""
+    began = time.monotonic()
+    with pytest.raises(RankFailed) as failed:
+        run_round_trip(target("exit_on_rank_1"), dp_size=2, max_examples=200, timeout=60)
+    assert time.monotonic() - began < 60
+    assert failed.value.rank == 1
+    assert failed.value.exitcode == EXIT_CODE  # distributed_targets.EXIT_CODE
+    assert failed.value.layout is not None
+    assert sum(failed.value.layout.counts) >= 3
+    assert str(failed.value).startswith("rank 1 while evaluating DPLayout(")
+    assert "brought down" in str(failed.value)
+
+
+@pytest.mark.usefixtures("no_orphans")
+def test_a_killed_rank_is_blamed_not_its_peer() -> None:
+    """SIGKILL rank 1 between layouts: rank 0's gather breaks, but rank 1 is the cause."""
+    with RoundTripSession(dp_size=2, layout_timeout=30) as session:
+        assert all(outcome.ok for outcome in session.check(DPLayout((2, 3)), REFERENCE))
+        with pytest.raises(RoundTripConfigError):
+            session.check(DPLayout((1, 2, 3)), REFERENCE)  # wrong DP size: refused unsent
+        pids = session.pids
+        os.kill(pids[1], signal.SIGKILL)
+        began = time.monotonic()
+        with pytest.raises(RankFailed) as failed:
+            session.check(DPLayout((4, 1), Mode.MAX_LEN), REFERENCE)
+        assert time.monotonic() - began < 10
+    assert failed.value.rank == 1
+    assert failed.value.exitcode == -signal.SIGKILL
+    assert "killed by signal 9" in str(failed.value)
+    assert_gone(pids)
+
+
+@pytest.mark.parametrize("phase", ["layout", "run"])
+@pytest.mark.usefixtures("no_orphans")
+def test_a_stuck_rank_times_out_instead_of_hanging(phase: str) -> None:
+    """A target that never returns on rank 1 raises RoundTripTimeout within its budget."""
+    with RoundTripSession(dp_size=2, layout_timeout=2 if phase == "layout" else 60) as session:
+        pids = session.pids
+        deadline = time.monotonic() + 2 if phase == "run" else None
+        began = time.monotonic()
+        with pytest.raises(RoundTripTimeout) as timed_out:
+            session.check(DPLayout((1, 1)), target("hang_on_rank_1"), deadline=deadline)
+        assert time.monotonic() - began < 15
+    assert timed_out.value.phase == phase
+    assert timed_out.value.pending_ranks == (1,)
+    assert "did not answer within" in str(timed_out.value)
+    assert_gone(pids)
+
+
+def test_ranks_die_with_a_driver_killed_outright() -> None:
+    """SIGKILL the driver (no cleanup runs): its ranks die with it, a stuck one too.
+
+    Rank 1 is inside a target that never returns, so only the parent-death
+    signal, not a closed pipe, can end it.
+    """
+    script = (
+        "import sys\n"
+        "from dpslice import DPLayout\n"
+        "from dpslice.distributed import RoundTripSession\n"
+        "with RoundTripSession(dp_size=2, layout_timeout=600) as session:\n"
+        "    print(*session.pids, flush=True)\n"
+        "    session.check(DPLayout((1, 1)), sys.argv[1])\n"
+    )
+    command = [sys.executable, "-c", script, target("hang_on_rank_1")]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert driver.stdout is not None
+        pids = tuple(int(pid) for pid in driver.stdout.readline().split())
+        assert len(pids) == 2, "the driver did not start its ranks"
+        time.sleep(2)  # let rank 1 enter the target
+    finally:
+        driver.kill()
+        driver.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(running(pid) for pid in pids):
+        time.sleep(0.1)
+    survivors = [pid for pid in pids if running(pid)]
+    for pid in survivors:  # leave nothing behind, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == [], "a rank outlived its driver"
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie waiting for init to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# -- the CPU/GPU counts validator --------------------------------------------
+
+
+def test_counts_validator_accepts_agreeing_counts() -> None:
+    check_counts_consistency([3, 4], torch.tensor([3, 4]), dp_rank=1)
+    check_counts_consistency([7], torch.tensor([7]), dp_rank=0)
+    check_counts_consistency(None, torch.tensor([2, 2]), dp_rank=0)  # capture: no CPU list
+
+
+@pytest.mark.parametrize(
+    ("cpu", "gpu", "detail"),
+    [
+        ([3, 4], [3, 5], "slot 1: cpu 4, gpu 5"),
+        ([3, 4], [3, 4, 0], "the CPU list has 2 entries, the GPU tensor 3"),
+    ],
+    ids=["one-slot-differs", "length-differs"],
+)
+def test_counts_validator_reports_a_disagreement(
+    cpu: list[int], gpu: list[int], detail: str
+) -> None:
+    """An injected disagreement is reported with the rank, both lists and the slot."""
+    report = counts_disagreement(cpu, torch.tensor(gpu), dp_rank=1)
+    assert report is not None
+    assert detail in report
+    with pytest.raises(CountsDisagreementError, match=re.escape(detail)) as raised:
+        check_counts_consistency(cpu, torch.tensor(gpu), dp_rank=1)
+    assert str(raised.value).startswith(f"rank 1: global_num_tokens_cpu {cpu} disagrees")
+
+
+# -- loading and calling the target; configuration errors ---------------------
+
+
+def test_target_is_called_with_only_the_keywords_it_names() -> None:
+    loaded = load_target(REFERENCE)
+    assert loaded.keywords == (
+        "global_num_tokens_cpu", "dp_rank", "dp_size", "can_run_graph", "graph_extent",
+    )  # fmt: skip
+    arguments = dict.fromkeys(("global_num_tokens_gpu", "cuda_graph_batch"))
+    arguments |= {"global_num_tokens_cpu": [2, 3], "dp_rank": 1, "dp_size": 2}
+    arguments |= {"can_run_graph": False, "graph_extent": None, "num_tokens_per_bs": 1}
+    assert call_target(loaded, arguments) == (2, 3)
+    with pytest.raises(BadReturnError, match=re.escape("returned start is 2.0 (float)")):
+        call_target(load_target(target("float_bounds")), arguments)
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("dpslice.reference", "is not 'package.module:function'"),
+        ("dpslice.no_such_module:f", "importing 'dpslice.no_such_module'"),
+        ("dpslice.reference:no_such_function", "has no callable 'no_such_function'"),
+        ("dpslice.reference:get_dp_local_slice_cpu", "requires 'forward_batch'"),
+        ("/no/such/file.py:f", "does not exist"),
+    ],
+    ids=["no-function", "no-module", "no-attribute", "unpassable-argument", "no-file"],
+)
+@pytest.mark.usefixtures("no_orphans")
+def test_bad_targets_are_refused_before_any_rank_starts(spec: str, match: str) -> None:
+    with pytest.raises(TargetLoadError, match=re.escape(match)):
+        run_round_trip(spec, dp_size=2)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "match"),
+    [
+        ({"dp_size": 0}, "dp_size=0"),
+        ({"dp_size": 2, "backend": "mpi"}, "backend='mpi'"),
+        ({"dp_size": 2, "timeout": 0}, "timeout=0"),
+        ({"dp_size": 2, "max_examples": 0}, "max_examples=0"),
+    ],
+    ids=["dp-size", "backend", "timeout", "max-examples"],
+)
+@pytest.mark.usefixtures("no_orphans")
+def test_bad_arguments_are_refused_before_any_rank_starts(
+    arguments: dict[str, object], match: str
+) -> None:
+    with pytest.raises(RoundTripConfigError, match=re.escape(match)):
+        run_round_trip(REFERENCE, **arguments)  # type: ignore[arg-type]
+
+
+def test_nccl_without_enough_gpus_is_refused() -> None:
+    too_many = torch.cuda.device_count() + 1
+    with pytest.raises(RoundTripConfigError, match="one GPU per rank"):
+        run_round_trip(REFERENCE, dp_size=too_many, backend="nccl")
+
+
+# -- torchrun ----------------------------------------------------------------
+
+
+def test_torchrun_entry_point_round_trips() -> None:
+    """``torchrun -m dpslice.distributed``: ranks from the environment, rank 0 drives."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", "2", "-m", "dpslice.distributed", "--max-examples", "50"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS: dpslice.reference:dp_local_slice on gloo, dp_size=2: " in done.stdout
+
+
+# -- NCCL, one process per GPU ----------------------------------------------
+
+
+#: Layouts per DP size on GPUs; DPSLICE_NCCL_EXAMPLES raises it for a long device run.
+NCCL_EXAMPLES = int(os.environ.get("DPSLICE_NCCL_EXAMPLES", "200"))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dp_size", [2, 4])
+@pytest.mark.usefixtures("no_orphans")
+def test_reference_recovers_own_rows_through_nccl(dp_size: int) -> None:
+    """Every GPU rank slices exactly its own rows out of buffers NCCL really gathered."""
+    if torch.cuda.device_count() < dp_size:
+        pytest.skip(f"needs {dp_size} GPUs; {torch.cuda.device_count()} visible")
+    result = run_round_trip(
+        REFERENCE, dp_size=dp_size, backend="nccl", max_examples=NCCL_EXAMPLES, timeout=500
+    )
+    print(result.summary())
+    assert result.ok, result.summary()
+    assert result.layouts_checked >= NCCL_EXAMPLES
+    assert all(device.startswith("cuda:") for device in result.devices)

@@ -1,0 +1,332 @@
+"""Tests of dpslice.layout: the ground-truth model of the gathered DP buffer.
+
+The hand-written buffers below were worked out on paper from DOMAIN.md, one
+per way an engine lays the ranks out; the properties check that ``span()``,
+the cheap form of the oracle, agrees with the materialised buffer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from hypothesis import given
+
+from dpslice import PAD_ROW, DPLayout, InvalidLayoutError, Mode, RowSpan, SliceCall
+from dpslice.strategies import dp_layouts, layouts_and_ranks
+from tests.engine import pad_rows, real_rows
+
+SPEC_DECODE = DPLayout((1, 4), Mode.GRAPH_REPLAY, graph_batch_size=2, num_tokens_per_bs=3)
+CAPTURE = DPLayout.capture(2, graph_batch_size=2, num_tokens_per_bs=2)
+
+# layout, rank, its gathered buffer, its CPU count list, its span (first row, rows)
+EXAMPLES = [
+    pytest.param(
+        DPLayout((2, 0, 3)),
+        1,
+        real_rows(0, 2) + real_rows(2, 3),
+        [2, 0, 3],
+        (2, 0),
+        id="sum-len-packed-empty-rank",
+    ),
+    pytest.param(
+        DPLayout((2, 0, 3)),
+        2,
+        real_rows(0, 2) + real_rows(2, 3),
+        [2, 0, 3],
+        (2, 3),
+        id="sum-len-packed-last-rank",
+    ),
+    pytest.param(
+        DPLayout((2, 0, 3), Mode.MAX_LEN),
+        1,
+        real_rows(0, 2) + pad_rows(0, 1) + pad_rows(1, 3) + real_rows(2, 3),
+        [3, 3, 3],
+        (3, 3),
+        id="max-len-padded-cpu-list",
+    ),
+    pytest.param(
+        SPEC_DECODE,
+        1,
+        real_rows(0, 1) + pad_rows(0, 5) + real_rows(1, 4) + pad_rows(1, 2),
+        [1, 4],
+        (6, 4),
+        id="graph-replay-num-tokens-per-bs-3",
+    ),
+    pytest.param(
+        CAPTURE,
+        1,
+        real_rows(0, 4) + real_rows(1, 4),
+        None,
+        (4, 4),
+        id="graph-capture-no-cpu-counts",
+    ),
+    pytest.param(
+        DPLayout((3, 1), attn_tp_size=2),
+        1,
+        real_rows(0, 3) + pad_rows(0, 1) + real_rows(1, 1) + pad_rows(1, 1),
+        [4, 2],
+        (4, 2),
+        id="sum-len-attn-tp-rounding",
+    ),
+    pytest.param(
+        DPLayout((3, 1), Mode.MAX_LEN, attn_tp_size=4),
+        1,
+        real_rows(0, 3) + pad_rows(0, 1) + real_rows(1, 1) + pad_rows(1, 3),
+        [4, 4],
+        (4, 4),
+        id="max-len-attn-tp-rounding",
+    ),
+    pytest.param(
+        DPLayout((3, 0), Mode.GRAPH_REPLAY, attn_tp_size=2, graph_batch_size=5),
+        0,
+        real_rows(0, 3) + pad_rows(0, 2) + pad_rows(1, 5),
+        [4, 0],
+        (0, 4),
+        id="graph-replay-attn-tp-rounding",
+    ),
+    pytest.param(
+        DPLayout((2, 3), gather_skipped=True),
+        1,
+        real_rows(1, 3),
+        [3],
+        (0, 3),
+        id="sum-len-gather-skipped",
+    ),
+    pytest.param(
+        DPLayout((1, 2), Mode.GRAPH_REPLAY, graph_batch_size=3, gather_skipped=True),
+        1,
+        real_rows(1, 2) + pad_rows(1, 1),
+        [2],
+        (0, 2),
+        id="graph-replay-gather-skipped",
+    ),
+]
+
+
+class TestHandWrittenBuffers:
+    @pytest.mark.parametrize(("layout", "rank", "buffer", "cpu_counts", "span"), EXAMPLES)
+    def test_gathered_buffer(self, layout, rank, buffer, cpu_counts, span):
+        gathered = layout.gathered(rank)
+        assert gathered.dtype == torch.int64
+        assert gathered.tolist() == buffer
+        assert layout.gathered_rows(rank) == len(buffer)
+
+    @pytest.mark.parametrize(("layout", "rank", "buffer", "cpu_counts", "span"), EXAMPLES)
+    def test_cpu_counts_as_the_engine_fills_them(self, layout, rank, buffer, cpu_counts, span):
+        assert layout.global_num_tokens_cpu(rank) == cpu_counts
+        assert layout.call(rank).global_num_tokens_cpu == cpu_counts
+
+    @pytest.mark.parametrize(("layout", "rank", "buffer", "cpu_counts", "span"), EXAMPLES)
+    def test_span_and_expected_rows(self, layout, rank, buffer, cpu_counts, span):
+        first_row, num_rows = span
+        assert layout.span(rank) == RowSpan(first_row, num_rows)
+        own = buffer[first_row : first_row + num_rows]
+        assert layout.expected_rows(rank).tolist() == own
+
+
+class TestSliceCall:
+    def test_eager_call_has_no_graph_fields(self):
+        assert DPLayout((2, 0, 3)).call(2) == SliceCall(
+            global_num_tokens_cpu=[2, 0, 3],
+            dp_rank=2,
+            dp_size=3,
+            can_run_graph=False,
+            graph_extent=None,
+            cuda_graph_batch=None,
+            num_tokens_per_bs=1,
+        )
+
+    def test_replay_call_separates_extent_from_request_count(self):
+        assert SPEC_DECODE.call(1) == SliceCall(
+            global_num_tokens_cpu=[1, 4],
+            dp_rank=1,
+            dp_size=2,
+            can_run_graph=True,
+            graph_extent=6,
+            cuda_graph_batch=2,
+            num_tokens_per_bs=3,
+        )
+
+    def test_capture_call_has_none_counts(self):
+        assert CAPTURE.call(0) == SliceCall(
+            global_num_tokens_cpu=None,
+            dp_rank=0,
+            dp_size=2,
+            can_run_graph=True,
+            graph_extent=4,
+            cuda_graph_batch=2,
+            num_tokens_per_bs=2,
+        )
+
+    def test_gpu_counts_are_populated_even_in_capture(self):
+        counts = CAPTURE.global_num_tokens_gpu(0)
+        assert counts.dtype == torch.int64
+        assert counts.tolist() == [4, 4]
+
+    def test_gpu_counts_honour_dtype(self):
+        counts = DPLayout((3, 1), attn_tp_size=2).global_num_tokens_gpu(1, dtype=torch.int32)
+        assert counts.dtype == torch.int32
+        assert counts.tolist() == [4, 2]
+
+    def test_layout_is_frozen(self):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            DPLayout((1,)).counts = (2,)  # type: ignore[misc]
+
+
+class TestMode:
+    @pytest.mark.parametrize(
+        ("mode", "is_graph"),
+        [
+            (Mode.SUM_LEN, False),
+            (Mode.MAX_LEN, False),
+            (Mode.GRAPH_REPLAY, True),
+            (Mode.GRAPH_CAPTURE, True),
+        ],
+        ids=lambda value: repr(value) if isinstance(value, Mode) else None,
+    )
+    def test_is_graph(self, mode, is_graph):
+        assert mode.is_graph is is_graph
+
+    def test_repr_is_the_expression(self):
+        assert repr(Mode.GRAPH_REPLAY) == "Mode.GRAPH_REPLAY"
+
+
+class TestSpanProperty:
+    @given(layouts_and_ranks(dp_layouts(max_count=64)))
+    def test_span_holds_every_real_row_of_the_rank_in_order_and_nothing_else(self, layout_and_rank):
+        """``span(rank)`` covers this rank's real rows of the materialised buffer, in order,
+        followed only by this rank's own padding, and lies inside the buffer."""
+        layout, rank = layout_and_rank
+        buffer = layout.gathered(rank)
+        span = layout.span(rank)
+        assert 0 <= span.first_row <= span.first_row + span.num_rows <= len(buffer)
+
+        owners, local_rows = buffer[:, 0], buffer[:, 1]
+        real = ((owners == rank) & (local_rows != PAD_ROW)).nonzero().flatten().tolist()
+        count = layout.counts[rank]
+        assert real == list(range(span.first_row, span.first_row + count))
+        assert local_rows[real].tolist() == list(range(count))
+
+        inside = buffer[span.first_row : span.first_row + span.num_rows]
+        assert (inside[:, 0] == rank).all()
+        assert (inside[count:, 1] == PAD_ROW).all()
+        assert inside.tolist() == layout.expected_rows(rank).tolist()
+
+
+class TestRepr:
+    @pytest.mark.parametrize(
+        ("layout", "text"),
+        [
+            pytest.param(DPLayout((1, 2)), "DPLayout(counts=(1, 2))", id="defaults-left-out"),
+            pytest.param(
+                SPEC_DECODE,
+                "DPLayout(counts=(1, 4), mode=Mode.GRAPH_REPLAY, graph_batch_size=2, "
+                "num_tokens_per_bs=3)",
+                id="graph-replay",
+            ),
+            pytest.param(
+                DPLayout((3,), Mode.MAX_LEN, attn_tp_size=2, gather_skipped=True),
+                "DPLayout(counts=(3,), mode=Mode.MAX_LEN, attn_tp_size=2, gather_skipped=True)",
+                id="max-len-skipped",
+            ),
+        ],
+    )
+    def test_repr_names_only_what_differs_from_the_defaults(self, layout, text):
+        assert repr(layout) == text
+
+    @given(dp_layouts())
+    def test_repr_evaluates_back_to_an_equal_layout(self, layout):
+        """``eval(repr(layout))`` with only ``DPLayout`` and ``Mode`` in scope rebuilds it."""
+        namespace = {"DPLayout": DPLayout, "Mode": Mode}
+        assert eval(repr(layout), namespace) == layout
+
+
+def _gathered(layout: DPLayout, rank: int, **kwargs: int):
+    return lambda: layout.gathered(rank, **kwargs)
+
+
+INVALID_LAYOUTS = [
+    pytest.param(lambda: DPLayout([1, 2]), "non-empty tuple", id="counts-a-list"),
+    pytest.param(lambda: DPLayout(()), "non-empty tuple", id="counts-empty"),
+    pytest.param(lambda: DPLayout((1, -1)), "int >= 0", id="count-negative"),
+    pytest.param(lambda: DPLayout((1, True)), "int >= 0", id="count-bool"),
+    pytest.param(lambda: DPLayout((1.0,)), "int >= 0", id="count-float"),
+    pytest.param(lambda: DPLayout((1,), "sum_len"), "dpslice.Mode", id="mode-a-string"),
+    pytest.param(lambda: DPLayout((1,), attn_tp_size=0), "int >= 1", id="attn-tp-size-zero"),
+    pytest.param(lambda: DPLayout((1,), attn_tp_size=True), "int >= 1", id="attn-tp-size-bool"),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.GRAPH_REPLAY, graph_batch_size=1, num_tokens_per_bs=0),
+        "int >= 1",
+        id="num-tokens-per-bs-zero",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), graph_batch_size=2), "Mode.GRAPH_REPLAY", id="eager-with-graph-bs"
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.MAX_LEN, num_tokens_per_bs=2),
+        "Mode.GRAPH_REPLAY",
+        id="eager-with-num-tokens-per-bs",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.GRAPH_REPLAY), "needs graph_batch_size", id="replay-no-bs"
+    ),
+    pytest.param(
+        lambda: DPLayout((0,), Mode.GRAPH_REPLAY, graph_batch_size=0),
+        "needs graph_batch_size",
+        id="replay-bs-zero",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.GRAPH_REPLAY, graph_batch_size=2.0),
+        "needs graph_batch_size",
+        id="replay-bs-float",
+    ),
+    pytest.param(
+        lambda: DPLayout((5,), Mode.GRAPH_REPLAY, graph_batch_size=2, num_tokens_per_bs=2),
+        "raise graph_batch_size",
+        id="replay-count-over-extent",
+    ),
+    pytest.param(
+        lambda: DPLayout((3,), Mode.GRAPH_REPLAY, attn_tp_size=2, graph_batch_size=3),
+        "raise graph_batch_size",
+        id="replay-rounded-count-over-extent",
+    ),
+    pytest.param(
+        lambda: DPLayout((1, 2), Mode.GRAPH_CAPTURE, graph_batch_size=2),
+        "DPLayout.capture()",
+        id="capture-not-uniform",
+    ),
+    pytest.param(
+        lambda: DPLayout((2,), Mode.GRAPH_CAPTURE, graph_batch_size=2, gather_skipped=True),
+        "eager or replay layout",
+        id="capture-gather-skipped",
+    ),
+    pytest.param(_gathered(DPLayout((1, 2)), 2), "range(2)", id="gathered-rank-too-large"),
+    pytest.param(
+        lambda: DPLayout((1, 2)).global_num_tokens_cpu(-1),
+        "range(2)",
+        id="cpu-counts-rank-negative",
+    ),
+    pytest.param(lambda: DPLayout((1, 2)).span(True), "range(2)", id="span-rank-bool"),
+    pytest.param(lambda: DPLayout((1, 2)).call(5), "range(2)", id="call-rank-too-large"),
+    pytest.param(
+        _gathered(DPLayout((10, 10)), 0, max_rows=19), "use DPLayout.span()", id="over-max-rows"
+    ),
+    pytest.param(
+        _gathered(DPLayout((2**31 - 1,) * 64), 63),
+        "use DPLayout.span()",
+        id="over-default-max-rows",
+    ),
+]
+
+
+class TestInvalidLayouts:
+    @pytest.mark.parametrize(("build", "hint"), INVALID_LAYOUTS)
+    def test_raises_invalid_layout_error_with_a_hint(self, build, hint):
+        with pytest.raises(InvalidLayoutError) as raised:
+            build()
+        assert hint in str(raised.value)
+
+    def test_max_rows_is_inclusive(self):
+        assert len(DPLayout((10, 10)).gathered(0, max_rows=20)) == 20

@@ -1,0 +1,374 @@
+"""Tests of dpslice.strategies: one class per public strategy.
+
+Each option is shown to produce what it promises (with ``find`` for what must
+be reachable, ``@given`` for what must always hold), each invalid argument to
+raise ``InvalidArgument``, and counterexamples to shrink to tiny layouts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import find, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from dpslice import DPLayout, DPSliceError, InvalidLayoutError, Mode, NegativeCountError
+from dpslice.strategies import (
+    INVALID_CAUSES,
+    MAX_COUNT,
+    dp_layouts,
+    dp_sizes,
+    invalid_calls,
+    layouts_and_ranks,
+    token_counts,
+)
+from tests.engine import reference_slice
+
+NON_CAPTURE = [Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY]
+
+#: For the ``@given`` checks of a strategy's options: a fifth of the profile's
+#: examples (the heavy properties in tests/properties get the full budget).
+OPTION_CHECK = settings(max_examples=max(50, settings.default.max_examples // 5))
+
+
+def _drawn(strategy: st.SearchStrategy[object], examples: int = 300) -> list[object]:
+    """What ``strategy`` draws over one run of ``examples`` examples, for statistics.
+
+    Derandomized in every profile: Hypothesis mutates earlier examples, so the
+    mix of a random run varies widely and a frequency check on it would be flaky.
+    """
+    seen: list[object] = []
+
+    @settings(max_examples=examples, database=None, derandomize=True)
+    @given(strategy)
+    def record(value: object) -> None:
+        seen.append(value)
+
+    record()
+    return seen
+
+
+class TestDPSizes:
+    @OPTION_CHECK
+    @given(st.data(), st.integers(1, 70), st.integers(0, 10))
+    def test_sizes_stay_in_bounds(self, data, min_size, extra):
+        size = data.draw(dp_sizes(min_size=min_size, max_size=min_size + extra))
+        assert min_size <= size <= min_size + extra
+
+    @OPTION_CHECK
+    @given(dp_sizes())
+    def test_default_bounds_are_1_to_64(self, size):
+        assert type(size) is int
+        assert 1 <= size <= 64
+
+    def test_mostly_small(self):
+        # Drawn twenty to a list: alone, the 88 distinct draws are soon exhausted
+        # and Hypothesis never repeats one, which hides the weighting.
+        sizes = [
+            size
+            for sizes in _drawn(st.lists(dp_sizes(), min_size=20, max_size=20))
+            for size in sizes
+        ]
+        assert sum(size <= 8 for size in sizes) > 0.5 * len(sizes)
+
+    def test_large_sizes_are_reachable(self):
+        assert find(dp_sizes(), lambda size: size > 8) == 9
+        assert find(dp_sizes(), lambda size: size == 64) == 64
+
+    def test_shrinks_to_min_size(self):
+        assert find(dp_sizes(min_size=5, max_size=20), lambda size: True) == 5
+
+
+class TestTokenCounts:
+    @OPTION_CHECK
+    @given(token_counts(min_size=2, max_size=5, max_count=100))
+    def test_lengths_and_counts_stay_in_bounds(self, counts):
+        assert isinstance(counts, tuple)
+        assert 2 <= len(counts) <= 5
+        assert all(type(count) is int and 0 <= count <= 100 for count in counts)
+
+    def test_a_zero_rank_beside_a_busy_one(self):
+        assert find(token_counts(min_size=2), lambda counts: 0 in counts and any(counts)) == (0, 1)
+
+    def test_all_ranks_zero(self):
+        assert find(token_counts(min_size=3), lambda counts: not any(counts)) == (0, 0, 0)
+
+    def test_int32_limit_by_default(self):
+        assert MAX_COUNT == 2**31 - 1
+        found = find(token_counts(), lambda counts: MAX_COUNT in counts)
+        assert found == (MAX_COUNT,)
+
+    def test_max_count_itself_is_drawn(self):
+        assert find(token_counts(max_count=100), lambda counts: 100 in counts) == (100,)
+
+    def test_counts_shrink_to_zero_and_one_rank(self):
+        assert find(token_counts(), lambda counts: any(counts)) == (1,)
+
+
+class TestDPLayouts:
+    @pytest.mark.parametrize("mode", list(Mode), ids=lambda mode: mode.name)
+    def test_every_mode_is_drawn(self, mode):
+        assert find(dp_layouts(), lambda layout: layout.mode is mode).mode is mode
+
+    @OPTION_CHECK
+    @given(dp_layouts(modes=[Mode.MAX_LEN, Mode.GRAPH_REPLAY]))
+    def test_modes_restricts_the_modes(self, layout):
+        assert layout.mode in (Mode.MAX_LEN, Mode.GRAPH_REPLAY)
+
+    @OPTION_CHECK
+    @given(dp_layouts(min_dp_size=3, max_dp_size=5))
+    def test_dp_size_stays_in_bounds(self, layout):
+        assert 3 <= layout.dp_size <= 5
+
+    @OPTION_CHECK
+    @given(dp_layouts(max_count=20))
+    def test_counts_stay_within_max_count(self, layout):
+        assert all(count <= 20 for count in layout.counts)
+
+    @OPTION_CHECK
+    @given(dp_layouts(modes=NON_CAPTURE, attn_tp_sizes=(8,)))
+    def test_attn_tp_sizes_are_used(self, layout):
+        assert layout.attn_tp_size == 8
+        assert all(layout.rows(rank) % 8 == 0 for rank in range(layout.dp_size))
+
+    @OPTION_CHECK
+    @given(dp_layouts(max_num_tokens_per_bs=3))
+    def test_num_tokens_per_bs_stays_in_bounds_and_is_1_when_eager(self, layout):
+        assert 1 <= layout.num_tokens_per_bs <= 3
+        if not layout.mode.is_graph:
+            assert layout.num_tokens_per_bs == 1
+
+    @pytest.mark.parametrize("mode", [Mode.GRAPH_REPLAY, Mode.GRAPH_CAPTURE], ids=lambda m: m.name)
+    def test_num_tokens_per_bs_above_1_is_drawn(self, mode):
+        found = find(dp_layouts(modes=[mode]), lambda layout: layout.num_tokens_per_bs > 1)
+        assert found.num_tokens_per_bs == 2
+
+    def test_replay_extent_with_padding_is_drawn(self):
+        found = find(
+            dp_layouts(modes=[Mode.GRAPH_REPLAY]),
+            lambda layout: layout.graph_extent > max(map(layout.rows, range(layout.dp_size))),
+        )
+        assert found == DPLayout((0,), Mode.GRAPH_REPLAY, graph_batch_size=1)
+
+    def test_replay_graph_batch_size_shrinks_to_the_smallest_that_holds_every_rank(self):
+        found = find(dp_layouts(modes=[Mode.GRAPH_REPLAY]), lambda layout: max(layout.counts) >= 5)
+        assert found == DPLayout((5,), Mode.GRAPH_REPLAY, graph_batch_size=5)
+
+    def test_int32_limit_counts_are_drawn(self):
+        assert MAX_COUNT in find(dp_layouts(), lambda layout: MAX_COUNT in layout.counts).counts
+
+    def test_one_entry_count_lists_are_drawn(self):
+        found = find(dp_layouts(), lambda layout: layout.gather_skipped and layout.dp_size > 1)
+        assert found.global_num_tokens_cpu(1) == [found.counts[1]]
+
+    def test_none_counts_are_drawn(self):
+        found = find(dp_layouts(), lambda layout: layout.global_num_tokens_cpu(0) is None)
+        assert found.mode is Mode.GRAPH_CAPTURE
+
+    @OPTION_CHECK
+    @given(dp_layouts(modes=[Mode.SUM_LEN, Mode.GRAPH_CAPTURE], gather_skipped=True))
+    def test_gather_skipped_true_draws_only_one_entry_lists(self, layout):
+        assert layout.mode is Mode.SUM_LEN
+        assert layout.gather_skipped
+        assert len(layout.global_num_tokens_cpu(layout.dp_size - 1)) == 1
+
+    @OPTION_CHECK
+    @given(dp_layouts(gather_skipped=False))
+    def test_gather_skipped_false_draws_only_full_gathers(self, layout):
+        assert not layout.gather_skipped
+
+    @pytest.mark.parametrize("skipped", [False, True])
+    def test_gather_skipped_none_draws_both(self, skipped):
+        assert find(dp_layouts(), lambda layout: layout.gather_skipped is skipped)
+
+    def test_counterexample_shrinks_to_a_tiny_layout(self):
+        """A failure that needs a busy rank in a speculative-decoding replay shrinks to one
+        rank holding one token in a one-request graph of two rows per request."""
+        found = find(
+            dp_layouts(),
+            lambda layout: (
+                layout.mode is Mode.GRAPH_REPLAY
+                and layout.num_tokens_per_bs > 1
+                and any(count > 0 for count in layout.counts)
+            ),
+        )
+        assert found.dp_size <= 2
+        assert max(found.counts) <= 1
+        assert found == DPLayout((1,), Mode.GRAPH_REPLAY, graph_batch_size=1, num_tokens_per_bs=2)
+
+
+class TestLayoutsAndRanks:
+    @OPTION_CHECK
+    @given(layouts_and_ranks())
+    def test_rank_is_one_of_the_layouts_ranks(self, layout_and_rank):
+        layout, rank = layout_and_rank
+        assert type(rank) is int
+        assert 0 <= rank < layout.dp_size
+
+    @OPTION_CHECK
+    @given(layouts_and_ranks(dp_layouts(modes=[Mode.MAX_LEN], max_dp_size=4)))
+    def test_layouts_come_from_the_given_strategy(self, layout_and_rank):
+        layout, _ = layout_and_rank
+        assert layout.mode is Mode.MAX_LEN
+        assert layout.dp_size <= 4
+
+    def test_last_rank_is_drawn(self):
+        pairs = _drawn(layouts_and_ranks(dp_layouts(min_dp_size=2, max_dp_size=4)))
+        assert any(rank == layout.dp_size - 1 for layout, rank in pairs)
+
+    def test_rank_shrinks_to_0(self):
+        assert find(layouts_and_ranks(), lambda layout_and_rank: True)[1] == 0
+
+    def test_counterexample_on_a_later_rank_shrinks_to_two_empty_ranks(self):
+        """A failure that needs rank > 0 of a speculative-decoding replay shrinks to rank 1
+        of two empty ranks."""
+        layout, rank = find(
+            layouts_and_ranks(),
+            lambda layout_and_rank: (
+                layout_and_rank[1] > 0
+                and layout_and_rank[0].mode is Mode.GRAPH_REPLAY
+                and layout_and_rank[0].num_tokens_per_bs > 1
+            ),
+        )
+        assert rank == 1
+        assert layout == DPLayout(
+            (0, 0), Mode.GRAPH_REPLAY, graph_batch_size=1, num_tokens_per_bs=2
+        )
+
+
+class TestInvalidCalls:
+    # A twentieth of the profile per cause: drawing an invalid call costs about
+    # 15 ms, and tests/properties runs the full budget over all causes mixed.
+    @pytest.mark.parametrize("cause", INVALID_CAUSES, ids=lambda cause: cause.__name__)
+    @settings(max_examples=max(20, settings.default.max_examples // 20))
+    @given(data=st.data())
+    def test_each_cause_really_raises_exactly_that_error(self, cause, data):
+        invalid = data.draw(invalid_calls(causes=[cause]))
+        assert invalid.expected is cause
+        assert invalid.defect
+        with pytest.raises(DPSliceError) as raised:
+            reference_slice(invalid.call)
+        assert type(raised.value) is cause
+
+    def test_every_cause_is_drawn_by_default(self):
+        drawn = Counter(invalid.expected for invalid in _drawn(invalid_calls(), examples=200))
+        assert set(drawn) == set(INVALID_CAUSES)
+
+    @OPTION_CHECK
+    @given(invalid_calls(max_count=8))
+    def test_calls_derive_from_small_valid_layouts(self, invalid):
+        assert all(count <= 8 for count in invalid.layout.counts)
+        assert invalid.layout.dp_size <= 16
+
+    def test_shrinks_to_the_first_cause_on_a_one_rank_layout(self):
+        found = find(invalid_calls(causes=INVALID_CAUSES[:3]), lambda invalid: True)
+        assert found.expected is INVALID_CAUSES[0]
+        assert found.layout == DPLayout((0,))
+
+
+# strategy, its arguments, a phrase of the message
+INVALID_ARGUMENTS = [
+    pytest.param(dp_sizes, {"min_size": 0}, "min_size=0", id="dp_sizes-min-0"),
+    pytest.param(dp_sizes, {"max_size": 0}, "max_size=0", id="dp_sizes-max-0"),
+    pytest.param(
+        dp_sizes, {"min_size": 5, "max_size": 4}, "min_size <= max_size", id="dp_sizes-min-over-max"
+    ),
+    pytest.param(dp_sizes, {"min_size": 1.5}, "must be an int", id="dp_sizes-min-float"),
+    pytest.param(dp_sizes, {"max_size": True}, "must be an int", id="dp_sizes-max-bool"),
+    pytest.param(
+        token_counts, {"max_count": -1}, "max_count=-1", id="token_counts-max-count-negative"
+    ),
+    pytest.param(
+        token_counts, {"max_count": True}, "max_count=True", id="token_counts-max-count-bool"
+    ),
+    pytest.param(token_counts, {"min_size": 0}, "min_size=0", id="token_counts-min-size-0"),
+    pytest.param(
+        token_counts,
+        {"min_size": 3, "max_size": 2},
+        "min_size <= max_size",
+        id="token_counts-min-over-max",
+    ),
+    pytest.param(dp_layouts, {"modes": []}, "non-empty sequence", id="dp_layouts-modes-empty"),
+    pytest.param(
+        dp_layouts, {"modes": Mode.SUM_LEN}, "non-empty sequence", id="dp_layouts-modes-one-mode"
+    ),
+    pytest.param(dp_layouts, {"modes": ["sum_len"]}, "dpslice.Mode", id="dp_layouts-modes-strings"),
+    pytest.param(dp_layouts, {"min_dp_size": 0}, "min_size=0", id="dp_layouts-min-dp-size-0"),
+    pytest.param(dp_layouts, {"max_dp_size": 0}, "max_size=0", id="dp_layouts-max-dp-size-0"),
+    pytest.param(
+        dp_layouts,
+        {"min_dp_size": 9, "max_dp_size": 8},
+        "min_size <= max_size",
+        id="dp_layouts-min-over-max",
+    ),
+    pytest.param(dp_layouts, {"max_count": -1}, "max_count=-1", id="dp_layouts-max-count-negative"),
+    pytest.param(
+        dp_layouts, {"attn_tp_sizes": ()}, "non-empty sequence", id="dp_layouts-attn-tp-empty"
+    ),
+    pytest.param(
+        dp_layouts, {"attn_tp_sizes": 2}, "non-empty sequence", id="dp_layouts-attn-tp-int"
+    ),
+    pytest.param(dp_layouts, {"attn_tp_sizes": (2, 0)}, "int >= 1", id="dp_layouts-attn-tp-zero"),
+    pytest.param(
+        dp_layouts, {"max_num_tokens_per_bs": 0}, "int >= 1", id="dp_layouts-num-tokens-per-bs-0"
+    ),
+    pytest.param(
+        dp_layouts,
+        {"gather_skipped": "yes"},
+        "True, False or None",
+        id="dp_layouts-gather-skipped-str",
+    ),
+    pytest.param(
+        dp_layouts,
+        {"gather_skipped": True, "modes": [Mode.GRAPH_CAPTURE]},
+        "add an eager or replay mode",
+        id="dp_layouts-skipped-capture-only",
+    ),
+    pytest.param(
+        layouts_and_ranks,
+        {"layouts": DPLayout((1,))},
+        "must be a strategy",
+        id="layouts_and_ranks-a-layout",
+    ),
+    pytest.param(
+        layouts_and_ranks,
+        {"layouts": [DPLayout((1,))]},
+        "must be a strategy",
+        id="layouts_and_ranks-a-list",
+    ),
+    pytest.param(
+        invalid_calls, {"causes": []}, "non-empty sequence", id="invalid_calls-causes-empty"
+    ),
+    pytest.param(
+        invalid_calls,
+        {"causes": NegativeCountError},
+        "non-empty sequence",
+        id="invalid_calls-causes-one-class",
+    ),
+    pytest.param(
+        invalid_calls,
+        {"causes": [ValueError]},
+        "INVALID_CAUSES",
+        id="invalid_calls-causes-not-dpslice",
+    ),
+    pytest.param(
+        invalid_calls,
+        {"causes": [InvalidLayoutError]},
+        "INVALID_CAUSES",
+        id="invalid_calls-causes-layout-error",
+    ),
+    pytest.param(
+        invalid_calls, {"causes": [DPSliceError]}, "INVALID_CAUSES", id="invalid_calls-causes-root"
+    ),
+    pytest.param(invalid_calls, {"max_count": 0}, "max_count=0", id="invalid_calls-max-count-0"),
+]
+
+
+class TestArgumentValidation:
+    @pytest.mark.parametrize(("strategy", "kwargs", "hint"), INVALID_ARGUMENTS)
+    def test_raises_invalid_argument_with_a_hint(self, strategy, kwargs, hint):
+        with pytest.raises(InvalidArgument) as raised:
+            strategy(**kwargs).validate()
+        assert hint in str(raised.value)
