@@ -195,10 +195,10 @@ def _round_trip(args: argparse.Namespace) -> int:
     print(render_text(run), end="", flush=True)
     if args.json is not None:
         try:
-            pass
+            write_json(run, args.json)
         except OSError as exc:
             return _error(f"cannot write --json {args.json}: {exc.strerror or exc}")
-    return EXIT_HOLDS
+    return EXIT_HOLDS if run.passed else EXIT_FAILS
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dpslice.errors import InvalidLayoutError
 
@@ -184,6 +184,11 @@ class DPLayout:
             if value != default:
                 fields.append(f"{name}={value!r}")
         return f"DPLayout({', '.join(fields)})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # Hypothesis prints falsifying examples with its pretty-printer, which
+        # would otherwise list every field; keep the minimal repr there too.
+        printer.text(repr(self))
 
     @classmethod
     def capture(

@@ -16,6 +16,7 @@ reading it on CUDA would block the host until the GPU drains.
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
@@ -70,12 +71,19 @@ class ForwardBatchLike(Protocol):
 
 
 def _is_tensor_like(value: object) -> bool:
-    # torch.Tensor and numpy.ndarray are recognised by their module rather than
-    # imported: checking a value must not import numpy or initialise anything.
-    kind = type(value)
-    if kind.__module__.startswith("torch") and hasattr(value, "dim"):
+    # Looked up in sys.modules rather than imported: if torch (or numpy) was
+    # never imported, no value can be one of its tensors, and checking a value
+    # must not import anything.  isinstance also covers engine-side subclasses.
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
         return True
-    return kind.__module__.startswith("numpy") and kind.__name__ == "ndarray"
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.ndarray)
+
+
+def _is_numpy_scalar(value: object, kind: str) -> bool:
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, getattr(numpy, kind))
 
 
 def _as_int(value: object, what: str) -> int:
@@ -89,17 +97,14 @@ def _as_int(value: object, what: str) -> int:
             "is the stall the CPU slice exists to avoid. Pass Python ints from the CPU-side "
             "counts (forward_batch.global_num_tokens_cpu) instead"
         )
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, bool) or _is_numpy_scalar(value, "bool_"):
         raise NonIntegerError(
             f"{what} is the bool {value!r}; pass an int (True would silently count as 1)"
         )
     if isinstance(value, int):
         return int(value)
-    if type(value).__module__ == "numpy":
-        try:
-            return operator.index(value)  # type: ignore[arg-type]
-        except TypeError:
-            pass
+    if _is_numpy_scalar(value, "integer"):
+        return operator.index(value)  # type: ignore[arg-type]
     raise NonIntegerError(
         f"{what} is {value!r} ({type(value).__name__}); token counts, ranks and extents "
         "are exact ints: convert where the value is produced, not by truncating here"
@@ -111,7 +116,7 @@ def _as_flag(value: object, what: str) -> bool:
         return value
     if _is_tensor_like(value):
         _as_int(value, what)  # raises TensorInputError with the reason
-    if type(value).__name__ == "bool_" and type(value).__module__ == "numpy":
+    if _is_numpy_scalar(value, "bool_"):
         return bool(value)
     raise NonIntegerError(f"{what} is {value!r} ({type(value).__name__}); pass a bool")
 

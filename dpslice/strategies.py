@@ -71,14 +71,18 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
+def _check_sizes(min_name: str, min_size: object, max_name: str, max_size: object) -> None:
+    _check_int(min_name, min_size, 1)
+    _check_int(max_name, max_size, 1)
+    if min_size > max_size:  # type: ignore[operator]
+        raise InvalidArgument(
+            f"{min_name}={min_size} > {max_name}={max_size}; pass {min_name} <= {max_name}"
+        )
+
+
 def dp_sizes(*, min_size: int = 1, max_size: int = 64) -> st.SearchStrategy[int]:
     """DP sizes in ``[min_size, max_size]``, mostly small (up to 8), shrinking to ``min_size``."""
-    _check_int("min_size", min_size, 1)
-    _check_int("max_size", max_size, 1)
-    if min_size > max_size:
-        raise InvalidArgument(
-            f"min_size={min_size} > max_size={max_size}; pass min_size <= max_size"
-        )
+    _check_sizes("min_size", min_size, "max_size", max_size)
     small = st.integers(min_size, min(max_size, max(min_size, 8)))
     return st.one_of(small, small, small, st.integers(min_size, max_size))
 
@@ -88,10 +92,12 @@ def token_counts(
 ) -> st.SearchStrategy[tuple[int, ...]]:
     """Per-rank token counts: zeros, all-zero ranks, small values and values up to ``max_count``.
 
-    Each count shrinks to 0; a tuple shrinks towards ``min_size`` entries.
+    The number of ranks is drawn like :func:`dp_sizes`, mostly small.  Each
+    count shrinks to 0; a tuple shrinks towards ``min_size`` entries by
+    dropping ranks, so ranks that play no part in a failure disappear.
     """
+    _check_sizes("min_size", min_size, "max_size", max_size)
     _check_int("max_count", max_count, 0)
-    sizes = dp_sizes(min_size=min_size, max_size=max_size)  # validates the sizes
     count = st.one_of(
         st.integers(0, min(max_count, 16)),
         st.integers(0, max_count),
@@ -99,7 +105,9 @@ def token_counts(
         # so a count drawn there would stay at max_count in every counterexample.
         st.sampled_from((0, max_count)),
     )
-    return sizes.flatmap(lambda n: st.tuples(*[count] * n))
+    # A list rather than a size then a tuple: Hypothesis shrinks a list by
+    # deleting entries anywhere, where a drawn size only shrinks from the end.
+    return st.lists(count, min_size=min_size, max_size=max_size).map(tuple)
 
 
 def _check_modes(modes: Sequence[Mode]) -> tuple[Mode, ...]:
@@ -157,6 +165,7 @@ def dp_layouts(
         )
     if gather_skipped is True:
         chosen_modes = tuple(mode for mode in chosen_modes if mode is not Mode.GRAPH_CAPTURE)
+    _check_sizes("min_dp_size", min_dp_size, "max_dp_size", max_dp_size)
     counts = token_counts(min_size=min_dp_size, max_size=max_dp_size, max_count=max_count)
     skip_choices = [False, True] if gather_skipped is None else [gather_skipped]
 
@@ -165,7 +174,8 @@ def dp_layouts(
         mode = draw(st.sampled_from(chosen_modes))
         drawn = draw(counts)
         if mode is Mode.GRAPH_CAPTURE:
-            ntpb = draw(st.integers(1, max_num_tokens_per_bs))
+            # The dummy batch holds at most max(max_count, 1) rows per rank.
+            ntpb = draw(st.integers(1, max(1, min(max_num_tokens_per_bs, max_count))))
             bs = draw(st.integers(1, max(1, max_count // ntpb)))
             return DPLayout.capture(len(drawn), bs, ntpb)
         tp = draw(st.sampled_from(attn_tp_sizes))
@@ -191,7 +201,11 @@ def dp_layouts(
 def layouts_and_ranks(
     layouts: st.SearchStrategy[DPLayout] | None = None,
 ) -> st.SearchStrategy[tuple[DPLayout, int]]:
-    """A layout and one of its ranks; the rank shrinks to 0.
+    """A layout and one of its ranks; the rank shrinks towards the last rank.
+
+    Counting from the last rank lets a counterexample lose the ranks ahead of
+    the one that fails: ``counts=(0, 0, 0, 1)`` at rank 3 shrinks to
+    ``counts=(0, 1)`` at rank 1.
 
     Args:
         layouts: where layouts come from; :func:`dp_layouts` by default.
@@ -203,7 +217,10 @@ def layouts_and_ranks(
             f"layouts={layouts!r} must be a strategy, e.g. dp_layouts(max_count=64)"
         )
     return layouts.flatmap(
-        lambda layout: st.tuples(st.just(layout), st.integers(0, layout.dp_size - 1))
+        lambda layout: st.tuples(
+            st.just(layout),
+            st.integers(0, layout.dp_size - 1).map(lambda back: layout.dp_size - 1 - back),
+        )
     )
 
 
@@ -235,20 +252,30 @@ def _tensor_values(values: object) -> object:
     return torch.tensor(values)
 
 
-@st.composite
-def _invalid_call(draw: st.DrawFn, cause: type[DPSliceError], max_count: int) -> InvalidCall:
+def _base_layouts(
+    cause: type[DPSliceError], max_count: int
+) -> st.SearchStrategy[tuple[DPLayout, int]]:
+    """The valid layouts an invalid call for ``cause`` is derived from."""
     replay_only = cause in (CountExceedsExtentError, MissingGraphExtentError, InvalidGraphExtentError)
     modes = [Mode.GRAPH_REPLAY] if replay_only else [Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY]
-    layout, rank = draw(
-        layouts_and_ranks(
-            dp_layouts(
-                modes=modes,
-                max_count=max_count,
-                max_dp_size=16,
-                gather_skipped=False if cause is CountsLengthError else None,
-            )
+    return layouts_and_ranks(
+        dp_layouts(
+            modes=modes,
+            max_count=max_count,
+            max_dp_size=16,
+            gather_skipped=False if cause is CountsLengthError else None,
         )
     )
+
+
+@st.composite
+def _invalid_call(
+    draw: st.DrawFn,
+    cause: type[DPSliceError],
+    base: st.SearchStrategy[tuple[DPLayout, int]],
+    max_count: int,
+) -> InvalidCall:
+    layout, rank = draw(base)
     call = layout.call(rank)
     counts = call.global_num_tokens_cpu
     assert counts is not None
@@ -317,8 +344,7 @@ def invalid_calls(
     """Slice calls with exactly one defect, each labelled with the error it must raise.
 
     Args:
-        causes: the errors to aim at, a subset of :data:`INVALID_CAUSES`; the
-            draw shrinks towards the first.
+        causes: the errors to aim at, a subset of :data:`INVALID_CAUSES`.
         max_count: the largest count of the valid layout each call derives from.
     """
     if isinstance(causes, type) or not isinstance(causes, Sequence) or not causes:
@@ -331,4 +357,10 @@ def invalid_calls(
                 f"causes holds {cause!r}; choose from dpslice.strategies.INVALID_CAUSES"
             )
     _check_int("max_count", max_count, 1)
-    return st.sampled_from(tuple(causes)).flatmap(lambda cause: _invalid_call(cause, max_count))
+    # Built once per cause, not per draw: building a layout strategy costs
+    # far more than drawing from it.
+    per_cause = {
+        cause: _invalid_call(cause, _base_layouts(cause, max_count), max_count)
+        for cause in causes
+    }
+    return st.sampled_from(tuple(causes)).flatmap(per_cause.__getitem__)

@@ -602,12 +602,6 @@ class TestTensorsAreNeverRead:
             read(tensor)
         assert reads
 
-    @pytest.mark.xfail(
-        reason="bug: reference._is_tensor_like checks type(value).__module__ only, so a "
-        "torch.Tensor subclass defined outside torch is refused as NonIntegerError, and the "
-        "message's {value!r} reads the tensor (a sync on CUDA)",
-        strict=True,
-    )
     def test_tensor_subclass_from_another_module_is_refused_unread(self):
         rank = torch.tensor(1).as_subclass(_EngineTensor)
         with recorded_tensor_reads() as reads, pytest.raises(TensorInputError):

@@ -295,12 +295,12 @@ INVALID_ARGUMENTS = [
         dp_layouts, {"modes": Mode.SUM_LEN}, "non-empty sequence", id="dp_layouts-modes-one-mode"
     ),
     pytest.param(dp_layouts, {"modes": ["sum_len"]}, "dpslice.Mode", id="dp_layouts-modes-strings"),
-    pytest.param(dp_layouts, {"min_dp_size": 0}, "min_size=0", id="dp_layouts-min-dp-size-0"),
-    pytest.param(dp_layouts, {"max_dp_size": 0}, "max_size=0", id="dp_layouts-max-dp-size-0"),
+    pytest.param(dp_layouts, {"min_dp_size": 0}, "min_dp_size=0", id="dp_layouts-min-dp-size-0"),
+    pytest.param(dp_layouts, {"max_dp_size": 0}, "max_dp_size=0", id="dp_layouts-max-dp-size-0"),
     pytest.param(
         dp_layouts,
         {"min_dp_size": 9, "max_dp_size": 8},
-        "min_size <= max_size",
+        "min_dp_size <= max_dp_size",
         id="dp_layouts-min-over-max",
     ),
     pytest.param(dp_layouts, {"max_count": -1}, "max_count=-1", id="dp_layouts-max-count-negative"),
