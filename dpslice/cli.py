@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from dpslice._version import __version__
 
@@ -149,30 +151,39 @@ def _incompatible(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _battery(args: argparse.Namespace) -> int:
-    from dpslice.check import BadTargetError, UnknownPropertyError, load_target, run_check
+class _Ran(NamedTuple):
+    """A finished run: its text report, whether it holds, and how to write its JSON."""
+
+    text: str
+    passed: bool
+    write_json: Callable[[Path], None]
+
+
+def _battery(args: argparse.Namespace) -> _Ran | str:
+    """Run the property battery; a usage error's message instead if it cannot start."""
+    from dpslice.check import (
+        BadTargetError,
+        DeviceError,
+        UnknownPropertyError,
+        load_target,
+        run_check,
+    )
     from dpslice.check.registry import select
     from dpslice.check.report import render_text, write_json
-    from dpslice.check.target import DeviceError
 
     try:
         target = load_target(args.target, device=args.device or "cpu")
         properties = select(args.properties) if args.properties else None
     except (BadTargetError, DeviceError, UnknownPropertyError) as exc:
-        return _error(str(exc))
+        return str(exc)
     report = run_check(
         target, max_examples=args.max_examples, seed=args.seed, properties=properties
     )
-    print(render_text(report), end="", flush=True)
-    if args.json is not None:
-        try:
-            write_json(report, args.json)
-        except OSError as exc:
-            return _error(f"cannot write --json {args.json}: {exc.strerror or exc}")
-    return EXIT_HOLDS if report.passed else EXIT_FAILS
+    return _Ran(render_text(report), report.passed, partial(write_json, report))
 
 
-def _round_trip(args: argparse.Namespace) -> int:
+def _round_trip(args: argparse.Namespace) -> _Ran | str:
+    """Run the round trip; a usage error's message instead if it cannot start."""
     from dpslice.check.distributed import (
         DEFAULT_TIMEOUT,
         render_text,
@@ -191,14 +202,8 @@ def _round_trip(args: argparse.Namespace) -> int:
             timeout=args.timeout or DEFAULT_TIMEOUT,
         )
     except RoundTripConfigError as exc:  # a bad target or backend, too few GPUs
-        return _error(" ".join(str(exc).split()))
-    print(render_text(run), end="", flush=True)
-    if args.json is not None:
-        try:
-            write_json(run, args.json)
-        except OSError as exc:
-            return _error(f"cannot write --json {args.json}: {exc.strerror or exc}")
-    return EXIT_HOLDS if run.passed else EXIT_FAILS
+        return " ".join(str(exc).split())
+    return _Ran(render_text(run), run.passed, partial(write_json, run))
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -213,7 +218,16 @@ def _check(args: argparse.Namespace) -> int:
     # The round trip's spawned ranks inherit this path.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    return _battery(args) if args.distributed is None else _round_trip(args)
+    ran = _battery(args) if args.distributed is None else _round_trip(args)
+    if isinstance(ran, str):
+        return _error(ran)
+    print(ran.text, end="", flush=True)
+    if args.json is not None:
+        try:
+            ran.write_json(args.json)
+        except OSError as exc:
+            return _error(f"cannot write --json {args.json}: {exc.strerror or exc}")
+    return EXIT_HOLDS if ran.passed else EXIT_FAILS
 
 
 def main(argv: Sequence[str] | None = None) -> int:

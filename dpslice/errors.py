@@ -61,7 +61,10 @@ class NegativeCountError(DPSliceError):
 
 
 class NonIntegerError(DPSliceError):
-    """A count, rank, size or extent is not an int (bool, float, str, ...), or the graph flag not a bool."""
+    """A count, rank, size or extent is not an int (bool, float, str, ...).
+
+    Also raised when the graph flag is not a bool.
+    """
 
 
 class TensorInputError(DPSliceError):

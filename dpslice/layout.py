@@ -191,9 +191,7 @@ class DPLayout:
         printer.text(repr(self))
 
     @classmethod
-    def capture(
-        cls, dp_size: int, graph_batch_size: int, num_tokens_per_bs: int = 1
-    ) -> DPLayout:
+    def capture(cls, dp_size: int, graph_batch_size: int, num_tokens_per_bs: int = 1) -> DPLayout:
         """The uniform dummy batch of a CUDA-graph capture."""
         extent = graph_batch_size * num_tokens_per_bs
         return cls(
@@ -269,9 +267,7 @@ class DPLayout:
         """The forward batch's ``global_num_tokens_gpu`` tensor (int64 unless told)."""
         import torch
 
-        return torch.tensor(
-            self.gpu_counts(dp_rank), dtype=dtype or torch.int64, device=device
-        )
+        return torch.tensor(self.gpu_counts(dp_rank), dtype=dtype or torch.int64, device=device)
 
     def call(self, dp_rank: int) -> SliceCall:
         """The arguments an engine hands its slice function on rank ``dp_rank``."""

@@ -196,12 +196,12 @@ def dp_local_slice(
         if (
             (width == dp_size or width == 1)
             and _INT_ONLY.issuperset(map(type, counts))  # type: ignore[arg-type]
-            and min(counts) >= 0  # type: ignore[type-var]
+            and min(counts) >= 0  # type: ignore[arg-type]
         ):
             slot = dp_rank if width == dp_size else 0
             if not can_run_graph:
                 return _NEW_TUPLE(DPSlice, (sum(counts[:slot]), counts[slot]))  # type: ignore[index]
-            if type(graph_extent) is int and max(counts) <= graph_extent:  # type: ignore[type-var]
+            if type(graph_extent) is int and max(counts) <= graph_extent:  # type: ignore[arg-type]
                 return _NEW_TUPLE(DPSlice, (slot * graph_extent, counts[slot]))  # type: ignore[index]
     return _validated_slice(
         counts, dp_rank, dp_size=dp_size, can_run_graph=can_run_graph, graph_extent=graph_extent

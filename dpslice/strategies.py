@@ -256,7 +256,11 @@ def _base_layouts(
     cause: type[DPSliceError], max_count: int
 ) -> st.SearchStrategy[tuple[DPLayout, int]]:
     """The valid layouts an invalid call for ``cause`` is derived from."""
-    replay_only = cause in (CountExceedsExtentError, MissingGraphExtentError, InvalidGraphExtentError)
+    replay_only = cause in (
+        CountExceedsExtentError,
+        MissingGraphExtentError,
+        InvalidGraphExtentError,
+    )
     modes = [Mode.GRAPH_REPLAY] if replay_only else [Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY]
     return layouts_and_ranks(
         dp_layouts(
@@ -301,7 +305,9 @@ def _invalid_call(
         bad = (counts * (k // n + 1))[:k]
         call, defect = replace(call, global_num_tokens_cpu=bad), f"{k} counts for dp_size={n}"
     elif cause is RankOutOfRangeError:
-        rank_bad = draw(st.one_of(st.integers(layout.dp_size, layout.dp_size + 8), st.integers(-8, -1)))
+        rank_bad = draw(
+            st.one_of(st.integers(layout.dp_size, layout.dp_size + 8), st.integers(-8, -1))
+        )
         call, defect = replace(call, dp_rank=rank_bad), f"dp_rank = {rank_bad}"
     elif cause is InvalidDPSizeError:
         size_bad = draw(st.integers(-4, 0))
@@ -316,18 +322,18 @@ def _invalid_call(
         if where == "graph_extent" and (value is None or not call.can_run_graph):
             where = "count"  # a None extent is the missing-extent case, not this one
         if where == "count":
-            bad = [*counts[:slot], value, *counts[slot + 1 :]]
-            call = replace(call, global_num_tokens_cpu=bad)  # type: ignore[arg-type]
+            bad = [*counts[:slot], value, *counts[slot + 1 :]]  # type: ignore[list-item]
+            call = replace(call, global_num_tokens_cpu=bad)
         else:
-            call = replace(call, **{where: value})
+            call = replace(call, **{where: value})  # type: ignore[arg-type]
         defect = f"{where} is {value!r}"
     elif cause is TensorInputError:
         where = draw(st.sampled_from(["counts", "count", "dp_rank"]))
         if where == "counts":
             call = replace(call, global_num_tokens_cpu=_tensor_values(counts))  # type: ignore[arg-type]
         elif where == "count":
-            bad = [*counts[:slot], _tensor_values(counts[slot]), *counts[slot + 1 :]]
-            call = replace(call, global_num_tokens_cpu=bad)  # type: ignore[arg-type]
+            bad = [*counts[:slot], _tensor_values(counts[slot]), *counts[slot + 1 :]]  # type: ignore[list-item]
+            call = replace(call, global_num_tokens_cpu=bad)
         else:
             call = replace(call, dp_rank=_tensor_values(rank))  # type: ignore[arg-type]
         defect = f"a tensor as {where}"
@@ -360,7 +366,6 @@ def invalid_calls(
     # Built once per cause, not per draw: building a layout strategy costs
     # far more than drawing from it.
     per_cause = {
-        cause: _invalid_call(cause, _base_layouts(cause, max_count), max_count)
-        for cause in causes
+        cause: _invalid_call(cause, _base_layouts(cause, max_count), max_count) for cause in causes
     }
     return st.sampled_from(tuple(causes)).flatmap(per_cause.__getitem__)

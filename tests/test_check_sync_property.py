@@ -37,7 +37,7 @@ def test_the_tensor_paths_bounds_sync_where_the_buffer_is_sliced_hazard_24514() 
     assert why.startswith(
         "slicing the gathered buffer with the bounds it returned (start a 0-dim cpu tensor, "
         "length a 0-dim cpu tensor) synchronised the host: Tensor.__getitem__ (x2) at "
-        "dpslice/check/sync_property.py:"
+        "dpslice/check/calls.py:"
     )
     assert why.endswith(": return buffer[start : start + length]")
     assert "the call synchronised" not in why

@@ -6,19 +6,22 @@
 True
 
 The calling convention a target must follow is documented in
-:mod:`dpslice.check.target`; the properties live in :mod:`dpslice.check.battery`
-and more can be added with :func:`register`.
+:mod:`dpslice.check.target`; the properties live in :mod:`dpslice.check.battery`,
+:mod:`dpslice.check.sync_property` and :mod:`dpslice.check.cuda_property`, and
+more can be added with :func:`register`.  ``dpslice check --distributed`` is
+:mod:`dpslice.check.distributed`.
 """
 
 from dpslice.check.registry import Counterexample, Property, UnknownPropertyError, register
 from dpslice.check.runner import CheckReport, PropertyResult, Verdict, run_check
-from dpslice.check.target import CONVENTION, BadTargetError, Target, load_target
+from dpslice.check.target import CONVENTION, BadTargetError, DeviceError, Target, load_target
 
 __all__ = [
     "CONVENTION",
     "BadTargetError",
     "CheckReport",
     "Counterexample",
+    "DeviceError",
     "Property",
     "PropertyResult",
     "Target",

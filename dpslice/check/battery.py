@@ -9,9 +9,7 @@ for a deliberate error.  The oracle is always the layout, never a slice formula.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import fields, replace
-from typing import Any
 
 import torch
 from hypothesis import strategies as st
@@ -24,6 +22,7 @@ from dpslice.check.draws import (
     Drawn,
     RankExample,
     layouts,
+    register_drawn,
     with_ranks,
 )
 from dpslice.check.outcome import Outcome, OutcomeKind
@@ -49,26 +48,6 @@ from dpslice.strategies import INVALID_CAUSES, InvalidCall, invalid_calls
 __all__ = ["SMALL_COUNT", "SMALL_DP_SIZE"]
 
 _CPU = "global_num_tokens_cpu"
-
-
-def _register(
-    name: str,
-    statement: str,
-    drawn: Drawn,
-    check: Callable[[Target, Any], Counterexample | None],
-    exercises: frozenset[str] = frozenset(),
-) -> None:
-    draws, strategy = drawn
-    register(
-        Property(
-            name=name,
-            statement=statement,
-            draws=draws,
-            strategy=lambda _target: strategy,
-            check=check,
-            exercises=exercises,
-        )
-    )
 
 
 def _not_a_slice(outcome: Outcome) -> str:
@@ -133,25 +112,25 @@ def _own_rows(target: Target, example: RankExample) -> Counterexample | None:
     return None
 
 
-_register(
+register_drawn(
     "sum_len_rows",
     "Under SUM_LEN (ranks packed back to back) a rank's slice holds exactly its own rows.",
     with_ranks(layouts(Mode.SUM_LEN, gather_skipped=False)),
     _own_rows,
 )
-_register(
+register_drawn(
     "max_len_rows",
     "Under MAX_LEN (ranks padded to the largest count) a rank's slice holds exactly its own rows.",
     with_ranks(layouts(Mode.MAX_LEN, gather_skipped=False)),
     _own_rows,
 )
-_register(
+register_drawn(
     "graph_replay_rows",
     "Under CUDA-graph replay (bs * num_tokens_per_bs rows per rank) a slice holds the rank's rows.",
     with_ranks(layouts(Mode.GRAPH_REPLAY, gather_skipped=False)),
     _own_rows,
 )
-_register(
+register_drawn(
     "skipped_gather_rows",
     "With the all-gather skipped (a one-entry count list) the slice holds the rank's own rows.",
     with_ranks(layouts(*EAGER_AND_REPLAY, gather_skipped=True)),
@@ -236,13 +215,13 @@ def _tiles(target: Target, layout: DPLayout) -> Counterexample | None:
     return None
 
 
-_register(
+register_drawn(
     "ranks_disjoint_in_bounds",
     "Across the ranks of one forward the slices are pairwise disjoint and in bounds.",
     layouts(*EAGER_AND_REPLAY, gather_skipped=False),
     _disjoint,
 )
-_register(
+register_drawn(
     "sum_len_tiles_buffer",
     "Under SUM_LEN the ranks' slices, in rank order, tile the buffer exactly.",
     layouts(Mode.SUM_LEN, gather_skipped=False),
@@ -272,7 +251,7 @@ def _exact(target: Target, example: RankExample) -> Counterexample | None:
     return called.counterexample(str(expected_slice), why, expected_slice=expected_slice)
 
 
-_register(
+register_drawn(
     "large_counts_exact",
     "With counts up to 2**31-1 and up to 64 ranks the slice is exactly the oracle's.",
     with_ranks(layouts(*EAGER_AND_REPLAY, small=False)),
@@ -318,14 +297,14 @@ def _without_extent(drawn: Drawn) -> Drawn:
     return f"{text}, called with graph_extent=None, cuda_graph_batch=None", strategy
 
 
-_register(
+register_drawn(
     "capture_phase_explicit",
     "In CUDA-graph capture (CPU counts None): a deliberate error or the exact slice.",
     with_ranks(layouts(Mode.GRAPH_CAPTURE)),
     _capture,
     exercises=frozenset({_CPU}),
 )
-_register(
+register_drawn(
     "missing_graph_extent_explicit",
     "Replay without an extent (sglang #30712): a deliberate error or the exact slice.",
     _without_extent(with_ranks(layouts(Mode.GRAPH_REPLAY))),

@@ -10,13 +10,17 @@ call carries a defect), calls the target once and keeps everything a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from dpslice.check.outcome import Outcome, call_target
 from dpslice.check.registry import Counterexample
 from dpslice.check.target import Target
 from dpslice.layout import DPLayout, SliceCall
 
-__all__ = ["Invoke", "LayoutCall", "oracle_slice", "valid_rank"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Invoke", "LayoutCall", "oracle_slice", "slice_with", "valid_rank"]
 
 
 def valid_rank(layout: DPLayout, rank: object) -> int | None:
@@ -30,6 +34,15 @@ def oracle_slice(layout: DPLayout, rank: int) -> tuple[int, int]:
     """Where ``rank``'s rows sit, found by walking the layout: ``(start, length)``."""
     span = layout.span(rank)
     return (span.first_row, span.num_rows)
+
+
+def slice_with(buffer: torch.Tensor, bounds: tuple[Any, Any]) -> torch.Tensor:
+    """``buffer`` sliced as an engine's capturer slices it, with the bounds as returned.
+
+    Python ints slice for free; each 0-dim tensor bound is read on the host here.
+    """
+    start, length = bounds
+    return buffer[start : start + length]
 
 
 def _gpu_counts(layout: DPLayout, call: SliceCall) -> list[int]:

@@ -20,9 +20,15 @@ from __future__ import annotations
 
 import torch
 
-from dpslice.check.calls import LayoutCall, oracle_slice
-from dpslice.check.draws import EAGER_AND_REPLAY, RankExample, layouts, with_ranks
-from dpslice.check.registry import Counterexample, Property, register
+from dpslice.check.calls import LayoutCall, oracle_slice, slice_with
+from dpslice.check.draws import (
+    EAGER_AND_REPLAY,
+    RankExample,
+    layouts,
+    register_drawn,
+    with_ranks,
+)
+from dpslice.check.registry import Counterexample
 from dpslice.check.rows import render_rows
 from dpslice.check.target import Target
 
@@ -64,7 +70,6 @@ def _same_view(target: Target, example: RankExample) -> Counterexample | None:
     called = LayoutCall(target, layout, layout.call(rank))
     if called.outcome.bounds is None:
         return None
-    start, length = called.outcome.bounds
     buffer = layout.gathered(rank, device=target.device)
     first, count = oracle_slice(layout, rank)
     oracle = buffer[first : first + count]
@@ -74,12 +79,13 @@ def _same_view(target: Target, example: RankExample) -> Counterexample | None:
             f"the layout model disagrees with itself on {layout!r}, rank {rank}: the span's "
             "rows are not expected_rows"
         )
-    got = buffer[start : start + length]  # type: ignore[operator]
+    got = slice_with(buffer, called.outcome.bounds)
     why = _difference(got, oracle)
     if why is None:
         return None
+    where = f"buffer[{first}:{first + count}] on {target.device}"
     return called.counterexample(
-        f"the view buffer[{first}:{first + count}] on {target.device}: rows {render_rows(own_rows)}",
+        f"the view {where}: rows {render_rows(own_rows)}",
         why,
         expected_slice=(first, count),
         got_rows=render_rows(got),
@@ -87,15 +93,10 @@ def _same_view(target: Target, example: RankExample) -> Counterexample | None:
     )
 
 
-_DRAWS, _STRATEGY = with_ranks(layouts(*EAGER_AND_REPLAY))
-
-register(
-    Property(
-        name="cuda_view",
-        statement="On CUDA the bounds, used as returned, slice exactly the oracle's view.",
-        draws=f"{_DRAWS}; sliced on layout.gathered(rank, device='cuda')",
-        strategy=lambda _target: _STRATEGY,
-        check=_same_view,
-        requires=_needs_cuda,
-    )
+register_drawn(
+    "cuda_view",
+    "On CUDA the bounds, used as returned, slice exactly the oracle's view.",
+    with_ranks(layouts(*EAGER_AND_REPLAY)),
+    _same_view,
+    requires=_needs_cuda,
 )

@@ -141,10 +141,6 @@ def reproduce_command(run: DistributedCheck) -> str:
     return shlex.join(words)
 
 
-def _error_text(error: RoundTripError) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
 def render_text(run: DistributedCheck) -> str:
     """The human-readable report, ending with a newline."""
     lines = [
@@ -158,7 +154,8 @@ def render_text(run: DistributedCheck) -> str:
             lines.append(f"reproduce: {reproduce_command(run)}")
     else:
         assert run.error is not None
-        lines.append(f"ERROR: the round trip reached no verdict: {_error_text(run.error)}")
+        error = f"{type(run.error).__name__}: {run.error}"
+        lines.append(f"ERROR: the round trip reached no verdict: {error}")
     lines += ["", "PASSED" if run.passed else "FAILED"]
     return "\n".join(lines) + "\n"
 
@@ -176,9 +173,35 @@ def _versions(backend: str) -> dict[str, str]:
     return versions
 
 
+def _result_json(result: RoundTripResult | None) -> dict[str, Any]:
+    """The verdict's cost and counterexample; every field ``None`` when there is no verdict."""
+    fields = ("layouts_checked", "seconds", "startup_seconds", "devices", "counterexample")
+    if result is None:
+        return dict.fromkeys(fields)
+    found = result.counterexample
+    return {
+        "layouts_checked": result.layouts_checked,
+        "seconds": round(result.seconds, 3),
+        "startup_seconds": round(result.startup_seconds, 3),
+        "devices": list(result.devices),
+        "counterexample": (
+            None
+            if found is None
+            else {
+                "layout": repr(found.layout),
+                "rank": found.rank,
+                "failing_ranks": list(found.failing_ranks),
+                "failure": found.failure,
+                "message": found.message,
+                "got": found.got,
+                "expected": found.expected,
+            }
+        ),
+    }
+
+
 def to_json(run: DistributedCheck) -> dict[str, Any]:
     """The run as a JSON-native dict (schema :data:`JSON_SCHEMA`)."""
-    result, found = run.result, run.result.counterexample if run.result is not None else None
     return {
         "schema": JSON_SCHEMA,
         "target": run.target,
@@ -190,28 +213,12 @@ def to_json(run: DistributedCheck) -> dict[str, Any]:
         "verdict": run.verdict,
         "passed": run.passed,
         "reproduce": reproduce_command(run),
-        "layouts_checked": result.layouts_checked if result is not None else None,
-        "seconds": round(result.seconds, 3) if result is not None else None,
-        "startup_seconds": round(result.startup_seconds, 3) if result is not None else None,
-        "devices": list(result.devices) if result is not None else None,
+        **_result_json(run.result),
         "versions": _versions(run.backend),
-        "counterexample": (
-            {
-                "layout": repr(found.layout),
-                "rank": found.rank,
-                "failing_ranks": list(found.failing_ranks),
-                "failure": found.failure,
-                "message": found.message,
-                "got": found.got,
-                "expected": found.expected,
-            }
-            if found is not None
-            else None
-        ),
         "error": (
-            {"type": type(run.error).__name__, "message": str(run.error)}
-            if run.error is not None
-            else None
+            None
+            if run.error is None
+            else {"type": type(run.error).__name__, "message": str(run.error)}
         ),
     }
 

@@ -2,15 +2,19 @@
 
 Every built-in property draws from :func:`dpslice.strategies.dp_layouts`; these
 helpers pair each strategy with the expression that reads as its source, so
-``dpslice check --list`` and the docs say exactly what was drawn.
+``dpslice check --list`` and the docs say exactly what was drawn, and
+:func:`register_drawn` registers a property that draws it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
 
+from dpslice.check.registry import Counterexample, Property, register
+from dpslice.check.target import Target
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import dp_layouts, layouts_and_ranks
 
@@ -21,6 +25,7 @@ __all__ = [
     "Drawn",
     "RankExample",
     "layouts",
+    "register_drawn",
     "with_ranks",
 ]
 
@@ -58,3 +63,29 @@ def with_ranks(drawn: Drawn) -> Drawn:
     """The layouts of ``drawn``, each with one of its ranks (shrinking to rank 0)."""
     text, strategy = drawn
     return f"layouts_and_ranks({text})", layouts_and_ranks(strategy)
+
+
+def register_drawn(
+    name: str,
+    statement: str,
+    drawn: Drawn,
+    check: Callable[[Target, Any], Counterexample | None],
+    *,
+    exercises: frozenset[str] = frozenset(),
+    requires: Callable[[Target], str | None] | None = None,
+    describe: Callable[[Target], str] | None = None,
+) -> None:
+    """Register a property that draws ``drawn`` whatever the target (see :class:`Property`)."""
+    draws, strategy = drawn
+    register(
+        Property(
+            name=name,
+            statement=statement,
+            draws=draws,
+            strategy=lambda _target: strategy,
+            check=check,
+            exercises=exercises,
+            requires=requires,
+            describe=describe,
+        )
+    )

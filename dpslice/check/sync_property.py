@@ -6,8 +6,8 @@ Two things are watched, each under its own recording guard
 1. **the call**, with its arguments built beforehand: making a CUDA tensor from
    a list syncs, and that is the check's doing, not the target's;
 2. **the use** of what it returned: the gathered buffer sliced with the bounds
-   exactly as returned, ``buffer[start : start + length]``, as an engine's
-   capturer slices it.  Python ints slice for free; every 0-dim tensor bound
+   exactly as returned (:func:`~dpslice.check.calls.slice_with`), as an
+   engine's capturer slices it.  Python ints slice for free; every 0-dim tensor bound
    is read on the host there (sglang #24514).  A target that computes tensor
    bounds without a sync has only moved the sync to this line, which is
    where upstream's tensor path synced too.
@@ -21,13 +21,19 @@ judge errors), and a result that is not a slice is not used.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 
-from dpslice.check.calls import LayoutCall, oracle_slice
-from dpslice.check.draws import EAGER_AND_REPLAY, RankExample, layouts, with_ranks
+from dpslice.check.calls import LayoutCall, oracle_slice, slice_with
+from dpslice.check.draws import (
+    EAGER_AND_REPLAY,
+    RankExample,
+    layouts,
+    register_drawn,
+    with_ranks,
+)
 from dpslice.check.outcome import (
     Outcome,
     call_target,
@@ -35,7 +41,7 @@ from dpslice.check.outcome import (
     result_outcome,
     short_path,
 )
-from dpslice.check.registry import Counterexample, Property, register
+from dpslice.check.registry import Counterexample
 from dpslice.check.target import Target
 from dpslice.sync import SyncEvent, SyncMode, find_syncs
 
@@ -51,8 +57,10 @@ def sync_mode(target: Target) -> SyncMode:
 
 def _describe(target: Target) -> str:
     if sync_mode(target) == "cuda":
-        return "dpslice.sync CUDA mode (torch's sync debug mode and hooks, on the GPU)"
-    return "dpslice.sync CPU-only mode (ops that would sync on CUDA; --device cuda for CUDA mode)"
+        how = "torch's sync debug mode and hooks, on the GPU"
+    else:
+        how = "ops that would sync on CUDA; --device cuda for CUDA mode"
+    return f"dpslice.sync {_MODE_NAMES[sync_mode(target)]} ({how})"
 
 
 class _Watched:
@@ -78,31 +86,20 @@ class _Watched:
         return result_outcome(returned[0])
 
 
-def _slice_with(buffer: torch.Tensor, start: Any, length: Any) -> torch.Tensor:
-    # The engine's slice; reported as the syncing line when the bounds are tensors.
-    return buffer[start : start + length]
-
-
 def _sites(events: Sequence[SyncEvent]) -> str:
-    """``op (xN) at file:line: source`` for each distinct site, in the order first seen."""
-    counts: dict[tuple[str, str, int], int] = {}
-    first: dict[tuple[str, str, int], SyncEvent] = {}
-    for event in events:
-        key = (event.op, event.filename, event.lineno)
-        counts[key] = counts.get(key, 0) + 1
-        first.setdefault(key, event)
+    """``op (xN) at file:line: source`` for each distinct event, in the order first seen."""
     sites = []
-    for key, event in first.items():
-        times = f" (x{counts[key]})" if counts[key] > 1 else ""
+    for event, times in Counter(events).items():
+        repeated = f" (x{times})" if times > 1 else ""
         source = f": {event.source}" if event.source else ""
-        sites.append(f"{event.op}{times} at {short_path(event.filename)}:{event.lineno}{source}")
+        sites.append(f"{event.op}{repeated} at {short_path(event.filename)}:{event.lineno}{source}")
     return "; ".join(sites)
 
 
 def _kind(bound: object) -> str:
     if isinstance(bound, torch.Tensor):
         return f"a 0-dim {bound.device.type} tensor"
-    return f"a {type(bound).__name__}"
+    return "an int" if isinstance(bound, int) else f"a {type(bound).__name__}"
 
 
 def _sync_free(target: Target, example: RankExample) -> Counterexample | None:
@@ -116,13 +113,14 @@ def _sync_free(target: Target, example: RankExample) -> Counterexample | None:
     if watched.events:
         problems.append(f"the call synchronised the host: {_sites(watched.events)}")
     if called.outcome.bounds is not None:
-        start, length = called.outcome.bounds
+        bounds = called.outcome.bounds
         buffer = layout.gathered(rank, device=target.device)
-        used = find_syncs(lambda: _slice_with(buffer, start, length), mode=mode)
+        used = find_syncs(lambda: slice_with(buffer, bounds), mode=mode)
         if used:
             problems.append(
-                f"slicing the gathered buffer with the bounds it returned (start {_kind(start)}, "
-                f"length {_kind(length)}) synchronised the host: {_sites(used)}"
+                f"slicing the gathered buffer with the bounds it returned (start "
+                f"{_kind(bounds[0])}, length {_kind(bounds[1])}) synchronised the host: "
+                f"{_sites(used)}"
             )
     if not problems:
         return None
@@ -134,15 +132,10 @@ def _sync_free(target: Target, example: RankExample) -> Counterexample | None:
     )
 
 
-_DRAWS, _STRATEGY = with_ranks(layouts(*EAGER_AND_REPLAY))
-
-register(
-    Property(
-        name="sync_free",
-        statement="Computing the slice, and slicing the buffer with it, never syncs the host.",
-        draws=f"{_DRAWS}; the call and the slicing each under dpslice.sync.find_syncs",
-        strategy=lambda _target: _STRATEGY,
-        check=_sync_free,
-        describe=_describe,
-    )
+register_drawn(
+    "sync_free",
+    "Computing the slice, and slicing the buffer with it, never syncs the host.",
+    with_ranks(layouts(*EAGER_AND_REPLAY)),
+    _sync_free,
+    describe=_describe,
 )
