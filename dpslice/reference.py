@@ -18,7 +18,8 @@ from __future__ import annotations
 import operator
 import sys
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from operator import countOf
+from typing import Any, NamedTuple, Protocol
 
 from dpslice.errors import (
     CountExceedsExtentError,
@@ -53,7 +54,6 @@ class DPSlice(NamedTuple):
 
 
 _PLAIN_SEQUENCES = (list, tuple)
-_INT_ONLY = frozenset({int})
 # tuple.__new__ skips the generated NamedTuple constructor: the slice is on the
 # engine's hot path, once per forward per capturer.
 _NEW_TUPLE = tuple.__new__
@@ -180,7 +180,9 @@ def dp_local_slice(
         NonIntegerError: a bool, float, str or other non-integer.
         TensorInputError: a tensor or array where ints are expected.
     """
-    counts = global_num_tokens_cpu
+    # Typed loosely on purpose: the fast path checks the types itself, at C
+    # speed, and anything it is unsure of goes to the validating path.
+    counts: Any = global_num_tokens_cpu
     # Fast path for what engines pass: a list of plain ints, an int rank and
     # size, a bool flag.  Any doubt falls through to the validating path below,
     # which raises the explicit error.  It keeps the slice under a microsecond
@@ -192,17 +194,17 @@ def dp_local_slice(
         and type(can_run_graph) is bool
         and 0 <= dp_rank < dp_size
     ):
-        width = len(counts)  # type: ignore[arg-type]
+        width = len(counts)
         if (
             (width == dp_size or width == 1)
-            and _INT_ONLY.issuperset(map(type, counts))  # type: ignore[arg-type]
-            and min(counts) >= 0  # type: ignore[arg-type]
+            and countOf(map(type, counts), int) == width
+            and min(counts) >= 0
         ):
             slot = dp_rank if width == dp_size else 0
             if not can_run_graph:
-                return _NEW_TUPLE(DPSlice, (sum(counts[:slot]), counts[slot]))  # type: ignore[index]
-            if type(graph_extent) is int and max(counts) <= graph_extent:  # type: ignore[arg-type]
-                return _NEW_TUPLE(DPSlice, (slot * graph_extent, counts[slot]))  # type: ignore[index]
+                return _NEW_TUPLE(DPSlice, (sum(counts[:slot]), counts[slot]))
+            if type(graph_extent) is int and max(counts) <= graph_extent:
+                return _NEW_TUPLE(DPSlice, (slot * graph_extent, counts[slot]))
     return _validated_slice(
         counts, dp_rank, dp_size=dp_size, can_run_graph=can_run_graph, graph_extent=graph_extent
     )
