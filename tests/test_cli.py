@@ -140,7 +140,7 @@ BAD_TARGETS = [
     ),
     pytest.param(
         ["dpslice.no_such_module:f", "--distributed", "2"],
-        "importing 'dpslice.no_such_module' for target",
+        "module 'dpslice.no_such_module' not found",
         id="distributed-bad-target",
     ),
 ]

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from dpslice import DPLayout, Mode
+from dpslice.check import BadTargetError
 from dpslice.distributed import (
     CountsDisagreementError,
     RankFailed,
@@ -31,7 +32,7 @@ from dpslice.distributed import (
     counts_disagreement,
     run_round_trip,
 )
-from dpslice.distributed.target import BadReturnError, call_target, load_target
+from dpslice.distributed.target import load_target
 
 REFERENCE = "dpslice.reference:dp_local_slice"
 TARGETS = Path(__file__).with_name("distributed_targets.py")
@@ -246,6 +247,8 @@ def test_target_misbehaviour_is_a_counterexample_not_a_crash(
     if failure == "counts-mutated":
         assert found.rank == 1
         assert "disagrees with global_num_tokens_gpu" in found.message
+    if failure == "bad-return":
+        assert "not a slice: start is the float" in found.message
     if failure == "target-raised":
         assert "KeyError" in found.message
         assert found.layout.mode is Mode.GRAPH_REPLAY
@@ -379,34 +382,37 @@ def test_counts_validator_reports_a_disagreement(
 # -- loading and calling the target; configuration errors ---------------------
 
 
-def test_target_is_called_with_only_the_keywords_it_names() -> None:
-    loaded = load_target(REFERENCE)
-    assert loaded.keywords == (
-        "global_num_tokens_cpu", "dp_rank", "dp_size", "can_run_graph", "graph_extent",
-    )  # fmt: skip
-    arguments = dict.fromkeys(("global_num_tokens_gpu", "cuda_graph_batch"))
-    arguments |= {"global_num_tokens_cpu": [2, 3], "dp_rank": 1, "dp_size": 2}
-    arguments |= {"can_run_graph": False, "graph_extent": None, "num_tokens_per_bs": 1}
-    assert call_target(loaded, arguments) == (2, 3)
-    with pytest.raises(BadReturnError, match=re.escape("returned start is 2.0 (float)")):
-        call_target(load_target(target("float_bounds")), arguments)
+def test_target_is_passed_the_rank_s_own_counts_tensor() -> None:
+    """The rank's gathered tensor is handed over as it is (a write to it must show)."""
+    loaded = load_target(f"{TARGETS}:mutate_gpu_counts_on_rank_1")
+    assert loaded.reads("global_num_tokens_gpu")
+    gathered = torch.tensor([2, 3])
+    arguments = loaded.arguments(DPLayout((2, 3)).call(1), gathered)
+    assert arguments["global_num_tokens_gpu"] is gathered
+    assert load_target(REFERENCE).arguments(DPLayout((2, 3)).call(1), gathered) == {
+        "global_num_tokens_cpu": [2, 3], "dp_rank": 1, "dp_size": 2, "can_run_graph": False,
+        "graph_extent": None,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
-        ("dpslice.reference", "is not 'package.module:function'"),
-        ("dpslice.no_such_module:f", "importing 'dpslice.no_such_module'"),
-        ("dpslice.reference:no_such_function", "has no callable 'no_such_function'"),
-        ("dpslice.reference:get_dp_local_slice_cpu", "requires 'forward_batch'"),
-        ("/no/such/file.py:f", "does not exist"),
+        ("dpslice.reference", "target 'dpslice.reference' has no ':function' part"),
+        ("dpslice.no_such_module:f", "module 'dpslice.no_such_module' not found"),
+        ("dpslice.reference:no_such_function", "has no attribute 'no_such_function'"),
+        ("dpslice.reference:get_dp_local_slice_cpu", "required parameter 'forward_batch'"),
+        ("/no/such/file.py:f", "file '/no/such/file.py' not found"),
     ],
     ids=["no-function", "no-module", "no-attribute", "unpassable-argument", "no-file"],
 )
 @pytest.mark.usefixtures("no_orphans")
 def test_bad_targets_are_refused_before_any_rank_starts(spec: str, match: str) -> None:
-    with pytest.raises(TargetLoadError, match=re.escape(match)):
+    """The check's BadTargetError wording, raised as a RoundTripConfigError."""
+    with pytest.raises(TargetLoadError, match=re.escape(match)) as raised:
         run_round_trip(spec, dp_size=2)
+    assert isinstance(raised.value, RoundTripConfigError)
+    assert isinstance(raised.value, BadTargetError)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ signature names (all of them if it takes ``**kwargs``), drawn from:
     was skipped.
 ``global_num_tokens_gpu``
     a 1-D int64 ``torch.Tensor`` of the per-rank counts on the check's device
-    (CPU by default); populated even during capture.
+    (CPU by default); populated even during capture.  The distributed round
+    trip passes the tensor each rank gathered, on that rank's device.
 ``dp_rank``, ``dp_size``
     this rank and the DP size (the width of the gather).
 ``can_run_graph``
@@ -55,6 +56,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
     from dpslice.layout import SliceCall
 
 __all__ = [
@@ -150,11 +153,14 @@ class Target:
         """Whether the target is passed ``parameter``."""
         return parameter in self.accepts
 
-    def arguments(self, call: SliceCall, gpu_counts: Sequence[int]) -> dict[str, object]:
+    def arguments(
+        self, call: SliceCall, gpu_counts: Sequence[int] | torch.Tensor
+    ) -> dict[str, object]:
         """The keyword arguments for ``call``, limited to the ones the target names.
 
         ``gpu_counts`` are the per-rank counts the GPU tensor carries; the tensor is
-        only built when the target reads it.
+        only built (on :attr:`device`) when the target reads it.  A tensor already
+        in hand (a rank's gathered counts) is passed as it is, not copied.
         """
         values: dict[str, object] = {
             "global_num_tokens_cpu": call.global_num_tokens_cpu,
@@ -168,8 +174,10 @@ class Target:
         if self.reads("global_num_tokens_gpu"):
             import torch
 
-            values["global_num_tokens_gpu"] = torch.tensor(
-                list(gpu_counts), dtype=torch.int64, device=self.device
+            values["global_num_tokens_gpu"] = (
+                gpu_counts
+                if isinstance(gpu_counts, torch.Tensor)
+                else torch.tensor(list(gpu_counts), dtype=torch.int64, device=self.device)
             )
         return {name: values[name] for name in CONVENTION if name in self.accepts}
 

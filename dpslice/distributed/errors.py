@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from dpslice.check.target import BadTargetError
 from dpslice.errors import DPSliceError
 
 if TYPE_CHECKING:
@@ -42,8 +43,11 @@ class RoundTripConfigError(RoundTripError, ValueError):
     """The arguments or the machine cannot run this round trip (bad DP size, too few GPUs)."""
 
 
-class TargetLoadError(RoundTripConfigError):
-    """The target cannot be imported, or cannot be called with the harness's keywords."""
+class TargetLoadError(RoundTripConfigError, BadTargetError):
+    """The target cannot be loaded or called with the convention of :mod:`dpslice.check.target`.
+
+    The message is the :class:`~dpslice.check.target.BadTargetError`'s.
+    """
 
 
 class RoundTripTimeout(RoundTripError):

@@ -21,13 +21,14 @@ that raises on one rank leaves the group in step.
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from dpslice.check.outcome import result_outcome
+from dpslice.check.target import Target
 from dpslice.distributed.collectives import RowGatherer, gather_forward
 from dpslice.distributed.consistency import counts_disagreement
-from dpslice.distributed.target import BadReturnError, LoadedTarget, call_target
 from dpslice.layout import DPLayout
 
 __all__ = ["RankOutcome", "check_layout", "describe_rows"]
@@ -62,7 +63,7 @@ def describe_rows(rows: torch.Tensor) -> str:
 def check_layout(
     layout: DPLayout,
     rank: int,
-    target: LoadedTarget,
+    target: Target,
     gatherer: RowGatherer,
     device: torch.device,
 ) -> RankOutcome:
@@ -103,24 +104,19 @@ def check_layout(
             describe_rows(model),
         )
 
-    arguments = {
-        "global_num_tokens_cpu": cpu,
-        "global_num_tokens_gpu": gpu,
-        "dp_rank": rank,
-        "dp_size": layout.dp_size,
-        "can_run_graph": call.can_run_graph,
-        "graph_extent": call.graph_extent,
-        "cuda_graph_batch": call.cuda_graph_batch,
-        "num_tokens_per_bs": call.num_tokens_per_bs,
-    }
+    # The counts this rank gathered, not the model's: a write to them is seen below.
+    arguments = target.arguments(replace(call, global_num_tokens_cpu=cpu), gpu)
     span = layout.span(rank)
     want = (span.first_row, span.num_rows)
     try:
-        start, length = call_target(target, arguments)
-    except BadReturnError as error:
-        return failed("bad-return", str(error), "?", f"(start, length) = {want}")
+        result = target.function(**arguments)
     except Exception as error:
         return failed("target-raised", traceback.format_exc(), repr(error), want)
+    outcome = result_outcome(result)
+    if outcome.slice is None:
+        message = f"{target.spec} {outcome.describe()}"
+        return failed("bad-return", message, outcome.value, f"(start, length) = {want}")
+    start, length = outcome.slice
 
     report = counts_disagreement(cpu, gpu, dp_rank=rank)
     if report is not None or cpu != call.global_num_tokens_cpu:

@@ -29,9 +29,9 @@ import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import Store, TCPStore
 
+from dpslice.check.target import Target, load_target
 from dpslice.distributed.collectives import RowGatherer
 from dpslice.distributed.rank_check import check_layout
-from dpslice.distributed.target import LoadedTarget, load_target
 
 __all__ = ["BACKENDS", "device_name", "join_group", "spawned_worker"]
 
@@ -119,7 +119,7 @@ def spawned_worker(
     collective, and the driver kills the whole group anyway.
     """
     _die_with_parent(parent_pid)
-    targets: dict[str, LoadedTarget] = {}
+    targets: dict[str, Target] = {}
     try:
         host, port = store_address
         connect = timedelta(seconds=startup_timeout_s)
