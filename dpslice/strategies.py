@@ -216,12 +216,16 @@ def layouts_and_ranks(
         raise InvalidArgument(
             f"layouts={layouts!r} must be a strategy, e.g. dp_layouts(max_count=64)"
         )
-    return layouts.flatmap(
-        lambda layout: st.tuples(
-            st.just(layout),
-            st.integers(0, layout.dp_size - 1).map(lambda back: layout.dp_size - 1 - back),
-        )
-    )
+    return _with_rank(layouts)
+
+
+@st.composite
+def _with_rank(draw: st.DrawFn, layouts: st.SearchStrategy[DPLayout]) -> tuple[DPLayout, int]:
+    # A composite rather than flatmap: flatmap builds a new strategy for every
+    # draw, which costs more than the draw itself.
+    layout = draw(layouts)
+    back = draw(st.integers(0, layout.dp_size - 1))
+    return layout, layout.dp_size - 1 - back
 
 
 @dataclass(frozen=True)
