@@ -319,14 +319,16 @@ def test_ranks_die_with_a_driver_killed_outright() -> None:
         "from dpslice import DPLayout\n"
         "from dpslice.distributed import RoundTripSession\n"
         "with RoundTripSession(dp_size=2, layout_timeout=600) as session:\n"
-        "    print(*session.pids, flush=True)\n"
+        "    print('PIDS', *session.pids, flush=True)\n"
         "    session.check(DPLayout((1, 1)), sys.argv[1])\n"
     )
     command = [sys.executable, "-c", script, target("hang_on_rank_1")]
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert driver.stdout is not None
-        pids = tuple(int(pid) for pid in driver.stdout.readline().split())
+        # Backends may print their own lines first (gloo on torch 2.9 does).
+        marked = next(line for line in driver.stdout if line.startswith("PIDS "))
+        pids = tuple(int(pid) for pid in marked.split()[1:])
         assert len(pids) == 2, "the driver did not start its ranks"
         time.sleep(2)  # let rank 1 enter the target
     finally:

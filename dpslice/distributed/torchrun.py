@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if box[0] is None:
                 break
             dist.gather_object(evaluate(box[0]), None, dst=0, group=objects)
-        dist.destroy_process_group()
+        _leave(objects)
         return 0
 
     began = time.monotonic()
@@ -121,5 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         counterexample=counterexample,
     )
     print(result.summary(), flush=True)
-    dist.destroy_process_group()
+    _leave(objects)
     return 0 if result.ok else 1
+
+
+def _leave(objects: Any) -> None:
+    # Every rank reaches the barrier before any tears the group down: a rank
+    # that destroys it while another is still in a collective can leave that
+    # one hanging in destroy_process_group (seen with gloo on torch 2.4 and 2.6).
+    dist.barrier(group=objects)
+    dist.destroy_process_group()
