@@ -4,7 +4,14 @@ Engines with data-parallel attention gather every rank's tokens into one
 buffer, then slice each rank's rows back out.  dpslice models that buffer
 (:class:`DPLayout`), locates a rank's rows in exact Python ints
 (:func:`dp_local_slice`) and checks any implementation of it against the model
-(``dpslice check``).  Hypothesis strategies live in :mod:`dpslice.strategies`.
+(``dpslice check``).
+
+Submodules, imported on demand so that ``import dpslice`` stays light and never
+touches CUDA: :mod:`dpslice.strategies` (Hypothesis strategies),
+:mod:`dpslice.tensor_path` (the GPU-tensor slice the reference replaces),
+:mod:`dpslice.sync` (host-device sync guards), :mod:`dpslice.check` (the
+property battery behind ``dpslice check``) and :mod:`dpslice.distributed`
+(round trips through real ``torch.distributed`` collectives).
 """
 
 from dpslice._version import __version__
