@@ -55,12 +55,13 @@ def target(name: str) -> str:
 # -- no rank is ever left behind ---------------------------------------------
 
 
-def child_processes() -> list[tuple[int, str]]:
-    """``(pid, command line)`` of this process's children, from ``/proc``.
+def child_processes(parent: int | None = None) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of the children of ``parent`` (this process), from ``/proc``.
 
     The stdlib's multiprocessing resource tracker is left out: spawning starts
     it once per process, by design, and it exits with its parent.
     """
+    parent = os.getpid() if parent is None else parent
     children = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -71,7 +72,7 @@ def child_processes() -> list[tuple[int, str]]:
         except OSError:
             continue  # exited while we looked
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and "resource_tracker" not in cmdline:
+        if ppid == parent and "resource_tracker" not in cmdline:
             children.append((int(entry.name), cmdline.strip()))
     return children
 
@@ -448,9 +449,19 @@ def test_torchrun_entry_point_round_trips() -> None:
     """``torchrun -m dpslice.distributed``: ranks from the environment, rank 0 drives."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc-per-node", "2", "-m", "dpslice.distributed", "--max-examples", "50"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "PASS: dpslice.reference:dp_local_slice on gloo, dp_size=2: " in done.stdout
+    runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = runner.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # torchrun starts each rank in a session of its own: end the ranks by
+        # pid, or a hung one outlives the test.
+        for pid, _ in child_processes(runner.pid):
+            os.kill(pid, signal.SIGKILL)
+        runner.kill()
+        stdout, stderr = runner.communicate()
+        pytest.fail(f"torchrun did not finish in {RUN_TIMEOUT} s:\n{stdout}{stderr}")
+    assert runner.returncode == 0, stdout + stderr
+    assert "PASS: dpslice.reference:dp_local_slice on gloo, dp_size=2: " in stdout
 
 
 # -- NCCL, one process per GPU ----------------------------------------------
