@@ -69,10 +69,9 @@ def get_dp_local_slice_cpu_dp_slot_in(
 ) -> tuple[int, int]:
     """The later ``get_dp_local_slice_cpu``: the slot from ``dp_slot_in``, same arithmetic."""
     slot = dp_slot_in(global_num_tokens_cpu, dp_size, dp_rank)  # type: ignore[arg-type]
-    local_num_tokens = global_num_tokens_cpu[slot]  # type: ignore[index]
-    start = (
-        slot * cuda_graph_batch  # type: ignore[operator]
-        if can_run_graph
-        else sum(global_num_tokens_cpu[:slot])  # type: ignore[index]
+    return get_dp_local_slice_cpu_as_merged(
+        global_num_tokens_cpu=global_num_tokens_cpu,
+        dp_rank=slot,
+        can_run_graph=can_run_graph,
+        cuda_graph_batch=cuda_graph_batch,
     )
-    return start, local_num_tokens
