@@ -67,6 +67,7 @@ __all__ = [
     "DeviceError",
     "Target",
     "check_device",
+    "is_file_spec",
     "load_target",
     "target_from_callable",
 ]
@@ -246,7 +247,8 @@ def target_from_callable(
     )
 
 
-def _is_file_spec(location: str) -> bool:
+def is_file_spec(location: str) -> bool:
+    """Whether the part of a spec before the colon names a file, not a module."""
     return location.endswith(".py") or "/" in location or os.sep in location
 
 
@@ -313,7 +315,7 @@ def load_target(spec: str, *, device: str = "cpu") -> Target:
         raise BadTargetError(f"target {spec!r} has no ':function' part; {_SPEC_HINT}")
     if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", path):
         raise BadTargetError(f"{path!r} after the colon is not a Python name; {_SPEC_HINT}")
-    module = _load_file(location) if _is_file_spec(location) else _import_module(location)
+    module = _load_file(location) if is_file_spec(location) else _import_module(location)
     function = _attribute(module, location, path)
     if not callable(function):
         raise BadTargetError(

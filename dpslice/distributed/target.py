@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dpslice.check.target import BadTargetError, Target, _is_file_spec
+from dpslice.check.target import BadTargetError, Target, is_file_spec
 from dpslice.check.target import load_target as _load_target
 from dpslice.distributed.errors import TargetLoadError
 
@@ -21,7 +21,7 @@ __all__ = ["load_target", "resolve_spec"]
 def resolve_spec(spec: str) -> str:
     """``spec`` with a file path made absolute, so a process started elsewhere finds it."""
     location, colon, path = spec.rpartition(":")
-    if colon and location and _is_file_spec(location):
+    if colon and location and is_file_spec(location):
         return f"{Path(location).resolve()}:{path}"
     return spec
 
