@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from dpslice.errors import InvalidLayoutError
@@ -160,7 +161,7 @@ class DPLayout:
                     f"graph extent {extent}; got {self.counts}. Use DPLayout.capture()"
                 )
             return
-        widest = max(self.rows(rank) for rank in range(self.dp_size))
+        widest = self.widest_rows
         if widest > extent:
             raise InvalidLayoutError(
                 f"a rank holds {widest} rows (after attention-TP rounding) but the graph "
@@ -218,6 +219,12 @@ class DPLayout:
         """Rank ``rank``'s token count after attention-TP rounding."""
         return _round_up(self.counts[rank], self.attn_tp_size)
 
+    @cached_property
+    def widest_rows(self) -> int:
+        """The largest rank's token count after attention-TP rounding (the MAX_LEN pad)."""
+        # Cached: MAX_LEN asks it once per rank, which made walking a layout quadratic.
+        return max(self.rows(rank) for rank in range(self.dp_size))
+
     def region(self, rank: int) -> int:
         """Rows rank ``rank`` contributes to the gather, padding included."""
         if self.mode.is_graph:
@@ -225,7 +232,7 @@ class DPLayout:
             assert extent is not None
             return extent
         if self.mode is Mode.MAX_LEN:
-            return max(self.rows(other) for other in range(self.dp_size))
+            return self.widest_rows
         return self.rows(rank)
 
     def owned_rows(self, rank: int) -> int:
