@@ -221,6 +221,16 @@ class TestLayoutsAndRanks:
     def test_rank_shrinks_to_0(self):
         assert find(layouts_and_ranks(), lambda layout_and_rank: True)[1] == 0
 
+    def test_ranks_ahead_of_the_failing_one_shrink_away(self):
+        """As documented: a failure on a rank above 0 shrinks to two ranks, not more."""
+        layout, rank = find(
+            layouts_and_ranks(dp_layouts(modes=[Mode.SUM_LEN], max_count=16)),
+            lambda layout_and_rank: (
+                layout_and_rank[1] > 0 and layout_and_rank[0].counts[layout_and_rank[1]] > 0
+            ),
+        )
+        assert (layout.counts, rank) == ((0, 1), 1)
+
     def test_counterexample_on_a_later_rank_shrinks_to_two_empty_ranks(self):
         """A failure that needs rank > 0 of a speculative-decoding replay shrinks to rank 1
         of two empty ranks."""
