@@ -242,8 +242,10 @@ class DPLayout:
         ``out_cache_loc`` has.  Under MAX_LEN the batch itself was padded to the
         max, so its padding rows are its own.
         """
-        if self.mode in (Mode.MAX_LEN, Mode.GRAPH_CAPTURE):
-            return self.region(rank)
+        if self.mode is Mode.MAX_LEN:
+            return self.widest_rows
+        if self.mode is Mode.GRAPH_CAPTURE:
+            return self.counts[rank]  # the dummy batch: every count is the graph extent
         return self.rows(rank)
 
     # -- what the engine hands the slicer -----------------------------------
@@ -262,7 +264,7 @@ class DPLayout:
         cpu = self.global_num_tokens_cpu(dp_rank)
         if cpu is not None:
             return cpu
-        return [self.owned_rows(rank) for rank in range(self.dp_size)]
+        return list(self.counts)  # capture's dummy batch
 
     def global_num_tokens_gpu(
         self,
@@ -306,21 +308,27 @@ class DPLayout:
 
         The cheap form of the oracle, for layouts too large to materialise.
         """
-        first_row = 0
-        for rank in self.gathered_ranks(dp_rank):
-            if rank == dp_rank:
-                return RowSpan(first_row, self.owned_rows(rank))
-            first_row += self.region(rank)
-        raise AssertionError("unreachable: every rank's buffer holds its own rows")
+        ranks = self.gathered_ranks(dp_rank)
+        ahead = ranks[: ranks.index(dp_rank)]
+        return RowSpan(sum(self.region(rank) for rank in ahead), self.owned_rows(dp_rank))
 
     def contribution(self, rank: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
         """Rank ``rank``'s tagged rows as it sends them to the gather, padding included."""
         import torch
 
         real = self.counts[rank]
-        tags = torch.full((self.region(rank), 2), PAD_ROW, dtype=torch.int64, device=device)
+        tags = torch.full(
+            (self.region(rank), 2),
+            PAD_ROW,
+            dtype=torch.int64,  # pragma: no mutate: an int fill is int64 without it too
+            device=device,
+        )
         tags[:, 0] = rank
-        tags[:real, 1] = torch.arange(real, dtype=torch.int64, device=device)
+        tags[:real, 1] = torch.arange(
+            real,
+            dtype=torch.int64,  # pragma: no mutate: an int range is int64 without it too
+            device=device,  # pragma: no mutate: a CPU range is copied in; same tags, one copy more
+        )
         return tags
 
     def gathered(

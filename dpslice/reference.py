@@ -88,7 +88,7 @@ def _is_numpy_scalar(value: object, kind: str) -> bool:
 
 def _as_int(value: object, what: str) -> int:
     """``value`` as an exact int; numpy integer scalars are accepted."""
-    if type(value) is int:
+    if type(value) is int:  # pragma: no mutate: a shortcut; int(value) below is the same int
         return value
     if _is_tensor_like(value):
         raise TensorInputError(

@@ -12,6 +12,7 @@ import dataclasses
 import pytest
 import torch
 from hypothesis import given
+from hypothesis.vendor.pretty import pretty
 
 from dpslice import PAD_ROW, DPLayout, InvalidLayoutError, Mode, RowSpan, SliceCall
 from dpslice.strategies import dp_layouts, layouts_and_ranks
@@ -170,6 +171,16 @@ class TestSliceCall:
         assert counts.dtype == torch.int32
         assert counts.tolist() == [4, 2]
 
+    def test_gpu_counts_of_a_skipped_gather_are_the_one_entry_cpu_list(self):
+        skipped = DPLayout((3, 5), Mode.MAX_LEN, attn_tp_size=2, gather_skipped=True)
+        assert skipped.global_num_tokens_gpu(0).tolist() == [6]
+        assert skipped.gpu_counts(1) == skipped.global_num_tokens_cpu(1) == [6]
+
+    def test_capture_defaults_to_one_token_per_request(self):
+        assert DPLayout.capture(2, graph_batch_size=3) == DPLayout(
+            (3, 3), Mode.GRAPH_CAPTURE, graph_batch_size=3
+        )
+
     def test_layout_is_frozen(self):
         with pytest.raises(dataclasses.FrozenInstanceError):
             DPLayout((1,)).counts = (2,)  # type: ignore[misc]
@@ -236,6 +247,10 @@ class TestRepr:
     def test_repr_names_only_what_differs_from_the_defaults(self, layout, text):
         assert repr(layout) == text
 
+    def test_pretty_printer_shows_the_repr(self):
+        """Hypothesis prints falsifying examples with its pretty-printer."""
+        assert pretty(SPEC_DECODE) == repr(SPEC_DECODE)
+
     @given(dp_layouts())
     def test_repr_evaluates_back_to_an_equal_layout(self, layout):
         """``eval(repr(layout))`` with only ``DPLayout`` and ``Mode`` in scope rebuilds it."""
@@ -248,85 +263,192 @@ def _gathered(layout: DPLayout, rank: int, **kwargs: int):
 
 
 INVALID_LAYOUTS = [
-    pytest.param(lambda: DPLayout([1, 2]), "non-empty tuple", id="counts-a-list"),
-    pytest.param(lambda: DPLayout(()), "non-empty tuple", id="counts-empty"),
-    pytest.param(lambda: DPLayout((1, -1)), "int >= 0", id="count-negative"),
-    pytest.param(lambda: DPLayout((1, True)), "int >= 0", id="count-bool"),
-    pytest.param(lambda: DPLayout((1.0,)), "int >= 0", id="count-float"),
-    pytest.param(lambda: DPLayout((1,), "sum_len"), "dpslice.Mode", id="mode-a-string"),
-    pytest.param(lambda: DPLayout((1,), attn_tp_size=0), "int >= 1", id="attn-tp-size-zero"),
-    pytest.param(lambda: DPLayout((1,), attn_tp_size=True), "int >= 1", id="attn-tp-size-bool"),
+    pytest.param(
+        lambda: DPLayout([1, 2]),
+        "counts must be a non-empty tuple of ints, one per DP rank; got [1, 2]",
+        id="counts-a-list",
+    ),
+    pytest.param(
+        lambda: DPLayout(()),
+        "counts must be a non-empty tuple of ints, one per DP rank; got ()",
+        id="counts-empty",
+    ),
+    pytest.param(
+        lambda: DPLayout((1, -1)),
+        "counts[1] = -1; every count must be an int >= 0",
+        id="count-negative",
+    ),
+    pytest.param(
+        lambda: DPLayout((1, True)),
+        "counts[1] = True; every count must be an int >= 0",
+        id="count-bool",
+    ),
+    pytest.param(
+        lambda: DPLayout((1.0,)),
+        "counts[0] = 1.0; every count must be an int >= 0",
+        id="count-float",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), "sum_len"),
+        "mode must be a dpslice.Mode; got 'sum_len'",
+        id="mode-a-string",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), attn_tp_size=0),
+        "attn_tp_size must be an int >= 1; got 0",
+        id="attn-tp-size-zero",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), attn_tp_size=True),
+        "attn_tp_size must be an int >= 1; got True",
+        id="attn-tp-size-bool",
+    ),
     pytest.param(
         lambda: DPLayout((1,), Mode.GRAPH_REPLAY, graph_batch_size=1, num_tokens_per_bs=0),
-        "int >= 1",
+        "num_tokens_per_bs must be an int >= 1; got 0",
         id="num-tokens-per-bs-zero",
     ),
     pytest.param(
-        lambda: DPLayout((1,), graph_batch_size=2), "Mode.GRAPH_REPLAY", id="eager-with-graph-bs"
+        lambda: DPLayout((1,), graph_batch_size=2),
+        (
+            "SUM_LEN is an eager layout: leave graph_batch_size None and "
+            "num_tokens_per_bs 1, or use Mode.GRAPH_REPLAY"
+        ),
+        id="eager-with-graph-bs",
     ),
     pytest.param(
         lambda: DPLayout((1,), Mode.MAX_LEN, num_tokens_per_bs=2),
-        "Mode.GRAPH_REPLAY",
+        (
+            "MAX_LEN is an eager layout: leave graph_batch_size None and "
+            "num_tokens_per_bs 1, or use Mode.GRAPH_REPLAY"
+        ),
         id="eager-with-num-tokens-per-bs",
     ),
     pytest.param(
-        lambda: DPLayout((1,), Mode.GRAPH_REPLAY), "needs graph_batch_size", id="replay-no-bs"
+        lambda: DPLayout((1,), Mode.GRAPH_REPLAY),
+        "GRAPH_REPLAY needs graph_batch_size, an int >= 1; got None",
+        id="replay-no-bs",
     ),
     pytest.param(
         lambda: DPLayout((0,), Mode.GRAPH_REPLAY, graph_batch_size=0),
-        "needs graph_batch_size",
+        "GRAPH_REPLAY needs graph_batch_size, an int >= 1; got 0",
         id="replay-bs-zero",
     ),
     pytest.param(
         lambda: DPLayout((1,), Mode.GRAPH_REPLAY, graph_batch_size=2.0),
-        "needs graph_batch_size",
+        "GRAPH_REPLAY needs graph_batch_size, an int >= 1; got 2.0",
         id="replay-bs-float",
     ),
     pytest.param(
         lambda: DPLayout((5,), Mode.GRAPH_REPLAY, graph_batch_size=2, num_tokens_per_bs=2),
-        "raise graph_batch_size",
+        (
+            "a rank holds 5 rows (after attention-TP rounding) but the graph extent"
+            " is 2 * 2 = 4; a graph of that size cannot replay this batch: raise "
+            "graph_batch_size"
+        ),
         id="replay-count-over-extent",
     ),
     pytest.param(
         lambda: DPLayout((3,), Mode.GRAPH_REPLAY, attn_tp_size=2, graph_batch_size=3),
-        "raise graph_batch_size",
+        (
+            "a rank holds 4 rows (after attention-TP rounding) but the graph extent"
+            " is 3 * 1 = 3; a graph of that size cannot replay this batch: raise "
+            "graph_batch_size"
+        ),
         id="replay-rounded-count-over-extent",
     ),
     pytest.param(
         lambda: DPLayout((1, 2), Mode.GRAPH_CAPTURE, graph_batch_size=2),
-        "DPLayout.capture()",
+        (
+            "capture runs a uniform dummy batch: every count must equal the graph "
+            "extent 2; got (1, 2). Use DPLayout.capture()"
+        ),
         id="capture-not-uniform",
     ),
     pytest.param(
         lambda: DPLayout((2,), Mode.GRAPH_CAPTURE, graph_batch_size=2, gather_skipped=True),
-        "eager or replay layout",
+        (
+            "a skipped all-gather has a one-entry count list, but capture has no "
+            "CPU counts at all; use gather_skipped with an eager or replay layout"
+        ),
         id="capture-gather-skipped",
     ),
-    pytest.param(_gathered(DPLayout((1, 2)), 2), "range(2)", id="gathered-rank-too-large"),
+    pytest.param(
+        _gathered(DPLayout((1, 2)), 2),
+        "dp_rank must be an int in range(2); got 2",
+        id="gathered-rank-too-large",
+    ),
     pytest.param(
         lambda: DPLayout((1, 2)).global_num_tokens_cpu(-1),
-        "range(2)",
+        "dp_rank must be an int in range(2); got -1",
         id="cpu-counts-rank-negative",
     ),
-    pytest.param(lambda: DPLayout((1, 2)).span(True), "range(2)", id="span-rank-bool"),
-    pytest.param(lambda: DPLayout((1, 2)).call(5), "range(2)", id="call-rank-too-large"),
     pytest.param(
-        _gathered(DPLayout((10, 10)), 0, max_rows=19), "use DPLayout.span()", id="over-max-rows"
+        lambda: DPLayout((1, 2)).span(True),
+        "dp_rank must be an int in range(2); got True",
+        id="span-rank-bool",
+    ),
+    pytest.param(
+        lambda: DPLayout((1, 2)).call(5),
+        "dp_rank must be an int in range(2); got 5",
+        id="call-rank-too-large",
+    ),
+    pytest.param(
+        _gathered(DPLayout((10, 10)), 0, max_rows=19),
+        (
+            "the gathered buffer would have 20 rows, over max_rows=19; use "
+            "DPLayout.span() for the position of a rank's rows, or raise max_rows"
+        ),
+        id="over-max-rows",
     ),
     pytest.param(
         _gathered(DPLayout((2**31 - 1,) * 64), 63),
-        "use DPLayout.span()",
+        (
+            "the gathered buffer would have 137438953408 rows, over "
+            "max_rows=1048576; use DPLayout.span() for the position of a rank's "
+            "rows, or raise max_rows"
+        ),
         id="over-default-max-rows",
     ),
 ]
 
 
 class TestInvalidLayouts:
-    @pytest.mark.parametrize(("build", "hint"), INVALID_LAYOUTS)
-    def test_raises_invalid_layout_error_with_a_hint(self, build, hint):
+    @pytest.mark.parametrize(("build", "message"), INVALID_LAYOUTS)
+    def test_raises_invalid_layout_error_saying_what_to_do(self, build, message):
         with pytest.raises(InvalidLayoutError) as raised:
             build()
-        assert hint in str(raised.value)
+        assert str(raised.value) == message
 
     def test_max_rows_is_inclusive(self):
         assert len(DPLayout((10, 10)).gathered(0, max_rows=20)) == 20
+
+
+class TestDevice:
+    """Every tensor the model builds lands on the device asked for, as int64 tags.
+
+    The ``meta`` device stands in for a GPU: it is not the default, so a
+    tensor built without the argument would show up on the CPU instead.
+    """
+
+    def test_tensors_are_built_on_the_cpu_unless_told(self):
+        assert SPEC_DECODE.contribution(1).device == torch.device("cpu")
+        assert SPEC_DECODE.gathered(1).device == torch.device("cpu")
+        assert SPEC_DECODE.global_num_tokens_gpu(1).device == torch.device("cpu")
+
+    @pytest.mark.parametrize(
+        "build",
+        [
+            pytest.param(lambda layout: layout.contribution(1, device="meta"), id="contribution"),
+            pytest.param(lambda layout: layout.gathered(1, device="meta"), id="gathered"),
+            pytest.param(lambda layout: layout.expected_rows(1, device="meta"), id="expected_rows"),
+            pytest.param(
+                lambda layout: layout.global_num_tokens_gpu(1, device="meta"), id="gpu_counts"
+            ),
+        ],
+    )
+    @pytest.mark.parametrize("layout", [SPEC_DECODE, CAPTURE, DPLayout((2, 1), Mode.MAX_LEN)])
+    def test_tensors_land_on_the_device_asked_for(self, build, layout):
+        tensor = build(layout)
+        assert tensor.device == torch.device("meta")
+        assert tensor.dtype == torch.int64
