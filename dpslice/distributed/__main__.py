@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 from dpslice.distributed.torchrun import main
+from dpslice.distributed.worker import exit_rank
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_rank(main())

@@ -11,7 +11,7 @@ Every wait has a deadline: start-up, each layout, and optionally the whole
 run.  On any failure (a rank's error, a rank's death, a deadline) the driver
 kills every rank (SIGKILL: a rank blocked in a collective cannot be asked to
 leave), reaps them, closes the store and raises a typed error.  On success it
-asks the ranks to stop; each calls ``destroy_process_group`` and exits.
+asks the ranks to stop; each exits at once (:func:`~dpslice.distributed.worker.exit_rank`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ __all__ = ["RoundTripSession", "check_search_arguments"]
 
 #: After the first rank fails, how long to listen for its peers before judging the root cause.
 _FAILURE_GRACE_S = 1.0
-#: How long stopping ranks may take to destroy their groups and exit before being killed.
+#: How long stopping ranks may take to exit before being killed.
 _STOP_GRACE_S = 15.0
 
 
@@ -180,7 +180,7 @@ class RoundTripSession:
         self.startup_seconds = time.monotonic() - began
 
     def close(self) -> None:
-        """Stop the ranks (each destroys its process group), reap them, close the store.
+        """Stop the ranks (each exits at once), reap them, close the store.
 
         Idempotent; ranks that do not exit within a grace period are killed.
         """

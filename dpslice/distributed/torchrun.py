@@ -57,7 +57,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of one torchrun rank; returns the process exit code."""
+    """One torchrun rank's round trip; returns the process exit code.
+
+    Every rank meets the others at a barrier before it returns, so no rank
+    leaves while another is still in a collective.  The process group stays
+    initialised: ``python -m dpslice.distributed`` ends the process with
+    :func:`~dpslice.distributed.worker.exit_rank` right after, which says why
+    the group is not destroyed.
+    """
     args = _parser().parse_args(argv)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     target = load_target(args.target)
@@ -127,8 +134,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _leave(objects: Any) -> None:
-    # Every rank reaches the barrier before any tears the group down: a rank
-    # that destroys it while another is still in a collective can leave that
-    # one hanging in destroy_process_group (seen with gloo on torch 2.4 and 2.6).
     dist.barrier(group=objects)
-    dist.destroy_process_group()

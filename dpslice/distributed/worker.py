@@ -23,7 +23,7 @@ import sys
 import traceback
 from datetime import timedelta
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -33,7 +33,7 @@ from dpslice.check.target import Target, load_target
 from dpslice.distributed.collectives import RowGatherer
 from dpslice.distributed.rank_check import check_layout
 
-__all__ = ["BACKENDS", "device_name", "join_group", "spawned_worker"]
+__all__ = ["BACKENDS", "device_name", "exit_rank", "join_group", "spawned_worker"]
 
 #: The backends the harness runs on, and the device kind each gathers on.
 BACKENDS = {"gloo": "cpu", "nccl": "cuda"}
@@ -50,6 +50,23 @@ def _die_with_parent(parent_pid: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the driver died before prctl took effect
         os._exit(1)
+
+
+def exit_rank(code: int) -> NoReturn:
+    """End this rank's process with ``code``, leaving its process group as it is.
+
+    Call it once every collective of the rank has completed.  The group is not
+    destroyed: ``~ProcessGroupGloo`` joins gloo's worker threads while holding
+    the GIL, and a worker thread that drops the last reference to a finished
+    collective's tensor waits for the GIL to free the tensor's Python object,
+    so ``destroy_process_group`` deadlocked now and then (torch 2.4 and 2.6, up
+    to one exit in three on a loaded machine; the stacks are in docs/distributed.md).
+    The exit itself closes the sockets and frees the GPU memory, and skips the
+    interpreter's teardown of torch, which takes about two seconds.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def join_group(
@@ -140,13 +157,6 @@ def spawned_worker(
     except BaseException:
         with contextlib.suppress(OSError, ValueError):  # else the driver is gone
             conn.send(("error", rank, traceback.format_exc()))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
-    dist.destroy_process_group()
+        exit_rank(1)
     conn.close()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Everything this rank opened is closed; skip the interpreter's teardown
-    # of torch, which takes about two seconds and adds nothing.
-    os._exit(0)
+    exit_rank(0)
