@@ -27,17 +27,25 @@ PATHS = {"reference": "reference slice (Python ints)", "tensor": "GPU-tensor pat
 IDLE_X = 0.02
 
 
-def queue_points(results: dict[str, Any]) -> dict[str, list[tuple[float, dict[str, float]]]]:
-    """``{path: [(queue_ms, stats), ...]}`` sorted by queue depth, from a benchmark JSON."""
+def queue_points(
+    results: dict[str, Any], host: str = "cold"
+) -> dict[str, list[tuple[float, dict[str, float]]]]:
+    """``{path: [(queue_ms, stats), ...]}`` sorted by queue depth, from a benchmark JSON.
+
+    ``host`` picks the host state the benchmark ran in (runs saved before there
+    were two states count as ``cold``).
+    """
     points: dict[str, list[tuple[float, dict[str, float]]]] = {path: [] for path in PATHS}
     for bench in results["benchmarks"]:
         if bench["name"].partition("[")[0] != QUEUE_BENCHMARK:
             continue
         info = bench["extra_info"]
+        if info.get("host", "cold") != host:
+            continue
         points[info["path"]].append((float(info["queue_ms"]), bench["stats"]))
     for series in points.values():
         series.sort(key=lambda point: point[0])
-    if not all(points.values()):
+    if not all(points.values()) and host == "cold":
         raise SystemExit(
             f"no {QUEUE_BENCHMARK} results for every path in this JSON; run the GPU "
             "benchmarks (python -m pytest benchmarks -m cuda --benchmark-json=FILE) on a GPU"
@@ -91,6 +99,17 @@ def plot(results: dict[str, Any], output: Path) -> None:
         low = [m - stats["q1"] * 1e6 for m, (_, stats) in zip(medians, points[path], strict=True)]
         high = [stats["q3"] * 1e6 - m for m, (_, stats) in zip(medians, points[path], strict=True)]
         ax.errorbar(xs, medians, yerr=[low, high], marker=marker, capsize=3, label=label)
+    warm = queue_points(results, "warm")["reference"]
+    if warm:
+        ax.plot(
+            [queue_ms or IDLE_X for queue_ms, _ in warm],
+            [stats["median"] * 1e6 for _, stats in warm],
+            "o--",
+            color="C0",
+            alpha=0.5,
+            markersize=4,
+            label=f"{PATHS['reference']}, warm host",
+        )
     queued = [queue_ms for queue_ms, _ in points["tensor"] if queue_ms > 0]
     ax.plot(queued, [q * 1000 for q in queued], "k:", linewidth=1, label="the queued work itself")
     tensor = dict(points["tensor"])
@@ -114,7 +133,7 @@ def plot(results: dict[str, Any], output: Path) -> None:
     ax.set_xlabel("GPU work queued before the slice (ms)")
     ax.set_ylabel("host time of one slice, median (us)")
     ax.set_title(
-        "DP-local slice: host time vs queued GPU work (labels: tensor / reference)\n"
+        "DP-local slice: host time vs queued GPU work (labels: tensor / reference, cold host)\n"
         + describe_machine(results),
         fontsize=10,
     )
@@ -139,7 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text(encoding="utf-8"))
     plot(results, args.output)
-    print(f"{describe_machine(results)}\n\n{ratio_table(queue_points(results))}\n")
+    print(describe_machine(results))
+    for host in ("cold", "warm"):
+        points = queue_points(results, host)
+        if all(points.values()):
+            print(f"\n{host} host:\n{ratio_table(points)}")
+    print()
     print(f"wrote {args.output}")
     return 0
 
