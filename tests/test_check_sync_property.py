@@ -14,6 +14,9 @@ from dpslice.check.registry import select
 SYNC_FREE = ["sync_free"]
 TENSOR_PATH = "dpslice.tensor_path:tensor_path_slice"
 CPU_ONLY = "dpslice.sync CPU-only mode"
+#: Before torch 2.4, slicing with tensor bounds called ``Tensor.__index__`` on each
+#: bound as a torch function of its own, ahead of ``Tensor.__getitem__``.
+SLICE_SYNC = "Tensor.__getitem__" if torch.__version__ >= (2, 4) else "Tensor.__index__"
 
 
 def test_the_reference_is_sync_free_and_the_row_says_which_mode_ran() -> None:
@@ -36,7 +39,7 @@ def test_the_tensor_paths_bounds_sync_where_the_buffer_is_sliced_hazard_24514() 
     why = counterexample.why
     assert why.startswith(
         "slicing the gathered buffer with the bounds it returned (start a 0-dim cpu tensor, "
-        "length a 0-dim cpu tensor) synchronised the host: Tensor.__getitem__ (x2) at "
+        f"length a 0-dim cpu tensor) synchronised the host: {SLICE_SYNC} (x2) at "
         "dpslice/check/calls.py:"
     )
     assert why.endswith(": return buffer[start : start + length]")
