@@ -2,22 +2,29 @@
 
 Each option is shown to produce what it promises (with ``find`` for what must
 be reachable, ``@given`` for what must always hold), each invalid argument to
-raise ``InvalidArgument``, and counterexamples to shrink to tiny layouts.
+raise ``InvalidArgument`` with its exact message, and counterexamples to shrink
+to tiny layouts.
+
+Strategies are built inside the tests (``data.draw``), not in ``@given``'s
+arguments: mutmut runs a mutant only against the tests that call the mutated
+function, and a strategy built at import time is built before any test runs.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
-from hypothesis.errors import InvalidArgument
+from hypothesis.errors import InvalidArgument, NoSuchExample
 
 from dpslice import DPLayout, DPSliceError, InvalidLayoutError, Mode, NegativeCountError
 from dpslice.strategies import (
     INVALID_CAUSES,
     MAX_COUNT,
+    _non_integers,
     dp_layouts,
     dp_sizes,
     invalid_calls,
@@ -31,6 +38,9 @@ NON_CAPTURE = [Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY]
 #: For the ``@given`` checks of a strategy's options: a fifth of the profile's
 #: examples (the heavy properties in tests/properties get the full budget).
 OPTION_CHECK = settings(max_examples=max(50, settings.default.max_examples // 5))
+
+#: For the ``@given`` checks of :func:`invalid_calls`, which draw a layout per example.
+INVALID_CALL_CHECK = settings(max_examples=max(20, settings.default.max_examples // 20))
 
 
 def _drawn(strategy: st.SearchStrategy[object], examples: int = 300) -> list[object]:
@@ -58,12 +68,17 @@ class TestDPSizes:
         assert min_size <= size <= min_size + extra
 
     @OPTION_CHECK
-    @given(dp_sizes())
-    def test_default_bounds_are_1_to_64(self, size):
+    @given(st.data())
+    def test_default_bounds_are_1_to_64(self, data):
+        size = data.draw(dp_sizes())
         assert type(size) is int
         assert 1 <= size <= 64
 
-    def test_mostly_small(self):
+    def test_default_sizes_shrink_to_1(self):
+        assert find(dp_sizes(), lambda size: True) == 1
+
+    def test_mostly_small_up_to_8(self):
+        """Most sizes are at most 8; 9 comes only from the full range, far less often than 8."""
         # Drawn twenty to a list: alone, the 88 distinct draws are soon exhausted
         # and Hypothesis never repeats one, which hides the weighting.
         sizes = [
@@ -72,6 +87,8 @@ class TestDPSizes:
             for size in sizes
         ]
         assert sum(size <= 8 for size in sizes) > 0.5 * len(sizes)
+        drawn = Counter(sizes)
+        assert 2 * drawn[9] < drawn[8]
 
     def test_large_sizes_are_reachable(self):
         assert find(dp_sizes(), lambda size: size > 8) == 9
@@ -83,8 +100,9 @@ class TestDPSizes:
 
 class TestTokenCounts:
     @OPTION_CHECK
-    @given(token_counts(min_size=2, max_size=5, max_count=100))
-    def test_lengths_and_counts_stay_in_bounds(self, counts):
+    @given(st.data())
+    def test_lengths_and_counts_stay_in_bounds(self, data):
+        counts = data.draw(token_counts(min_size=2, max_size=5, max_count=100))
         assert isinstance(counts, tuple)
         assert 2 <= len(counts) <= 5
         assert all(type(count) is int and 0 <= count <= 100 for count in counts)
@@ -106,6 +124,25 @@ class TestTokenCounts:
     def test_counts_shrink_to_zero_and_one_rank(self):
         assert find(token_counts(), lambda counts: any(counts)) == (1,)
 
+    @OPTION_CHECK
+    @given(st.data())
+    def test_max_count_0_draws_only_zeros(self, data):
+        counts = data.draw(token_counts(max_count=0))
+        assert counts == (0,) * len(counts)
+
+    def test_zeros_small_counts_and_max_count_are_each_common(self):
+        drawn = Counter(count for counts in _drawn(token_counts()) for count in counts)
+        total = sum(drawn.values())
+        assert drawn[0] > 0.15 * total
+        assert sum(drawn[count] for count in range(1, 17)) > 0.2 * total
+        assert drawn[MAX_COUNT] > 0.08 * total
+
+    def test_small_counts_stop_at_16(self):
+        """Small counts are 0 to 16: 17 comes only from the range up to MAX_COUNT, which
+        almost never draws a count that small."""
+        drawn = Counter(count for counts in _drawn(token_counts()) for count in counts)
+        assert 4 * drawn[17] < drawn[16]
+
 
 class TestDPLayouts:
     @pytest.mark.parametrize("mode", list(Mode), ids=lambda mode: mode.name)
@@ -113,37 +150,61 @@ class TestDPLayouts:
         assert find(dp_layouts(), lambda layout: layout.mode is mode).mode is mode
 
     @OPTION_CHECK
-    @given(dp_layouts(modes=[Mode.MAX_LEN, Mode.GRAPH_REPLAY]))
-    def test_modes_restricts_the_modes(self, layout):
+    @given(st.data())
+    def test_modes_restricts_the_modes(self, data):
+        layout = data.draw(dp_layouts(modes=[Mode.MAX_LEN, Mode.GRAPH_REPLAY]))
         assert layout.mode in (Mode.MAX_LEN, Mode.GRAPH_REPLAY)
 
     @OPTION_CHECK
-    @given(dp_layouts(min_dp_size=3, max_dp_size=5))
-    def test_dp_size_stays_in_bounds(self, layout):
+    @given(st.data())
+    def test_dp_size_stays_in_bounds(self, data):
+        layout = data.draw(dp_layouts(min_dp_size=3, max_dp_size=5))
         assert 3 <= layout.dp_size <= 5
 
     @OPTION_CHECK
-    @given(dp_layouts(max_count=20))
-    def test_counts_stay_within_max_count(self, layout):
+    @given(st.data())
+    def test_counts_stay_within_max_count(self, data):
+        layout = data.draw(dp_layouts(max_count=20))
         assert all(count <= 20 for count in layout.counts)
 
     @OPTION_CHECK
-    @given(dp_layouts(modes=NON_CAPTURE, attn_tp_sizes=(8,)))
-    def test_attn_tp_sizes_are_used(self, layout):
+    @given(st.data())
+    def test_max_count_0_draws_empty_ranks_and_one_row_captures(self, data):
+        layout = data.draw(dp_layouts(max_count=0))
+        # A capture rank runs the dummy batch, which holds max(max_count, 1) rows.
+        rows = 1 if layout.mode is Mode.GRAPH_CAPTURE else 0
+        assert layout.counts == (rows,) * layout.dp_size
+
+    @OPTION_CHECK
+    @given(st.data())
+    def test_attn_tp_sizes_are_used(self, data):
+        layout = data.draw(dp_layouts(modes=NON_CAPTURE, attn_tp_sizes=(8,)))
         assert layout.attn_tp_size == 8
         assert all(layout.rows(rank) % 8 == 0 for rank in range(layout.dp_size))
 
     @OPTION_CHECK
-    @given(dp_layouts(max_num_tokens_per_bs=3))
-    def test_num_tokens_per_bs_stays_in_bounds_and_is_1_when_eager(self, layout):
+    @given(st.data())
+    def test_num_tokens_per_bs_stays_in_bounds_and_is_1_when_eager(self, data):
+        layout = data.draw(dp_layouts(max_num_tokens_per_bs=3))
         assert 1 <= layout.num_tokens_per_bs <= 3
         if not layout.mode.is_graph:
             assert layout.num_tokens_per_bs == 1
+
+    @OPTION_CHECK
+    @given(st.data())
+    def test_num_tokens_per_bs_is_at_most_8_by_default(self, data):
+        layout = data.draw(dp_layouts(modes=[Mode.GRAPH_REPLAY, Mode.GRAPH_CAPTURE]))
+        assert 1 <= layout.num_tokens_per_bs <= 8
 
     @pytest.mark.parametrize("mode", [Mode.GRAPH_REPLAY, Mode.GRAPH_CAPTURE], ids=lambda m: m.name)
     def test_num_tokens_per_bs_above_1_is_drawn(self, mode):
         found = find(dp_layouts(modes=[mode]), lambda layout: layout.num_tokens_per_bs > 1)
         assert found.num_tokens_per_bs == 2
+
+    @pytest.mark.parametrize("mode", [Mode.GRAPH_REPLAY, Mode.GRAPH_CAPTURE], ids=lambda m: m.name)
+    def test_num_tokens_per_bs_of_8_is_drawn_by_default(self, mode):
+        found = find(dp_layouts(modes=[mode]), lambda layout: layout.num_tokens_per_bs >= 8)
+        assert found.num_tokens_per_bs == 8
 
     def test_replay_extent_with_padding_is_drawn(self):
         found = find(
@@ -168,16 +229,26 @@ class TestDPLayouts:
         assert found.mode is Mode.GRAPH_CAPTURE
 
     @OPTION_CHECK
-    @given(dp_layouts(modes=[Mode.SUM_LEN, Mode.GRAPH_CAPTURE], gather_skipped=True))
-    def test_gather_skipped_true_draws_only_one_entry_lists(self, layout):
+    @given(st.data())
+    def test_gather_skipped_true_draws_only_one_entry_lists(self, data):
+        layout = data.draw(
+            dp_layouts(modes=[Mode.SUM_LEN, Mode.GRAPH_CAPTURE], gather_skipped=True)
+        )
         assert layout.mode is Mode.SUM_LEN
         assert layout.gather_skipped
         assert len(layout.global_num_tokens_cpu(layout.dp_size - 1)) == 1
 
     @OPTION_CHECK
-    @given(dp_layouts(gather_skipped=False))
-    def test_gather_skipped_false_draws_only_full_gathers(self, layout):
+    @given(st.data())
+    def test_gather_skipped_false_draws_only_full_gathers(self, data):
+        layout = data.draw(dp_layouts(gather_skipped=False))
         assert not layout.gather_skipped
+
+    def test_gather_skipped_false_still_draws_capture(self):
+        found = find(
+            dp_layouts(gather_skipped=False), lambda layout: layout.mode is Mode.GRAPH_CAPTURE
+        )
+        assert found.mode is Mode.GRAPH_CAPTURE
 
     @pytest.mark.parametrize("skipped", [False, True])
     def test_gather_skipped_none_draws_both(self, skipped):
@@ -201,16 +272,16 @@ class TestDPLayouts:
 
 class TestLayoutsAndRanks:
     @OPTION_CHECK
-    @given(layouts_and_ranks())
-    def test_rank_is_one_of_the_layouts_ranks(self, layout_and_rank):
-        layout, rank = layout_and_rank
+    @given(st.data())
+    def test_rank_is_one_of_the_layouts_ranks(self, data):
+        layout, rank = data.draw(layouts_and_ranks())
         assert type(rank) is int
         assert 0 <= rank < layout.dp_size
 
     @OPTION_CHECK
-    @given(layouts_and_ranks(dp_layouts(modes=[Mode.MAX_LEN], max_dp_size=4)))
-    def test_layouts_come_from_the_given_strategy(self, layout_and_rank):
-        layout, _ = layout_and_rank
+    @given(st.data())
+    def test_layouts_come_from_the_given_strategy(self, data):
+        layout, _ = data.draw(layouts_and_ranks(dp_layouts(modes=[Mode.MAX_LEN], max_dp_size=4)))
         assert layout.mode is Mode.MAX_LEN
         assert layout.dp_size <= 4
 
@@ -266,11 +337,38 @@ class TestInvalidCalls:
         drawn = Counter(invalid.expected for invalid in _drawn(invalid_calls(), examples=200))
         assert set(drawn) == set(INVALID_CAUSES)
 
-    @OPTION_CHECK
-    @given(invalid_calls(max_count=8))
-    def test_calls_derive_from_small_valid_layouts(self, invalid):
-        assert all(count <= 8 for count in invalid.layout.counts)
+    @INVALID_CALL_CHECK
+    @given(st.data(), st.integers(1, 8))
+    def test_calls_derive_from_small_valid_layouts(self, data, max_count):
+        invalid = data.draw(invalid_calls(max_count=max_count))
+        assert all(count <= max_count for count in invalid.layout.counts)
         assert invalid.layout.dp_size <= 16
+
+    @INVALID_CALL_CHECK
+    @given(st.data())
+    def test_counts_stay_within_1024_by_default(self, data):
+        invalid = data.draw(invalid_calls())
+        assert max(invalid.layout.counts) <= 1024
+
+    def test_a_count_of_1024_is_drawn_by_default(self):
+        found = find(
+            invalid_calls(causes=[NegativeCountError]),
+            lambda invalid: max(invalid.layout.counts) >= 1024,
+        )
+        assert max(found.layout.counts) == 1024
+
+    @INVALID_CALL_CHECK
+    @given(st.data())
+    def test_negative_counts_stay_within_max_count(self, data):
+        invalid = data.draw(invalid_calls(causes=[NegativeCountError], max_count=8))
+        assert min(invalid.call.global_num_tokens_cpu) >= -8
+
+    def test_skipped_gathers_are_drawn(self):
+        found = find(
+            invalid_calls(causes=[NegativeCountError]),
+            lambda invalid: invalid.layout.gather_skipped,
+        )
+        assert len(found.call.global_num_tokens_cpu) == 1
 
     def test_shrinks_to_the_first_cause_on_a_one_rank_layout(self):
         found = find(invalid_calls(causes=INVALID_CAUSES[:3]), lambda invalid: True)
@@ -278,107 +376,237 @@ class TestInvalidCalls:
         assert found.layout == DPLayout((0,))
 
 
-# strategy, its arguments, a phrase of the message
+class TestNonIntegers:
+    """The wrong-typed values a NonIntegerError call carries, drawn directly: through
+    :func:`invalid_calls` each value would cost a layout."""
+
+    @pytest.mark.parametrize(
+        "value", [True, False, "3", "0", None, b"1"], ids=["True", "False", "3", "0", "None", "b1"]
+    )
+    def test_each_listed_value_is_drawn(self, value):
+        # One draw in twelve is a given value: enough examples that even the dev
+        # profile, which is not derandomized, never misses one.
+        found = find(
+            _non_integers(),
+            lambda drawn: type(drawn) is type(value) and drawn == value,
+            settings=settings(max_examples=500),
+        )
+        assert type(found) is type(value)
+        assert found == value
+
+    def test_floats_shrink_to_0(self):
+        found = find(_non_integers(), lambda drawn: type(drawn) is float)
+        assert found == 0.0
+
+    def test_floats_are_finite_and_not_negative(self):
+        with pytest.raises(NoSuchExample):
+            find(
+                _non_integers(),
+                lambda drawn: type(drawn) is float and not (math.isfinite(drawn) and drawn >= 0),
+                settings=settings(max_examples=200),
+            )
+
+
+MODES_HINT = (
+    "must be a non-empty sequence of dpslice.Mode, e.g. modes=[Mode.SUM_LEN, Mode.GRAPH_REPLAY]"
+)
+CAUSES_HINT = "must be a non-empty sequence of errors from INVALID_CAUSES"
+
+# strategy, its arguments, the whole message
 INVALID_ARGUMENTS = [
-    pytest.param(dp_sizes, {"min_size": 0}, "min_size=0", id="dp_sizes-min-0"),
-    pytest.param(dp_sizes, {"max_size": 0}, "max_size=0", id="dp_sizes-max-0"),
+    pytest.param(dp_sizes, {"min_size": 0}, "min_size=0 must be an int >= 1", id="dp_sizes-min-0"),
+    pytest.param(dp_sizes, {"max_size": 0}, "max_size=0 must be an int >= 1", id="dp_sizes-max-0"),
     pytest.param(
-        dp_sizes, {"min_size": 5, "max_size": 4}, "min_size <= max_size", id="dp_sizes-min-over-max"
-    ),
-    pytest.param(dp_sizes, {"min_size": 1.5}, "must be an int", id="dp_sizes-min-float"),
-    pytest.param(dp_sizes, {"max_size": True}, "must be an int", id="dp_sizes-max-bool"),
-    pytest.param(
-        token_counts, {"max_count": -1}, "max_count=-1", id="token_counts-max-count-negative"
+        dp_sizes,
+        {"min_size": 5, "max_size": 4},
+        "min_size=5 > max_size=4; pass min_size <= max_size",
+        id="dp_sizes-min-over-max",
     ),
     pytest.param(
-        token_counts, {"max_count": True}, "max_count=True", id="token_counts-max-count-bool"
+        dp_sizes,
+        {"min_size": 65},
+        "min_size=65 > max_size=64; pass min_size <= max_size",
+        id="dp_sizes-min-over-default-max",
     ),
-    pytest.param(token_counts, {"min_size": 0}, "min_size=0", id="token_counts-min-size-0"),
+    pytest.param(
+        dp_sizes, {"min_size": 1.5}, "min_size=1.5 must be an int >= 1", id="dp_sizes-min-float"
+    ),
+    pytest.param(
+        dp_sizes, {"max_size": True}, "max_size=True must be an int >= 1", id="dp_sizes-max-bool"
+    ),
+    pytest.param(
+        token_counts,
+        {"max_count": -1},
+        "max_count=-1 must be an int >= 0",
+        id="token_counts-max-count-negative",
+    ),
+    pytest.param(
+        token_counts,
+        {"max_count": True},
+        "max_count=True must be an int >= 0",
+        id="token_counts-max-count-bool",
+    ),
+    pytest.param(
+        token_counts,
+        {"min_size": 0},
+        "min_size=0 must be an int >= 1",
+        id="token_counts-min-size-0",
+    ),
     pytest.param(
         token_counts,
         {"min_size": 3, "max_size": 2},
-        "min_size <= max_size",
+        "min_size=3 > max_size=2; pass min_size <= max_size",
         id="token_counts-min-over-max",
     ),
-    pytest.param(dp_layouts, {"modes": []}, "non-empty sequence", id="dp_layouts-modes-empty"),
     pytest.param(
-        dp_layouts, {"modes": Mode.SUM_LEN}, "non-empty sequence", id="dp_layouts-modes-one-mode"
+        token_counts,
+        {"min_size": 65},
+        "min_size=65 > max_size=64; pass min_size <= max_size",
+        id="token_counts-min-over-default-max",
     ),
-    pytest.param(dp_layouts, {"modes": ["sum_len"]}, "dpslice.Mode", id="dp_layouts-modes-strings"),
-    pytest.param(dp_layouts, {"min_dp_size": 0}, "min_dp_size=0", id="dp_layouts-min-dp-size-0"),
-    pytest.param(dp_layouts, {"max_dp_size": 0}, "max_dp_size=0", id="dp_layouts-max-dp-size-0"),
+    pytest.param(dp_layouts, {"modes": []}, f"modes=[] {MODES_HINT}", id="dp_layouts-modes-empty"),
+    pytest.param(
+        dp_layouts,
+        {"modes": Mode.SUM_LEN},
+        f"modes={Mode.SUM_LEN!r} {MODES_HINT}",
+        id="dp_layouts-modes-one-mode",
+    ),
+    pytest.param(
+        dp_layouts,
+        {"modes": {Mode.SUM_LEN}},
+        f"modes={ {Mode.SUM_LEN}!r} {MODES_HINT}",
+        id="dp_layouts-modes-a-set",
+    ),
+    pytest.param(
+        dp_layouts,
+        {"modes": ["sum_len"]},
+        "modes holds 'sum_len'; every entry must be a dpslice.Mode",
+        id="dp_layouts-modes-strings",
+    ),
+    pytest.param(
+        dp_layouts,
+        {"min_dp_size": 0},
+        "min_dp_size=0 must be an int >= 1",
+        id="dp_layouts-min-dp-size-0",
+    ),
+    pytest.param(
+        dp_layouts,
+        {"max_dp_size": 0},
+        "max_dp_size=0 must be an int >= 1",
+        id="dp_layouts-max-dp-size-0",
+    ),
     pytest.param(
         dp_layouts,
         {"min_dp_size": 9, "max_dp_size": 8},
-        "min_dp_size <= max_dp_size",
+        "min_dp_size=9 > max_dp_size=8; pass min_dp_size <= max_dp_size",
         id="dp_layouts-min-over-max",
     ),
-    pytest.param(dp_layouts, {"max_count": -1}, "max_count=-1", id="dp_layouts-max-count-negative"),
     pytest.param(
-        dp_layouts, {"attn_tp_sizes": ()}, "non-empty sequence", id="dp_layouts-attn-tp-empty"
+        dp_layouts,
+        {"min_dp_size": 65},
+        "min_dp_size=65 > max_dp_size=64; pass min_dp_size <= max_dp_size",
+        id="dp_layouts-min-over-default-max",
     ),
     pytest.param(
-        dp_layouts, {"attn_tp_sizes": 2}, "non-empty sequence", id="dp_layouts-attn-tp-int"
+        dp_layouts,
+        {"max_count": -1},
+        "max_count=-1 must be an int >= 0",
+        id="dp_layouts-max-count-negative",
     ),
-    pytest.param(dp_layouts, {"attn_tp_sizes": (2, 0)}, "int >= 1", id="dp_layouts-attn-tp-zero"),
     pytest.param(
-        dp_layouts, {"max_num_tokens_per_bs": 0}, "int >= 1", id="dp_layouts-num-tokens-per-bs-0"
+        dp_layouts,
+        {"attn_tp_sizes": ()},
+        "attn_tp_sizes=() must be a non-empty sequence",
+        id="dp_layouts-attn-tp-empty",
+    ),
+    pytest.param(
+        dp_layouts,
+        {"attn_tp_sizes": 2},
+        "attn_tp_sizes=2 must be a non-empty sequence",
+        id="dp_layouts-attn-tp-int",
+    ),
+    pytest.param(
+        dp_layouts,
+        {"attn_tp_sizes": (2, 0)},
+        "attn_tp_sizes entry=0 must be an int >= 1",
+        id="dp_layouts-attn-tp-zero",
+    ),
+    pytest.param(
+        dp_layouts,
+        {"max_num_tokens_per_bs": 0},
+        "max_num_tokens_per_bs=0 must be an int >= 1",
+        id="dp_layouts-num-tokens-per-bs-0",
     ),
     pytest.param(
         dp_layouts,
         {"gather_skipped": "yes"},
-        "True, False or None",
+        "gather_skipped='yes' must be True, False or None",
         id="dp_layouts-gather-skipped-str",
     ),
     pytest.param(
         dp_layouts,
         {"gather_skipped": True, "modes": [Mode.GRAPH_CAPTURE]},
-        "add an eager or replay mode",
+        "gather_skipped=True with modes=[Mode.GRAPH_CAPTURE] draws nothing: capture has no CPU "
+        "counts to skip; add an eager or replay mode",
         id="dp_layouts-skipped-capture-only",
     ),
     pytest.param(
         layouts_and_ranks,
         {"layouts": DPLayout((1,))},
-        "must be a strategy",
+        f"layouts={DPLayout((1,))!r} must be a strategy, e.g. dp_layouts(max_count=64)",
         id="layouts_and_ranks-a-layout",
     ),
     pytest.param(
         layouts_and_ranks,
         {"layouts": [DPLayout((1,))]},
-        "must be a strategy",
+        f"layouts={[DPLayout((1,))]!r} must be a strategy, e.g. dp_layouts(max_count=64)",
         id="layouts_and_ranks-a-list",
     ),
     pytest.param(
-        invalid_calls, {"causes": []}, "non-empty sequence", id="invalid_calls-causes-empty"
+        invalid_calls, {"causes": []}, f"causes=[] {CAUSES_HINT}", id="invalid_calls-causes-empty"
     ),
     pytest.param(
         invalid_calls,
         {"causes": NegativeCountError},
-        "non-empty sequence",
+        f"causes={NegativeCountError!r} {CAUSES_HINT}",
         id="invalid_calls-causes-one-class",
     ),
     pytest.param(
         invalid_calls,
+        {"causes": {NegativeCountError}},
+        f"causes={ {NegativeCountError}!r} {CAUSES_HINT}",
+        id="invalid_calls-causes-a-set",
+    ),
+    pytest.param(
+        invalid_calls,
         {"causes": [ValueError]},
-        "INVALID_CAUSES",
+        f"causes holds {ValueError!r}; choose from dpslice.strategies.INVALID_CAUSES",
         id="invalid_calls-causes-not-dpslice",
     ),
     pytest.param(
         invalid_calls,
         {"causes": [InvalidLayoutError]},
-        "INVALID_CAUSES",
+        f"causes holds {InvalidLayoutError!r}; choose from dpslice.strategies.INVALID_CAUSES",
         id="invalid_calls-causes-layout-error",
     ),
     pytest.param(
-        invalid_calls, {"causes": [DPSliceError]}, "INVALID_CAUSES", id="invalid_calls-causes-root"
+        invalid_calls,
+        {"causes": [DPSliceError]},
+        f"causes holds {DPSliceError!r}; choose from dpslice.strategies.INVALID_CAUSES",
+        id="invalid_calls-causes-root",
     ),
-    pytest.param(invalid_calls, {"max_count": 0}, "max_count=0", id="invalid_calls-max-count-0"),
+    pytest.param(
+        invalid_calls,
+        {"max_count": 0},
+        "max_count=0 must be an int >= 1",
+        id="invalid_calls-max-count-0",
+    ),
 ]
 
 
 class TestArgumentValidation:
-    @pytest.mark.parametrize(("strategy", "kwargs", "hint"), INVALID_ARGUMENTS)
-    def test_raises_invalid_argument_with_a_hint(self, strategy, kwargs, hint):
+    @pytest.mark.parametrize(("strategy", "kwargs", "message"), INVALID_ARGUMENTS)
+    def test_raises_invalid_argument_with_a_hint(self, strategy, kwargs, message):
         with pytest.raises(InvalidArgument) as raised:
             strategy(**kwargs).validate()
-        assert hint in str(raised.value)
+        assert str(raised.value) == message
