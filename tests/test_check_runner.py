@@ -8,6 +8,7 @@ import json
 import pytest
 from hypothesis import strategies as st
 
+from dpslice import DPLayout, Mode
 from dpslice.check import CheckReport, Property, Verdict, run_check
 from dpslice.check.report import JSON_SCHEMA, render_text, reproduce_command, to_json
 from dpslice.check.target import Target
@@ -47,6 +48,36 @@ def test_a_target_that_changes_its_mind_is_reported_flaky() -> None:
     assert result.verdict is Verdict.ERROR
     assert result.note is not None
     assert "different outcomes for the same call" in result.note
+
+
+def test_a_target_that_fails_a_batch_then_passes_it_is_an_error() -> None:
+    """The batch search and its replay saw a failure that no later run could find."""
+    calls = itertools.count()
+
+    def fails_twice(*, global_num_tokens_cpu: list[int], dp_rank: int) -> tuple[int, int]:
+        if next(calls) < 2:  # the first call and Hypothesis's replay of it
+            return (0, -1)
+        return (sum(global_num_tokens_cpu[:dp_rank]), global_num_tokens_cpu[dp_rank])
+
+    result = run_check(fails_twice, max_examples=20, seed=0, properties=["sum_len_rows"])
+    only = result.results[0]
+    assert only.verdict is Verdict.ERROR
+    assert only.note == (
+        "the target failed a batch of layouts, then passed the same batches "
+        "(its outcome depends on more than the call)"
+    )
+
+
+def test_a_failure_is_shrunk_one_layout_per_example() -> None:
+    """Shrinking a batch would shrink its passing layouts too: thousands of checks."""
+    result = run_check(AS_MERGED, max_examples=100, seed=1, properties=["graph_replay_rows"])
+    failed = result.results[0]
+    assert failed.verdict is Verdict.FAIL
+    assert failed.counterexample is not None
+    assert failed.counterexample.layout == DPLayout(
+        (0, 1), Mode.GRAPH_REPLAY, graph_batch_size=1, num_tokens_per_bs=2
+    )
+    assert failed.examples < 400
 
 
 def test_the_same_seed_gives_the_same_counterexample() -> None:
