@@ -316,20 +316,10 @@ class DPLayout:
         """Rank ``rank``'s tagged rows as it sends them to the gather, padding included."""
         import torch
 
-        real = self.counts[rank]
-        tags = torch.full(
-            (self.region(rank), 2),
-            PAD_ROW,
-            dtype=torch.int64,  # pragma: no mutate: an int fill is int64 without it too
-            device=device,
-        )
-        tags[:, 0] = rank
-        tags[:real, 1] = torch.arange(
-            real,
-            dtype=torch.int64,  # pragma: no mutate: an int range is int64 without it too
-            device=device,  # pragma: no mutate: a CPU range is copied in; same tags, one copy more
-        )
-        return tags
+        # int64 throughout: torch.arange of an int is int64, and the rest follow it.
+        local = torch.arange(self.region(rank), device=device)
+        local[self.counts[rank] :] = PAD_ROW
+        return torch.stack((torch.full_like(local, rank), local), dim=1)
 
     def gathered(
         self,

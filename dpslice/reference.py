@@ -88,8 +88,9 @@ def _is_numpy_scalar(value: object, kind: str) -> bool:
 
 def _as_int(value: object, what: str) -> int:
     """``value`` as an exact int; numpy integer scalars are accepted."""
-    if type(value) is int:  # pragma: no mutate: a shortcut; int(value) below is the same int
-        return value
+    kind = type(value)  # pragma: no mutate: only the shortcut; int(value) below is the same int
+    if kind is int:
+        return value  # type: ignore[return-value]  # mypy narrows type(value) is int, not kind
     if _is_tensor_like(value):
         raise TensorInputError(
             f"{what} is a {type(value).__module__}.{type(value).__name__}; reading its value "
