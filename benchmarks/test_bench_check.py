@@ -22,7 +22,7 @@ from dpslice.check.registry import registered
 
 TARGET = "dpslice.reference:dp_local_slice"
 SEED = 20240
-EXAMPLES_PER_PROPERTY = 100
+EXAMPLES_PER_PROPERTY = 500  # dpslice check's default
 
 
 @pytest.mark.benchmark(timer=time.process_time)
