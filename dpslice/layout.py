@@ -242,10 +242,8 @@ class DPLayout:
         ``out_cache_loc`` has.  Under MAX_LEN the batch itself was padded to the
         max, so its padding rows are its own.
         """
-        if self.mode is Mode.MAX_LEN:
-            return self.widest_rows
-        if self.mode is Mode.GRAPH_CAPTURE:
-            return self.counts[rank]  # the dummy batch: every count is the graph extent
+        if self.mode in (Mode.MAX_LEN, Mode.GRAPH_CAPTURE):
+            return self.region(rank)  # pragma: no mutate: region() ignores the rank here
         return self.rows(rank)
 
     # -- what the engine hands the slicer -----------------------------------
