@@ -24,7 +24,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -89,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if box[0] is None:
                 break
             dist.gather_object(evaluate(box[0]), None, dst=0, group=objects)
-        _leave(objects)
+        dist.barrier(group=objects)  # leave together (see main's docstring)
         return 0
 
     began = time.monotonic()
@@ -129,9 +128,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         counterexample=counterexample,
     )
     print(result.summary(), flush=True)
-    _leave(objects)
-    return 0 if result.ok else 1
-
-
-def _leave(objects: Any) -> None:
     dist.barrier(group=objects)
+    return 0 if result.ok else 1
