@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 import torch
-from workloads import DP_SIZES, QueuedGPUWork, SlicePaths, bench_layout
+from layouts import DP_SIZES, bench_layout
+from workloads import QueuedGPUWork, SlicePaths
 
 import dpslice
 from dpslice import DPLayout, DPSlice, Mode, dp_local_slice

@@ -36,7 +36,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from workloads import PATHS, QueuedGPUWork, SlicePaths, bench_layout
+from layouts import bench_layout
+from workloads import PATHS, QueuedGPUWork, SlicePaths
 
 from dpslice import DPSlice, Mode
 

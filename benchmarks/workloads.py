@@ -1,4 +1,4 @@
-"""What the benchmarks time: the layouts, the two slice paths, and queued GPU work.
+"""What the benchmarks time: the two slice paths and queued GPU work (layouts: ``layouts.py``).
 
 Kept apart from ``conftest.py`` so benchmark modules can import it by name
 (``benchmarks/`` is on ``sys.path`` under pytest's default import mode), and
@@ -12,35 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
-from dpslice import DPLayout, DPSlice, Mode
+from dpslice import DPLayout, DPSlice
 from dpslice.tensor_path import ForwardBatch, capturer_slice
 
-__all__ = ["DP_SIZES", "PATHS", "QueuedGPUWork", "SlicePaths", "bench_layout"]
-
-DP_SIZES = (1, 8, 64)
-
-#: Rows each rank owns in the CUDA-graph layouts (``bs``; one token per request):
-#: above every count :func:`bench_layout` draws.
-GRAPH_BATCH_SIZE = 256
+__all__ = ["PATHS", "QueuedGPUWork", "SlicePaths"]
 
 #: ``reference``: Python-int bounds from the CPU counts (dpslice.dp_local_slice).
 #: ``tensor``: the pre-#24550 capturer, bounds from a cumsum on the counts' device.
 PATHS = ("reference", "tensor")
-
-
-def _counts(dp_size: int) -> tuple[int, ...]:
-    # Uneven, non-zero, decode-sized counts: a uniform list would let a
-    # MAX_LEN-style shortcut look as cheap as the general case.
-    return tuple(17 + (37 * rank) % 211 for rank in range(dp_size))
-
-
-def bench_layout(dp_size: int, mode: Mode) -> DPLayout:
-    """The layout a benchmark of ``dp_size`` ranks in ``mode`` (SUM_LEN or GRAPH_REPLAY) uses."""
-    if mode is Mode.GRAPH_REPLAY:
-        return DPLayout(_counts(dp_size), mode, graph_batch_size=GRAPH_BATCH_SIZE)
-    if mode is not Mode.SUM_LEN:
-        raise ValueError(f"benchmarks time SUM_LEN (eager) and GRAPH_REPLAY layouts, not {mode}")
-    return DPLayout(_counts(dp_size), mode)
 
 
 @dataclass(frozen=True)

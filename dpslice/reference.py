@@ -18,7 +18,6 @@ from __future__ import annotations
 import operator
 import sys
 from collections.abc import Sequence
-from operator import countOf
 from typing import Any, NamedTuple, Protocol
 
 from dpslice.errors import (
@@ -181,31 +180,37 @@ def dp_local_slice(
         NonIntegerError: a bool, float, str or other non-integer.
         TensorInputError: a tensor or array where ints are expected.
     """
-    # Typed loosely on purpose: the fast path checks the types itself, at C
-    # speed, and anything it is unsure of goes to the validating path.
+    # Typed loosely on purpose: the fast path checks the types itself, and
+    # anything it is unsure of goes to the validating path.
     counts: Any = global_num_tokens_cpu
     # Fast path for what engines pass: a list of plain ints, an int rank and
     # size, a bool flag.  Any doubt falls through to the validating path below,
-    # which raises the explicit error.  It keeps the slice under a microsecond
-    # at DP size 8, where the validating path alone takes a few.
+    # which raises the explicit error.  One bytecode loop checks every count:
+    # on CPython 3.11+ it costs less than separate C passes (map(type), min,
+    # max), whose fixed costs dominate at DP sizes up to 64.
     if (
         type(counts) in _PLAIN_SEQUENCES
         and type(dp_rank) is int
         and type(dp_size) is int
-        and type(can_run_graph) is bool
         and 0 <= dp_rank < dp_size
     ):
         width = len(counts)
-        if (
-            (width == dp_size or width == 1)
-            and countOf(map(type, counts), int) == width
-            and min(counts) >= 0
-        ):
+        if width == dp_size or width == 1:
             slot = dp_rank if width == dp_size else 0
-            if not can_run_graph:
-                return _NEW_TUPLE(DPSlice, (sum(counts[:slot]), counts[slot]))
-            if type(graph_extent) is int and max(counts) <= graph_extent:
-                return _NEW_TUPLE(DPSlice, (slot * graph_extent, counts[slot]))
+            kind, exact = type, int  # locals: cheaper to load inside the loop
+            if can_run_graph is False:
+                for count in counts:
+                    if kind(count) is not exact or count < 0:
+                        break
+                else:
+                    return _NEW_TUPLE(DPSlice, (sum(counts[:slot]), counts[slot]))
+            elif can_run_graph is True and type(graph_extent) is int:
+                extent = graph_extent
+                for count in counts:
+                    if kind(count) is not exact or count < 0 or count > extent:
+                        break
+                else:
+                    return _NEW_TUPLE(DPSlice, (slot * extent, counts[slot]))
     return _validated_slice(
         counts, dp_rank, dp_size=dp_size, can_run_graph=can_run_graph, graph_extent=graph_extent
     )

@@ -6,12 +6,15 @@ import itertools
 import json
 
 import pytest
+from hypothesis import find
 from hypothesis import strategies as st
 
 from dpslice import DPLayout, Mode
 from dpslice.check import CheckReport, Property, Verdict, run_check
 from dpslice.check.report import JSON_SCHEMA, render_text, reproduce_command, to_json
+from dpslice.check.runner import MAX_BATCH, RERUN_FACTOR, _batches
 from dpslice.check.target import Target
+from dpslice.strategies import dp_layouts
 
 AS_MERGED = "dpslice.upstream:get_dp_local_slice_cpu_as_merged"
 CAPTURE = "capture_phase_explicit"
@@ -62,6 +65,9 @@ def test_a_target_that_fails_a_batch_then_passes_it_is_an_error() -> None:
     result = run_check(fails_twice, max_examples=20, seed=0, properties=["sum_len_rows"])
     only = result.results[0]
     assert only.verdict is Verdict.ERROR
+    # The failure and its replay, then the single-layout search for it (RERUN_FACTOR times
+    # the budget), then the failing run of batches again.
+    assert only.examples > 2 + RERUN_FACTOR * 20
     assert only.note == (
         "the target failed a batch of layouts, then passed the same batches "
         "(its outcome depends on more than the call)"
@@ -78,6 +84,48 @@ def test_a_failure_is_shrunk_one_layout_per_example() -> None:
         (0, 1), Mode.GRAPH_REPLAY, graph_batch_size=1, num_tokens_per_bs=2
     )
     assert failed.examples < 400
+
+
+def _recording(strategy: st.SearchStrategy[object], seen: list[object]) -> Property:
+    def record(target: Target, example: object) -> None:
+        seen.append(example)
+
+    return Property(
+        name="records_its_examples",
+        statement="Holds; keeps what it was given.",
+        draws="recorded",
+        strategy=lambda _target: strategy,
+        check=record,
+    )
+
+
+@pytest.mark.parametrize("budget", [1, 10, 11, 100, 451, 452, 1000])
+def test_a_passing_property_checks_exactly_max_examples(budget: int) -> None:
+    seen: list[object] = []
+    prop = _recording(st.integers(0, 10**6), seen)
+    result = run_check(max_examples=budget, seed=3, properties=[prop]).results[0]
+    assert result.verdict is Verdict.PASS
+    assert result.examples == len(seen) == budget
+
+
+def test_the_search_checks_mostly_distinct_layouts() -> None:
+    """Hypothesis mutates its examples after the tenth, and a mutant batch repeats most of its
+    parent's layouts: one long run of ten-layout batches checked 147 distinct layouts of 500.
+    Short runs check about 440; one layout per example in one long run, about 400 to 450."""
+    seen: list[object] = []
+    prop = _recording(dp_layouts(), seen)
+    run_check(max_examples=500, seed=3, properties=[prop])
+    assert len(seen) == 500
+    assert len(set(seen)) > 375
+
+
+def test_the_simplest_batch_is_one_layout() -> None:
+    """Hypothesis starts each run with its simplest example: one layout, not a batch of copies."""
+    assert find(_batches(st.integers(0, 9), MAX_BATCH), lambda batch: True) == [0]
+    assert (
+        find(_batches(st.integers(0, 9), MAX_BATCH), lambda batch: len(batch) > 1)
+        == [0] * MAX_BATCH
+    )
 
 
 def test_the_same_seed_gives_the_same_counterexample() -> None:
