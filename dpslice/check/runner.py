@@ -208,7 +208,8 @@ def _batch_size(layouts: int) -> int:
 
 
 def _run_seed(seed: int, run: int) -> int:
-    # Run 0 uses the seed as given; later runs get seeds no other (seed, run) has.
+    # Run 0 uses the seed as given.  Later runs get seeds that no other (seed, run)
+    # pair gets, for seeds below 2**32 (the range dpslice check draws from).
     return seed + run * 2**32
 
 
