@@ -322,7 +322,7 @@ def run_check(
     Args:
         target: ``package.module:function``, ``path/to/file.py:function``, a
             loaded :class:`Target` or the callable itself.
-        max_examples: examples drawn per property (before shrinking).
+        max_examples: examples (layouts) the search checks per property, before shrinking.
         seed: Hypothesis seed; a random one (recorded in the report) if ``None``.
         properties: names or :class:`Property` objects to run; all registered
             ones, in order, if ``None``.
