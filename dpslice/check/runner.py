@@ -199,12 +199,13 @@ def _batches(strategy: st.SearchStrategy[Any], size: int) -> st.SearchStrategy[l
     return batch()
 
 
-def _batch_size(layouts: int) -> int:
+def _batch_size(layouts: int, max_batch: int) -> int:
     """The batch size for a run of :data:`RUN_EXAMPLES` examples to check ``layouts``.
 
-    The first example of a run is a single layout (see :func:`_batches`).
+    At most ``max_batch``; the first example of a run is a single layout (see
+    :func:`_batches`).
     """
-    return max(1, min(MAX_BATCH, -(-(layouts - 1) // (RUN_EXAMPLES - 1))))
+    return max(1, min(max_batch, -(-(layouts - 1) // (RUN_EXAMPLES - 1))))
 
 
 def _run_seed(seed: int, run: int) -> int:
@@ -239,7 +240,7 @@ def run_property(
     if reason is not None:
         return result(Verdict.NOT_APPLICABLE, note=reason)
 
-    # Each search checks max_examples layouts, up to this count; a failure lifts it,
+    # The search in progress checks layouts up to this count; a failure lifts it,
     # so that the shrinking and the final replay check everything.
     limit: int | None = None
 
@@ -267,17 +268,20 @@ def run_property(
     def search(layouts: int, max_batch: int, phases: tuple[Phase, ...]) -> None:
         """Check ``layouts`` more layouts, in runs of the largest batches that split them."""
         nonlocal limit, last_run
-        limit = examples + layouts
+        stop = limit = examples + layouts
         planned = -(-layouts // (1 + (RUN_EXAMPLES - 1) * max_batch))
         runs = 0
-        while limit is not None and examples < limit:
-            before = examples
-            per_run = -(-(limit - examples) // max(1, planned - runs))
-            last_run = (min(max_batch, _batch_size(per_run)), _run_seed(seed, runs))
-            run(*last_run, phases)
-            runs += 1
-            if examples == before:
-                break  # Hypothesis drew nothing valid; another run would not either
+        try:
+            while examples < stop:
+                before = examples
+                per_run = -(-(stop - examples) // max(1, planned - runs))
+                last_run = (_batch_size(per_run, max_batch), _run_seed(seed, runs))
+                run(*last_run, phases)
+                runs += 1
+                if examples == before:
+                    break  # Hypothesis drew nothing valid; another run would not either
+        finally:
+            limit = None
 
     how = prop.describe(target) if prop.describe is not None else None
     try:
@@ -286,7 +290,6 @@ def run_property(
         except _Falsified:
             failing_run = last_run
             search(RERUN_FACTOR * max_examples, 1, _SHRINK)
-            limit = None
             run(*failing_run, _SHRINK)
             return result(
                 Verdict.ERROR,
