@@ -10,13 +10,11 @@ import torch
 from dpslice import DPLayout, dp_local_slice
 from dpslice.check import Verdict, load_target, run_check
 from dpslice.check.registry import select
+from tests.torch_releases import SLICE_SYNC
 
 SYNC_FREE = ["sync_free"]
 TENSOR_PATH = "dpslice.tensor_path:tensor_path_slice"
 CPU_ONLY = "dpslice.sync CPU-only mode"
-#: Before torch 2.4, slicing with tensor bounds called ``Tensor.__index__`` on each
-#: bound as a torch function of its own, ahead of ``Tensor.__getitem__``.
-SLICE_SYNC = "Tensor.__getitem__" if torch.__version__ >= (2, 4) else "Tensor.__index__"
 
 
 def test_the_reference_is_sync_free_and_the_row_says_which_mode_ran() -> None:

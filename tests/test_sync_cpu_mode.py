@@ -13,6 +13,7 @@ import torch
 from dpslice.sync import find_syncs
 from dpslice.sync.catalog import OPS, CatalogOp, make_inputs, measure_table, summarise
 from dpslice.sync.cpu_mode import aten_sync_reason
+from tests.torch_releases import SLICE_SYNC
 
 #: Syncs CPU-only mode is known not to see on CPU tensors, and why.
 KNOWN_MISSES = {
@@ -20,9 +21,6 @@ KNOWN_MISSES = {
 }
 
 CPU_OPS = [op for op in OPS if not op.cuda_only]
-#: Before torch 2.4, slicing with tensor bounds called ``Tensor.__index__`` on each
-#: bound as a torch function of its own, ahead of ``Tensor.__getitem__``.
-SLICE_SYNC = "Tensor.__getitem__" if torch.__version__ >= (2, 4) else "Tensor.__index__"
 
 
 def flagged_on_cpu(op: CatalogOp) -> bool:
