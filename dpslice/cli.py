@@ -87,6 +87,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--list", action="store_true", help="list the properties and exit")
     check.add_argument(
+        "--contract",
+        metavar="NAME",
+        help="the call site the target is judged as: a preset (--list-contracts) or "
+        "module:NAME of your own (default: the one the target names, else sglang-capturer)",
+    )
+    check.add_argument(
+        "--list-contracts", action="store_true", help="list the contract presets and exit"
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="a hardening property's failure (an input no engine produces, accepted) "
+        "FAILs instead of WARNing",
+    )
+    check.add_argument(
         "--device",
         metavar="DEVICE",
         help="where global_num_tokens_gpu is built: cpu (default) or cuda, which also runs "
@@ -118,6 +133,15 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
+def _list_contracts() -> int:
+    from dpslice.contracts import DEFAULT_CONTRACT, PRESETS
+
+    for contract in PRESETS.values():
+        default = " (default)" if contract is DEFAULT_CONTRACT else ""
+        print(f"{contract.name}{default}\n    {contract.summary}\n    {contract.describe()}")
+    return EXIT_HOLDS
+
+
 def _list_properties() -> int:
     from dpslice.check.registry import registered
 
@@ -139,6 +163,8 @@ def _incompatible(args: argparse.Namespace) -> str | None:
             ("--property", args.properties),
             ("--device", args.device is not None),
             ("--list", args.list),
+            ("--contract", args.contract is not None),
+            ("--strict", args.strict),
         )
         if given
     ]
@@ -170,14 +196,19 @@ def _battery(args: argparse.Namespace) -> _Ran | str:
     )
     from dpslice.check.registry import select
     from dpslice.check.report import render_text, write_json
+    from dpslice.errors import InvalidContractError
 
     try:
-        target = load_target(args.target, device=args.device or "cpu")
+        target = load_target(args.target, device=args.device or "cpu", contract=args.contract)
         properties = select(args.properties) if args.properties else None
-    except (BadTargetError, DeviceError, UnknownPropertyError) as exc:
+    except (BadTargetError, DeviceError, UnknownPropertyError, InvalidContractError) as exc:
         return str(exc)
     report = run_check(
-        target, max_examples=args.max_examples, seed=args.seed, properties=properties
+        target,
+        max_examples=args.max_examples,
+        seed=args.seed,
+        properties=properties,
+        strict=args.strict,
     )
     return _Ran(render_text(report), report.passed, partial(write_json, report))
 
@@ -210,6 +241,8 @@ def _check(args: argparse.Namespace) -> int:
     clash = _incompatible(args)
     if clash is not None:
         return _error(clash)
+    if args.list_contracts:
+        return _list_contracts()
     if args.list:
         return _list_properties()
     if args.json is not None and not args.json.parent.is_dir():

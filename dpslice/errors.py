@@ -13,10 +13,10 @@ __all__ = [
     "CountsLengthError",
     "CountsUnavailableError",
     "DPSliceError",
+    "InvalidContractError",
     "InvalidDPSizeError",
     "InvalidGraphExtentError",
     "InvalidLayoutError",
-    "MissingGraphExtentError",
     "NegativeCountError",
     "NonIntegerError",
     "RankOutOfRangeError",
@@ -32,12 +32,8 @@ class CountsUnavailableError(DPSliceError):
     """The CPU token counts are ``None``: the capture phase, or DP attention off."""
 
 
-class MissingGraphExtentError(DPSliceError):
-    """Graph replay was requested but no graph extent was given (sglang #30712)."""
-
-
 class InvalidGraphExtentError(DPSliceError):
-    """The graph extent is negative."""
+    """The graph extent is negative, or its batch size or rows per request below 1."""
 
 
 class CountExceedsExtentError(DPSliceError):
@@ -77,3 +73,10 @@ class TensorInputError(DPSliceError):
 
 class InvalidLayoutError(DPSliceError):
     """A ground-truth layout description is inconsistent (see :class:`dpslice.DPLayout`)."""
+
+
+class InvalidContractError(ValueError):
+    """A contract (see :mod:`dpslice.contracts`) is malformed or cannot be found.
+
+    Not a :class:`DPSliceError`: it concerns how a check is set up, not a slice's inputs.
+    """

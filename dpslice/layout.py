@@ -9,6 +9,11 @@ rounding, a skipped all-gather).  From that description it derives
   concatenating every rank's contribution with its padding, whose rows are
   tagged ``(rank, local_row)``, padding rows ``(rank, PAD_ROW)``.
 
+Which of the rows a rank *owns* depends on who consumes the slice
+(:class:`Owns`): a capturer pairs it with the rank's own batch (its real rows,
+as the CPU count list says), an in-graph scatter or a reduce-scatter hands
+every rank its whole padded block.
+
 The buffer is the oracle.  It is assembled piece by piece and never asks the
 slice formula under test where a rank starts.
 """
@@ -25,7 +30,7 @@ from dpslice.errors import InvalidLayoutError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PAD_ROW", "DPLayout", "Mode", "RowSpan", "SliceCall"]
+__all__ = ["PAD_ROW", "DPLayout", "Mode", "Owns", "RowSpan", "SliceCall"]
 
 #: ``local_row`` tag of a padding row (attention-TP rounding, MAX_LEN, graph extent).
 PAD_ROW = -1
@@ -42,17 +47,47 @@ class Mode(enum.Enum):
     #: Eager; every rank padded to the largest count.  As in sglang, the CPU
     #: count list the slicer sees is then the padded list ``[max] * dp_size``.
     MAX_LEN = "max_len"
-    #: CUDA-graph replay; every rank owns ``graph_batch_size * num_tokens_per_bs`` rows.
+    #: Decode CUDA-graph replay; every rank owns ``graph_batch_size * num_tokens_per_bs``
+    #: rows, and the CPU count list holds the raw counts.
     GRAPH_REPLAY = "graph_replay"
     #: CUDA-graph capture; a uniform dummy batch and no CPU counts at all.
     GRAPH_CAPTURE = "graph_capture"
+    #: Prefill CUDA-graph replay (sglang #30712, #31116): every rank padded to the
+    #: bucket ``graph_batch_size`` (in tokens), the padded list written back into
+    #: the CPU counts, and no decode-graph batch size (``cuda_graph_batch`` is None).
+    PREFILL_GRAPH = "prefill_graph"
+    #: One chunk of DP chunking (vLLM ``max_num_tokens_per_dp_rank``): chunk ``k``
+    #: of a rank with ``n`` tokens holds ``min(chunk_size, n - chunk_size * k)``
+    #: rows, at least one (a dummy row once the rank has run out); ranks packed.
+    DP_CHUNK = "dp_chunk"
 
     @property
     def is_graph(self) -> bool:
+        """The forward runs a CUDA graph: the engine passes ``can_run_graph=True``."""
+        return self in (Mode.GRAPH_REPLAY, Mode.GRAPH_CAPTURE, Mode.PREFILL_GRAPH)
+
+    @property
+    def is_decode_graph(self) -> bool:
+        """A decode graph, with a per-rank extent of ``bs * num_tokens_per_bs`` rows."""
         return self in (Mode.GRAPH_REPLAY, Mode.GRAPH_CAPTURE)
 
     def __repr__(self) -> str:
         return f"Mode.{self.name}"
+
+
+class Owns(enum.Enum):
+    """Which rows of the gathered buffer a rank's slice must cover."""
+
+    #: The rows of the rank's own batch, as many as its CPU count says: a capturer
+    #: pairs the slice with the rank's ``out_cache_loc``.  Under MAX_LEN and the
+    #: prefill graph the engine padded the batch (and its count) itself.
+    REAL_ROWS = "real_rows"
+    #: The rank's whole block, padding included: in-graph scatter, reduce-scatter
+    #: and vLLM's combine give each rank every row it contributed.
+    PADDED_BLOCK = "padded_block"
+
+    def __repr__(self) -> str:
+        return f"Owns.{self.name}"
 
 
 @dataclass(frozen=True)
@@ -64,7 +99,9 @@ class SliceCall:
     ``graph_extent`` is the rows each rank owns under graph replay
     (``cuda_graph_batch * num_tokens_per_bs``).  ``cuda_graph_batch`` is what
     upstream passes under that name: the graph's batch size ``bs``, a request
-    count, which is *not* the extent under speculative decoding.
+    count, which is *not* the extent under speculative decoding; both are
+    ``None`` in a prefill graph.  ``chunk_size`` and ``chunk_index`` are set
+    for one chunk of DP chunking, whose counts are the whole forward's.
     """
 
     global_num_tokens_cpu: list[int] | None
@@ -74,6 +111,8 @@ class SliceCall:
     graph_extent: int | None
     cuda_graph_batch: int | None
     num_tokens_per_bs: int
+    chunk_size: int | None = None
+    chunk_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,12 +139,15 @@ class DPLayout:
         counts: real tokens of each DP rank, before any rounding or padding.
         mode: how the ranks are laid out (see :class:`Mode`).
         attn_tp_size: counts are first rounded up to a multiple of this.
-        graph_batch_size: the CUDA graph's batch size ``bs`` (graph modes only),
-            the smallest captured size that holds every rank.
+        graph_batch_size: the CUDA graph's batch size ``bs`` (decode graph
+            modes), the smallest captured size that holds every rank; for
+            :attr:`Mode.PREFILL_GRAPH`, the bucket in tokens every rank is padded to.
         num_tokens_per_bs: rows per request in the graph; above 1 under
             speculative decoding (EAGLE/MTP verify).
         gather_skipped: the all-gather was skipped; each rank's buffer holds
             only its own rows and its CPU count list has one entry.
+        chunk_size, chunk_index: the chunk of :attr:`Mode.DP_CHUNK` gathered
+            (``chunk_size`` tokens per rank at most, chunk ``chunk_index``).
 
     Raises:
         InvalidLayoutError: the description cannot happen in an engine.
@@ -117,6 +159,8 @@ class DPLayout:
     graph_batch_size: int | None = None
     num_tokens_per_bs: int = 1
     gather_skipped: bool = False
+    chunk_size: int | None = None
+    chunk_index: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.counts, tuple) or not self.counts:
@@ -134,12 +178,21 @@ class DPLayout:
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise InvalidLayoutError(f"{name} must be an int >= 1; got {value!r}")
-        if self.mode.is_graph:
+        if self.mode.is_decode_graph:
             self._check_graph()
+        elif self.mode is Mode.PREFILL_GRAPH:
+            self._check_prefill_graph()
         elif self.graph_batch_size is not None or self.num_tokens_per_bs != 1:
             raise InvalidLayoutError(
                 f"{self.mode.name} is an eager layout: leave graph_batch_size None and "
                 "num_tokens_per_bs 1, or use Mode.GRAPH_REPLAY"
+            )
+        if self.mode is Mode.DP_CHUNK:
+            self._check_chunk()
+        elif self.chunk_size is not None or self.chunk_index != 0:
+            raise InvalidLayoutError(
+                f"chunk_size and chunk_index belong to Mode.DP_CHUNK; leave them unset "
+                f"for {self.mode.name}"
             )
         if self.gather_skipped and self.mode is Mode.GRAPH_CAPTURE:
             raise InvalidLayoutError(
@@ -169,6 +222,37 @@ class DPLayout:
                 "size cannot replay this batch: raise graph_batch_size"
             )
 
+    def _check_prefill_graph(self) -> None:
+        bucket = self.graph_batch_size
+        if not _is_int(bucket) or bucket is None or bucket < 1:
+            raise InvalidLayoutError(
+                f"PREFILL_GRAPH needs graph_batch_size, the bucket in tokens (an int >= 1); "
+                f"got {bucket!r}"
+            )
+        if self.num_tokens_per_bs != 1:
+            raise InvalidLayoutError(
+                "a prefill graph pads tokens, not requests: leave num_tokens_per_bs 1"
+            )
+        if self.widest_rows > bucket:
+            raise InvalidLayoutError(
+                f"a rank holds {self.widest_rows} rows (after attention-TP rounding) but the "
+                f"prefill bucket is {bucket}; the batch would not fit that graph: raise "
+                "graph_batch_size"
+            )
+
+    def _check_chunk(self) -> None:
+        size, index = self.chunk_size, self.chunk_index
+        if not _is_int(size) or size is None or size < 1:
+            raise InvalidLayoutError(f"DP_CHUNK needs chunk_size, an int >= 1; got {size!r}")
+        if self.attn_tp_size != 1:
+            raise InvalidLayoutError("DP chunking does not round counts: leave attn_tp_size 1")
+        chunks = max(1, -(-max(self.counts) // size))
+        if not _is_int(index) or not 0 <= index < chunks:
+            raise InvalidLayoutError(
+                f"chunk_index must be an int in range({chunks}) for the largest count "
+                f"{max(self.counts)} in chunks of {size}; got {index!r}"
+            )
+
     def __repr__(self) -> str:
         # Only what differs from the defaults, so a shrunk counterexample reads
         # as the smallest expression that rebuilds it.
@@ -180,6 +264,8 @@ class DPLayout:
             ("graph_batch_size", None),
             ("num_tokens_per_bs", 1),
             ("gather_skipped", False),
+            ("chunk_size", None),
+            ("chunk_index", 0),
         ):
             value = getattr(self, name)
             if value != default:
@@ -210,8 +296,8 @@ class DPLayout:
 
     @property
     def graph_extent(self) -> int | None:
-        """Rows each rank owns in a graph (``bs * num_tokens_per_bs``), else None."""
-        if self.graph_batch_size is None:
+        """Rows each rank owns in a decode graph (``bs * num_tokens_per_bs``), else None."""
+        if self.graph_batch_size is None or not self.mode.is_decode_graph:
             return None
         return self.graph_batch_size * self.num_tokens_per_bs
 
@@ -225,28 +311,59 @@ class DPLayout:
         # Cached: MAX_LEN asks it once per rank, which made walking a layout quadratic.
         return max(self.rows(rank) for rank in range(self.dp_size))
 
+    def _chunk_rows(self, rank: int) -> tuple[int, int]:
+        """Rank ``rank``'s real rows in the chunk, and the rows it sends (at least one)."""
+        assert self.chunk_size is not None
+        left = self.counts[rank] - self.chunk_size * self.chunk_index
+        real = max(0, min(self.chunk_size, left))
+        return real, max(1, real)
+
     def region(self, rank: int) -> int:
         """Rows rank ``rank`` contributes to the gather, padding included."""
-        if self.mode.is_graph:
+        if self.mode.is_decode_graph:
             extent = self.graph_extent
             assert extent is not None
             return extent
+        if self.mode is Mode.PREFILL_GRAPH:
+            assert self.graph_batch_size is not None
+            return self.graph_batch_size
         if self.mode is Mode.MAX_LEN:
             return self.widest_rows
+        if self.mode is Mode.DP_CHUNK:
+            return self._chunk_rows(rank)[1]
         return self.rows(rank)
 
-    def owned_rows(self, rank: int) -> int:
-        """Rows of the gathered buffer that belong to rank ``rank``'s own batch.
+    def real_rows(self, rank: int) -> int:
+        """Rows of rank ``rank``'s contribution that carry its tokens (the rest is padding)."""
+        if self.mode is Mode.DP_CHUNK:
+            return self._chunk_rows(rank)[0]
+        return self.counts[rank]
 
-        This is the length its slice must have: the rows its own
-        ``out_cache_loc`` has.  Under MAX_LEN the batch itself was padded to the
-        max, so its padding rows are its own.
+    def owned_rows(self, rank: int, owns: Owns = Owns.REAL_ROWS) -> int:
+        """Rows of the gathered buffer that belong to rank ``rank``: its slice's length.
+
+        With :attr:`Owns.REAL_ROWS`, the rows its own batch (``out_cache_loc``)
+        has, which is what its CPU count says: under MAX_LEN and in a prefill
+        graph the engine padded the batch itself, so the padding rows are its
+        own; in a decode-graph replay the count is raw.  With
+        :attr:`Owns.PADDED_BLOCK`, its whole contribution.
         """
-        if self.mode in (Mode.MAX_LEN, Mode.GRAPH_CAPTURE):
-            return self.region(rank)  # pragma: no mutate: region() ignores the rank here
-        return self.rows(rank)
+        if owns is Owns.PADDED_BLOCK or self.mode in (
+            Mode.MAX_LEN,
+            Mode.GRAPH_CAPTURE,
+            Mode.PREFILL_GRAPH,
+        ):
+            return self.region(rank)
+        if self.mode is Mode.SUM_LEN:
+            return self.rows(rank)
+        return self.real_rows(rank)
 
     # -- what the engine hands the slicer -----------------------------------
+
+    def _cpu_count(self, rank: int) -> int:
+        if self.mode is Mode.DP_CHUNK:
+            return self.counts[rank]  # chunking starts from the whole forward's counts
+        return self.owned_rows(rank)
 
     def global_num_tokens_cpu(self, dp_rank: int) -> list[int] | None:
         """The CPU count list rank ``dp_rank`` holds, as the engine fills it."""
@@ -254,8 +371,8 @@ class DPLayout:
         if self.mode is Mode.GRAPH_CAPTURE:
             return None
         if self.gather_skipped:
-            return [self.owned_rows(dp_rank)]
-        return [self.owned_rows(rank) for rank in range(self.dp_size)]
+            return [self._cpu_count(dp_rank)]
+        return [self._cpu_count(rank) for rank in range(self.dp_size)]
 
     def gpu_counts(self, dp_rank: int) -> list[int]:
         """The per-rank counts the GPU tensor carries; populated even in capture."""
@@ -263,6 +380,14 @@ class DPLayout:
         if cpu is not None:
             return cpu
         return list(self.counts)  # capture's dummy batch
+
+    def block_counts(self, dp_rank: int) -> list[int]:
+        """Every gathered rank's whole block, in the order of the list it sees.
+
+        What a graph replay fills the static GPU count tensor with
+        (``bs * num_tokens_per_bs`` for every rank).
+        """
+        return [self.region(rank) for rank in self.gathered_ranks(dp_rank)]
 
     def global_num_tokens_gpu(
         self,
@@ -278,14 +403,17 @@ class DPLayout:
 
     def call(self, dp_rank: int) -> SliceCall:
         """The arguments an engine hands its slice function on rank ``dp_rank``."""
+        chunked = self.mode is Mode.DP_CHUNK
         return SliceCall(
             global_num_tokens_cpu=self.global_num_tokens_cpu(dp_rank),
             dp_rank=dp_rank,
             dp_size=self.dp_size,
             can_run_graph=self.mode.is_graph,
             graph_extent=self.graph_extent,
-            cuda_graph_batch=self.graph_batch_size,
+            cuda_graph_batch=self.graph_batch_size if self.mode.is_decode_graph else None,
             num_tokens_per_bs=self.num_tokens_per_bs,
+            chunk_size=self.chunk_size if chunked else None,
+            chunk_index=self.chunk_index if chunked else None,
         )
 
     # -- the oracle ---------------------------------------------------------
@@ -301,22 +429,29 @@ class DPLayout:
         """Length of rank ``dp_rank``'s gathered buffer."""
         return sum(self.region(rank) for rank in self.gathered_ranks(dp_rank))
 
-    def span(self, dp_rank: int) -> RowSpan:
+    def span(self, dp_rank: int, owns: Owns = Owns.REAL_ROWS) -> RowSpan:
         """Where rank ``dp_rank``'s own rows sit, found by walking the contributions.
 
         The cheap form of the oracle, for layouts too large to materialise.
         """
         ranks = self.gathered_ranks(dp_rank)
         ahead = ranks[: ranks.index(dp_rank)]
-        return RowSpan(sum(self.region(rank) for rank in ahead), self.owned_rows(dp_rank))
+        return RowSpan(sum(self.region(rank) for rank in ahead), self.owned_rows(dp_rank, owns))
 
     def contribution(self, rank: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Rank ``rank``'s tagged rows as it sends them to the gather, padding included."""
+        """Rank ``rank``'s tagged rows as it sends them to the gather, padding included.
+
+        A real row's tag is its row in the rank's whole batch, so the rows of
+        chunk ``k`` start at ``chunk_size * k``.
+        """
         import torch
 
         # int64 throughout: torch.arange of an int is int64, and the rest follow it.
         local = torch.arange(self.region(rank), device=device)
-        local[self.counts[rank] :] = PAD_ROW
+        if self.mode is Mode.DP_CHUNK:
+            assert self.chunk_size is not None
+            local += self.chunk_size * self.chunk_index
+        local[self.real_rows(rank) :] = PAD_ROW
         return torch.stack((torch.full_like(local, rank), local), dim=1)
 
     def gathered(
@@ -346,9 +481,11 @@ class DPLayout:
         parts = [self.contribution(rank, device=device) for rank in self.gathered_ranks(dp_rank)]
         return torch.cat(parts)
 
-    def expected_rows(self, dp_rank: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The tags rank ``dp_rank``'s slice must hold: its own rows, in order."""
-        return self.contribution(dp_rank, device=device)[: self.owned_rows(dp_rank)]
+    def expected_rows(
+        self, dp_rank: int, owns: Owns = Owns.REAL_ROWS, *, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """The tags rank ``dp_rank``'s slice must hold: the rows it owns, in order."""
+        return self.contribution(dp_rank, device=device)[: self.owned_rows(dp_rank, owns)]
 
     def _check_rank(self, dp_rank: int) -> None:
         if not _is_int(dp_rank) or not 0 <= dp_rank < self.dp_size:

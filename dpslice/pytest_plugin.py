@@ -3,21 +3,26 @@
 * Markers, registered in ``pytest_configure`` so downstream ``--strict-markers``
   runs pass: ``cuda`` (skipped cleanly where no CUDA device exists) and
   ``no_sync`` (the test body fails on a host-device sync).
-* A ``no_sync`` fixture: ``with no_sync:`` or ``with no_sync(mode="probe"):``.
-* A guard against CUDA tests passing vacuously on CPU CI: every test under a
-  directory named in the ``dpslice_cuda_dirs`` ini option (default ``cuda``)
-  must carry ``@pytest.mark.cuda``; one that does not is detected at
-  collection and errors at setup, on every machine.  With
-  ``dpslice_strict_cuda = true``, a GPU run also fails any unmarked test that
-  allocates CUDA memory (it would error or pass vacuously on CPU CI).
+* A ``no_sync`` fixture: requesting it guards the test body (the marker's
+  mode if the test has one, else ``"auto"``), and it makes nested guards:
+  ``with no_sync(mode="cpu", record=True) as guard:``.
+* Opt-in repository rules, off unless a project's pytest configuration turns
+  them on: every test under a directory named in ``dpslice_cuda_dirs``
+  (default: none) must carry ``@pytest.mark.cuda``, detected at collection and
+  an error at setup on every machine; with ``dpslice_strict_cuda = true``, a
+  GPU run also fails any unmarked test that allocates CUDA memory (it would
+  error or pass vacuously on CPU CI).
 
-Nothing here imports torch at import time or initialises CUDA: pytest loads
-this plugin in every run of every project that has dpslice installed.
+pytest loads this plugin in every run of every project that has dpslice
+installed, so a project that uses neither marker nor the fixture sees no
+change: nothing here imports torch at import time or initialises CUDA, and
+no rule applies until configured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -36,6 +41,8 @@ NO_SYNC_MARKER = (
     "'probe' or 'cpu'"
 )
 _MISSING_CUDA_MARKER = pytest.StashKey[str]()
+#: Set by the ``no_sync`` fixture: the test asked for its body to be guarded.
+_GUARD_BODY = pytest.StashKey[bool]()
 
 
 def cuda_available() -> bool:
@@ -48,9 +55,9 @@ def cuda_available() -> bool:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "dpslice_cuda_dirs",
-        "directory names whose tests must carry @pytest.mark.cuda (empty: no check)",
+        "directory names whose tests must carry @pytest.mark.cuda (default: none, no check)",
         type="args",
-        default=["cuda"],
+        default=[],
     )
     parser.addini(
         "dpslice_strict_cuda",
@@ -112,21 +119,20 @@ def _cuda_allocations() -> int:
 
 
 def _guard_for(marker: pytest.Mark) -> SyncGuard:
-    from dpslice.sync import no_sync as make_guard
-
     if marker.args:
         raise pytest.UsageError(
             f"@pytest.mark.no_sync takes keyword arguments only, e.g. "
             f"@pytest.mark.no_sync(mode='probe'); got {marker.args!r}"
         )
     try:
-        return make_guard(**marker.kwargs)
+        return _make_guard(**marker.kwargs)
     except (TypeError, ValueError) as error:
         raise pytest.UsageError(f"@pytest.mark.no_sync{marker.kwargs!r}: {error}") from error
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    __tracebackhide__ = True
     strict = (
         bool(item.config.getini("dpslice_strict_cuda"))
         and item.get_closest_marker("cuda") is None
@@ -134,11 +140,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     )
     before = _cuda_allocations() if strict else 0
     marker = item.get_closest_marker("no_sync")
-    if marker is None:
-        result = yield
-    else:
+    if marker is not None:
         with _guard_for(marker):
             result = yield
+    elif item.stash.get(_GUARD_BODY, False):
+        with _make_guard():
+            result = yield
+    else:
+        result = yield
     if strict and _cuda_allocations() > before:
         pytest.fail(
             f"{item.nodeid} allocated CUDA memory without @pytest.mark.cuda; on CPU CI it "
@@ -148,25 +157,33 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     return result
 
 
+def _make_guard(mode: str = "auto", **options: Any) -> SyncGuard:
+    from dpslice.sync import no_sync as make_guard
+
+    return make_guard(mode, **options)  # type: ignore[arg-type]
+
+
 class NoSyncFixture:
     """What the ``no_sync`` fixture gives: a guard factory that is also a guard.
 
-    ``with no_sync:`` guards in the automatic mode; ``with no_sync(mode="probe"):``
-    picks one.  Both nest.
+    The test body is already guarded once the fixture is requested; inside
+    it, ``with no_sync(mode="cpu", record=True) as guard:`` records a block,
+    and ``with no_sync:`` opens a nested guard in the automatic mode.
     """
 
     def __init__(self) -> None:
-        self._open: list[SyncGuard] = []
+        # Per context, so blocks opened by overlapping threads or asyncio
+        # tasks close their own guard, not the one another task opened last.
+        self._open: ContextVar[tuple[SyncGuard, ...]] = ContextVar("no_sync_fixture", default=())
 
     def __call__(self, mode: str = "auto", **options: Any) -> SyncGuard:
-        from dpslice.sync import no_sync as make_guard
-
-        return make_guard(mode, **options)  # type: ignore[arg-type]
+        return _make_guard(mode, **options)
 
     def __enter__(self) -> SyncGuard:
         guard = self()
-        self._open.append(guard)
-        return guard.__enter__()
+        entered = guard.__enter__()
+        self._open.set((*self._open.get(), guard))
+        return entered
 
     def __exit__(
         self,
@@ -175,10 +192,13 @@ class NoSyncFixture:
         tb: TracebackType | None,
     ) -> None:
         __tracebackhide__ = True
-        self._open.pop().__exit__(exc_type, exc, tb)
+        *outer, guard = self._open.get()
+        self._open.set(tuple(outer))
+        guard.__exit__(exc_type, exc, tb)
 
 
 @pytest.fixture
-def no_sync() -> NoSyncFixture:
-    """Fail a block on a host-device sync: ``with no_sync:`` or ``with no_sync(mode=...):``."""
+def no_sync(request: pytest.FixtureRequest) -> NoSyncFixture:
+    """Fail the test on a host-device sync in its body; nest guards with ``no_sync(mode=...)``."""
+    request.node.stash[_GUARD_BODY] = True
     return NoSyncFixture()

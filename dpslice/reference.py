@@ -4,9 +4,12 @@ Rules, for the rank's slot in the count list (its rank, or slot 0 when the
 all-gather was skipped and the list has one entry):
 
 * eager: ``start = sum(counts[:slot])``
-* CUDA-graph replay: ``start = slot * graph_extent``, the extent in rows
+* decode CUDA-graph replay: ``start = slot * graph_extent``, the extent in rows
   (``bs * num_tokens_per_bs``), never the graph's request count
-* ``length = counts[slot]`` in both
+* prefill CUDA-graph replay (``can_run_graph`` with no extent, sglang #30712):
+  the engine padded every count to the graph's bucket and wrote the padded
+  list back, so the running sum is the start, as in eager mode
+* ``length = counts[slot]`` in all three
 
 The reference never reads a tensor's value: a tensor or array where ints are
 expected is refused with :class:`~dpslice.errors.TensorInputError`, because
@@ -26,7 +29,6 @@ from dpslice.errors import (
     CountsUnavailableError,
     InvalidDPSizeError,
     InvalidGraphExtentError,
-    MissingGraphExtentError,
     NegativeCountError,
     NonIntegerError,
     RankOutOfRangeError,
@@ -163,14 +165,14 @@ def dp_local_slice(
         dp_rank: this rank, in ``range(dp_size)``.
         dp_size: the DP size, the width of the gather.
         can_run_graph: the forward replays a CUDA graph.
-        graph_extent: rows each rank owns in that graph, ``bs * num_tokens_per_bs``.
+        graph_extent: rows each rank owns in a decode graph, ``bs * num_tokens_per_bs``;
+            ``None`` in a prefill graph, whose padded counts locate the rank.
 
     Returns:
         The rank's ``(start, length)`` as exact ints.
 
     Raises:
         CountsUnavailableError: counts are ``None`` (CUDA-graph capture).
-        MissingGraphExtentError: ``can_run_graph`` without ``graph_extent``.
         InvalidGraphExtentError: a negative extent.
         CountExceedsExtentError: a count larger than the extent.
         CountsLengthError: neither one entry nor ``dp_size`` entries.
@@ -198,7 +200,7 @@ def dp_local_slice(
         if width == dp_size or width == 1:
             slot = dp_rank if width == dp_size else 0
             kind, exact = type, int  # locals: cheaper to load inside the loop
-            if can_run_graph is False:
+            if can_run_graph is False or (can_run_graph is True and graph_extent is None):
                 for count in counts:
                     if kind(count) is not exact or count < 0:
                         break
@@ -246,15 +248,11 @@ def _validated_slice(
             "was skipped. Another length means the counts belong to another group"
         )
     length = counts[slot]
-    if not _as_flag(can_run_graph, "can_run_graph"):
+    # A graph without a decode extent is a prefill graph (sglang #30712), whose
+    # counts were padded to its bucket: the running sum locates the rank there.
+    if not _as_flag(can_run_graph, "can_run_graph") or graph_extent is None:
         return _new_slice(sum(counts[:slot]), length)
 
-    if graph_extent is None:
-        raise MissingGraphExtentError(
-            "can_run_graph is True but graph_extent is None (sglang #30712: prefill graphs "
-            "leave cuda_graph_batch unset). Under graph replay rank r's rows start at "
-            "r * extent; pass the graph's padded extent in rows, bs * num_tokens_per_bs"
-        )
     extent = _as_int(graph_extent, "graph_extent")
     if extent < 0:
         raise InvalidGraphExtentError(
@@ -285,14 +283,28 @@ def get_dp_local_slice_cpu(
 
     ``cuda_graph_batch`` is the graph's batch size ``bs``; the extent used is
     ``cuda_graph_batch * num_tokens_per_bs``, so pass ``num_tokens_per_bs`` under
-    speculative decoding.  The rank and DP size are explicit rather than read
-    from global state.
+    speculative decoding.  ``None`` with ``can_run_graph`` is a prefill graph.
+    The rank and DP size are explicit rather than read from global state.
+
+    Raises:
+        InvalidGraphExtentError: ``cuda_graph_batch`` or ``num_tokens_per_bs`` below 1.
+        DPSliceError: any error of :func:`dp_local_slice`.
     """
+    rows_per_request = _as_int(num_tokens_per_bs, "num_tokens_per_bs")
+    if rows_per_request < 1:
+        raise InvalidGraphExtentError(
+            f"num_tokens_per_bs = {rows_per_request}; a graph holds at least one row per "
+            "request (more under speculative decoding)"
+        )
     extent = None
     if cuda_graph_batch is not None:
-        extent = _as_int(cuda_graph_batch, "cuda_graph_batch") * _as_int(
-            num_tokens_per_bs, "num_tokens_per_bs"
-        )
+        batch = _as_int(cuda_graph_batch, "cuda_graph_batch")
+        if batch < 1:
+            raise InvalidGraphExtentError(
+                f"cuda_graph_batch = {batch}; it is the captured graph's batch size, at "
+                "least 1 (pass None for a prefill graph)"
+            )
+        extent = batch * rows_per_request
     return dp_local_slice(
         forward_batch.global_num_tokens_cpu,
         dp_rank,

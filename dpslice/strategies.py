@@ -13,12 +13,13 @@ A counterexample therefore shrinks to something like
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from dpslice.contracts import Contract
 from dpslice.errors import (
     CountExceedsExtentError,
     CountsLengthError,
@@ -26,7 +27,6 @@ from dpslice.errors import (
     DPSliceError,
     InvalidDPSizeError,
     InvalidGraphExtentError,
-    MissingGraphExtentError,
     NegativeCountError,
     NonIntegerError,
     RankOutOfRangeError,
@@ -35,9 +35,11 @@ from dpslice.errors import (
 from dpslice.layout import DPLayout, Mode, SliceCall
 
 __all__ = [
+    "DEFECT_KINDS",
     "INVALID_CAUSES",
     "MAX_COUNT",
     "InvalidCall",
+    "contract_layouts",
     "dp_layouts",
     "dp_sizes",
     "invalid_calls",
@@ -51,7 +53,6 @@ MAX_COUNT = 2**31 - 1
 #: Every error :func:`invalid_calls` can aim at, in the order it shrinks to.
 INVALID_CAUSES: tuple[type[DPSliceError], ...] = (
     CountsUnavailableError,
-    MissingGraphExtentError,
     CountExceedsExtentError,
     CountsLengthError,
     RankOutOfRangeError,
@@ -91,22 +92,24 @@ def dp_sizes(*, min_size: int = 1, max_size: int = 64) -> st.SearchStrategy[int]
 
 
 def token_counts(
-    *, min_size: int = 1, max_size: int = 64, max_count: int = MAX_COUNT
+    *, min_size: int = 1, max_size: int = 64, max_count: int = MAX_COUNT, min_count: int = 0
 ) -> st.SearchStrategy[tuple[int, ...]]:
     """Per-rank token counts: zeros, all-zero ranks, small values and values up to ``max_count``.
 
     The number of ranks is drawn like :func:`dp_sizes`, mostly small.  Each
-    count shrinks to 0; a tuple shrinks towards ``min_size`` entries by
-    dropping ranks, so ranks that play no part in a failure disappear.
+    count shrinks to ``min_count`` (0 by default; vLLM never gathers an empty
+    rank, so its contracts draw from 1); a tuple shrinks towards ``min_size``
+    entries by dropping ranks, so ranks that play no part in a failure disappear.
     """
     _check_sizes("min_size", min_size, "max_size", max_size)
-    _check_int("max_count", max_count, 0)
+    _check_int("min_count", min_count, 0)
+    _check_int("max_count", max_count, min_count)
     count = st.one_of(
-        st.integers(0, min(max_count, 16)),
-        st.integers(0, max_count),
+        st.integers(min_count, min(max_count, max(min_count, 16))),
+        st.integers(min_count, max_count),
         # Not st.just: a branch without a choice of its own never shrinks away,
         # so a count drawn there would stay at max_count in every counterexample.
-        st.sampled_from((0, max_count)),
+        st.sampled_from((min_count, max_count)),
     )
     # A list rather than a size then a tuple: Hypothesis shrinks a list by
     # deleting entries anywhere, where a drawn size only shrinks from the end.
@@ -138,6 +141,7 @@ def dp_layouts(
     attn_tp_sizes: Sequence[int] = (1, 2, 4),
     max_num_tokens_per_bs: int = 8,
     gather_skipped: bool | None = None,
+    min_count: int = 0,
 ) -> st.SearchStrategy[DPLayout]:
     """Valid :class:`~dpslice.DPLayout` descriptions.
 
@@ -146,14 +150,19 @@ def dp_layouts(
         min_dp_size, max_dp_size: bounds on the DP size (1..64 by default).
         max_count: the largest real token count of a rank.  Keep it small
             (say 64) when the buffer is to be materialised.
+        min_count: the smallest (1 for engines that never gather an empty rank).
         attn_tp_sizes: attention-TP sizes counts are rounded up to; shrinks to the first.
         max_num_tokens_per_bs: the largest rows-per-request of a graph (above 1
             under speculative decoding).
         gather_skipped: ``True`` for one-entry count lists only, ``False`` for
             full gathers only, ``None`` for both.  Capture layouts never skip it.
+
+    A prefill graph's bucket is drawn from the widest rank up, a DP chunk's
+    size from 1 to the largest count and its index among that count's chunks.
     """
     chosen_modes = _check_modes(modes)
-    _check_int("max_count", max_count, 0)
+    _check_int("min_count", min_count, 0)
+    _check_int("max_count", max_count, min_count)
     _check_int("max_num_tokens_per_bs", max_num_tokens_per_bs, 1)
     if not isinstance(attn_tp_sizes, Sequence) or not attn_tp_sizes:
         raise InvalidArgument(f"attn_tp_sizes={attn_tp_sizes!r} must be a non-empty sequence")
@@ -169,7 +178,9 @@ def dp_layouts(
     if gather_skipped is True:
         chosen_modes = tuple(mode for mode in chosen_modes if mode is not Mode.GRAPH_CAPTURE)
     _check_sizes("min_dp_size", min_dp_size, "max_dp_size", max_dp_size)
-    counts = token_counts(min_size=min_dp_size, max_size=max_dp_size, max_count=max_count)
+    counts = token_counts(
+        min_size=min_dp_size, max_size=max_dp_size, max_count=max_count, min_count=min_count
+    )
     skip_choices = [False, True] if gather_skipped is None else [gather_skipped]
 
     @st.composite
@@ -181,8 +192,18 @@ def dp_layouts(
             ntpb = draw(st.integers(1, max(1, min(max_num_tokens_per_bs, max_count))))
             bs = draw(st.integers(1, max(1, max_count // ntpb)))
             return DPLayout.capture(len(drawn), bs, ntpb)
-        tp = draw(st.sampled_from(attn_tp_sizes))
         skipped = draw(st.sampled_from(skip_choices))
+        if mode is Mode.DP_CHUNK:
+            size = draw(st.integers(1, max(1, max(drawn))))
+            index = draw(st.integers(0, max(1, -(-max(drawn) // size)) - 1))
+            return DPLayout(drawn, mode, gather_skipped=skipped, chunk_size=size, chunk_index=index)
+        tp = draw(st.sampled_from(attn_tp_sizes))
+        if mode is Mode.PREFILL_GRAPH:
+            widest = max(_round_up(count, tp) for count in drawn)
+            bucket = max(1, widest) + draw(st.integers(0, 3))
+            return DPLayout(
+                drawn, mode, attn_tp_size=tp, graph_batch_size=bucket, gather_skipped=skipped
+            )
         if mode is not Mode.GRAPH_REPLAY:
             return DPLayout(drawn, mode, attn_tp_size=tp, gather_skipped=skipped)
         ntpb = draw(st.integers(1, max_num_tokens_per_bs))
@@ -199,6 +220,49 @@ def dp_layouts(
         )
 
     return draw()
+
+
+def contract_layouts(
+    contract: Contract,
+    *,
+    modes: Sequence[Mode] | None = None,
+    gather_skipped: bool | None = False,
+    max_count: int = MAX_COUNT,
+    max_dp_size: int = 64,
+) -> st.SearchStrategy[DPLayout]:
+    """The layouts ``contract``'s call site is reached in, built as the engine builds them.
+
+    Args:
+        contract: the call site (see :mod:`dpslice.contracts`).
+        modes: narrow to these of its modes; all of them if ``None``.
+        gather_skipped: ``True`` for skipped gathers only (the contract must
+            reach them), ``False`` for full gathers, ``None`` for both where reached.
+        max_count, max_dp_size: as for :func:`dp_layouts`.
+    """
+    if not isinstance(contract, Contract):
+        raise InvalidArgument(f"contract={contract!r} must be a dpslice.contracts.Contract")
+    wanted = contract.modes if modes is None else _check_modes(modes)
+    reached = [mode for mode in Mode if mode in wanted and contract.reaches(mode)]
+    if gather_skipped is True:
+        if not contract.skipped_gather:
+            raise InvalidArgument(f"contract {contract.name} never skips the all-gather")
+        reached = [mode for mode in reached if mode is not Mode.GRAPH_CAPTURE]
+    if not reached:
+        raise InvalidArgument(
+            f"contract {contract.name} reaches none of the modes asked for; it reaches "
+            f"{', '.join(mode.name for mode in contract.modes)}"
+        )
+    if gather_skipped is None and not contract.skipped_gather:
+        gather_skipped = False
+    return dp_layouts(
+        modes=reached,
+        max_dp_size=max_dp_size,
+        max_count=max(max_count, contract.min_count),
+        min_count=contract.min_count,
+        attn_tp_sizes=contract.attn_tp_sizes,
+        max_num_tokens_per_bs=contract.max_num_tokens_per_bs,
+        gather_skipped=gather_skipped,
+    )
 
 
 def layouts_and_ranks(
@@ -237,17 +301,23 @@ class InvalidCall:
 
     ``call`` may hold values of the wrong type on purpose (that is the defect);
     ``layout`` is the valid layout it was derived from, for the GPU counts.
+    ``kind`` names the defect's kind (a key of :data:`DEFECT_KINDS`), ``defect``
+    the defect itself.
     """
 
     layout: DPLayout
     call: SliceCall
     expected: type[DPSliceError]
     defect: str
+    kind: str = ""
+
+
+def _bools() -> st.SearchStrategy[object]:
+    return st.sampled_from([True, False])
 
 
 def _non_integers() -> st.SearchStrategy[object]:
     return st.one_of(
-        st.sampled_from([True, False]),
         # No allow_nan=False: NaN fails the filter, which Hypothesis rewrites as
         # min_value=0.0, a bound that rules NaN out by itself.
         st.floats(allow_infinity=False).filter(lambda v: v >= 0),
@@ -261,106 +331,195 @@ def _tensor_values(values: object) -> object:
     return torch.tensor(values)
 
 
+#: How one kind of defect is put into a valid call: ``(draw, layout, call, slot,
+#: max_count) -> (call, defect)``; ``slot`` is an entry of its count list.
+_Builder = Callable[[st.DrawFn, DPLayout, SliceCall, int, int], tuple[SliceCall, str]]
+
+
+def _with_count(call: SliceCall, slot: int, value: object) -> SliceCall:
+    counts = call.global_num_tokens_cpu
+    assert counts is not None
+    return replace(call, global_num_tokens_cpu=[*counts[:slot], value, *counts[slot + 1 :]])  # type: ignore[list-item]
+
+
+def _counts_none(
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+) -> tuple[SliceCall, str]:
+    return replace(call, global_num_tokens_cpu=None), "global_num_tokens_cpu is None"
+
+
+def _count_over_extent(
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+) -> tuple[SliceCall, str]:
+    assert call.graph_extent is not None
+    over = call.graph_extent + draw(st.integers(1, top))
+    return _with_count(call, slot, over), f"count {over} over the extent"
+
+
+def _wrong_length(
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+) -> tuple[SliceCall, str]:
+    counts = call.global_num_tokens_cpu
+    assert counts is not None
+    n = layout.dp_size
+    k = draw(st.integers(0, n + 4).filter(lambda k: k not in (1, n)))
+    bad = (counts * (k // n + 1))[:k]
+    return replace(call, global_num_tokens_cpu=bad), f"{k} counts for dp_size={n}"
+
+
+def _rank_out_of_range(
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+) -> tuple[SliceCall, str]:
+    rank = draw(st.one_of(st.integers(layout.dp_size, layout.dp_size + 8), st.integers(-8, -1)))
+    return replace(call, dp_rank=rank), f"dp_rank = {rank}"
+
+
+def _size_below_one(
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+) -> tuple[SliceCall, str]:
+    size = draw(st.integers(-4, 0))
+    return replace(call, dp_size=size, dp_rank=0), f"dp_size = {size}"
+
+
+def _negative_count(
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+) -> tuple[SliceCall, str]:
+    negative = -draw(st.integers(1, top))
+    return _with_count(call, slot, negative), f"count {negative}"
+
+
+def _negative_extent(
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+) -> tuple[SliceCall, str]:
+    extent = -draw(st.integers(1, top))
+    return replace(call, graph_extent=extent), f"graph_extent = {extent}"
+
+
+def _wrong_type(where: str, values: Callable[[], st.SearchStrategy[object]]) -> _Builder:
+    def build(
+        draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    ) -> tuple[SliceCall, str]:
+        value = draw(values())
+        if where == "count":
+            return _with_count(call, slot, value), f"count is {value!r}"
+        return replace(call, **{where: value}), f"{where} is {value!r}"
+
+    return build
+
+
+def _tensor_counts(
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+) -> tuple[SliceCall, str]:
+    tensor = _tensor_values(call.global_num_tokens_cpu)
+    return replace(call, global_num_tokens_cpu=tensor), "a tensor as counts"  # type: ignore[arg-type]
+
+
+def _tensor_count(
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+) -> tuple[SliceCall, str]:
+    counts = call.global_num_tokens_cpu
+    assert counts is not None
+    return _with_count(call, slot, _tensor_values(counts[slot])), "a tensor as count"
+
+
+def _tensor_rank(
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+) -> tuple[SliceCall, str]:
+    return replace(call, dp_rank=_tensor_values(call.dp_rank)), "a tensor as dp_rank"  # type: ignore[arg-type]
+
+
+#: Every kind of defect :func:`invalid_calls` puts in a call, with the error it
+#: must raise and how it is built, in the order it shrinks to.
+_KINDS: dict[str, tuple[type[DPSliceError], _Builder]] = {
+    "counts None": (CountsUnavailableError, _counts_none),
+    "count over the extent": (CountExceedsExtentError, _count_over_extent),
+    "count list of another length": (CountsLengthError, _wrong_length),
+    "dp_rank out of range": (RankOutOfRangeError, _rank_out_of_range),
+    "dp_size below 1": (InvalidDPSizeError, _size_below_one),
+    "negative count": (NegativeCountError, _negative_count),
+    "bool count": (NonIntegerError, _wrong_type("count", _bools)),
+    "bool dp_rank": (NonIntegerError, _wrong_type("dp_rank", _bools)),
+    "bool dp_size": (NonIntegerError, _wrong_type("dp_size", _bools)),
+    "bool graph_extent": (NonIntegerError, _wrong_type("graph_extent", _bools)),
+    "non-integer count": (NonIntegerError, _wrong_type("count", _non_integers)),
+    "non-integer dp_rank": (NonIntegerError, _wrong_type("dp_rank", _non_integers)),
+    "non-integer dp_size": (NonIntegerError, _wrong_type("dp_size", _non_integers)),
+    "non-integer graph_extent": (
+        NonIntegerError,
+        # None is no extent at all: a prefill graph, not a wrong type.
+        _wrong_type("graph_extent", lambda: _non_integers().filter(lambda v: v is not None)),
+    ),
+    "tensor counts": (TensorInputError, _tensor_counts),
+    "tensor count": (TensorInputError, _tensor_count),
+    "tensor dp_rank": (TensorInputError, _tensor_rank),
+    "negative graph extent": (InvalidGraphExtentError, _negative_extent),
+}
+
+#: Each kind of defect and the error a validating slice raises for it.
+DEFECT_KINDS: dict[str, type[DPSliceError]] = {kind: cause for kind, (cause, _) in _KINDS.items()}
+assert set(DEFECT_KINDS.values()) == set(INVALID_CAUSES), "every cause needs a builder"
+
+#: Kinds that only a decode-graph replay can carry: they concern its extent.
+_REPLAY_ONLY = frozenset(kind for kind in DEFECT_KINDS if "extent" in kind)
+
+#: Modes an invalid call is derived from by default: those with CPU counts.
+_CALL_MODES = (Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY)
+
+
 def _base_layouts(
-    cause: type[DPSliceError], max_count: int
+    kind: str, max_count: int, modes: tuple[Mode, ...], contract: Contract | None
 ) -> st.SearchStrategy[tuple[DPLayout, int]]:
-    """The valid layouts an invalid call for ``cause`` is derived from."""
-    replay_only = cause in (
-        CountExceedsExtentError,
-        MissingGraphExtentError,
-        InvalidGraphExtentError,
-    )
-    modes = [Mode.GRAPH_REPLAY] if replay_only else [Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY]
-    return layouts_and_ranks(
-        dp_layouts(
-            modes=modes,
-            max_count=max_count,
-            max_dp_size=16,
-            gather_skipped=False if cause is CountsLengthError else None,
+    """The valid layouts an invalid call of ``kind`` is derived from."""
+    chosen = [Mode.GRAPH_REPLAY] if kind in _REPLAY_ONLY else modes
+    skipped = False if kind == "count list of another length" else None
+    if contract is not None:
+        drawn = contract_layouts(
+            contract, modes=chosen, gather_skipped=skipped, max_count=max_count, max_dp_size=16
         )
-    )
+    else:
+        drawn = dp_layouts(
+            modes=chosen, max_count=max_count, max_dp_size=16, gather_skipped=skipped
+        )
+    return layouts_and_ranks(drawn)
 
 
 @st.composite
 def _invalid_call(
-    draw: st.DrawFn,
-    cause: type[DPSliceError],
-    base: st.SearchStrategy[tuple[DPLayout, int]],
-    max_count: int,
+    draw: st.DrawFn, kind: str, base: st.SearchStrategy[tuple[DPLayout, int]], max_count: int
 ) -> InvalidCall:
     layout, rank = draw(base)
     call = layout.call(rank)
     counts = call.global_num_tokens_cpu
     assert counts is not None
     slot = draw(st.integers(0, len(counts) - 1))
-    defect: str
-    if cause is CountsUnavailableError:
-        call, defect = replace(call, global_num_tokens_cpu=None), "global_num_tokens_cpu is None"
-    elif cause is MissingGraphExtentError:
-        call = replace(call, graph_extent=None, cuda_graph_batch=None)
-        defect = "can_run_graph without a graph extent"
-    elif cause is InvalidGraphExtentError:
-        extent = -draw(st.integers(1, max_count))
-        call, defect = replace(call, graph_extent=extent), f"graph_extent = {extent}"
-    elif cause is CountExceedsExtentError:
-        assert call.graph_extent is not None
-        over = call.graph_extent + draw(st.integers(1, max_count))
-        bad = [*counts[:slot], over, *counts[slot + 1 :]]
-        call, defect = replace(call, global_num_tokens_cpu=bad), f"count {over} over the extent"
-    elif cause is CountsLengthError:
-        n = layout.dp_size
-        lengths = st.integers(0, n + 4).filter(lambda k: k not in (1, n))
-        k = draw(lengths)
-        bad = (counts * (k // n + 1))[:k]
-        call, defect = replace(call, global_num_tokens_cpu=bad), f"{k} counts for dp_size={n}"
-    elif cause is RankOutOfRangeError:
-        rank_bad = draw(
-            st.one_of(st.integers(layout.dp_size, layout.dp_size + 8), st.integers(-8, -1))
-        )
-        call, defect = replace(call, dp_rank=rank_bad), f"dp_rank = {rank_bad}"
-    elif cause is InvalidDPSizeError:
-        size_bad = draw(st.integers(-4, 0))
-        call, defect = replace(call, dp_size=size_bad, dp_rank=0), f"dp_size = {size_bad}"
-    elif cause is NegativeCountError:
-        negative = -draw(st.integers(1, max_count))
-        bad = [*counts[:slot], negative, *counts[slot + 1 :]]
-        call, defect = replace(call, global_num_tokens_cpu=bad), f"count {negative}"
-    elif cause is NonIntegerError:
-        where = draw(st.sampled_from(["count", "dp_rank", "dp_size", "graph_extent"]))
-        value = draw(_non_integers())
-        if where == "graph_extent" and (value is None or not call.can_run_graph):
-            where = "count"  # a None extent is the missing-extent case, not this one
-        if where == "count":
-            bad = [*counts[:slot], value, *counts[slot + 1 :]]  # type: ignore[list-item]
-            call = replace(call, global_num_tokens_cpu=bad)
-        else:
-            call = replace(call, **{where: value})  # type: ignore[arg-type]
-        defect = f"{where} is {value!r}"
-    elif cause is TensorInputError:
-        where = draw(st.sampled_from(["counts", "count", "dp_rank"]))
-        if where == "counts":
-            call = replace(call, global_num_tokens_cpu=_tensor_values(counts))  # type: ignore[arg-type]
-        elif where == "count":
-            bad = [*counts[:slot], _tensor_values(counts[slot]), *counts[slot + 1 :]]  # type: ignore[list-item]
-            call = replace(call, global_num_tokens_cpu=bad)
-        else:
-            call = replace(call, dp_rank=_tensor_values(rank))  # type: ignore[arg-type]
-        defect = f"a tensor as {where}"
-    else:
-        raise InvalidArgument(f"no invalid-call generator for {cause.__name__}")
-    return InvalidCall(layout=layout, call=call, expected=cause, defect=defect)
+    cause, build = _KINDS[kind]
+    call, defect = build(draw, layout, call, slot, max_count)
+    return InvalidCall(layout=layout, call=call, expected=cause, defect=defect, kind=kind)
 
 
 def invalid_calls(
     *,
     causes: Sequence[type[DPSliceError]] = INVALID_CAUSES,
     max_count: int = 1024,
+    kinds: Sequence[str] | None = None,
+    modes: Sequence[Mode] | None = None,
+    contract: Contract | None = None,
 ) -> st.SearchStrategy[InvalidCall]:
     """Slice calls with exactly one defect, each labelled with the error it must raise.
 
     Args:
         causes: the errors to aim at, a subset of :data:`INVALID_CAUSES`.
         max_count: the largest count of the valid layout each call derives from.
+        kinds: the kinds of defect to put in (keys of :data:`DEFECT_KINDS`);
+            every kind of the ``causes`` if ``None``.
+        modes: the layouts calls are derived from; capture has no counts to
+            spoil, and the extent's defects need :attr:`Mode.GRAPH_REPLAY`.
+            By default SUM_LEN, MAX_LEN and GRAPH_REPLAY, or the contract's.
+        contract: derive calls from the layouts this contract reaches
+            (see :func:`contract_layouts`).
+
+    Draws a kind (shrinking to the first listed), a valid layout and rank, then
+    puts the defect into the call the engine would make for them.
     """
     if isinstance(causes, type) or not isinstance(causes, Sequence) or not causes:
         raise InvalidArgument(
@@ -372,9 +531,39 @@ def invalid_calls(
                 f"causes holds {cause!r}; choose from dpslice.strategies.INVALID_CAUSES"
             )
     _check_int("max_count", max_count, 1)
-    # Built once per cause, not per draw: building a layout strategy costs
-    # far more than drawing from it.
-    per_cause = {
-        cause: _invalid_call(cause, _base_layouts(cause, max_count), max_count) for cause in causes
+    if contract is not None and not isinstance(contract, Contract):
+        raise InvalidArgument(f"contract={contract!r} must be a dpslice.contracts.Contract")
+    if modes is None:
+        modes = _CALL_MODES if contract is None else contract.counted_modes
+    chosen_modes = tuple(mode for mode in _check_modes(modes) if mode is not Mode.GRAPH_CAPTURE)
+    if contract is not None:
+        chosen_modes = tuple(mode for mode in chosen_modes if contract.reaches(mode))
+    if not chosen_modes:
+        raise InvalidArgument("modes=[Mode.GRAPH_CAPTURE] has no CPU counts to put a defect in")
+    if kinds is None:
+        wanted = [kind for kind, cause in DEFECT_KINDS.items() if cause in causes]
+    elif isinstance(kinds, str) or not isinstance(kinds, Sequence) or not kinds:
+        raise InvalidArgument(f"kinds={kinds!r} must be a non-empty sequence of DEFECT_KINDS keys")
+    else:
+        unknown = [kind for kind in kinds if kind not in DEFECT_KINDS]
+        if unknown:
+            raise InvalidArgument(
+                f"kinds holds {unknown[0]!r}; choose from dpslice.strategies.DEFECT_KINDS"
+            )
+        wanted = [kind for kind in kinds if DEFECT_KINDS[kind] in causes]
+    if not chosen_modes:
+        raise InvalidArgument("none of these modes has counts that the contract reaches")
+    if Mode.GRAPH_REPLAY not in chosen_modes:
+        wanted = [kind for kind in wanted if kind not in _REPLAY_ONLY]
+    if not wanted:
+        raise InvalidArgument(
+            "no kind of defect fits these causes, kinds and modes (a defect of the graph "
+            "extent needs Mode.GRAPH_REPLAY among the modes)"
+        )
+    # Built once per kind, not per draw: building a layout strategy costs far
+    # more than drawing from it.
+    per_kind = {
+        kind: _invalid_call(kind, _base_layouts(kind, max_count, chosen_modes, contract), max_count)
+        for kind in wanted
     }
-    return st.sampled_from(tuple(causes)).flatmap(per_cause.__getitem__)
+    return st.sampled_from(tuple(wanted)).flatmap(per_kind.__getitem__)

@@ -29,7 +29,6 @@ MODULES = [
     "dpslice",
     "dpslice.tensor_path",
     "dpslice.sync",
-    "dpslice.sync.catalog",
     "dpslice.pytest_plugin",
 ]
 

@@ -83,8 +83,8 @@ EXAMPLES = [
         DPLayout((3, 0), Mode.GRAPH_REPLAY, attn_tp_size=2, graph_batch_size=5),
         0,
         real_rows(0, 3) + pad_rows(0, 2) + pad_rows(1, 5),
-        [4, 0],
-        (0, 4),
+        [3, 0],  # decode-graph replay hands the raw, unrounded counts
+        (0, 3),
         id="graph-replay-attn-tp-rounding",
     ),
     pytest.param(

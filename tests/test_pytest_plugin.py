@@ -9,6 +9,8 @@ from dpslice.pytest_plugin import cuda_available
 pytest_plugins = ["pytester"]
 
 no_gpu = pytest.mark.skipif(cuda_available(), reason="checks behaviour without a GPU")
+#: Where a value must live for reading it to sync in the automatic mode.
+DEVICE = "cuda" if cuda_available() else "cpu"
 
 SYNCING_TEST = """
 import pytest
@@ -55,7 +57,31 @@ class TestMarkers:
         result.stdout.fnmatch_lines(["*needs a CUDA device; none is available here*"])
 
 
+class TestUnconfiguredProject:
+    """A project that only has dpslice installed sees no rule and no guard it did not ask for."""
+
+    def test_a_cuda_folder_without_the_marker_passes(self, pytester: pytest.Pytester) -> None:
+        pytester.makeini("[pytest]\n")
+        pytester.makepyfile(
+            **{"tests/cuda/test_kernels": "def test_kernel_math():\n    assert 1 + 1 == 2\n"}
+        )
+        result = run(pytester, "--strict-markers", "--strict-config")
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+        result.assert_outcomes(passed=1)
+
+    def test_an_unmarked_test_that_syncs_is_not_guarded(self, pytester: pytest.Pytester) -> None:
+        pytester.makeini("[pytest]\n")
+        pytester.makepyfile(
+            "import torch\n\ndef test_reads():\n    assert int(torch.tensor(3)) == 3\n"
+        )
+        run(pytester).assert_outcomes(passed=1)
+
+
 class TestCudaDirectoryGuard:
+    @pytest.fixture(autouse=True)
+    def _opt_in(self, pytester: pytest.Pytester) -> None:
+        pytester.makeini("[pytest]\ndpslice_cuda_dirs = cuda\n")
+
     def test_an_unmarked_test_under_a_cuda_directory_errors(
         self, pytester: pytest.Pytester
     ) -> None:
@@ -90,7 +116,7 @@ class TestCudaDirectoryGuard:
 
     def test_folders_above_the_rootdir_do_not_count(self, pytester: pytest.Pytester) -> None:
         project = pytester.mkdir("cuda")
-        (project / "pytest.ini").write_text("[pytest]\n")
+        (project / "pytest.ini").write_text("[pytest]\ndpslice_cuda_dirs = cuda\n")
         (project / "test_a.py").write_text("def test_x():\n    pass\n")
         run(pytester, str(project)).assert_outcomes(passed=1)
 
@@ -104,6 +130,28 @@ class TestNoSyncMarker:
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(
             ["*ImplicitSyncError: Tensor.__int__ synchronised the host*at *test_marked.py:7*"]
+        )
+
+    def test_a_sync_the_body_swallows_still_fails_the_test(
+        self, pytester: pytest.Pytester
+    ) -> None:
+        pytester.makepyfile(
+            test_swallows="""
+            import pytest
+            import torch
+
+            @pytest.mark.no_sync(mode="cpu")
+            def test_careless():
+                try:
+                    int(torch.tensor(3))
+                except Exception:
+                    pass
+            """
+        )
+        result = run(pytester)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            ["*Tensor.__int__ synchronised the host*test_swallows.py:7*", "*caught the error*"]
         )
 
     def test_a_test_without_a_sync_passes(self, pytester: pytest.Pytester) -> None:
@@ -148,22 +196,53 @@ class TestNoSyncMarker:
 
 
 class TestNoSyncFixture:
-    def test_the_fixture_guards_a_block_in_a_chosen_mode(self, pytester: pytest.Pytester) -> None:
+    def test_requesting_the_fixture_guards_the_test_body(self, pytester: pytest.Pytester) -> None:
         pytester.makepyfile(
-            test_block="""
+            test_body=f"""
             import torch
 
-            def test_block(no_sync):
-                torch.tensor(1).item()  # outside the block: fine
-                with no_sync(mode="cpu"):
-                    torch.tensor(2).item()
+            def test_body(no_sync):
+                torch.tensor(1, device="{DEVICE}").item()
             """
         )
         result = run(pytester)
         result.assert_outcomes(failed=1)
-        result.stdout.fnmatch_lines(["*Tensor.item synchronised the host*test_block.py:6*"])
+        result.stdout.fnmatch_lines(["*synchronised the host*test_body.py:4*"])
 
-    def test_the_fixture_is_itself_a_guard_in_the_automatic_mode(
+    def test_the_marker_picks_the_body_guards_mode(self, pytester: pytest.Pytester) -> None:
+        pytester.makepyfile(
+            test_body="""
+            import pytest
+            import torch
+
+            @pytest.mark.no_sync(mode="cpu")
+            def test_body(no_sync):
+                torch.tensor(1).item()
+            """
+        )
+        result = run(pytester)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*Tensor.item synchronised the host*test_body.py:6*"])
+
+    def test_setup_and_teardown_are_not_guarded(self, pytester: pytest.Pytester) -> None:
+        pytester.makepyfile(
+            """
+            import pytest
+            import torch
+
+            @pytest.fixture
+            def count(no_sync):
+                yield int(torch.tensor(3))
+                int(torch.tensor(4))
+
+            @pytest.mark.no_sync(mode="cpu")
+            def test_uses(count):
+                assert count == 3
+            """
+        )
+        run(pytester).assert_outcomes(passed=1)
+
+    def test_the_fixture_records_a_nested_block_in_a_chosen_mode(
         self, pytester: pytest.Pytester
     ) -> None:
         pytester.makepyfile(
@@ -178,6 +257,51 @@ class TestNoSyncFixture:
             """
         )
         run(pytester).assert_outcomes(passed=1)
+
+    def test_overlapping_blocks_in_threads_close_their_own_guard(
+        self, pytester: pytest.Pytester
+    ) -> None:
+        """Thread a opens a block, b opens one, a leaves first: b's block still guards b."""
+        pytester.makepyfile(
+            f"""
+            import threading
+            import torch
+
+            def test_threads(no_sync):
+                a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+                outcome = {{}}
+
+                def a():
+                    try:
+                        with no_sync:
+                            a_in.set()
+                            b_in.wait(5)
+                        outcome["a"] = "left cleanly"
+                    except Exception as error:
+                        outcome["a"] = repr(error)
+                    a_out.set()
+
+                def b():
+                    a_in.wait(5)
+                    try:
+                        with no_sync:
+                            b_in.set()
+                            a_out.wait(5)
+                            int(torch.tensor(1, device="{DEVICE}"))
+                        outcome["b"] = "no error"
+                    except Exception as error:
+                        outcome["b"] = type(error).__name__
+
+                threads = [threading.Thread(target=a), threading.Thread(target=b)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(5)
+                assert outcome == {{"a": "left cleanly", "b": "ImplicitSyncError"}}
+            """
+        )
+        result = run(pytester)
+        result.assert_outcomes(passed=1)
 
 
 class TestStrictCuda:

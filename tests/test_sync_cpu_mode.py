@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dpslice.sync import find_syncs
-from dpslice.sync.catalog import OPS, CatalogOp, make_inputs, measure_table, summarise
+from benchmarks.sync_catalog import OPS, CatalogOp, make_inputs, measure_table, summarise
 from dpslice.sync.cpu_mode import aten_sync_reason
 from tests.torch_releases import SLICE_SYNC
 

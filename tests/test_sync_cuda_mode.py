@@ -9,6 +9,7 @@ against the real debug mode.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -154,6 +155,48 @@ class TestReporting:
         with pytest.raises(RuntimeError, match="size of tensor") as caught, no_sync("cuda"):
             torch.zeros(2) + torch.zeros(3)
         assert not isinstance(caught.value, ImplicitSyncError)
+
+
+class TestContexts:
+    def test_a_sync_the_block_swallows_fails_at_exit(self, fake_cuda: FakeDebugMode) -> None:
+        with pytest.raises(ImplicitSyncError) as caught, no_sync("cuda"):
+            try:
+                fake_cuda.synchronising_call(torch.zeros(2))
+            except Exception:
+                pass
+        assert caught.value.caught
+        assert caught.value.op == "Tensor.apply_"
+
+    def test_a_tasks_guard_keeps_catching_after_an_overlapping_tasks_guard_exits(
+        self, fake_cuda: FakeDebugMode
+    ) -> None:
+        outcome: dict[str, str] = {}
+
+        async def main() -> None:
+            a_in, b_in, a_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+            async def a() -> None:
+                with no_sync("cuda"):
+                    a_in.set()
+                    await b_in.wait()
+                a_out.set()
+
+            async def b() -> None:
+                await a_in.wait()
+                try:
+                    with no_sync("cuda"):
+                        b_in.set()
+                        await a_out.wait()
+                        fake_cuda.synchronising_call(torch.zeros(2))
+                    outcome["b"] = "no error: the sync went unseen"
+                except ImplicitSyncError as error:
+                    outcome["b"] = f"ImplicitSyncError: {error.op}"
+
+            await asyncio.wait_for(asyncio.gather(a(), b()), timeout=10)
+
+        asyncio.run(main())
+        assert outcome == {"b": "ImplicitSyncError: Tensor.apply_"}
+        assert torch._C._len_torch_function_stack() == 0
 
 
 class TestHooks:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from dpslice import DPSliceError
 from dpslice.pytest_plugin import cuda_available
@@ -120,6 +124,181 @@ class TestAllowAndNesting:
             recorded_then_unguarded()
 
 
+class TestSwallowedSync:
+    """A block that catches the guard's error and carries on still fails, at the guard's exit."""
+
+    def test_a_sync_the_block_swallows_fails_at_exit(self) -> None:
+        with pytest.raises(ImplicitSyncError) as caught, no_sync("cpu"):
+            try:
+                int(torch.tensor(1))
+            except Exception:
+                pass
+        error = caught.value
+        assert error.caught
+        assert error.op == "Tensor.__int__"
+        assert "caught the error raised at the sync" in str(error)
+        # The error raised at the sync, with its traceback, is the cause.
+        assert isinstance(error.__cause__, ImplicitSyncError)
+        assert error.__cause__.lineno == error.lineno
+
+    def test_a_decorated_function_that_swallows_fails(self) -> None:
+        @no_sync("cpu")
+        def careless() -> None:
+            try:
+                torch.tensor([1, 2]).tolist()
+            except Exception:
+                pass
+
+        with pytest.raises(ImplicitSyncError, match=r"Tensor\.tolist"):
+            careless()
+
+    def test_every_swallowed_sync_is_listed(self) -> None:
+        with pytest.raises(ImplicitSyncError) as caught, no_sync("cpu"):
+            for value in (1, 2):
+                try:
+                    int(torch.tensor(value))
+                except ImplicitSyncError:
+                    pass
+        assert len(caught.value.events) == 2
+
+    def test_the_blocks_own_later_error_is_kept_as_the_context(self) -> None:
+        with pytest.raises(ImplicitSyncError) as caught, no_sync("cpu"):
+            try:
+                int(torch.tensor(1))
+            except Exception:
+                pass
+            raise KeyError("later")
+        assert isinstance(caught.value.__context__, KeyError)
+
+    def test_an_error_raised_from_the_sync_error_is_left_alone(self) -> None:
+        """Converting the sync error into one's own is not swallowing it."""
+        with pytest.raises(LookupError) as caught, no_sync("cpu"):
+            try:
+                int(torch.tensor(1))
+            except ImplicitSyncError as error:
+                raise LookupError("wrapped") from error
+        assert isinstance(caught.value.__cause__, ImplicitSyncError)
+
+    def test_a_keyboard_interrupt_is_never_replaced(self) -> None:
+        with pytest.raises(KeyboardInterrupt), no_sync("cpu"):
+            try:
+                int(torch.tensor(1))
+            except Exception:
+                pass
+            raise KeyboardInterrupt
+
+    def test_a_recording_guard_never_raises(self) -> None:
+        with no_sync("cpu", record=True) as guard:
+            int(torch.tensor(1))
+        assert len(guard.events) == 1
+
+
+def overlapping_tasks(
+    first: Callable[[], Any], second: Callable[[], Any]
+) -> dict[str, str]:
+    """Run two asyncio tasks whose guarded blocks overlap; the first block ends first.
+
+    Task a enters ``first()``'s guard, task b enters ``second()``'s, a leaves,
+    then b syncs once inside its guard.  Returns what each task saw.
+    """
+    outcome: dict[str, str] = {}
+
+    async def main() -> None:
+        a_in, b_in, a_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def a() -> None:
+            with first():
+                a_in.set()
+                await b_in.wait()
+            outcome["a"] = "left cleanly"
+            a_out.set()
+
+        async def b() -> None:
+            await a_in.wait()
+            try:
+                with second():
+                    b_in.set()
+                    await a_out.wait()
+                    int(torch.tensor(1))
+                outcome["b"] = "no error: the sync went unseen"
+            except ImplicitSyncError as error:
+                outcome["b"] = f"ImplicitSyncError: {error.op}"
+
+        await asyncio.wait_for(asyncio.gather(a(), b()), timeout=10)
+
+    asyncio.run(main())
+    return outcome
+
+
+class TestAsyncioTasks:
+    """Guards are per context: an asyncio task's guard is its own, whatever other tasks do."""
+
+    def test_a_guard_keeps_catching_after_an_overlapping_tasks_guard_exits(self) -> None:
+        outcome = overlapping_tasks(lambda: no_sync("cpu"), lambda: no_sync("cpu"))
+        assert outcome == {"a": "left cleanly", "b": "ImplicitSyncError: Tensor.__int__"}
+
+    def test_an_unguarded_task_is_not_reported_while_another_is_guarded(self) -> None:
+        seen: list[str] = []
+
+        async def main() -> None:
+            started = asyncio.Event()
+            done = asyncio.Event()
+
+            async def guarded() -> None:
+                with no_sync("cpu", record=True) as guard:
+                    started.set()
+                    await done.wait()
+                seen.extend(event.op for event in guard.events)
+
+            async def unguarded() -> None:
+                await started.wait()
+                assert int(torch.tensor(5)) == 5
+                done.set()
+
+            await asyncio.wait_for(asyncio.gather(guarded(), unguarded()), timeout=10)
+
+        asyncio.run(main())
+        assert seen == []
+
+    def test_another_tasks_torch_mode_survives_a_guard_leaving_under_it(self) -> None:
+        """Task b pushes its own torch mode over a's guard; a leaves; b's mode stays on top."""
+        calls: list[str] = []
+
+        class Counting(TorchFunctionMode):
+            def __torch_function__(
+                self,
+                func: Any,
+                types: Any,
+                args: tuple[Any, ...] = (),
+                kwargs: dict[str, Any] | None = None,
+            ) -> Any:
+                calls.append(getattr(func, "__name__", "?"))
+                return func(*args, **(kwargs or {}))
+
+        async def main() -> None:
+            a_in, b_in, a_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+            async def a() -> None:
+                with no_sync("cpu"):
+                    a_in.set()
+                    await b_in.wait()
+                a_out.set()
+
+            async def b() -> None:
+                await a_in.wait()
+                with Counting():
+                    b_in.set()
+                    await a_out.wait()
+                    torch.ones(1).neg()
+
+            await asyncio.wait_for(asyncio.gather(a(), b()), timeout=10)
+
+        asyncio.run(main())
+        assert "neg" in calls
+        assert torch._C._len_torch_function_stack() == 0
+        assert torch._C._len_torch_dispatch_stack() == 0
+
+
 class TestThreads:
     def test_a_guard_sees_only_its_own_thread(self) -> None:
         """Torch modes are thread-local and reporting follows a ContextVar."""
@@ -140,6 +319,35 @@ class TestThreads:
             int(torch.tensor(1))
         assert [event.op for event in mine.events] == ["Tensor.__int__"]
         assert seen_by_worker == ["Tensor.tolist"]
+
+    def test_a_guard_keeps_catching_after_an_overlapping_threads_guard_exits(self) -> None:
+        a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+        outcome: dict[str, str] = {}
+
+        def a() -> None:
+            with no_sync("cpu"):
+                a_in.set()
+                b_in.wait(5)
+            outcome["a"] = "left cleanly"
+            a_out.set()
+
+        def b() -> None:
+            a_in.wait(5)
+            try:
+                with no_sync("cpu"):
+                    b_in.set()
+                    a_out.wait(5)
+                    int(torch.tensor(1))
+                outcome["b"] = "no error: the sync went unseen"
+            except ImplicitSyncError as error:
+                outcome["b"] = f"ImplicitSyncError: {error.op}"
+
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert outcome == {"a": "left cleanly", "b": "ImplicitSyncError: Tensor.__int__"}
 
     def test_an_unguarded_thread_is_not_reported(self) -> None:
         results: list[int] = []

@@ -1,53 +1,47 @@
 """The property battery every DP-local slice implementation is checked against.
 
-Ten properties, registered in this order at import (see
-:mod:`dpslice.check.registry`).  The rows properties materialise the gathered
-buffer of small layouts and compare the rows the target's slice covers with
-the rank's own rows; the others compare against :meth:`DPLayout.span` or ask
-for a deliberate error.  The oracle is always the layout, never a slice formula.
+Registered in this order at import (see :mod:`dpslice.check.registry`).  Each
+property draws only the states the target's contract reaches
+(:mod:`dpslice.contracts`), built as the engine builds them, and judges the
+rows the contract says the rank owns.  The rows properties materialise the
+gathered buffer of small layouts and compare the rows the target's slice
+covers with those rows; the others compare against :meth:`DPLayout.span` or
+ask for a deliberate error.  The oracle is always the layout, never a slice
+formula.
+
+Every property is a *hazard* (wrong rows, an incidental crash, a mutated input
+in a state the engine reaches: FAIL) except ``invalid_inputs_refused``, a
+*hardening* property: inputs no engine produces should be refused, and
+accepting them WARNs.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from collections.abc import Mapping
 
 import torch
 from hypothesis import strategies as st
 
-from dpslice.check.calls import LayoutCall, oracle_slice, valid_rank
+from dpslice.check.calls import LayoutCall
 from dpslice.check.draws import (
-    EAGER_AND_REPLAY,
+    COUNTED,
     SMALL_COUNT,
     SMALL_DP_SIZE,
-    Drawn,
     RankExample,
-    layouts,
     register_drawn,
-    with_ranks,
 )
 from dpslice.check.outcome import Outcome, OutcomeKind
-from dpslice.check.registry import Counterexample, Property, register
+from dpslice.check.registry import Counterexample, Property, Tier, register
 from dpslice.check.rows import render_rows
 from dpslice.check.target import Target
-from dpslice.errors import (
-    CountExceedsExtentError,
-    CountsLengthError,
-    CountsUnavailableError,
-    DPSliceError,
-    InvalidDPSizeError,
-    InvalidGraphExtentError,
-    MissingGraphExtentError,
-    NegativeCountError,
-    NonIntegerError,
-    RankOutOfRangeError,
-    TensorInputError,
-)
-from dpslice.layout import DPLayout, Mode, SliceCall
-from dpslice.strategies import INVALID_CAUSES, InvalidCall, invalid_calls
+from dpslice.contracts import CountsForm
+from dpslice.layout import DPLayout, Mode
+from dpslice.strategies import DEFECT_KINDS, InvalidCall, invalid_calls
 
 __all__ = ["SMALL_COUNT", "SMALL_DP_SIZE"]
 
 _CPU = "global_num_tokens_cpu"
+_GPU = "global_num_tokens_gpu"
 
 
 def _not_a_slice(outcome: Outcome) -> str:
@@ -64,7 +58,7 @@ def _outside(start: int, length: int, buffer_rows: int) -> str | None:
     return None
 
 
-# -- 1-4: the slice holds exactly the rank's own rows ------------------------------
+# -- the slice holds exactly the rows the rank owns, state by state ---------------------
 
 
 def _rows_phrase(tags: torch.Tensor) -> str:
@@ -86,8 +80,8 @@ def _why_rows(got: torch.Tensor, expected: torch.Tensor, rank: int) -> str:
 def _own_rows(target: Target, example: RankExample) -> Counterexample | None:
     layout, rank = example
     called = LayoutCall(target, layout, layout.call(rank))
-    expected_slice = oracle_slice(layout, rank)
-    expected_tags = layout.expected_rows(rank)
+    expected_slice = called.expected_slice
+    expected_tags = called.expected_rows()
     expected = f"{expected_slice}: {_rows_phrase(expected_tags)}"
 
     def fail(why: str, got_rows: str | None = None) -> Counterexample:
@@ -114,31 +108,44 @@ def _own_rows(target: Target, example: RankExample) -> Counterexample | None:
 
 register_drawn(
     "sum_len_rows",
-    "Under SUM_LEN (ranks packed back to back) a rank's slice holds exactly its own rows.",
-    with_ranks(layouts(Mode.SUM_LEN, gather_skipped=False)),
+    "Under SUM_LEN (ranks packed back to back) a rank's slice holds exactly the rows it owns.",
     _own_rows,
+    modes=[Mode.SUM_LEN],
 )
 register_drawn(
     "max_len_rows",
-    "Under MAX_LEN (ranks padded to the largest count) a rank's slice holds exactly its own rows.",
-    with_ranks(layouts(Mode.MAX_LEN, gather_skipped=False)),
+    "Under MAX_LEN (ranks padded to the largest count) a slice holds exactly the rows it owns.",
     _own_rows,
+    modes=[Mode.MAX_LEN],
 )
 register_drawn(
     "graph_replay_rows",
-    "Under CUDA-graph replay (bs * num_tokens_per_bs rows per rank) a slice holds the rank's rows.",
-    with_ranks(layouts(Mode.GRAPH_REPLAY, gather_skipped=False)),
+    "In a decode-graph replay (bs * num_tokens_per_bs rows a rank) a slice holds its rows.",
     _own_rows,
+    modes=[Mode.GRAPH_REPLAY],
+)
+register_drawn(
+    "prefill_graph_rows",
+    "In a prefill-graph replay (no decode extent, counts padded; #30712) a slice holds its rows.",
+    _own_rows,
+    modes=[Mode.PREFILL_GRAPH],
+)
+register_drawn(
+    "dp_chunk_rows",
+    "In one chunk of DP chunking a rank's slice holds exactly the rows it sent in that chunk.",
+    _own_rows,
+    modes=[Mode.DP_CHUNK],
 )
 register_drawn(
     "skipped_gather_rows",
     "With the all-gather skipped (a one-entry count list) the slice holds the rank's own rows.",
-    with_ranks(layouts(*EAGER_AND_REPLAY, gather_skipped=True)),
     _own_rows,
+    modes=COUNTED,
+    gather_skipped=True,
 )
 
 
-# -- 5-6: all ranks of one forward together ---------------------------------------
+# -- all ranks of one forward together -------------------------------------------------
 
 
 def _every_rank(
@@ -149,7 +156,7 @@ def _every_rank(
     slices: list[tuple[LayoutCall, int, int]] = []
     for rank in range(layout.dp_size):
         called = LayoutCall(target, layout, layout.call(rank))
-        expected_slice = oracle_slice(layout, rank)
+        expected_slice = called.expected_slice
         expected = f"a slice inside the {buffer_rows}-row buffer (the oracle's is {expected_slice})"
         if called.outcome.slice is None:
             why = _not_a_slice(called.outcome)
@@ -174,17 +181,26 @@ def _disjoint(target: Target, layout: DPLayout) -> Counterexample | None:
                 and start < other_start + other_length
                 and other_start < start + length
             ):
-                assert called.rank is not None
                 return called.counterexample(
                     f"a slice disjoint from every other rank's (the oracle's is "
-                    f"{oracle_slice(layout, called.rank)})",
+                    f"{called.expected_slice})",
                     f"it overlaps rank {other.rank}'s slice {(other_start, other_length)}",
-                    expected_slice=oracle_slice(layout, called.rank),
+                    expected_slice=called.expected_slice,
                 )
     return None
 
 
+def _owned_rows_tile(target: Target, layout: DPLayout) -> bool:
+    """Whether the rows the ranks own cover every row of the buffer."""
+    owns = target.contract.owns
+    return all(
+        layout.owned_rows(rank, owns) == layout.region(rank) for rank in range(layout.dp_size)
+    )
+
+
 def _tiles(target: Target, layout: DPLayout) -> Counterexample | None:
+    if not _owned_rows_tile(target, layout):
+        return None  # padding nobody owns (real rows of a DP chunk): nothing to tile
     slices, failure = _every_rank(target, layout)
     if failure is not None:
         return failure
@@ -200,17 +216,16 @@ def _tiles(target: Target, layout: DPLayout) -> Counterexample | None:
             return called.counterexample(
                 f"a slice starting at {position}, {where}",
                 f"it starts at {start}, so the slices leave a gap or overlap",
-                expected_slice=oracle_slice(layout, called.rank),
+                expected_slice=called.expected_slice,
             )
         position = start + length
     buffer_rows = layout.gathered_rows(0)
     if position != buffer_rows:
         last = slices[-1][0]
-        assert last.rank is not None
         return last.counterexample(
             f"the last slice to end at row {buffer_rows}, the end of the buffer",
             f"the slices end at row {position}",
-            expected_slice=oracle_slice(layout, last.rank),
+            expected_slice=last.expected_slice,
         )
     return None
 
@@ -218,24 +233,26 @@ def _tiles(target: Target, layout: DPLayout) -> Counterexample | None:
 register_drawn(
     "ranks_disjoint_in_bounds",
     "Across the ranks of one forward the slices are pairwise disjoint and in bounds.",
-    layouts(*EAGER_AND_REPLAY, gather_skipped=False),
     _disjoint,
+    modes=COUNTED,
+    per_rank=False,
 )
 register_drawn(
     "sum_len_tiles_buffer",
-    "Under SUM_LEN the ranks' slices, in rank order, tile the buffer exactly.",
-    layouts(Mode.SUM_LEN, gather_skipped=False),
+    "Where ranks are packed (SUM_LEN, a DP chunk) their slices, in order, tile the buffer.",
     _tiles,
+    modes=[Mode.SUM_LEN, Mode.DP_CHUNK],
+    per_rank=False,
 )
 
 
-# -- 7: exact at the int32 limit ------------------------------------------------------
+# -- exact at the int32 limit ----------------------------------------------------------
 
 
 def _exact(target: Target, example: RankExample) -> Counterexample | None:
     layout, rank = example
     called = LayoutCall(target, layout, layout.call(rank))
-    expected_slice = oracle_slice(layout, rank)
+    expected_slice = called.expected_slice
     if called.outcome.slice == expected_slice:
         return None
     got = called.outcome.slice
@@ -254,21 +271,23 @@ def _exact(target: Target, example: RankExample) -> Counterexample | None:
 register_drawn(
     "large_counts_exact",
     "With counts up to 2**31-1 and up to 64 ranks the slice is exactly the oracle's.",
-    with_ranks(layouts(*EAGER_AND_REPLAY, small=False)),
     _exact,
+    modes=COUNTED,
+    small=False,
 )
 
 
-# -- 8-9: inputs the engine really produces, which the slice cannot locate ---------------
+# -- capture: counts the slice cannot be located from -----------------------------------
 
 
-def _explicit_or_exact(called: LayoutCall, situation: str) -> Counterexample | None:
-    """Pass a deliberate error or the oracle's slice; anything else is a counterexample."""
-    assert called.rank is not None
-    expected_slice = oracle_slice(called.layout, called.rank)
+def _capture(target: Target, example: RankExample) -> Counterexample | None:
+    layout, rank = example
+    called = LayoutCall(target, layout, layout.call(rank))
+    expected_slice = called.expected_slice
     outcome = called.outcome
     if outcome.kind is OutcomeKind.DELIBERATE or outcome.slice == expected_slice:
         return None
+    situation = "during capture the CPU counts are None"
     if outcome.kind is OutcomeKind.INCIDENTAL:
         why = f"{situation}: refuse with a deliberate error rather than crash"
     elif outcome.kind is OutcomeKind.MALFORMED:
@@ -279,115 +298,96 @@ def _explicit_or_exact(called: LayoutCall, situation: str) -> Counterexample | N
     return called.counterexample(expected, why, expected_slice=expected_slice)
 
 
-def _capture(target: Target, example: RankExample) -> Counterexample | None:
-    layout, rank = example
-    called = LayoutCall(target, layout, layout.call(rank))
-    return _explicit_or_exact(called, "during capture the CPU counts are None")
-
-
-def _missing_extent(target: Target, example: RankExample) -> Counterexample | None:
-    layout, rank = example
-    call = replace(layout.call(rank), graph_extent=None, cuda_graph_batch=None)
-    called = LayoutCall(target, layout, call)
-    return _explicit_or_exact(called, "graph replay came without an extent (sglang #30712)")
-
-
-def _without_extent(drawn: Drawn) -> Drawn:
-    text, strategy = drawn
-    return f"{text}, called with graph_extent=None, cuda_graph_batch=None", strategy
-
-
 register_drawn(
     "capture_phase_explicit",
     "In CUDA-graph capture (CPU counts None): a deliberate error or the exact slice.",
-    with_ranks(layouts(Mode.GRAPH_CAPTURE)),
     _capture,
-    exercises=frozenset({_CPU}),
+    modes=[Mode.GRAPH_CAPTURE],
+    exercises=frozenset({_CPU, _GPU}),
 )
+
+
+# -- the inputs are the engine's --------------------------------------------------------
+
+
+def _unchanged(target: Target, example: RankExample) -> Counterexample | None:
+    layout, rank = example
+    called = LayoutCall(target, layout, layout.call(rank))
+    if not called.mutated:
+        return None
+    names = " and ".join(called.mutated)
+    return called.counterexample(
+        "the inputs left as they were: the engine reads them again after the slice",
+        f"it changed {names} in place",
+        expected_slice=called.expected_slice,
+    )
+
+
 register_drawn(
-    "missing_graph_extent_explicit",
-    "Replay without an extent (sglang #30712): a deliberate error or the exact slice.",
-    _without_extent(with_ranks(layouts(Mode.GRAPH_REPLAY))),
-    _missing_extent,
-    exercises=frozenset({"graph_extent", "cuda_graph_batch"}),
+    "inputs_unchanged",
+    "The slice leaves its inputs (the count list and tensors) as it received them.",
+    _unchanged,
+    modes=tuple(Mode),
+    exercises=frozenset({_CPU, _GPU}),
 )
 
 
-# -- 10: invalid calls are refused ---------------------------------------------------------
+# -- hardening: inputs no engine produces are refused -----------------------------------
 
 
 def _need(*parameters: str) -> frozenset[str]:
     return frozenset(parameters)
 
 
-#: For each cause, the parameter sets a target must read (any one set) to be able to
-#: see the defect: a wrong-length list is invisible without dp_size, a count over
-#: the extent without the extent in rows.  A value of the wrong type is visible in
-#: the one parameter it lands in; which one is found per call.
-_DETECTABLE_WITH: dict[type[DPSliceError], tuple[frozenset[str], ...]] = {
-    CountExceedsExtentError: (
+#: For each kind of defect, the parameter sets a target must read (any one set)
+#: to be able to see it: a wrong-length list is invisible without the DP size,
+#: a count over the extent without the extent in rows.
+_DETECTABLE_WITH: dict[str, tuple[frozenset[str], ...]] = {
+    "count over the extent": (
         _need(_CPU, "graph_extent"),
         _need(_CPU, "cuda_graph_batch", "num_tokens_per_bs"),
     ),
-    CountsLengthError: (_need(_CPU, "dp_size"),),
-    RankOutOfRangeError: (_need("dp_rank", "dp_size"),),
-    InvalidDPSizeError: (_need("dp_size"),),
-    NegativeCountError: (_need(_CPU),),
-    NonIntegerError: (_need(_CPU), _need("dp_rank"), _need("dp_size"), _need("graph_extent")),
-    TensorInputError: (_need(_CPU), _need("dp_rank")),
-    InvalidGraphExtentError: (_need("graph_extent"),),
+    "count list of another length": (_need(_CPU, "dp_size"),),
+    "dp_rank out of range": (_need("dp_rank", "dp_size"), _need("dp_rank", _CPU)),
+    "dp_size below 1": (_need("dp_size"),),
+    "negative count": (_need(_CPU),),
+    "bool count": (_need(_CPU),),
+    "bool dp_rank": (_need("dp_rank"),),
+    "bool dp_size": (_need("dp_size"),),
+    "bool graph_extent": (_need("graph_extent"),),
+    "non-integer count": (_need(_CPU),),
+    "non-integer dp_rank": (_need("dp_rank"),),
+    "non-integer dp_size": (_need("dp_size"),),
+    "non-integer graph_extent": (_need("graph_extent"),),
+    "tensor counts": (_need(_CPU),),
+    "tensor count": (_need(_CPU),),
+    "tensor dp_rank": (_need("dp_rank"),),
+    "negative graph extent": (_need("graph_extent"),),
 }
-_LANDS_ANYWHERE = (NonIntegerError, TensorInputError)
-# The capture and missing-extent causes have properties of their own (8 and 9).
-_OWN_PROPERTY = (CountsUnavailableError, MissingGraphExtentError)
-_REFUSED = tuple(cause for cause in INVALID_CAUSES if cause not in _OWN_PROPERTY)
-assert set(_REFUSED) == set(_DETECTABLE_WITH), "every invalid-call cause needs a home"
+# None counts are the capture phase, which capture_phase_explicit judges as a hazard.
+assert set(_DETECTABLE_WITH) == set(DEFECT_KINDS) - {"counts None"}, "every kind needs a home"
+
+#: Defects of the count list's entries, which an int32 count tensor cannot carry.
+_LIST_ONLY = frozenset({"tensor counts", "tensor count", "bool count", "non-integer count"})
 
 
-def _reads_any(target: Target, needs: tuple[frozenset[str], ...]) -> bool:
-    return any(need <= target.accepts for need in needs)
+def _kinds(target: Target) -> dict[str, st.SearchStrategy[InvalidCall]]:
+    """One strategy per kind of defect the target can see, in the contract's states."""
+    contract = target.contract
+    kinds = {}
+    for kind, needs in _DETECTABLE_WITH.items():
+        if not any(need <= target.accepts for need in needs):
+            continue  # a target cannot be blamed for accepting a defect it cannot see
+        if contract.counts_form is CountsForm.INT32_CPU_TENSOR and kind in _LIST_ONLY:
+            continue
+        if "extent" in kind and not contract.reaches(Mode.GRAPH_REPLAY):
+            continue
+        kinds[kind] = invalid_calls(kinds=[kind], max_count=SMALL_COUNT, contract=contract)
+    return kinds
 
 
-def _same(value: object, baseline: object) -> bool:
-    if type(value) is not type(baseline):
-        return False
-    if isinstance(value, list) and isinstance(baseline, list):
-        return len(value) == len(baseline) and all(map(_same, value, baseline))
-    return value == baseline
-
-
-def _landed_in(invalid: InvalidCall) -> frozenset[str]:
-    """The parameter a wrong-typed value was put in, found against the valid call."""
-    rank = valid_rank(invalid.layout, invalid.call.dp_rank)
-    if rank is None:
-        return frozenset({"dp_rank"})
-    baseline = invalid.layout.call(rank)
-    return frozenset(
-        item.name
-        for item in fields(SliceCall)
-        if not _same(getattr(invalid.call, item.name), getattr(baseline, item.name))
-    )
-
-
-def _detectable(target: Target, invalid: InvalidCall) -> bool:
-    if invalid.expected in _LANDS_ANYWHERE:
-        return _reads_any(target, (_landed_in(invalid),))
-    return _reads_any(target, _DETECTABLE_WITH[invalid.expected])
-
-
-def _refusable_causes(target: Target) -> list[type[DPSliceError]]:
-    return [cause for cause in _REFUSED if _reads_any(target, _DETECTABLE_WITH[cause])]
-
-
-def _invalid_for(target: Target) -> st.SearchStrategy[InvalidCall]:
-    # A target cannot be blamed for accepting a defect it has no way to see.
-    return invalid_calls(causes=_refusable_causes(target), max_count=SMALL_COUNT).filter(
-        lambda invalid: _detectable(target, invalid)
-    )
-
-
-def _no_refusable_cause(target: Target) -> str | None:
-    if _refusable_causes(target):
+def _no_refusable_kind(target: Target) -> str | None:
+    if _kinds(target):
         return None
     return "the target takes no parameters in which an invalid call's defect is visible"
 
@@ -404,17 +404,27 @@ def _refused(target: Target, invalid: InvalidCall) -> Counterexample | None:
     return called.counterexample(f"a deliberate error, such as {label}", why)
 
 
+def _all_kinds(target: Target) -> st.SearchStrategy[InvalidCall]:
+    return st.one_of(*_kinds(target).values())
+
+
+def _kinds_by_name(target: Target) -> Mapping[str, st.SearchStrategy[InvalidCall]]:
+    return _kinds(target)
+
+
 register(
     Property(
         name="invalid_inputs_refused",
-        statement="A call with one defect (length, rank, size, count, tensor, extent) is refused.",
+        statement="A call with one defect no engine produces (type, range, length) is refused.",
         draws=(
-            f"invalid_calls(causes=[{', '.join(cause.__name__ for cause in _REFUSED)}], "
-            f"max_count={SMALL_COUNT}), only defects visible in the parameters the target takes"
+            "invalid_calls(kinds=[kind], contract=contract, max_count="
+            f"{SMALL_COUNT}) for each kind of defect visible in the parameters the target takes"
         ),
-        strategy=_invalid_for,
+        strategy=_all_kinds,
         check=_refused,
         exercises=frozenset().union(*(n for needs in _DETECTABLE_WITH.values() for n in needs)),
-        requires=_no_refusable_cause,
+        requires=_no_refusable_kind,
+        tier=Tier.HARDENING,
+        kinds=_kinds_by_name,
     )
 )

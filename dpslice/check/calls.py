@@ -3,8 +3,13 @@
 The building block of every property: :class:`LayoutCall` builds the
 convention's keyword arguments for a :class:`~dpslice.SliceCall` of a layout
 (including the GPU count tensor, from the layout's *valid* counts even when the
-call carries a defect), calls the target once and keeps everything a
-:class:`~dpslice.check.registry.Counterexample` needs.
+call carries a defect, filled as the target's contract says), calls the target
+once and keeps everything a :class:`~dpslice.check.registry.Counterexample`
+needs.
+
+The target gets fresh copies of the lists and tensors it is passed: the
+arguments shown in a counterexample are the call as it was made, and a target
+that writes into its inputs is caught (:attr:`LayoutCall.mutated`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from dpslice.check.outcome import Outcome, call_target
 from dpslice.check.registry import Counterexample
 from dpslice.check.target import Target
-from dpslice.layout import DPLayout, SliceCall
+from dpslice.layout import DPLayout, Owns, SliceCall
 
 if TYPE_CHECKING:
     import torch
@@ -30,9 +35,9 @@ def valid_rank(layout: DPLayout, rank: object) -> int | None:
     return None
 
 
-def oracle_slice(layout: DPLayout, rank: int) -> tuple[int, int]:
-    """Where ``rank``'s rows sit, found by walking the layout: ``(start, length)``."""
-    span = layout.span(rank)
+def oracle_slice(layout: DPLayout, rank: int, owns: Owns = Owns.REAL_ROWS) -> tuple[int, int]:
+    """Where the rows ``rank`` owns sit, found by walking the layout: ``(start, length)``."""
+    span = layout.span(rank, owns)
     return (span.first_row, span.num_rows)
 
 
@@ -45,18 +50,55 @@ def slice_with(buffer: torch.Tensor, bounds: tuple[Any, Any]) -> torch.Tensor:
     return buffer[start : start + length]
 
 
-def _gpu_counts(layout: DPLayout, call: SliceCall) -> list[int]:
+def _gpu_counts(target: Target, layout: DPLayout, call: SliceCall) -> list[int]:
     rank = valid_rank(layout, call.dp_rank)
     if rank is not None:
-        return layout.gpu_counts(rank)
+        return target.contract.device_counts(layout, rank)
     counts = call.global_num_tokens_cpu
     if isinstance(counts, list) and all(type(count) is int for count in counts):
         return counts
-    return layout.gpu_counts(0)
+    return target.contract.device_counts(layout, 0)
+
+
+def _fresh(value: object) -> object:
+    """A copy the target may do anything with; immutable values as they are."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, list):
+        return [_fresh(item) for item in value]
+    return value
+
+
+def _same(given: object, kept: object) -> bool:
+    import torch
+
+    if isinstance(kept, torch.Tensor):
+        return (
+            isinstance(given, torch.Tensor)
+            and given.dtype == kept.dtype
+            and given.shape == kept.shape
+            and bool(torch.equal(given, kept))
+        )
+    if isinstance(kept, list):
+        return (
+            isinstance(given, list)
+            and len(given) == len(kept)
+            and all(_same(item, other) for item, other in zip(given, kept, strict=True))
+        )
+    return True
 
 
 #: Calls a target with keyword arguments and classifies what it did.
 Invoke = Callable[[Target, Mapping[str, object]], Outcome]
+
+#: Told of every call just before the target runs: the layout, the call and the
+#: counts its GPU tensor is built from.  A supervised worker
+#: (:mod:`dpslice.check.worker`) sets it to record the call in flight, so a call
+#: that hangs or kills the process can still be shown; ``None`` costs nothing.
+CallObserver = Callable[[DPLayout, SliceCall, list[int]], None]
+call_observer: CallObserver | None = None
 
 
 class LayoutCall:
@@ -67,8 +109,10 @@ class LayoutCall:
 
     Attributes:
         rank: the call's rank if valid for the layout, else ``None``.
-        arguments: the keyword arguments the target was given.
+        arguments: the keyword arguments the target was given, as they were
+            before the call.
         outcome: what it did.
+        mutated: the arguments the target changed in place, by name.
     """
 
     def __init__(
@@ -77,8 +121,26 @@ class LayoutCall:
         self.target = target
         self.layout = layout
         self.rank = valid_rank(layout, call.dp_rank)
-        self.arguments = target.arguments(call, _gpu_counts(layout, call))
-        self.outcome: Outcome = invoke(target, self.arguments)
+        gpu_counts = _gpu_counts(target, layout, call)
+        self.arguments = target.arguments(call, gpu_counts)
+        given = {name: _fresh(value) for name, value in self.arguments.items()}
+        if call_observer is not None:
+            call_observer(layout, call, gpu_counts)
+        self.outcome: Outcome = invoke(target, given)
+        self.mutated = tuple(
+            name for name, value in self.arguments.items() if not _same(given[name], value)
+        )
+
+    @property
+    def expected_slice(self) -> tuple[int, int]:
+        """The oracle's ``(start, length)`` for this call's rank, as its contract owns rows."""
+        assert self.rank is not None, "an invalid rank has no slice"
+        return oracle_slice(self.layout, self.rank, self.target.contract.owns)
+
+    def expected_rows(self, *, device: str = "cpu") -> torch.Tensor:
+        """The tags the slice must hold, as the contract owns rows."""
+        assert self.rank is not None, "an invalid rank has no slice"
+        return self.layout.expected_rows(self.rank, self.target.contract.owns, device=device)
 
     def counterexample(
         self,

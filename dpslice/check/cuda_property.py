@@ -20,14 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from dpslice.check.calls import LayoutCall, oracle_slice, slice_with
-from dpslice.check.draws import (
-    EAGER_AND_REPLAY,
-    RankExample,
-    layouts,
-    register_drawn,
-    with_ranks,
-)
+from dpslice.check.calls import LayoutCall, slice_with
+from dpslice.check.draws import COUNTED, RankExample, register_drawn
 from dpslice.check.registry import Counterexample
 from dpslice.check.rows import render_rows
 from dpslice.check.target import Target
@@ -71,9 +65,9 @@ def _same_view(target: Target, example: RankExample) -> Counterexample | None:
     if called.outcome.bounds is None:
         return None
     buffer = layout.gathered(rank, device=target.device)
-    first, count = oracle_slice(layout, rank)
+    first, count = called.expected_slice
     oracle = buffer[first : first + count]
-    own_rows = layout.expected_rows(rank, device=target.device)
+    own_rows = called.expected_rows(device=target.device)
     if not torch.equal(oracle, own_rows):
         raise AssertionError(
             f"the layout model disagrees with itself on {layout!r}, rank {rank}: the span's "
@@ -96,7 +90,7 @@ def _same_view(target: Target, example: RankExample) -> Counterexample | None:
 register_drawn(
     "cuda_view",
     "On CUDA the bounds, used as returned, slice exactly the oracle's view.",
-    with_ranks(layouts(*EAGER_AND_REPLAY)),
     _same_view,
+    modes=COUNTED,
     requires=_needs_cuda,
 )

@@ -21,6 +21,7 @@ import hypothesis
 import torch
 
 from dpslice._version import __version__
+from dpslice.check.isolation import DEFAULT_CALL_TIMEOUT
 from dpslice.check.report import write_document
 from dpslice.distributed import (
     RoundTripConfigError,
@@ -30,6 +31,7 @@ from dpslice.distributed import (
 )
 
 __all__ = [
+    "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "JSON_SCHEMA",
     "DistributedCheck",
@@ -44,6 +46,12 @@ __all__ = [
 JSON_SCHEMA = "dpslice-check-distributed/1"
 #: Seconds for a whole run, start-up and shrinking included, unless told otherwise.
 DEFAULT_TIMEOUT = 600.0
+#: Seconds each rank gets to start (spawn, import torch, join and warm up the
+#: group: a first NCCL collective can take tens of seconds), on top of the call
+#: timeout for importing the target.
+STARTUP_ALLOWANCE = 120.0
+#: Seconds each layout's collectives get, on top of the call timeout.
+GATHER_ALLOWANCE = 50.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class DistributedCheck:
 
     Attributes:
         target: the target as named.
-        dp_size, backend, seed, max_examples, timeout: as run.
+        dp_size, backend, seed, max_examples, timeout, call_timeout: as run.
         result: the round trip's verdict, cost and counterexample; ``None``
             when the harness failed.
         error: the harness's failure (a rank died, a timeout), when there is
@@ -67,6 +75,7 @@ class DistributedCheck:
     timeout: float
     result: RoundTripResult | None = None
     error: RoundTripError | None = None
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
 
     @property
     def passed(self) -> bool:
@@ -89,6 +98,7 @@ def run_distributed_check(
     max_examples: int = 500,
     seed: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    call_timeout: float = DEFAULT_CALL_TIMEOUT,
 ) -> DistributedCheck:
     """Round-trip ``target`` through ``dp_size`` ranks; a harness failure is recorded, not raised.
 
@@ -99,7 +109,11 @@ def run_distributed_check(
         backend: ``"gloo"`` (CPU) or ``"nccl"``.
         max_examples: layouts drawn before a pass; shrinking comes on top.
         seed: Hypothesis seed; a random one (recorded) if ``None``.
-        timeout: seconds for the whole run, start-up and shrinking included.
+        timeout: seconds for the whole run, start-up and shrinking included;
+            when it runs out, the verdict stands on the layouts checked.
+        call_timeout: seconds one call of the target may take: a call that
+            takes longer is a FAIL (``target-hung``).  Each layout gets it plus
+            :data:`GATHER_ALLOWANCE`, the start-up :data:`STARTUP_ALLOWANCE` plus it.
 
     Raises:
         RoundTripConfigError: bad arguments, a target that cannot be loaded,
@@ -107,6 +121,8 @@ def run_distributed_check(
     """
     if seed is None:
         seed = secrets.randbelow(2**32)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise RoundTripConfigError(f"seed={seed!r} must be an int")
     asked = DistributedCheck(
         target=target,
         dp_size=dp_size,
@@ -114,6 +130,7 @@ def run_distributed_check(
         seed=seed,
         max_examples=max_examples,
         timeout=timeout,
+        call_timeout=call_timeout,
     )
     try:
         result = run_round_trip(
@@ -123,6 +140,9 @@ def run_distributed_check(
             max_examples=max_examples,
             seed=seed,
             timeout=timeout,
+            call_timeout=call_timeout,
+            layout_timeout=call_timeout + GATHER_ALLOWANCE,
+            startup_timeout=STARTUP_ALLOWANCE + call_timeout,
         )
     except RoundTripConfigError:
         raise
@@ -136,8 +156,10 @@ def reproduce_command(run: DistributedCheck) -> str:
     words = ["dpslice", "check", run.target, "--distributed", str(run.dp_size)]
     words += ["--backend", run.backend, "--seed", str(run.seed)]
     words += ["--max-examples", str(run.max_examples)]
+    if run.call_timeout != DEFAULT_CALL_TIMEOUT:
+        words += ["--timeout", f"{run.call_timeout:g}"]
     if run.timeout != DEFAULT_TIMEOUT:
-        words += ["--timeout", f"{run.timeout:g}"]
+        words += ["--run-timeout", f"{run.timeout:g}"]
     return shlex.join(words)
 
 
@@ -145,7 +167,8 @@ def render_text(run: DistributedCheck) -> str:
     """The human-readable report, ending with a newline."""
     lines = [
         f"dpslice check {run.target} --distributed {run.dp_size} --backend {run.backend}",
-        f"seed {run.seed}  max examples {run.max_examples}  timeout {run.timeout:g} s",
+        f"seed {run.seed}  max examples {run.max_examples}  timeout {run.call_timeout:g} s "
+        f"per call, {run.timeout:g} s per run",
         "",
     ]
     if run.result is not None:
@@ -175,7 +198,14 @@ def _versions(backend: str) -> dict[str, str]:
 
 def _result_json(result: RoundTripResult | None) -> dict[str, Any]:
     """The verdict's cost and counterexample; every field ``None`` when there is no verdict."""
-    fields = ("layouts_checked", "seconds", "startup_seconds", "devices", "counterexample")
+    fields = (
+        "layouts_checked",
+        "seconds",
+        "startup_seconds",
+        "devices",
+        "stopped",
+        "counterexample",
+    )
     if result is None:
         return dict.fromkeys(fields)
     found = result.counterexample
@@ -184,6 +214,7 @@ def _result_json(result: RoundTripResult | None) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "startup_seconds": round(result.startup_seconds, 3),
         "devices": list(result.devices),
+        "stopped": result.stopped,
         "counterexample": (
             None
             if found is None
@@ -210,6 +241,7 @@ def to_json(run: DistributedCheck) -> dict[str, Any]:
         "seed": run.seed,
         "max_examples": run.max_examples,
         "timeout": run.timeout,
+        "call_timeout": run.call_timeout,
         "verdict": run.verdict,
         "passed": run.passed,
         "reproduce": reproduce_command(run),

@@ -1,91 +1,103 @@
 """The layouts properties draw, each with the text ``--list`` shows for it.
 
-Every built-in property draws from :func:`dpslice.strategies.dp_layouts`; these
-helpers pair each strategy with the expression that reads as its source, so
-``dpslice check --list`` and the docs say exactly what was drawn, and
-:func:`register_drawn` registers a property that draws it.
+Every built-in property draws from :func:`dpslice.strategies.contract_layouts`:
+the states the target's contract reaches, narrowed to the modes the property
+judges.  :func:`register_drawn` registers such a property with the expression
+that reads as its source, so ``dpslice check --list`` and the docs say exactly
+what was drawn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from hypothesis import strategies as st
 
-from dpslice.check.registry import Counterexample, Property, register
+from dpslice.check.registry import Counterexample, Property, Tier, register
 from dpslice.check.target import Target
 from dpslice.layout import DPLayout, Mode
-from dpslice.strategies import dp_layouts, layouts_and_ranks
+from dpslice.strategies import contract_layouts, layouts_and_ranks
 
 __all__ = [
-    "EAGER_AND_REPLAY",
+    "COUNTED",
     "SMALL_COUNT",
     "SMALL_DP_SIZE",
-    "Drawn",
     "RankExample",
-    "layouts",
     "register_drawn",
-    "with_ranks",
 ]
 
 #: Bounds of the layouts whose gathered buffer is materialised (at most ~1,600 rows).
 SMALL_COUNT, SMALL_DP_SIZE = 32, 16
 
-#: The modes in which a rank has CPU counts to slice by (capture has none).
-EAGER_AND_REPLAY = (Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY)
+#: The modes in which a rank has counts to slice by (capture has none).
+COUNTED = tuple(mode for mode in Mode if mode is not Mode.GRAPH_CAPTURE)
 
 #: A layout and one of its ranks: what most properties draw.
 RankExample = tuple[DPLayout, int]
-#: How a strategy reads in ``--list``, and the strategy.
-Drawn = tuple[str, st.SearchStrategy[Any]]
 
 
-def layouts(*modes: Mode, gather_skipped: bool | None = None, small: bool = True) -> Drawn:
-    """Layouts in ``modes``; ``small`` ones can be materialised (see :data:`SMALL_COUNT`)."""
+def _text(modes: tuple[Mode, ...], gather_skipped: bool, small: bool, per_rank: bool) -> str:
     names = ", ".join(f"Mode.{mode.name}" for mode in modes)
-    text = f"modes=[{names}]"
-    if gather_skipped is not None:
-        text += f", gather_skipped={gather_skipped}"
-    if not small:
-        return f"dp_layouts({text})", dp_layouts(modes=modes, gather_skipped=gather_skipped)
-    text += f", max_count={SMALL_COUNT}, max_dp_size={SMALL_DP_SIZE}"
-    drawn = dp_layouts(
-        modes=modes,
-        gather_skipped=gather_skipped,
-        max_count=SMALL_COUNT,
-        max_dp_size=SMALL_DP_SIZE,
-    )
-    return f"dp_layouts({text})", drawn
+    text = f"contract, modes=[{names}]"
+    if gather_skipped:
+        text += ", gather_skipped=True"
+    if small:
+        text += f", max_count={SMALL_COUNT}, max_dp_size={SMALL_DP_SIZE}"
+    text = f"contract_layouts({text})"
+    return f"layouts_and_ranks({text})" if per_rank else text
 
 
-def with_ranks(drawn: Drawn) -> Drawn:
-    """The layouts of ``drawn``, each with one of its ranks (shrinking to rank 0)."""
-    text, strategy = drawn
-    return f"layouts_and_ranks({text})", layouts_and_ranks(strategy)
+def _skips_gathers(target: Target) -> str | None:
+    if target.contract.skipped_gather:
+        return None
+    return f"the {target.contract.name} contract never skips the all-gather"
 
 
 def register_drawn(
     name: str,
     statement: str,
-    drawn: Drawn,
     check: Callable[[Target, Any], Counterexample | None],
     *,
+    modes: Iterable[Mode],
+    per_rank: bool = True,
+    gather_skipped: bool = False,
+    small: bool = True,
     exercises: frozenset[str] = frozenset(),
     requires: Callable[[Target], str | None] | None = None,
     describe: Callable[[Target], str] | None = None,
+    tier: Tier = Tier.HAZARD,
 ) -> None:
-    """Register a property that draws ``drawn`` whatever the target (see :class:`Property`)."""
-    draws, strategy = drawn
+    """Register a property that draws the contract's layouts in ``modes``.
+
+    ``per_rank`` draws a layout and one of its ranks (shrinking towards the
+    last rank), else a layout alone; ``small`` layouts can be materialised
+    (see :data:`SMALL_COUNT`); ``gather_skipped`` draws one-entry count lists
+    only, and the property then applies only to contracts that reach them.
+    """
+    chosen = tuple(mode for mode in Mode if mode in frozenset(modes))
+    sizes = {"max_count": SMALL_COUNT, "max_dp_size": SMALL_DP_SIZE} if small else {}
+
+    def strategy(target: Target) -> st.SearchStrategy[Any]:
+        layouts = contract_layouts(
+            target.contract, modes=chosen, gather_skipped=gather_skipped, **sizes
+        )
+        return layouts_and_ranks(layouts) if per_rank else layouts
+
+    if gather_skipped:
+        assert requires is None, "a skipped-gather property requires the contract to skip"
+        requires = _skips_gathers
     register(
         Property(
             name=name,
             statement=statement,
-            draws=draws,
-            strategy=lambda _target: strategy,
+            draws=_text(chosen, gather_skipped, small, per_rank),
+            strategy=strategy,
             check=check,
             exercises=exercises,
             requires=requires,
             describe=describe,
+            tier=tier,
+            modes=frozenset(chosen),
         )
     )

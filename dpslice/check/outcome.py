@@ -8,28 +8,35 @@ Four outcomes:
 * **deliberate** error: it refused the input on purpose;
 * **incidental** crash: an error nobody chose to raise.
 
-Incidental means an instance of one of :data:`INCIDENTAL` (``TypeError``,
-``IndexError``, ...) whose class comes from Python itself or torch.  A class
-declared anywhere else is a decision, so it counts as deliberate even if it
-derives from ``TypeError``.  Everything else (``ValueError``, custom errors) is
-deliberate.
+The difference is the cause, not the class.  An error is deliberate when a
+``raise`` statement with an exception (``raise ValueError(...)``,
+``raise TypeError(...)`` alike) raised it in the code under check: the
+target, its helpers, the engine it wraps.  It is incidental when an operation
+raised it (subscripting ``None``, ``rank * None``, an index out of range, a
+call into Python's standard library, torch or NumPy), and always for the
+errors in :data:`NEVER_REFUSALS` (a failed ``assert``, ``MemoryError``,
+``ImportError``, ...), which say the code fell over, whoever raised them.
 """
 
 from __future__ import annotations
 
+import dis
 import enum
+import functools
 import operator
 import os
+import sysconfig
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import CodeType, TracebackType
 
 import torch
 
 from dpslice.check.target import Target
 
 __all__ = [
-    "INCIDENTAL",
+    "NEVER_REFUSALS",
     "Outcome",
     "OutcomeKind",
     "call_target",
@@ -39,18 +46,14 @@ __all__ = [
     "short_path",
 ]
 
-#: Error types that mean the code fell over rather than refused the input.
-INCIDENTAL: tuple[type[BaseException], ...] = (
-    TypeError,
-    IndexError,
-    AttributeError,
-    KeyError,
-    ZeroDivisionError,
-    NameError,
-    OverflowError,
-    RecursionError,
+#: Errors that mean the code fell over, even when a ``raise`` statement raised them.
+NEVER_REFUSALS: tuple[type[BaseException], ...] = (
     AssertionError,
-    RuntimeError,
+    ImportError,
+    MemoryError,
+    NameError,
+    RecursionError,
+    SystemError,
 )
 
 _THIS_FILE = os.path.abspath(__file__)
@@ -104,16 +107,75 @@ class Outcome:
         return f"{verb} {self.error}{message} at {self.location}"
 
 
+def _library_dirs() -> tuple[str, ...]:
+    """Directories whose code performs operations for the target, never decides for it."""
+    paths = sysconfig.get_paths()
+    dirs = {os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib")}
+    for package in ("torch", "numpy"):
+        module = __import__("sys").modules.get(package)
+        location = getattr(module, "__file__", None)
+        if location:
+            dirs.add(os.path.dirname(os.path.abspath(location)))
+    return tuple(sorted(dirs))
+
+
+def _in_library(filename: str) -> bool:
+    if filename.startswith("<frozen"):
+        return True
+    path = os.path.abspath(filename)
+    return any(path.startswith(directory + os.sep) for directory in _library_dirs())
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_raise_statement(code: CodeType, offset: int) -> bool:
+    """Whether the instruction at ``offset`` is ``raise X`` (not a bare re-raise)."""
+    for instruction in dis.get_instructions(code):
+        if instruction.offset == offset:
+            return instruction.opname == "RAISE_VARARGS" and bool(instruction.arg)
+    return False
+
+
+def _innermost(tb: TracebackType | None) -> TracebackType | None:
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb
+
+
 def is_incidental(exc: BaseException) -> bool:
-    """Whether ``exc`` is an accident rather than a refusal (see the module docstring)."""
-    if not isinstance(exc, INCIDENTAL):
-        return False
-    module = type(exc).__module__
-    return module == "builtins" or module == "torch" or module.startswith("torch.")
+    """Whether ``exc`` is an accident rather than a refusal (see the module docstring).
+
+    An exception that was never raised has no traceback to tell: incidental.
+    """
+    if isinstance(exc, NEVER_REFUSALS):
+        return True
+    innermost = _innermost(exc.__traceback__)
+    if innermost is None:
+        return True
+    code = innermost.tb_frame.f_code
+    if _in_library(code.co_filename):
+        return True
+    return not _is_raise_statement(code, innermost.tb_lasti)
+
+
+def _raised(exc: Exception) -> str:
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _bound(value: object, what: str) -> int | str:
-    """``value`` as an int, or the reason it is not a slice bound."""
+    """``value`` as an int, or the reason it is not a slice bound.
+
+    Reading a bound runs the target's code (``__index__``, a tensor's ``item()``
+    on a device that has no data, a subclass's ``__repr__``): what that raises
+    is the target's malformed result, never the check's crash.
+    """
+    try:
+        return _read_bound(value, what)
+    except Exception as exc:
+        return f"reading {what} raised {_raised(exc)}"
+
+
+def _read_bound(value: object, what: str) -> int | str:
     if isinstance(value, bool):
         return f"{what} is the bool {value!r}"
     if isinstance(value, torch.Tensor):
@@ -132,11 +194,14 @@ def _bound(value: object, what: str) -> int | str:
 
 def _parts(result: object) -> tuple[object, object] | str:
     """``result``'s start and length as returned, unread, or why it has none."""
-    parts = (getattr(result, "start", _ABSENT), getattr(result, "length", _ABSENT))
-    if parts[0] is not _ABSENT and parts[1] is not _ABSENT:
-        return parts
-    if isinstance(result, tuple) and len(result) == 2:
-        return (result[0], result[1])
+    try:  # a .start property, or a tuple subclass's indexing, is the target's code
+        parts = (getattr(result, "start", _ABSENT), getattr(result, "length", _ABSENT))
+        if parts[0] is not _ABSENT and parts[1] is not _ABSENT:
+            return parts
+        if isinstance(result, tuple) and len(result) == 2:
+            return (result[0], result[1])
+    except Exception as exc:
+        return f"reading its start and length raised {_raised(exc)}"
     return f"a {type(result).__name__}; return (start, length) or an object with .start and .length"
 
 
@@ -188,7 +253,10 @@ def result_outcome(result: object) -> Outcome:
     It reads tensor bounds on the host (a sync on CUDA): call it outside any
     sync guard.
     """
-    value = repr(result)
+    try:
+        value = repr(result)
+    except Exception as exc:  # the target's __repr__: its result is unreadable, not our crash
+        value = f"<{type(result).__name__}; its repr raised {_raised(exc)}>"
     parts = _parts(result)
     if isinstance(parts, str):
         return Outcome(kind=OutcomeKind.MALFORMED, value=value, problem=parts)

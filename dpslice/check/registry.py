@@ -9,6 +9,7 @@ properties (GPU sync-freedom, CUDA equivalence, distributed runs) by calling
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,11 +19,12 @@ from hypothesis.strategies import SearchStrategy
 
 from dpslice.check.outcome import Outcome
 from dpslice.check.target import CONVENTION, Target
-from dpslice.layout import DPLayout
+from dpslice.layout import DPLayout, Mode
 
 __all__ = [
     "Counterexample",
     "Property",
+    "Tier",
     "UnknownPropertyError",
     "register",
     "registered",
@@ -34,6 +36,17 @@ Example = TypeVar("Example")
 
 class UnknownPropertyError(ValueError):
     """A property was asked for by a name nobody registered."""
+
+
+class Tier(enum.Enum):
+    """How much a property's failure says about the target."""
+
+    #: Wrong rows, an incidental crash, a sync or a mutated input, in a state the
+    #: contract says the engine reaches: a FAIL, exit status 1.
+    HAZARD = "hazard"
+    #: An input the engine never produces was not refused: a WARN, exit status 0
+    #: unless ``--strict``.
+    HARDENING = "hardening"
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,7 @@ class Counterexample:
         expected_slice: the oracle's ``(start, length)``, where there is one.
         got_rows: the tags of the rows the returned slice covers, rendered.
         expected_rows: the tags it should have covered, rendered.
+        kind: for a property searched kind by kind, the kind this one shows.
     """
 
     layout: DPLayout
@@ -63,6 +77,7 @@ class Counterexample:
     expected_slice: tuple[int, int] | None = None
     got_rows: str | None = None
     expected_rows: str | None = None
+    kind: str | None = None
 
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
@@ -86,6 +101,11 @@ class Property(Generic[Example]):
             property does not apply to a target, or ``None`` if it does.
         describe: how the property runs against a target, where that varies
             (which sync guard, say); shown in its row of the report.
+        tier: hazard (a failure FAILs) or hardening (a failure WARNs).
+        modes: the engine states it judges; it does not apply to a target
+            whose contract reaches none of them.  Empty means any.
+        kinds: instead of ``strategy``, one strategy per kind of example,
+            searched apart, so that one run lists every kind that fails.
     """
 
     name: str
@@ -96,6 +116,9 @@ class Property(Generic[Example]):
     exercises: frozenset[str] = field(default_factory=frozenset)
     requires: Callable[[Target], str | None] | None = None
     describe: Callable[[Target], str] | None = None
+    tier: Tier = Tier.HAZARD
+    modes: frozenset[Mode] = field(default_factory=frozenset)
+    kinds: Callable[[Target], Mapping[str, SearchStrategy[Example]]] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -114,6 +137,9 @@ class Property(Generic[Example]):
         if self.exercises and not self.exercises & target.accepts:
             names = " or ".join(sorted(self.exercises))
             return f"the target does not take {names}"
+        if self.modes and not self.modes & target.contract.modes:
+            names = ", ".join(mode.name for mode in Mode if mode in self.modes)
+            return f"the {target.contract.name} contract never reaches {names}"
         return self.requires(target) if self.requires is not None else None
 
 

@@ -8,9 +8,12 @@ same facts for machines; every value in it is JSON-native, arguments are reprs.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import shlex
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from dpslice.check.runner import CheckReport, PropertyResult, Verdict
 
 __all__ = [
     "JSON_SCHEMA",
+    "render_row",
     "render_text",
     "reproduce_command",
     "to_json",
@@ -31,7 +35,7 @@ __all__ = [
 ]
 
 #: Identifies the layout of the JSON document; bumped on incompatible changes.
-JSON_SCHEMA = "dpslice-check/1"
+JSON_SCHEMA = "dpslice-check/2"
 
 _NAME_WIDTH = 30
 
@@ -53,6 +57,9 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
     ]
     if report.target.device != "cpu":
         words += ["--device", report.target.device]
+    words += ["--contract", _contract_word(report)]
+    if report.strict:
+        words.append("--strict")
     if property_name is not None:
         words += ["--property", property_name]
     else:
@@ -61,6 +68,13 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
             for name in ran:
                 words += ["--property", name]
     return shlex.join(words)
+
+
+def _contract_word(report: CheckReport) -> str:
+    """How ``--contract`` names the report's contract."""
+    from dpslice.contracts import spec_of
+
+    return spec_of(report.contract)
 
 
 def _render_call(counterexample: Counterexample) -> str:
@@ -76,10 +90,17 @@ def _summary(report: CheckReport) -> str:
     return (
         f"{len(report.results)} {'property' if len(report.results) == 1 else 'properties'}: "
         f"{counts[Verdict.PASS]} passed, "
-        f"{counts[Verdict.FAIL]} failed, {counts[Verdict.NOT_APPLICABLE]} n/a, "
+        f"{counts[Verdict.FAIL]} failed (hazard{'' if report.strict else 's'}"
+        f"{' and hardening, --strict' if report.strict else ''}), "
+        f"{counts[Verdict.WARN]} warned (hardening), {counts[Verdict.NOT_APPLICABLE]} n/a, "
         f"{counts[Verdict.ERROR]} errors; {report.examples:,} layouts checked in "
         f"{report.seconds:.1f} s ({rate:,.0f} layouts/s)"
     )
+
+
+def render_row(result: PropertyResult) -> str:
+    """The property's row of the report's table (live progress prints it as it finishes)."""
+    return _row(result)
 
 
 def _row(result: PropertyResult) -> str:
@@ -90,14 +111,26 @@ def _row(result: PropertyResult) -> str:
     return f"{row}  {result.note}" if result.note else row
 
 
-def _render_counterexample(report: CheckReport, result: PropertyResult) -> list[str]:
-    counterexample = result.counterexample
-    assert counterexample is not None
+def _render_counterexamples(report: CheckReport, result: PropertyResult) -> list[str]:
+    label = "WARN" if result.verdict is Verdict.WARN else "FAIL"
+    lines = [f"{label} {result.name} ({result.tier.value}): {result.statement}"]
+    if len(result.counterexamples) > 1:
+        kinds = "; ".join(f"accepted {ce.kind}" for ce in result.counterexamples)
+        lines.append(f"  {len(result.counterexamples)} kinds: {kinds}")
+    for counterexample in result.counterexamples:
+        lines += _render_counterexample(report, result, counterexample)
+    return lines
+
+
+def _render_counterexample(
+    report: CheckReport, result: PropertyResult, counterexample: Counterexample
+) -> list[str]:
     outcome = counterexample.outcome.describe()
     if counterexample.got_rows is not None:
         outcome += f": rows {counterexample.got_rows}"
     rank = "(invalid)" if counterexample.rank is None else str(counterexample.rank)
     fields = [
+        *([("kind", counterexample.kind)] if counterexample.kind else []),
         ("layout", repr(counterexample.layout)),
         ("rank", rank),
         ("call", _render_call(counterexample)),
@@ -106,10 +139,7 @@ def _render_counterexample(report: CheckReport, result: PropertyResult) -> list[
         ("why", counterexample.why),
         ("reproduce", reproduce_command(report, result.name)),
     ]
-    return [
-        f"FAIL {result.name}: {result.statement}",
-        *(f"  {label:<10} {value}" for label, value in fields),
-    ]
+    return [f"  {label:<10} {value}" for label, value in fields]
 
 
 def render_text(report: CheckReport) -> str:
@@ -119,6 +149,7 @@ def render_text(report: CheckReport) -> str:
     lines = [
         f"dpslice check {target.spec}",
         f"seed {report.seed}  max examples {report.max_examples}  device {target.device}",
+        f"contract {report.contract.name}: {report.contract.summary}",
         f"the target takes: {takes}",
         "",
         f"{'property':<{_NAME_WIDTH}} {'verdict':<7} {'examples':>9} {'time':>9}",
@@ -127,8 +158,8 @@ def render_text(report: CheckReport) -> str:
         _summary(report),
     ]
     for result in report.results:
-        if result.verdict is Verdict.FAIL:
-            lines += ["", *_render_counterexample(report, result)]
+        if result.verdict in (Verdict.FAIL, Verdict.WARN):
+            lines += ["", *_render_counterexamples(report, result)]
         elif result.verdict is Verdict.ERROR:
             lines += ["", f"ERROR {result.name}: {result.note}"]
     lines += ["", "PASSED" if report.passed else "FAILED"]
@@ -166,6 +197,7 @@ def _counterexample_json(counterexample: Counterexample) -> dict[str, Any]:
             "rows": counterexample.expected_rows,
         },
         "why": counterexample.why,
+        "kind": counterexample.kind,
     }
 
 
@@ -180,12 +212,15 @@ def to_json(report: CheckReport) -> dict[str, Any]:
         "seed": report.seed,
         "max_examples": report.max_examples,
         "device": report.target.device,
+        "contract": report.contract.name,
+        "strict": report.strict,
         "passed": report.passed,
         "reproduce": reproduce_command(report),
         "totals": {
             "properties": len(report.results),
             "passed": counts[Verdict.PASS],
             "failed": counts[Verdict.FAIL],
+            "warned": counts[Verdict.WARN],
             "not_applicable": counts[Verdict.NOT_APPLICABLE],
             "errors": counts[Verdict.ERROR],
             "examples": report.examples,
@@ -202,6 +237,7 @@ def to_json(report: CheckReport) -> dict[str, Any]:
                 "name": result.name,
                 "statement": result.statement,
                 "verdict": result.verdict.value,
+                "tier": result.tier.value,
                 "examples": result.examples,
                 "seconds": round(result.seconds, 3),
                 "note": result.note,
@@ -210,6 +246,7 @@ def to_json(report: CheckReport) -> dict[str, Any]:
                     if result.counterexample is not None
                     else None
                 ),
+                "counterexamples": [_counterexample_json(ce) for ce in result.counterexamples],
             }
             for result in report.results
         ],
@@ -219,10 +256,30 @@ def to_json(report: CheckReport) -> dict[str, Any]:
 def write_document(document: dict[str, Any], path: str | Path) -> None:
     """Write a JSON-native ``document`` to ``path`` (UTF-8, indented, newline-terminated).
 
+    The JSON is strict (no ``NaN`` or ``Infinity``), and the file appears whole
+    or not at all: it is written beside ``path`` and renamed over it.
+
     Raises:
         OSError: the file cannot be written.
+        ValueError: the document holds a non-finite float.
     """
-    Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    path = Path(path)
+    if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: nothing to rename over
+        path.write_text(text, encoding="utf-8")
+        return
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(handle, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def write_json(report: CheckReport, path: str | Path) -> None:

@@ -17,6 +17,11 @@ of large batches check 80 to 90% distinct layouts.  A batch's length is drawn
 too, so that Hypothesis's first example, every choice at its simplest, is a
 single layout rather than many copies of it.
 
+A hardening property that names its kinds (:attr:`Property.kinds`) searches
+each kind apart, with an even share of the budget, so that one run lists one
+shrunk counterexample for every kind the target accepts.  Its failures are
+WARNs unless the check is strict.
+
 Batches are not shrunk, though: the shrinker would have to shrink every
 passing layout of the batch as well, which took 10 to 50 times the checks.
 Once a batch fails, the property runs again with one layout per example, as
@@ -44,8 +49,9 @@ from hypothesis.errors import Flaky
 import dpslice.check.battery  # isort: skip
 import dpslice.check.sync_property  # isort: skip
 import dpslice.check.cuda_property  # noqa: F401  # isort: skip
-from dpslice.check.registry import Counterexample, Property, registered, select
+from dpslice.check.registry import Counterexample, Property, Tier, registered, select
 from dpslice.check.target import Target, check_device, load_target, target_from_callable
+from dpslice.contracts import Contract, resolve_contract
 
 __all__ = [
     "MAX_BATCH",
@@ -78,7 +84,10 @@ _SHORT_BATCH_ODDS = 64
 
 class Verdict(enum.Enum):
     PASS = "PASS"
+    #: A hazard property broke, or a hardening property in a strict check.
     FAIL = "FAIL"
+    #: A hardening property broke: an input no engine produces was accepted.
+    WARN = "WARN"
     NOT_APPLICABLE = "N/A"
     ERROR = "ERROR"
 
@@ -89,13 +98,16 @@ class PropertyResult:
 
     Attributes:
         name, statement: the property's.
-        verdict: PASS, FAIL, N/A (the target reads none of its inputs) or
-            ERROR (the check itself broke, not the target).
+        verdict: PASS, FAIL, WARN (a hardening property broke), N/A (the
+            target reads none of its inputs, or its contract never reaches
+            the states it judges) or ERROR (the check itself broke, not the target).
         examples: calls of the check, shrinking included.
         seconds: wall time spent on the property.
-        counterexample: the minimal failing example, for FAIL.
+        counterexamples: the minimal failing examples, for FAIL and WARN: one,
+            or one per failing kind of a property searched kind by kind.
         note: why it is N/A, what broke for ERROR, or else how the property
             ran (:attr:`Property.describe`), if it says.
+        tier: the property's tier.
     """
 
     name: str
@@ -103,13 +115,19 @@ class PropertyResult:
     verdict: Verdict
     examples: int
     seconds: float
-    counterexample: Counterexample | None = None
+    counterexamples: tuple[Counterexample, ...] = ()
     note: str | None = None
+    tier: Tier = Tier.HAZARD
+
+    @property
+    def counterexample(self) -> Counterexample | None:
+        """The first minimal failing example, if any."""
+        return self.counterexamples[0] if self.counterexamples else None
 
     @property
     def holds(self) -> bool:
-        """PASS or N/A: nothing here says the target is wrong."""
-        return self.verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE)
+        """PASS, WARN or N/A: nothing here says the target breaks in the engine."""
+        return self.verdict in (Verdict.PASS, Verdict.WARN, Verdict.NOT_APPLICABLE)
 
 
 @dataclass(frozen=True)
@@ -121,10 +139,16 @@ class CheckReport:
     max_examples: int
     results: tuple[PropertyResult, ...]
     seconds: float
+    strict: bool = False
+
+    @property
+    def contract(self) -> Contract:
+        """The contract the target was judged by."""
+        return self.target.contract
 
     @property
     def passed(self) -> bool:
-        """Every property holds (N/A counts as holding)."""
+        """Every property holds (N/A and WARN count as holding)."""
         return all(result.holds for result in self.results)
 
     @property
@@ -214,16 +238,33 @@ def _run_seed(seed: int, run: int) -> int:
     return seed + run * 2**32
 
 
+class _Search:
+    """How one search of a property ended: its calls, and a counterexample or an error."""
+
+    def __init__(self) -> None:
+        self.examples = 0
+        self.counterexample: Counterexample | None = None
+        self.error: str | None = None
+
+
+def _min_kind_examples(max_examples: int) -> int:
+    # Enough for a kind to be met and shrunk even when the budget is split many ways.
+    return min(max_examples, 20)
+
+
 def run_property(
-    prop: Property[Any], target: Target, *, max_examples: int, seed: int
+    prop: Property[Any], target: Target, *, max_examples: int, seed: int, strict: bool = False
 ) -> PropertyResult:
     """Run one property against ``target``; never raises for what the target does.
 
     The search checks ``max_examples`` layouts; after a failure the search
     with one layout per example, which shrinks it, checks up to as many again,
-    plus its shrinking.
+    plus its shrinking.  A property with kinds runs one such search per kind,
+    each with an even share of ``max_examples`` (at least 20).  A hardening
+    property's failure is a WARN, or a FAIL when ``strict``.
     """
     started = time.perf_counter()
+    examples = 0
 
     def result(verdict: Verdict, **extra: Any) -> PropertyResult:
         return PropertyResult(
@@ -232,30 +273,61 @@ def run_property(
             verdict=verdict,
             examples=examples,
             seconds=time.perf_counter() - started,
+            tier=prop.tier,
             **extra,
         )
 
-    examples = 0
     reason = prop.not_applicable(target)
     if reason is not None:
         return result(Verdict.NOT_APPLICABLE, note=reason)
+    how = prop.describe(target) if prop.describe is not None else None
+    if prop.kinds is None:
+        searches = {None: _search(prop, prop.strategy(target), target, max_examples, seed)}
+    else:
+        kinds = prop.kinds(target)
+        share = max(_min_kind_examples(max_examples), -(-max_examples // max(1, len(kinds))))
+        searches = {
+            kind: _search(prop, strategy, target, share, seed) for kind, strategy in kinds.items()
+        }
+    examples = sum(search.examples for search in searches.values())
+    errors = [search.error for search in searches.values() if search.error is not None]
+    if errors:
+        return result(Verdict.ERROR, note=errors[0])
+    found = tuple(
+        replace(search.counterexample, kind=kind)
+        for kind, search in searches.items()
+        if search.counterexample is not None
+    )
+    if not found:
+        return result(Verdict.PASS, note=how)
+    verdict = Verdict.WARN if prop.tier is Tier.HARDENING and not strict else Verdict.FAIL
+    return result(verdict, counterexamples=found, note=how)
+
+
+def _search(
+    prop: Property[Any],
+    strategy: st.SearchStrategy[Any],
+    target: Target,
+    max_examples: int,
+    seed: int,
+) -> _Search:
+    """Search ``strategy`` for a counterexample to ``prop``, then shrink it."""
+    outcome = _Search()
 
     # The search in progress checks layouts up to this count; a failure lifts it,
     # so that the shrinking and the final replay check everything.
     limit: int | None = None
 
     def check_in_turn(batch_examples: list[Any]) -> None:
-        nonlocal examples, limit
+        nonlocal limit
         for example in batch_examples:
-            if limit is not None and examples >= limit:
+            if limit is not None and outcome.examples >= limit:
                 return
-            examples += 1
+            outcome.examples += 1
             counterexample = prop.check(target, example)
             if counterexample is not None:
                 limit = None
                 raise _Falsified(counterexample)
-
-    strategy = prop.strategy(target)
 
     def run(size: int, run_seed: int, phases: tuple[Phase, ...]) -> None:
         test: Callable[[], None] = _settings(RUN_EXAMPLES, phases)(
@@ -268,22 +340,21 @@ def run_property(
     def search(layouts: int, max_batch: int, phases: tuple[Phase, ...]) -> None:
         """Check ``layouts`` more layouts, in runs of the largest batches that split them."""
         nonlocal limit, last_run
-        stop = limit = examples + layouts
+        stop = limit = outcome.examples + layouts
         planned = -(-layouts // (1 + (RUN_EXAMPLES - 1) * max_batch))
         runs = 0
         try:
-            while examples < stop:
-                before = examples
-                per_run = -(-(stop - examples) // max(1, planned - runs))
+            while outcome.examples < stop:
+                before = outcome.examples
+                per_run = -(-(stop - outcome.examples) // max(1, planned - runs))
                 last_run = (_batch_size(per_run, max_batch), _run_seed(seed, runs))
                 run(*last_run, phases)
                 runs += 1
-                if examples == before:
+                if outcome.examples == before:
                     break  # Hypothesis drew nothing valid; another run would not either
         finally:
             limit = None
 
-    how = prop.describe(target) if prop.describe is not None else None
     try:
         try:
             search(max_examples, MAX_BATCH, _SEARCH)
@@ -291,17 +362,16 @@ def run_property(
             failing_run = last_run
             search(RERUN_FACTOR * max_examples, 1, _SHRINK)
             run(*failing_run, _SHRINK)
-            return result(
-                Verdict.ERROR,
-                note="the target failed a batch of layouts, then passed the same batches "
-                "(its outcome depends on more than the call)",
+            outcome.error = (
+                "the target failed a batch of layouts, then passed the same batches "
+                "(its outcome depends on more than the call)"
             )
     except _Falsified as failure:
         # Raised from Hypothesis's final replay: the shrunk, minimal example.
-        return result(Verdict.FAIL, counterexample=failure.counterexample, note=how)
+        outcome.counterexample = failure.counterexample
     except Exception as exc:
-        return result(Verdict.ERROR, note=_error_note(exc))
-    return result(Verdict.PASS, note=how)
+        outcome.error = _error_note(exc)
+    return outcome
 
 
 def _properties(chosen: Sequence[str | Property[Any]] | None) -> tuple[Property[Any], ...]:
@@ -319,6 +389,8 @@ def run_check(
     seed: int | None = None,
     properties: Sequence[str | Property[Any]] | None = None,
     device: str | None = None,
+    contract: str | Contract | None = None,
+    strict: bool = False,
 ) -> CheckReport:
     """Check ``target`` against the property battery.
 
@@ -333,11 +405,17 @@ def run_check(
             ``"cuda"``; ``None`` keeps a loaded :class:`Target`'s device, else
             ``"cpu"``.  On ``"cuda"`` the sync property runs in CUDA mode and
             the CUDA equivalence property applies.
+        contract: the call site the target is judged as: a preset name,
+            ``module:NAME`` or a :class:`~dpslice.contracts.Contract`; ``None``
+            keeps a loaded :class:`Target`'s, else the one the target names
+            (``__dpslice_contract__``), else ``sglang-capturer``.
+        strict: a hardening property's failure FAILs instead of WARNing.
 
     Raises:
         BadTargetError: the target cannot be loaded or called with the convention.
         DeviceError: an unknown device, or ``"cuda"`` without a GPU.
         UnknownPropertyError: a property name is not registered.
+        InvalidContractError: ``contract`` names no contract.
         ValueError: ``max_examples`` is below 1.
     """
     if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
@@ -345,16 +423,19 @@ def run_check(
     if isinstance(target, Target):
         if device is not None and device != target.device:
             target = replace(target, device=check_device(device))
+        if contract is not None:
+            target = replace(target, contract=resolve_contract(contract))
     elif isinstance(target, str):
-        target = load_target(target, device=device or "cpu")
+        target = load_target(target, device=device or "cpu", contract=contract)
     else:
-        target = target_from_callable(target, device=device or "cpu")
+        target = target_from_callable(target, device=device or "cpu", contract=contract)
     chosen = _properties(properties)
     if seed is None:
         seed = secrets.randbelow(2**32)
     started = time.perf_counter()
     results = tuple(
-        run_property(prop, target, max_examples=max_examples, seed=seed) for prop in chosen
+        run_property(prop, target, max_examples=max_examples, seed=seed, strict=strict)
+        for prop in chosen
     )
     return CheckReport(
         target=target,
@@ -362,4 +443,5 @@ def run_check(
         max_examples=max_examples,
         results=results,
         seconds=time.perf_counter() - started,
+        strict=strict,
     )

@@ -26,14 +26,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from dpslice.check.calls import LayoutCall, oracle_slice, slice_with
-from dpslice.check.draws import (
-    EAGER_AND_REPLAY,
-    RankExample,
-    layouts,
-    register_drawn,
-    with_ranks,
-)
+from dpslice.check.calls import LayoutCall, slice_with
+from dpslice.check.draws import COUNTED, RankExample, register_drawn
 from dpslice.check.outcome import (
     Outcome,
     call_target,
@@ -43,6 +37,7 @@ from dpslice.check.outcome import (
 )
 from dpslice.check.registry import Counterexample
 from dpslice.check.target import Target
+from dpslice.contracts import BoundsUse
 from dpslice.sync import SyncEvent, SyncMode, find_syncs
 
 __all__ = ["sync_mode"]
@@ -59,8 +54,19 @@ def _describe(target: Target) -> str:
     if sync_mode(target) == "cuda":
         how = "torch's sync debug mode and hooks, on the GPU"
     else:
-        how = "ops that would sync on CUDA; --device cuda for CUDA mode"
+        how = "reads of the count tensor and buffer that would sync on CUDA; --device cuda"
     return f"dpslice.sync {_MODE_NAMES[sync_mode(target)]} ({how})"
+
+
+def _guard_options(mode: SyncMode, *device_memory: object) -> dict[str, object]:
+    """CPU-only mode counts reads of what stands in for device memory, and nothing else.
+
+    Host-resident inputs (the CPU count list, vLLM's int32 CPU count tensor)
+    never wait for a GPU, so reading them is no sync on a GPU either.
+    """
+    if mode != "cpu":
+        return {}
+    return {"device_resident": tuple(t for t in device_memory if isinstance(t, torch.Tensor))}
 
 
 class _Watched:
@@ -72,9 +78,10 @@ class _Watched:
 
     def __call__(self, target: Target, arguments: Mapping[str, object]) -> Outcome:
         returned: list[object] = []
+        options = _guard_options(self.mode, arguments.get("global_num_tokens_gpu"))
         try:
             self.events = find_syncs(
-                lambda: returned.append(target.function(**arguments)), mode=self.mode
+                lambda: returned.append(target.function(**arguments)), mode=self.mode, **options
             )
         except Exception as exc:
             return error_outcome(exc, target)
@@ -112,10 +119,13 @@ def _sync_free(target: Target, example: RankExample) -> Counterexample | None:
     problems = []
     if watched.events:
         problems.append(f"the call synchronised the host: {_sites(watched.events)}")
-    if called.outcome.bounds is not None:
+    # Bounds a kernel reads on the device never reach a Python slice.
+    on_host = target.contract.bounds_used_on is BoundsUse.HOST
+    if called.outcome.bounds is not None and on_host:
         bounds = called.outcome.bounds
         buffer = layout.gathered(rank, device=target.device)
-        used = find_syncs(lambda: slice_with(buffer, bounds), mode=mode)
+        options = _guard_options(mode, buffer, *_derived_from_device(called))
+        used = find_syncs(lambda: slice_with(buffer, bounds), mode=mode, **options)
         if used:
             problems.append(
                 f"slicing the gathered buffer with the bounds it returned (start "
@@ -128,14 +138,26 @@ def _sync_free(target: Target, example: RankExample) -> Counterexample | None:
         "no host-device synchronisation, in the call or in slicing with its bounds "
         f"(dpslice.sync, {_MODE_NAMES[mode]})",
         "; and ".join(problems),
-        expected_slice=oracle_slice(layout, rank),
+        expected_slice=called.expected_slice,
     )
+
+
+def _derived_from_device(called: LayoutCall) -> tuple[object, ...]:
+    """The returned tensor bounds that stand in for device memory.
+
+    Computed inside the call, they are device memory if the target was handed
+    the device-side count tensor; bounds computed from host-resident counts
+    alone (a CPU count tensor's prefix sum) are read without a GPU.
+    """
+    if not called.target.reads("global_num_tokens_gpu"):
+        return ()
+    return tuple(bound for bound in called.outcome.bounds or () if isinstance(bound, torch.Tensor))
 
 
 register_drawn(
     "sync_free",
     "Computing the slice, and slicing the buffer with it, never syncs the host.",
-    with_ranks(layouts(*EAGER_AND_REPLAY)),
     _sync_free,
+    modes=COUNTED,
     describe=_describe,
 )

@@ -29,6 +29,16 @@ signature names (all of them if it takes ``**kwargs``), drawn from:
     the graph's batch size ``bs`` as upstream passes it: a request count.
 ``num_tokens_per_bs``
     rows per request in the graph (above 1 under speculative decoding).
+``chunk_size``, ``chunk_index``
+    under DP chunking (the ``vllm-chunked`` contract): the most tokens a rank
+    sends per chunk, and which chunk this buffer gathered; else ``None``.
+
+The contract (:mod:`dpslice.contracts`) decides what these hold: under
+``vllm-dp`` and ``vllm-chunked`` the CPU counts are an int32 CPU tensor; under
+``sglang-gather`` the GPU count tensor holds every rank's block in a
+decode-graph replay.  A target names its own contract with a function
+attribute, ``target.__dpslice_contract__ = "sglang-gather"`` (a preset name or
+a :class:`~dpslice.contracts.Contract`); ``--contract`` overrides it.
 
 It returns ``(start, length)``: a 2-tuple, a NamedTuple such as
 :class:`dpslice.DPSlice`, or any object with ``.start`` and ``.length``; each
@@ -55,12 +65,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from dpslice.contracts import DEFAULT_CONTRACT, Contract, CountsForm, resolve_contract
+
 if TYPE_CHECKING:
     import torch
 
     from dpslice.layout import SliceCall
 
 __all__ = [
+    "CONTRACT_ATTRIBUTE",
     "CONVENTION",
     "DEVICES",
     "BadTargetError",
@@ -82,7 +95,12 @@ CONVENTION: tuple[str, ...] = (
     "graph_extent",
     "cuda_graph_batch",
     "num_tokens_per_bs",
+    "chunk_size",
+    "chunk_index",
 )
+
+#: The function attribute through which a target names its contract.
+CONTRACT_ATTRIBUTE = "__dpslice_contract__"
 
 #: Where the check can build ``global_num_tokens_gpu``.
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
@@ -141,6 +159,7 @@ class Target:
         accepts: the convention's parameters it is passed.
         source_file: the file it is defined in, where failures are located.
         device: where ``global_num_tokens_gpu`` is built.
+        contract: the call site it is judged as (see :mod:`dpslice.contracts`).
     """
 
     spec: str
@@ -149,6 +168,7 @@ class Target:
     accepts: frozenset[str]
     source_file: str | None
     device: str = "cpu"
+    contract: Contract = DEFAULT_CONTRACT
 
     def reads(self, parameter: str) -> bool:
         """Whether the target is passed ``parameter``."""
@@ -163,14 +183,26 @@ class Target:
         only built (on :attr:`device`) when the target reads it.  A tensor already
         in hand (a rank's gathered counts) is passed as it is, not copied.
         """
+        counts: object = call.global_num_tokens_cpu
+        if (
+            self.contract.counts_form is CountsForm.INT32_CPU_TENSOR
+            and isinstance(counts, list)
+            and all(type(count) is int for count in counts)
+        ):
+            import torch
+
+            # Host memory on purpose, whatever the device: that is where vLLM keeps it.
+            counts = torch.tensor(counts, dtype=torch.int32)
         values: dict[str, object] = {
-            "global_num_tokens_cpu": call.global_num_tokens_cpu,
+            "global_num_tokens_cpu": counts,
             "dp_rank": call.dp_rank,
             "dp_size": call.dp_size,
             "can_run_graph": call.can_run_graph,
             "graph_extent": call.graph_extent,
             "cuda_graph_batch": call.cuda_graph_batch,
             "num_tokens_per_bs": call.num_tokens_per_bs,
+            "chunk_size": call.chunk_size,
+            "chunk_index": call.chunk_index,
         }
         if self.reads("global_num_tokens_gpu"):
             import torch
@@ -220,14 +252,62 @@ def _source_file(function: Callable[..., object]) -> str | None:
     return os.path.abspath(filename) if isinstance(filename, str) else None
 
 
+def _contract_of(
+    function: Callable[..., object], spec: str, contract: str | Contract | None
+) -> Contract:
+    """The contract asked for, else the one the function names, else the default."""
+    if contract is not None:
+        return resolve_contract(contract)
+    named = getattr(function, CONTRACT_ATTRIBUTE, None)
+    if named is None:
+        return DEFAULT_CONTRACT
+    try:
+        return resolve_contract(named)
+    except ValueError as exc:
+        raise BadTargetError(f"{spec}: its {CONTRACT_ATTRIBUTE} is not usable ({exc})") from None
+
+
+def _refuse_lazy(function: Callable[..., object], spec: str) -> None:
+    """Refuse a function whose call returns a coroutine or generator instead of a slice.
+
+    Calling one runs none of its body, so every property would judge the
+    coroutine object (and an ``async def`` leaves "never awaited" warnings).
+    """
+    inner = inspect.unwrap(function)
+    called = getattr(type(inner), "__call__", None) if not inspect.isroutine(inner) else None
+    for candidate in (inner, called):
+        if candidate is None:
+            continue
+        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(candidate):
+            raise BadTargetError(
+                f"{spec} is an async function; the check calls it synchronously and would get "
+                "a coroutine, not a slice: name a plain def (run the coroutine inside it)"
+            )
+        if inspect.isgeneratorfunction(candidate):
+            raise BadTargetError(
+                f"{spec} is a generator function; calling it returns a generator, not a "
+                "slice: return (start, length) instead of yielding it"
+            )
+
+
 def target_from_callable(
-    function: Callable[..., object], *, spec: str | None = None, device: str = "cpu"
+    function: Callable[..., object],
+    *,
+    spec: str | None = None,
+    device: str = "cpu",
+    contract: str | Contract | None = None,
 ) -> Target:
     """Wrap a callable already in hand as a :class:`Target`.
+
+    ``contract`` (a preset name, ``module:NAME`` or a
+    :class:`~dpslice.contracts.Contract`) overrides the one the function names
+    in ``__dpslice_contract__``; without either it is the default,
+    ``sglang-capturer``.
 
     Raises:
         BadTargetError: it is not callable or its signature breaks the convention.
         DeviceError: see :func:`check_device`.
+        InvalidContractError: ``contract`` names no contract.
     """
     check_device(device)
     name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
@@ -237,6 +317,7 @@ def target_from_callable(
         raise BadTargetError(
             f"{spec} is a {type(function).__name__}, not callable; name a function"
         )
+    _refuse_lazy(function, spec)
     return Target(
         spec=spec,
         function=function,
@@ -244,6 +325,7 @@ def target_from_callable(
         accepts=_accepted_parameters(function, spec),
         source_file=_source_file(function),
         device=device,
+        contract=_contract_of(function, spec, contract),
     )
 
 
@@ -298,8 +380,12 @@ def _attribute(module: ModuleType, location: str, path: str) -> object:
     return value
 
 
-def load_target(spec: str, *, device: str = "cpu") -> Target:
+def load_target(
+    spec: str, *, device: str = "cpu", contract: str | Contract | None = None
+) -> Target:
     """Load ``package.module:function`` or ``path/to/file.py:function``.
+
+    ``contract`` as for :func:`target_from_callable`.
 
     Raises:
         BadTargetError: no colon, the module or file is missing or fails to
@@ -321,4 +407,4 @@ def load_target(spec: str, *, device: str = "cpu") -> Target:
         raise BadTargetError(
             f"{spec} is a {type(function).__name__}, not callable; name a function"
         )
-    return target_from_callable(function, spec=spec, device=device)
+    return target_from_callable(function, spec=spec, device=device, contract=contract)

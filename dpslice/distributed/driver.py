@@ -17,7 +17,9 @@ asks the ranks to stop; each exits at once (:func:`~dpslice.distributed.worker.e
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import signal
 import time
 from multiprocessing.connection import Connection, wait
 from types import TracebackType
@@ -31,10 +33,12 @@ from torch._C._distributed_c10d import TCPStore
 from dpslice.distributed.errors import (
     RankFailed,
     RoundTripConfigError,
+    RoundTripError,
     RoundTripTimeout,
+    TargetAborted,
 )
 from dpslice.distributed.rank_check import RankOutcome
-from dpslice.distributed.result import RoundTripResult
+from dpslice.distributed.result import Counterexample, RoundTripResult
 from dpslice.distributed.search import search
 from dpslice.distributed.target import load_target, resolve_spec
 from dpslice.distributed.worker import BACKENDS, spawned_worker
@@ -49,9 +53,30 @@ _STOP_GRACE_S = 15.0
 
 
 def _check_positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise RoundTripConfigError(f"{name}={value!r} must be a number of seconds > 0")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)  # inf would reach the report's JSON, which is strict
+        or not value > 0
+    ):
+        raise RoundTripConfigError(f"{name}={value!r} must be a finite number of seconds > 0")
     return float(value)
+
+
+class _RunBudgetSpent(RoundTripError):
+    # The run's own budget ran out between two layouts: the search stops, the
+    # layouts already checked stand.  A RoundTripError, so Hypothesis lets it through.
+    pass
+
+
+def _ended(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"the process was killed by {name} (a crash in native code?)"
+    return f"the process exited with code {exitcode} (sys.exit or os._exit in the target?)"
 
 
 def check_search_arguments(max_examples: int, timeout: float) -> float:
@@ -75,6 +100,9 @@ class RoundTripSession:
         startup_timeout: seconds to spawn, join and warm up the group.
         layout_timeout: seconds every rank gets to answer one layout; also
             the collectives' own timeout inside the ranks.
+        call_timeout: seconds one call of the target may take; a call that
+            takes longer is the target's failure (:class:`TargetAborted`), not
+            a stuck rank.  ``None``: only ``layout_timeout`` bounds it.
 
     Raises:
         RoundTripConfigError: bad arguments, or too few GPUs for NCCL.
@@ -87,6 +115,7 @@ class RoundTripSession:
         backend: str = "gloo",
         startup_timeout: float = 120.0,
         layout_timeout: float = 60.0,
+        call_timeout: float | None = None,
     ) -> None:
         if isinstance(dp_size, bool) or not isinstance(dp_size, int) or dp_size < 1:
             raise RoundTripConfigError(f"dp_size={dp_size!r} must be an int >= 1")
@@ -105,6 +134,9 @@ class RoundTripSession:
         self.backend = backend
         self.startup_timeout = _check_positive("startup_timeout", startup_timeout)
         self.layout_timeout = _check_positive("layout_timeout", layout_timeout)
+        self.call_timeout = (
+            None if call_timeout is None else _check_positive("call_timeout", call_timeout)
+        )
         self.devices: tuple[str, ...] = ()
         self.startup_seconds = 0.0
         self.layouts_checked = 0
@@ -219,12 +251,14 @@ class RoundTripSession:
             target: ``package.module:function`` or ``path/to/file.py:function``;
                 :func:`~dpslice.distributed.target.load_target` it first for a
                 clear error (a rank that cannot load it fails the group).
-            deadline: a ``time.monotonic()`` time the whole run must end by;
-                the layout's own budget is ``layout_timeout`` either way.
+            deadline: a ``time.monotonic()`` time after which no new layout
+                starts; a layout that started gets its ``layout_timeout``.
 
         Raises:
             RankFailed: a rank raised in the harness or died; the group is down.
             RoundTripTimeout: a rank did not answer in time; the group is down.
+            TargetAborted: a rank's call of the target did not return within
+                ``call_timeout``, or ended the rank's process; the group is down.
         """
         if self._closed or not self._processes:
             raise RoundTripConfigError("the session is not running: use it as a context manager")
@@ -232,12 +266,11 @@ class RoundTripSession:
             raise RoundTripConfigError(f"{layout!r} is not a layout of {self.dp_size} ranks")
         if layout.mode is Mode.GRAPH_CAPTURE:
             raise RoundTripConfigError("capture layouts have no CPU counts to round-trip")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise _RunBudgetSpent("the run's budget ran out")
         self._seq += 1
         own_deadline = time.monotonic() + self.layout_timeout
         phase, budget = "layout", self.layout_timeout
-        if deadline is not None and deadline < own_deadline:
-            own_deadline, phase = deadline, "run"
-            budget = max(0.0, deadline - time.monotonic())
         for rank, conn in enumerate(self._conns):
             try:
                 conn.send(("layout", self._seq, layout, resolve_spec(target)))
@@ -266,6 +299,11 @@ class RoundTripSession:
             timeout: seconds for the search, shrinking included.
             max_count: the largest token count of a rank.
 
+        When ``timeout`` runs out the search stops between two layouts and the
+        result stands on the layouts checked so far (:attr:`RoundTripResult.stopped`
+        says so); a call that aborts (:class:`TargetAborted`) is the verdict's
+        counterexample, unshrunk, and the group is down.
+
         Raises:
             TargetLoadError: the target cannot be loaded (checked before any layout).
             RankFailed, RoundTripTimeout: as :meth:`check`; the group is down.
@@ -275,13 +313,32 @@ class RoundTripSession:
         load_target(spec)  # a clear error here rather than a failed rank
         began, checked_before = time.monotonic(), self.layouts_checked
         deadline = began + timeout
-        counterexample = search(
-            lambda layout: self.check(layout, spec, deadline=deadline),
-            dp_size=self.dp_size,
-            max_examples=max_examples,
-            seed=seed,
-            max_count=max_count,
-        )
+        failing: list[Counterexample] = []  # the latest is the most shrunk so far
+
+        def check(layout: DPLayout) -> tuple[RankOutcome, ...]:
+            outcomes = self.check(layout, spec, deadline=deadline)
+            if not all(outcome.ok for outcome in outcomes):
+                failing.append(Counterexample.from_outcomes(layout, outcomes))
+            return outcomes
+
+        stopped: str | None = None
+        try:
+            counterexample = search(
+                check,
+                dp_size=self.dp_size,
+                max_examples=max_examples,
+                seed=seed,
+                max_count=max_count,
+            )
+        except TargetAborted as aborted:
+            counterexample = aborted.counterexample
+        except _RunBudgetSpent:
+            counterexample = failing[-1] if failing else None
+            checked = self.layouts_checked - checked_before
+            stopped = (
+                f"the run's budget of {timeout:g} s ran out after {checked} layouts"
+                + (" (the counterexample is the smallest failing one so far)" if failing else "")
+            )
         return RoundTripResult(
             verdict="pass" if counterexample is None else "fail",
             target=spec,
@@ -293,6 +350,7 @@ class RoundTripSession:
             devices=self.devices,
             torch_version=torch.__version__,
             counterexample=counterexample,
+            stopped=stopped,
         )
 
     def _collect(
@@ -306,25 +364,79 @@ class RoundTripSession:
     ) -> dict[int, Any]:
         """Wait for one ``kind`` message from every rank, watching every rank's life."""
         answers: dict[int, Any] = {}
+        calling: dict[int, tuple[float, str]] = {}  # rank -> (when its call began, the call)
         by_conn = {id(conn): rank for rank, conn in enumerate(self._conns)}
         by_sentinel = {process.sentinel: rank for rank, process in enumerate(self._processes)}
         while len(answers) < self.dp_size:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             pending = [rank for rank in range(self.dp_size) if rank not in answers]
-            if remaining <= 0:
+            if self.call_timeout is not None and layout is not None:
+                for rank, (began, call) in calling.items():
+                    if rank not in answers and now - began >= self.call_timeout:
+                        self._abort(
+                            layout,
+                            rank,
+                            "target-hung",
+                            f"{call} did not return within {self.call_timeout:g} s",
+                            "no answer (the call was stopped)",
+                        )
+                    if rank not in answers:
+                        remaining = min(remaining, began + self.call_timeout - now)
+            if deadline - now <= 0:
                 self._kill_all()
                 raise RoundTripTimeout(phase, budget, pending, layout)
             watched: list[Any] = [self._conns[rank] for rank in pending]
             watched += list(by_sentinel)
-            for ready in wait(watched, timeout=remaining):
+            for ready in wait(watched, timeout=max(0.0, remaining)):
                 rank = by_sentinel[ready] if isinstance(ready, int) else by_conn[id(ready)]
                 message = self._receive(rank)
+                if (message is None or message[0] == "error") and rank in calling:
+                    assert layout is not None
+                    self._target_ended(layout, rank, calling[rank][1], message)
                 if message is None or message[0] == "error":
                     failures = {rank: message[2] if message else self._death(rank)}
                     self._fail(failures, layout)
+                if message[0] == "calling" and message[1] == seq:
+                    calling[rank] = (time.monotonic(), message[2])
                 if message[0] == kind and (seq is None or message[1] == seq):
                     answers[rank] = message[2]
+                    calling.pop(rank, None)
         return answers
+
+    def _target_ended(
+        self, layout: DPLayout, rank: int, call: str, message: tuple[Any, ...] | None
+    ) -> NoReturn:
+        """A rank died, or raised past the target's call, while in the call: the target did it."""
+        if message is not None:  # a BaseException (SystemExit, ...) the harness cannot judge
+            text = str(message[2]).rstrip()
+            last = (text.splitlines() or ["?"])[-1]
+            self._abort(
+                layout,
+                rank,
+                "target-raised",
+                f"{call} raised {last}, which is not an Exception: it would end the engine's "
+                f"process\n{text}",
+                last,
+            )
+        self._processes[rank].join(2.0)
+        ended = _ended(self._processes[rank].exitcode)
+        self._abort(layout, rank, "target-died", f"{call} never returned: {ended}", ended)
+
+    def _abort(self, layout: DPLayout, rank: int, failure: str, message: str, got: str) -> NoReturn:
+        """Kill the group and raise the call in flight as the target's counterexample."""
+        span = layout.span(rank)
+        counterexample = Counterexample(
+            layout=layout,
+            rank=rank,
+            failure=failure,
+            message=message,
+            got=got,
+            expected=f"(start, length) = {(span.first_row, span.num_rows)}",
+            failing_ranks=(rank,),
+        )
+        self._kill_all()
+        raise TargetAborted(counterexample)
 
     def _receive(self, rank: int) -> tuple[Any, ...] | None:
         """The rank's next message, or None if it died (pipe closed, or exited silently)."""

@@ -16,6 +16,7 @@ A wrong slice is neither: it is a counterexample, returned in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from dpslice.check.target import BadTargetError
 from dpslice.errors import DPSliceError
 
 if TYPE_CHECKING:
+    from dpslice.distributed.result import Counterexample
     from dpslice.layout import DPLayout
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "RoundTripConfigError",
     "RoundTripError",
     "RoundTripTimeout",
+    "TargetAborted",
     "TargetLoadError",
 ]
 
@@ -85,6 +88,9 @@ class RoundTripTimeout(RoundTripError):
             "merely slow (a first NCCL collective can take tens of seconds)"
         )
 
+    def __reduce__(self) -> tuple[object, ...]:  # crosses from the check's worker to its parent
+        return (type(self), (self.phase, self.seconds, self.pending_ranks, self.layout))
+
 
 class RankFailed(RoundTripError):
     """A rank raised in the harness, or died, so the whole group was brought down.
@@ -126,6 +132,34 @@ class RankFailed(RoundTripError):
         lines += [f"  also rank {other}: {summary}" for other, summary in self.others]
         lines.append("the whole process group was brought down")
         super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> tuple[object, ...]:  # crosses from the check's worker to its parent
+        rebuild = functools.partial(
+            type(self),
+            exitcode=self.exitcode,
+            traceback_text=self.traceback_text,
+            layout=self.layout,
+            others=self.others,
+        )
+        return (rebuild, (self.rank,))
+
+
+class TargetAborted(RoundTripError):
+    """The target never returned from a call, or ended its rank's process while in one.
+
+    Not a harness failure: the call is the counterexample (the layout in
+    flight, unshrunk, since the group had to be killed).
+
+    Attributes:
+        counterexample: the layout, the rank and what its call did.
+    """
+
+    def __init__(self, counterexample: Counterexample) -> None:
+        self.counterexample = counterexample
+        super().__init__(str(counterexample))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.counterexample,))
 
 
 class CountsDisagreementError(DPSliceError):

@@ -21,6 +21,7 @@ that raises on one rank leaves the group in step.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import torch
@@ -31,7 +32,7 @@ from dpslice.distributed.collectives import RowGatherer, gather_forward
 from dpslice.distributed.consistency import counts_disagreement
 from dpslice.layout import DPLayout
 
-__all__ = ["RankOutcome", "check_layout", "describe_rows"]
+__all__ = ["RankOutcome", "check_layout", "describe_rows", "render_call"]
 
 #: Tag rows shown in a report before it is cut short.
 _SHOWN_ROWS = 12
@@ -60,14 +61,32 @@ def describe_rows(rows: torch.Tensor) -> str:
     return f"[{shown}{more}]"
 
 
+def render_call(target: Target, arguments: Mapping[str, object]) -> str:
+    """``f(name=value, ...)`` as the report shows a call; the values are their reprs."""
+
+    def shown(value: object) -> str:
+        try:
+            return repr(value)
+        except Exception as exc:  # a target-made object in the arguments
+            return f"<{type(value).__name__}; its repr raised {type(exc).__name__}>"
+
+    rendered = ", ".join(f"{name}={shown(value)}" for name, value in arguments.items())
+    return f"{target.name}({rendered})"
+
+
 def check_layout(
     layout: DPLayout,
     rank: int,
     target: Target,
     gatherer: RowGatherer,
     device: torch.device,
+    *,
+    on_call: Callable[[str], None] | None = None,
 ) -> RankOutcome:
     """Rank ``rank``'s side of one round trip; every rank of the group must call it together.
+
+    ``on_call`` is told the call, as text, just before the target runs: should
+    the call never return or end the process, the driver can still show it.
 
     Raises:
         Exception: only for harness failures (a collective broke); a wrong or
@@ -108,6 +127,8 @@ def check_layout(
     arguments = target.arguments(replace(call, global_num_tokens_cpu=cpu), gpu)
     span = layout.span(rank)
     want = (span.first_row, span.num_rows)
+    if on_call is not None:
+        on_call(render_call(target, arguments))
     try:
         result = target.function(**arguments)
     except Exception as error:

@@ -75,7 +75,11 @@ class RoundTripResult:
         startup_seconds: of which spawning and joining the group.
         devices: each rank's device, in rank order.
         torch_version: ``torch.__version__`` of the driver.
-        counterexample: the minimal failing layout, when the verdict is ``"fail"``.
+        counterexample: the minimal failing layout, when the verdict is ``"fail"``
+            (unshrunk when the target hung or ended its rank's process: the
+            group had to be killed).
+        stopped: why the search ended before drawing ``max_examples`` layouts
+            (the run's budget ran out), else ``None``.
     """
 
     verdict: Literal["pass", "fail"]
@@ -88,6 +92,7 @@ class RoundTripResult:
     devices: tuple[str, ...]
     torch_version: str
     counterexample: Counterexample | None = None
+    stopped: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -101,6 +106,8 @@ class RoundTripResult:
             f"(start-up {self.startup_seconds:.1f} s; torch {self.torch_version}; "
             f"devices {', '.join(sorted(set(self.devices)))})"
         )
+        if self.stopped is not None:
+            head += f"\nstopped early: {self.stopped}"
         if self.counterexample is None:
             return head
         return f"{head}\nminimal counterexample:\n{self.counterexample}"

@@ -23,6 +23,7 @@ def run_round_trip(
     layout_timeout: float = 60.0,
     startup_timeout: float = 120.0,
     max_count: int = 64,
+    call_timeout: float | None = None,
 ) -> RoundTripResult:
     """Check ``target`` against buffers gathered by real collectives on ``dp_size`` ranks.
 
@@ -39,10 +40,14 @@ def run_round_trip(
         max_examples: layouts to draw before a pass (shrinking comes on top).
         seed: makes the draw reproducible; otherwise the Hypothesis profile
             decides (``ci`` derandomises).
-        timeout: seconds for the whole run, start-up and shrinking included.
+        timeout: seconds for the whole run, start-up and shrinking included;
+            when it runs out the search stops and the result stands on the
+            layouts checked (:attr:`RoundTripResult.stopped`).
         layout_timeout: seconds for every rank to answer one layout.
         startup_timeout: seconds to spawn the ranks and join the group.
         max_count: the largest token count of a rank.
+        call_timeout: seconds one call of the target may take before it is
+            the target's failure (a hung call); ``None``: ``layout_timeout``.
 
     Returns:
         The verdict, layouts checked, seconds (start-up included) and any
@@ -52,8 +57,8 @@ def run_round_trip(
         RoundTripConfigError: bad arguments, or too few GPUs for NCCL.
         TargetLoadError: the target cannot be loaded (before any rank starts).
         RankFailed: a rank raised in the harness or died.
-        RoundTripTimeout: the group did not start, or a layout or the run
-            took too long.
+        RoundTripTimeout: the group did not start, or a rank got stuck
+            outside the target's call.
     """
     began = time.monotonic()
     timeout = check_search_arguments(max_examples, timeout)
@@ -63,6 +68,7 @@ def run_round_trip(
         backend=backend,
         startup_timeout=min(startup_timeout, timeout),
         layout_timeout=layout_timeout,
+        call_timeout=call_timeout,
     )
     with session:
         result = session.round_trip(

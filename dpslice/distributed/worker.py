@@ -8,17 +8,16 @@ module's :func:`spawned_worker`) and ``torchrun``
 Protocol of a spawned worker over its pipe to the driver::
 
     driver -> worker   ("layout", seq, DPLayout, target spec) | ("stop",)
-    worker -> driver   ("ready", rank, device name) | ("outcome", seq, RankOutcome)
+    worker -> driver   ("ready", rank, device name) | ("calling", seq, the call as text)
+                       | ("outcome", seq, RankOutcome)
                        | ("error", rank, traceback text)   (then it exits 1)
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import inspect
 import os
-import signal
 import sys
 import traceback
 from datetime import timedelta
@@ -29,6 +28,7 @@ import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import Store, TCPStore
 
+from dpslice.check.isolation import die_with_parent
 from dpslice.check.target import Target, load_target
 from dpslice.distributed.collectives import RowGatherer
 from dpslice.distributed.rank_check import check_layout
@@ -38,18 +38,7 @@ __all__ = ["BACKENDS", "device_name", "exit_rank", "join_group", "spawned_worker
 #: The backends the harness runs on, and the device kind each gathers on.
 BACKENDS = {"gloo": "cpu", "nccl": "cuda"}
 
-_PR_SET_PDEATHSIG = 1
 _INIT_PARAMETERS = frozenset(inspect.signature(dist.init_process_group).parameters)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    # A driver killed outright (SIGKILL, OOM) runs no cleanup; without this its
-    # workers would sit in a collective for the whole collective timeout.
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the driver died before prctl took effect
-        os._exit(1)
 
 
 def exit_rank(code: int) -> NoReturn:
@@ -135,7 +124,9 @@ def spawned_worker(
     once, without tearing the group down: a peer may be blocked in a
     collective, and the driver kills the whole group anyway.
     """
-    _die_with_parent(parent_pid)
+    # A driver killed outright (SIGKILL, OOM) runs no cleanup; without this its
+    # ranks would sit in a collective for the whole collective timeout.
+    die_with_parent(parent_pid)
     targets: dict[str, Target] = {}
     try:
         host, port = store_address
@@ -152,7 +143,15 @@ def spawned_worker(
             _, seq, layout, spec = message
             if spec not in targets:
                 targets[spec] = load_target(spec)
-            outcome = check_layout(layout, rank, targets[spec], gatherer, device)
+            outcome = check_layout(
+                layout,
+                rank,
+                targets[spec],
+                gatherer,
+                device,
+                # The call in flight, for the driver to show if it never returns.
+                on_call=lambda call, seq=seq: conn.send(("calling", seq, call)),
+            )
             conn.send(("outcome", seq, outcome))
     except BaseException:
         with contextlib.suppress(OSError, ValueError):  # else the driver is gone

@@ -48,12 +48,9 @@ SyncMode = Literal["auto", "cuda", "probe", "cpu"]
 _F = TypeVar("_F", bound=Callable[..., Any])
 _G = TypeVar("_G", bound="SyncGuard")
 
-# The guard machinery itself; a reported line is never one of these.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_MACHINERY = frozenset(
-    os.path.join(_HERE, name)
-    for name in ("__init__.py", "_core.py", "cpu_mode.py", "cuda_mode.py", "probe.py")
-)
+# The guard machinery is this package, every file of it; a reported line is
+# never one of these.  (Code that merely uses the guards lives elsewhere.)
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 @dataclass(frozen=True)
@@ -102,8 +99,11 @@ class ImplicitSyncError(SyncError):
     ``lineno`` are the first event's.
     """
 
-    def __init__(self, events: Sequence[SyncEvent]) -> None:
+    def __init__(self, events: Sequence[SyncEvent], *, caught: bool = False) -> None:
         self.events = tuple(events)
+        #: The code under the guard caught the error raised at the sync and
+        #: carried on; the guard raised this one at its exit instead.
+        self.caught = caught
         first = self.events[0]
         self.op = first.op
         self.filename = first.filename
@@ -114,6 +114,11 @@ class ImplicitSyncError(SyncError):
         else:
             heading = f"{len(self.events)} host-device synchronisations"
             body = "\n".join(f"- {event}" for event in self.events)
+        if caught:
+            body += (
+                "\nThe code under the guard caught the error raised at the sync and carried on "
+                "(an `except Exception` around it?); the guard fails at its exit instead."
+            )
         super().__init__(
             f"{heading} (dpslice.sync, {first.mode} mode)\n{body}\n"
             "A sync blocks the host until every queued kernel has finished, which defeats "
@@ -175,7 +180,7 @@ def allow_sync() -> Iterator[None]:
 
 
 def is_machinery(filename: str) -> bool:
-    return filename in _MACHINERY
+    return filename.startswith(_HERE)
 
 
 @functools.cache
@@ -251,6 +256,9 @@ class SyncGuard:
         self.record = record
         self.events: list[SyncEvent] = []
         self._token: Token[tuple[SyncGuard, ...]] | None = None
+        # The errors report() raised, so __exit__ can tell one that escaped
+        # the block from one the block caught and swallowed.
+        self._raised: list[ImplicitSyncError] = []
 
     # -- subclass hooks ------------------------------------------------------
 
@@ -270,6 +278,7 @@ class SyncGuard:
                 "reentrant: make another with dpslice.sync.no_sync()"
             )
         self.events = []
+        self._raised = []
         self._arm()
         self._token = _GUARDS.set((*_GUARDS.get(), self))
         return self
@@ -288,8 +297,39 @@ class SyncGuard:
         if escaped is not None:
             self.events.append(escaped)
             raise ImplicitSyncError([escaped]) from exc
-        if exc is None and self.raises_at_exit and self.events and not self.record:
-            raise ImplicitSyncError(self.events)
+        if self.record or not self.events or self._surfaced(exc):
+            return
+        if not self._raised:
+            if exc is None:  # a guard that only knows at exit (the probe)
+                raise ImplicitSyncError(self.events)
+            return
+        # A sync was reported while the block ran and the block swallowed the
+        # error (``except Exception: pass``): it must not pass for sync-free.
+        error = ImplicitSyncError(self.events, caught=True)
+        if exc is not None:
+            raise error  # the block's own exception shows as the context
+        raise error from self._raised[0]  # the traceback of the sync itself
+
+    def _surfaced(self, exc: BaseException | None) -> bool:
+        """Whether ``exc`` is leaving the block with this guard's error in it, or must win.
+
+        This guard's own error, or an error raised while handling it (its
+        ``__cause__`` or ``__context__`` chain holds it), already fails the
+        block.  A ``BaseException`` that is no ``Exception`` (KeyboardInterrupt,
+        SystemExit, pytest's skip and fail) is never replaced.
+        """
+        if exc is None:
+            return False
+        if not isinstance(exc, Exception):
+            return True
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            if any(current is raised for raised in self._raised):
+                return True
+            seen.add(id(current))
+            current = current.__cause__ or current.__context__
+        return False
 
     def __call__(self, fn: _F) -> _F:
         @functools.wraps(fn)
@@ -304,6 +344,7 @@ class SyncGuard:
         clone = type(self).__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.events = []
+        clone._raised = []
         clone._token = None
         return clone
 
@@ -319,6 +360,7 @@ class SyncGuard:
         if self.record or self.raises_at_exit:
             return
         error = ImplicitSyncError([event])
+        self._raised.append(error)
         if cause is not None:
             raise error from cause
         raise error

@@ -17,20 +17,53 @@ not flagged.  Known misses: ``.to("cpu")`` on a tensor already on the CPU
 (no copy happens there), masked assignment with a tensor value, and anything
 that is not a torch call (``torch.cuda.synchronize``, events, streams,
 pageable non-blocking copies); use CUDA or probe mode on a GPU for those.
+
+Which tensors stand for device memory
+-------------------------------------
+By default every tensor counts as if it lived on the GPU.  Code that also
+holds real host data (vLLM keeps its per-rank token counts in an int32 CPU
+tensor; reading it never waits for a GPU) is judged right only if the guard
+knows which CPU tensors stand in for device memory: ``device_resident=``
+(a :class:`DeviceResidentSet` or the tensors themselves).  The dispatch watch
+then tracks provenance: the outputs of an operator with a device-resident
+tensor input are device-resident too (views, slices, ``cumsum``, ``3 + t``,
+``zeros_like``...), and a sync-class operation is reported only when it reads
+a device-resident tensor.  Copying device-resident data into a host tensor
+(``host.copy_(t)``, ``host[:] = t``) is the device-to-host copy it stands for,
+and is reported.  Residency is recorded per tensor and per storage, weakly,
+so a view, ``.data`` or an in-place write through a view share their base's.
+Tensors made inside the block from Python data (``torch.tensor(list)``,
+``torch.zeros(n)``) are host tensors: on a CPU-only run nothing tells
+``device=buf.device`` apart from ``device="cpu"``.
+
+Threads and tasks: one pair of watches per thread, shared by the CPU-mode
+guards armed there (see :mod:`dpslice.sync._modes`); each call is reported
+to the innermost guard of its own context.
 """
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import weakref
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
-from dpslice.sync._core import SyncEvent, SyncGuard, op_name, user_site
+from dpslice.sync._core import (
+    SyncEvent,
+    SyncGuard,
+    active_guards,
+    innermost_guard,
+    op_name,
+    sync_allowed,
+    user_site,
+)
+from dpslice.sync._modes import ThreadWatches
 
-__all__ = ["CpuSyncGuard", "aten_sync_reason", "function_sync_reason"]
+__all__ = ["CpuSyncGuard", "DeviceResidentSet", "aten_sync_reason", "function_sync_reason"]
 
 _aten = torch.ops.aten
 _READS_VALUE = (
@@ -112,12 +145,104 @@ def function_sync_reason(
     return None
 
 
+
+
+_D2H_COPY = "copies device memory into host memory; the host waits for the copy"
+
+
+class DeviceResidentSet:
+    """The CPU tensors that stand in for device memory, and every tensor derived from them.
+
+    Give one to :class:`CpuSyncGuard` (``device_resident=``) and the guard
+    reports a sync only where device-resident data is read.  While a guard
+    holds it, the outputs of every operator with a device-resident input are
+    added to it; pass the same set to a later guard to keep that provenance
+    (bounds computed under one guard, used under the next).
+
+    Membership is weak (it keeps no tensor alive) and by tensor and by
+    storage: a view, ``.data`` or another alias of a member is a member.
+
+    Args:
+        tensors: the tensors that stand for device memory (e.g. the GPU
+            count tensor and the gathered buffer).
+
+    Raises:
+        TypeError: an item of ``tensors`` is not a ``torch.Tensor``.
+    """
+
+    def __init__(self, tensors: Iterable[torch.Tensor] = ()) -> None:
+        self._tensors: weakref.WeakSet[torch.Tensor] = weakref.WeakSet()
+        self._storages: weakref.WeakSet[Any] = weakref.WeakSet()
+        for tensor in tensors:
+            self.add(tensor)
+
+    def add(self, tensor: torch.Tensor) -> None:
+        """Declare ``tensor`` (and its storage) device-resident."""
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(
+                f"device_resident holds tensors that stand in for device memory; got "
+                f"{type(tensor).__name__}: pass torch.Tensor objects (leave out a None)"
+            )
+        self._tensors.add(tensor)
+        storage = _storage(tensor)
+        if storage is not None:
+            self._storages.add(storage)
+
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, torch.Tensor):
+            return False
+        if item in self._tensors:
+            return True
+        storage = _storage(item)
+        return storage is not None and storage in self._storages
+
+    def any_of(self, tensors: Iterable[torch.Tensor]) -> bool:
+        """Whether any of ``tensors`` is device-resident."""
+        return any(tensor in self for tensor in tensors)
+
+    def __repr__(self) -> str:
+        return f"<DeviceResidentSet of {len(self._tensors)} live tensors>"
+
+
+def _storage(tensor: torch.Tensor) -> Any:
+    """The tensor's storage object, or ``None`` (sparse and other storage-less tensors).
+
+    Torch keeps one Python object per storage alive while any tensor uses it,
+    so the object serves as a weak-set key for every alias of the memory.
+    """
+    try:
+        return tensor.untyped_storage()
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+
+
+def _tensors_in(tree: object) -> list[torch.Tensor]:
+    leaves, _ = tree_flatten(tree)
+    return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+
+
+def _reporter() -> CpuSyncGuard | None:
+    """The CPU-mode guard a sync seen now belongs to: innermost here, and not allowed."""
+    guard = innermost_guard()
+    if isinstance(guard, CpuSyncGuard) and not sync_allowed():
+        return guard
+    return None
+
+
+def _trackers() -> list[DeviceResidentSet]:
+    """The provenance sets of the CPU-mode guards active in this context."""
+    return [
+        guard.device_resident
+        for guard in active_guards()
+        if isinstance(guard, CpuSyncGuard) and guard.device_resident is not None
+    ]
+
+
 class _FunctionWatch(TorchFunctionMode):
     """Names the outermost torch call and reports the syncs dispatch cannot see."""
 
-    def __init__(self, guard: CpuSyncGuard) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.guard = guard
         self.current: str | None = None
         self.reported = False
 
@@ -131,20 +256,27 @@ class _FunctionWatch(TorchFunctionMode):
         __tracebackhide__ = True
         kwargs = kwargs or {}
         name = op_name(func)
-        why = function_sync_reason(name, func, args, kwargs)
         # While func runs this mode is popped, so calls seen here are outermost.
         self.current, self.reported = name, False
         try:
-            if why is not None and self.guard.owns_reports:
-                self.reported = True
-                self.guard.report(SyncEvent(name, *user_site(), "cpu", why))
+            guard = _reporter()
+            if guard is not None:
+                why = function_sync_reason(name, func, args, kwargs)
+                # Every call named in the table is a method: its data is args[0].
+                if why is not None and guard.reads_device(args[:1]):
+                    self.reported = True
+                    guard.report(SyncEvent(name, *user_site(), "cpu", why))
             return func(*args, **kwargs)
         finally:
             self.current, self.reported = None, False
 
 
 class _DispatchWatch(TorchDispatchMode):  # type: ignore[no-untyped-call]
-    """Reports the aten operators that read device data or have data-sized outputs."""
+    """Reports the aten operators that read device data or have data-sized outputs.
+
+    With a :class:`DeviceResidentSet` in play it also carries provenance from
+    each operator's inputs to its outputs.
+    """
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -153,9 +285,8 @@ class _DispatchWatch(TorchDispatchMode):  # type: ignore[no-untyped-call]
         # only observes and is never compiled, so it opts out of the wrapper.
         return False
 
-    def __init__(self, guard: CpuSyncGuard, functions: _FunctionWatch) -> None:
+    def __init__(self, functions: _FunctionWatch) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.guard = guard
         self.functions = functions
 
     def __torch_dispatch__(
@@ -167,12 +298,41 @@ class _DispatchWatch(TorchDispatchMode):  # type: ignore[no-untyped-call]
     ) -> Any:
         __tracebackhide__ = True
         kwargs = kwargs or {}
-        why = aten_sync_reason(func, args, kwargs)
+        trackers = _trackers()
+        inputs = _tensors_in((args, kwargs)) if trackers else []
+        guard = _reporter()
         # One user call that the function watch already reported is one sync.
-        if why is not None and not self.functions.reported and self.guard.owns_reports:
-            op = self.functions.current or str(func)
-            self.guard.report(SyncEvent(op, *user_site(), "cpu", f"{func} {why}"))
-        return func(*args, **kwargs)
+        if guard is not None and not self.functions.reported:
+            why = aten_sync_reason(func, args, kwargs)
+            if why is not None:
+                why = f"{func} {why}" if guard.reads_device(inputs) else None
+            elif func is _aten.copy_.default and guard.device_resident is not None:
+                # dst <- src: device data written into host memory.
+                destination, source = args[0], args[1]
+                if source in guard.device_resident and destination not in guard.device_resident:
+                    why = f"{func} {_D2H_COPY}"
+            if why is not None:
+                op = self.functions.current or str(func)
+                guard.report(SyncEvent(op, *user_site(), "cpu", why))
+        result = func(*args, **kwargs)
+        # A copy leaves its destination where it was: into host memory it is
+        # the device-to-host copy above, into device memory it already counts.
+        if trackers and inputs and func is not _aten.copy_.default:
+            outputs: list[torch.Tensor] | None = None
+            for resident in trackers:
+                if resident.any_of(inputs):
+                    outputs = _tensors_in(result) if outputs is None else outputs
+                    for output in outputs:
+                        resident.add(output)
+        return result
+
+
+def _make_watches() -> tuple[_FunctionWatch, _DispatchWatch]:
+    functions = _FunctionWatch()
+    return functions, _DispatchWatch(functions)
+
+
+_WATCHES = ThreadWatches(_make_watches)
 
 
 class CpuSyncGuard(SyncGuard):
@@ -180,16 +340,42 @@ class CpuSyncGuard(SyncGuard):
 
     Args:
         record: record every sync instead of raising at the first.
+        device_resident: the CPU tensors that stand in for device memory, as a
+            :class:`DeviceResidentSet` (kept, and added to as the block derives
+            tensors from its members) or an iterable of tensors.  ``None``
+            (default): every tensor counts as device memory.
+
+    Raises:
+        TypeError: ``device_resident`` holds something other than tensors.
     """
 
     mode = "cpu"
 
+    def __init__(
+        self,
+        *,
+        record: bool = False,
+        device_resident: DeviceResidentSet | Iterable[torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__(record=record)
+        if device_resident is None or isinstance(device_resident, DeviceResidentSet):
+            self.device_resident = device_resident
+        else:
+            self.device_resident = DeviceResidentSet(device_resident)
+
+    def reads_device(self, inputs: Iterable[object]) -> bool:
+        """Whether an operation on ``inputs`` reads device memory, as this guard sees it.
+
+        Without ``device_resident`` every operation does; with it, one whose
+        ``inputs`` hold a device-resident tensor.
+        """
+        if self.device_resident is None:
+            return True
+        return any(item in self.device_resident for item in inputs)
+
     def _arm(self) -> None:
-        functions = _FunctionWatch(self)
-        self._modes = ExitStack()
-        self._modes.enter_context(functions)
-        self._modes.enter_context(_DispatchWatch(self, functions))
+        _WATCHES.acquire()
 
     def _disarm(self, error: BaseException | None) -> SyncEvent | None:
-        self._modes.close()
+        _WATCHES.release()
         return None

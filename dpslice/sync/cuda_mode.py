@@ -12,8 +12,9 @@ The debug mode is one process-wide setting.  Guards arm it through a
 refcount under a lock: the first guard to arm saves the previous mode and
 installs the hooks, the last to disarm restores both, whatever the order in
 which threads leave.  What is *reported* is scoped per context: a guard reports
-only syncs seen in its own thread (a ``TorchFunctionMode`` is thread-local,
-the hooks consult a ``ContextVar``).  Two consequences, by design:
+only syncs seen in its own context (thread or asyncio task): one
+``TorchFunctionMode`` per thread, shared by the guards armed there, and the
+hooks consult a ``ContextVar``.  Two consequences, by design:
 
 * while any guard is armed, a sync in another, unguarded thread raises
   torch's own ``RuntimeError`` there (torch offers no per-thread setting);
@@ -27,7 +28,6 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ from dpslice.sync._core import (
     traceback_site,
     user_site,
 )
+from dpslice.sync._modes import ThreadWatches
 
 __all__ = ["DEBUG_MODE_ERROR_TEXT", "CudaSyncGuard", "pageable_copy_reason"]
 
@@ -219,11 +220,12 @@ def pageable_copy_reason(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any
 
 
 class _CudaWatch(TorchFunctionMode):
-    """Names the torch call that tripped the debug mode, and checks non-blocking copies."""
+    """Names the torch call that tripped the debug mode, and checks non-blocking copies.
 
-    def __init__(self, guard: CudaSyncGuard) -> None:
-        super().__init__()
-        self.guard = guard
+    One per thread, shared by the CUDA-mode guards armed there (see
+    :mod:`dpslice.sync._modes`): a call is reported to the innermost guard of
+    its own context, if that is a CUDA-mode guard.
+    """
 
     def __torch_function__(
         self,
@@ -234,24 +236,28 @@ class _CudaWatch(TorchFunctionMode):
     ) -> Any:
         __tracebackhide__ = True
         kwargs = kwargs or {}
-        guard = self.guard
-        if guard.extra_hooks and guard.owns_reports:
+        guard = innermost_guard()
+        owner = guard if isinstance(guard, CudaSyncGuard) and guard.owns_reports else None
+        if owner is not None and owner.extra_hooks:
             why = pageable_copy_reason(func, args, kwargs)
             if why is not None:
-                guard.report(SyncEvent(op_name(func), *user_site(), "cuda", why))
+                owner.report(SyncEvent(op_name(func), *user_site(), "cuda", why))
         try:
             return func(*args, **kwargs)
         except RuntimeError as error:
             if DEBUG_MODE_ERROR_TEXT not in str(error):
                 raise
-            if guard.owns_reports:
+            if owner is not None:
                 event = SyncEvent(op_name(func), *user_site(), "cuda", _DEBUG_MODE_WHY)
-                guard.report(event, cause=error)
-        # Recording, or another guard owns this context: error mode raised
+                owner.report(event, cause=error)
+        # Recording, or no CUDA-mode guard owns this context: error mode raised
         # before the synchronising call, so the op has produced nothing yet;
         # run it again with the debug mode relaxed and carry on.
         with allow_sync():
             return func(*args, **kwargs)
+
+
+_WATCHES = ThreadWatches(lambda: (_CudaWatch(),))
 
 
 class CudaSyncGuard(SyncGuard):
@@ -280,11 +286,10 @@ class CudaSyncGuard(SyncGuard):
                 "(CPU-only mode) or mode='auto', which picks it without a GPU"
             )
         _arm_process()
-        self._modes = ExitStack()
-        self._modes.enter_context(_CudaWatch(self))
+        _WATCHES.acquire()
 
     def _disarm(self, error: BaseException | None) -> SyncEvent | None:
-        self._modes.close()
+        _WATCHES.release()
         _disarm_process()
         if isinstance(error, RuntimeError) and DEBUG_MODE_ERROR_TEXT in str(error):
             # The debug mode fired outside any torch call the watch could name

@@ -2,7 +2,7 @@
 # The GPU acceptance run of docs/cuda.md and docs/sync.md, on a machine with one CUDA GPU.
 # Writes under ${OUT:-gpu-results}:
 #   versions.txt            python, torch, CUDA, hypothesis, GPU name
-#   table.md, table.json    the guard table (python -m dpslice.sync.catalog)
+#   table.md, table.json    the guard table (python benchmarks/sync_catalog.py)
 #   pytest.log, junit.xml   the CUDA suite, the GPU-side regressions, the stateful
 #                           machine and the sync/plugin tests, with per-test timings
 #                           and Hypothesis statistics (examples run per property)
@@ -21,7 +21,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 
 status=0
 start=$(date +%s)
-"$python" -m dpslice.sync.catalog --markdown "$out/table.md" --json "$out/table.json" \
+"$python" benchmarks/sync_catalog.py --markdown "$out/table.md" --json "$out/table.json" \
     2>&1 | tee "$out/table.log" || status=$?
 echo "guard table: $(($(date +%s) - start)) s" | tee -a "$out/versions.txt"
 

@@ -6,14 +6,14 @@ debug mode alone misses, and over-approximates in one documented place (a
 small pageable non-blocking upload, which waits only past the driver's
 staging size); CPU-only mode flags at least 80% of the syncs a CPU run can
 see, on CUDA tensors as on CPU tensors, with no false positive.
-``python -m dpslice.sync.catalog`` prints the same table for docs/sync.md.
+``python benchmarks/sync_catalog.py`` prints the same table for docs/sync.md.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from dpslice.sync.catalog import OPS, CatalogOp, TableRow, measure_table, summarise
+from benchmarks.sync_catalog import OPS, CatalogOp, TableRow, measure_table, summarise
 
 pytestmark = pytest.mark.cuda
 

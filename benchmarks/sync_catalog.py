@@ -1,13 +1,15 @@
 """The guard table: operations that do and do not sync, and how each mode sees them.
 
 One catalogue serves three readers: the tests (which assert what each mode
-must flag), ``docs/sync.md`` (whose table is this module's output, not a
-hand copy) and anyone who wants to re-measure on their own torch and GPU::
+must flag), ``docs/sync.md`` (whose table is this program's output, not a
+hand copy) and anyone who wants to re-measure on their own torch and GPU,
+from a checkout of the repository::
 
-    python -m dpslice.sync.catalog --markdown table.md --json table.json
+    python benchmarks/sync_catalog.py --markdown table.md --json table.json
 
-It lives in the package rather than in the tests so that the measurement a
-user reruns is the same code the suite asserts against.
+It is a measurement, not part of the installed package: it sits beside the
+benchmarks, and the tests import it from there, so the measurement a user
+reruns is the same code the suite asserts against.
 
 ``syncs`` is the ground truth measured by the stream probe on a GPU (see
 docs/sync.md for the run); ``cpu_observable`` marks syncs caused by reading

@@ -1,0 +1,195 @@
+"""The call in flight, and the FAIL of a call that never came back with a value or an error.
+
+A supervised worker (:mod:`dpslice.check.worker`) records every call of the
+target just before it runs, as a :data:`CallRecord`: the layout, the
+:class:`~dpslice.SliceCall` and the counts its GPU tensor is built from,
+all the check's own plain data, cheap to pickle.  If the call hangs, ends the
+process or raises a ``BaseException``, the record is all that is left, and
+:func:`aborted_result` turns it into the property's counterexample: the
+arguments are rebuilt from it exactly as the check built them for the call.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass, replace
+from typing import NoReturn
+
+import torch
+
+from dpslice.check.calls import valid_rank
+from dpslice.check.outcome import Outcome, OutcomeKind, short_path
+from dpslice.check.registry import Counterexample
+from dpslice.check.runner import PropertyResult, Verdict
+from dpslice.check.target import Target
+from dpslice.layout import DPLayout, SliceCall
+
+__all__ = [
+    "AbortedCall",
+    "CallRecord",
+    "Shown",
+    "aborted_result",
+    "ended",
+    "hung",
+    "portable_result",
+    "portable_target",
+    "raised_base",
+    "safe_repr",
+    "shown_arguments",
+]
+
+#: A call about to run: its layout, the call, and the counts of its GPU tensor.
+CallRecord = tuple[DPLayout, SliceCall, list[int]]
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a placeholder when the target's ``__repr__`` raises."""
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__name__}; its repr raised {type(exc).__name__}>"
+
+
+class Shown:
+    """An argument as the worker rendered it: its repr and nothing else.
+
+    The report only shows arguments, so a result crosses to the parent with
+    these in place of the values, which may be the target's own objects (the
+    parent never imports the target).
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Shown) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
+def _in_worker(**_: object) -> NoReturn:
+    raise RuntimeError(
+        "this target was loaded in the check's worker process; the report only describes it"
+    )
+
+
+def portable_target(target: Target) -> Target:
+    """``target`` without its function, safe to send to a process that must not import it."""
+    return replace(target, function=_in_worker)
+
+
+def portable_result(result: PropertyResult) -> PropertyResult:
+    """``result`` with its counterexample's arguments as :class:`Shown` reprs and no bounds."""
+    found = result.counterexample
+    if found is None:
+        return result
+    arguments = {name: Shown(safe_repr(value)) for name, value in found.arguments.items()}
+    outcome = replace(found.outcome, bounds=None)
+    return replace(result, counterexample=replace(found, arguments=arguments, outcome=outcome))
+
+
+def shown_arguments(target: Target, record: CallRecord) -> dict[str, object]:
+    """The keyword arguments of the recorded call, as the report shows them."""
+    _, call, gpu_counts = record
+    # Built on the CPU (the parent never touches a GPU); the device is shown as it was.
+    arguments = replace(target, device="cpu").arguments(call, gpu_counts)
+    shown: dict[str, object] = {}
+    for name, value in arguments.items():
+        text = safe_repr(value)
+        if isinstance(value, torch.Tensor) and name == "global_num_tokens_gpu":
+            device = {"cuda": "cuda:0"}.get(target.device, target.device)
+            if device != "cpu" and text.endswith(")"):
+                text = f"{text[:-1]}, device='{device}')"
+        shown[name] = Shown(text)
+    return shown
+
+
+@dataclass(frozen=True)
+class AbortedCall(Outcome):
+    """A call that neither returned nor raised an ``Exception``.
+
+    It hung past the call timeout, ended the process (``sys.exit``,
+    ``os._exit``, a crash in native code) or raised a ``BaseException``
+    (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``, pytest's
+    ``skip``...), which an engine's serving loop would not survive either.
+    ``message`` says which, in words.
+    """
+
+    def describe(self) -> str:
+        where = f" at {self.location}" if self.location else ""
+        return f"{self.message}{where}"
+
+
+def hung(seconds: float) -> AbortedCall:
+    return AbortedCall(
+        kind=OutcomeKind.INCIDENTAL,
+        error="Timeout",
+        message=f"did not return within {seconds:g} s (--timeout); the worker was killed",
+    )
+
+
+def ended(exitcode: int | None, signal_name: str | None) -> AbortedCall:
+    """The process ended in the call: with an exit code, or killed by a signal."""
+    if signal_name is not None:
+        message = f"crashed the process: killed by {signal_name} (a crash in native code)"
+        return AbortedCall(kind=OutcomeKind.INCIDENTAL, error=signal_name, message=message)
+    message = (
+        f"ended the process with exit code {exitcode} (sys.exit or os._exit), which would "
+        "end an engine's process"
+    )
+    return AbortedCall(kind=OutcomeKind.INCIDENTAL, error="exit", message=message)
+
+
+def raised_base(exc: BaseException, target: Target) -> AbortedCall:
+    """The call raised ``exc``, a ``BaseException`` that is no ``Exception``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    inside = [frame for frame in frames if os.path.abspath(frame.filename) == target.source_file]
+    frame = (inside or frames or [None])[-1]
+    location = f"{short_path(frame.filename)}:{frame.lineno}" if frame is not None else None
+    text = " ".join(str(exc).split())
+    error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return AbortedCall(
+        kind=OutcomeKind.INCIDENTAL,
+        error=type(exc).__name__,
+        message=f"raised {error}, a BaseException that is no Exception (it would end an "
+        "engine's process)",
+        location=location,
+    )
+
+
+def aborted_result(
+    *,
+    name: str,
+    statement: str,
+    examples: int,
+    seconds: float,
+    target: Target,
+    record: CallRecord,
+    outcome: AbortedCall,
+) -> PropertyResult:
+    """The FAIL of the property ``name``: the recorded call, which did ``outcome``."""
+    layout, call, _ = record
+    counterexample = Counterexample(
+        layout=layout,
+        rank=valid_rank(layout, call.dp_rank),
+        function=target.name,
+        arguments=shown_arguments(target, record),
+        outcome=outcome,
+        expected="the call returns, or raises an Exception, within the call timeout",
+        why="the target did not come back from the call with a slice or an Exception",
+    )
+    return PropertyResult(
+        name=name,
+        statement=statement,
+        verdict=Verdict.FAIL,
+        examples=examples,
+        seconds=seconds,
+        counterexample=counterexample,
+    )

@@ -1,0 +1,107 @@
+"""Child processes that never outlive the check: the one mechanism for every worker.
+
+The check runs code it does not trust, so it runs it in children it can kill:
+the battery's worker and the round trip's driver (:mod:`dpslice.check.worker`)
+and the round trip's ranks (:mod:`dpslice.distributed.worker`).  Two rules
+keep any of them from being left behind:
+
+* a child dies with its parent (:func:`die_with_parent`): a parent killed
+  outright (SIGKILL, the OOM killer) runs no cleanup of its own;
+* a worker leads a process group of its own (:func:`start_worker`), and the
+  parent kills the whole group (:func:`kill_group`) when it stops the worker,
+  for any reason: whatever the target spawned (the round trip's ranks, the
+  multiprocessing resource tracker, a subprocess) goes with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import IO
+
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT",
+    "die_with_parent",
+    "kill_group",
+    "start_worker",
+    "wait_exit_unreaped",
+]
+
+#: Seconds one call of the target may take before it counts as hung: far above
+#: any slice (microseconds), far below a CI job's patience.
+DEFAULT_CALL_TIMEOUT = 10.0
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux), or exit now.
+
+    Call it first thing in a child; ``parent_pid`` is the parent's pid as the
+    parent saw it, which tells a parent that died before the request took effect.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def start_worker(
+    argv: Sequence[str],
+    *,
+    pass_fds: Sequence[int],
+    stdin: int | IO[bytes] | None,
+    stdout: int | None,
+    env: Mapping[str, str],
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the leader of a new session and process group.
+
+    Its group id is its pid, so :func:`kill_group` reaches everything it
+    starts; terminal signals (Ctrl-C) reach only the parent, which decides.
+    """
+    return subprocess.Popen(
+        list(argv),
+        pass_fds=tuple(pass_fds),
+        stdin=stdin,
+        stdout=stdout,
+        env=dict(env),
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process of group ``pgid``; nothing to do if none is left.
+
+    Call it before reaping the group's leader: until then its pid, and so the
+    group id, cannot be reused by an unrelated process.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def wait_exit_unreaped(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for child ``pid`` to exit, leaving it a zombie; True if it did.
+
+    The zombie keeps its pid (and group id) reserved until it is reaped, so
+    the group can still be killed safely after this returns.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True  # already reaped
+        if found is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)

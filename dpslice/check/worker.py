@@ -1,0 +1,218 @@
+"""The check's worker process: load the target, run the job, tell the parent every step.
+
+The parent (:mod:`dpslice.check.supervisor`) never imports the target; this
+process does, in a process group of its own (:mod:`dpslice.check.isolation`),
+so whatever the target does (hang, exit, crash, start threads) the parent
+still owns the verdict, the report and the exit status.
+
+The job (a :class:`Job`) arrives pickled on stdin.  Events go to the parent
+over a pipe, one ``send_bytes`` each: a tag byte, then a pickle::
+
+    b"C" (layout, call, gpu_counts)   a call of the target is about to run
+    b"E" ("loading", spec)            the target's import starts
+         ("loaded", target, names)    the target (without its function), the properties
+         ("bad_target", message)      it cannot be loaded: one line for the user
+         ("start", name, statement)   a property starts
+         ("result", PropertyResult)   it finished (arguments as reprs)
+         ("distributed", DistributedCheck)   the round trip's outcome
+         ("broke", traceback text)    the check itself broke
+         ("done",)
+
+The ``b"C"`` record is the hot path (one per call of the target): a pickle
+of the check's own small dataclasses and one pipe write, about 8 us.  A
+``BaseException`` from the target is caught here and is the property's FAIL;
+a hang or an ended process is judged by the parent from the last record.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import pickle
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, NoReturn
+
+from dpslice.check.isolation import die_with_parent
+
+__all__ = ["Job", "main"]
+
+_RECORD = pickle.HIGHEST_PROTOCOL
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one worker runs.
+
+    Attributes:
+        spec: the target, as named.
+        device: where ``global_num_tokens_gpu`` is built.
+        properties: the properties to run, in order; ``None``: every registered one.
+        max_examples, seed: as for :func:`~dpslice.check.runner.run_property`.
+        load_options: more keywords for :func:`~dpslice.check.target.load_target`.
+        dp_size: run the round trip on this many ranks instead of the battery.
+        backend, call_timeout, run_timeout: the round trip's.
+    """
+
+    spec: str
+    device: str = "cpu"
+    properties: tuple[str, ...] | None = None
+    max_examples: int = 500
+    seed: int = 0
+    load_options: dict[str, Any] = field(default_factory=dict)
+    dp_size: int | None = None
+    backend: str = "gloo"
+    call_timeout: float = 10.0
+    run_timeout: float = 600.0
+
+
+class _Channel:
+    """The pipe to the parent; a write that fails means the parent is gone: leave."""
+
+    def __init__(self, fd: int) -> None:
+        self.conn = Connection(fd, readable=False)
+
+    def event(self, *event: object) -> None:
+        self._send(b"E" + pickle.dumps(event, _RECORD))
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.conn.send_bytes(data)
+        except OSError:
+            os._exit(1)
+
+
+def _battery(job: Job, channel: _Channel) -> None:
+    from dpslice.check import calls
+    from dpslice.check.inflight import aborted_result, portable_result, portable_target
+    from dpslice.check.inflight import raised_base
+    from dpslice.check.registry import Property, registered, select
+    from dpslice.check.runner import PropertyResult, Verdict, run_property
+    from dpslice.check.target import BadTargetError, DeviceError, load_target
+
+    channel.event("loading", job.spec)
+    try:
+        target = load_target(job.spec, device=job.device, **job.load_options)
+    except (BadTargetError, DeviceError, ValueError) as exc:
+        channel.event("bad_target", str(exc))
+        return
+    chosen: Sequence[Property[Any]] = (
+        select(job.properties) if job.properties is not None else registered()
+    )
+    channel.event("loaded", portable_target(target), tuple(prop.name for prop in chosen))
+
+    last: list[Any] = [None, 0]  # the call in flight, and calls in this property
+    send = channel._send
+
+    def observe(layout: object, call: object, gpu_counts: list[int]) -> None:
+        record = (layout, call, gpu_counts)
+        last[0] = record
+        last[1] += 1
+        send(b"C" + pickle.dumps(record, _RECORD))
+
+    calls.call_observer = observe
+    for prop in chosen:
+        channel.event("start", prop.name, prop.statement)
+        last[:] = [None, 0]
+        started = time.perf_counter()
+        try:
+            result = run_property(prop, target, max_examples=job.max_examples, seed=job.seed)
+        except BaseException as exc:  # noqa: BLE001 - the target's; Ctrl-C reaches the parent only
+            if last[0] is None:
+                result = PropertyResult(
+                    name=prop.name,
+                    statement=prop.statement,
+                    verdict=Verdict.ERROR,
+                    examples=0,
+                    seconds=time.perf_counter() - started,
+                    note=f"the check itself broke, before calling the target ({exc!r})",
+                )
+            else:
+                result = aborted_result(
+                    name=prop.name,
+                    statement=prop.statement,
+                    examples=last[1],
+                    seconds=time.perf_counter() - started,
+                    target=target,
+                    record=last[0],
+                    outcome=raised_base(exc, target),
+                )
+        result = portable_result(result)
+        try:
+            channel.event("result", result)
+        except Exception as exc:  # a result the parent could not unpickle: say so instead
+            channel.event(
+                "result",
+                PropertyResult(
+                    name=result.name,
+                    statement=result.statement,
+                    verdict=result.verdict,
+                    examples=result.examples,
+                    seconds=result.seconds,
+                    note=f"its counterexample could not be reported ({exc!r})",
+                ),
+            )
+
+
+def _round_trip(job: Job, channel: _Channel) -> None:
+    from dpslice.check.distributed import run_distributed_check
+    from dpslice.check.inflight import portable_target
+    from dpslice.distributed import RoundTripConfigError
+    from dpslice.distributed.target import load_target, resolve_spec
+
+    channel.event("loading", job.spec)
+    try:
+        target = load_target(resolve_spec(job.spec))
+    except RoundTripConfigError as exc:
+        channel.event("bad_target", " ".join(str(exc).split()))
+        return
+    channel.event("loaded", portable_target(target), ())
+    assert job.dp_size is not None
+    try:
+        run = run_distributed_check(
+            job.spec,
+            dp_size=job.dp_size,
+            backend=job.backend,
+            max_examples=job.max_examples,
+            seed=job.seed,
+            timeout=job.run_timeout,
+            call_timeout=job.call_timeout,
+        )
+    except RoundTripConfigError as exc:  # too few GPUs, a bad backend
+        channel.event("bad_target", " ".join(str(exc).split()))
+        return
+    channel.event("distributed", run)
+
+
+def _import_path() -> None:
+    # Like ``python -m`` for naming targets, but behind the installed packages:
+    # a local numpy.py or secrets.py must not shadow the check's own imports.
+    cwd = os.getcwd()
+    sys.path[:] = [entry for entry in sys.path if entry not in ("", cwd)]
+    sys.path.append(cwd)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The worker's entry point: ``argv`` is ``[events fd, parent pid]``."""
+    fd, parent_pid = (int(word) for word in (argv or sys.argv[1:])[:2])
+    die_with_parent(parent_pid)
+    os.set_inheritable(fd, False)  # a subprocess of the target must not hold the pipe open
+    faulthandler.enable()  # a crash in native code prints the Python stack to stderr
+    _import_path()
+    channel = _Channel(fd)
+    try:
+        job: Job = pickle.load(sys.stdin.buffer)
+        (_battery if job.dp_size is None else _round_trip)(job, channel)
+    except BaseException:  # noqa: BLE001 - a bug of the check itself: the parent reports it
+        channel.event("broke", traceback.format_exc())
+        sys.stderr.flush()
+        os._exit(1)
+    channel.event("done")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Not a normal exit: threads the target started must not keep the process alive.
+    os._exit(0)

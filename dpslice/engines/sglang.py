@@ -1,0 +1,397 @@
+"""The installed sglang's own DP-local slice code, in ``dpslice check``'s calling convention.
+
+These adapters run the engine's real functions, imported from the sglang installed
+next to dpslice, never transcribed: each call builds a ``SimpleNamespace`` forward
+batch holding the fields the engine reads, points the engine's parallel-state
+lookups at the drawn rank and DP size for the length of that one call, and
+returns the ``(start, length)`` the engine computed::
+
+    dpslice check dpslice.engines.sglang:get_dp_local_slice_cpu
+    dpslice check dpslice.engines.sglang:get_dp_local_info
+    dpslice check dpslice.engines.sglang:routed_experts_capturer_slice
+
+Each adapter names its call site's contract (``__dpslice_contract__``):
+
+``get_dp_local_slice_cpu`` (``sglang-capturer``)
+    ``sglang.srt.layers.dp_attention.get_dp_local_slice_cpu(forward_batch,
+    can_run_graph, cuda_graph_batch)``, added by sglang PR 24550 (first released in
+    0.5.12).  It reads ``forward_batch.global_num_tokens_cpu``.
+``get_dp_local_info`` (``sglang-gather``)
+    ``sglang.srt.layers.dp_attention.get_dp_local_info(forward_batch)``, in every
+    release: 0-dim tensors from the cumulative sum of
+    ``forward_batch.global_num_tokens_gpu``, cached on the batch.  Each call gets a
+    fresh batch, so the cache starts empty.
+``routed_experts_capturer_slice`` (``sglang-capturer``)
+    the routed-experts capturer's slice of its gathered device buffer:
+    ``RoutedExpertsCapturer._get_local_slice`` (``sglang.srt.state_capturer``,
+    0.5.12 on) or ``_RoutedExpertsCapturerReal._sync_fwd_experts_buffer_DtoH``
+    (``sglang.srt.layers.moe.routed_experts_capturer``, 0.5.8 to 0.5.11, where the
+    bounds came from ``get_dp_local_info``).  The method runs on an instance that
+    holds no buffers: its device buffer records the bounds it is sliced with, and
+    those bounds are returned as given (tensors where the release used tensors).
+
+Which lookups are pointed at the drawn rank depends on the release:
+``dp_gather_width`` and ``dp_gather_slot`` where sglang has ``dp_slot_in``
+(0.5.21 on), ``get_attention_dp_rank`` before.  The capturer's call also sees DP
+attention enabled and a non-DeepEP all-to-all backend, the path that slices by
+rank.  Every patched name is restored after the call, also when it raises; a lock
+keeps concurrent calls from interleaving their patches.
+
+Without sglang, importing this module raises :class:`ImportError` with the command
+that installs the engine environment.  An adapter whose function the installed
+release lacks is not defined; naming it raises
+:class:`~dpslice.check.target.BadTargetError` with the release and the PR that
+added it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+from dpslice.check.target import BadTargetError
+
+__all__ = [
+    "INSTALL_HINT",
+    "RELEASE",
+    "available",
+    "patched",
+]
+
+#: How to get an sglang that these adapters can import (docs/engines.md).
+INSTALL_HINT = (
+    "build the engine environment with `tox -e sglang`, or into this environment: "
+    "pip install -r requirements/sglang-imports.txt && "
+    "pip install --no-deps -r requirements/sglang-engine.txt"
+)
+
+
+def _import(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (exc.name == "sglang" or exc.name.startswith("sglang.")):
+            raise ImportError(
+                f"dpslice.engines.sglang needs sglang, which is not installed; {INSTALL_HINT}"
+            ) from None
+        raise ImportError(
+            f"sglang is installed but importing {name} needs {exc.name!r}, which is missing; "
+            f"{INSTALL_HINT}"
+        ) from None
+
+
+_dp_attention: Any = _import("sglang.srt.layers.dp_attention")
+
+#: The installed sglang release, as its package metadata says.
+RELEASE: str = importlib.metadata.version("sglang")
+
+#: Where each adapter's engine function appeared, for the message when it is missing.
+_ADDED_BY = {
+    "get_dp_local_slice_cpu": "added by sglang PR 24550, first released in 0.5.12",
+    "routed_experts_capturer_slice": "the routed-experts capturer first shipped in 0.5.8",
+    "get_dp_local_info": "present in every release dpslice knows",
+}
+
+# One lock for every patch: the lookups are module globals shared by all threads.
+_PATCH_LOCK = threading.RLock()
+_MISSING = object()
+
+
+@contextmanager
+def patched(module: ModuleType, **replacements: object) -> Iterator[None]:
+    """Point ``module``'s names at ``replacements`` for the ``with`` block, then restore them.
+
+    Only names the module already has are replaced: a release that lacks one
+    raises ``AttributeError`` here instead of quietly growing a new global.
+    """
+    with _PATCH_LOCK:
+        saved: dict[str, object] = {}
+        try:
+            for name, value in replacements.items():
+                original = getattr(module, name, _MISSING)
+                if original is _MISSING:
+                    raise AttributeError(
+                        f"sglang {RELEASE}: {module.__name__} has no {name} to point at the "
+                        "drawn rank"
+                    )
+                saved[name] = original
+                setattr(module, name, value)
+            yield
+        finally:
+            for name, original in saved.items():
+                setattr(module, name, original)
+
+
+def _slot_lookups(dp_rank: int, dp_size: int) -> dict[str, object]:
+    """The parallel-state lookups of the installed release, answering ``dp_rank``/``dp_size``."""
+    if hasattr(_dp_attention, "dp_slot_in"):
+        return {"dp_gather_width": lambda: dp_size, "dp_gather_slot": lambda: dp_rank}
+    return {"get_attention_dp_rank": lambda: dp_rank}
+
+
+_READS_WIDTH: bool = hasattr(_dp_attention, "dp_slot_in")
+
+
+class _BoundsRecorder:
+    """A device buffer that records the row bounds it is sliced with, and holds no rows."""
+
+    def __init__(self) -> None:
+        self.rows: slice | None = None
+
+    def __getitem__(self, key: object) -> _BoundsRecorder:
+        rows = key[0] if isinstance(key, tuple) else key
+        if not isinstance(rows, slice):
+            raise TypeError(f"the capturer indexed its device buffer with {key!r}, not a slice")
+        self.rows = rows
+        return self
+
+    def cpu(self) -> _BoundsRecorder:
+        return self
+
+    def __setitem__(self, key: object, value: object) -> None:
+        # The host cache the older capturer writes the slice into: nothing to keep.
+        del key, value
+
+    def bounds(self) -> tuple[Any, Any]:
+        if self.rows is None:
+            raise RuntimeError(f"sglang {RELEASE}: the capturer never sliced its device buffer")
+        start, stop = self.rows.start, self.rows.stop
+        # ``buffer[:n]`` has no start: the rows begin at 0.
+        start = 0 if start is None else start
+        return start, stop - start
+
+
+def _tag(adapter: Callable[..., Any], contract: str, engine_name: str) -> None:
+    adapter.__dpslice_contract__ = contract  # type: ignore[attr-defined]
+    adapter.__dpslice_engine__ = f"sglang {RELEASE} {engine_name}"  # type: ignore[attr-defined]
+
+
+_adapters: dict[str, Callable[..., Any]] = {}
+
+# -- get_dp_local_slice_cpu ---------------------------------------------------------
+
+if hasattr(_dp_attention, "get_dp_local_slice_cpu"):
+    if _READS_WIDTH:
+
+        def get_dp_local_slice_cpu(
+            *,
+            global_num_tokens_cpu: Any,
+            dp_rank: Any,
+            dp_size: Any,
+            can_run_graph: Any,
+            cuda_graph_batch: Any,
+        ) -> Any:
+            """sglang's ``get_dp_local_slice_cpu``, with its gather slot and width answered."""
+            forward_batch = SimpleNamespace(global_num_tokens_cpu=global_num_tokens_cpu)
+            with patched(_dp_attention, **_slot_lookups(dp_rank, dp_size)):
+                return _dp_attention.get_dp_local_slice_cpu(
+                    forward_batch, can_run_graph, cuda_graph_batch
+                )
+
+    else:
+
+        def get_dp_local_slice_cpu(  # type: ignore[misc]
+            *,
+            global_num_tokens_cpu: Any,
+            dp_rank: Any,
+            can_run_graph: Any,
+            cuda_graph_batch: Any,
+        ) -> Any:
+            """sglang's ``get_dp_local_slice_cpu``, with its attention-DP rank answered."""
+            forward_batch = SimpleNamespace(global_num_tokens_cpu=global_num_tokens_cpu)
+            with patched(_dp_attention, **_slot_lookups(dp_rank, 0)):
+                return _dp_attention.get_dp_local_slice_cpu(
+                    forward_batch, can_run_graph, cuda_graph_batch
+                )
+
+    _tag(get_dp_local_slice_cpu, "sglang-capturer", "dp_attention.get_dp_local_slice_cpu")
+    _adapters["get_dp_local_slice_cpu"] = get_dp_local_slice_cpu
+
+# -- get_dp_local_info --------------------------------------------------------------
+
+
+def _fresh_gather_batch(global_num_tokens_gpu: Any) -> SimpleNamespace:
+    return SimpleNamespace(
+        global_num_tokens_gpu=global_num_tokens_gpu,
+        dp_local_start_pos=None,
+        dp_local_num_tokens=None,
+    )
+
+
+if _READS_WIDTH:
+
+    def get_dp_local_info(*, global_num_tokens_gpu: Any, dp_rank: Any, dp_size: Any) -> Any:
+        """sglang's ``get_dp_local_info`` on a fresh batch, its gather slot and width answered."""
+        forward_batch = _fresh_gather_batch(global_num_tokens_gpu)
+        with patched(_dp_attention, **_slot_lookups(dp_rank, dp_size)):
+            return _dp_attention.get_dp_local_info(forward_batch)
+
+else:
+
+    def get_dp_local_info(*, global_num_tokens_gpu: Any, dp_rank: Any) -> Any:  # type: ignore[misc]
+        """sglang's ``get_dp_local_info`` on a fresh batch, its attention-DP rank answered."""
+        forward_batch = _fresh_gather_batch(global_num_tokens_gpu)
+        with patched(_dp_attention, **_slot_lookups(dp_rank, 0)):
+            return _dp_attention.get_dp_local_info(forward_batch)
+
+
+_tag(get_dp_local_info, "sglang-gather", "dp_attention.get_dp_local_info")
+_adapters["get_dp_local_info"] = get_dp_local_info
+
+# -- the routed-experts capturer's slice ----------------------------------------------
+
+
+def _capturer_module() -> tuple[ModuleType, str] | None:
+    """The module holding the capturer's slice method, and its class, or ``None``."""
+    for module_name, class_name in (
+        ("sglang.srt.state_capturer.routed_experts", "RoutedExpertsCapturer"),
+        ("sglang.srt.layers.moe.routed_experts_capturer", "_RoutedExpertsCapturerReal"),
+    ):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue
+            raise
+        if hasattr(module, class_name):
+            return module, class_name
+    return None
+
+
+_capturer = _capturer_module()
+
+if _capturer is not None:
+    _capturer_mod, _capturer_class_name = _capturer
+    _capturer_class: Any = getattr(_capturer_mod, _capturer_class_name)
+    # The capturer's own view of the parallel state: DP attention on, and (0.5.12 on)
+    # not a DeepEP backend, whose capture is rank-local and never sliced by rank.
+    _capturer_lookups: dict[str, object] = {"is_dp_attention_enabled": lambda: True}
+    if hasattr(_capturer_mod, "_is_scattered_a2a_backend"):
+        _capturer_lookups["_is_scattered_a2a_backend"] = lambda: False
+    if hasattr(_capturer_class, "_get_local_slice"):
+        _capturer_method = "_get_local_slice"
+    else:
+        _capturer_method = "_sync_fwd_experts_buffer_DtoH"
+
+    def _run_capturer(
+        *,
+        global_num_tokens_cpu: Any,
+        global_num_tokens_gpu: Any,
+        dp_rank: Any,
+        dp_size: Any,
+        can_run_graph: Any,
+        cuda_graph_batch: Any,
+    ) -> Any:
+        capturer = object.__new__(_capturer_class)
+        device_buffer = _BoundsRecorder()
+        capturer.device_cache = SimpleNamespace(buffer=device_buffer)
+        capturer.host_cache = SimpleNamespace(buffer=_BoundsRecorder())
+        capturer.topk_size = capturer.num_experts_per_tok = 1
+        forward_batch = SimpleNamespace(
+            global_num_tokens_cpu=global_num_tokens_cpu,
+            global_num_tokens_gpu=global_num_tokens_gpu,
+            dp_local_start_pos=None,
+            dp_local_num_tokens=None,
+            # Rows the older capturer copies to the host; its slice does not depend on them.
+            out_cache_loc=_EMPTY_LOCATIONS,
+        )
+        lookups = _slot_lookups(dp_rank, dp_size)
+        with (
+            patched(_dp_attention, **lookups),
+            patched(
+                _capturer_mod,
+                **_capturer_lookups,
+                **{name: value for name, value in lookups.items() if hasattr(_capturer_mod, name)},
+            ),
+        ):
+            getattr(capturer, _capturer_method)(
+                forward_batch=forward_batch,
+                can_run_graph=can_run_graph,
+                cuda_graph_batch=cuda_graph_batch,
+            )
+        return device_buffer.bounds()
+
+    import torch
+
+    _EMPTY_LOCATIONS = torch.empty(0, dtype=torch.int64)
+
+    if _capturer_method == "_get_local_slice" and _READS_WIDTH:
+
+        def routed_experts_capturer_slice(
+            *,
+            global_num_tokens_cpu: Any,
+            dp_rank: Any,
+            dp_size: Any,
+            can_run_graph: Any,
+            cuda_graph_batch: Any,
+        ) -> Any:
+            """sglang's routed-experts capturer: the rows it copies out of its device buffer."""
+            return _run_capturer(
+                global_num_tokens_cpu=global_num_tokens_cpu,
+                global_num_tokens_gpu=None,
+                dp_rank=dp_rank,
+                dp_size=dp_size,
+                can_run_graph=can_run_graph,
+                cuda_graph_batch=cuda_graph_batch,
+            )
+
+    elif _capturer_method == "_get_local_slice":
+
+        def routed_experts_capturer_slice(  # type: ignore[misc]
+            *,
+            global_num_tokens_cpu: Any,
+            dp_rank: Any,
+            can_run_graph: Any,
+            cuda_graph_batch: Any,
+        ) -> Any:
+            """sglang's routed-experts capturer: the rows it copies out of its device buffer."""
+            return _run_capturer(
+                global_num_tokens_cpu=global_num_tokens_cpu,
+                global_num_tokens_gpu=None,
+                dp_rank=dp_rank,
+                dp_size=0,
+                can_run_graph=can_run_graph,
+                cuda_graph_batch=cuda_graph_batch,
+            )
+
+    else:
+
+        def routed_experts_capturer_slice(  # type: ignore[misc]
+            *,
+            global_num_tokens_gpu: Any,
+            dp_rank: Any,
+            can_run_graph: Any,
+            cuda_graph_batch: Any,
+        ) -> Any:
+            """sglang's routed-experts capturer (before PR 24550): bounds from get_dp_local_info."""
+            return _run_capturer(
+                global_num_tokens_cpu=None,
+                global_num_tokens_gpu=global_num_tokens_gpu,
+                dp_rank=dp_rank,
+                dp_size=0,
+                can_run_graph=can_run_graph,
+                cuda_graph_batch=cuda_graph_batch,
+            )
+
+    _tag(
+        routed_experts_capturer_slice,
+        "sglang-capturer",
+        f"{_capturer_class_name}.{_capturer_method}",
+    )
+    _adapters["routed_experts_capturer_slice"] = routed_experts_capturer_slice
+
+
+def available() -> dict[str, Callable[..., Any]]:
+    """The adapters the installed release supports, by name."""
+    return dict(_adapters)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ADDED_BY:
+        raise BadTargetError(f"sglang {RELEASE} has no {name} ({_ADDED_BY[name]})")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,119 @@
+"""Torch modes shared by every guard of one mode in one thread.
+
+Torch keeps its function-mode and dispatch-mode stacks per thread and pops
+them last in, first out.  Guards, though, are per context: two asyncio tasks
+interleave in one thread, each with its own guards.  Were each guard to push
+its own torch mode, the task whose guard left first would pop the *other*
+task's mode, and that task's guard would stop seeing anything.
+
+So each thread holds one set of watches per guard mode, pushed by the first
+guard that arms in that thread and removed by the last one that disarms.  The
+watches hold no guard: on every call they ask the context's guard stack
+(:func:`dpslice.sync._core.active_guards`, a ``ContextVar``) which guard, if
+any, the call belongs to.  Code of an unguarded task that runs while another
+task's guard is armed passes through the watches and is reported to nobody.
+
+A thread started inside a guarded block has torch mode stacks of its own,
+empty: it is not watched, even where it runs in a copy of the guarded
+context (``asyncio.to_thread``), until it enters a guard itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+__all__ = ["ThreadWatches"]
+
+
+class _Installed:
+    """The watches pushed in one thread, and how many guards there use them."""
+
+    def __init__(self, modes: Sequence[Any]) -> None:
+        self.modes = tuple(modes)
+        self.users = 0
+
+
+class ThreadWatches:
+    """One set of torch modes per thread, shared by the guards armed in it.
+
+    Args:
+        make: builds the modes, outermost first; called once per thread at
+            the first :meth:`acquire` there.
+    """
+
+    def __init__(self, make: Callable[[], Sequence[Any]]) -> None:
+        self._make = make
+        self._local = threading.local()
+
+    def current(self) -> tuple[Any, ...] | None:
+        """This thread's installed modes, or ``None`` where no guard uses them."""
+        installed: _Installed | None = getattr(self._local, "installed", None)
+        return installed.modes if installed is not None else None
+
+    def acquire(self) -> None:
+        """Install the modes in this thread if no guard here has yet; count one more user."""
+        installed: _Installed | None = getattr(self._local, "installed", None)
+        if installed is None:
+            installed = _Installed(self._make())
+            entered: list[Any] = []
+            try:
+                for mode in installed.modes:
+                    mode.__enter__()
+                    entered.append(mode)
+            except BaseException:
+                for mode in reversed(entered):
+                    _remove(mode)
+                raise
+            self._local.installed = installed
+        installed.users += 1
+
+    def release(self) -> None:
+        """Count one user less; the last one out removes the modes from this thread."""
+        installed: _Installed | None = getattr(self._local, "installed", None)
+        if installed is None:
+            return
+        installed.users -= 1
+        if installed.users > 0:
+            return
+        self._local.installed = None
+        for mode in reversed(installed.modes):
+            _remove(mode)
+
+
+def _remove(mode: Any) -> None:
+    """Take ``mode`` off this thread's stack, wherever it is on it.
+
+    On top (the usual case) it leaves through its own ``__exit__``.  Below
+    another mode, pushed by an interleaved task and still active, it is taken
+    out from under that mode, which stays: torch's own ``__exit__`` would pop
+    the other task's mode instead.
+    """
+    if isinstance(mode, TorchDispatchMode):
+        length: Callable[[], int] = torch._C._len_torch_dispatch_stack
+        at: Callable[[int], Any] = torch._C._get_dispatch_stack_at
+        pop: Callable[[], Any] = torch._C._pop_torch_dispatch_stack
+        push: Callable[[Any], None] = torch._C._push_on_torch_dispatch_stack
+    else:
+        length = torch._C._len_torch_function_stack
+        at = torch._C._get_function_stack_at
+        pop = torch._C._pop_torch_function_stack
+        push = torch._C._push_on_torch_function_stack
+    size = length()
+    if size and at(size - 1) is mode:
+        mode.__exit__(None, None, None)
+        return
+    if not any(at(index) is mode for index in range(size)):
+        return  # already gone
+    above = []
+    while True:
+        top = pop()
+        if top is mode:
+            break
+        above.append(top)
+    for other in reversed(above):
+        push(other)
