@@ -7,7 +7,8 @@ buffer, then slice each rank's rows back out.  dpslice models that buffer
 (``dpslice check``).
 
 Submodules, imported on demand so that ``import dpslice`` stays light and never
-touches CUDA: :mod:`dpslice.strategies` (Hypothesis strategies),
+touches CUDA: :mod:`dpslice.contracts` (the call sites a slice is judged as),
+:mod:`dpslice.strategies` (Hypothesis strategies),
 :mod:`dpslice.tensor_path` (the GPU-tensor slice the reference replaces),
 :mod:`dpslice.sync` (host-device sync guards), :mod:`dpslice.check` (the
 property battery behind ``dpslice check``) and :mod:`dpslice.distributed`
@@ -20,6 +21,7 @@ from dpslice.errors import (
     CountsLengthError,
     CountsUnavailableError,
     DPSliceError,
+    InvalidContractError,
     InvalidDPSizeError,
     InvalidGraphExtentError,
     InvalidLayoutError,
@@ -28,7 +30,7 @@ from dpslice.errors import (
     RankOutOfRangeError,
     TensorInputError,
 )
-from dpslice.layout import PAD_ROW, DPLayout, Mode, RowSpan, SliceCall
+from dpslice.layout import PAD_ROW, DPLayout, Mode, Owns, RowSpan, SliceCall
 from dpslice.reference import DPSlice, ForwardBatchLike, dp_local_slice, get_dp_local_slice_cpu
 
 __all__ = [
@@ -40,12 +42,14 @@ __all__ = [
     "DPSlice",
     "DPSliceError",
     "ForwardBatchLike",
+    "InvalidContractError",
     "InvalidDPSizeError",
     "InvalidGraphExtentError",
     "InvalidLayoutError",
     "Mode",
     "NegativeCountError",
     "NonIntegerError",
+    "Owns",
     "RankOutOfRangeError",
     "RowSpan",
     "SliceCall",

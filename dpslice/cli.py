@@ -4,21 +4,37 @@
 count tensor on the GPU); ``dpslice check --distributed N`` runs the round
 trip through real collectives instead (:mod:`dpslice.check.distributed`).
 
+The target runs in a supervised worker process (:mod:`dpslice.check.supervisor`):
+whatever it does, this process prints the report, writes the JSON and decides
+the exit status.  Progress goes to stderr as the run goes.
+
 Exit status: 0 when every property holds (N/A counts as holding), 1 when one
-fails (or the check itself broke), 2 for a bad target or bad usage.
+fails (a call that hangs past ``--timeout``, exits or crashes the process
+fails too) or the check itself broke, 2 for a bad target (one that cannot be
+imported, including an import that exits, crashes or hangs) or bad usage, and
+2 when every property holds but the ``--json`` file could not be written (a
+failure stays 1).  Ctrl-C: 130, SIGTERM: 143, after the partial report.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
+import secrets
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dpslice._version import __version__
+from dpslice.isolation import DEFAULT_CALL_TIMEOUT
+
+if TYPE_CHECKING:
+    from dpslice.check.supervisor import Listener
 
 __all__ = ["DEFAULT_TARGET", "main"]
 
@@ -43,6 +59,8 @@ def _positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number of seconds")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} is not above 0")
     return value
@@ -87,6 +105,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--list", action="store_true", help="list the properties and exit")
     check.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="seconds one call of the target (and its import) may take before it fails as "
+        f"hung (default: {DEFAULT_CALL_TIMEOUT:g})",
+    )
+    check.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr, only the report"
+    )
+    check.add_argument(
         "--contract",
         metavar="NAME",
         help="the call site the target is judged as: a preset (--list-contracts) or "
@@ -120,10 +148,11 @@ def _parser() -> argparse.ArgumentParser:
         "--backend", metavar="NAME", help="gloo (CPU, the default) or nccl (one GPU per rank)"
     )
     round_trip.add_argument(
-        "--timeout",
+        "--run-timeout",
         type=_positive_seconds,
         metavar="SECONDS",
-        help="seconds for the whole round trip, start-up and shrinking included (default: 600)",
+        help="seconds for the whole round trip, start-up and shrinking included; when they "
+        "run out the verdict stands on the layouts checked (default: 600)",
     )
     return parser
 
@@ -153,7 +182,11 @@ def _list_properties() -> int:
 def _incompatible(args: argparse.Namespace) -> str | None:
     """Why these options cannot run together, or ``None``."""
     if args.distributed is None:
-        alone = [flag for flag in ("--backend", "--timeout") if getattr(args, flag[2:]) is not None]
+        alone = [
+            flag
+            for flag in ("--backend", "--run-timeout")
+            if getattr(args, flag[2:].replace("-", "_")) is not None
+        ]
         if alone:
             return f"{' and '.join(alone)}: only for the round trip; add --distributed N"
         return None
@@ -185,89 +218,201 @@ class _Ran(NamedTuple):
     write_json: Callable[[Path], None]
 
 
-def _battery(args: argparse.Namespace) -> _Ran | str:
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the partial report, then exit 143."""
+
+
+class _Stopped(Exception):
+    """The run was interrupted; ``ran`` is what finished, if anything."""
+
+    def __init__(self, ran: _Ran | None, status: int) -> None:
+        super().__init__("interrupted")
+        self.ran = ran
+        self.status = status
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
+
+
+def _battery(args: argparse.Namespace, progress: Listener | None) -> _Ran | str:
     """Run the property battery; a usage error's message instead if it cannot start."""
-    from dpslice.check import (
-        BadTargetError,
-        DeviceError,
-        UnknownPropertyError,
-        load_target,
-        run_check,
-    )
+    from dpslice.check import BadTargetError, DeviceError, UnknownPropertyError
     from dpslice.check.registry import select
     from dpslice.check.report import render_text, write_json
-    from dpslice.errors import InvalidContractError
+    from dpslice.check.supervisor import BatterySupervisor
+    from dpslice.check.target import check_device
 
     try:
-        target = load_target(args.target, device=args.device or "cpu", contract=args.contract)
-        properties = select(args.properties) if args.properties else None
-    except (BadTargetError, DeviceError, UnknownPropertyError, InvalidContractError) as exc:
+        device = check_device(args.device or "cpu")
+        names = [prop.name for prop in select(args.properties)] if args.properties else None
+    except (DeviceError, UnknownPropertyError) as exc:
         return str(exc)
-    report = run_check(
-        target,
+    options = {"contract": args.contract} if getattr(args, "contract", None) else {}
+    supervisor = BatterySupervisor(
+        args.target,
+        device=device,
+        properties=names,
         max_examples=args.max_examples,
         seed=args.seed,
-        properties=properties,
-        strict=args.strict,
+        timeout=args.timeout or DEFAULT_CALL_TIMEOUT,
+        listener=progress,
+        load_options=options,
     )
+    try:
+        report = supervisor.run()
+    except BadTargetError as exc:
+        return str(exc)
+    except KeyboardInterrupt as exc:
+        finished = supervisor.partial_report()
+        ran = None
+        if finished is not None:
+            text = render_text(finished).replace("\nPASSED\n", "\nINTERRUPTED\n")
+            text = text.replace("\nFAILED\n", "\nINTERRUPTED\n")
+            ran = _Ran(text, False, partial(write_json, finished))
+        raise _Stopped(ran, _interrupted(exc)) from None
     return _Ran(render_text(report), report.passed, partial(write_json, report))
 
 
-def _round_trip(args: argparse.Namespace) -> _Ran | str:
+def _round_trip(args: argparse.Namespace, progress: Listener | None) -> _Ran | str:
     """Run the round trip; a usage error's message instead if it cannot start."""
+    from dpslice.check import BadTargetError
     from dpslice.check.distributed import (
         DEFAULT_TIMEOUT,
+        DistributedCheck,
         render_text,
-        run_distributed_check,
         write_json,
     )
-    from dpslice.distributed import RoundTripConfigError
+    from dpslice.check.supervisor import supervise_round_trip
+    from dpslice.distributed import RoundTripError
+    from dpslice.distributed.driver import RoundTripSession
 
-    try:
-        run = run_distributed_check(
-            args.target,
-            dp_size=args.distributed,
-            backend=args.backend or "gloo",
-            max_examples=args.max_examples,
-            seed=args.seed,
-            timeout=args.timeout or DEFAULT_TIMEOUT,
-        )
-    except RoundTripConfigError as exc:  # a bad target or backend, too few GPUs
+    try:  # the options, before any process starts
+        RoundTripSession(dp_size=args.distributed, backend=args.backend or "gloo")
+    except RoundTripError as exc:
         return " ".join(str(exc).split())
+    asked: dict[str, Any] = {
+        "dp_size": args.distributed,
+        "backend": args.backend or "gloo",
+        "max_examples": args.max_examples,
+        "seed": args.seed,
+    }
+    timeouts = {
+        "timeout": args.timeout or DEFAULT_CALL_TIMEOUT,
+        "run_timeout": args.run_timeout or DEFAULT_TIMEOUT,
+    }
+    try:
+        run = supervise_round_trip(args.target, **asked, **timeouts, listener=progress)
+    except BadTargetError as exc:
+        return " ".join(str(exc).split())
+    except KeyboardInterrupt as exc:
+        stopped = DistributedCheck(
+            target=args.target,
+            **asked,
+            timeout=timeouts["run_timeout"],
+            call_timeout=timeouts["timeout"],
+            error=RoundTripError("interrupted before the round trip reached a verdict"),
+        )
+        ran = _Ran(render_text(stopped), False, partial(write_json, stopped))
+        raise _Stopped(ran, _interrupted(exc)) from None
     return _Ran(render_text(run), run.passed, partial(write_json, run))
+
+
+def _header(args: argparse.Namespace) -> list[str]:
+    """What the run is, printed before anything starts."""
+    if args.distributed is not None:
+        return [
+            f"dpslice check {args.target} --distributed {args.distributed} "
+            f"--backend {args.backend or 'gloo'}",
+            f"seed {args.seed}  max examples {args.max_examples}",
+        ]
+    return [
+        f"dpslice check {args.target}",
+        f"seed {args.seed}  max examples {args.max_examples}  device {args.device or 'cpu'}",
+    ]
+
+
+def _print_report(text: str) -> None:
+    """Print the report on stdout; a closed stdout (``| head``, ``| true``) ends it quietly."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Nobody reads it: point stdout at /dev/null so the exit's flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _write_json(ran: _Ran, path: Path) -> bool:
+    """Write the JSON; on failure say why on stderr and return False."""
+    try:
+        ran.write_json(path)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"dpslice: error: cannot write --json {path}: {reason}", file=sys.stderr)
+        return False
+    return True
 
 
 def _check(args: argparse.Namespace) -> int:
     clash = _incompatible(args)
     if clash is not None:
         return _error(clash)
-    if args.list_contracts:
-        return _list_contracts()
     if args.list:
         return _list_properties()
     if args.json is not None and not args.json.parent.is_dir():
         return _error(f"--json {args.json}: directory {str(args.json.parent)!r} does not exist")
-    # Like ``python -m``: modules in the working directory can be named as targets.
-    # The round trip's spawned ranks inherit this path.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    ran = _battery(args) if args.distributed is None else _round_trip(args)
+    if args.seed is None:
+        args.seed = secrets.randbelow(2**32)
+    from dpslice.check.progress import Progress
+
+    progress = None if args.quiet else Progress(sys.stderr)
+    if progress is not None:
+        for line in _header(args):
+            progress.line(line)
+    try:
+        ran = (
+            _battery(args, progress)
+            if args.distributed is None
+            else _round_trip(args, progress)
+        )
+    except _Stopped as stopped:
+        if progress is not None:
+            progress.close()
+        if stopped.ran is not None:
+            _print_report(stopped.ran.text)
+            if args.json is not None:
+                _write_json(stopped.ran, args.json)
+        print("dpslice: interrupted", file=sys.stderr)
+        return stopped.status
+    if progress is not None:
+        progress.close()
     if isinstance(ran, str):
         return _error(ran)
-    print(ran.text, end="", flush=True)
-    if args.json is not None:
-        try:
-            ran.write_json(args.json)
-        except OSError as exc:
-            return _error(f"cannot write --json {args.json}: {exc.strerror or exc}")
-    return EXIT_HOLDS if ran.passed else EXIT_FAILS
+    _print_report(ran.text)
+    status = EXIT_HOLDS if ran.passed else EXIT_FAILS
+    if args.json is not None and not _write_json(ran, args.json):
+        # The verdict is not hidden: a failure stays 1; a pass without its JSON is 2.
+        return max(status, EXIT_USAGE) if status == EXIT_HOLDS else status
+    return status
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    previous = signal.getsignal(signal.SIGTERM)
+    with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _check(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # before or after the run: nothing to report
         print("dpslice: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(exc)
+    finally:
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signal.SIGTERM, previous)

@@ -33,7 +33,7 @@ class CountsUnavailableError(DPSliceError):
 
 
 class InvalidGraphExtentError(DPSliceError):
-    """The graph extent is negative, or its batch size or rows per request below 1."""
+    """The graph extent or batch size is negative, or the rows per request below 1."""
 
 
 class CountExceedsExtentError(DPSliceError):

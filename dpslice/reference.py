@@ -287,7 +287,7 @@ def get_dp_local_slice_cpu(
     The rank and DP size are explicit rather than read from global state.
 
     Raises:
-        InvalidGraphExtentError: ``cuda_graph_batch`` or ``num_tokens_per_bs`` below 1.
+        InvalidGraphExtentError: a negative ``cuda_graph_batch``, ``num_tokens_per_bs`` below 1.
         DPSliceError: any error of :func:`dp_local_slice`.
     """
     rows_per_request = _as_int(num_tokens_per_bs, "num_tokens_per_bs")
@@ -299,10 +299,10 @@ def get_dp_local_slice_cpu(
     extent = None
     if cuda_graph_batch is not None:
         batch = _as_int(cuda_graph_batch, "cuda_graph_batch")
-        if batch < 1:
+        if batch < 0:
             raise InvalidGraphExtentError(
-                f"cuda_graph_batch = {batch}; it is the captured graph's batch size, at "
-                "least 1 (pass None for a prefill graph)"
+                f"cuda_graph_batch = {batch}; it is the captured graph's batch size and "
+                "cannot be negative (pass None for a prefill graph)"
             )
         extent = batch * rows_per_request
     return dp_local_slice(

@@ -9,8 +9,8 @@ from dpslice.pytest_plugin import cuda_available
 pytest_plugins = ["pytester"]
 
 no_gpu = pytest.mark.skipif(cuda_available(), reason="checks behaviour without a GPU")
-#: Where a value must live for reading it to sync in the automatic mode.
-DEVICE = "cuda" if cuda_available() else "cpu"
+#: A line that syncs in the automatic mode (on a GPU, one that allocates no CUDA memory).
+SYNC = "torch.cuda.synchronize()" if cuda_available() else "int(torch.tensor(1))"
 
 SYNCING_TEST = """
 import pytest
@@ -132,9 +132,7 @@ class TestNoSyncMarker:
             ["*ImplicitSyncError: Tensor.__int__ synchronised the host*at *test_marked.py:7*"]
         )
 
-    def test_a_sync_the_body_swallows_still_fails_the_test(
-        self, pytester: pytest.Pytester
-    ) -> None:
+    def test_a_sync_the_body_swallows_still_fails_the_test(self, pytester: pytest.Pytester) -> None:
         pytester.makepyfile(
             test_swallows="""
             import pytest
@@ -202,7 +200,7 @@ class TestNoSyncFixture:
             import torch
 
             def test_body(no_sync):
-                torch.tensor(1, device="{DEVICE}").item()
+                {SYNC}
             """
         )
         result = run(pytester)
@@ -287,7 +285,7 @@ class TestNoSyncFixture:
                         with no_sync:
                             b_in.set()
                             a_out.wait(5)
-                            int(torch.tensor(1, device="{DEVICE}"))
+                            {SYNC}
                         outcome["b"] = "no error"
                     except Exception as error:
                         outcome["b"] = type(error).__name__

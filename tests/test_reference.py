@@ -29,7 +29,6 @@ from dpslice import (
     DPSliceError,
     InvalidDPSizeError,
     InvalidGraphExtentError,
-    MissingGraphExtentError,
     NegativeCountError,
     NonIntegerError,
     RankOutOfRangeError,
@@ -54,6 +53,10 @@ WORKED_EXAMPLES = [
     pytest.param([5], 3, 4, True, 8, (0, 5), id="skipped-gather-replay"),
     pytest.param([7], 0, 1, False, None, (0, 7), id="dp-size-1"),
     pytest.param([2, 3], 1, 2, False, -1, (2, 3), id="eager-ignores-extent"),
+    # sglang #30712: a prefill graph has no decode extent; its counts were padded
+    # to the bucket, so the running sum is the start.
+    pytest.param([8, 8, 8], 2, 3, True, None, (16, 8), id="prefill-graph-running-sum"),
+    pytest.param([8], 2, 3, True, None, (0, 8), id="prefill-graph-skipped-gather"),
 ]
 WORKED_FIELDS = ("counts", "rank", "dp_size", "can_run_graph", "extent", "expected")
 
@@ -248,10 +251,13 @@ CAPTURE = (
     "runs the same dummy batch: pass can_run_graph=True with the graph extent and the "
     "dummy counts, or skip the slice while capturing"
 )
-MISSING_EXTENT = (
-    "can_run_graph is True but graph_extent is None (sglang #30712: prefill graphs leave "
-    "cuda_graph_batch unset). Under graph replay rank r's rows start at r * extent; pass "
-    "the graph's padded extent in rows, bs * num_tokens_per_bs"
+NEGATIVE_BATCH = (
+    "cuda_graph_batch = -1; it is the captured graph's batch size and cannot be negative "
+    "(pass None for a prefill graph)"
+)
+NO_ROWS_PER_REQUEST = (
+    "num_tokens_per_bs = 0; a graph holds at least one row per request (more under "
+    "speculative decoding)"
 )
 _AN_ITERATOR = iter([2, 3])
 
@@ -349,18 +355,27 @@ EXPLICIT_ERRORS = [
     ),
     # -- graph extent ----------------------------------------------------
     pytest.param(
-        dp_local_slice,
-        _replay_args(graph_extent=None),
-        MissingGraphExtentError,
-        MISSING_EXTENT,
-        id="graph-without-extent",
+        get_dp_local_slice_cpu,
+        # Only the product was checked once: -1 * -1 passed as an extent of 1.
+        _engine_args(cuda_graph_batch=-1, num_tokens_per_bs=-1),
+        InvalidGraphExtentError,
+        "num_tokens_per_bs = -1; a graph holds at least one row per request (more under "
+        "speculative decoding)",
+        id="engine-negative-batch-and-rows-per-request",
     ),
     pytest.param(
         get_dp_local_slice_cpu,
-        _engine_args(cuda_graph_batch=None),
-        MissingGraphExtentError,
-        MISSING_EXTENT,
-        id="engine-graph-without-cuda-graph-batch",
+        _engine_args(cuda_graph_batch=-1),
+        InvalidGraphExtentError,
+        NEGATIVE_BATCH,
+        id="engine-negative-graph-batch",
+    ),
+    pytest.param(
+        get_dp_local_slice_cpu,
+        _engine_args(num_tokens_per_bs=0),
+        InvalidGraphExtentError,
+        NO_ROWS_PER_REQUEST,
+        id="engine-zero-rows-per-request",
     ),
     pytest.param(
         dp_local_slice,
@@ -607,9 +622,16 @@ class TestExplicitErrors:
         with pytest.raises(ValueError, match="dp_size = 0"):
             dp_local_slice([1], 0, dp_size=0)
 
-    @pytest.mark.parametrize("name", dpslice.errors.__all__)
-    def test_every_error_derives_from_the_root(self, name):
+    @pytest.mark.parametrize(
+        "name", [name for name in dpslice.errors.__all__ if name != "InvalidContractError"]
+    )
+    def test_every_slice_input_error_derives_from_the_root(self, name):
         assert issubclass(getattr(dpslice.errors, name), DPSliceError)
+
+    def test_a_malformed_contract_is_not_a_slice_input_error(self):
+        """It concerns how a check is set up: ``except DPSliceError`` must not swallow it."""
+        assert not issubclass(dpslice.errors.InvalidContractError, DPSliceError)
+        assert issubclass(dpslice.errors.InvalidContractError, ValueError)
 
 
 # -- tensors are refused unread -----------------------------------------------

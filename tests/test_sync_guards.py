@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -124,15 +125,18 @@ class TestAllowAndNesting:
             recorded_then_unguarded()
 
 
+def swallowing(read: Callable[[], object]) -> None:
+    """What a careless block does: catch everything around a sync and carry on."""
+    with contextlib.suppress(Exception):
+        read()
+
+
 class TestSwallowedSync:
     """A block that catches the guard's error and carries on still fails, at the guard's exit."""
 
     def test_a_sync_the_block_swallows_fails_at_exit(self) -> None:
         with pytest.raises(ImplicitSyncError) as caught, no_sync("cpu"):
-            try:
-                int(torch.tensor(1))
-            except Exception:
-                pass
+            swallowing(lambda: int(torch.tensor(1)))
         error = caught.value
         assert error.caught
         assert error.op == "Tensor.__int__"
@@ -144,48 +148,49 @@ class TestSwallowedSync:
     def test_a_decorated_function_that_swallows_fails(self) -> None:
         @no_sync("cpu")
         def careless() -> None:
-            try:
-                torch.tensor([1, 2]).tolist()
-            except Exception:
-                pass
+            swallowing(lambda: torch.tensor([1, 2]).tolist())
 
         with pytest.raises(ImplicitSyncError, match=r"Tensor\.tolist"):
             careless()
 
     def test_every_swallowed_sync_is_listed(self) -> None:
+        def body() -> None:
+            swallowing(lambda: int(torch.tensor(1)))
+            swallowing(lambda: int(torch.tensor(2)))
+
         with pytest.raises(ImplicitSyncError) as caught, no_sync("cpu"):
-            for value in (1, 2):
-                try:
-                    int(torch.tensor(value))
-                except ImplicitSyncError:
-                    pass
+            body()
         assert len(caught.value.events) == 2
 
     def test_the_blocks_own_later_error_is_kept_as_the_context(self) -> None:
-        with pytest.raises(ImplicitSyncError) as caught, no_sync("cpu"):
-            try:
-                int(torch.tensor(1))
-            except Exception:
-                pass
+        def body() -> None:
+            swallowing(lambda: int(torch.tensor(1)))
             raise KeyError("later")
+
+        with pytest.raises(ImplicitSyncError) as caught, no_sync("cpu"):
+            body()
         assert isinstance(caught.value.__context__, KeyError)
 
     def test_an_error_raised_from_the_sync_error_is_left_alone(self) -> None:
         """Converting the sync error into one's own is not swallowing it."""
-        with pytest.raises(LookupError) as caught, no_sync("cpu"):
+
+        def body() -> None:
             try:
                 int(torch.tensor(1))
             except ImplicitSyncError as error:
                 raise LookupError("wrapped") from error
+
+        with pytest.raises(LookupError) as caught, no_sync("cpu"):
+            body()
         assert isinstance(caught.value.__cause__, ImplicitSyncError)
 
     def test_a_keyboard_interrupt_is_never_replaced(self) -> None:
-        with pytest.raises(KeyboardInterrupt), no_sync("cpu"):
-            try:
-                int(torch.tensor(1))
-            except Exception:
-                pass
+        def body() -> None:
+            swallowing(lambda: int(torch.tensor(1)))
             raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt), no_sync("cpu"):
+            body()
 
     def test_a_recording_guard_never_raises(self) -> None:
         with no_sync("cpu", record=True) as guard:
@@ -193,9 +198,7 @@ class TestSwallowedSync:
         assert len(guard.events) == 1
 
 
-def overlapping_tasks(
-    first: Callable[[], Any], second: Callable[[], Any]
-) -> dict[str, str]:
+def overlapping_tasks(first: Callable[[], Any], second: Callable[[], Any]) -> dict[str, str]:
     """Run two asyncio tasks whose guarded blocks overlap; the first block ends first.
 
     Task a enters ``first()``'s guard, task b enters ``second()``'s, a leaves,

@@ -140,7 +140,8 @@ register_drawn(
     "skipped_gather_rows",
     "With the all-gather skipped (a one-entry count list) the slice holds the rank's own rows.",
     _own_rows,
-    modes=COUNTED,
+    # Where a skipped gather is known to happen: eager forwards and decode graphs.
+    modes=[Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY],
     gather_skipped=True,
 )
 
@@ -150,14 +151,20 @@ register_drawn(
 
 def _every_rank(
     target: Target, layout: DPLayout
-) -> tuple[list[tuple[LayoutCall, int, int]], Counterexample | None]:
-    """Call every rank; their in-bounds slices, or the first rank that gave none."""
+) -> tuple[list[tuple[LayoutCall, int, int]] | None, Counterexample | None]:
+    """Call every rank; their in-bounds slices, or the first rank whose result is no slice.
+
+    A rank whose call raises is judged by the property of its state, not here:
+    ``None`` slices then, and nothing to judge across the ranks.
+    """
     buffer_rows = layout.gathered_rows(0)
     slices: list[tuple[LayoutCall, int, int]] = []
     for rank in range(layout.dp_size):
         called = LayoutCall(target, layout, layout.call(rank))
         expected_slice = called.expected_slice
         expected = f"a slice inside the {buffer_rows}-row buffer (the oracle's is {expected_slice})"
+        if called.outcome.raised:
+            return None, None
         if called.outcome.slice is None:
             why = _not_a_slice(called.outcome)
             return slices, called.counterexample(expected, why, expected_slice=expected_slice)
@@ -171,7 +178,7 @@ def _every_rank(
 
 def _disjoint(target: Target, layout: DPLayout) -> Counterexample | None:
     slices, failure = _every_rank(target, layout)
-    if failure is not None:
+    if slices is None or failure is not None:
         return failure
     for index, (called, start, length) in enumerate(slices):
         for other, other_start, other_length in slices[:index]:
@@ -202,7 +209,7 @@ def _tiles(target: Target, layout: DPLayout) -> Counterexample | None:
     if not _owned_rows_tile(target, layout):
         return None  # padding nobody owns (real rows of a DP chunk): nothing to tile
     slices, failure = _every_rank(target, layout)
-    if failure is not None:
+    if slices is None or failure is not None:
         return failure
     position = 0
     for called, start, length in slices:
@@ -253,9 +260,14 @@ def _exact(target: Target, example: RankExample) -> Counterexample | None:
     layout, rank = example
     called = LayoutCall(target, layout, layout.call(rank))
     expected_slice = called.expected_slice
-    if called.outcome.slice == expected_slice:
-        return None
     got = called.outcome.slice
+    if got == expected_slice or (
+        # An empty slice reads no row wherever it starts inside the buffer.
+        got is not None
+        and got[1] == expected_slice[1] == 0
+        and 0 <= got[0] <= layout.gathered_rows(rank)
+    ):
+        return None
     if got is None:
         why = _not_a_slice(called.outcome)
     else:
@@ -272,7 +284,9 @@ register_drawn(
     "large_counts_exact",
     "With counts up to 2**31-1 and up to 64 ranks the slice is exactly the oracle's.",
     _exact,
-    modes=COUNTED,
+    # A prefill graph's bucket is no larger than the batches it was captured
+    # for; its own property judges it.
+    modes=[Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY, Mode.DP_CHUNK],
     small=False,
 )
 

@@ -21,7 +21,7 @@ import hypothesis
 import torch
 
 from dpslice._version import __version__
-from dpslice.check.isolation import DEFAULT_CALL_TIMEOUT
+from dpslice.isolation import DEFAULT_CALL_TIMEOUT
 from dpslice.check.report import write_document
 from dpslice.distributed import (
     RoundTripConfigError,

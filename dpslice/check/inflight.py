@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import traceback
 from dataclasses import dataclass, replace
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 
@@ -37,6 +37,7 @@ __all__ = [
     "raised_base",
     "safe_repr",
     "shown_arguments",
+    "started_result",
 ]
 
 #: A call about to run: its layout, the call, and the counts of its GPU tensor.
@@ -85,14 +86,16 @@ def portable_target(target: Target) -> Target:
     return replace(target, function=_in_worker)
 
 
-def portable_result(result: PropertyResult) -> PropertyResult:
-    """``result`` with its counterexample's arguments as :class:`Shown` reprs and no bounds."""
-    found = result.counterexample
-    if found is None:
-        return result
+def _portable(found: Counterexample) -> Counterexample:
     arguments = {name: Shown(safe_repr(value)) for name, value in found.arguments.items()}
-    outcome = replace(found.outcome, bounds=None)
-    return replace(result, counterexample=replace(found, arguments=arguments, outcome=outcome))
+    return replace(found, arguments=arguments, outcome=replace(found.outcome, bounds=None))
+
+
+def portable_result(result: PropertyResult) -> PropertyResult:
+    """``result`` with its counterexamples' arguments as :class:`Shown` reprs and no bounds."""
+    if not result.counterexamples:
+        return result
+    return replace(result, counterexamples=tuple(map(_portable, result.counterexamples)))
 
 
 def shown_arguments(target: Target, record: CallRecord) -> dict[str, object]:
@@ -165,16 +168,18 @@ def raised_base(exc: BaseException, target: Target) -> AbortedCall:
 
 
 def aborted_result(
+    started: PropertyResult,
     *,
-    name: str,
-    statement: str,
     examples: int,
     seconds: float,
     target: Target,
     record: CallRecord,
     outcome: AbortedCall,
 ) -> PropertyResult:
-    """The FAIL of the property ``name``: the recorded call, which did ``outcome``."""
+    """The FAIL of the property ``started`` describes: the recorded call, which did ``outcome``.
+
+    A FAIL whatever the property's tier: an engine's process would not survive the call either.
+    """
     layout, call, _ = record
     counterexample = Counterexample(
         layout=layout,
@@ -185,11 +190,18 @@ def aborted_result(
         expected="the call returns, or raises an Exception, within the call timeout",
         why="the target did not come back from the call with a slice or an Exception",
     )
-    return PropertyResult(
-        name=name,
-        statement=statement,
+    return replace(
+        started,
         verdict=Verdict.FAIL,
         examples=examples,
         seconds=seconds,
-        counterexample=counterexample,
+        counterexamples=(counterexample,),
+        note=None,
+    )
+
+
+def started_result(name: str, statement: str, **extra: Any) -> PropertyResult:
+    """A property that has started: what a result of it keeps whatever happens next."""
+    return PropertyResult(
+        name=name, statement=statement, verdict=Verdict.ERROR, examples=0, seconds=0.0, **extra
     )

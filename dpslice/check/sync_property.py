@@ -38,7 +38,7 @@ from dpslice.check.outcome import (
 from dpslice.check.registry import Counterexample
 from dpslice.check.target import Target
 from dpslice.contracts import BoundsUse
-from dpslice.sync import SyncEvent, SyncMode, find_syncs
+from dpslice.sync import DeviceResidentSet, SyncEvent, SyncMode, find_syncs
 
 __all__ = ["sync_mode"]
 
@@ -58,30 +58,31 @@ def _describe(target: Target) -> str:
     return f"dpslice.sync {_MODE_NAMES[sync_mode(target)]} ({how})"
 
 
-def _guard_options(mode: SyncMode, *device_memory: object) -> dict[str, object]:
-    """CPU-only mode counts reads of what stands in for device memory, and nothing else.
-
-    Host-resident inputs (the CPU count list, vLLM's int32 CPU count tensor)
-    never wait for a GPU, so reading them is no sync on a GPU either.
-    """
-    if mode != "cpu":
-        return {}
-    return {"device_resident": tuple(t for t in device_memory if isinstance(t, torch.Tensor))}
-
-
 class _Watched:
-    """Calls a target under a recording guard; keeps the syncs the call caused."""
+    """Calls a target under a recording guard; keeps the syncs the call caused.
+
+    CPU-only mode counts reads of what stands in for device memory (the GPU
+    count tensor, the gathered buffer) and of what is derived from it, and
+    nothing else: host-resident inputs (the CPU count list, vLLM's int32 CPU
+    count tensor) never wait for a GPU.  ``device_memory`` keeps that
+    provenance from the call to the use of its bounds; CUDA mode ignores it.
+    """
 
     def __init__(self, mode: SyncMode) -> None:
         self.mode = mode
         self.events: tuple[SyncEvent, ...] = ()
+        self.device_memory = DeviceResidentSet()
 
     def __call__(self, target: Target, arguments: Mapping[str, object]) -> Outcome:
         returned: list[object] = []
-        options = _guard_options(self.mode, arguments.get("global_num_tokens_gpu"))
+        counts = arguments.get("global_num_tokens_gpu")
+        if isinstance(counts, torch.Tensor):
+            self.device_memory.add(counts)
         try:
             self.events = find_syncs(
-                lambda: returned.append(target.function(**arguments)), mode=self.mode, **options
+                lambda: returned.append(target.function(**arguments)),
+                mode=self.mode,
+                device_resident=self.device_memory,
             )
         except Exception as exc:
             return error_outcome(exc, target)
@@ -124,8 +125,10 @@ def _sync_free(target: Target, example: RankExample) -> Counterexample | None:
     if called.outcome.bounds is not None and on_host:
         bounds = called.outcome.bounds
         buffer = layout.gathered(rank, device=target.device)
-        options = _guard_options(mode, buffer, *_derived_from_device(called))
-        used = find_syncs(lambda: slice_with(buffer, bounds), mode=mode, **options)
+        watched.device_memory.add(buffer)
+        used = find_syncs(
+            lambda: slice_with(buffer, bounds), mode=mode, device_resident=watched.device_memory
+        )
         if used:
             problems.append(
                 f"slicing the gathered buffer with the bounds it returned (start "
@@ -140,18 +143,6 @@ def _sync_free(target: Target, example: RankExample) -> Counterexample | None:
         "; and ".join(problems),
         expected_slice=called.expected_slice,
     )
-
-
-def _derived_from_device(called: LayoutCall) -> tuple[object, ...]:
-    """The returned tensor bounds that stand in for device memory.
-
-    Computed inside the call, they are device memory if the target was handed
-    the device-side count tensor; bounds computed from host-resident counts
-    alone (a CPU count tensor's prefix sum) are read without a GPU.
-    """
-    if not called.target.reads("global_num_tokens_gpu"):
-        return ()
-    return tuple(bound for bound in called.outcome.bounds or () if isinstance(bound, torch.Tensor))
 
 
 register_drawn(

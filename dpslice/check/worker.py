@@ -1,7 +1,7 @@
 """The check's worker process: load the target, run the job, tell the parent every step.
 
 The parent (:mod:`dpslice.check.supervisor`) never imports the target; this
-process does, in a process group of its own (:mod:`dpslice.check.isolation`),
+process does, in a process group of its own (:mod:`dpslice.isolation`),
 so whatever the target does (hang, exit, crash, start threads) the parent
 still owns the verdict, the report and the exit status.
 
@@ -33,11 +33,11 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
-from dpslice.check.isolation import die_with_parent
+from dpslice.isolation import die_with_parent
 
 __all__ = ["Job", "main"]
 
@@ -88,10 +88,15 @@ class _Channel:
 
 def _battery(job: Job, channel: _Channel) -> None:
     from dpslice.check import calls
-    from dpslice.check.inflight import aborted_result, portable_result, portable_target
-    from dpslice.check.inflight import raised_base
+    from dpslice.check.inflight import (
+        aborted_result,
+        portable_result,
+        portable_target,
+        raised_base,
+        started_result,
+    )
     from dpslice.check.registry import Property, registered, select
-    from dpslice.check.runner import PropertyResult, Verdict, run_property
+    from dpslice.check.runner import run_property
     from dpslice.check.target import BadTargetError, DeviceError, load_target
 
     channel.event("loading", job.spec)
@@ -116,27 +121,24 @@ def _battery(job: Job, channel: _Channel) -> None:
 
     calls.call_observer = observe
     for prop in chosen:
-        channel.event("start", prop.name, prop.statement)
+        started = started_result(prop.name, prop.statement, tier=prop.tier)
+        channel.event("start", started)
         last[:] = [None, 0]
-        started = time.perf_counter()
+        began = time.perf_counter()
         try:
             result = run_property(prop, target, max_examples=job.max_examples, seed=job.seed)
         except BaseException as exc:  # noqa: BLE001 - the target's; Ctrl-C reaches the parent only
             if last[0] is None:
-                result = PropertyResult(
-                    name=prop.name,
-                    statement=prop.statement,
-                    verdict=Verdict.ERROR,
-                    examples=0,
-                    seconds=time.perf_counter() - started,
+                result = replace(
+                    started,
+                    seconds=time.perf_counter() - began,
                     note=f"the check itself broke, before calling the target ({exc!r})",
                 )
             else:
                 result = aborted_result(
-                    name=prop.name,
-                    statement=prop.statement,
+                    started,
                     examples=last[1],
-                    seconds=time.perf_counter() - started,
+                    seconds=time.perf_counter() - began,
                     target=target,
                     record=last[0],
                     outcome=raised_base(exc, target),
@@ -144,18 +146,9 @@ def _battery(job: Job, channel: _Channel) -> None:
         result = portable_result(result)
         try:
             channel.event("result", result)
-        except Exception as exc:  # a result the parent could not unpickle: say so instead
-            channel.event(
-                "result",
-                PropertyResult(
-                    name=result.name,
-                    statement=result.statement,
-                    verdict=result.verdict,
-                    examples=result.examples,
-                    seconds=result.seconds,
-                    note=f"its counterexample could not be reported ({exc!r})",
-                ),
-            )
+        except Exception as exc:  # a result that cannot be pickled: say so instead
+            note = f"its counterexample could not be reported ({exc!r})"
+            channel.event("result", replace(result, counterexamples=(), note=note))
 
 
 def _round_trip(job: Job, channel: _Channel) -> None:
@@ -205,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     _import_path()
     channel = _Channel(fd)
     try:
+        # The check's own imports first: a spare worker waits here, ready.
+        import dpslice.check.runner  # noqa: F401
+
         job: Job = pickle.load(sys.stdin.buffer)
         (_battery if job.dp_size is None else _round_trip)(job, channel)
     except BaseException:  # noqa: BLE001 - a bug of the check itself: the parent reports it

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import Store, TCPStore
 
-from dpslice.check.isolation import die_with_parent
+from dpslice.isolation import die_with_parent
 from dpslice.check.target import Target, load_target
 from dpslice.distributed.collectives import RowGatherer
 from dpslice.distributed.rank_check import check_layout

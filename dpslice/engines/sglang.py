@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,7 +94,6 @@ RELEASE: str = importlib.metadata.version("sglang")
 #: Where each adapter's engine function appeared, for the message when it is missing.
 _ADDED_BY = {
     "get_dp_local_slice_cpu": "added by sglang PR 24550, first released in 0.5.12",
-    "routed_experts_capturer_slice": "the routed-experts capturer first shipped in 0.5.8",
     "get_dp_local_info": "present in every release dpslice knows",
 }
 
@@ -166,9 +166,16 @@ class _BoundsRecorder:
         return start, stop - start
 
 
-def _tag(adapter: Callable[..., Any], contract: str, engine_name: str) -> None:
+def _tag(adapter: Callable[..., Any], contract: str, engine_function: Callable[..., Any]) -> None:
+    """Name the adapter's contract, and lead failure locations into the engine's source.
+
+    ``__wrapped__`` makes the check report a crash at the engine's line, not the
+    adapter's; ``__signature__`` keeps the adapter's own keyword-only signature,
+    which ``inspect.signature`` would otherwise take from the engine function.
+    """
+    adapter.__signature__ = inspect.signature(adapter)  # type: ignore[attr-defined]
+    adapter.__wrapped__ = engine_function  # type: ignore[attr-defined]
     adapter.__dpslice_contract__ = contract  # type: ignore[attr-defined]
-    adapter.__dpslice_engine__ = f"sglang {RELEASE} {engine_name}"  # type: ignore[attr-defined]
 
 
 _adapters: dict[str, Callable[..., Any]] = {}
@@ -209,7 +216,7 @@ if hasattr(_dp_attention, "get_dp_local_slice_cpu"):
                     forward_batch, can_run_graph, cuda_graph_batch
                 )
 
-    _tag(get_dp_local_slice_cpu, "sglang-capturer", "dp_attention.get_dp_local_slice_cpu")
+    _tag(get_dp_local_slice_cpu, "sglang-capturer", _dp_attention.get_dp_local_slice_cpu)
     _adapters["get_dp_local_slice_cpu"] = get_dp_local_slice_cpu
 
 # -- get_dp_local_info --------------------------------------------------------------
@@ -240,14 +247,19 @@ else:
             return _dp_attention.get_dp_local_info(forward_batch)
 
 
-_tag(get_dp_local_info, "sglang-gather", "dp_attention.get_dp_local_info")
+_tag(get_dp_local_info, "sglang-gather", _dp_attention.get_dp_local_info)
 _adapters["get_dp_local_info"] = get_dp_local_info
 
 # -- the routed-experts capturer's slice ----------------------------------------------
 
 
+#: Why the capturer's slice is not available here, when it is not.
+_capturer_missing = "the routed-experts capturer first shipped in 0.5.8"
+
+
 def _capturer_module() -> tuple[ModuleType, str] | None:
     """The module holding the capturer's slice method, and its class, or ``None``."""
+    global _capturer_missing
     for module_name, class_name in (
         ("sglang.srt.state_capturer.routed_experts", "RoutedExpertsCapturer"),
         ("sglang.srt.layers.moe.routed_experts_capturer", "_RoutedExpertsCapturerReal"),
@@ -257,7 +269,13 @@ def _capturer_module() -> tuple[ModuleType, str] | None:
         except ModuleNotFoundError as exc:
             if exc.name is not None and module_name.startswith(exc.name):
                 continue
-            raise
+            # The capturer imports sglang's model configs, which need transformers and
+            # more than the slice functions do (requirements/sglang-capturer.txt).
+            _capturer_missing = (
+                f"importing {module_name} needs {exc.name!r}, which is missing; "
+                "scripts/engine_releases.py builds an environment that has it"
+            )
+            return None
         if hasattr(module, class_name):
             return module, class_name
     return None
@@ -381,7 +399,7 @@ if _capturer is not None:
     _tag(
         routed_experts_capturer_slice,
         "sglang-capturer",
-        f"{_capturer_class_name}.{_capturer_method}",
+        getattr(_capturer_class, _capturer_method),
     )
     _adapters["routed_experts_capturer_slice"] = routed_experts_capturer_slice
 
@@ -392,6 +410,8 @@ def available() -> dict[str, Callable[..., Any]]:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "routed_experts_capturer_slice":
+        raise BadTargetError(f"sglang {RELEASE}: no {name} here ({_capturer_missing})")
     if name in _ADDED_BY:
         raise BadTargetError(f"sglang {RELEASE} has no {name} ({_ADDED_BY[name]})")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,10 @@ marker through :mod:`dpslice.pytest_plugin`):
 * ``"probe"`` -- ground truth: a calibrated kernel keeps the stream busy and an
   idle stream after a call means the host waited.  Needs a GPU.
 * ``"cpu"``   -- torch dispatch and function modes that see, on any device,
-  the operations that would sync on CUDA.  Runs anywhere.
+  the operations that would sync on CUDA.  Runs anywhere.  Every tensor
+  counts as device memory unless ``device_resident=`` names the CPU tensors
+  that stand in for it; then only reads of those, and of what is derived
+  from them, count (host-resident data, such as a CPU count tensor, is free).
 
 ``"auto"`` is CUDA mode where a CUDA device exists, else CPU-only mode.
 Importing this package never initialises CUDA.
@@ -24,12 +27,16 @@ Example::
             print(rows)             # intended
 
     events = find_syncs(lambda: my_slice(...), mode="cpu")   # record, don't raise
+    events = find_syncs(lambda: my_slice(...), mode="cpu",   # only the GPU stand-ins count
+                        device_resident=(gpu_counts, buffer))
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import torch
 
 from dpslice.sync._core import (
     ImplicitSyncError,
@@ -40,13 +47,14 @@ from dpslice.sync._core import (
     SyncModeUnavailableError,
     allow_sync,
 )
-from dpslice.sync.cpu_mode import CpuSyncGuard
+from dpslice.sync.cpu_mode import CpuSyncGuard, DeviceResidentSet
 from dpslice.sync.cuda_mode import CudaSyncGuard
 from dpslice.sync.probe import StreamProbeGuard
 
 __all__ = [
     "CpuSyncGuard",
     "CudaSyncGuard",
+    "DeviceResidentSet",
     "ImplicitSyncError",
     "StreamProbeGuard",
     "SyncError",
@@ -61,7 +69,14 @@ __all__ = [
 ]
 
 # Tracebacks and reprs name the public home, not the private module.
-for _public in (ImplicitSyncError, SyncError, SyncEvent, SyncGuard, SyncModeUnavailableError):
+for _public in (
+    DeviceResidentSet,
+    ImplicitSyncError,
+    SyncError,
+    SyncEvent,
+    SyncGuard,
+    SyncModeUnavailableError,
+):
     _public.__module__ = __name__
 
 _GUARDS: dict[str, type[SyncGuard]] = {
@@ -86,36 +101,62 @@ def resolve_mode(mode: str = "auto") -> str:
     return mode
 
 
-def no_sync(mode: SyncMode = "auto", *, record: bool = False, **options: Any) -> SyncGuard:
+#: What ``device_resident=`` takes: a set to keep and extend, or the tensors themselves.
+DeviceResident = DeviceResidentSet | Iterable[torch.Tensor]
+
+
+def no_sync(
+    mode: SyncMode = "auto",
+    *,
+    record: bool = False,
+    device_resident: DeviceResident | None = None,
+    **options: Any,
+) -> SyncGuard:
     """A guard that fails on a host-device sync: ``with no_sync():`` or ``@no_sync()``.
 
     Args:
         mode: ``"auto"``, ``"cuda"``, ``"probe"`` or ``"cpu"`` (see the module docs).
         record: record syncs in ``guard.events`` instead of raising.
+        device_resident: CPU-only mode: the CPU tensors that stand in for
+            device memory (a :class:`DeviceResidentSet`, kept and extended
+            with what the block derives from them, or the tensors).  Only
+            reads of those, and of tensors derived from them, count as syncs.
+            ``None``: every tensor counts.  The GPU modes see real devices and
+            ignore it, so one call serves every mode.
         options: passed to the mode's guard (``extra_hooks`` for CUDA mode,
             ``sleep_ms`` for the probe).
 
     Raises:
         ValueError: an unknown mode.
+        TypeError: ``device_resident`` holds something other than tensors.
         SyncModeUnavailableError: on entry, for a GPU mode without a GPU.
     """
-    return _GUARDS[resolve_mode(mode)](record=record, **options)
+    resolved = resolve_mode(mode)
+    if resolved == "cpu":
+        return CpuSyncGuard(record=record, device_resident=device_resident, **options)
+    return _GUARDS[resolved](record=record, **options)
 
 
 def find_syncs(
-    fn: Callable[[], object], *, mode: SyncMode = "auto", **options: Any
+    fn: Callable[[], object],
+    *,
+    mode: SyncMode = "auto",
+    device_resident: DeviceResident | None = None,
+    **options: Any,
 ) -> tuple[SyncEvent, ...]:
     """Run ``fn()`` under a recording guard and return every sync it caused.
 
     Each event names the operation and the user's ``file:line``.  Errors that
     ``fn`` raises propagate, except a sync that CUDA mode could only catch by
     aborting ``fn``; that one is returned as the last event.
+    ``device_resident`` is as for :func:`no_sync`.
 
     Raises:
         ValueError: an unknown mode.
+        TypeError: ``device_resident`` holds something other than tensors.
         SyncModeUnavailableError: a GPU mode without a GPU.
     """
-    guard = no_sync(mode, record=True, **options)
+    guard = no_sync(mode, record=True, device_resident=device_resident, **options)
     try:
         with guard:
             fn()

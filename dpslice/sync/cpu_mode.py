@@ -145,8 +145,6 @@ def function_sync_reason(
     return None
 
 
-
-
 _D2H_COPY = "copies device memory into host memory; the host waits for the copy"
 
 
@@ -171,8 +169,11 @@ class DeviceResidentSet:
     """
 
     def __init__(self, tensors: Iterable[torch.Tensor] = ()) -> None:
-        self._tensors: weakref.WeakSet[torch.Tensor] = weakref.WeakSet()
-        self._storages: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Keyed by id, each entry dropped by its weakref's callback when the
+        # object dies (so a reused id never matches).  weakref.WeakSet would
+        # compare tensors with ==, which is elementwise for tensors.
+        self._tensors: dict[int, weakref.ref[torch.Tensor]] = {}
+        self._storages: dict[int, weakref.ref[Any]] = {}
         for tensor in tensors:
             self.add(tensor)
 
@@ -183,18 +184,18 @@ class DeviceResidentSet:
                 f"device_resident holds tensors that stand in for device memory; got "
                 f"{type(tensor).__name__}: pass torch.Tensor objects (leave out a None)"
             )
-        self._tensors.add(tensor)
+        _remember(self._tensors, tensor)
         storage = _storage(tensor)
         if storage is not None:
-            self._storages.add(storage)
+            _remember(self._storages, storage)
 
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, torch.Tensor):
             return False
-        if item in self._tensors:
+        if id(item) in self._tensors:
             return True
         storage = _storage(item)
-        return storage is not None and storage in self._storages
+        return storage is not None and id(storage) in self._storages
 
     def any_of(self, tensors: Iterable[torch.Tensor]) -> bool:
         """Whether any of ``tensors`` is device-resident."""
@@ -202,6 +203,17 @@ class DeviceResidentSet:
 
     def __repr__(self) -> str:
         return f"<DeviceResidentSet of {len(self._tensors)} live tensors>"
+
+
+def _remember(table: dict[int, weakref.ref[Any]], item: Any) -> None:
+    key = id(item)
+    if key in table:
+        return
+
+    def forget(_: weakref.ref[Any]) -> None:
+        table.pop(key, None)
+
+    table[key] = weakref.ref(item, forget)
 
 
 def _storage(tensor: torch.Tensor) -> Any:

@@ -157,3 +157,23 @@ class TestStreamProbe:
             scratch.add_(1)
             with pytest.raises(SyncModeUnavailableError, match="capture"), StreamProbeGuard():
                 pass
+
+
+class TestSameVerdictAsCpuOnlyMode:
+    """``sync_free`` in CUDA mode gives the verdicts CPU-only mode gives (with provenance)."""
+
+    @pytest.mark.parametrize(
+        ("target", "verdict"),
+        [
+            ("dpslice.reference:dp_local_slice", "PASS"),
+            ("dpslice.tensor_path:tensor_path_slice", "FAIL"),
+            ("tests/sync_verdict_targets.py:int32_cpu_count_slice", "PASS"),
+            ("tests/sync_verdict_targets.py:gpu_count_slice", "FAIL"),
+            ("tests/sync_verdict_targets.py:cpu_bounds_beside_gpu_counts", "PASS"),
+        ],
+    )
+    def test_sync_free_verdict(self, target: str, verdict: str) -> None:
+        from dpslice.check import run_check
+
+        result = run_check(target, max_examples=30, seed=0, properties=["sync_free"], device="cuda")
+        assert result.results[0].verdict.name == verdict, result.results[0]

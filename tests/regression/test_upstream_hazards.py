@@ -16,7 +16,6 @@ from dpslice import (
     CountsUnavailableError,
     DPLayout,
     DPSlice,
-    MissingGraphExtentError,
     Mode,
     RowSpan,
     dp_local_slice,
@@ -38,19 +37,18 @@ def test_hazard_2_capture_none_counts_raise_counts_unavailable_not_type_error():
             assert not isinstance(raised.value, TypeError)
 
 
-def test_hazard_3_graph_replay_without_cuda_graph_batch_raises_missing_extent():
+def test_hazard_3_prefill_graph_without_cuda_graph_batch_is_the_running_sum():
     """sglang #30712: prefill graphs run with ``can_run_graph`` true but
-    ``cuda_graph_batch`` None, and ``rank * None`` raised TypeError.  The slice raises
-    MissingGraphExtentError; with the padded extent passed explicitly (#31100's
-    proposal) it finds the rank's rows."""
-    with pytest.raises(MissingGraphExtentError, match="#30712") as raised:
-        get_dp_local_slice_cpu(ForwardBatch([3, 2]), True, None, dp_rank=1, dp_size=2)
-    assert not isinstance(raised.value, TypeError)
-
-    layout = DPLayout((3, 2), Mode.GRAPH_REPLAY, graph_batch_size=4)
-    own = dp_local_slice([3, 2], 1, dp_size=2, can_run_graph=True, graph_extent=4)
-    assert own == DPSlice(4, 2)
-    assert layout.gathered(1)[own.slice].tolist() == real_rows(1, 2)
+    ``cuda_graph_batch`` None, and ``rank * None`` raised TypeError.  That state is the
+    prefill graph, whose counts the engine padded to the bucket and wrote back (#31116):
+    the running sum over them is the rank's block, which is what the slice returns."""
+    layout = DPLayout((3, 2), Mode.PREFILL_GRAPH, graph_batch_size=4)
+    call = layout.call(1)
+    assert (call.global_num_tokens_cpu, call.cuda_graph_batch) == ([4, 4], None)
+    for entry_point in (reference_slice, engine_slice):
+        own = entry_point(call)
+        assert own == DPSlice(4, 4)
+        assert layout.gathered(1)[own.slice].tolist() == real_rows(1, 2) + pad_rows(1, 2)
 
 
 def test_hazard_4_speculative_decoding_extent_is_batch_size_times_num_tokens_per_bs():

@@ -1,0 +1,76 @@
+"""Live progress of ``dpslice check`` on stderr: the run's header, then each property's row.
+
+The header (target, seed, budget) comes first, before anything is imported,
+so a run that hangs still says what it was running; each property's row is
+printed as it finishes.  On a terminal a status line shows the property in
+progress, its calls so far and its time, redrawn a few times a second; when
+stderr is piped there is no status line.  A stream that fails (closed)
+silences the progress; it never stops the check.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from dpslice.check.report import render_row
+from dpslice.check.runner import PropertyResult
+from dpslice.check.target import Target
+
+__all__ = ["Progress"]
+
+#: Redraw the status line at most this often, in seconds.
+_REDRAW = 0.2
+
+
+class Progress:
+    """Writes progress to ``stream`` (a :class:`~dpslice.check.supervisor.Listener`)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream: TextIO | None = stream
+        try:
+            self.live = stream.isatty()
+        except (AttributeError, ValueError, OSError):
+            self.live = False
+        self._status = False
+        self._drawn_at = -_REDRAW
+
+    def _write(self, text: str) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.stream, self.live = None, False
+
+    def _clear(self) -> None:
+        if self._status:
+            self._write("\r\033[K")
+            self._status = False
+
+    def line(self, text: str) -> None:
+        """One line of text, above the status line."""
+        self._clear()
+        self._write(text + "\n")
+
+    def loaded(self, target: Target) -> None:
+        takes = ", ".join(sorted(target.accepts)) or "nothing from the convention"
+        self.line(f"the target takes: {takes}")
+
+    def started(self, name: str) -> None:
+        self._drawn_at = -_REDRAW
+
+    def tick(self, name: str | None, calls: int, seconds: float) -> None:
+        if not self.live or seconds - self._drawn_at < _REDRAW and self._status:
+            return
+        self._drawn_at = seconds
+        what = f"{name}: {calls:,} calls" if name is not None else "running"
+        self._write(f"\r\033[K  ... {what}, {seconds:.1f} s")
+        self._status = True
+
+    def finished(self, result: PropertyResult) -> None:
+        self.line(render_row(result))
+
+    def close(self) -> None:
+        """Clear the status line, if one is drawn."""
+        self._clear()

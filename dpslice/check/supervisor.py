@@ -1,0 +1,585 @@
+"""Run the check in a supervised worker: the parent owns the verdict, whatever the target does.
+
+:func:`supervise_check` runs the battery, :func:`supervise_round_trip` the
+round trip, each in a worker process (:mod:`dpslice.check.worker`) that
+imports the target; this process never does.  The worker reports every step
+(see its module docstring); the parent keeps the results, watches the clock
+and the worker's life, and:
+
+* a call that takes longer than ``timeout`` seconds (measured from the
+  worker's record of the call to its next event), or a worker that dies in a
+  call (``os._exit``, a segfault), is a FAIL of the property being checked,
+  with the layout and the call in flight; the worker's process group is
+  killed and a fresh worker runs the remaining properties;
+* a target whose import hangs past ``timeout``, ends the process or crashes
+  is a bad target (:class:`~dpslice.check.target.BadTargetError`), like an
+  import that raises;
+* ``KeyboardInterrupt`` (and anything else raised here) kills the worker's
+  process group before propagating; :meth:`BatterySupervisor.partial_report`
+  then holds what finished.
+
+Every worker's group is killed before the worker is reaped, at every exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+import dpslice
+from dpslice.check.inflight import aborted_result, ended, hung, started_result
+from dpslice.isolation import (
+    DEFAULT_CALL_TIMEOUT,
+    kill_group,
+    start_worker,
+    wait_exit_unreaped,
+)
+from dpslice.check.runner import CheckReport, PropertyResult, Verdict
+from dpslice.check.target import BadTargetError, Target
+from dpslice.check.worker import Job
+
+__all__ = [
+    "BatterySupervisor",
+    "CheckBrokeError",
+    "Listener",
+    "supervise_check",
+    "supervise_round_trip",
+]
+
+#: Seconds a worker gets to start Python and import torch and the check.
+STARTUP_ALLOWANCE = 120.0
+#: Seconds the check's own work may take between two events (drawing, the
+#: oracle, Hypothesis's bookkeeping), when that exceeds the call timeout.
+OWN_WORK_ALLOWANCE = 60.0
+#: Seconds between progress ticks while a property runs.
+_TICK = 0.25
+#: Consecutive workers that may die outside any call before the check gives up.
+_MAX_BARREN_RESTARTS = 2
+
+
+class CheckBrokeError(RuntimeError):
+    """The check itself broke (its worker could not start, or failed in its own code)."""
+
+
+class Listener(Protocol):
+    """Told of the run's progress, for live output; every method may ignore it."""
+
+    live: bool
+
+    def loaded(self, target: Target) -> None: ...
+
+    def started(self, name: str) -> None: ...
+
+    def tick(self, name: str | None, calls: int, seconds: float) -> None: ...
+
+    def finished(self, result: PropertyResult) -> None: ...
+
+
+# -- one worker ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Died:
+    """How the worker's process ended: an exit code, or a signal's name."""
+
+    exitcode: int | None
+    signal_name: str | None
+
+    def __str__(self) -> str:
+        if self.signal_name is not None:
+            return f"killed by {self.signal_name}"
+        return f"exit code {self.exitcode}"
+
+
+_BOOT = (
+    "import os, sys\n"
+    "cwd = os.getcwd()\n"
+    # The check's imports come from the installed packages, never from the
+    # working directory (a local numpy.py); targets in it still load (appended).
+    "sys.path[:] = [p for p in sys.path if p not in ('', cwd)] + [sys.argv[3], cwd]\n"
+    "from dpslice.check.worker import main\n"
+    "main(sys.argv[1:3])\n"
+)
+
+
+class _Worker:
+    """One worker process, the leader of its own process group, and its event pipe."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        read_fd, write_fd = os.pipe()
+        root = str(Path(dpslice.__file__).resolve().parents[1])
+        try:
+            self.process = start_worker(
+                [sys.executable, "-c", _BOOT, str(write_fd), str(os.getpid()), root],
+                pass_fds=[write_fd],
+                stdin=subprocess.PIPE,
+                # What the target prints goes to stderr: stdout is the report's.
+                stdout=2,
+                env=env,
+            )
+        finally:
+            os.close(write_fd)
+        self.conn = Connection(read_fd, writable=False)
+        self.pidfd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self.pidfd = os.pidfd_open(self.process.pid)  # type: ignore[attr-defined,unused-ignore]
+
+    def give(self, job: Job) -> None:
+        """Send the job; a worker imports the check first, so a spare one is ready at once."""
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):  # it died at once: seen as a death below
+            self.process.stdin.write(pickle.dumps(job))
+            self.process.stdin.close()
+
+    def receive(self, timeout: float) -> list[bytes] | None:
+        """The messages that arrive within ``timeout`` s (maybe none); ``None`` once it died."""
+        watched: list[Any] = [self.conn]
+        if self.pidfd is not None:
+            watched.append(self.pidfd)
+        ready = wait(watched, timeout=max(0.0, min(timeout, 1.0)))
+        messages: list[bytes] = []
+        try:
+            while self.conn.poll():
+                messages.append(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            return messages or None
+        if not messages and (self.pidfd in ready or (not ready and self._exited())):
+            return None
+        return messages
+
+    def _exited(self) -> bool:
+        return wait_exit_unreaped(self.process.pid, 0.0)
+
+    def death(self) -> _Died:
+        """How it ended, once it has (it is not reaped yet)."""
+        wait_exit_unreaped(self.process.pid, 5.0)
+        try:
+            found = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            code = self.process.returncode
+            return _Died(code, None) if code is None or code >= 0 else _signal(-code)
+        if found is None:
+            return _Died(None, None)
+        if found.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+            return _signal(found.si_status)
+        return _Died(found.si_status, None)
+
+    def stop(self) -> None:
+        """Kill its whole process group, then reap it; safe to call again."""
+        kill_group(self.process.pid)  # before reaping: the group id is still reserved
+        with contextlib.suppress(OSError):
+            self.process.wait()
+        self.conn.close()
+        if self.pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)
+            self.pidfd = None
+
+
+def _signal(number: int) -> _Died:
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return _Died(None, name)
+
+
+@contextlib.contextmanager
+def _environment() -> Any:
+    """The worker's environment: Hypothesis's directory where the user asked, or a temporary one."""
+    env = dict(os.environ)
+    if "HYPOTHESIS_STORAGE_DIRECTORY" in env:
+        yield env
+        return
+    with tempfile.TemporaryDirectory(prefix="dpslice-hypothesis-") as directory:
+        env["HYPOTHESIS_STORAGE_DIRECTORY"] = directory
+        yield env
+
+
+# -- the battery -----------------------------------------------------------------
+
+
+@dataclass
+class _Abort:
+    """Why a worker was stopped before it finished: ``hung`` (no event in time) or ``died``."""
+
+    how: str
+    phase: str
+    died: _Died | None = None
+
+
+class BatterySupervisor:
+    """The battery against ``spec``, run in workers; :meth:`run` returns the report.
+
+    Attributes:
+        target: the target as the worker loaded it (without its function), once loaded.
+        results: the properties finished so far, in order.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        device: str = "cpu",
+        properties: Sequence[str] | None = None,
+        max_examples: int = 500,
+        seed: int = 0,
+        timeout: float = DEFAULT_CALL_TIMEOUT,
+        listener: Listener | None = None,
+        load_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.device = device
+        self.properties = tuple(properties) if properties is not None else None
+        self.max_examples = max_examples
+        self.seed = seed
+        self.timeout = timeout
+        self.listener = listener
+        self.load_options = dict(load_options or {})
+        self.target: Target | None = None
+        self.results: list[PropertyResult] = []
+        self._plan: tuple[str, ...] | None = None
+        self._began = time.perf_counter()
+        # Once a worker had to be stopped, the next one is started ahead of need:
+        # a target that hangs every property then costs the timeout, not a restart, each.
+        self._spare: _Worker | None = None
+        self._aborts = 0
+
+    def partial_report(self) -> CheckReport | None:
+        """What finished so far as a report; ``None`` before the target loaded."""
+        if self.target is None:
+            return None
+        return CheckReport(
+            target=self.target,
+            seed=self.seed,
+            max_examples=self.max_examples,
+            results=tuple(self.results),
+            seconds=time.perf_counter() - self._began,
+        )
+
+    def run(self) -> CheckReport:
+        """Run every property, restarting the worker after each call that never came back.
+
+        Raises:
+            BadTargetError: the target cannot be loaded (its import raised, hung
+                past the timeout, ended the process), or breaks the convention.
+            CheckBrokeError: the check itself broke.
+        """
+        self._began = time.perf_counter()
+        barren = 0
+        with _environment() as env, contextlib.ExitStack() as stack:
+            stack.callback(self._drop_spare)
+            while True:
+                remaining = self._remaining()
+                if remaining == ():
+                    break
+                before = len(self.results)
+                abort = self._one_worker(remaining, env)
+                if abort is None:
+                    break
+                if len(self.results) == before:
+                    barren += 1
+                    if barren > _MAX_BARREN_RESTARTS:
+                        self._give_up(abort)
+                        break
+                else:
+                    barren = 0
+        report = self.partial_report()
+        assert report is not None
+        return report
+
+    def _drop_spare(self) -> None:
+        if self._spare is not None:
+            self._spare.stop()
+            self._spare = None
+
+    def _remaining(self) -> tuple[str, ...] | None:
+        if self._plan is None:
+            return self.properties
+        done = {result.name for result in self.results}
+        return tuple(name for name in self._plan if name not in done)
+
+    def _give_up(self, abort: _Abort) -> None:
+        for name in self._remaining() or ():
+            note = f"not run: the check's worker kept failing outside any call ({abort.how})"
+            self._finish(started_result(name, "", note=note))
+
+    def _finish(self, result: PropertyResult) -> None:
+        self.results.append(result)
+        if self.listener is not None:
+            self.listener.finished(result)
+
+    def _one_worker(self, properties: tuple[str, ...] | None, env: dict[str, str]) -> _Abort | None:
+        job = Job(
+            spec=self.spec,
+            device=self.device,
+            properties=properties,
+            max_examples=self.max_examples,
+            seed=self.seed,
+            load_options=self.load_options,
+        )
+        worker, self._spare = self._spare or _Worker(env), None
+        worker.give(job)
+        try:
+            if self._aborts:
+                self._spare = _Worker(env)
+            abort = self._follow(worker)
+            if abort is not None and abort.how == "died":
+                abort.died = worker.death()
+        finally:
+            worker.stop()
+        if abort is not None:
+            self._aborts += 1
+            self._judge(abort)
+        return abort
+
+    def _follow(self, worker: _Worker) -> _Abort | None:
+        """Read the worker's events until it is done, or stops answering, or dies."""
+        phase = "starting"
+        deadline = time.monotonic() + STARTUP_ALLOWANCE
+        own_work = max(self.timeout, OWN_WORK_ALLOWANCE)
+        self._current: tuple[PropertyResult, float] | None = None  # started, when
+        self._calls = 0
+        self._record: bytes | None = None
+        live = self.listener is not None and self.listener.live
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return _Abort("hung", phase)
+            messages = worker.receive(min(deadline - now, _TICK) if live else deadline - now)
+            if messages is None:
+                return _Abort("died", phase)
+            now = time.monotonic()
+            for data in messages:
+                if data[:1] == b"C":
+                    self._record = data
+                    self._calls += 1
+                    phase, deadline = "call", now + self.timeout
+                    continue
+                event = pickle.loads(data[1:])
+                kind = event[0]
+                if kind == "loading":
+                    phase, deadline = "loading", now + self.timeout
+                elif kind == "loaded":
+                    self.target = event[1]
+                    if self._plan is None:
+                        self._plan = event[2]
+                        # Timed from here, as run_check is: the start-up is not the check's.
+                        self._began = time.perf_counter()
+                        if self.listener is not None:
+                            self.listener.loaded(event[1])
+                    phase, deadline = "between", now + own_work
+                elif kind == "bad_target":
+                    raise BadTargetError(event[1])
+                elif kind == "start":
+                    self._current = (event[1], time.perf_counter())
+                    self._calls, self._record = 0, None
+                    if self.listener is not None:
+                        self.listener.started(event[1].name)
+                    phase, deadline = "property", now + own_work
+                elif kind == "result":
+                    self._current = None
+                    self._finish(event[1])
+                    phase, deadline = "between", now + own_work
+                elif kind == "broke":
+                    raise CheckBrokeError(f"the check's worker broke:\n{event[1]}")
+                elif kind == "done":
+                    return None
+            if live and self.listener is not None:
+                name = self._current[0].name if self._current is not None else None
+                began = self._current[1] if self._current is not None else time.perf_counter()
+                self.listener.tick(name, self._calls, time.perf_counter() - began)
+
+    def _judge(self, abort: _Abort) -> None:
+        """Turn a stopped worker into the current property's result, or an error."""
+        what = (
+            f"did not finish within {self.timeout:g} s (--timeout)"
+            if abort.how == "hung"
+            else f"ended the process ({abort.died})"
+        )
+        if abort.phase == "starting":
+            raise CheckBrokeError(
+                f"the check's worker {what} before loading the target; "
+                "run `python -c 'import dpslice.check'` to see why"
+            )
+        if abort.phase == "loading":
+            raise BadTargetError(
+                f"importing the target {self.spec} {what}; a target must import without "
+                "exiting, crashing or blocking (raise --timeout if it is merely slow)"
+            )
+        current = self._current
+        if current is None:
+            return  # between properties: the next worker runs the rest
+        started, began = current
+        seconds = time.perf_counter() - began
+        if abort.phase == "call" and self._record is not None and self.target is not None:
+            record = pickle.loads(self._record[1:])
+            outcome = (
+                hung(self.timeout)
+                if abort.how == "hung"
+                else ended(
+                    abort.died.exitcode if abort.died else None,
+                    abort.died.signal_name if abort.died else None,
+                )
+            )
+            self._finish(
+                aborted_result(
+                    started,
+                    examples=self._calls,
+                    seconds=seconds,
+                    target=self.target,
+                    record=record,
+                    outcome=outcome,
+                )
+            )
+            return
+        stalled = (
+            f"stopped answering for {max(self.timeout, OWN_WORK_ALLOWANCE):g} s"
+            if abort.how == "hung"
+            else f"ended ({abort.died})"
+        )
+        self._finish(
+            replace(
+                started,
+                verdict=Verdict.ERROR,
+                examples=self._calls,
+                seconds=seconds,
+                note=f"the check's worker {stalled} outside any call of the target",
+            )
+        )
+
+
+def supervise_check(
+    spec: str,
+    *,
+    device: str = "cpu",
+    properties: Sequence[str] | None = None,
+    max_examples: int = 500,
+    seed: int = 0,
+    timeout: float = DEFAULT_CALL_TIMEOUT,
+    listener: Listener | None = None,
+) -> CheckReport:
+    """:func:`~dpslice.check.run_check` for a target named by ``spec``, in supervised workers.
+
+    Raises:
+        BadTargetError: the target cannot be loaded or called with the convention.
+        CheckBrokeError: the check itself broke.
+    """
+    return BatterySupervisor(
+        spec,
+        device=device,
+        properties=properties,
+        max_examples=max_examples,
+        seed=seed,
+        timeout=timeout,
+        listener=listener,
+    ).run()
+
+
+# -- the round trip ----------------------------------------------------------------
+
+
+def supervise_round_trip(
+    spec: str,
+    *,
+    dp_size: int,
+    backend: str = "gloo",
+    max_examples: int = 500,
+    seed: int = 0,
+    timeout: float = DEFAULT_CALL_TIMEOUT,
+    run_timeout: float = 600.0,
+    listener: Listener | None = None,
+) -> Any:
+    """The round trip of ``spec`` (see :func:`~dpslice.check.distributed.run_distributed_check`),
+    driven from a supervised worker: ``timeout`` bounds each call and the target's import.
+
+    Returns:
+        The :class:`~dpslice.check.distributed.DistributedCheck`.
+
+    Raises:
+        BadTargetError: the target cannot be loaded, or the round trip cannot
+            run here (a bad backend, too few GPUs).
+        CheckBrokeError: the check itself broke.
+    """
+    from dpslice.check.distributed import (
+        GATHER_ALLOWANCE,
+        STARTUP_ALLOWANCE as RANKS_STARTUP,
+        DistributedCheck,
+    )
+    from dpslice.distributed import RoundTripError
+
+    job = Job(
+        spec=spec,
+        max_examples=max_examples,
+        seed=seed,
+        dp_size=dp_size,
+        backend=backend,
+        call_timeout=timeout,
+        run_timeout=run_timeout,
+    )
+    asked = DistributedCheck(
+        target=spec,
+        dp_size=dp_size,
+        backend=backend,
+        seed=seed,
+        max_examples=max_examples,
+        timeout=run_timeout,
+        call_timeout=timeout,
+    )
+    # The driver enforces every budget itself; this one only catches a driver
+    # that stopped answering: the run, a start-up and a layout, and margin.
+    driver_budget = run_timeout + RANKS_STARTUP + 2 * (timeout + GATHER_ALLOWANCE) + 30.0
+    began = time.perf_counter()
+    with _environment() as env:
+        worker = _Worker(env)
+        worker.give(job)
+        try:
+            phase, deadline = "starting", time.monotonic() + STARTUP_ALLOWANCE
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    how, died = "hung", None
+                    break
+                messages = worker.receive(deadline - now)
+                if messages is None:
+                    how, died = "died", worker.death()
+                    break
+                if listener is not None and listener.live:
+                    listener.tick(None, 0, time.perf_counter() - began)
+                for data in messages:
+                    event = pickle.loads(data[1:])
+                    if event[0] == "loading":
+                        phase, deadline = "loading", time.monotonic() + timeout
+                    elif event[0] == "loaded":
+                        if listener is not None:
+                            listener.loaded(event[1])
+                        phase, deadline = "round trip", time.monotonic() + driver_budget
+                    elif event[0] == "bad_target":
+                        raise BadTargetError(event[1])
+                    elif event[0] == "broke":
+                        raise CheckBrokeError(f"the check's worker broke:\n{event[1]}")
+                    elif event[0] == "distributed":
+                        return event[1]
+        finally:
+            worker.stop()
+    budget = driver_budget if phase == "round trip" else timeout
+    what = f"did not finish within {budget:g} s" if how == "hung" else f"ended ({died})"
+    if phase == "loading":
+        raise BadTargetError(
+            f"importing the target {spec} {what}; a target must import without exiting, "
+            "crashing or blocking (raise --timeout if it is merely slow)"
+        )
+    if phase == "starting":
+        raise CheckBrokeError(f"the check's worker {what} before loading the target")
+    return replace(asked, error=RoundTripError(f"the round trip's driver {what}"))
