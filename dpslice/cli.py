@@ -30,6 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from dpslice._numpy_notice import silence_numpy_notice
 from dpslice._version import __version__
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT
 
@@ -232,7 +233,10 @@ class _Stopped(Exception):
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
-    return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
+    from dpslice.isolation import stop_requested
+
+    terminated = isinstance(exc, _Terminated) or stop_requested() == signal.SIGTERM
+    return 128 + signal.SIGTERM if terminated else 130
 
 
 def _battery(args: argparse.Namespace, progress: Listener | None) -> _Ran | str:
@@ -398,16 +402,25 @@ def _check(args: argparse.Namespace) -> int:
     return status
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated
+def _on_signal(signum: int, frame: object) -> None:
+    from dpslice.isolation import request_stop
+
+    request_stop(signum)  # seen by the supervisor even if the exception below is swallowed
+    raise _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    silence_numpy_notice()  # before anything here imports torch
     args = _parser().parse_args(argv)
-    previous = signal.getsignal(signal.SIGTERM)
-    with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    from dpslice.isolation import request_stop
+
+    request_stop(None)
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in handled}
+    with contextlib.suppress(ValueError):  # not the main thread: leave the signals alone
+        for signum in handled:
+            signal.signal(signum, _on_signal)
     try:
         return _check(args)
     except KeyboardInterrupt as exc:  # before or after the run: nothing to report
@@ -415,4 +428,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _interrupted(exc)
     finally:
         with contextlib.suppress(ValueError, TypeError):
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -28,7 +28,9 @@ __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "die_with_parent",
     "kill_group",
+    "request_stop",
     "start_worker",
+    "stop_requested",
     "wait_exit_unreaped",
 ]
 
@@ -37,6 +39,26 @@ __all__ = [
 DEFAULT_CALL_TIMEOUT = 10.0
 
 _PR_SET_PDEATHSIG = 1
+
+_stop_signal: int | None = None
+
+
+def request_stop(signum: int | None) -> None:
+    """Record that the user asked to stop (a signal handler calls it before raising).
+
+    ``None`` clears the request (a new run starts).
+
+    The ``KeyboardInterrupt`` a handler raises can land in code that swallows
+    it (an import's ``except BaseException``); a supervisor that polls
+    :func:`stop_requested` still stops.
+    """
+    global _stop_signal
+    _stop_signal = signum
+
+
+def stop_requested() -> int | None:
+    """The signal that asked to stop, if one did."""
+    return _stop_signal
 
 
 def die_with_parent(parent_pid: int) -> None:

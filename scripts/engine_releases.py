@@ -64,7 +64,15 @@ def __getattr__(name):
         raise AttributeError(name)
     return _Unavailable(f"{__name__}.{name}")
 '''
-_STANDIN_MODULES = ("", "io", "transforms", "transforms/functional", "transforms/v2", "ops")
+_STANDIN_MODULES = (
+    "",
+    "io",
+    "ops",
+    "transforms",
+    "transforms/functional",
+    "transforms/v2",
+    "transforms/v2/functional",
+)
 
 
 def _run(command: list[str], **kwargs: object) -> None:
@@ -110,22 +118,30 @@ def build_standin(root: Path) -> Path:
     return where
 
 
+def _pinned_transformers(target: Path) -> str | None:
+    """The ``transformers==X`` the release's own metadata pins, if any."""
+    for metadata in target.glob("sglang-*.dist-info/METADATA"):
+        for line in metadata.read_text().splitlines():
+            found = re.fullmatch(r"Requires-Dist: (transformers==[\w.]+)\s*", line)
+            if found:
+                return found.group(1)
+    return None
+
+
 def build_release(root: Path, python: Path, release: str) -> Path:
+    """A directory with only this release's wheel, and the transformers it pins.
+
+    The capturer imports sglang's model configs, which register names with
+    transformers; a newer transformers than the release's pin can already own
+    them (sglang 0.5.12 and transformers 5.24: 'qwen3_asr' is already used).
+    """
     target = root / f"sglang-{release}"
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target)]
     if not (target / "sglang").is_dir():
-        _run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-deps",
-                "--target",
-                str(target),
-                f"sglang=={release}",
-            ]
-        )
+        _run([*pip, f"sglang=={release}"])
+    transformers = _pinned_transformers(target)
+    if transformers and not (target / "transformers").is_dir():
+        _run([*pip, transformers])
     return target
 
 

@@ -29,6 +29,8 @@ class Mutation:
     substitutions: tuple[tuple[str, str], ...]
     caught_by: str
     why: str  # a fragment of the counterexample's outcome or explanation
+    #: FAIL for a hazard; WARN for an input no engine produces (hardening).
+    verdict: Verdict = Verdict.FAIL
 
 
 def _body_start(statement: str) -> tuple[str, str]:
@@ -79,6 +81,8 @@ MUTATIONS = {
         ((r"if count > extent:", "if False:"),),
         caught_by="invalid_inputs_refused",
         why="over the extent) and it silently returned a result",
+        # Every count fits the extent of the graph that replays the batch.
+        verdict=Verdict.WARN,
     ),
     "one-entry-list-indexed-by-rank": Mutation(
         ((r"slot = (?:dp_rank if width == dp_size else )?0\b", "slot = dp_rank"),),
@@ -95,6 +99,8 @@ MUTATIONS = {
         ),
         caught_by="invalid_inputs_refused",
         why="a tensor as",
+        # sglang's capturer is handed Python ints; a tensor is another caller's mistake.
+        verdict=Verdict.WARN,
     ),
 }
 
@@ -118,11 +124,9 @@ def test_each_seeded_bug_fails_the_property_that_guards_it(tmp_path: Path, name:
         mutant(tmp_path, name), max_examples=200, seed=0, properties=[mutation.caught_by]
     )
     result = report.result(mutation.caught_by)
-    assert result.verdict is Verdict.FAIL, f"{name} survived {mutation.caught_by}"
-    counterexample = result.counterexample
-    assert counterexample is not None
-    described = f"{counterexample.outcome.describe()} / {counterexample.why}"
-    assert mutation.why in described
+    assert result.verdict is mutation.verdict, f"{name} survived {mutation.caught_by}"
+    described = [f"{ce.outcome.describe()} / {ce.why}" for ce in result.counterexamples]
+    assert any(mutation.why in text for text in described), described
 
 
 def test_the_unmutated_copy_passes(tmp_path: Path) -> None:

@@ -129,7 +129,9 @@ BAD_TARGETS = [
         marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is available"),
     ),
     pytest.param(["--backend", "nccl"], "--backend: only for the round trip", id="backend-alone"),
-    pytest.param(["--timeout", "9"], "--timeout: only for the round trip", id="timeout-alone"),
+    pytest.param(
+        ["--run-timeout", "9"], "--run-timeout: only for the round trip", id="run-timeout-alone"
+    ),
     pytest.param(
         ["--distributed", "2", "--property", "sum_len_rows", "--device", "cpu"],
         "--property, --device cannot be combined with --distributed",
@@ -199,7 +201,7 @@ def test_the_round_trip_passes_for_the_reference_and_writes_json(
     out = capsys.readouterr().out
     assert out.startswith(
         "dpslice check dpslice.reference:dp_local_slice --distributed 2 --backend gloo\n"
-        "seed 0  max examples 30  timeout 600 s\n\n"
+        "seed 0  max examples 30  timeout 10 s per call, 600 s per run\n\n"
         "PASS: dpslice.reference:dp_local_slice on gloo, dp_size=2: "
     )
     assert out.endswith("\nPASSED\n")
@@ -220,7 +222,7 @@ def test_a_round_trip_without_a_verdict_keeps_its_result_and_exits_1(
 ) -> None:
     """A harness failure (here: no time to start the group) is written, not lost."""
     report = tmp_path / "round_trip.json"
-    args = ["check", "--distributed", "1", "--timeout", "0.001", "--seed", "0"]
+    args = ["check", "--distributed", "1", "--run-timeout", "0.001", "--seed", "0"]
     assert main([*args, "--json", str(report)]) == 1
     out = capsys.readouterr().out
     assert "ERROR: the round trip reached no verdict: RoundTripTimeout: rank(s) [0]" in out
@@ -229,4 +231,4 @@ def test_a_round_trip_without_a_verdict_keeps_its_result_and_exits_1(
     assert (document["verdict"], document["passed"]) == ("ERROR", False)
     assert document["error"]["type"] == "RoundTripTimeout"
     assert document["layouts_checked"] is None
-    assert "--timeout 0.001" in document["reproduce"]
+    assert "--run-timeout 0.001" in document["reproduce"]

@@ -27,6 +27,7 @@ from dpslice.distributed import (
     RoundTripResult,
     RoundTripSession,
     RoundTripTimeout,
+    TargetAborted,
     TargetLoadError,
     check_counts_consistency,
     counts_disagreement,
@@ -292,21 +293,43 @@ def test_a_killed_rank_is_blamed_not_its_peer() -> None:
     assert_gone(pids)
 
 
-@pytest.mark.parametrize("phase", ["layout", "run"])
 @pytest.mark.usefixtures("no_orphans")
-def test_a_stuck_rank_times_out_instead_of_hanging(phase: str) -> None:
-    """A target that never returns on rank 1 raises RoundTripTimeout within its budget."""
-    with RoundTripSession(dp_size=2, layout_timeout=2 if phase == "layout" else 60) as session:
+def test_a_stuck_rank_times_out_instead_of_hanging() -> None:
+    """A rank stuck outside any call of the target raises RoundTripTimeout within its budget."""
+    with RoundTripSession(dp_size=2, layout_timeout=2) as session:
         pids = session.pids
-        deadline = time.monotonic() + 2 if phase == "run" else None
         began = time.monotonic()
         with pytest.raises(RoundTripTimeout) as timed_out:
-            session.check(DPLayout((1, 1)), target("hang_on_rank_1"), deadline=deadline)
+            session.check(DPLayout((1, 1)), target("hang_on_rank_1"))
         assert time.monotonic() - began < 15
-    assert timed_out.value.phase == phase
+    assert timed_out.value.phase == "layout"
     assert timed_out.value.pending_ranks == (1,)
     assert "did not answer within" in str(timed_out.value)
     assert_gone(pids)
+
+
+@pytest.mark.usefixtures("no_orphans")
+def test_a_call_that_hangs_is_the_targets_failure_with_the_call() -> None:
+    """Past the call timeout a hung call is the target's counterexample, not a stuck rank."""
+    with RoundTripSession(dp_size=2, layout_timeout=60, call_timeout=1) as session:
+        pids = session.pids
+        began = time.monotonic()
+        with pytest.raises(TargetAborted) as aborted:
+            session.check(DPLayout((1, 1)), target("hang_on_rank_1"))
+        assert time.monotonic() - began < 10
+    found = aborted.value.counterexample
+    assert (found.rank, found.failure) == (1, "target-hung")
+    assert found.message.startswith("hang_on_rank_1(global_num_tokens_cpu=[1, 1], dp_rank=1")
+    assert_gone(pids)
+
+
+def test_a_run_out_of_budget_keeps_the_layouts_it_checked(gloo_pair: RoundTripSession) -> None:
+    """The run's budget stops the search between layouts; the verdict stands on those checked."""
+    result = gloo_pair.round_trip(REFERENCE, max_examples=100_000, seed=0, timeout=1.0)
+    assert result.ok
+    assert result.layouts_checked > 0
+    assert result.stopped is not None
+    assert result.stopped.startswith("the run's budget of 1 s ran out after")
 
 
 def test_ranks_die_with_a_driver_killed_outright() -> None:

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given
 from hypothesis.vendor.pretty import pretty
 
-from dpslice import PAD_ROW, DPLayout, InvalidLayoutError, Mode, RowSpan, SliceCall
+from dpslice import PAD_ROW, DPLayout, InvalidLayoutError, Mode, Owns, RowSpan, SliceCall
 from dpslice.strategies import dp_layouts, layouts_and_ranks
 from tests.engine import pad_rows, real_rows
 
@@ -86,6 +86,30 @@ EXAMPLES = [
         [3, 0],  # decode-graph replay hands the raw, unrounded counts
         (0, 3),
         id="graph-replay-attn-tp-rounding",
+    ),
+    pytest.param(
+        DPLayout((2, 1), Mode.PREFILL_GRAPH, graph_batch_size=3),
+        1,
+        real_rows(0, 2) + pad_rows(0, 1) + real_rows(1, 1) + pad_rows(1, 2),
+        [3, 3],  # padded to the bucket and written back
+        (3, 3),
+        id="prefill-graph-bucket",
+    ),
+    pytest.param(
+        DPLayout((300, 5), Mode.DP_CHUNK, chunk_size=256),
+        1,
+        real_rows(0, 256) + real_rows(1, 5),
+        [300, 5],
+        (256, 5),
+        id="dp-chunk-0",
+    ),
+    pytest.param(
+        DPLayout((3, 1), Mode.DP_CHUNK, chunk_size=2, chunk_index=1),
+        1,
+        [[0, 2], [1, PAD_ROW]],  # rank 0's third token; rank 1 ran out: one dummy row
+        [3, 1],
+        (1, 0),
+        id="dp-chunk-1-rank-run-out",
     ),
     pytest.param(
         DPLayout((2, 3), gather_skipped=True),
@@ -194,6 +218,8 @@ class TestMode:
             (Mode.MAX_LEN, False),
             (Mode.GRAPH_REPLAY, True),
             (Mode.GRAPH_CAPTURE, True),
+            (Mode.PREFILL_GRAPH, True),
+            (Mode.DP_CHUNK, False),
         ],
         ids=lambda value: repr(value) if isinstance(value, Mode) else None,
     )
@@ -216,14 +242,20 @@ class TestSpanProperty:
 
         owners, local_rows = buffer[:, 0], buffer[:, 1]
         real = ((owners == rank) & (local_rows != PAD_ROW)).nonzero().flatten().tolist()
-        count = layout.counts[rank]
+        count = layout.real_rows(rank)
         assert real == list(range(span.first_row, span.first_row + count))
-        assert local_rows[real].tolist() == list(range(count))
+        # A DP chunk's rows are tagged by their row in the rank's whole batch.
+        offset = (layout.chunk_size or 0) * layout.chunk_index
+        assert local_rows[real].tolist() == list(range(offset, offset + count))
 
         inside = buffer[span.first_row : span.first_row + span.num_rows]
         assert (inside[:, 0] == rank).all()
         assert (inside[count:, 1] == PAD_ROW).all()
         assert inside.tolist() == layout.expected_rows(rank).tolist()
+
+        block = layout.span(rank, Owns.PADDED_BLOCK)
+        assert (block.first_row, block.num_rows) == (span.first_row, layout.region(rank))
+        assert (buffer[block.first_row : block.first_row + block.num_rows, 0] == rank).all()
 
 
 class TestRepr:

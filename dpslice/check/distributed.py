@@ -21,7 +21,6 @@ import hypothesis
 import torch
 
 from dpslice._version import __version__
-from dpslice.isolation import DEFAULT_CALL_TIMEOUT
 from dpslice.check.report import write_document
 from dpslice.distributed import (
     RoundTripConfigError,
@@ -29,6 +28,7 @@ from dpslice.distributed import (
     RoundTripResult,
     run_round_trip,
 )
+from dpslice.isolation import DEFAULT_CALL_TIMEOUT
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",

@@ -154,8 +154,8 @@ def raised_base(exc: BaseException, target: Target) -> AbortedCall:
     """The call raised ``exc``, a ``BaseException`` that is no ``Exception``."""
     frames = traceback.extract_tb(exc.__traceback__)
     inside = [frame for frame in frames if os.path.abspath(frame.filename) == target.source_file]
-    frame = (inside or frames or [None])[-1]
-    location = f"{short_path(frame.filename)}:{frame.lineno}" if frame is not None else None
+    chosen = inside or frames
+    location = f"{short_path(chosen[-1].filename)}:{chosen[-1].lineno}" if chosen else None
     text = " ".join(str(exc).split())
     error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return AbortedCall(

@@ -61,7 +61,7 @@ class Progress:
         self._drawn_at = -_REDRAW
 
     def tick(self, name: str | None, calls: int, seconds: float) -> None:
-        if not self.live or seconds - self._drawn_at < _REDRAW and self._status:
+        if not self.live or (seconds - self._drawn_at < _REDRAW and self._status):
             return
         self._drawn_at = seconds
         what = f"{name}: {calls:,} calls" if name is not None else "running"

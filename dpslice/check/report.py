@@ -23,6 +23,7 @@ import torch
 from dpslice._version import __version__
 from dpslice.check.registry import Counterexample, registered
 from dpslice.check.runner import CheckReport, PropertyResult, Verdict
+from dpslice.contracts import DEFAULT_CONTRACT
 
 __all__ = [
     "JSON_SCHEMA",
@@ -57,7 +58,8 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
     ]
     if report.target.device != "cpu":
         words += ["--device", report.target.device]
-    words += ["--contract", _contract_word(report)]
+    if report.contract is not DEFAULT_CONTRACT:
+        words += ["--contract", _contract_word(report)]
     if report.strict:
         words.append("--strict")
     if property_name is not None:

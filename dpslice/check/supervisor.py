@@ -39,15 +39,16 @@ from typing import Any, Protocol
 
 import dpslice
 from dpslice.check.inflight import aborted_result, ended, hung, started_result
+from dpslice.check.runner import CheckReport, PropertyResult, Verdict
+from dpslice.check.target import BadTargetError, Target
+from dpslice.check.worker import Job
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     kill_group,
     start_worker,
+    stop_requested,
     wait_exit_unreaped,
 )
-from dpslice.check.runner import CheckReport, PropertyResult, Verdict
-from dpslice.check.target import BadTargetError, Target
-from dpslice.check.worker import Job
 
 __all__ = [
     "BatterySupervisor",
@@ -119,6 +120,9 @@ class _Worker:
     def __init__(self, env: dict[str, str]) -> None:
         read_fd, write_fd = os.pipe()
         root = str(Path(dpslice.__file__).resolve().parents[1])
+        # Ctrl-C or SIGTERM between starting the process and registering it
+        # would leave it unkillable from here: both wait until it is registered.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             self.process = start_worker(
                 [sys.executable, "-c", _BOOT, str(write_fd), str(os.getpid()), root],
@@ -128,12 +132,14 @@ class _Worker:
                 stdout=2,
                 env=env,
             )
+            _LIVE[self.process.pid] = self
+            self.conn = Connection(read_fd, writable=False)
+            self.pidfd: int | None = None
+            with contextlib.suppress(AttributeError, OSError):
+                self.pidfd = os.pidfd_open(self.process.pid)  # type: ignore[attr-defined,unused-ignore]
         finally:
             os.close(write_fd)
-        self.conn = Connection(read_fd, writable=False)
-        self.pidfd: int | None = None
-        with contextlib.suppress(AttributeError, OSError):
-            self.pidfd = os.pidfd_open(self.process.pid)  # type: ignore[attr-defined,unused-ignore]
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def give(self, job: Job) -> None:
         """Send the job; a worker imports the check first, so a spare one is ready at once."""
@@ -143,7 +149,13 @@ class _Worker:
             self.process.stdin.close()
 
     def receive(self, timeout: float) -> list[bytes] | None:
-        """The messages that arrive within ``timeout`` s (maybe none); ``None`` once it died."""
+        """The messages that arrive within ``timeout`` s (maybe none); ``None`` once it died.
+
+        Raises:
+            KeyboardInterrupt: a stop was requested (:func:`~dpslice.isolation.request_stop`).
+        """
+        if stop_requested() is not None:
+            raise KeyboardInterrupt
         watched: list[Any] = [self.conn]
         if self.pidfd is not None:
             watched.append(self.pidfd)
@@ -177,6 +189,7 @@ class _Worker:
 
     def stop(self) -> None:
         """Kill its whole process group, then reap it; safe to call again."""
+        _LIVE.pop(self.process.pid, None)
         kill_group(self.process.pid)  # before reaping: the group id is still reserved
         with contextlib.suppress(OSError):
             self.process.wait()
@@ -185,6 +198,16 @@ class _Worker:
             with contextlib.suppress(OSError):
                 os.close(self.pidfd)
             self.pidfd = None
+
+
+#: Every worker started and not yet stopped, by pid: :func:`_stop_all` ends them.
+_LIVE: dict[int, _Worker] = {}
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _stop_all() -> None:
+    for worker in list(_LIVE.values()):
+        worker.stop()
 
 
 def _signal(number: int) -> _Died:
@@ -279,6 +302,7 @@ class BatterySupervisor:
         self._began = time.perf_counter()
         barren = 0
         with _environment() as env, contextlib.ExitStack() as stack:
+            stack.callback(_stop_all)
             stack.callback(self._drop_spare)
             while True:
                 remaining = self._remaining()
@@ -514,8 +538,10 @@ def supervise_round_trip(
     """
     from dpslice.check.distributed import (
         GATHER_ALLOWANCE,
-        STARTUP_ALLOWANCE as RANKS_STARTUP,
         DistributedCheck,
+    )
+    from dpslice.check.distributed import (
+        STARTUP_ALLOWANCE as RANKS_STARTUP,
     )
     from dpslice.distributed import RoundTripError
 
@@ -542,9 +568,9 @@ def supervise_round_trip(
     driver_budget = run_timeout + RANKS_STARTUP + 2 * (timeout + GATHER_ALLOWANCE) + 30.0
     began = time.perf_counter()
     with _environment() as env:
-        worker = _Worker(env)
-        worker.give(job)
         try:
+            worker = _Worker(env)
+            worker.give(job)
             phase, deadline = "starting", time.monotonic() + STARTUP_ALLOWANCE
             while True:
                 now = time.monotonic()
@@ -572,7 +598,7 @@ def supervise_round_trip(
                     elif event[0] == "distributed":
                         return event[1]
         finally:
-            worker.stop()
+            _stop_all()
     budget = driver_budget if phase == "round trip" else timeout
     what = f"did not finish within {budget:g} s" if how == "hung" else f"ended ({died})"
     if phase == "loading":

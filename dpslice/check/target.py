@@ -274,7 +274,8 @@ def _refuse_lazy(function: Callable[..., object], spec: str) -> None:
     coroutine object (and an ``async def`` leaves "never awaited" warnings).
     """
     inner = inspect.unwrap(function)
-    called = getattr(type(inner), "__call__", None) if not inspect.isroutine(inner) else None
+    # An instance whose class defines ``async def __call__`` is as lazy.
+    called = None if inspect.isroutine(inner) else vars(type(inner)).get("__call__")
     for candidate in (inner, called):
         if candidate is None:
             continue

@@ -29,6 +29,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import pickle
+import signal
 import sys
 import time
 import traceback
@@ -86,6 +87,13 @@ class _Channel:
             os._exit(1)
 
 
+def _exited_at_import(spec: str, exc: BaseException) -> str:
+    return (
+        f"importing the target {spec} raised {type(exc).__name__}({exc}); a target must "
+        "import without exiting, crashing or blocking"
+    )
+
+
 def _battery(job: Job, channel: _Channel) -> None:
     from dpslice.check import calls
     from dpslice.check.inflight import (
@@ -104,6 +112,9 @@ def _battery(job: Job, channel: _Channel) -> None:
         target = load_target(job.spec, device=job.device, **job.load_options)
     except (BadTargetError, DeviceError, ValueError) as exc:
         channel.event("bad_target", str(exc))
+        return
+    except BaseException as exc:  # noqa: BLE001 - sys.exit() or the like at import
+        channel.event("bad_target", _exited_at_import(job.spec, exc))
         return
     chosen: Sequence[Property[Any]] = (
         select(job.properties) if job.properties is not None else registered()
@@ -127,7 +138,7 @@ def _battery(job: Job, channel: _Channel) -> None:
         began = time.perf_counter()
         try:
             result = run_property(prop, target, max_examples=job.max_examples, seed=job.seed)
-        except BaseException as exc:  # noqa: BLE001 - the target's; Ctrl-C reaches the parent only
+        except BaseException as exc:
             if last[0] is None:
                 result = replace(
                     started,
@@ -163,6 +174,9 @@ def _round_trip(job: Job, channel: _Channel) -> None:
     except RoundTripConfigError as exc:
         channel.event("bad_target", " ".join(str(exc).split()))
         return
+    except BaseException as exc:  # noqa: BLE001 - sys.exit() or the like at import
+        channel.event("bad_target", _exited_at_import(job.spec, exc))
+        return
     channel.event("loaded", portable_target(target), ())
     assert job.dp_size is not None
     try:
@@ -193,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The worker's entry point: ``argv`` is ``[events fd, parent pid]``."""
     fd, parent_pid = (int(word) for word in (argv or sys.argv[1:])[:2])
     die_with_parent(parent_pid)
+    # The parent blocks these while it starts a worker; the target gets them as usual.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     os.set_inheritable(fd, False)  # a subprocess of the target must not hold the pipe open
     faulthandler.enable()  # a crash in native code prints the Python stack to stderr
     _import_path()
@@ -203,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
         job: Job = pickle.load(sys.stdin.buffer)
         (_battery if job.dp_size is None else _round_trip)(job, channel)
-    except BaseException:  # noqa: BLE001 - a bug of the check itself: the parent reports it
+    except BaseException:
         channel.event("broke", traceback.format_exc())
         sys.stderr.flush()
         os._exit(1)

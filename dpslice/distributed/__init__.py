@@ -25,6 +25,7 @@ from dpslice.distributed.errors import (
     RoundTripConfigError,
     RoundTripError,
     RoundTripTimeout,
+    TargetAborted,
     TargetLoadError,
 )
 from dpslice.distributed.rank_check import RankOutcome
@@ -42,6 +43,7 @@ __all__ = [
     "RoundTripResult",
     "RoundTripSession",
     "RoundTripTimeout",
+    "TargetAborted",
     "TargetLoadError",
     "check_counts_consistency",
     "counts_disagreement",

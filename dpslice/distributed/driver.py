@@ -335,10 +335,8 @@ class RoundTripSession:
         except _RunBudgetSpent:
             counterexample = failing[-1] if failing else None
             checked = self.layouts_checked - checked_before
-            stopped = (
-                f"the run's budget of {timeout:g} s ran out after {checked} layouts"
-                + (" (the counterexample is the smallest failing one so far)" if failing else "")
-            )
+            so_far = " (the counterexample is the smallest failing one so far)" if failing else ""
+            stopped = f"the run's budget of {timeout:g} s ran out after {checked} layouts{so_far}"
         return RoundTripResult(
             verdict="pass" if counterexample is None else "fail",
             target=spec,

@@ -21,6 +21,7 @@ import os
 import sys
 import traceback
 from datetime import timedelta
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
@@ -28,10 +29,10 @@ import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import Store, TCPStore
 
-from dpslice.isolation import die_with_parent
 from dpslice.check.target import Target, load_target
 from dpslice.distributed.collectives import RowGatherer
 from dpslice.distributed.rank_check import check_layout
+from dpslice.isolation import die_with_parent
 
 __all__ = ["BACKENDS", "device_name", "exit_rank", "join_group", "spawned_worker"]
 
@@ -105,6 +106,10 @@ def device_name(device: torch.device) -> str:
     return str(device)
 
 
+def _calling(conn: Connection, seq: int, call: str) -> None:
+    conn.send(("calling", seq, call))
+
+
 def spawned_worker(
     rank: int,
     world_size: int,
@@ -150,7 +155,7 @@ def spawned_worker(
                 gatherer,
                 device,
                 # The call in flight, for the driver to show if it never returns.
-                on_call=lambda call, seq=seq: conn.send(("calling", seq, call)),
+                on_call=partial(_calling, conn, seq),
             )
             conn.send(("outcome", seq, outcome))
     except BaseException:

@@ -50,7 +50,6 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from dpslice.sync._core import (
     SyncEvent,
@@ -223,14 +222,33 @@ def _storage(tensor: torch.Tensor) -> Any:
     so the object serves as a weak-set key for every alias of the memory.
     """
     try:
-        return tensor.untyped_storage()
+        # Past the function watch: this bookkeeping is no user call to name.
+        with _NO_TORCH_FUNCTION():
+            return tensor.untyped_storage()
     except (RuntimeError, NotImplementedError, TypeError):
         return None
 
 
+_NO_TORCH_FUNCTION: Any = torch._C.DisableTorchFunction
+
+
 def _tensors_in(tree: object) -> list[torch.Tensor]:
-    leaves, _ = tree_flatten(tree)
-    return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+    """Every tensor in an operator's arguments or results (tuples, lists, dicts of them).
+
+    Hand-rolled: torch's pytree flattening cost more than the operators it
+    watched, on every operator while provenance is tracked.
+    """
+    found: list[torch.Tensor] = []
+    pending = [tree]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, torch.Tensor):
+            found.append(item)
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+    return found
 
 
 def _reporter() -> CpuSyncGuard | None:
@@ -271,13 +289,12 @@ class _FunctionWatch(TorchFunctionMode):
         # While func runs this mode is popped, so calls seen here are outermost.
         self.current, self.reported = name, False
         try:
-            guard = _reporter()
-            if guard is not None:
-                why = function_sync_reason(name, func, args, kwargs)
-                # Every call named in the table is a method: its data is args[0].
-                if why is not None and guard.reads_device(args[:1]):
-                    self.reported = True
-                    guard.report(SyncEvent(name, *user_site(), "cpu", why))
+            why = function_sync_reason(name, func, args, kwargs)
+            guard = _reporter() if why is not None else None
+            # Every call named in the table is a method: its data is args[0].
+            if guard is not None and guard.reads_device(args[:1]):
+                self.reported = True
+                guard.report(SyncEvent(name, *user_site(), "cpu", why or ""))
             return func(*args, **kwargs)
         finally:
             self.current, self.reported = None, False
@@ -312,18 +329,20 @@ class _DispatchWatch(TorchDispatchMode):  # type: ignore[no-untyped-call]
         kwargs = kwargs or {}
         trackers = _trackers()
         inputs = _tensors_in((args, kwargs)) if trackers else []
-        guard = _reporter()
+        why = aten_sync_reason(func, args, kwargs)
         # One user call that the function watch already reported is one sync.
-        if guard is not None and not self.functions.reported:
-            why = aten_sync_reason(func, args, kwargs)
-            if why is not None:
+        if (why is not None or func is _aten.copy_.default) and not self.functions.reported:
+            guard = _reporter()
+            if guard is None:
+                why = None
+            elif why is not None:
                 why = f"{func} {why}" if guard.reads_device(inputs) else None
-            elif func is _aten.copy_.default and guard.device_resident is not None:
+            elif guard.device_resident is not None:
                 # dst <- src: device data written into host memory.
                 destination, source = args[0], args[1]
                 if source in guard.device_resident and destination not in guard.device_resident:
                     why = f"{func} {_D2H_COPY}"
-            if why is not None:
+            if guard is not None and why is not None:
                 op = self.functions.current or str(func)
                 guard.report(SyncEvent(op, *user_site(), "cpu", why))
         result = func(*args, **kwargs)

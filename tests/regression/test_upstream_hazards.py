@@ -19,9 +19,8 @@ from dpslice import (
     Mode,
     RowSpan,
     dp_local_slice,
-    get_dp_local_slice_cpu,
 )
-from tests.engine import ForwardBatch, engine_slice, pad_rows, real_rows, reference_slice
+from tests.engine import engine_slice, pad_rows, real_rows, reference_slice
 
 
 def test_hazard_2_capture_none_counts_raise_counts_unavailable_not_type_error():

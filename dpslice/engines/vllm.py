@@ -1,0 +1,83 @@
+"""The installed vLLM's own DP-local slice code, in ``dpslice check``'s calling convention.
+
+These adapters run vLLM's real code, imported, never transcribed::
+
+    dpslice check dpslice.engines.vllm:restore_local_topk_ids
+
+``restore_local_topk_ids`` (``vllm-dp``)
+    ``RoutedExpertsCapturer._restore_local_topk_ids(topk_ids, ctx)``
+    (``vllm/model_executor/layers/fused_moe/routed_experts_capturer.py``, vLLM
+    0.33): the routed-experts capturer picks this rank's rows out of the top-k ids
+    gathered over DP, from ``ctx.dp_metadata.num_tokens_across_dp_cpu`` (an int32
+    CPU tensor, as the ``vllm-dp`` contract hands it).  The method runs on an
+    instance that holds no buffers (``dp_rank`` set, ``tp_size`` 1), with a
+    ``ForwardContext`` stand-in holding a real ``vllm.forward_context.DPMetadata``;
+    ``topk_ids`` is the gathered buffer (one row per gathered token, the sum of the
+    counts).  The rows it returns are a view of that buffer, so their storage
+    offset and length are the slice it chose.
+
+Without vLLM, importing this module raises :class:`ImportError` saying how to
+install it (docs/engines.md).  vLLM needs no parallel state patched here: the
+rank is an attribute of the capturer instance.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import torch
+
+__all__ = ["INSTALL_HINT", "RELEASE", "restore_local_topk_ids"]
+
+#: How to get a vLLM these adapters can import (docs/engines.md, "vLLM").
+INSTALL_HINT = (
+    "pip install --no-deps vllm==0.33.0 into an environment with torch==2.13.0 and "
+    "vLLM's import-time packages (docs/engines.md lists them)"
+)
+
+
+def _import(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (exc.name == "vllm" or exc.name.startswith("vllm.")):
+            raise ImportError(
+                f"dpslice.engines.vllm needs vLLM, which is not installed; {INSTALL_HINT}"
+            ) from None
+        raise ImportError(
+            f"vLLM is installed but importing {name} needs {exc.name!r}, which is missing; "
+            f"{INSTALL_HINT}"
+        ) from None
+
+
+_forward_context: Any = _import("vllm.forward_context")
+_capturer_module: Any = _import("vllm.model_executor.layers.fused_moe.routed_experts_capturer")
+
+#: The installed vLLM release, as its package metadata says.
+RELEASE: str = importlib.metadata.version("vllm")
+
+
+def restore_local_topk_ids(*, global_num_tokens_cpu: Any, dp_rank: Any) -> Any:
+    """vLLM's capturer: which rows of the DP-gathered top-k ids are ``dp_rank``'s."""
+    counts = global_num_tokens_cpu
+    capturer = object.__new__(_capturer_module.RoutedExpertsCapturer)
+    capturer.dp_rank = dp_rank
+    capturer.tp_size = 1
+    context = SimpleNamespace(
+        dp_metadata=_forward_context.DPMetadata(counts), batch_descriptor=None
+    )
+    # One row per gathered token: the buffer vLLM's combine hands the capturer.
+    gathered = torch.arange(int(torch.as_tensor(counts).sum()), dtype=torch.int64)
+    rows = capturer._restore_local_topk_ids(gathered, context)
+    return rows.storage_offset(), rows.shape[0]
+
+
+restore_local_topk_ids.__signature__ = inspect.signature(restore_local_topk_ids)  # type: ignore[attr-defined]
+restore_local_topk_ids.__wrapped__ = (  # type: ignore[attr-defined]
+    _capturer_module.RoutedExpertsCapturer._restore_local_topk_ids
+)
+restore_local_topk_ids.__dpslice_contract__ = "vllm-dp"  # type: ignore[attr-defined]

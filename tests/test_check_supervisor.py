@@ -1,0 +1,346 @@
+"""``dpslice check`` cannot be fooled or hung by the code it checks.
+
+The target runs in a supervised worker (dpslice.check.supervisor): a call
+that hangs, exits, raises a BaseException or crashes the interpreter is a FAIL
+of the property being checked, with the call in flight; the parent prints the
+report, writes the JSON and decides the exit status; nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from dpslice.check import BadTargetError, Verdict, run_check
+from dpslice.check.distributed import run_distributed_check
+from dpslice.check.report import write_document
+from dpslice.check.target import target_from_callable
+from dpslice.cli import main
+from dpslice.distributed import RoundTripConfigError
+
+DPSLICE = str(Path(sys.executable).with_name("dpslice"))
+
+#: A target that behaves like the reference until ``misbehave`` says otherwise.
+PRELUDE = """\
+import ctypes, os, sys, time
+from dpslice.reference import dp_local_slice
+
+def f(*, global_num_tokens_cpu, dp_rank, dp_size, can_run_graph, graph_extent):
+    counts = global_num_tokens_cpu
+    if isinstance(counts, list) and all(type(c) is int for c in counts):
+        misbehave(counts, dp_size, can_run_graph)
+    return dp_local_slice(
+        counts, dp_rank, dp_size=dp_size, can_run_graph=can_run_graph, graph_extent=graph_extent
+    )
+"""
+
+
+def target_file(tmp_path: Path, misbehave: str, name: str = "impl.py") -> str:
+    path = tmp_path / name
+    path.write_text(PRELUDE + "\n" + textwrap.dedent(misbehave))
+    return f"{path}:f"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+def properties(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {prop["name"]: prop for prop in document["properties"]}
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Processes whose environment carries ``marker`` (every descendant of a run inherits it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+# -- 1: a hanging call ---------------------------------------------------------------
+
+
+def test_a_hanging_call_fails_with_the_call_and_the_rest_still_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = target_file(
+        tmp_path,
+        """
+        def misbehave(counts, dp_size, can_run_graph):
+            if len(set(counts)) > 1:  # SUM_LEN only: MAX_LEN pads every count alike
+                time.sleep(3600)
+        """,
+    )
+    report = tmp_path / "r.json"
+    began = time.monotonic()
+    status = main(["check", spec, "--property", "sum_len_rows", "--property", "max_len_rows",
+                   "--max-examples", "20", "--seed", "1", "--timeout", "1", "--json", str(report)])  # fmt: skip
+    elapsed = time.monotonic() - began
+    captured = capsys.readouterr()
+    assert status == 1
+    assert elapsed < 1 + 10 + 5  # the timeout, the report, and a worker's start-up
+    # Progress comes first, on stderr: what runs, then each row as it finishes.
+    assert captured.err.startswith(f"dpslice check {spec}\nseed 1  max examples 20")
+    assert "sum_len_rows" in captured.err
+    assert "did not return within 1 s (--timeout)" in captured.out
+    assert "  call       f(global_num_tokens_cpu=[" in captured.out
+    assert "reproduce  dpslice check" in captured.out
+    found = properties(read_json(report))
+    assert found["sum_len_rows"]["verdict"] == "FAIL"
+    assert found["sum_len_rows"]["counterexample"]["outcome"]["error"] == "Timeout"
+    assert found["max_len_rows"]["verdict"] == "PASS"  # the worker was restarted for it
+
+
+# -- 2: exits, BaseExceptions, crashes -----------------------------------------------
+
+
+def test_exits_base_exceptions_and_crashes_fail_the_property_in_flight(tmp_path: Path) -> None:
+    spec = target_file(
+        tmp_path,
+        """
+        def misbehave(counts, dp_size, can_run_graph):
+            if len(counts) == 1 and dp_size > 1:  # a skipped gather
+                import pytest
+                pytest.skip("not today")
+            if can_run_graph:
+                ctypes.string_at(0)  # a segfault
+            if len(set(counts)) > 1:
+                os._exit(0)
+            if sum(counts) > 0:
+                sys.exit(0)
+        """,
+    )
+    report = tmp_path / "r.json"
+    names = ["sum_len_rows", "max_len_rows", "graph_replay_rows", "skipped_gather_rows"]
+    done = subprocess.run(
+        [DPSLICE, "check", spec, "--max-examples", "20", "--seed", "3", "--quiet",
+         "--json", str(report), *(word for name in names for word in ("--property", name))],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.endswith("\nFAILED\n")
+    found = properties(read_json(report))
+    assert [found[name]["verdict"] for name in names] == ["FAIL"] * 4
+    outcomes = {name: found[name]["counterexample"]["outcome"]["text"] for name in names}
+    assert outcomes["sum_len_rows"].startswith("ended the process with exit code 0")
+    assert outcomes["max_len_rows"].startswith("raised SystemExit: 0, a BaseException")
+    assert outcomes["graph_replay_rows"].startswith("crashed the process: killed by SIGSEGV")
+    assert outcomes["skipped_gather_rows"].startswith("raised Skipped: not today")
+    for name in names:
+        assert found[name]["counterexample"]["call"]["text"].startswith("f(global_num_tokens_cpu=")
+        assert f"--property {name}" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        pytest.param("sys.exit(0)", "raised SystemExit(0)", id="sys-exit"),
+        pytest.param("os._exit(0)", "ended the process (exit code 0)", id="os-exit"),
+        pytest.param("time.sleep(3600)", "did not finish within 1 s", id="hang"),
+    ],
+)
+def test_an_import_that_exits_or_hangs_is_a_bad_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, says: str
+) -> None:
+    impl = tmp_path / "impl.py"
+    impl.write_text(f"import os, sys, time\n{body}\ndef f(*, dp_rank):\n    return 0, 0\n")
+    assert main(["check", f"{impl}:f", "--timeout", "1", "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert last.startswith(f"dpslice: error: importing the target {impl}:f {says}")
+    assert not (tmp_path / "r.json").exists()
+
+
+# -- 5: a return value that raises when read -------------------------------------------
+
+
+class Exploding:
+    @property
+    def start(self) -> int:
+        raise RuntimeError("no start here")
+
+    length = 0
+
+
+def test_a_result_that_raises_when_read_is_the_targets_failure() -> None:
+    def exploding(*, global_num_tokens_cpu: list[int], dp_rank: int) -> object:
+        return Exploding()
+
+    def meta(*, global_num_tokens_cpu: list[int], dp_rank: int) -> object:
+        return torch.tensor(0, device="meta"), torch.tensor(0, device="meta")
+
+    for target, problem in ((exploding, "reading its start and length raised RuntimeError"),
+                            (meta, "reading start raised")):  # fmt: skip
+        result = run_check(target, max_examples=5, seed=0, properties=["sum_len_rows"]).results[0]
+        assert result.verdict is Verdict.FAIL, result.note
+        assert result.counterexample is not None
+        assert result.counterexample.outcome.problem is not None
+        assert result.counterexample.outcome.problem.startswith(problem)
+
+
+# -- 6: the round trip's timeouts ----------------------------------------------------------
+
+
+def test_a_rank_whose_call_hangs_fails_with_its_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = target_file(
+        tmp_path,
+        """
+        def misbehave(counts, dp_size, can_run_graph):
+            if sum(counts) >= 3:
+                time.sleep(3600)
+        """,
+    )
+    report = tmp_path / "r.json"
+    began = time.monotonic()
+    status = main(["check", spec, "--distributed", "2", "--max-examples", "20", "--seed", "1",
+                   "--timeout", "1", "--json", str(report)])  # fmt: skip
+    assert time.monotonic() - began < 1 + 10 + 10  # + the workers' and ranks' start-up
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "target-hung: f(global_num_tokens_cpu=" in out
+    document = read_json(report)
+    assert (document["verdict"], document["counterexample"]["failure"]) == ("FAIL", "target-hung")
+    assert document["layouts_checked"] >= 1
+
+
+# -- 7, 9: the JSON and stdout -----------------------------------------------------------
+
+
+def test_a_closed_stdout_still_writes_the_json_and_keeps_the_verdict(tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    reader, writer = os.pipe()
+    os.close(reader)  # `dpslice check ... | true`
+    done = subprocess.run(
+        [DPSLICE, "check", "--max-examples", "5", "--seed", "0", "--property", "sum_len_rows",
+         "--json", str(report)],
+        stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    os.close(writer)
+    assert (done.returncode, "Traceback" in done.stderr) == (0, False), done.stderr
+    assert read_json(report)["passed"] is True
+
+
+def test_a_json_that_cannot_be_written_keeps_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    impl = tmp_path / "impl.py"
+    impl.write_text("def f(*, global_num_tokens_cpu, dp_rank):\n    return 0, 0\n")
+    taken = tmp_path / "taken"
+    taken.mkdir()  # the JSON's path is a directory: it cannot be replaced by a file
+    status = main(["check", f"{impl}:f", "--max-examples", "10", "--seed", "2",
+                   "--property", "sum_len_rows", "--json", str(taken)])  # fmt: skip
+    assert status == 1
+    assert f"dpslice: error: cannot write --json {taken}" in capsys.readouterr().err
+    assert [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("bad", ["inf", "nan", "-inf"])
+def test_a_timeout_that_is_not_finite_is_refused(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["check", f"--timeout={bad}"])
+    assert caught.value.code == 2
+    assert "not a finite number of seconds" in capsys.readouterr().err
+
+
+def test_json_is_strict_and_a_nan_seed_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        write_document({"seed": math.nan}, tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()
+    with pytest.raises(RoundTripConfigError, match="seed=nan must be an int"):
+        run_distributed_check("dpslice.reference:dp_local_slice", dp_size=1, seed=math.nan)  # type: ignore[arg-type]
+    with pytest.raises(RoundTripConfigError, match="finite"):
+        run_distributed_check("dpslice.reference:dp_local_slice", dp_size=1, timeout=math.inf)
+
+
+# -- 10: rough edges ---------------------------------------------------------------------
+
+
+def test_async_and_generator_functions_are_refused() -> None:
+    async def coroutine(*, dp_rank: int) -> tuple[int, int]:
+        return 0, 0
+
+    def generator(*, dp_rank: int) -> Any:
+        yield 0, 0
+
+    with pytest.raises(BadTargetError, match="is an async function"):
+        target_from_callable(coroutine)
+    with pytest.raises(BadTargetError, match="is a generator function"):
+        target_from_callable(generator)
+
+
+def test_the_working_directory_cannot_shadow_the_check_nor_be_written_nor_keep_it_alive(
+    tmp_path: Path,
+) -> None:
+    for module in ("numpy", "secrets", "hypothesis"):
+        (tmp_path / f"{module}.py").write_text(f"raise ImportError('the local {module}.py')\n")
+    (tmp_path / "impl.py").write_text(
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(3600,)).start()  # not a daemon\n"
+        "from dpslice.reference import dp_local_slice as f\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "HYPOTHESIS_STORAGE_DIRECTORY"}
+    done = subprocess.run(
+        [DPSLICE, "check", "impl:f", "--max-examples", "5", "--seed", "0", "--quiet",
+         "--property", "sum_len_rows"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("\nPASSED\n")
+    assert not (tmp_path / ".hypothesis").exists()
+
+
+# -- Ctrl-C and SIGTERM: the partial report, nothing left behind ------------------------------
+
+
+def test_ctrl_c_prints_what_finished_writes_its_json_and_leaves_nothing(tmp_path: Path) -> None:
+    spec = target_file(
+        tmp_path,
+        """
+        def misbehave(counts, dp_size, can_run_graph):
+            if can_run_graph:  # graph replay: hang
+                time.sleep(3600)
+        """,
+    )
+    report = tmp_path / "r.json"
+    marker = uuid.uuid4().hex
+    process = subprocess.Popen(
+        [DPSLICE, "check", spec, "--property", "sum_len_rows", "--property", "graph_replay_rows",
+         "--max-examples", "10", "--seed", "0", "--timeout", "60", "--json", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "DPSLICE_TEST_MARKER": marker},
+    )  # fmt: skip
+    assert process.stderr is not None
+    for line in process.stderr:  # progress: interrupt once the first row is out
+        if line.startswith("sum_len_rows"):
+            break
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "sum_len_rows" in out
+    assert out.endswith("\nINTERRUPTED\n")
+    assert [prop["name"] for prop in read_json(report)["properties"]] == ["sum_len_rows"]
+    time.sleep(0.2)
+    assert marked_processes(marker) == []

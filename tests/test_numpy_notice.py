@@ -1,0 +1,56 @@
+"""``dpslice check`` where NumPy is not installed prints no torch notice about it.
+
+A plain ``pip install dpslice`` brings torch without NumPy, and torch then
+warns "Failed to initialize NumPy" whenever it is imported: in the command's
+own process, in its worker and in the round trip's ranks.  dpslice never uses
+NumPy.  Here NumPy is made unimportable for every process of the run by a
+``numpy`` module on ``PYTHONPATH`` that refuses to import.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dpslice._numpy_notice import NUMPY_NOTICE
+
+
+def without_numpy(tmp_path: Path) -> dict[str, str]:
+    blocker = tmp_path / "no_numpy"
+    blocker.mkdir()
+    (blocker / "numpy.py").write_text('raise ModuleNotFoundError("No module named numpy")\n')
+    path = os.pathsep.join(filter(None, [str(blocker), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_dpslice_check_prints_no_numpy_notice_where_numpy_is_missing(tmp_path: Path) -> None:
+    env = without_numpy(tmp_path)
+    torch_alone = run(["-c", "import torch"], env, tmp_path)
+    assert NUMPY_NOTICE in torch_alone.stderr, "the blocker no longer provokes torch's notice"
+    check = ["-m", "dpslice", "check", "--property", "sum_len_rows", "--max-examples", "5"]
+    result = run([*check, "--seed", "1"], env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert NUMPY_NOTICE not in result.stderr, result.stderr
+
+
+def test_importing_dpslice_leaves_the_warning_filters_alone() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import torch, warnings; before = list(warnings.filters);"
+            " import dpslice, dpslice.sync, dpslice.check; print(warnings.filters == before)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.strip() == "True", result.stderr
