@@ -262,7 +262,7 @@ _SPECS: dict[str, str] = {}
 
 def spec_of(contract: Contract) -> str:
     """What ``--contract`` takes to name ``contract`` again: a preset name or ``module:NAME``."""
-    if PRESETS.get(contract.name) is contract:
+    if PRESETS.get(contract.name) == contract:
         return contract.name
     return _SPECS.get(contract.name, contract.name)
 

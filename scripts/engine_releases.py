@@ -134,6 +134,7 @@ def build_release(root: Path, python: Path, release: str) -> Path:
     The capturer imports sglang's model configs, which register names with
     transformers; a newer transformers than the release's pin can already own
     them (sglang 0.5.12 and transformers 5.24: 'qwen3_asr' is already used).
+    Installed with its requirements: each transformers pins its tokenizers.
     """
     target = root / f"sglang-{release}"
     pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target)]
@@ -141,7 +142,9 @@ def build_release(root: Path, python: Path, release: str) -> Path:
         _run([*pip, f"sglang=={release}"])
     transformers = _pinned_transformers(target)
     if transformers and not (target / "transformers").is_dir():
-        _run([*pip, transformers])
+        _run(
+            [str(python), "-m", "pip", "install", "--quiet", "--target", str(target), transformers]
+        )
     return target
 
 

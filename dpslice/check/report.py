@@ -58,7 +58,7 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
     ]
     if report.target.device != "cpu":
         words += ["--device", report.target.device]
-    if report.contract is not DEFAULT_CONTRACT:
+    if report.contract != DEFAULT_CONTRACT:
         words += ["--contract", _contract_word(report)]
     if report.strict:
         words.append("--strict")
@@ -117,9 +117,11 @@ def _render_counterexamples(report: CheckReport, result: PropertyResult) -> list
     label = "WARN" if result.verdict is Verdict.WARN else "FAIL"
     lines = [f"{label} {result.name} ({result.tier.value}): {result.statement}"]
     if len(result.counterexamples) > 1:
-        kinds = "; ".join(f"accepted {ce.kind}" for ce in result.counterexamples)
-        lines.append(f"  {len(result.counterexamples)} kinds: {kinds}")
-    for counterexample in result.counterexamples:
+        kinds = "; ".join(str(ce.kind) for ce in result.counterexamples)
+        lines.append(f"  not refused, {len(result.counterexamples)} kinds: {kinds}")
+    for index, counterexample in enumerate(result.counterexamples):
+        if index:
+            lines.append("")
         lines += _render_counterexample(report, result, counterexample)
     return lines
 

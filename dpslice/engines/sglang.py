@@ -81,8 +81,9 @@ def _import(name: str) -> ModuleType:
                 f"dpslice.engines.sglang needs sglang, which is not installed; {INSTALL_HINT}"
             ) from None
         raise ImportError(
-            f"sglang is installed but importing {name} needs {exc.name!r}, which is missing; "
-            f"{INSTALL_HINT}"
+            f"sglang {importlib.metadata.version('sglang')} is installed, but importing {name} "
+            f"needs {exc.name!r}, which is missing; requirements/sglang-imports.txt lists "
+            "what sglang's slice code imports (for the release in sglang-engine.txt)"
         ) from None
 
 
