@@ -16,6 +16,10 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# README.md and docs/*.md: every Python block and dpslice command runs (Sybil;
+# tests/doc_examples.py says how).
+from tests.doc_examples import pytest_collect_file  # noqa: F401
+
 CI_EXAMPLES = 500
 
 settings.register_profile("dev", max_examples=50, deadline=None)

@@ -25,7 +25,8 @@ def silence_numpy_notice() -> None:
 
     The ``PYTHONWARNINGS`` entry reaches the check's worker and the round
     trip's spawned ranks, which import torch afresh; other warnings, and a
-    user's own ``PYTHONWARNINGS`` entries, are left as they are.
+    user's own ``PYTHONWARNINGS`` entries, are left as they are.  For a
+    process's entry point only: both settings outlive the call.
     """
     warnings.filterwarnings("ignore", message=NUMPY_NOTICE, category=UserWarning)
     entries = [entry for entry in os.environ.get("PYTHONWARNINGS", "").split(",") if entry]

@@ -301,12 +301,20 @@ def _round_trip(args: argparse.Namespace, progress: Listener | None) -> _Ran | s
         "max_examples": args.max_examples,
         "seed": args.seed,
     }
-    timeouts = {
+    timeouts: dict[str, float] = {
         "timeout": args.timeout or DEFAULT_CALL_TIMEOUT,
         "run_timeout": args.run_timeout or DEFAULT_TIMEOUT,
     }
     try:
-        run = supervise_round_trip(args.target, **asked, **timeouts, listener=progress)
+        run = supervise_round_trip(
+            args.target,
+            dp_size=args.distributed,
+            backend=args.backend or "gloo",
+            max_examples=args.max_examples,
+            seed=args.seed,
+            **timeouts,
+            listener=progress,
+        )
     except BadTargetError as exc:
         return " ".join(str(exc).split())
     except KeyboardInterrupt as exc:
@@ -373,14 +381,9 @@ def _check(args: argparse.Namespace) -> int:
 
     progress = None if args.quiet else Progress(sys.stderr)
     if progress is not None:
-        for line in _header(args):
-            progress.line(line)
+        progress.header(_header(args))
     try:
-        ran = (
-            _battery(args, progress)
-            if args.distributed is None
-            else _round_trip(args, progress)
-        )
+        ran = _battery(args, progress) if args.distributed is None else _round_trip(args, progress)
     except _Stopped as stopped:
         if progress is not None:
             progress.close()

@@ -8,7 +8,8 @@ tensors, and every tensor slice bound is a ``Tensor.__index__`` -> ``item()``
 -> ``cudaStreamSynchronize`` on CUDA.
 
 This module reproduces that shape, hazards included, so the suite can show
-what the reference fixes.  It is a specimen, not a recommendation:
+what the reference fixes.  It is a specimen, not a recommendation (the hazards
+are numbered as in docs/hazards.md):
 
 * hazard 1: :func:`capturer_slice` syncs twice in eager mode (tensor start and
   tensor stop) and once under graph replay (tensor stop);

@@ -91,12 +91,14 @@ def test_a_hanging_call_fails_with_the_call_and_the_rest_still_runs(
     )
     report = tmp_path / "r.json"
     began = time.monotonic()
-    status = main(["check", spec, "--property", "sum_len_rows", "--property", "max_len_rows",
-                   "--max-examples", "20", "--seed", "1", "--timeout", "1", "--json", str(report)])  # fmt: skip
+    args = ["--property", "sum_len_rows", "--property", "max_len_rows", "--max-examples", "20"]
+    status = main(["check", spec, *args, "--seed", "1", "--timeout", "1", "--json", str(report)])
     elapsed = time.monotonic() - began
     captured = capsys.readouterr()
     assert status == 1
-    assert elapsed < 1 + 10 + 5  # the timeout, the report, and a worker's start-up
+    # Two workers' start-up and the timeout: seconds, not forever (the timing on an
+    # idle machine is measured in docs/check.md; a loaded CI machine is slower).
+    assert elapsed < 60
     # Progress comes first, on stderr: what runs, then each row as it finishes.
     assert captured.err.startswith(f"dpslice check {spec}\nseed 1  max examples 20")
     assert "sum_len_rows" in captured.err
@@ -214,7 +216,7 @@ def test_a_rank_whose_call_hangs_fails_with_its_call(
     began = time.monotonic()
     status = main(["check", spec, "--distributed", "2", "--max-examples", "20", "--seed", "1",
                    "--timeout", "1", "--json", str(report)])  # fmt: skip
-    assert time.monotonic() - began < 1 + 10 + 10  # + the workers' and ranks' start-up
+    assert time.monotonic() - began < 60  # seconds, not forever (see above)
     out = capsys.readouterr().out
     assert status == 1
     assert "target-hung: f(global_num_tokens_cpu=" in out

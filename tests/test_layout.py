@@ -1,6 +1,6 @@
 """Tests of dpslice.layout: the ground-truth model of the gathered DP buffer.
 
-The hand-written buffers below were worked out on paper from DOMAIN.md, one
+The hand-written buffers below were worked out on paper from the engine rules (docs/hazards.md), one
 per way an engine lays the ranks out; the properties check that ``span()``,
 the cheap form of the oracle, agrees with the materialised buffer.
 """

@@ -22,7 +22,9 @@ def without_numpy(tmp_path: Path) -> dict[str, str]:
     blocker.mkdir()
     (blocker / "numpy.py").write_text('raise ModuleNotFoundError("No module named numpy")\n')
     path = os.pathsep.join(filter(None, [str(blocker), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path}
+    # An in-process dpslice.cli.main() earlier in the session leaves its filter here.
+    inherited = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
+    return {**inherited, "PYTHONPATH": path}
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,6 @@
 """Tests of dpslice.reference: the CPU slice, its explicit errors and its refusal of tensors.
 
-Expected slices here are worked out by hand from DOMAIN.md's rules; the
+Expected slices here are worked out by hand from the engine rules in docs/hazards.md; the
 properties that check the reference against the layout model live in
 ``tests/properties``.
 """

@@ -4,7 +4,7 @@ The state machine holds batch objects across steps, reuses some for later
 forwards with new counts (as an engine that keeps a batch object does) and
 checks every slice against the oracle buffer.  The reference keeps no state
 and survives every sequence; the faithful GPU-tensor path caches its bounds
-on the batch object and is caught returning stale bounds (hazard 8) with a
+on the batch object and is caught returning stale bounds (hazard 8, docs/hazards.md) with a
 short, shrunk sequence of steps.
 """
 

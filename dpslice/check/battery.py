@@ -362,7 +362,7 @@ _DETECTABLE_WITH: dict[str, tuple[frozenset[str], ...]] = {
         _need(_CPU, "cuda_graph_batch", "num_tokens_per_bs"),
     ),
     "count list of another length": (_need(_CPU, "dp_size"),),
-    "dp_rank out of range": (_need("dp_rank", "dp_size"), _need("dp_rank", _CPU)),
+    "dp_rank out of range": (_need("dp_rank", "dp_size"),),
     "dp_size below 1": (_need("dp_size"),),
     "negative count": (_need(_CPU),),
     "bool count": (_need(_CPU),),

@@ -1,8 +1,9 @@
 """Live progress of ``dpslice check`` on stderr: the run's header, then each property's row.
 
-The header (target, seed, budget) comes first, before anything is imported,
-so a run that hangs still says what it was running; each property's row is
-printed as it finishes.  On a terminal a status line shows the property in
+The header (target, seed, budget) comes first, as soon as the target has
+imported (a target that cannot be imported stays one line of error), so a run
+that hangs still says what it was running; each property's row is printed as
+it finishes.  On a terminal a status line shows the property in
 progress, its calls so far and its time, redrawn a few times a second; when
 stderr is piped there is no status line.  A stream that fails (closed)
 silences the progress; it never stops the check.
@@ -33,6 +34,11 @@ class Progress:
             self.live = False
         self._status = False
         self._drawn_at = -_REDRAW
+        self._header: list[str] = []
+
+    def header(self, lines: list[str]) -> None:
+        """What the run is: printed once the target has loaded."""
+        self._header = list(lines)
 
     def _write(self, text: str) -> None:
         if self.stream is None:
@@ -54,6 +60,8 @@ class Progress:
         self._write(text + "\n")
 
     def loaded(self, target: Target) -> None:
+        for line in self._header:
+            self.line(line)
         takes = ", ".join(sorted(target.accepts)) or "nothing from the convention"
         self.line(f"the target takes: {takes}")
 

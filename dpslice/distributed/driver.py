@@ -335,6 +335,8 @@ class RoundTripSession:
         except _RunBudgetSpent:
             counterexample = failing[-1] if failing else None
             checked = self.layouts_checked - checked_before
+            if not checked:  # nothing to stand on: no verdict
+                raise RoundTripTimeout("run", timeout, range(self.dp_size)) from None
             so_far = " (the counterexample is the smallest failing one so far)" if failing else ""
             stopped = f"the run's budget of {timeout:g} s ran out after {checked} layouts{so_far}"
         return RoundTripResult(

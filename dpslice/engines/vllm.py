@@ -13,8 +13,9 @@ These adapters run vLLM's real code, imported, never transcribed::
     instance that holds no buffers (``dp_rank`` set, ``tp_size`` 1), with a
     ``ForwardContext`` stand-in holding a real ``vllm.forward_context.DPMetadata``;
     ``topk_ids`` is the gathered buffer (one row per gathered token, the sum of the
-    counts).  The rows it returns are a view of that buffer, so their storage
-    offset and length are the slice it chose.
+    counts), on the meta device: the rows the method returns are a view of it, so
+    their storage offset and length are the slice it chose, and no memory is
+    allocated for large counts.
 
 Without vLLM, importing this module raises :class:`ImportError` saying how to
 install it (docs/engines.md).  vLLM needs no parallel state patched here: the
@@ -70,8 +71,11 @@ def restore_local_topk_ids(*, global_num_tokens_cpu: Any, dp_rank: Any) -> Any:
     context = SimpleNamespace(
         dp_metadata=_forward_context.DPMetadata(counts), batch_descriptor=None
     )
-    # One row per gathered token: the buffer vLLM's combine hands the capturer.
-    gathered = torch.arange(int(torch.as_tensor(counts).sum()), dtype=torch.int64)
+    # One row per gathered token, as vLLM's combine hands the capturer; on the meta
+    # device, so counts near 2**31 allocate nothing, while a view still keeps its offset.
+    # A negative count (an input vLLM never builds) leaves the judgement to vLLM's code.
+    rows_gathered = max(int(torch.as_tensor(counts).sum()), 0)
+    gathered = torch.empty(rows_gathered, dtype=torch.int32, device="meta")
     rows = capturer._restore_local_topk_ids(gathered, context)
     return rows.storage_offset(), rows.shape[0]
 

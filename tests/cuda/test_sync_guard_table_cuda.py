@@ -18,7 +18,7 @@ from benchmarks.sync_catalog import OPS, CatalogOp, TableRow, measure_table, sum
 pytestmark = pytest.mark.cuda
 
 #: What set_sync_debug_mode alone misses: its checks sit in torch's
-#: memcpy_and_sync and stream_synchronize only (DOMAIN.md), so a device or event
+#: memcpy_and_sync and stream_synchronize only (docs/sync.md), so a device or event
 #: synchronize and a pageable non-blocking copy in either direction get past it.
 DEBUG_MODE_BLIND_SPOTS = {
     "device_synchronize",

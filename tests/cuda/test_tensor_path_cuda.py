@@ -2,7 +2,7 @@
 
 Both slice a real CUDA buffer (``layout.gathered(rank, device="cuda")``): the
 reference with Python ints, the tensor path with its 0-dim CUDA tensors (it
-syncs; that is hazard 1, tested elsewhere).  The two views must be the same
+syncs; that is hazard 1 of docs/hazards.md, tested elsewhere).  The two views must be the same
 view of the same storage, and both must hold exactly the rank's own rows.
 Counts near 2**31 are compared as bounds, without materialising buffers.
 """
@@ -139,7 +139,7 @@ replay_with_speculation = layouts_and_ranks(
 def test_upstreams_request_count_extent_disagrees_with_the_oracle_and_the_oracle_is_right(
     layout_and_rank: tuple[DPLayout, int],
 ) -> None:
-    """Hazard 4.  Upstream multiplied the rank by ``bs``; rank r's rows start at ``r * bs * n``.
+    """Hazard 4 (docs/hazards.md).  Upstream multiplied the rank by ``bs``; rank r's rows start at ``r * bs * n``.
 
     Which is right is read off the buffer itself: every row is tagged with the
     rank that contributed it.  Upstream's slice starts in a lower rank's rows;

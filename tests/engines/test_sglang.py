@@ -61,7 +61,7 @@ def _failure(report: CheckReport, prop: str) -> Any:
 
 
 def test_speculative_decoding_offset_rank_1_reads_rank_0_padding(sglang: ModuleType) -> None:
-    """Hazard 4, still in the newest release: in a decode-graph replay a rank owns
+    """Hazard 4 (docs/hazards.md), still in the newest release: in a decode-graph replay a rank owns
     ``bs * num_tokens_per_bs`` rows, but the engine starts rank r at ``r * bs``."""
     adapter = _adapter(sglang, "get_dp_local_slice_cpu")
     found = _failure(_check(adapter, "graph_replay_rows"), "graph_replay_rows")
@@ -76,7 +76,7 @@ def test_speculative_decoding_offset_rank_1_reads_rank_0_padding(sglang: ModuleT
 
 
 def test_capture_with_none_counts_crashes_incidentally(sglang: ModuleType) -> None:
-    """Hazard 2 (review of sglang PR 24550): during capture the CPU counts are None and
+    """Hazard 2 of docs/hazards.md (review of sglang PR 24550): during capture the CPU counts are None and
     the engine fails with an incidental TypeError, not a deliberate refusal."""
     adapter = _adapter(sglang, "get_dp_local_slice_cpu")
     found = _failure(_check(adapter, "capture_phase_explicit"), "capture_phase_explicit")
@@ -89,7 +89,7 @@ def test_capture_with_none_counts_crashes_incidentally(sglang: ModuleType) -> No
 
 
 def test_prefill_graph_without_decode_extent_crashes_30712(sglang: ModuleType) -> None:
-    """Hazard 3 (sglang #30712): the prefill graph replays with ``cuda_graph_batch``
+    """Hazard 3 of docs/hazards.md (sglang #30712): the prefill graph replays with ``cuda_graph_batch``
     None, and ``rank * None`` raises TypeError even for rank 0."""
     adapter = _adapter(sglang, "get_dp_local_slice_cpu")
     found = _failure(_check(adapter, "prefill_graph_rows"), "prefill_graph_rows")
@@ -105,7 +105,7 @@ def test_prefill_graph_without_decode_extent_crashes_30712(sglang: ModuleType) -
 def test_one_entry_list_is_this_ranks_own_entry_from_dp_slot_in_on(
     sglang: ModuleType, dp_attention: Any
 ) -> None:
-    """Hazard 7: with ``dp_slot_in`` (0.5.21 on) a skipped gather's one-entry list is
+    """Hazard 7 of docs/hazards.md: with ``dp_slot_in`` (0.5.21 on) a skipped gather's one-entry list is
     slot 0 on every rank; before it, ``counts[rank]`` raised IndexError on rank > 0."""
     adapter = _adapter(sglang, "get_dp_local_slice_cpu")
     call = {"global_num_tokens_cpu": [3], "dp_rank": 1, "can_run_graph": False}

@@ -1,4 +1,4 @@
-"""Hazard 1 (sglang #24514, fixed by #24550): tensor slice bounds sync the host.
+"""Hazard 1 of docs/hazards.md (sglang #24514, fixed by #24550): tensor slice bounds sync the host.
 
 The pre-#24550 capturer sliced the gathered buffer with the 0-dim tensors of
 ``get_dp_local_info``; each bound is a ``Tensor.__index__`` -> ``item()`` ->

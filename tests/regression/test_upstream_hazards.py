@@ -1,4 +1,4 @@
-"""One test per hazard of DOMAIN.md that the CPU reference and the layout model guard.
+"""One test per hazard of docs/hazards.md that the CPU reference and the layout model guard.
 
 Hazards 1 (implicit sync from tensor slice bounds) and 8 (stale cached GPU
 bounds) need the GPU-tensor path; they are tested with it (``test_gpu_path_*.py``).

@@ -1,0 +1,278 @@
+"""Run the examples of README.md and docs/*.md as tests (Sybil).
+
+The root ``conftest.py`` hands :data:`pytest_collect_file` to pytest, and
+``testpaths`` in ``pyproject.toml`` names README.md and docs/, so the plain
+test command (``python -m pytest``) collects every document: one item per
+example, named by file and line.
+
+* **Python blocks** run in order, in one namespace per document.  A block
+  whose first line is a file-name comment (``# my_engine_slice.py``,
+  ``# my_engine/dp.py``) is also written, under that name, into the
+  document's scratch directory, where the document's commands run: a later
+  ``dpslice check my_engine_slice.py:local_slice`` checks that very block.
+  ``<!-- invisible-code-block: python -->`` holds set-up a reader need not see.
+* **Console blocks** (``console`` and ``sh``): each command, with or without
+  a ``$`` prompt, ``\\`` continuations joined.
+
+  - ``dpslice ...`` (or ``python -m dpslice ...``) runs, in the document's
+    scratch directory, with ``--max-examples`` capped at
+    ``DPSLICE_DOCS_MAX_EXAMPLES`` (default 50) so the documents cost seconds:
+    added where the command has none, lowered where it names more.  When the
+    block shows the command's output, the exit status must be the one it
+    implies (``dpslice: error:`` 2, and that line must be the one printed,
+    torch's version aside; ``FAILED`` 1; ``PASSED`` 0), and the verdict table,
+    where one is shown, must name the same properties with the same verdicts
+    in the same order.  Without output shown the status must be 0 or 1 (a
+    verdict, not a usage error or a bad target).
+  - Not run: ``--distributed`` (it starts a process group per command;
+    ``tests/test_distributed.py`` runs the round trip), and ``--device cuda``
+    or ``--backend nccl`` where torch sees no GPU, unless the block shows the
+    output of exactly that case.
+  - Any other command (pip, tox, pytest, bash, torchrun, a venv) is not run:
+    it installs, builds environments or takes minutes.  The repository paths
+    it names (``tests/...``, ``requirements/...``, ...) must exist.  The
+    dpslice commands after it in the same block are not run either, since
+    they may need what it installs.
+
+A documented ``@given`` test runs under a ``docs`` Hypothesis profile with the
+same cap (derandomized), loaded for each document and undone after it.
+
+``<!-- skip: next "why" -->`` skips the next example; the reason is shown.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from hypothesis import settings
+from sybil import Document, Example, Region, Sybil
+from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
+from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The cap on ``--max-examples`` for the documents' ``dpslice check`` commands.
+MAX_EXAMPLES = int(os.environ.get("DPSLICE_DOCS_MAX_EXAMPLES", "50"))
+
+#: Seconds one documented command may take before the example fails.
+COMMAND_TIMEOUT = 300
+
+_SCRATCH = "_dpslice_docs_dir"
+_FILE_COMMENT = re.compile(r"#\s*(?P<name>[\w./-]+\.py)\s*$")
+_VERDICT_ROW = re.compile(r"^(?P<name>[a-z_]+)\s+(?P<verdict>PASS|FAIL|WARN|N/A|ERROR)\s+\d+\s")
+_TORCH_VERSION = re.compile(r"torch \d[\w.+-]*")
+_REPO_DIRS = ("tests/", "benchmarks/", "requirements/", "docs/", "dpslice/", ".ci/", "scripts/")
+
+
+_PROFILE = "_dpslice_docs_profile"
+
+settings.register_profile(
+    "docs", max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None
+)
+
+
+def _setup(namespace: dict[str, Any]) -> None:
+    namespace[_SCRATCH] = Path(tempfile.mkdtemp(prefix="dpslice-docs-"))
+    # A documented @given test runs under the same cap as the commands.
+    namespace[_PROFILE] = settings.get_current_profile_name()
+    settings.load_profile("docs")
+
+
+def _teardown(namespace: dict[str, Any]) -> None:
+    settings.load_profile(namespace.pop(_PROFILE))
+    shutil.rmtree(namespace.pop(_SCRATCH), ignore_errors=True)
+
+
+class FilePythonCodeBlockParser(PythonCodeBlockParser):
+    """Sybil's Python block parser, which also writes a named block to a file."""
+
+    def __call__(self, document: Document) -> Iterable[Region]:
+        for region in super().__call__(document):
+            run = region.evaluator
+            assert run is not None
+
+            def evaluate(example: Example, run: Any = run) -> Any:
+                match = _FILE_COMMENT.match(str(example.parsed).lstrip().splitlines()[0])
+                if match:
+                    path = example.namespace[_SCRATCH] / match["name"]
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(str(example.parsed))
+                return run(example)
+
+            region.evaluator = evaluate
+            yield region
+
+
+class Command:
+    """One documented command and the output the document shows under it."""
+
+    def __init__(self, text: str, line: int) -> None:
+        self.text = text
+        self.line = line
+        self.output: list[str] = []
+
+    def words(self) -> list[str]:
+        try:
+            return shlex.split(self.text, comments=True)
+        except ValueError:
+            return self.text.split()
+
+
+def _commands(source: str, first_line: int) -> Iterator[Command]:
+    lines = source.splitlines()
+    prompted = any(line.startswith("$ ") for line in lines)
+    current: Command | None = None
+    pending = ""
+    for number, line in enumerate(lines, start=first_line):
+        if pending:
+            pending += " " + line.strip()
+        elif prompted and line.startswith("$ "):
+            pending = line[2:]
+        elif prompted:
+            if current is not None:
+                current.output.append(line)
+            continue
+        elif line.strip() and not line.lstrip().startswith("#"):
+            pending = line
+        else:
+            continue
+        if pending.endswith("\\"):
+            pending = pending[:-1].rstrip()
+            continue
+        if current is not None:
+            yield current
+        current, pending = Command(pending.strip(), number), ""
+    if current is not None:
+        yield current
+
+
+def _gpu() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _dpslice_args(words: list[str]) -> list[str] | None:
+    """The arguments after ``dpslice`` when the command runs dpslice, else None."""
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        words = words[1:]  # VAR=value prefixes
+    if words[:1] == ["dpslice"]:
+        return words[1:]
+    if len(words) >= 3 and words[0] in ("python", "python3") and words[1:3] == ["-m", "dpslice"]:
+        return words[3:]
+    return None
+
+
+def _capped(args: list[str]) -> list[str]:
+    if args[:1] != ["check"] or {"--list", "--list-contracts", "--version"} & set(args):
+        return args
+    if "--max-examples" in args:
+        index = args.index("--max-examples") + 1
+        args = list(args)
+        args[index] = str(min(int(args[index]), MAX_EXAMPLES))
+        return args
+    return [*args, "--max-examples", str(MAX_EXAMPLES)]
+
+
+def _check_paths(command: Command) -> None:
+    for word in command.words():
+        for part in word.split("="):
+            if part.startswith(_REPO_DIRS) and not list(ROOT.glob(part.rstrip("/"))):
+                raise AssertionError(
+                    f"line {command.line}: {part!r} does not exist: {command.text}"
+                )
+
+
+def _verdicts(lines: list[str]) -> list[tuple[str, str]]:
+    """The (property, verdict) rows of a report's table."""
+    return [m.group("name", "verdict") for m in map(_VERDICT_ROW.match, lines) if m]
+
+
+def _run(command: Command, args: list[str], scratch: Path) -> None:
+    shown = [line for line in command.output if line.strip()]
+    needs_gpu = "--device=cuda" in args or "nccl" in args or "--backend=nccl" in args
+    needs_gpu = needs_gpu or any(
+        a == "--device" and b == "cuda" for a, b in itertools.pairwise(args)
+    )
+    if "--distributed" in args:
+        return  # a process group per command: tests/test_distributed.py runs the round trip
+    if needs_gpu and not _gpu() and not shown:
+        return  # a GPU command, no GPU here and no output shown for that case
+    done = subprocess.run(
+        [sys.executable, "-m", "dpslice", *_capped(args)],
+        cwd=scratch,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    said = f"line {command.line}: `{command.text}` exited {done.returncode}"
+    printed = f"\n--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
+    errors = [line.strip() for line in shown if line.startswith("dpslice: error:")]
+    if errors:
+        assert done.returncode == 2, f"{said}, the document shows a usage error{printed}"
+        got = _TORCH_VERSION.sub("torch X", done.stderr)
+        for error in errors:
+            assert _TORCH_VERSION.sub("torch X", error) in got, (
+                f"{said}; the document shows\n  {error}\nbut it printed{printed}"
+            )
+        return
+    if any(line.strip() == "FAILED" for line in shown):
+        expected: tuple[int, ...] = (1,)
+    elif any(line.strip() == "PASSED" for line in shown):
+        expected = (0,)
+    else:
+        expected = (0, 1)
+    wanted = " or ".join(map(str, expected))
+    assert done.returncode in expected, f"{said}, expected {wanted}{printed}"
+    documented = _verdicts(shown)
+    if documented:
+        actual = _verdicts(done.stdout.splitlines())
+        assert documented == actual, (
+            f"{said}: the verdict table differs\n  shown:  {documented}\n  actual: {actual}"
+        )
+
+
+class ConsoleParser:
+    """``console`` and ``sh`` blocks: run the dpslice commands, check the others' paths."""
+
+    def __init__(self) -> None:
+        self.lexer = FencedCodeBlockLexer(language=r"console|sh")
+
+    def __call__(self, document: Document) -> Iterable[Region]:
+        for region in self.lexer(document):
+            region.parsed = region.lexemes["source"]
+            region.evaluator = self.evaluate
+            yield region
+
+    def evaluate(self, example: Example) -> None:
+        after_unrun = False  # a command after one not run may depend on it (an install)
+        for command in _commands(str(example.parsed), example.line + 1):
+            args = _dpslice_args(command.words())
+            if args is None:
+                _check_paths(command)
+                after_unrun = True
+            elif not after_unrun:
+                _run(command, args, example.namespace[_SCRATCH])
+
+
+DOCUMENTS = Sybil(
+    parsers=[SkipParser(), FilePythonCodeBlockParser(), ConsoleParser()],
+    path=str(ROOT),
+    patterns=["README.md", "docs/*.md"],
+    setup=_setup,
+    teardown=_teardown,
+    name="docs",
+)
+
+pytest_collect_file = DOCUMENTS.pytest()
