@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -402,7 +403,8 @@ def _wrong_type(where: str, values: Callable[[], st.SearchStrategy[object]]) -> 
         value = draw(values())
         if where == "count":
             return _with_count(call, slot, value), f"count is {value!r}"
-        return replace(call, **{where: value}), f"{where} is {value!r}"
+        wrong: dict[str, Any] = {where: value}  # the wrong type is the defect
+        return replace(call, **wrong), f"{where} is {value!r}"
 
     return build
 

@@ -345,7 +345,7 @@ class TestInvalidCalls:
             assert (invalid.kind, invalid.expected) == (kind, DEFECT_KINDS[kind])
 
     def test_the_extent_kinds_need_a_replay(self):
-        with pytest.raises(InvalidArgument, match="needs Mode.GRAPH_REPLAY"):
+        with pytest.raises(InvalidArgument, match=r"needs Mode\.GRAPH_REPLAY"):
             invalid_calls(kinds=["negative graph extent"], modes=[Mode.SUM_LEN])
 
     @INVALID_CALL_CHECK

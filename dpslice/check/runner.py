@@ -281,6 +281,7 @@ def run_property(
     if reason is not None:
         return result(Verdict.NOT_APPLICABLE, note=reason)
     how = prop.describe(target) if prop.describe is not None else None
+    searches: dict[str | None, _Search]
     if prop.kinds is None:
         searches = {None: _search(prop, prop.strategy(target), target, max_examples, seed)}
     else:

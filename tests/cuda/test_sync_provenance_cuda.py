@@ -42,7 +42,12 @@ SAME_VERDICT = [
 def test_sync_free_is_the_same_on_the_cpu_and_on_the_gpu(spec, contract, verdict) -> None:
     verdicts = {
         device: run_check(
-            spec, max_examples=100, seed=0, properties=["sync_free"], device=device, contract=contract
+            spec,
+            max_examples=100,
+            seed=0,
+            properties=["sync_free"],
+            device=device,
+            contract=contract,
         )
         .result("sync_free")
         .verdict
