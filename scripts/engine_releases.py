@@ -167,7 +167,19 @@ def check(
         "--json",
         str(out),
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    # Importing sglang (and transformers, for the capturer) takes seconds to tens of
+    # seconds on a small machine: more than a check's default per-call budget.
+    help_text = subprocess.run(
+        [str(python), "-m", "dpslice", "check", "--help"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    if "--timeout" in help_text:
+        command += ["--timeout", "300"]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode in (0, 1) and out.exists():
         return json.loads(out.read_text()), ""
     lines = (done.stderr or done.stdout).strip().splitlines()

@@ -243,3 +243,32 @@ def test_deliberate_or_incidental_by_cause_not_by_class(raises, kind) -> None:
         return raises()
 
     assert call_target(target_from_callable(target), {"dp_rank": 0}).kind is kind
+
+
+def test_an_installed_package_raising_on_purpose_is_deliberate_in_a_virtual_environment(
+    tmp_path, monkeypatch
+) -> None:
+    """A venv's site-packages sits inside its platstdlib: an engine installed there is
+    code under check, and its ``raise ValueError`` a refusal, not an operation."""
+    import importlib
+    import sysconfig
+
+    from dpslice.check.outcome import call_target
+    from dpslice.check.target import target_from_callable
+
+    site_packages = tmp_path / "lib" / "site-packages"
+    site_packages.mkdir(parents=True)
+    (site_packages / "engine_for_dpslice.py").write_text(
+        "def dp_slot_in(counts):\n    raise ValueError('counts of another gather')\n"
+    )
+    real = sysconfig.get_paths()
+    paths = {**real, "platstdlib": str(tmp_path / "lib"), "purelib": str(site_packages)}
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: paths)
+    monkeypatch.syspath_prepend(str(site_packages))
+    engine = importlib.import_module("engine_for_dpslice")
+
+    def target(*, global_num_tokens_cpu):
+        return engine.dp_slot_in(global_num_tokens_cpu)
+
+    outcome = call_target(target_from_callable(target), {"global_num_tokens_cpu": [1]})
+    assert outcome.kind is OutcomeKind.DELIBERATE

@@ -25,6 +25,8 @@ import enum
 import functools
 import operator
 import os
+import site
+import sys
 import sysconfig
 import traceback
 from collections.abc import Mapping
@@ -107,23 +109,36 @@ class Outcome:
         return f"{verb} {self.error}{message} at {self.location}"
 
 
-def _library_dirs() -> tuple[str, ...]:
-    """Directories whose code performs operations for the target, never decides for it."""
+def _library_dirs() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The standard library's directories, torch's and NumPy's, and installed packages'.
+
+    The standard library, torch and NumPy perform operations for the target
+    and never decide for it.  Other installed packages (an engine under check,
+    a user's package) are code under check, even inside the standard
+    library's directory, as a virtual environment's site-packages is.
+    """
     paths = sysconfig.get_paths()
-    dirs = {os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib")}
+    stdlib = {os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib")}
+    operations = set()
     for package in ("torch", "numpy"):
-        module = __import__("sys").modules.get(package)
-        location = getattr(module, "__file__", None)
+        location = getattr(sys.modules.get(package), "__file__", None)
         if location:
-            dirs.add(os.path.dirname(os.path.abspath(location)))
-    return tuple(sorted(dirs))
+            operations.add(os.path.dirname(os.path.abspath(location)))
+    installed = {os.path.abspath(paths[key]) for key in ("purelib", "platlib")}
+    installed.update(os.path.abspath(path) for path in site.getsitepackages())
+    return tuple(stdlib), tuple(operations), tuple(installed)
+
+
+def _under(path: str, directories: tuple[str, ...]) -> bool:
+    return any(path.startswith(directory + os.sep) for directory in directories)
 
 
 def _in_library(filename: str) -> bool:
     if filename.startswith("<frozen"):
         return True
     path = os.path.abspath(filename)
-    return any(path.startswith(directory + os.sep) for directory in _library_dirs())
+    stdlib, operations, installed = _library_dirs()
+    return _under(path, operations) or (_under(path, stdlib) and not _under(path, installed))
 
 
 @functools.lru_cache(maxsize=1024)
