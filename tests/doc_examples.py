@@ -217,7 +217,7 @@ def _run(command: Command, args: list[str], scratch: Path) -> None:
         check=False,
     )
     said = f"line {command.line}: `{command.text}` exited {done.returncode}"
-    printed = f"\n--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
+    printed = f"\n--- stdout\n{done.stdout[:4000]}\n--- stderr\n{done.stderr[-2000:]}"
     errors = [line.strip() for line in shown if line.startswith("dpslice: error:")]
     if errors:
         assert done.returncode == 2, f"{said}, the document shows a usage error{printed}"

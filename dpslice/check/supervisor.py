@@ -24,6 +24,7 @@ Every worker's group is killed before the worker is reaped, at every exit.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pickle
 import signal
@@ -65,6 +66,10 @@ STARTUP_ALLOWANCE = 120.0
 OWN_WORK_ALLOWANCE = 60.0
 #: Seconds between progress ticks while a property runs.
 _TICK = 0.25
+#: Seconds the parent lets the worker's records accumulate between two reads.
+_BATCH_S = 0.02
+#: The event pipe's capacity (Linux default 64 KiB: about 150 call records).
+_PIPE_BYTES = 1 << 20
 #: Consecutive workers that may die outside any call before the check gives up.
 _MAX_BARREN_RESTARTS = 2
 
@@ -119,6 +124,10 @@ class _Worker:
 
     def __init__(self, env: dict[str, str]) -> None:
         read_fd, write_fd = os.pipe()
+        # Room for a few thousand call records: the parent reads them in batches
+        # (see :meth:`receive`), and the worker must not block on a full pipe meanwhile.
+        with contextlib.suppress(AttributeError, OSError):
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # type: ignore[attr-defined,unused-ignore]
         root = str(Path(dpslice.__file__).resolve().parents[1])
         # Ctrl-C or SIGTERM between starting the process and registering it
         # would leave it unkillable from here: both wait until it is registered.
@@ -166,6 +175,10 @@ class _Worker:
                 messages.append(self.conn.recv_bytes())
         except (EOFError, OSError):
             return messages or None
+        if messages:
+            # Let records pile up a moment: one wake-up per batch, not per call, so
+            # this process takes little of the CPU the worker checks with.
+            time.sleep(_BATCH_S)
         if not messages and (self.pidfd in ready or (not ready and self._exited())):
             return None
         return messages

@@ -1,31 +1,31 @@
 """Without sglang, naming an sglang adapter is a usage error with one line that says
-how to install the engine: exit status 2, no traceback.  Runs with or without sglang
-(the child process hides it)."""
+how to install the engine: exit status 2, no traceback.  Runs with or without sglang:
+a package that fails to import as sglang does when it is absent shadows any
+installed one, in the check's own processes too."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-# Runs the CLI in a child where no module under ``sglang`` can be imported.
-_CHILD = """
-import importlib.abc, sys
-
-class HideSglang(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "sglang" or name.startswith("sglang."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, HideSglang())
-from dpslice.cli import main
-raise SystemExit(main(["check", "dpslice.engines.sglang:get_dp_local_slice_cpu"]))
-"""
+_ABSENT = 'raise ModuleNotFoundError("No module named \'sglang\'", name="sglang")\n'
 
 
-def test_check_without_sglang_exits_2_with_one_line_that_says_how_to_install() -> None:
+def test_check_without_sglang_exits_2_with_one_line_that_says_how_to_install(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "sglang").mkdir()
+    (tmp_path / "sglang" / "__init__.py").write_text(_ABSENT)
+    path = [str(tmp_path), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     child = subprocess.run(
-        [sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "dpslice", "check", "dpslice.engines.sglang:get_dp_local_slice_cpu"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert child.returncode == 2, child.stderr
     lines = child.stderr.strip().splitlines()
