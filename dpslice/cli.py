@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dpslice._numpy_notice import silence_numpy_notice
 from dpslice._version import __version__
-from dpslice.isolation import DEFAULT_CALL_TIMEOUT
+from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT
 
 if TYPE_CHECKING:
     from dpslice.check.supervisor import Listener
@@ -109,8 +109,15 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout",
         type=_positive_seconds,
         metavar="SECONDS",
-        help="seconds one call of the target (and its import) may take before it fails as "
+        help="seconds one call of the target may take before it fails as "
         f"hung (default: {DEFAULT_CALL_TIMEOUT:g})",
+    )
+    check.add_argument(
+        "--import-timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="seconds importing the target may take before it is a bad target "
+        f"(default: {DEFAULT_IMPORT_TIMEOUT:g}; engines take tens of seconds)",
     )
     check.add_argument(
         "--quiet", action="store_true", help="no progress on stderr, only the report"
@@ -260,8 +267,10 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> _Ran | str:
         max_examples=args.max_examples,
         seed=args.seed,
         timeout=args.timeout or DEFAULT_CALL_TIMEOUT,
+        import_timeout=args.import_timeout or DEFAULT_IMPORT_TIMEOUT,
         listener=progress,
         load_options=options,
+        strict=args.strict,
     )
     try:
         report = supervisor.run()
@@ -313,6 +322,7 @@ def _round_trip(args: argparse.Namespace, progress: Listener | None) -> _Ran | s
             max_examples=args.max_examples,
             seed=args.seed,
             **timeouts,
+            import_timeout=args.import_timeout or DEFAULT_IMPORT_TIMEOUT,
             listener=progress,
         )
     except BadTargetError as exc:
@@ -371,6 +381,8 @@ def _check(args: argparse.Namespace) -> int:
     clash = _incompatible(args)
     if clash is not None:
         return _error(clash)
+    if args.list_contracts:
+        return _list_contracts()
     if args.list:
         return _list_properties()
     if args.json is not None and not args.json.parent.is_dir():

@@ -26,6 +26,7 @@ from typing import IO
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_IMPORT_TIMEOUT",
     "die_with_parent",
     "kill_group",
     "request_stop",
@@ -37,6 +38,10 @@ __all__ = [
 #: Seconds one call of the target may take before it counts as hung: far above
 #: any slice (microseconds), far below a CI job's patience.
 DEFAULT_CALL_TIMEOUT = 10.0
+
+#: Seconds the target's import may take before it counts as hung: importing an
+#: engine (sglang, vLLM) on a busy CPU takes 5 to 40 s.
+DEFAULT_IMPORT_TIMEOUT = 120.0
 
 _PR_SET_PDEATHSIG = 1
 

@@ -44,6 +44,8 @@ SEED, EXAMPLES = 0, 300
 
 _STANDIN = '''"""torchvision stand-in (scripts/engine_releases.py): importable, unusable."""
 
+__version__ = "0.28.0"
+
 
 class _Unavailable:
     def __init__(self, name):
@@ -115,6 +117,7 @@ def build_standin(root: Path) -> Path:
         "Metadata-Version: 2.1\nName: torchvision\nVersion: 0.28.0\n"
         "Summary: stand-in written by dpslice scripts/engine_releases.py\n"
     )
+    (meta / "top_level.txt").write_text("torchvision\n")
     return where
 
 

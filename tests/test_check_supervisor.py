@@ -156,7 +156,9 @@ def test_exits_base_exceptions_and_crashes_fail_the_property_in_flight(tmp_path:
     [
         pytest.param("sys.exit(0)", "raised SystemExit(0)", id="sys-exit"),
         pytest.param("os._exit(0)", "ended the process (exit code 0)", id="os-exit"),
-        pytest.param("time.sleep(3600)", "did not finish within 1 s", id="hang"),
+        pytest.param(
+            "time.sleep(3600)", "did not finish within 1 s (--import-timeout)", id="hang"
+        ),
     ],
 )
 def test_an_import_that_exits_or_hangs_is_a_bad_target(
@@ -164,7 +166,8 @@ def test_an_import_that_exits_or_hangs_is_a_bad_target(
 ) -> None:
     impl = tmp_path / "impl.py"
     impl.write_text(f"import os, sys, time\n{body}\ndef f(*, dp_rank):\n    return 0, 0\n")
-    assert main(["check", f"{impl}:f", "--timeout", "1", "--json", str(tmp_path / "r.json")]) == 2
+    args = ["check", f"{impl}:f", "--import-timeout", "1", "--json", str(tmp_path / "r.json")]
+    assert main(args) == 2
     err = capsys.readouterr().err
     last = err.splitlines()[-1]
     assert last.startswith(f"dpslice: error: importing the target {impl}:f {says}")

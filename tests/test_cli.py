@@ -232,3 +232,70 @@ def test_a_round_trip_without_a_verdict_keeps_its_result_and_exits_1(
     assert document["error"]["type"] == "RoundTripTimeout"
     assert document["layouts_checked"] is None
     assert "--run-timeout 0.001" in document["reproduce"]
+
+
+# -- contracts and tiers -------------------------------------------------------------------
+
+CAPTURER = "tests/targets/capturers.py:running_sum"
+
+
+def test_list_contracts_names_each_preset_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--list-contracts"]) == 0
+    out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert names == ["sglang-capturer", "sglang-gather", "vllm-dp", "vllm-chunked"]
+    assert "sglang-capturer (default)" in out
+
+
+def test_a_hardening_warning_exits_0_and_strict_makes_it_exit_1(tmp_path: Path) -> None:
+    args = ["check", CAPTURER, "--max-examples", "30", "--seed", "1", "--quiet"]
+    args += ["--property", "invalid_inputs_refused", "--property", "sum_len_rows"]
+    lenient = run(*args, "--json", str(tmp_path / "lenient.json"))
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    assert "invalid_inputs_refused         WARN" in lenient.stdout
+    assert "WARN invalid_inputs_refused (hardening):" in lenient.stdout
+    document = read_json(tmp_path / "lenient.json")
+    assert (document["passed"], document["totals"]["warned"], document["strict"]) == (
+        True,
+        1,
+        False,
+    )
+    warned = document["properties"][0]
+    assert (warned["verdict"], warned["tier"]) == ("WARN", "hardening")
+    assert (
+        len({ce["kind"] for ce in warned["counterexamples"]}) == len(warned["counterexamples"]) > 1
+    )
+    strict = run(*args, "--strict")
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "invalid_inputs_refused         FAIL" in strict.stdout
+    assert "--strict --property invalid_inputs_refused" in strict.stdout  # the reproduce line
+
+
+def test_contract_names_the_call_site_and_reaches_the_report(tmp_path: Path) -> None:
+    result = run(
+        "check",
+        "dpslice.upstream:vllm_combine_slice",
+        "--max-examples",
+        "20",
+        "--seed",
+        "1",
+        "--quiet",
+        "--property",
+        "sum_len_rows",
+        "--contract",
+        "vllm-dp",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "contract vllm-dp: vLLM's DPMetadata" in result.stdout
+    assert read_json(tmp_path / "r.json")["contract"] == "vllm-dp"
+
+
+def test_an_unknown_contract_is_one_line_and_exit_2() -> None:
+    result = run("check", CAPTURER, "--contract", "sglang")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "dpslice: error: no contract named 'sglang'; choose from sglang-capturer, "
+        "sglang-gather, vllm-dp, vllm-chunked or name your own as module:NAME"
+    ]

@@ -166,10 +166,7 @@ def sglang_shaped(global_num_tokens_cpu, dp_rank, dp_size, can_run_graph,
     return get_dp_local_slice_cpu(batch, can_run_graph, cuda_graph_batch, dp_rank=dp_rank,
                                   dp_size=dp_size, num_tokens_per_bs=num_tokens_per_bs)
 """
-GRAPH_BS_TIMES_TOKENS = (
-    r'_as_int\(cuda_graph_batch, "cuda_graph_batch"\)\s*\*\s*'
-    r'_as_int\(\s*num_tokens_per_bs, "num_tokens_per_bs"\s*\)'
-)
+GRAPH_BS_TIMES_TOKENS = r"extent = batch \* rows_per_request"
 
 
 def test_off_by_one_prefix_sum_fails_with_a_shrunk_layout(
@@ -200,7 +197,7 @@ def test_graph_start_from_the_request_count_fails_on_a_later_rank(
         tmp_path,
         "request_count",
         GRAPH_BS_TIMES_TOKENS,
-        '_as_int(cuda_graph_batch, "cuda_graph_batch")',
+        "extent = batch",
     )
     result = gloo_pair.round_trip(f"{bug}:sglang_shaped", max_examples=200, seed=0)
     print(result.summary())

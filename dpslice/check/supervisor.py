@@ -45,6 +45,7 @@ from dpslice.check.target import BadTargetError, Target
 from dpslice.check.worker import Job
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
+    DEFAULT_IMPORT_TIMEOUT,
     kill_group,
     start_worker,
     stop_requested,
@@ -274,13 +275,17 @@ class BatterySupervisor:
         timeout: float = DEFAULT_CALL_TIMEOUT,
         listener: Listener | None = None,
         load_options: dict[str, Any] | None = None,
+        strict: bool = False,
+        import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
     ) -> None:
         self.spec = spec
+        self.strict = strict
         self.device = device
         self.properties = tuple(properties) if properties is not None else None
         self.max_examples = max_examples
         self.seed = seed
         self.timeout = timeout
+        self.import_timeout = import_timeout
         self.listener = listener
         self.load_options = dict(load_options or {})
         self.target: Target | None = None
@@ -302,6 +307,7 @@ class BatterySupervisor:
             max_examples=self.max_examples,
             results=tuple(self.results),
             seconds=time.perf_counter() - self._began,
+            strict=self.strict,
         )
 
     def run(self) -> CheckReport:
@@ -364,6 +370,7 @@ class BatterySupervisor:
             properties=properties,
             max_examples=self.max_examples,
             seed=self.seed,
+            strict=self.strict,
             load_options=self.load_options,
         )
         worker, self._spare = self._spare or _Worker(env), None
@@ -407,7 +414,7 @@ class BatterySupervisor:
                 event = pickle.loads(data[1:])
                 kind = event[0]
                 if kind == "loading":
-                    phase, deadline = "loading", now + self.timeout
+                    phase, deadline = "loading", now + self.import_timeout
                 elif kind == "loaded":
                     self.target = event[1]
                     if self._plan is None:
@@ -440,8 +447,13 @@ class BatterySupervisor:
 
     def _judge(self, abort: _Abort) -> None:
         """Turn a stopped worker into the current property's result, or an error."""
+        limit, flag = (
+            (self.import_timeout, "--import-timeout")
+            if abort.phase == "loading"
+            else (self.timeout, "--timeout")
+        )
         what = (
-            f"did not finish within {self.timeout:g} s (--timeout)"
+            f"did not finish within {limit:g} s ({flag})"
             if abort.how == "hung"
             else f"ended the process ({abort.died})"
         )
@@ -453,7 +465,7 @@ class BatterySupervisor:
         if abort.phase == "loading":
             raise BadTargetError(
                 f"importing the target {self.spec} {what}; a target must import without "
-                "exiting, crashing or blocking (raise --timeout if it is merely slow)"
+                "exiting, crashing or blocking (raise --import-timeout if it is merely slow)"
             )
         current = self._current
         if current is None:
@@ -505,6 +517,7 @@ def supervise_check(
     max_examples: int = 500,
     seed: int = 0,
     timeout: float = DEFAULT_CALL_TIMEOUT,
+    import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
     listener: Listener | None = None,
 ) -> CheckReport:
     """:func:`~dpslice.check.run_check` for a target named by ``spec``, in supervised workers.
@@ -520,6 +533,7 @@ def supervise_check(
         max_examples=max_examples,
         seed=seed,
         timeout=timeout,
+        import_timeout=import_timeout,
         listener=listener,
     ).run()
 
@@ -536,10 +550,12 @@ def supervise_round_trip(
     seed: int = 0,
     timeout: float = DEFAULT_CALL_TIMEOUT,
     run_timeout: float = 600.0,
+    import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
     listener: Listener | None = None,
 ) -> Any:
     """The round trip of ``spec`` (see :func:`~dpslice.check.distributed.run_distributed_check`),
-    driven from a supervised worker: ``timeout`` bounds each call and the target's import.
+    driven from a supervised worker: ``timeout`` bounds each call, ``import_timeout``
+    the target's import.
 
     Returns:
         The :class:`~dpslice.check.distributed.DistributedCheck`.
@@ -599,7 +615,7 @@ def supervise_round_trip(
                 for data in messages:
                     event = pickle.loads(data[1:])
                     if event[0] == "loading":
-                        phase, deadline = "loading", time.monotonic() + timeout
+                        phase, deadline = "loading", time.monotonic() + import_timeout
                     elif event[0] == "loaded":
                         if listener is not None:
                             listener.loaded(event[1])
@@ -612,12 +628,12 @@ def supervise_round_trip(
                         return event[1]
         finally:
             _stop_all()
-    budget = driver_budget if phase == "round trip" else timeout
+    budget = {"round trip": driver_budget, "loading": import_timeout}.get(phase, timeout)
     what = f"did not finish within {budget:g} s" if how == "hung" else f"ended ({died})"
     if phase == "loading":
         raise BadTargetError(
             f"importing the target {spec} {what}; a target must import without exiting, "
-            "crashing or blocking (raise --timeout if it is merely slow)"
+            "crashing or blocking (raise --import-timeout if it is merely slow)"
         )
     if phase == "starting":
         raise CheckBrokeError(f"the check's worker {what} before loading the target")

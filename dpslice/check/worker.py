@@ -53,7 +53,7 @@ class Job:
         spec: the target, as named.
         device: where ``global_num_tokens_gpu`` is built.
         properties: the properties to run, in order; ``None``: every registered one.
-        max_examples, seed: as for :func:`~dpslice.check.runner.run_property`.
+        max_examples, seed, strict: as for :func:`~dpslice.check.runner.run_property`.
         load_options: more keywords for :func:`~dpslice.check.target.load_target`.
         dp_size: run the round trip on this many ranks instead of the battery.
         backend, call_timeout, run_timeout: the round trip's.
@@ -64,6 +64,7 @@ class Job:
     properties: tuple[str, ...] | None = None
     max_examples: int = 500
     seed: int = 0
+    strict: bool = False
     load_options: dict[str, Any] = field(default_factory=dict)
     dp_size: int | None = None
     backend: str = "gloo"
@@ -113,7 +114,7 @@ def _battery(job: Job, channel: _Channel) -> None:
     except (BadTargetError, DeviceError, ValueError) as exc:
         channel.event("bad_target", str(exc))
         return
-    except BaseException as exc:  # noqa: BLE001 - sys.exit() or the like at import
+    except BaseException as exc:  # sys.exit() or the like at import: a bad target too
         channel.event("bad_target", _exited_at_import(job.spec, exc))
         return
     chosen: Sequence[Property[Any]] = (
@@ -137,7 +138,9 @@ def _battery(job: Job, channel: _Channel) -> None:
         last[:] = [None, 0]
         began = time.perf_counter()
         try:
-            result = run_property(prop, target, max_examples=job.max_examples, seed=job.seed)
+            result = run_property(
+                prop, target, max_examples=job.max_examples, seed=job.seed, strict=job.strict
+            )
         except BaseException as exc:
             if last[0] is None:
                 result = replace(
@@ -174,7 +177,7 @@ def _round_trip(job: Job, channel: _Channel) -> None:
     except RoundTripConfigError as exc:
         channel.event("bad_target", " ".join(str(exc).split()))
         return
-    except BaseException as exc:  # noqa: BLE001 - sys.exit() or the like at import
+    except BaseException as exc:  # sys.exit() or the like at import: a bad target too
         channel.event("bad_target", _exited_at_import(job.spec, exc))
         return
     channel.event("loaded", portable_target(target), ())

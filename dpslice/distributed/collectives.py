@@ -146,6 +146,9 @@ def gather_forward(
         # sglang overwrites the CPU list with the padded one before any reader runs.
         owned = [max(rows)] * len(rows)
         owned_gpu = rows_gpu.max().repeat(len(rows))
+    elif layout.mode is Mode.GRAPH_REPLAY:
+        # A decode-graph replay skips that preparation: the counts stay raw.
+        owned, owned_gpu = counts, counts_gpu
     else:
         owned, owned_gpu = rows, rows_gpu
     peers = gatherer.gather(torch.tensor([owned], dtype=torch.int64, device=device))

@@ -76,8 +76,9 @@ def test_speculative_decoding_offset_rank_1_reads_rank_0_padding(sglang: ModuleT
 
 
 def test_capture_with_none_counts_crashes_incidentally(sglang: ModuleType) -> None:
-    """Hazard 2 of docs/hazards.md (review of sglang PR 24550): during capture the CPU counts are None and
-    the engine fails with an incidental TypeError, not a deliberate refusal."""
+    """Hazard 2 of docs/hazards.md (review of sglang PR 24550): during capture the CPU
+    counts are None and the engine fails with an incidental TypeError, not a deliberate
+    refusal."""
     adapter = _adapter(sglang, "get_dp_local_slice_cpu")
     found = _failure(_check(adapter, "capture_phase_explicit"), "capture_phase_explicit")
     assert found.layout == DPLayout((1,), Mode.GRAPH_CAPTURE, graph_batch_size=1)
@@ -89,8 +90,8 @@ def test_capture_with_none_counts_crashes_incidentally(sglang: ModuleType) -> No
 
 
 def test_prefill_graph_without_decode_extent_crashes_30712(sglang: ModuleType) -> None:
-    """Hazard 3 of docs/hazards.md (sglang #30712): the prefill graph replays with ``cuda_graph_batch``
-    None, and ``rank * None`` raises TypeError even for rank 0."""
+    """Hazard 3 of docs/hazards.md (sglang #30712): the prefill graph replays with
+    ``cuda_graph_batch`` None, and ``rank * None`` raises TypeError even for rank 0."""
     adapter = _adapter(sglang, "get_dp_local_slice_cpu")
     found = _failure(_check(adapter, "prefill_graph_rows"), "prefill_graph_rows")
     assert found.layout == DPLayout((0,), Mode.PREFILL_GRAPH, graph_batch_size=1)
@@ -105,8 +106,9 @@ def test_prefill_graph_without_decode_extent_crashes_30712(sglang: ModuleType) -
 def test_one_entry_list_is_this_ranks_own_entry_from_dp_slot_in_on(
     sglang: ModuleType, dp_attention: Any
 ) -> None:
-    """Hazard 7 of docs/hazards.md: with ``dp_slot_in`` (0.5.21 on) a skipped gather's one-entry list is
-    slot 0 on every rank; before it, ``counts[rank]`` raised IndexError on rank > 0."""
+    """Hazard 7 of docs/hazards.md: with ``dp_slot_in`` (0.5.21 on) a skipped gather's
+    one-entry list is slot 0 on every rank; before it, ``counts[rank]`` raised IndexError
+    on rank > 0."""
     adapter = _adapter(sglang, "get_dp_local_slice_cpu")
     call = {"global_num_tokens_cpu": [3], "dp_rank": 1, "can_run_graph": False}
     if hasattr(dp_attention, "dp_slot_in"):
