@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dpslice.check.target import BadTargetError, Target, is_file_spec
 from dpslice.check.target import load_target as _load_target
+from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.distributed.errors import TargetLoadError
 
 __all__ = ["load_target", "resolve_spec"]
@@ -30,10 +31,18 @@ def load_target(spec: str) -> Target:
     """:func:`dpslice.check.target.load_target` on the CPU, for the round trip.
 
     Raises:
-        TargetLoadError: the target cannot be loaded or called with the convention;
-            the message is :class:`~dpslice.check.target.BadTargetError`'s.
+        TargetLoadError: the target cannot be loaded or called with the convention
+            (the message is :class:`~dpslice.check.target.BadTargetError`'s), or it
+            names a contract other than the round trip's, ``sglang-capturer``.
     """
     try:
-        return _load_target(spec)
+        target = _load_target(spec)
     except BadTargetError as exc:
         raise TargetLoadError(str(exc)) from None
+    if target.contract != DEFAULT_CONTRACT:
+        # The ranks gather what sglang's capturer is handed and judge its real rows.
+        raise TargetLoadError(
+            f"{spec} names the {target.contract.name} contract, and the round trip judges "
+            f"only {DEFAULT_CONTRACT.name}'s call site; check it without --distributed"
+        )
+    return target
