@@ -1,18 +1,47 @@
-"""The explicit errors of the DP-local slice.
+"""Every exception dpslice defines, under three roots that say whose fault it is.
 
-Every error is a :class:`DPSliceError`, itself a :class:`ValueError`, so callers
-that already catch ``ValueError`` keep working.  There is one subclass per cause;
-each message says what was wrong, why it matters for the gathered buffer, and
-what to do instead.
+* :class:`DPSliceError`, a :class:`ValueError`: the *inputs* are invalid -- the
+  arguments of a slice call (:func:`dpslice.dp_local_slice`), a layout
+  description (:class:`dpslice.DPLayout`), or the engine state a slice reads (a
+  rank's CPU and GPU count lists that disagree).  Callers that already catch
+  ``ValueError`` keep working.
+* :class:`SyncError`, a :class:`RuntimeError` like the error torch's own sync
+  debug mode raises: a sync guard (:mod:`dpslice.sync`) caught code
+  synchronising the host with the GPU, or cannot run here.  Not a value error:
+  nothing was wrong with the values, the code did something it must not.
+* :class:`CheckError`, an :class:`Exception`: the check tool (``dpslice
+  check``, :mod:`dpslice.check`, :mod:`dpslice.distributed`) could not do its
+  job -- a bad target, device, property name or contract, or a round trip
+  that could not reach a verdict.  A wrong slice is none of these: it is a
+  counterexample in the check's report.
+
+Every class has exactly one parent.  Each is also importable where it is used
+(``dpslice``, :mod:`dpslice.sync`, :mod:`dpslice.check`,
+:mod:`dpslice.distributed`).  Three round-trip errors whose constructors take
+the round trip's own types (:class:`~dpslice.distributed.errors.RoundTripTimeout`,
+:class:`~dpslice.distributed.errors.RankFailed`,
+:class:`~dpslice.distributed.errors.TargetAborted`) live in
+:mod:`dpslice.distributed.errors`, under :class:`RoundTripError`.
+
+Each message says what was wrong, why it matters, and what to do instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 __all__ = [
+    "BadTargetError",
+    "CheckBrokeError",
+    "CheckError",
     "CountExceedsExtentError",
+    "CountsDisagreementError",
     "CountsLengthError",
     "CountsUnavailableError",
     "DPSliceError",
+    "DeviceError",
+    "ImplicitSyncError",
     "InvalidContractError",
     "InvalidDPSizeError",
     "InvalidGraphExtentError",
@@ -20,12 +49,21 @@ __all__ = [
     "NegativeCountError",
     "NonIntegerError",
     "RankOutOfRangeError",
+    "RoundTripConfigError",
+    "RoundTripError",
+    "SyncError",
+    "SyncModeUnavailableError",
+    "TargetLoadError",
     "TensorInputError",
+    "UnknownPropertyError",
 ]
 
 
+# -- invalid inputs -----------------------------------------------------------
+
+
 class DPSliceError(ValueError):
-    """Root of every error dpslice raises on purpose."""
+    """Root of the invalid-input errors: a slice call's arguments or a layout are wrong."""
 
 
 class CountsUnavailableError(DPSliceError):
@@ -75,8 +113,127 @@ class InvalidLayoutError(DPSliceError):
     """A ground-truth layout description is inconsistent (see :class:`dpslice.DPLayout`)."""
 
 
-class InvalidContractError(ValueError):
+class CountsDisagreementError(DPSliceError):
+    """A rank's ``global_num_tokens_cpu`` disagrees with its ``global_num_tokens_gpu``.
+
+    The CPU slice trusts the list and the old GPU path trusts the tensor; both
+    are filled from the same all-gather and must agree (the consistency
+    assumption flagged in review of sglang PR 24550).  Raised by
+    :func:`dpslice.distributed.check_counts_consistency`.
+    """
+
+
+# -- host-device syncs --------------------------------------------------------
+
+
+class _SyncEventLike(Protocol):
+    """What :class:`ImplicitSyncError` reads of a :class:`dpslice.sync.SyncEvent`."""
+
+    @property
+    def op(self) -> str: ...
+    @property
+    def filename(self) -> str: ...
+    @property
+    def lineno(self) -> int: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def where(self) -> str: ...
+    def details(self) -> str: ...
+
+
+class SyncError(RuntimeError):
+    """Root of the sync guards' errors (:mod:`dpslice.sync`).
+
+    A ``RuntimeError``, like the error torch's own sync debug mode raises, so
+    code written against that keeps catching it.
+    """
+
+
+class ImplicitSyncError(SyncError):
+    """Code under a guard synchronised the host with the GPU.
+
+    ``events`` holds what was seen (at least one :class:`dpslice.sync.SyncEvent`);
+    ``op``, ``filename`` and ``lineno`` are the first event's.
+    """
+
+    def __init__(self, events: Sequence[_SyncEventLike], *, caught: bool = False) -> None:
+        self.events = tuple(events)
+        #: The code under the guard caught the error raised at the sync and
+        #: carried on; the guard raised this one at its exit instead.
+        self.caught = caught
+        first = self.events[0]
+        self.op = first.op
+        self.filename = first.filename
+        self.lineno = first.lineno
+        if len(self.events) == 1:
+            heading = f"{first.op} synchronised the host with the GPU at {first.where}"
+            body = first.details()
+        else:
+            heading = f"{len(self.events)} host-device synchronisations"
+            body = "\n".join(f"- {event}" for event in self.events)
+        if caught:
+            body += (
+                "\nThe code under the guard caught the error raised at the sync and carried on "
+                "(an `except Exception` around it?); the guard fails at its exit instead."
+            )
+        super().__init__(
+            f"{heading} (dpslice.sync, {first.mode} mode)\n{body}\n"
+            "A sync blocks the host until every queued kernel has finished, which defeats "
+            "overlap scheduling, and it cannot be captured in a CUDA graph. Keep the value on "
+            "the device or compute it from CPU-side data (e.g. dpslice.dp_local_slice on "
+            "global_num_tokens_cpu); wrap a sync you intend in dpslice.sync.allow_sync()."
+        )
+
+
+class SyncModeUnavailableError(SyncError):
+    """The requested guard cannot run here (e.g. CUDA or probe mode without a GPU)."""
+
+
+# -- the check tool -----------------------------------------------------------
+
+
+class CheckError(Exception):
+    """Root of the check tool's errors: it could not judge the target, which is not a verdict."""
+
+
+class BadTargetError(CheckError):
+    """The target cannot be loaded or cannot be called with the check's convention.
+
+    The message is one line: what is wrong and what to do.
+    """
+
+
+class DeviceError(CheckError):
+    """The check was asked for a device it does not know, or one this machine lacks."""
+
+
+class UnknownPropertyError(CheckError):
+    """A property was asked for by a name nobody registered."""
+
+
+class InvalidContractError(CheckError):
     """A contract (see :mod:`dpslice.contracts`) is malformed or cannot be found.
 
-    Not a :class:`DPSliceError`: it concerns how a check is set up, not a slice's inputs.
+    It concerns how a check is set up, not a slice's inputs.
+    """
+
+
+class CheckBrokeError(CheckError):
+    """The check itself broke (its worker could not start, or failed in its own code)."""
+
+
+class RoundTripError(CheckError):
+    """Root of the round trip's errors (:mod:`dpslice.distributed`): no verdict was reached."""
+
+
+class RoundTripConfigError(RoundTripError):
+    """The arguments or the machine cannot run this round trip (bad DP size, too few GPUs)."""
+
+
+class TargetLoadError(RoundTripConfigError):
+    """The round trip's target cannot be loaded or called with the check's convention.
+
+    The message is the :class:`BadTargetError`'s, or says the target names a
+    contract other than the round trip's.
     """

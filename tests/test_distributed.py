@@ -434,7 +434,7 @@ def test_bad_targets_are_refused_before_any_rank_starts(spec: str, match: str) -
     with pytest.raises(TargetLoadError, match=re.escape(match)) as raised:
         run_round_trip(spec, dp_size=2)
     assert isinstance(raised.value, RoundTripConfigError)
-    assert isinstance(raised.value, BadTargetError)
+    assert not isinstance(raised.value, BadTargetError)  # one parent: the round trip's
 
 
 @pytest.mark.parametrize(

@@ -9,16 +9,19 @@ The calling convention a target must follow is documented in
 :mod:`dpslice.check.target`; the properties live in :mod:`dpslice.check.battery`,
 :mod:`dpslice.check.sync_property` and :mod:`dpslice.check.cuda_property`, and
 more can be added with :func:`register`.  ``dpslice check --distributed`` is
-:mod:`dpslice.check.distributed`.
+:mod:`dpslice.check.distributed`.  The check's own errors derive from
+:class:`CheckError` (see :mod:`dpslice.errors`).
 """
 
 from dpslice.check.registry import Counterexample, Property, UnknownPropertyError, register
 from dpslice.check.runner import CheckReport, PropertyResult, Verdict, run_check
 from dpslice.check.target import CONVENTION, BadTargetError, DeviceError, Target, load_target
+from dpslice.errors import CheckError
 
 __all__ = [
     "CONVENTION",
     "BadTargetError",
+    "CheckError",
     "CheckReport",
     "Counterexample",
     "DeviceError",

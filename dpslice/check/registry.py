@@ -19,6 +19,7 @@ from hypothesis.strategies import SearchStrategy
 
 from dpslice.check.outcome import Outcome
 from dpslice.check.target import CONVENTION, Target
+from dpslice.errors import UnknownPropertyError
 from dpslice.layout import DPLayout, Mode
 
 __all__ = [
@@ -32,10 +33,6 @@ __all__ = [
 ]
 
 Example = TypeVar("Example")
-
-
-class UnknownPropertyError(ValueError):
-    """A property was asked for by a name nobody registered."""
 
 
 class Tier(enum.Enum):

@@ -43,6 +43,7 @@ from dpslice.check.inflight import aborted_result, ended, hung, started_result
 from dpslice.check.runner import CheckReport, PropertyResult, Verdict
 from dpslice.check.target import BadTargetError, Target
 from dpslice.check.worker import Job
+from dpslice.errors import CheckBrokeError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
@@ -73,10 +74,6 @@ _BATCH_S = 0.02
 _PIPE_BYTES = 1 << 20
 #: Consecutive workers that may die outside any call before the check gives up.
 _MAX_BARREN_RESTARTS = 2
-
-
-class CheckBrokeError(RuntimeError):
-    """The check itself broke (its worker could not start, or failed in its own code)."""
 
 
 class Listener(Protocol):

@@ -66,6 +66,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from dpslice.contracts import DEFAULT_CONTRACT, Contract, CountsForm, resolve_contract
+from dpslice.errors import BadTargetError, DeviceError, InvalidContractError
 
 if TYPE_CHECKING:
     import torch
@@ -107,17 +108,6 @@ DEVICES: tuple[str, ...] = ("cpu", "cuda")
 
 _SPEC_HINT = "name it as package.module:function or path/to/file.py:function"
 _file_modules = itertools.count()
-
-
-class BadTargetError(Exception):
-    """The target cannot be loaded or cannot be called with the check's convention.
-
-    The message is one line: what is wrong and what to do.
-    """
-
-
-class DeviceError(ValueError):
-    """The check was asked for a device it does not know, or one this machine lacks."""
 
 
 def check_device(device: str) -> str:
@@ -263,7 +253,7 @@ def _contract_of(
         return DEFAULT_CONTRACT
     try:
         return resolve_contract(named)
-    except ValueError as exc:
+    except InvalidContractError as exc:
         raise BadTargetError(f"{spec}: its {CONTRACT_ATTRIBUTE} is not usable ({exc})") from None
 
 

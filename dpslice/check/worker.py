@@ -106,12 +106,13 @@ def _battery(job: Job, channel: _Channel) -> None:
     )
     from dpslice.check.registry import Property, registered, select
     from dpslice.check.runner import run_property
-    from dpslice.check.target import BadTargetError, DeviceError, load_target
+    from dpslice.check.target import load_target
+    from dpslice.errors import BadTargetError, DeviceError, InvalidContractError
 
     channel.event("loading", job.spec)
     try:
         target = load_target(job.spec, device=job.device, **job.load_options)
-    except (BadTargetError, DeviceError, ValueError) as exc:
+    except (BadTargetError, DeviceError, InvalidContractError) as exc:
         channel.event("bad_target", str(exc))
         return
     except BaseException as exc:  # sys.exit() or the like at import: a bad target too

@@ -1,16 +1,22 @@
-"""The errors of the distributed round trip.
+"""The round trip's errors whose constructors take the round trip's own types.
 
-Two families, kept apart on purpose:
+Every other exception dpslice defines is in :mod:`dpslice.errors`.  These
+three stay here because their attributes are a :class:`~dpslice.layout.DPLayout`
+or a :class:`~dpslice.distributed.result.Counterexample`, types of layers above
+:mod:`dpslice.errors`, which imports nothing of dpslice's.  Each derives from
+:class:`~dpslice.errors.RoundTripError` (a :class:`~dpslice.errors.CheckError`):
+the round trip could not reach a verdict, or, for :class:`TargetAborted`, had to
+kill the group to report one.
 
-* :class:`RoundTripError` and its subclasses are about the *harness*: a rank
-  died, a collective hung, the arguments or the environment cannot run a
-  process group.  The run could not reach a verdict.
-* :class:`CountsDisagreementError` is about the *engine state* a slice reads:
-  the CPU count list and the GPU counts tensor of one rank disagree.  It is a
-  :class:`~dpslice.errors.DPSliceError`, like every other error about a slice's
-  inputs.
+The module also re-exports, from :mod:`dpslice.errors`, the round trip's
+other errors: :class:`~dpslice.errors.RoundTripError`,
+:class:`~dpslice.errors.RoundTripConfigError`,
+:class:`~dpslice.errors.TargetLoadError` and
+:class:`~dpslice.errors.CountsDisagreementError` (a
+:class:`~dpslice.errors.DPSliceError`: the engine state a slice reads is
+invalid input, not a harness failure).
 
-A wrong slice is neither: it is a counterexample, returned in
+A wrong slice is none of these: it is a counterexample, returned in
 :class:`~dpslice.distributed.result.RoundTripResult`.
 """
 
@@ -20,8 +26,12 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dpslice.check.target import BadTargetError
-from dpslice.errors import DPSliceError
+from dpslice.errors import (
+    CountsDisagreementError,
+    RoundTripConfigError,
+    RoundTripError,
+    TargetLoadError,
+)
 
 if TYPE_CHECKING:
     from dpslice.distributed.result import Counterexample
@@ -36,21 +46,6 @@ __all__ = [
     "TargetAborted",
     "TargetLoadError",
 ]
-
-
-class RoundTripError(RuntimeError):
-    """Root of the harness's errors: the round trip could not reach a verdict."""
-
-
-class RoundTripConfigError(RoundTripError, ValueError):
-    """The arguments or the machine cannot run this round trip (bad DP size, too few GPUs)."""
-
-
-class TargetLoadError(RoundTripConfigError, BadTargetError):
-    """The target cannot be loaded or called with the convention of :mod:`dpslice.check.target`.
-
-    The message is the :class:`~dpslice.check.target.BadTargetError`'s.
-    """
 
 
 class RoundTripTimeout(RoundTripError):
@@ -160,12 +155,3 @@ class TargetAborted(RoundTripError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.counterexample,))
-
-
-class CountsDisagreementError(DPSliceError):
-    """A rank's ``global_num_tokens_cpu`` disagrees with its ``global_num_tokens_gpu``.
-
-    The CPU slice trusts the list and the old GPU path trusts the tensor; both
-    are filled from the same all-gather and must agree (the consistency
-    assumption flagged in review of sglang PR 24550).
-    """

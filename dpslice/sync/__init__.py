@@ -68,15 +68,9 @@ __all__ = [
     "resolve_mode",
 ]
 
-# Tracebacks and reprs name the public home, not the private module.
-for _public in (
-    DeviceResidentSet,
-    ImplicitSyncError,
-    SyncError,
-    SyncEvent,
-    SyncGuard,
-    SyncModeUnavailableError,
-):
+# Tracebacks and reprs name the public home, not the private module.  (The
+# errors' home is dpslice.errors, a public module: they keep its name.)
+for _public in (DeviceResidentSet, SyncEvent, SyncGuard):
     _public.__module__ = __name__
 
 _GUARDS: dict[str, type[SyncGuard]] = {

@@ -1,4 +1,6 @@
-"""What every sync guard shares: the event, the errors, ``allow_sync`` and the user's line.
+"""What every sync guard shares: the event, ``allow_sync`` and the user's line.
+
+The guards' errors are :mod:`dpslice.errors`'s, re-exported here.
 
 A guard watches a block of code for host-device synchronisations.  Guards
 nest; in any one thread (more exactly, any one ``contextvars`` context) the
@@ -14,14 +16,14 @@ import linecache
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, ClassVar, Literal, TypeVar
 
-from dpslice.errors import DPSliceError
+from dpslice.errors import ImplicitSyncError, SyncError, SyncModeUnavailableError
 
 __all__ = [
     "ImplicitSyncError",
@@ -81,55 +83,6 @@ class SyncEvent:
 
     def __str__(self) -> str:
         return "\n".join(filter(None, [f"{self.op} at {self.where}", self.details()]))
-
-
-class SyncError(DPSliceError, RuntimeError):
-    """Root of the sync guards' errors.
-
-    A :class:`~dpslice.DPSliceError` like every error dpslice raises, and a
-    ``RuntimeError`` like the error torch's own sync debug mode raises, so
-    code written against either keeps catching it.
-    """
-
-
-class ImplicitSyncError(SyncError):
-    """Code under a guard synchronised the host with the GPU.
-
-    ``events`` holds what was seen (at least one); ``op``, ``filename`` and
-    ``lineno`` are the first event's.
-    """
-
-    def __init__(self, events: Sequence[SyncEvent], *, caught: bool = False) -> None:
-        self.events = tuple(events)
-        #: The code under the guard caught the error raised at the sync and
-        #: carried on; the guard raised this one at its exit instead.
-        self.caught = caught
-        first = self.events[0]
-        self.op = first.op
-        self.filename = first.filename
-        self.lineno = first.lineno
-        if len(self.events) == 1:
-            heading = f"{first.op} synchronised the host with the GPU at {first.where}"
-            body = first.details()
-        else:
-            heading = f"{len(self.events)} host-device synchronisations"
-            body = "\n".join(f"- {event}" for event in self.events)
-        if caught:
-            body += (
-                "\nThe code under the guard caught the error raised at the sync and carried on "
-                "(an `except Exception` around it?); the guard fails at its exit instead."
-            )
-        super().__init__(
-            f"{heading} (dpslice.sync, {first.mode} mode)\n{body}\n"
-            "A sync blocks the host until every queued kernel has finished, which defeats "
-            "overlap scheduling, and it cannot be captured in a CUDA graph. Keep the value on "
-            "the device or compute it from CPU-side data (e.g. dpslice.dp_local_slice on "
-            "global_num_tokens_cpu); wrap a sync you intend in dpslice.sync.allow_sync()."
-        )
-
-
-class SyncModeUnavailableError(SyncError):
-    """The requested guard cannot run here (e.g. CUDA or probe mode without a GPU)."""
 
 
 # Which guards are active in this context, innermost last, and how many
