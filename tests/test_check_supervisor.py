@@ -156,9 +156,7 @@ def test_exits_base_exceptions_and_crashes_fail_the_property_in_flight(tmp_path:
     [
         pytest.param("sys.exit(0)", "raised SystemExit(0)", id="sys-exit"),
         pytest.param("os._exit(0)", "ended the process (exit code 0)", id="os-exit"),
-        pytest.param(
-            "time.sleep(3600)", "did not finish within 1 s (--import-timeout)", id="hang"
-        ),
+        pytest.param("time.sleep(3600)", "did not finish within 1 s (--import-timeout)", id="hang"),
     ],
 )
 def test_an_import_that_exits_or_hangs_is_a_bad_target(

@@ -66,7 +66,9 @@ def test_a_sync_inside_the_target_names_its_own_line() -> None:
 
 
 def test_a_call_that_raises_is_left_to_the_other_properties() -> None:
-    """The tensor path crashes on a skipped gather (hazard 7, docs/hazards.md): not this property's to judge."""
+    """The tensor path crashes on a skipped gather (hazard 7, docs/hazards.md).
+
+    Not this property's to judge."""
     prop = select(SYNC_FREE)[0]
     target = load_target(TENSOR_PATH)
     assert prop.check(target, (DPLayout((2, 3), gather_skipped=True), 1)) is None

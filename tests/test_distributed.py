@@ -257,18 +257,17 @@ def test_target_misbehaviour_is_a_counterexample_not_a_crash(
 
 
 @pytest.mark.usefixtures("no_orphans")
-def test_a_rank_that_exits_ends_the_run_with_rank_failed() -> None:
-    """os._exit on rank 1 mid-run: RankFailed names rank 1 and its exit code, no hang."""
+def test_a_rank_whose_target_exits_fails_the_round_trip_with_the_call() -> None:
+    """os._exit on rank 1 inside the target's call: a FAIL of that call, no hang."""
     began = time.monotonic()
-    with pytest.raises(RankFailed) as failed:
-        run_round_trip(target("exit_on_rank_1"), dp_size=2, max_examples=200, timeout=60)
+    result = run_round_trip(target("exit_on_rank_1"), dp_size=2, max_examples=200, timeout=60)
     assert time.monotonic() - began < 60
-    assert failed.value.rank == 1
-    assert failed.value.exitcode == EXIT_CODE  # distributed_targets.EXIT_CODE
-    assert failed.value.layout is not None
-    assert sum(failed.value.layout.counts) >= 3
-    assert str(failed.value).startswith("rank 1 while evaluating DPLayout(")
-    assert "brought down" in str(failed.value)
+    assert result.verdict == "fail"
+    found = result.counterexample
+    assert found is not None
+    assert (found.rank, found.failure) == (1, "target-died")
+    assert f"the process exited with code {EXIT_CODE}" in found.message
+    assert sum(found.layout.counts) >= 3
 
 
 @pytest.mark.usefixtures("no_orphans")

@@ -139,7 +139,8 @@ replay_with_speculation = layouts_and_ranks(
 def test_upstreams_request_count_extent_disagrees_with_the_oracle_and_the_oracle_is_right(
     layout_and_rank: tuple[DPLayout, int],
 ) -> None:
-    """Hazard 4 (docs/hazards.md).  Upstream multiplied the rank by ``bs``; rank r's rows start at ``r * bs * n``.
+    """Hazard 4 (docs/hazards.md).  Upstream multiplied the rank by ``bs``; rank r's rows
+    start at ``r * bs * n``.
 
     Which is right is read off the buffer itself: every row is tagged with the
     rank that contributed it.  Upstream's slice starts in a lower rank's rows;

@@ -1,4 +1,6 @@
-"""Hazard 2 of docs/hazards.md, the GPU side (review of sglang #24550; #26684): counts during capture.
+"""Hazard 2 of docs/hazards.md, the GPU side (review of sglang #24550; #26684).
+
+Counts during capture.
 
 During CUDA-graph capture ``global_num_tokens_cpu`` is None.  The reference
 refuses explicitly (:class:`~dpslice.CountsUnavailableError`) instead of

@@ -1,4 +1,6 @@
-"""Hazard 8 of docs/hazards.md: the GPU path caches its bounds on the batch object (inference from the code).
+"""Hazard 8 of docs/hazards.md: the GPU path caches its bounds on the batch object.
+
+An inference from the code.
 
 ``get_dp_local_info`` fills ``dp_local_start_pos`` / ``dp_local_num_tokens``
 the first time it sees a batch object and never again.  An engine that
