@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 
 from dpslice.errors import InvalidContractError
-from dpslice.layout import DPLayout, Mode, Owns, RowSpan, SliceCall
+from dpslice.layout import DPLayout, Mode, Owns, RowSpan
 
 __all__ = [
     "DEFAULT_CONTRACT",
@@ -174,11 +174,7 @@ class Contract:
         """Whether the call site is reached in ``mode``."""
         return mode in self.modes
 
-    # -- what the call receives, and the answer -----------------------------------
-
-    def call(self, layout: DPLayout, dp_rank: int) -> SliceCall:
-        """What the engine hands the slice on ``dp_rank`` in ``layout``."""
-        return layout.call(dp_rank)
+    # -- what the call receives, and the answer -------------------------------------
 
     def device_counts(self, layout: DPLayout, dp_rank: int) -> list[int]:
         """The per-rank counts the device-side count tensor holds on ``dp_rank``."""
