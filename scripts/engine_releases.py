@@ -180,8 +180,12 @@ def check(
         text=True,
         check=False,
     ).stdout
-    if "its import" in help_text:  # a --timeout that also bounds the import
-        command += ["--timeout", "300"]
+    # On a loaded 2-core machine one call can outlast the default; the flags differ
+    # between dpslice trees, so pass only those this one has.
+    if "one call of the target" in help_text:
+        command += ["--timeout", "120"]
+    if "--import-timeout" in help_text:
+        command += ["--import-timeout", "600"]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode in (0, 1) and out.exists():
         return json.loads(out.read_text()), ""

@@ -253,7 +253,7 @@ def test_list_contracts_names_each_preset_with_one_line(capsys: pytest.CaptureFi
 
 
 def test_a_hardening_warning_exits_0_and_strict_makes_it_exit_1(tmp_path: Path) -> None:
-    args = ["check", CAPTURER, "--max-examples", "30", "--seed", "1", "--quiet"]
+    args = ["check", CAPTURER, "--max-examples", "10", "--seed", "1", "--quiet"]
     args += ["--property", "invalid_inputs_refused", "--property", "sum_len_rows"]
     lenient = run(*args, "--json", str(tmp_path / "lenient.json"))
     assert lenient.returncode == 0, lenient.stdout + lenient.stderr

@@ -129,10 +129,11 @@ def test_reference_recovers_own_rows_through_gloo(dp_size: int) -> None:
     assert_passed(result, dp_size, ROUND_TRIP_EXAMPLES)
 
 
-@pytest.mark.parametrize("dp_size", [1, 8])
+@pytest.mark.parametrize("dp_size", [1, 3])
 @pytest.mark.usefixtures("no_orphans")
 def test_round_trip_smoke_at_the_edges(dp_size: int) -> None:
-    """One rank (every collective trivial) and eight ranks (more ranks than cores)."""
+    """One rank (every collective trivial) and an odd number of ranks, more than the
+    2 cores CI has (eight ranks took a minute of start-up there, for nothing more)."""
     result = run_round_trip(REFERENCE, dp_size=dp_size, max_examples=15, timeout=RUN_TIMEOUT)
     assert_passed(result, dp_size, 15)
 
