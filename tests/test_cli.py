@@ -206,7 +206,7 @@ def test_the_round_trip_passes_for_the_reference_and_writes_json(
     out = capsys.readouterr().out
     assert out.startswith(
         "dpslice check dpslice.reference:dp_local_slice --distributed 2 --backend gloo\n"
-        "seed 0  max examples 30  timeout 10 s per call, 600 s per run\n\n"
+        "seed 0  max examples 30  timeout 60 s per call, 600 s per run\n\n"
         "PASS: dpslice.reference:dp_local_slice on gloo, dp_size=2: "
     )
     assert out.endswith("\nPASSED\n")
