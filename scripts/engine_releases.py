@@ -195,7 +195,10 @@ def check(
 
 # Where each kind of failure comes from: whether the engine reaches that state,
 # and the upstream record.
-_CAPTURE = "yes: every CUDA-graph capture with DP attention (counts None); PR 24550 review, #26684"
+_CAPTURE = (
+    "where the slice runs with None counts (PR 24550 review, #26684); 0.5.23 calls the "
+    "capturer after the forward, not during graph capture"
+)
 _PREFILL = "yes: a prefill-graph forward before any decode replay (`bs` None); #30712, #31100"
 _SYNC = "yes: every forward that captures routed experts; #24514, fixed by PR 24550"
 _SKIPPED = "with the all-gather skipped on more than one DP rank; fixed by `dp_slot_in` (0.5.21)"
