@@ -17,8 +17,6 @@ accepting them WARNs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from hypothesis import strategies as st
 
@@ -422,10 +420,6 @@ def _all_kinds(target: Target) -> st.SearchStrategy[InvalidCall]:
     return st.one_of(*_kinds(target).values())
 
 
-def _kinds_by_name(target: Target) -> Mapping[str, st.SearchStrategy[InvalidCall]]:
-    return _kinds(target)
-
-
 register(
     Property(
         name="invalid_inputs_refused",
@@ -439,6 +433,6 @@ register(
         exercises=frozenset().union(*(n for needs in _DETECTABLE_WITH.values() for n in needs)),
         requires=_no_refusable_kind,
         tier=Tier.HARDENING,
-        kinds=_kinds_by_name,
+        kinds=_kinds,
     )
 )
