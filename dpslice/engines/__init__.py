@@ -16,3 +16,28 @@ Importing a submodule without its engine raises an :class:`ImportError` whose
 message says how to install it; docs/engines.md has the commands and what the
 check found in each release.
 """
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from types import ModuleType
+
+__all__ = ["import_engine_module"]
+
+
+def import_engine_module(
+    name: str, *, engine: str, absent: str, missing: Callable[[str | None], str]
+) -> ModuleType:
+    """Import module ``name`` of the installed ``engine`` package.
+
+    Raises:
+        ImportError: ``absent`` when the engine itself is not installed,
+            ``missing(package)`` when a package it imports is not.
+    """
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (exc.name == engine or exc.name.startswith(engine + ".")):
+            raise ImportError(absent) from None
+        raise ImportError(missing(exc.name)) from None

@@ -56,6 +56,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from dpslice.check.target import BadTargetError
+from dpslice.engines import import_engine_module
 
 __all__ = [
     "INSTALL_HINT",
@@ -73,18 +74,16 @@ INSTALL_HINT = (
 
 
 def _import(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (exc.name == "sglang" or exc.name.startswith("sglang.")):
-            raise ImportError(
-                f"dpslice.engines.sglang needs sglang, which is not installed; {INSTALL_HINT}"
-            ) from None
-        raise ImportError(
+    return import_engine_module(
+        name,
+        engine="sglang",
+        absent=f"dpslice.engines.sglang needs sglang, which is not installed; {INSTALL_HINT}",
+        missing=lambda package: (
             f"sglang {importlib.metadata.version('sglang')} is installed, but importing {name} "
-            f"needs {exc.name!r}, which is missing; requirements/sglang-imports.txt lists "
+            f"needs {package!r}, which is missing; requirements/sglang-imports.txt lists "
             "what sglang's slice code imports (for the release in sglang-engine.txt)"
-        ) from None
+        ),
+    )
 
 
 _dp_attention: Any = _import("sglang.srt.layers.dp_attention")

@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from dpslice.engines import import_engine_module
+
 __all__ = ["INSTALL_HINT", "RELEASE", "restore_local_topk_ids"]
 
 #: How to get a vLLM these adapters can import (docs/engines.md, "vLLM").
@@ -42,17 +44,15 @@ INSTALL_HINT = (
 
 
 def _import(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (exc.name == "vllm" or exc.name.startswith("vllm.")):
-            raise ImportError(
-                f"dpslice.engines.vllm needs vLLM, which is not installed; {INSTALL_HINT}"
-            ) from None
-        raise ImportError(
-            f"vLLM is installed but importing {name} needs {exc.name!r}, which is missing; "
+    return import_engine_module(
+        name,
+        engine="vllm",
+        absent=f"dpslice.engines.vllm needs vLLM, which is not installed; {INSTALL_HINT}",
+        missing=lambda package: (
+            f"vLLM is installed but importing {name} needs {package!r}, which is missing; "
             f"{INSTALL_HINT}"
-        ) from None
+        ),
+    )
 
 
 _forward_context: Any = _import("vllm.forward_context")
