@@ -1,6 +1,6 @@
 """Run the check in a supervised worker: the parent owns the verdict, whatever the target does.
 
-:func:`supervise_check` runs the battery, :func:`supervise_round_trip` the
+``BatterySupervisor(...).run()`` runs the battery, :func:`supervise_round_trip` the
 round trip, each in a worker process (:mod:`dpslice.check.worker`) that
 imports the target; this process never does.  The worker reports every step
 (see its module docstring); the parent keeps the results, watches the clock
@@ -57,7 +57,6 @@ __all__ = [
     "BatterySupervisor",
     "CheckBrokeError",
     "Listener",
-    "supervise_check",
     "supervise_round_trip",
 ]
 
@@ -504,35 +503,6 @@ class BatterySupervisor:
                 note=f"the check's worker {stalled} outside any call of the target",
             )
         )
-
-
-def supervise_check(
-    spec: str,
-    *,
-    device: str = "cpu",
-    properties: Sequence[str] | None = None,
-    max_examples: int = 500,
-    seed: int = 0,
-    timeout: float = DEFAULT_CALL_TIMEOUT,
-    import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
-    listener: Listener | None = None,
-) -> CheckReport:
-    """:func:`~dpslice.check.run_check` for a target named by ``spec``, in supervised workers.
-
-    Raises:
-        BadTargetError: the target cannot be loaded or called with the convention.
-        CheckBrokeError: the check itself broke.
-    """
-    return BatterySupervisor(
-        spec,
-        device=device,
-        properties=properties,
-        max_examples=max_examples,
-        seed=seed,
-        timeout=timeout,
-        import_timeout=import_timeout,
-        listener=listener,
-    ).run()
 
 
 # -- the round trip ----------------------------------------------------------------
