@@ -52,6 +52,31 @@ def test_the_reference_passes_with_exit_0(tmp_path: Path) -> None:
     assert sync_free["note"].startswith("dpslice.sync CPU-only mode")
 
 
+_PARENT_MODULES = """
+import atexit, sys
+from dpslice.cli import main
+atexit.register(lambda: print("loaded:", *sorted({"torch", "hypothesis"} & set(sys.modules))))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_supervising_process_imports_neither_torch_nor_hypothesis(tmp_path: Path) -> None:
+    # Only the worker runs the target, so only the worker pays for importing torch;
+    # the process that reports stays light, and a failing FAIL report still renders.
+    report = tmp_path / "report.json"
+    args = ["check", AS_MERGED, "--max-examples", "5", "--seed", "1", "--json", str(report)]
+    done = subprocess.run(
+        [sys.executable, "-c", _PARENT_MODULES, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "loaded:", done.stdout
+    assert read_json(report)["versions"]["torch"] == torch.__version__
+
+
 FAILING_ARGS = ("check", AS_MERGED, "--max-examples", "30", "--seed", "1")
 
 

@@ -13,10 +13,15 @@ more can be added with :func:`register`.  ``dpslice check --distributed`` is
 :class:`CheckError` (see :mod:`dpslice.errors`).
 """
 
+from typing import TYPE_CHECKING
+
 from dpslice.check.registry import Counterexample, Property, UnknownPropertyError, register
-from dpslice.check.runner import CheckReport, PropertyResult, Verdict, run_check
+from dpslice.check.results import CheckReport, PropertyResult, Verdict
 from dpslice.check.target import CONVENTION, BadTargetError, DeviceError, Target, load_target
 from dpslice.errors import CheckError
+
+if TYPE_CHECKING:
+    from dpslice.check.runner import run_check
 
 __all__ = [
     "CONVENTION",
@@ -34,3 +39,13 @@ __all__ = [
     "register",
     "run_check",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The runner imports Hypothesis: loaded on first use, so that the process
+    # supervising a check (it only reports) starts without it.
+    if name == "run_check":
+        from dpslice.check.runner import run_check
+
+        return run_check
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """The property battery every DP-local slice implementation is checked against.
 
-Registered in this order at import (see :mod:`dpslice.check.registry`).  Each
+:data:`PROPERTIES` lists them in report order; the registry reads it
+(:mod:`dpslice.check.registry`).  Each
 property draws only the states the target's contract reaches
 (:mod:`dpslice.contracts`), built as the engine builds them, and judges the
 rows the contract says the rank owns.  The rows properties materialise the
@@ -26,17 +27,33 @@ from dpslice.check.draws import (
     SMALL_COUNT,
     SMALL_DP_SIZE,
     RankExample,
-    register_drawn,
+    drawn,
 )
 from dpslice.check.outcome import Outcome, OutcomeKind
-from dpslice.check.registry import Counterexample, Property, Tier, register
+from dpslice.check.registry import Counterexample, Property, Tier
 from dpslice.check.rows import render_rows
 from dpslice.check.target import Target
 from dpslice.contracts import CountsForm
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import DEFECT_KINDS, InvalidCall, invalid_calls
 
-__all__ = ["SMALL_COUNT", "SMALL_DP_SIZE"]
+__all__ = [
+    "CAPTURE_PHASE_EXPLICIT",
+    "DP_CHUNK_ROWS",
+    "GRAPH_REPLAY_ROWS",
+    "INPUTS_UNCHANGED",
+    "INVALID_INPUTS_REFUSED",
+    "LARGE_COUNTS_EXACT",
+    "MAX_LEN_ROWS",
+    "PREFILL_GRAPH_ROWS",
+    "PROPERTIES",
+    "RANKS_DISJOINT_IN_BOUNDS",
+    "SKIPPED_GATHER_ROWS",
+    "SMALL_COUNT",
+    "SMALL_DP_SIZE",
+    "SUM_LEN_ROWS",
+    "SUM_LEN_TILES_BUFFER",
+]
 
 _CPU = "global_num_tokens_cpu"
 _GPU = "global_num_tokens_gpu"
@@ -104,37 +121,37 @@ def _own_rows(target: Target, example: RankExample) -> Counterexample | None:
     return None
 
 
-register_drawn(
+SUM_LEN_ROWS = drawn(
     "sum_len_rows",
     "Under SUM_LEN (ranks packed back to back) a rank's slice holds exactly the rows it owns.",
     _own_rows,
     modes=[Mode.SUM_LEN],
 )
-register_drawn(
+MAX_LEN_ROWS = drawn(
     "max_len_rows",
     "Under MAX_LEN (ranks padded to the largest count) a slice holds exactly the rows it owns.",
     _own_rows,
     modes=[Mode.MAX_LEN],
 )
-register_drawn(
+GRAPH_REPLAY_ROWS = drawn(
     "graph_replay_rows",
     "In a decode-graph replay (bs * num_tokens_per_bs rows a rank) a slice holds its rows.",
     _own_rows,
     modes=[Mode.GRAPH_REPLAY],
 )
-register_drawn(
+PREFILL_GRAPH_ROWS = drawn(
     "prefill_graph_rows",
     "In a prefill-graph replay (no decode extent, counts padded; #30712) a slice holds its rows.",
     _own_rows,
     modes=[Mode.PREFILL_GRAPH],
 )
-register_drawn(
+DP_CHUNK_ROWS = drawn(
     "dp_chunk_rows",
     "In one chunk of DP chunking a rank's slice holds exactly the rows it sent in that chunk.",
     _own_rows,
     modes=[Mode.DP_CHUNK],
 )
-register_drawn(
+SKIPPED_GATHER_ROWS = drawn(
     "skipped_gather_rows",
     "With the all-gather skipped (a one-entry count list) the slice holds the rank's own rows.",
     _own_rows,
@@ -235,14 +252,14 @@ def _tiles(target: Target, layout: DPLayout) -> Counterexample | None:
     return None
 
 
-register_drawn(
+RANKS_DISJOINT_IN_BOUNDS = drawn(
     "ranks_disjoint_in_bounds",
     "Across the ranks of one forward the slices are pairwise disjoint and in bounds.",
     _disjoint,
     modes=COUNTED,
     per_rank=False,
 )
-register_drawn(
+SUM_LEN_TILES_BUFFER = drawn(
     "sum_len_tiles_buffer",
     "Where ranks are packed (SUM_LEN, a DP chunk) their slices, in order, tile the buffer.",
     _tiles,
@@ -278,7 +295,7 @@ def _exact(target: Target, example: RankExample) -> Counterexample | None:
     return called.counterexample(str(expected_slice), why, expected_slice=expected_slice)
 
 
-register_drawn(
+LARGE_COUNTS_EXACT = drawn(
     "large_counts_exact",
     "With counts up to 2**31-1 and up to 64 ranks the slice is exactly the oracle's.",
     _exact,
@@ -310,7 +327,7 @@ def _capture(target: Target, example: RankExample) -> Counterexample | None:
     return called.counterexample(expected, why, expected_slice=expected_slice)
 
 
-register_drawn(
+CAPTURE_PHASE_EXPLICIT = drawn(
     "capture_phase_explicit",
     "In CUDA-graph capture (CPU counts None): a deliberate error or the exact slice.",
     _capture,
@@ -335,7 +352,7 @@ def _unchanged(target: Target, example: RankExample) -> Counterexample | None:
     )
 
 
-register_drawn(
+INPUTS_UNCHANGED = drawn(
     "inputs_unchanged",
     "The slice leaves its inputs (the count list and tensors) as it received them.",
     _unchanged,
@@ -420,19 +437,33 @@ def _all_kinds(target: Target) -> st.SearchStrategy[InvalidCall]:
     return st.one_of(*_kinds(target).values())
 
 
-register(
-    Property(
-        name="invalid_inputs_refused",
-        statement="A call with one defect no engine produces (type, range, length) is refused.",
-        draws=(
-            "invalid_calls(kinds=[kind], contract=contract, max_count="
-            f"{SMALL_COUNT}) for each kind of defect visible in the parameters the target takes"
-        ),
-        strategy=_all_kinds,
-        check=_refused,
-        exercises=frozenset().union(*(n for needs in _DETECTABLE_WITH.values() for n in needs)),
-        requires=_no_refusable_kind,
-        tier=Tier.HARDENING,
-        kinds=_kinds,
-    )
+INVALID_INPUTS_REFUSED = Property(
+    name="invalid_inputs_refused",
+    statement="A call with one defect no engine produces (type, range, length) is refused.",
+    draws=(
+        "invalid_calls(kinds=[kind], contract=contract, max_count="
+        f"{SMALL_COUNT}) for each kind of defect visible in the parameters the target takes"
+    ),
+    strategy=_all_kinds,
+    check=_refused,
+    exercises=frozenset().union(*(n for needs in _DETECTABLE_WITH.values() for n in needs)),
+    requires=_no_refusable_kind,
+    tier=Tier.HARDENING,
+    kinds=_kinds,
+)
+
+#: This module's part of the built-in battery, in report order.
+PROPERTIES = (
+    SUM_LEN_ROWS,
+    MAX_LEN_ROWS,
+    GRAPH_REPLAY_ROWS,
+    PREFILL_GRAPH_ROWS,
+    DP_CHUNK_ROWS,
+    SKIPPED_GATHER_ROWS,
+    RANKS_DISJOINT_IN_BOUNDS,
+    SUM_LEN_TILES_BUFFER,
+    LARGE_COUNTS_EXACT,
+    CAPTURE_PHASE_EXPLICIT,
+    INPUTS_UNCHANGED,
+    INVALID_INPUTS_REFUSED,
 )

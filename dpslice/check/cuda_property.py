@@ -21,12 +21,12 @@ from __future__ import annotations
 import torch
 
 from dpslice.check.calls import LayoutCall, slice_with
-from dpslice.check.draws import COUNTED, RankExample, register_drawn
+from dpslice.check.draws import COUNTED, RankExample, drawn
 from dpslice.check.registry import Counterexample
 from dpslice.check.rows import render_rows
 from dpslice.check.target import Target
 
-__all__: list[str] = []
+__all__ = ["CUDA_VIEW", "PROPERTIES"]
 
 
 def _needs_cuda(target: Target) -> str | None:
@@ -87,10 +87,13 @@ def _same_view(target: Target, example: RankExample) -> Counterexample | None:
     )
 
 
-register_drawn(
+CUDA_VIEW = drawn(
     "cuda_view",
     "On CUDA the bounds, used as returned, slice exactly the oracle's view.",
     _same_view,
     modes=COUNTED,
     requires=_needs_cuda,
 )
+
+#: This module's part of the built-in battery, in report order.
+PROPERTIES = (CUDA_VIEW,)

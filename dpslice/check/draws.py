@@ -2,7 +2,7 @@
 
 Every built-in property draws from :func:`dpslice.strategies.contract_layouts`:
 the states the target's contract reaches, narrowed to the modes the property
-judges.  :func:`register_drawn` registers such a property with the expression
+judges.  :func:`drawn` makes such a property, with the expression
 that reads as its source, so ``dpslice check --list`` and the docs say exactly
 what was drawn.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from dpslice.check.registry import Counterexample, Property, Tier, register
+from dpslice.check.registry import Counterexample, Property, Tier
 from dpslice.check.target import Target
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import contract_layouts, layouts_and_ranks
@@ -24,7 +24,7 @@ __all__ = [
     "SMALL_COUNT",
     "SMALL_DP_SIZE",
     "RankExample",
-    "register_drawn",
+    "drawn",
 ]
 
 #: Bounds of the layouts whose gathered buffer is materialised (at most ~1,600 rows).
@@ -54,7 +54,7 @@ def _skips_gathers(target: Target) -> str | None:
     return f"the {target.contract.name} contract never skips the all-gather"
 
 
-def register_drawn(
+def drawn(
     name: str,
     statement: str,
     check: Callable[[Target, Any], Counterexample | None],
@@ -67,8 +67,8 @@ def register_drawn(
     requires: Callable[[Target], str | None] | None = None,
     describe: Callable[[Target], str] | None = None,
     tier: Tier = Tier.HAZARD,
-) -> None:
-    """Register a property that draws the contract's layouts in ``modes``.
+) -> Property[Any]:
+    """A property that draws the contract's layouts in ``modes``.
 
     ``per_rank`` draws a layout and one of its ranks (shrinking towards the
     last rank), else a layout alone; ``small`` layouts can be materialised
@@ -87,17 +87,15 @@ def register_drawn(
     if gather_skipped:
         assert requires is None, "a skipped-gather property requires the contract to skip"
         requires = _skips_gathers
-    register(
-        Property(
-            name=name,
-            statement=statement,
-            draws=_text(chosen, gather_skipped, small, per_rank),
-            strategy=strategy,
-            check=check,
-            exercises=exercises,
-            requires=requires,
-            describe=describe,
-            tier=tier,
-            modes=frozenset(chosen),
-        )
+    return Property(
+        name=name,
+        statement=statement,
+        draws=_text(chosen, gather_skipped, small, per_rank),
+        strategy=strategy,
+        check=check,
+        exercises=exercises,
+        requires=requires,
+        describe=describe,
+        tier=tier,
+        modes=frozenset(chosen),
     )

@@ -16,12 +16,10 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
-import torch
-
 from dpslice.check.calls import valid_rank
-from dpslice.check.outcome import Outcome, OutcomeKind, short_path
+from dpslice.check.outcome import Outcome, OutcomeKind, is_tensor, short_path
 from dpslice.check.registry import Counterexample
-from dpslice.check.runner import PropertyResult, Verdict
+from dpslice.check.results import PropertyResult, Verdict
 from dpslice.check.target import Target
 from dpslice.layout import DPLayout, SliceCall
 
@@ -106,7 +104,7 @@ def shown_arguments(target: Target, record: CallRecord) -> dict[str, object]:
     shown: dict[str, object] = {}
     for name, value in arguments.items():
         text = safe_repr(value)
-        if isinstance(value, torch.Tensor) and name == "global_num_tokens_gpu":
+        if is_tensor(value) and name == "global_num_tokens_gpu":
             device = {"cuda": "cuda:0"}.get(target.device, target.device)
             if device != "cpu" and text.endswith(")"):
                 text = f"{text[:-1]}, device='{device}')"

@@ -32,10 +32,12 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import CodeType, TracebackType
-
-import torch
+from typing import TYPE_CHECKING, TypeGuard
 
 from dpslice.check.target import Target
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "NEVER_REFUSALS",
@@ -44,6 +46,7 @@ __all__ = [
     "call_target",
     "error_outcome",
     "is_incidental",
+    "is_tensor",
     "result_outcome",
     "short_path",
 ]
@@ -190,10 +193,22 @@ def _bound(value: object, what: str) -> int | str:
         return f"reading {what} raised {_raised(exc)}"
 
 
+def is_tensor(value: object) -> TypeGuard[torch.Tensor]:
+    """Whether ``value`` is a torch tensor, without importing torch.
+
+    A tensor exists only once torch is loaded, so a process that never loaded
+    it (the supervisor of ``dpslice check``) never pays for the import here.
+    """
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 def _read_bound(value: object, what: str) -> int | str:
     if isinstance(value, bool):
         return f"{what} is the bool {value!r}"
-    if isinstance(value, torch.Tensor):
+    if is_tensor(value):
+        import torch  # loaded already, since value is a tensor
+
         if value.dim() != 0:
             return f"{what} is a tensor of shape {tuple(value.shape)}, not a 0-dim tensor"
         if value.dtype == torch.bool or value.dtype.is_floating_point or value.dtype.is_complex:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from dpslice.check.report import render_row
-from dpslice.check.runner import PropertyResult
+from dpslice.check.results import PropertyResult
 from dpslice.check.target import Target
 
 __all__ = ["Progress"]

@@ -2,31 +2,38 @@
 
 A :class:`Property` names a statement, the Hypothesis strategy its examples
 come from and a check that turns one example into a :class:`Counterexample`
-or ``None``.  The runner knows nothing else about it, so other modules add
-properties (GPU sync-freedom, CUDA equivalence, distributed runs) by calling
-:func:`register` at import, without touching the runner or the report.
+or ``None``.  The runner knows nothing else about it.
+
+The built-in battery is explicit: the ``PROPERTIES`` tuple of each module
+named in :data:`BUILTIN_MODULES`, in that order, imported the first time the
+battery is asked for (they import torch; the supervising process that only
+reports never does).  :func:`register` appends a property of your own.
 """
 
 from __future__ import annotations
 
 import enum
+import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
-
-from hypothesis.strategies import SearchStrategy
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from dpslice.check.outcome import Outcome
 from dpslice.check.target import CONVENTION, Target
 from dpslice.errors import UnknownPropertyError
 from dpslice.layout import DPLayout, Mode
 
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
 __all__ = [
+    "BUILTIN_MODULES",
     "Counterexample",
     "Property",
     "Tier",
     "UnknownPropertyError",
+    "builtin",
     "register",
     "registered",
     "select",
@@ -140,24 +147,44 @@ class Property(Generic[Example]):
         return self.requires(target) if self.requires is not None else None
 
 
-_REGISTRY: dict[str, Property[Any]] = {}
+#: The modules whose ``PROPERTIES`` make the built-in battery, in the order
+#: of the report's rows.
+BUILTIN_MODULES = (
+    "dpslice.check.battery",
+    "dpslice.check.sync_property",
+    "dpslice.check.cuda_property",
+)
+
+_BUILTIN: tuple[Property[Any], ...] = ()
+#: Properties added with :func:`register`, after the built-in ones.
+_ADDED: dict[str, Property[Any]] = {}
+
+
+def builtin() -> tuple[Property[Any], ...]:
+    """The built-in battery: the ``PROPERTIES`` of each of :data:`BUILTIN_MODULES`, in order."""
+    global _BUILTIN
+    if not _BUILTIN:
+        _BUILTIN = tuple(
+            prop for name in BUILTIN_MODULES for prop in importlib.import_module(name).PROPERTIES
+        )
+    return _BUILTIN
 
 
 def register(prop: Property[Example]) -> Property[Example]:
-    """Add ``prop`` to the battery; properties run in the order registered.
+    """Add ``prop`` to the battery, after the built-in properties and those added before.
 
     Raises:
         ValueError: a property of that name is already registered.
     """
-    if prop.name in _REGISTRY:
+    if any(known.name == prop.name for known in registered()):
         raise ValueError(f"a property named {prop.name!r} is already registered")
-    _REGISTRY[prop.name] = prop
+    _ADDED[prop.name] = prop
     return prop
 
 
 def registered() -> tuple[Property[Any], ...]:
-    """Every registered property, in registration order."""
-    return tuple(_REGISTRY.values())
+    """Every property of the battery: the built-in ones, then those added, in order."""
+    return (*builtin(), *_ADDED.values())
 
 
 def select(names: Iterable[str]) -> tuple[Property[Any], ...]:
@@ -166,11 +193,12 @@ def select(names: Iterable[str]) -> tuple[Property[Any], ...]:
     Raises:
         UnknownPropertyError: a name is not registered.
     """
+    known = {prop.name: prop for prop in registered()}
     chosen = []
     for name in dict.fromkeys(names):
-        if name not in _REGISTRY:
+        if name not in known:
             raise UnknownPropertyError(
-                f"no property named {name!r}; choose from {', '.join(_REGISTRY)}"
+                f"no property named {name!r}; choose from {', '.join(known)}"
             )
-        chosen.append(_REGISTRY[name])
+        chosen.append(known[name])
     return tuple(chosen)

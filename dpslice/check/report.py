@@ -9,20 +9,19 @@ same facts for machines; every value in it is JSON-native, arguments are reprs.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import platform
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import hypothesis
-import torch
-
 from dpslice._version import __version__
-from dpslice.check.registry import Counterexample, registered
-from dpslice.check.runner import CheckReport, PropertyResult, Verdict
+from dpslice.check.registry import Counterexample
+from dpslice.check.results import CheckReport, PropertyResult, Verdict
 from dpslice.contracts import DEFAULT_CONTRACT
 
 __all__ = [
@@ -31,6 +30,7 @@ __all__ = [
     "render_text",
     "reproduce_command",
     "to_json",
+    "versions",
     "write_document",
     "write_json",
 ]
@@ -44,8 +44,8 @@ _NAME_WIDTH = 30
 def reproduce_command(report: CheckReport, property_name: str | None = None) -> str:
     """The shell command that reruns ``report`` (one property, if named) with its seed.
 
-    Without a property name it reruns what the report ran: every registered
-    property, or the ones it selected.
+    Without a property name it reruns what the report ran: the whole
+    battery, or the properties it was asked for.
     """
     words = [
         "dpslice",
@@ -65,11 +65,33 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
     if property_name is not None:
         words += ["--property", property_name]
     else:
-        ran = [result.name for result in report.results]
-        if ran != [prop.name for prop in registered()]:
-            for name in ran:
-                words += ["--property", name]
+        for name in report.properties or ():
+            words += ["--property", name]
     return shlex.join(words)
+
+
+def _version(package: str) -> str:
+    module = sys.modules.get(package)
+    if module is not None and isinstance(getattr(module, "__version__", None), str):
+        return str(module.__version__)
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def versions() -> dict[str, str]:
+    """dpslice's, torch's, Hypothesis's and Python's versions, as the JSON records them.
+
+    Read from the loaded module where there is one, else from the installed
+    package's metadata: this process need not import torch to name it.
+    """
+    return {
+        "dpslice": __version__,
+        "torch": _version("torch"),
+        "hypothesis": _version("hypothesis"),
+        "python": platform.python_version(),
+    }
 
 
 def _contract_word(report: CheckReport) -> str:
@@ -230,12 +252,7 @@ def to_json(report: CheckReport) -> dict[str, Any]:
             "examples": report.examples,
             "seconds": round(report.seconds, 3),
         },
-        "versions": {
-            "dpslice": __version__,
-            "torch": torch.__version__,
-            "hypothesis": hypothesis.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": versions(),
         "properties": [
             {
                 "name": result.name,

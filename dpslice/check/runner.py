@@ -32,11 +32,10 @@ and shrunk after all.  The counts reported include every run.
 
 from __future__ import annotations
 
-import enum
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import hypothesis
@@ -44,12 +43,8 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
-# Register the built-in properties, in this order (the order of the report's
-# rows); the runner itself is agnostic of which run.
-import dpslice.check.battery  # isort: skip
-import dpslice.check.sync_property  # isort: skip
-import dpslice.check.cuda_property  # noqa: F401  # isort: skip
 from dpslice.check.registry import Counterexample, Property, Tier, registered, select
+from dpslice.check.results import CheckReport, PropertyResult, Verdict
 from dpslice.check.target import Target, check_device, load_target, target_from_callable
 from dpslice.contracts import Contract, resolve_contract
 
@@ -80,96 +75,6 @@ RERUN_FACTOR = 4
 
 #: One random batch in this many is a single layout (see :func:`_batches`).
 _SHORT_BATCH_ODDS = 64
-
-
-class Verdict(enum.Enum):
-    PASS = "PASS"
-    #: A hazard property broke, or a hardening property in a strict check.
-    FAIL = "FAIL"
-    #: A hardening property broke: an input no engine produces was accepted.
-    WARN = "WARN"
-    NOT_APPLICABLE = "N/A"
-    ERROR = "ERROR"
-
-
-@dataclass(frozen=True)
-class PropertyResult:
-    """How one property fared.
-
-    Attributes:
-        name, statement: the property's.
-        verdict: PASS, FAIL, WARN (a hardening property broke), N/A (the
-            target reads none of its inputs, or its contract never reaches
-            the states it judges) or ERROR (the check itself broke, not the target).
-        examples: calls of the check, shrinking included.
-        seconds: wall time spent on the property.
-        counterexamples: the minimal failing examples, for FAIL and WARN: one,
-            or one per failing kind of a property searched kind by kind.
-        note: why it is N/A, what broke for ERROR, or else how the property
-            ran (:attr:`Property.describe`), if it says.
-        tier: the property's tier.
-    """
-
-    name: str
-    statement: str
-    verdict: Verdict
-    examples: int
-    seconds: float
-    counterexamples: tuple[Counterexample, ...] = ()
-    note: str | None = None
-    tier: Tier = Tier.HAZARD
-
-    @property
-    def counterexample(self) -> Counterexample | None:
-        """The first minimal failing example, if any."""
-        return self.counterexamples[0] if self.counterexamples else None
-
-    @property
-    def holds(self) -> bool:
-        """PASS, WARN or N/A: nothing here says the target breaks in the engine."""
-        return self.verdict in (Verdict.PASS, Verdict.WARN, Verdict.NOT_APPLICABLE)
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    """The outcome of one ``dpslice check`` run."""
-
-    target: Target
-    seed: int
-    max_examples: int
-    results: tuple[PropertyResult, ...]
-    seconds: float
-    strict: bool = False
-
-    @property
-    def contract(self) -> Contract:
-        """The contract the target was judged by."""
-        return self.target.contract
-
-    @property
-    def passed(self) -> bool:
-        """Every property holds (N/A and WARN count as holding)."""
-        return all(result.holds for result in self.results)
-
-    @property
-    def examples(self) -> int:
-        return sum(result.examples for result in self.results)
-
-    def result(self, name: str) -> PropertyResult:
-        """The result of the property ``name``.
-
-        Raises:
-            KeyError: no property of that name ran.
-        """
-        for result in self.results:
-            if result.name == name:
-                return result
-        raise KeyError(f"no property named {name!r} ran; ran {[r.name for r in self.results]}")
-
-    @property
-    def failed(self) -> tuple[str, ...]:
-        """Names of the properties that FAILed."""
-        return tuple(result.name for result in self.results if result.verdict is Verdict.FAIL)
 
 
 class _Falsified(Exception):
@@ -445,4 +350,5 @@ def run_check(
         results=results,
         seconds=time.perf_counter() - started,
         strict=strict,
+        properties=None if properties is None else tuple(prop.name for prop in chosen),
     )

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import dpslice
 from dpslice.check.inflight import aborted_result, ended, hung, started_result
-from dpslice.check.runner import CheckReport, PropertyResult, Verdict
+from dpslice.check.results import CheckReport, PropertyResult, Verdict
 from dpslice.check.target import BadTargetError, Target
 from dpslice.check.worker import Job
 from dpslice.errors import CheckBrokeError
@@ -304,6 +304,7 @@ class BatterySupervisor:
             results=tuple(self.results),
             seconds=time.perf_counter() - self._began,
             strict=self.strict,
+            properties=self.properties,
         )
 
     def run(self) -> CheckReport:

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from dpslice.check.calls import LayoutCall, slice_with
-from dpslice.check.draws import COUNTED, RankExample, register_drawn
+from dpslice.check.draws import COUNTED, RankExample, drawn
 from dpslice.check.outcome import (
     Outcome,
     call_target,
@@ -40,7 +40,7 @@ from dpslice.check.target import Target
 from dpslice.contracts import BoundsUse
 from dpslice.sync import DeviceResidentSet, SyncEvent, SyncMode, find_syncs
 
-__all__ = ["sync_mode"]
+__all__ = ["PROPERTIES", "SYNC_FREE", "sync_mode"]
 
 _MODE_NAMES = {"cuda": "CUDA mode", "cpu": "CPU-only mode"}
 
@@ -145,10 +145,13 @@ def _sync_free(target: Target, example: RankExample) -> Counterexample | None:
     )
 
 
-register_drawn(
+SYNC_FREE = drawn(
     "sync_free",
     "Computing the slice, and slicing the buffer with it, never syncs the host.",
     _sync_free,
     modes=COUNTED,
     describe=_describe,
 )
+
+#: This module's part of the built-in battery, in report order.
+PROPERTIES = (SYNC_FREE,)

@@ -1,0 +1,116 @@
+"""What a check found: a verdict per property, and the report of the whole run.
+
+Plain data, free of torch and Hypothesis: the supervising process of
+``dpslice check`` builds, renders and writes these without importing either.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from dpslice.check.registry import Counterexample, Tier
+from dpslice.check.target import Target
+from dpslice.contracts import Contract
+
+__all__ = ["CheckReport", "PropertyResult", "Verdict"]
+
+
+class Verdict(enum.Enum):
+    PASS = "PASS"
+    #: A hazard property broke, or a hardening property in a strict check.
+    FAIL = "FAIL"
+    #: A hardening property broke: an input no engine produces was accepted.
+    WARN = "WARN"
+    NOT_APPLICABLE = "N/A"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class PropertyResult:
+    """How one property fared.
+
+    Attributes:
+        name, statement: the property's.
+        verdict: PASS, FAIL, WARN (a hardening property broke), N/A (the
+            target reads none of its inputs, or its contract never reaches
+            the states it judges) or ERROR (the check itself broke, not the target).
+        examples: calls of the check, shrinking included.
+        seconds: wall time spent on the property.
+        counterexamples: the minimal failing examples, for FAIL and WARN: one,
+            or one per failing kind of a property searched kind by kind.
+        note: why it is N/A, what broke for ERROR, or else how the property
+            ran (:attr:`Property.describe`), if it says.
+        tier: the property's tier.
+    """
+
+    name: str
+    statement: str
+    verdict: Verdict
+    examples: int
+    seconds: float
+    counterexamples: tuple[Counterexample, ...] = ()
+    note: str | None = None
+    tier: Tier = Tier.HAZARD
+
+    @property
+    def counterexample(self) -> Counterexample | None:
+        """The first minimal failing example, if any."""
+        return self.counterexamples[0] if self.counterexamples else None
+
+    @property
+    def holds(self) -> bool:
+        """PASS, WARN or N/A: nothing here says the target breaks in the engine."""
+        return self.verdict in (Verdict.PASS, Verdict.WARN, Verdict.NOT_APPLICABLE)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The outcome of one ``dpslice check`` run.
+
+    Attributes:
+        target: the target as loaded, with its device and contract.
+        seed, max_examples, strict: as run.
+        results: one per property, in the order run.
+        seconds: wall time of the run.
+        properties: the property names the run was asked for; ``None`` for
+            the whole battery.
+    """
+
+    target: Target
+    seed: int
+    max_examples: int
+    results: tuple[PropertyResult, ...]
+    seconds: float
+    strict: bool = False
+    properties: tuple[str, ...] | None = None
+
+    @property
+    def contract(self) -> Contract:
+        """The contract the target was judged by."""
+        return self.target.contract
+
+    @property
+    def passed(self) -> bool:
+        """Every property holds (N/A and WARN count as holding)."""
+        return all(result.holds for result in self.results)
+
+    @property
+    def examples(self) -> int:
+        return sum(result.examples for result in self.results)
+
+    def result(self, name: str) -> PropertyResult:
+        """The result of the property ``name``.
+
+        Raises:
+            KeyError: no property of that name ran.
+        """
+        for result in self.results:
+            if result.name == name:
+                return result
+        raise KeyError(f"no property named {name!r} ran; ran {[r.name for r in self.results]}")
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Names of the properties that FAILed."""
+        return tuple(result.name for result in self.results if result.verdict is Verdict.FAIL)
