@@ -2,7 +2,8 @@
 
 ``dpslice check`` runs the property battery (``--device cuda`` builds the
 count tensor on the GPU); ``dpslice check --distributed N`` runs the round
-trip through real collectives instead (:mod:`dpslice.check.distributed`).
+trip through real collectives instead (:func:`dpslice.distributed.run_round_trip`):
+one property, judged, shrunk and reported as the battery's are.
 
 The target runs in a supervised worker process (:mod:`dpslice.check.supervisor`):
 whatever it does, this process prints the report, writes the JSON and decides
@@ -28,7 +29,7 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from dpslice._numpy_notice import silence_numpy_notice
 from dpslice._version import __version__
@@ -290,54 +291,41 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> _Ran | str:
 def _round_trip(args: argparse.Namespace, progress: Listener | None) -> _Ran | str:
     """Run the round trip; a usage error's message instead if it cannot start."""
     from dpslice.check import BadTargetError
-    from dpslice.check.distributed import (
-        DEFAULT_TIMEOUT,
-        DistributedCheck,
-        render_text,
-        write_json,
-    )
-    from dpslice.check.supervisor import supervise_round_trip
-    from dpslice.distributed import RoundTripError
-    from dpslice.distributed.driver import RoundTripSession
+    from dpslice.check.report import render_text, write_json
+    from dpslice.check.supervisor import RoundTripSupervisor
+    from dpslice.isolation import DEFAULT_RUN_TIMEOUT
 
-    try:  # the options, before any process starts
-        RoundTripSession(dp_size=args.distributed, backend=args.backend or "gloo")
-    except RoundTripError as exc:
-        return " ".join(str(exc).split())
-    asked: dict[str, Any] = {
-        "dp_size": args.distributed,
-        "backend": args.backend or "gloo",
-        "max_examples": args.max_examples,
-        "seed": args.seed,
-    }
-    timeouts: dict[str, float] = {
-        "timeout": args.timeout or DEFAULT_CALL_TIMEOUT,
-        "run_timeout": args.run_timeout or DEFAULT_TIMEOUT,
-    }
+    if (args.backend or "gloo") != "gloo":  # an unknown backend, or NCCL without the GPUs
+        from dpslice.distributed import RoundTripError
+        from dpslice.distributed.driver import RoundTripSession
+
+        try:  # before any process starts; gloo needs no check (and no torch here)
+            RoundTripSession(dp_size=args.distributed, backend=args.backend)
+        except RoundTripError as exc:
+            return " ".join(str(exc).split())
+    supervisor = RoundTripSupervisor(
+        args.target,
+        dp_size=args.distributed,
+        backend=args.backend or "gloo",
+        max_examples=args.max_examples,
+        seed=args.seed,
+        timeout=args.timeout or DEFAULT_CALL_TIMEOUT,
+        run_timeout=args.run_timeout or DEFAULT_RUN_TIMEOUT,
+        import_timeout=args.import_timeout or DEFAULT_IMPORT_TIMEOUT,
+        listener=progress,
+    )
     try:
-        run = supervise_round_trip(
-            args.target,
-            dp_size=args.distributed,
-            backend=args.backend or "gloo",
-            max_examples=args.max_examples,
-            seed=args.seed,
-            **timeouts,
-            import_timeout=args.import_timeout or DEFAULT_IMPORT_TIMEOUT,
-            listener=progress,
-        )
+        report = supervisor.run()
     except BadTargetError as exc:
         return " ".join(str(exc).split())
     except KeyboardInterrupt as exc:
-        stopped = DistributedCheck(
-            target=args.target,
-            **asked,
-            timeout=timeouts["run_timeout"],
-            call_timeout=timeouts["timeout"],
-            error=RoundTripError("interrupted before the round trip reached a verdict"),
-        )
-        ran = _Ran(render_text(stopped), False, partial(write_json, stopped))
+        stopped = supervisor.partial_report()
+        ran = None
+        if stopped is not None:
+            text = render_text(stopped).replace("\nFAILED\n", "\nINTERRUPTED\n")
+            ran = _Ran(text, False, partial(write_json, stopped))
         raise _Stopped(ran, _interrupted(exc)) from None
-    return _Ran(render_text(run), run.passed, partial(write_json, run))
+    return _Ran(render_text(report), report.passed, partial(write_json, report))
 
 
 def _header(args: argparse.Namespace) -> list[str]:

@@ -53,7 +53,6 @@ __all__ = [
     "RoundTripError",
     "SyncError",
     "SyncModeUnavailableError",
-    "TargetLoadError",
     "TensorInputError",
     "UnknownPropertyError",
 ]
@@ -229,11 +228,3 @@ class RoundTripError(CheckError):
 
 class RoundTripConfigError(RoundTripError):
     """The arguments or the machine cannot run this round trip (bad DP size, too few GPUs)."""
-
-
-class TargetLoadError(RoundTripConfigError):
-    """The round trip's target cannot be loaded or called with the check's convention.
-
-    The message is the :class:`BadTargetError`'s, or says the target names a
-    contract other than the round trip's.
-    """

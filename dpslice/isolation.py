@@ -27,6 +27,9 @@ from typing import IO
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_IMPORT_TIMEOUT",
+    "DEFAULT_RUN_TIMEOUT",
+    "GATHER_ALLOWANCE",
+    "STARTUP_ALLOWANCE",
     "die_with_parent",
     "kill_group",
     "request_stop",
@@ -43,6 +46,18 @@ DEFAULT_CALL_TIMEOUT = 60.0
 #: Seconds the target's import may take before it counts as hung: importing an
 #: engine (sglang, vLLM) on a busy CPU takes 5 to 40 s.
 DEFAULT_IMPORT_TIMEOUT = 120.0
+
+#: Seconds a whole round trip (``--distributed``) may take, start-up and
+#: shrinking included, before it stops and stands on the layouts it checked.
+DEFAULT_RUN_TIMEOUT = 600.0
+
+#: Seconds each rank of a round trip gets to start (spawn, import torch, join
+#: and warm up the group: a first NCCL collective can take tens of seconds), on
+#: top of the call timeout for importing the target.
+STARTUP_ALLOWANCE = 120.0
+
+#: Seconds each layout's collectives get in a round trip, on top of the call timeout.
+GATHER_ALLOWANCE = 50.0
 
 _PR_SET_PDEATHSIG = 1
 

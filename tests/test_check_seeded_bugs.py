@@ -163,17 +163,12 @@ def test_the_off_by_one_mutant_fails_the_round_trip_from_the_command_line(
     args = ["check", spec, "--distributed", "2", "--max-examples", "100", "--seed", "0"]
     assert main([*args, "--json", str(report)]) == 1
     out = capsys.readouterr().out
-    assert "\nminimal counterexample:\nlayout:   DPLayout(counts=(0, 1))\nrank:     1 " in out
-    assert f"\nreproduce: dpslice check {spec} --distributed 2 --backend gloo --seed 0" in out
+    assert "\n  layout     DPLayout(counts=(0, 1))\n  rank       1\n" in out
+    assert f"\n  reproduce  dpslice check {spec} --distributed 2 --backend gloo --seed 0" in out
     assert out.endswith("\nFAILED\n")
-    found = json.loads(report.read_text())["counterexample"]
-    assert (found["layout"], found["rank"], found["failing_ranks"]) == (
-        "DPLayout(counts=(0, 1))",
-        1,
-        [1],
-    )
-    assert found["failure"] == "out-of-bounds"
-    assert (found["got"], found["expected"]) == (
-        "(start, length) = (1, 1)",
-        "(start, length) = (0, 1)",
-    )
+    (prop,) = json.loads(report.read_text())["properties"]
+    (found,) = prop["counterexamples"]
+    assert (found["layout"], found["rank"]) == ("DPLayout(counts=(0, 1))", 1)
+    assert found["outcome"]["slice"] == [1, 1]
+    assert found["expected"]["slice"] == [0, 1]
+    assert found["why"] == "rows [1, 2) run outside the 1-row buffer"

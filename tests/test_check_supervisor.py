@@ -24,11 +24,10 @@ import pytest
 import torch
 
 from dpslice.check import BadTargetError, Verdict, run_check
-from dpslice.check.distributed import run_distributed_check
 from dpslice.check.report import write_document
 from dpslice.check.target import target_from_callable
 from dpslice.cli import main
-from dpslice.distributed import RoundTripConfigError
+from dpslice.distributed import RoundTripConfigError, run_round_trip
 
 DPSLICE = str(Path(sys.executable).with_name("dpslice"))
 
@@ -220,10 +219,13 @@ def test_a_rank_whose_call_hangs_fails_with_its_call(
     assert time.monotonic() - began < 60  # seconds, not forever (see above)
     out = capsys.readouterr().out
     assert status == 1
-    assert "target-hung: f(global_num_tokens_cpu=" in out
+    assert "\n  call       f(global_num_tokens_cpu=" in out
+    assert "\n  outcome    did not return within 1 s (--timeout); the group was killed\n" in out
     document = read_json(report)
-    assert (document["verdict"], document["counterexample"]["failure"]) == ("FAIL", "target-hung")
-    assert document["layouts_checked"] >= 1
+    (prop,) = document["properties"]
+    assert prop["verdict"] == "FAIL"
+    assert prop["counterexamples"][0]["outcome"]["error"] == "Timeout"
+    assert prop["examples"] >= 1
 
 
 # -- 7, 9: the JSON and stdout -----------------------------------------------------------
@@ -272,9 +274,9 @@ def test_json_is_strict_and_a_nan_seed_is_refused(tmp_path: Path) -> None:
         write_document({"seed": math.nan}, tmp_path / "r.json")
     assert not (tmp_path / "r.json").exists()
     with pytest.raises(RoundTripConfigError, match="seed=nan must be an int"):
-        run_distributed_check("dpslice.reference:dp_local_slice", dp_size=1, seed=math.nan)  # type: ignore[arg-type]
+        run_round_trip("dpslice.reference:dp_local_slice", dp_size=1, seed=math.nan)  # type: ignore[arg-type]
     with pytest.raises(RoundTripConfigError, match="finite"):
-        run_distributed_check("dpslice.reference:dp_local_slice", dp_size=1, timeout=math.inf)
+        run_round_trip("dpslice.reference:dp_local_slice", dp_size=1, timeout=math.inf)
 
 
 # -- 10: rough edges ---------------------------------------------------------------------

@@ -231,16 +231,24 @@ def test_the_round_trip_passes_for_the_reference_and_writes_json(
     out = capsys.readouterr().out
     assert out.startswith(
         "dpslice check dpslice.reference:dp_local_slice --distributed 2 --backend gloo\n"
-        "seed 0  max examples 30  timeout 60 s per call, 600 s per run\n\n"
-        "PASS: dpslice.reference:dp_local_slice on gloo, dp_size=2: "
+        "seed 0  max examples 30  timeout 60 s per call, 600 s per run\n"
+        "round trip: 2 ranks gather through gloo on cpu (start-up "
     )
+    assert "\nround_trip_rows                PASS  " in out
     assert out.endswith("\nPASSED\n")
     document = read_json(report)
-    assert document["schema"] == "dpslice-check-distributed/1"
-    assert (document["verdict"], document["passed"], document["dp_size"]) == ("PASS", True, 2)
-    assert document["layouts_checked"] >= 30
-    assert document["devices"] == ["cpu", "cpu"]
-    assert document["counterexample"] is document["error"] is None
+    # One schema for both modes: the battery's, with the mode and how it gathered.
+    assert (document["schema"], document["mode"]) == ("dpslice-check/3", "distributed")
+    assert document["passed"] is True
+    (prop,) = document["properties"]
+    assert (prop["name"], prop["verdict"], prop["counterexamples"]) == (
+        "round_trip_rows",
+        "PASS",
+        [],
+    )
+    assert prop["examples"] >= 30
+    trip = document["round_trip"]
+    assert (trip["dp_size"], trip["backend"], trip["devices"]) == (2, "gloo", ["cpu", "cpu"])
     assert document["reproduce"] == (
         "dpslice check dpslice.reference:dp_local_slice --distributed 2 --backend gloo "
         "--seed 0 --max-examples 30"
@@ -255,12 +263,13 @@ def test_a_round_trip_without_a_verdict_keeps_its_result_and_exits_1(
     args = ["check", "--distributed", "1", "--run-timeout", "0.001", "--seed", "0"]
     assert main([*args, "--json", str(report)]) == 1
     out = capsys.readouterr().out
-    assert "ERROR: the round trip reached no verdict: RoundTripTimeout: rank(s) [0]" in out
+    assert "\nERROR round_trip_rows: the round trip reached no verdict: RoundTripTimeout: " in out
     assert out.endswith("\nFAILED\n")
     document = read_json(report)
-    assert (document["verdict"], document["passed"]) == ("ERROR", False)
-    assert document["error"]["type"] == "RoundTripTimeout"
-    assert document["layouts_checked"] is None
+    assert document["passed"] is False
+    (prop,) = document["properties"]
+    assert (prop["verdict"], prop["examples"]) == ("ERROR", 0)
+    assert "RoundTripTimeout: rank(s) [0]" in prop["note"]
     assert "--run-timeout 0.001" in document["reproduce"]
 
 

@@ -19,21 +19,24 @@ import pytest
 import torch
 
 from dpslice import DPLayout, Mode
-from dpslice.check import BadTargetError
+from dpslice.check import BadTargetError, CheckReport, Counterexample, PropertyResult, Verdict
+from dpslice.check.report import render_text
+from dpslice.check.target import load_target, target_from_callable
 from dpslice.distributed import (
     CountsDisagreementError,
+    GatherMismatch,
     RankFailed,
     RoundTripConfigError,
-    RoundTripResult,
+    RoundTripError,
     RoundTripSession,
     RoundTripTimeout,
     TargetAborted,
-    TargetLoadError,
     check_counts_consistency,
     counts_disagreement,
     run_round_trip,
 )
-from dpslice.distributed.target import load_target
+from dpslice.distributed.collectives import RowGatherer
+from dpslice.distributed.rank_check import check_layout
 
 REFERENCE = "dpslice.reference:dp_local_slice"
 TARGETS = Path(__file__).with_name("distributed_targets.py")
@@ -110,23 +113,45 @@ def gloo_pair() -> Iterator[RoundTripSession]:
 # -- the round trip passes for the reference --------------------------------
 
 
-def assert_passed(result: RoundTripResult, dp_size: int, examples: int) -> None:
-    assert result.ok, result.summary()
-    assert result.counterexample is None
-    assert result.dp_size == dp_size
-    assert result.layouts_checked >= examples
-    assert result.devices == ("cpu",) * dp_size
+def assert_passed(result: PropertyResult, examples: int) -> None:
+    assert result.verdict is Verdict.PASS, result
+    assert (result.name, result.counterexamples) == ("round_trip_rows", ())
+    assert result.examples >= examples
 
 
-@pytest.mark.parametrize("dp_size", [2, 4])
-@pytest.mark.usefixtures("no_orphans")
-def test_reference_recovers_own_rows_through_gloo(dp_size: int) -> None:
+def assert_report_passed(report: CheckReport, dp_size: int, examples: int) -> None:
+    assert report.passed, render_text(report)
+    (result,) = report.results
+    assert_passed(result, examples)
+    assert report.mode == "distributed"
+    assert report.round_trip is not None
+    assert report.round_trip.dp_size == dp_size
+    assert report.round_trip.devices == ("cpu",) * dp_size
+
+
+def failure(result: PropertyResult) -> Counterexample:
+    """The result's one counterexample; the result must be a FAIL."""
+    assert result.verdict is Verdict.FAIL, result
+    (found,) = result.counterexamples
+    return found
+
+
+def test_reference_recovers_own_rows_through_a_gloo_pair(gloo_pair: RoundTripSession) -> None:
     """Every rank slices exactly its own rows out of buffers gloo really gathered."""
-    result = run_round_trip(
-        REFERENCE, dp_size=dp_size, max_examples=ROUND_TRIP_EXAMPLES, timeout=RUN_TIMEOUT
+    result = gloo_pair.round_trip(REFERENCE, max_examples=ROUND_TRIP_EXAMPLES, seed=0)
+    assert_passed(result, ROUND_TRIP_EXAMPLES)
+
+
+@pytest.mark.usefixtures("no_orphans")
+def test_reference_recovers_own_rows_through_four_gloo_ranks() -> None:
+    """The whole run, as ``dpslice check --distributed 4`` makes it: a report that holds."""
+    report = run_round_trip(
+        REFERENCE, dp_size=4, max_examples=ROUND_TRIP_EXAMPLES, seed=0, timeout=RUN_TIMEOUT
     )
-    print(result.summary())
-    assert_passed(result, dp_size, ROUND_TRIP_EXAMPLES)
+    print(render_text(report))
+    assert_report_passed(report, 4, ROUND_TRIP_EXAMPLES)
+    assert report.seed == 0
+    assert report.target.spec == REFERENCE
 
 
 @pytest.mark.parametrize("dp_size", [1, 3])
@@ -134,14 +159,70 @@ def test_reference_recovers_own_rows_through_gloo(dp_size: int) -> None:
 def test_round_trip_smoke_at_the_edges(dp_size: int) -> None:
     """One rank (every collective trivial) and an odd number of ranks, more than the
     2 cores CI has (eight ranks took a minute of start-up there, for nothing more)."""
-    result = run_round_trip(REFERENCE, dp_size=dp_size, max_examples=15, timeout=RUN_TIMEOUT)
-    assert_passed(result, dp_size, 15)
+    report = run_round_trip(REFERENCE, dp_size=dp_size, max_examples=15, timeout=RUN_TIMEOUT)
+    assert_report_passed(report, dp_size, 15)
 
 
 def test_tensor_bounds_from_the_gpu_counts_are_accepted(gloo_pair: RoundTripSession) -> None:
     """0-dim tensor bounds (the pre-#24550 GPU path) are read, and are right."""
     result = gloo_pair.round_trip(target("tensor_bounds"), max_examples=40, seed=0)
-    assert_passed(result, 2, 40)
+    assert_passed(result, 40)
+
+
+# -- one rank's judgement is the battery's ----------------------------------
+
+
+class OneRankGatherer(RowGatherer):
+    """The gathers of a one-rank world, in process: each block is everything."""
+
+    def __init__(self, corrupt_rows: bool = False) -> None:
+        super().__init__()
+        self.corrupt_rows = corrupt_rows
+
+    def gather(self, block: torch.Tensor) -> torch.Tensor:
+        if self.corrupt_rows and block.dim() == 2 and len(block):
+            return block.flip(0)  # the rows, out of order
+        return block.clone()
+
+
+def sum_of_all_counts(global_num_tokens_cpu: list[int], dp_rank: int) -> tuple[int, int]:
+    return sum(global_num_tokens_cpu), global_num_tokens_cpu[dp_rank]
+
+
+@pytest.fixture
+def one_rank_world(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-rank world without a process group: the SUM_LEN all-reduce is the identity."""
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor, **_: None)
+
+
+@pytest.mark.usefixtures("one_rank_world")
+def test_a_rank_judges_its_slice_with_the_batterys_own_judgement() -> None:
+    """check_layout: the battery's judge_rows on the gathered buffer, its counterexample."""
+    layout, cpu = DPLayout((3,)), torch.device("cpu")
+    reference = load_target(REFERENCE)
+    assert check_layout(layout, 0, reference, OneRankGatherer(), cpu) is None
+    calls: list[dict[str, object]] = []
+    found = check_layout(
+        layout, 0, target_from_callable(sum_of_all_counts), OneRankGatherer(), cpu,
+        on_call=lambda arguments: calls.append(dict(arguments)),
+    )  # fmt: skip
+    assert found is not None
+    assert (found.rank, found.outcome.slice, found.expected_slice) == (0, (3, 3), (0, 3))
+    assert found.why == "rows [3, 6) run outside the 3-row buffer"
+    assert [repr(call["global_num_tokens_cpu"]) for call in calls] == ["[3]"]
+    assert repr(found.arguments["dp_rank"]) == "0"  # rendered: safe to send to the driver
+
+
+@pytest.mark.usefixtures("one_rank_world")
+def test_collectives_that_disagree_with_the_model_are_the_harness_failure() -> None:
+    """A buffer the model would not build ends the run with no verdict: never the target's FAIL."""
+    with pytest.raises(GatherMismatch, match="the collectives' buffer") as raised:
+        check_layout(
+            DPLayout((2,), Mode.MAX_LEN), 0, load_target(REFERENCE), OneRankGatherer(True),
+            torch.device("cpu"),
+        )  # fmt: skip
+    assert raised.value.rank == 0
+    assert isinstance(raised.value, RoundTripError)
 
 
 # -- the round trip fails for seeded bugs ------------------------------------
@@ -177,17 +258,15 @@ def test_off_by_one_prefix_sum_fails_with_a_shrunk_layout(
     bug = mutated_reference(
         tmp_path, "off_by_one", r"sum\(counts\[:slot\]\)", "sum(counts[: slot + 1])"
     )
-    result = gloo_pair.round_trip(f"{bug}:dp_local_slice", max_examples=200, seed=0)
-    print(result.summary())
-    assert result.verdict == "fail"
-    found = result.counterexample
-    assert found is not None
-    assert found.failure in ("slice", "out-of-bounds")
-    assert found.rank in found.failing_ranks
+    found = failure(gloo_pair.round_trip(f"{bug}:dp_local_slice", max_examples=200, seed=0))
+    print(found)
+    assert found.outcome.slice is not None  # a wrong slice, not a crash
+    assert found.why.startswith(("it covers", "it misses", "rows ["))
     # Shrunk: a single token on one rank is the least that exposes the bug.
     assert sum(found.layout.counts) == 1, found.layout
     assert found.layout.mode is Mode.SUM_LEN
-    assert f"(start, length) = ({found.layout.span(found.rank).first_row}, 1)" in found.expected
+    assert found.rank is not None
+    assert found.expected_slice == (found.layout.span(found.rank).first_row, 1)
 
 
 def test_graph_start_from_the_request_count_fails_on_a_later_rank(
@@ -200,21 +279,18 @@ def test_graph_start_from_the_request_count_fails_on_a_later_rank(
         GRAPH_BS_TIMES_TOKENS,
         "extent = batch",
     )
-    result = gloo_pair.round_trip(f"{bug}:sglang_shaped", max_examples=200, seed=0)
-    print(result.summary())
-    assert result.verdict == "fail"
-    found = result.counterexample
-    assert found is not None
+    found = failure(gloo_pair.round_trip(f"{bug}:sglang_shaped", max_examples=200, seed=0))
+    print(found)
     assert found.layout.mode is Mode.GRAPH_REPLAY
     assert found.layout.num_tokens_per_bs > 1  # only speculative decoding tells bs from extent
-    if found.failure == "target-raised":  # handed bs as the extent, a full rank overflows it
-        assert "CountExceedsExtentError" in found.message
+    if found.outcome.slice is None:  # handed bs as the extent, a full rank overflows it
+        assert found.outcome.error == "CountExceedsExtentError"
     else:
-        assert found.failure in ("slice", "out-of-bounds")
-        assert found.rank >= 1  # rank 0 starts at 0 under either formula
+        assert found.rank is not None
+        assert found.rank >= 1
         bs = found.layout.graph_batch_size
         assert bs is not None
-        assert found.got.startswith(f"(start, length) = ({found.rank * bs}, ")
+        assert found.outcome.slice[0] == found.rank * bs
 
 
 def test_unmutated_copy_with_the_same_entry_point_passes(
@@ -223,34 +299,39 @@ def test_unmutated_copy_with_the_same_entry_point_passes(
     """The control for the seeded bugs: the copy and its wrapper are not what fails."""
     control = mutated_reference(tmp_path, "control", r"def dp_local_slice\(", "def dp_local_slice(")
     result = gloo_pair.round_trip(f"{control}:sglang_shaped", max_examples=100, seed=0)
-    assert_passed(result, 2, 100)
+    assert_passed(result, 100)
 
 
 @pytest.mark.parametrize(
-    ("name", "failure"),
+    ("name", "why"),
     [
-        ("raise_on_rank_1", "target-raised"),
-        ("float_bounds", "bad-return"),
-        ("mutate_gpu_counts_on_rank_1", "counts-mutated"),
+        ("raise_on_rank_1", "a valid layout must give the rank its slice, not an error"),
+        ("float_bounds", "the result is not a (start, length) slice"),
+        ("mutate_gpu_counts_on_rank_1", "it changed global_num_tokens_gpu in place"),
     ],
 )
 def test_target_misbehaviour_is_a_counterexample_not_a_crash(
-    name: str, failure: str, gloo_pair: RoundTripSession
+    name: str, why: str, gloo_pair: RoundTripSession
 ) -> None:
-    """A raising or ill-typed target fails the verdict; the group survives to shrink it."""
+    """A raising, ill-typed or mutating target FAILs, judged as the battery judges it."""
+    checked_before = gloo_pair.layouts_checked
     result = gloo_pair.round_trip(target(name), max_examples=50, seed=0)
-    print(result.summary())
-    found = result.counterexample
-    assert found is not None, result.summary()
-    assert found.failure == failure
-    assert result.layouts_checked > 1  # shrinking ran on the same group
-    if failure == "counts-mutated":
+    found = failure(result)
+    print(found)
+    assert found.function == name
+    if name == "float_bounds":  # every rank returns floats: the lowest is shown
+        assert found.rank == 0
+        assert found.why == f"{why} (rank 1 fails too)"
+    else:
         assert found.rank == 1
-        assert "disagrees with global_num_tokens_gpu" in found.message
-    if failure == "bad-return":
-        assert "not a slice: start is the float" in found.message
-    if failure == "target-raised":
-        assert "KeyError" in found.message
+        assert found.why == why
+    assert gloo_pair.layouts_checked - checked_before > 1  # shrinking ran on the same group
+    if name == "mutate_gpu_counts_on_rank_1":
+        assert found.layout == DPLayout((0, 0))  # shrunk to the least layout
+    if name == "float_bounds":
+        assert "start is the float" in found.outcome.describe()
+    if name == "raise_on_rank_1":
+        assert found.outcome.error == "KeyError"
         assert found.layout.mode is Mode.GRAPH_REPLAY
 
 
@@ -261,13 +342,14 @@ def test_target_misbehaviour_is_a_counterexample_not_a_crash(
 def test_a_rank_whose_target_exits_fails_the_round_trip_with_the_call() -> None:
     """os._exit on rank 1 inside the target's call: a FAIL of that call, no hang."""
     began = time.monotonic()
-    result = run_round_trip(target("exit_on_rank_1"), dp_size=2, max_examples=200, timeout=60)
+    report = run_round_trip(target("exit_on_rank_1"), dp_size=2, max_examples=200, timeout=60)
     assert time.monotonic() - began < 60
-    assert result.verdict == "fail"
-    found = result.counterexample
-    assert found is not None
-    assert (found.rank, found.failure) == (1, "target-died")
-    assert f"the process exited with code {EXIT_CODE}" in found.message
+    (result,) = report.results
+    found = failure(result)
+    assert result.note == "the call in flight, not shrunk: the group had to be killed"
+    assert found.rank == 1
+    assert f"with exit code {EXIT_CODE}" in found.outcome.describe()
+    assert repr(found.arguments["dp_rank"]) == "1"
     assert sum(found.layout.counts) >= 3
 
 
@@ -275,7 +357,7 @@ def test_a_rank_whose_target_exits_fails_the_round_trip_with_the_call() -> None:
 def test_a_killed_rank_is_blamed_not_its_peer() -> None:
     """SIGKILL rank 1 between layouts: rank 0's gather breaks, but rank 1 is the cause."""
     with RoundTripSession(dp_size=2, layout_timeout=30) as session:
-        assert all(outcome.ok for outcome in session.check(DPLayout((2, 3)), REFERENCE))
+        assert session.check(DPLayout((2, 3)), REFERENCE) == (None, None)
         with pytest.raises(RoundTripConfigError):
             session.check(DPLayout((1, 2, 3)), REFERENCE)  # wrong DP size: refused unsent
         pids = session.pids
@@ -315,17 +397,20 @@ def test_a_call_that_hangs_is_the_targets_failure_with_the_call() -> None:
             session.check(DPLayout((1, 1)), target("hang_on_rank_1"))
         assert time.monotonic() - began < 10
     found = aborted.value.counterexample
-    assert (found.rank, found.failure) == (1, "target-hung")
-    assert found.message.startswith("hang_on_rank_1(global_num_tokens_cpu=[1, 1], dp_rank=1")
+    assert found.rank == 1
+    assert found.outcome.describe().startswith("did not return within 1 s")
+    shown = {name: repr(value) for name, value in found.arguments.items()}
+    assert (shown["global_num_tokens_cpu"], shown["dp_rank"]) == ("[1, 1]", "1")
     assert_gone(pids)
 
 
 def test_a_run_out_of_budget_keeps_the_layouts_it_checked(gloo_pair: RoundTripSession) -> None:
     """The run's budget stops the search between layouts; the verdict stands on those checked."""
     result = gloo_pair.round_trip(REFERENCE, max_examples=100_000, seed=0, timeout=3.0)
-    assert result.layouts_checked > 0
-    assert result.stopped is not None
-    assert result.stopped.startswith("the run's budget of 3 s ran out after")
+    assert result.verdict is Verdict.PASS
+    assert result.examples > 0
+    assert result.note is not None
+    assert result.note.startswith("stopped early: the run's budget of 3 s ran out after")
 
 
 def test_ranks_die_with_a_driver_killed_outright() -> None:
@@ -430,11 +515,9 @@ def test_target_is_passed_the_rank_s_own_counts_tensor() -> None:
 )
 @pytest.mark.usefixtures("no_orphans")
 def test_bad_targets_are_refused_before_any_rank_starts(spec: str, match: str) -> None:
-    """The check's BadTargetError wording, raised as a RoundTripConfigError."""
-    with pytest.raises(TargetLoadError, match=re.escape(match)) as raised:
+    """The check's one target loader, and its BadTargetError."""
+    with pytest.raises(BadTargetError, match=re.escape(match)):
         run_round_trip(spec, dp_size=2)
-    assert isinstance(raised.value, RoundTripConfigError)
-    assert not isinstance(raised.value, BadTargetError)  # one parent: the round trip's
 
 
 @pytest.mark.parametrize(
@@ -480,7 +563,8 @@ def test_torchrun_entry_point_round_trips() -> None:
         stdout, stderr = runner.communicate()
         pytest.fail(f"torchrun did not finish in {RUN_TIMEOUT} s:\n{stdout}{stderr}")
     assert runner.returncode == 0, stdout + stderr
-    assert "PASS: dpslice.reference:dp_local_slice on gloo, dp_size=2: " in stdout
+    assert "round_trip_rows                PASS" in stdout, stdout
+    assert stdout.startswith("dpslice check dpslice.reference:dp_local_slice --distributed 2")
 
 
 # -- NCCL, one process per GPU ----------------------------------------------
@@ -497,10 +581,11 @@ def test_reference_recovers_own_rows_through_nccl(dp_size: int) -> None:
     """Every GPU rank slices exactly its own rows out of buffers NCCL really gathered."""
     if torch.cuda.device_count() < dp_size:
         pytest.skip(f"needs {dp_size} GPUs; {torch.cuda.device_count()} visible")
-    result = run_round_trip(
+    report = run_round_trip(
         REFERENCE, dp_size=dp_size, backend="nccl", max_examples=NCCL_EXAMPLES, timeout=500
     )
-    print(result.summary())
-    assert result.ok, result.summary()
-    assert result.layouts_checked >= NCCL_EXAMPLES
-    assert all(device.startswith("cuda:") for device in result.devices)
+    print(render_text(report))
+    assert report.passed, render_text(report)
+    assert report.results[0].examples >= NCCL_EXAMPLES
+    assert report.round_trip is not None
+    assert all(device.startswith("cuda:") for device in report.round_trip.devices)

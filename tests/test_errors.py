@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import dpslice.errors
-from dpslice.distributed.errors import RankFailed, RoundTripTimeout, TargetAborted
+from dpslice.distributed.errors import GatherMismatch, RankFailed, RoundTripTimeout, TargetAborted
 from dpslice.errors import (
     BadTargetError,
     CheckBrokeError,
@@ -35,7 +35,6 @@ from dpslice.errors import (
     RoundTripError,
     SyncError,
     SyncModeUnavailableError,
-    TargetLoadError,
     TensorInputError,
     UnknownPropertyError,
 )
@@ -77,11 +76,15 @@ TABLE: list[tuple[type[Exception], type[Exception], type[Exception], tuple[str, 
     (CheckBrokeError, CheckError, CheckError, ("dpslice.check.supervisor",)),
     (RoundTripError, CheckError, CheckError, _ROUND_TRIP),
     (RoundTripConfigError, RoundTripError, CheckError, _ROUND_TRIP),
-    (TargetLoadError, RoundTripConfigError, CheckError, _ROUND_TRIP),
 ]
 
 #: Defined in dpslice.distributed.errors: their constructors take the round trip's own types.
-ROUND_TRIP_RICH: list[type[Exception]] = [RoundTripTimeout, RankFailed, TargetAborted]
+ROUND_TRIP_RICH: list[type[Exception]] = [
+    RoundTripTimeout,
+    RankFailed,
+    TargetAborted,
+    GatherMismatch,
+]
 
 ROWS = [
     pytest.param(error, parent, root, homes, id=error.__name__)

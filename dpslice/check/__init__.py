@@ -8,8 +8,10 @@ True
 The calling convention a target must follow is documented in
 :mod:`dpslice.check.target`; the properties live in :mod:`dpslice.check.battery`,
 :mod:`dpslice.check.sync_property` and :mod:`dpslice.check.cuda_property`, and
-more can be added with :func:`register`.  ``dpslice check --distributed`` is
-:mod:`dpslice.check.distributed`.  The check's own errors derive from
+more can be added with :func:`register`.  ``dpslice check --distributed``
+(:mod:`dpslice.distributed`) reuses this core: the same runner, judgement,
+counterexamples and report; only its buffers come from real collectives.
+The check's own errors derive from
 :class:`CheckError` (see :mod:`dpslice.errors`).
 """
 

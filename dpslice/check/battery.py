@@ -18,7 +18,6 @@ accepting them WARNs.
 
 from __future__ import annotations
 
-import torch
 from hypothesis import strategies as st
 
 from dpslice.check.calls import LayoutCall
@@ -29,9 +28,9 @@ from dpslice.check.draws import (
     RankExample,
     drawn,
 )
-from dpslice.check.outcome import Outcome, OutcomeKind
+from dpslice.check.judge import judge_inputs, judge_rows, not_a_slice, outside
+from dpslice.check.outcome import OutcomeKind
 from dpslice.check.registry import Counterexample, Property, Tier
-from dpslice.check.rows import render_rows
 from dpslice.check.target import Target
 from dpslice.contracts import CountsForm
 from dpslice.layout import DPLayout, Mode
@@ -59,66 +58,13 @@ _CPU = "global_num_tokens_cpu"
 _GPU = "global_num_tokens_gpu"
 
 
-def _not_a_slice(outcome: Outcome) -> str:
-    if outcome.kind is OutcomeKind.MALFORMED:
-        return "the result is not a (start, length) slice"
-    return "a valid layout must give the rank its slice, not an error"
-
-
-def _outside(start: int, length: int, buffer_rows: int) -> str | None:
-    if length < 0:
-        return f"the length {length} is negative"
-    if start < 0 or start + length > buffer_rows:
-        return f"rows [{start}, {start + length}) run outside the {buffer_rows}-row buffer"
-    return None
-
-
 # -- the slice holds exactly the rows the rank owns, state by state ---------------------
-
-
-def _rows_phrase(tags: torch.Tensor) -> str:
-    return f"rows {render_rows(tags)}" if len(tags) else "no rows"
-
-
-def _why_rows(got: torch.Tensor, expected: torch.Tensor, rank: int) -> str:
-    foreign = sorted({owner for owner, _ in got.tolist() if owner != rank})
-    if foreign:
-        owners = ", ".join(str(owner) for owner in foreign)
-        return f"it covers rows of rank {owners}, which rank {rank} does not own"
-    if len(got) < len(expected):
-        return f"it misses {len(expected) - len(got)} of rank {rank}'s {len(expected)} rows"
-    if len(got) > len(expected):
-        return f"it covers {len(got) - len(expected)} padding rows beyond rank {rank}'s own"
-    return f"it covers rank {rank}'s rows shifted or out of order"
 
 
 def _own_rows(target: Target, example: RankExample) -> Counterexample | None:
     layout, rank = example
     called = LayoutCall(target, layout, layout.call(rank))
-    expected_slice = called.expected_slice
-    expected_tags = called.expected_rows()
-    expected = f"{expected_slice}: {_rows_phrase(expected_tags)}"
-
-    def fail(why: str, got_rows: str | None = None) -> Counterexample:
-        return called.counterexample(
-            expected,
-            why,
-            expected_slice=expected_slice,
-            got_rows=got_rows,
-            expected_rows=render_rows(expected_tags),
-        )
-
-    if called.outcome.slice is None:
-        return fail(_not_a_slice(called.outcome))
-    start, length = called.outcome.slice
-    buffer = layout.gathered(rank)
-    outside = _outside(start, length, len(buffer))
-    if outside is not None:
-        return fail(outside)
-    got = buffer[start : start + length]
-    if not torch.equal(got, expected_tags):
-        return fail(_why_rows(got, expected_tags, rank), render_rows(got))
-    return None
+    return judge_rows(called, layout.gathered(rank))
 
 
 SUM_LEN_ROWS = drawn(
@@ -181,12 +127,12 @@ def _every_rank(
         if called.outcome.raised:
             return None, None
         if called.outcome.slice is None:
-            why = _not_a_slice(called.outcome)
+            why = not_a_slice(called.outcome)
             return slices, called.counterexample(expected, why, expected_slice=expected_slice)
         start, length = called.outcome.slice
-        outside = _outside(start, length, buffer_rows)
-        if outside is not None:
-            return slices, called.counterexample(expected, outside, expected_slice=expected_slice)
+        out = outside(start, length, buffer_rows)
+        if out is not None:
+            return slices, called.counterexample(expected, out, expected_slice=expected_slice)
         slices.append((called, start, length))
     return slices, None
 
@@ -284,7 +230,7 @@ def _exact(target: Target, example: RankExample) -> Counterexample | None:
     ):
         return None
     if got is None:
-        why = _not_a_slice(called.outcome)
+        why = not_a_slice(called.outcome)
     else:
         wrong = [
             f"the {bound} is {value}, not {oracle}"
@@ -341,15 +287,7 @@ CAPTURE_PHASE_EXPLICIT = drawn(
 
 def _unchanged(target: Target, example: RankExample) -> Counterexample | None:
     layout, rank = example
-    called = LayoutCall(target, layout, layout.call(rank))
-    if not called.mutated:
-        return None
-    names = " and ".join(called.mutated)
-    return called.counterexample(
-        "the inputs left as they were: the engine reads them again after the slice",
-        f"it changed {names} in place",
-        expected_slice=called.expected_slice,
-    )
+    return judge_inputs(LayoutCall(target, layout, layout.call(rank)))
 
 
 INPUTS_UNCHANGED = drawn(

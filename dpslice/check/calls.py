@@ -106,6 +106,9 @@ class LayoutCall:
 
     The arguments are built first, then ``invoke`` calls the target with them
     (a property that watches the call itself, for syncs say, passes its own).
+    ``arguments`` hands over arguments built elsewhere instead: the round trip
+    passes the counts its collectives gathered.  Either way the target is given
+    copies, so that what it changes in place shows in :attr:`mutated`.
 
     Attributes:
         rank: the call's rank if valid for the layout, else ``None``.
@@ -116,16 +119,25 @@ class LayoutCall:
     """
 
     def __init__(
-        self, target: Target, layout: DPLayout, call: SliceCall, *, invoke: Invoke = call_target
+        self,
+        target: Target,
+        layout: DPLayout,
+        call: SliceCall,
+        *,
+        invoke: Invoke = call_target,
+        arguments: Mapping[str, object] | None = None,
     ) -> None:
         self.target = target
         self.layout = layout
         self.rank = valid_rank(layout, call.dp_rank)
-        gpu_counts = _gpu_counts(target, layout, call)
-        self.arguments = target.arguments(call, gpu_counts)
+        if arguments is None:
+            gpu_counts = _gpu_counts(target, layout, call)
+            self.arguments = target.arguments(call, gpu_counts)
+            if call_observer is not None:
+                call_observer(layout, call, gpu_counts)
+        else:
+            self.arguments = dict(arguments)
         given = {name: _fresh(value) for name, value in self.arguments.items()}
-        if call_observer is not None:
-            call_observer(layout, call, gpu_counts)
         self.outcome: Outcome = invoke(target, given)
         self.mutated = tuple(
             name for name, value in self.arguments.items() if not _same(given[name], value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
@@ -30,10 +31,12 @@ __all__ = [
     "aborted_result",
     "ended",
     "hung",
+    "portable_counterexample",
     "portable_result",
     "portable_target",
     "raised_base",
     "safe_repr",
+    "shown",
     "shown_arguments",
     "started_result",
 ]
@@ -84,16 +87,25 @@ def portable_target(target: Target) -> Target:
     return replace(target, function=_in_worker)
 
 
-def _portable(found: Counterexample) -> Counterexample:
-    arguments = {name: Shown(safe_repr(value)) for name, value in found.arguments.items()}
-    return replace(found, arguments=arguments, outcome=replace(found.outcome, bounds=None))
+def shown(arguments: Mapping[str, object]) -> dict[str, object]:
+    """``arguments`` as the report shows them: each value a :class:`Shown` repr."""
+    return {name: Shown(safe_repr(value)) for name, value in arguments.items()}
+
+
+def portable_counterexample(found: Counterexample) -> Counterexample:
+    """``found`` with its arguments as :class:`Shown` reprs and no bounds: safe to pickle."""
+    return replace(
+        found, arguments=shown(found.arguments), outcome=replace(found.outcome, bounds=None)
+    )
 
 
 def portable_result(result: PropertyResult) -> PropertyResult:
     """``result`` with its counterexamples' arguments as :class:`Shown` reprs and no bounds."""
     if not result.counterexamples:
         return result
-    return replace(result, counterexamples=tuple(map(_portable, result.counterexamples)))
+    return replace(
+        result, counterexamples=tuple(map(portable_counterexample, result.counterexamples))
+    )
 
 
 def shown_arguments(target: Target, record: CallRecord) -> dict[str, object]:

@@ -23,6 +23,7 @@ from dpslice._version import __version__
 from dpslice.check.registry import Counterexample
 from dpslice.check.results import CheckReport, PropertyResult, Verdict
 from dpslice.contracts import DEFAULT_CONTRACT
+from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
 
 __all__ = [
     "JSON_SCHEMA",
@@ -36,7 +37,8 @@ __all__ = [
 ]
 
 #: Identifies the layout of the JSON document; bumped on incompatible changes.
-JSON_SCHEMA = "dpslice-check/2"
+#: One schema for the battery and the round trip (``"mode"`` says which).
+JSON_SCHEMA = "dpslice-check/3"
 
 _NAME_WIDTH = 30
 
@@ -45,17 +47,19 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
     """The shell command that reruns ``report`` (one property, if named) with its seed.
 
     Without a property name it reruns what the report ran: the whole
-    battery, or the properties it was asked for.
+    battery, the properties it was asked for, or the round trip.
     """
-    words = [
-        "dpslice",
-        "check",
-        report.target.spec,
-        "--seed",
-        str(report.seed),
-        "--max-examples",
-        str(report.max_examples),
-    ]
+    words = ["dpslice", "check", report.target.spec]
+    trip = report.round_trip
+    if trip is not None:
+        words += ["--distributed", str(trip.dp_size), "--backend", trip.backend]
+    words += ["--seed", str(report.seed), "--max-examples", str(report.max_examples)]
+    if trip is not None:
+        if trip.call_timeout != DEFAULT_CALL_TIMEOUT:
+            words += ["--timeout", f"{trip.call_timeout:g}"]
+        if trip.run_timeout != DEFAULT_RUN_TIMEOUT:
+            words += ["--run-timeout", f"{trip.run_timeout:g}"]
+        return shlex.join(words)
     if report.target.device != "cpu":
         words += ["--device", report.target.device]
     if report.contract != DEFAULT_CONTRACT:
@@ -168,16 +172,37 @@ def _render_counterexample(
     return [f"  {label:<10} {value}" for label, value in fields]
 
 
-def render_text(report: CheckReport) -> str:
-    """The human-readable report, ending with a newline."""
-    target = report.target
+def _header(report: CheckReport) -> list[str]:
+    target, trip = report.target, report.round_trip
     takes = ", ".join(sorted(target.accepts)) or "nothing from the convention"
-    lines = [
-        f"dpslice check {target.spec}",
-        f"seed {report.seed}  max examples {report.max_examples}  device {target.device}",
+    if trip is None:
+        return [
+            f"dpslice check {target.spec}",
+            f"seed {report.seed}  max examples {report.max_examples}  device {target.device}",
+            f"contract {report.contract.name}: {report.contract.summary}",
+            f"the target takes: {takes}",
+        ]
+    devices = ", ".join(sorted(set(trip.devices)))
+    gathered = (
+        f"round trip: {trip.dp_size} ranks gather through {trip.backend} on {devices} "
+        f"(start-up {trip.startup_seconds:.1f} s)"
+        if devices
+        else f"round trip: {trip.dp_size} ranks through {trip.backend}; the group did not start"
+    )
+    return [
+        f"dpslice check {target.spec} --distributed {trip.dp_size} --backend {trip.backend}",
+        f"seed {report.seed}  max examples {report.max_examples}  timeout "
+        f"{trip.call_timeout:g} s per call, {trip.run_timeout:g} s per run",
+        gathered,
         f"contract {report.contract.name}: {report.contract.summary}",
         f"the target takes: {takes}",
-        "",
+    ]
+
+
+def render_text(report: CheckReport) -> str:
+    """The human-readable report, ending with a newline."""
+    lines = [*_header(report), ""]
+    lines += [
         f"{'property':<{_NAME_WIDTH}} {'verdict':<7} {'examples':>9} {'time':>9}",
         *(_row(result) for result in report.results),
         "",
@@ -227,6 +252,21 @@ def _counterexample_json(counterexample: Counterexample) -> dict[str, Any]:
     }
 
 
+def _round_trip_json(report: CheckReport) -> dict[str, Any] | None:
+    trip = report.round_trip
+    if trip is None:
+        return None
+    return {
+        "dp_size": trip.dp_size,
+        "backend": trip.backend,
+        "devices": list(trip.devices),
+        "startup_seconds": round(trip.startup_seconds, 3),
+        "call_timeout": trip.call_timeout,
+        "run_timeout": trip.run_timeout,
+        "nccl": trip.nccl,
+    }
+
+
 def to_json(report: CheckReport) -> dict[str, Any]:
     """The report as a JSON-native dict (schema :data:`JSON_SCHEMA`)."""
     counts = dict.fromkeys(Verdict, 0)
@@ -234,6 +274,7 @@ def to_json(report: CheckReport) -> dict[str, Any]:
         counts[result.verdict] += 1
     return {
         "schema": JSON_SCHEMA,
+        "mode": report.mode,
         "target": report.target.spec,
         "seed": report.seed,
         "max_examples": report.max_examples,
@@ -252,6 +293,7 @@ def to_json(report: CheckReport) -> dict[str, Any]:
             "examples": report.examples,
             "seconds": round(report.seconds, 3),
         },
+        "round_trip": _round_trip_json(report),
         "versions": versions(),
         "properties": [
             {

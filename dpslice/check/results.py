@@ -13,7 +13,7 @@ from dpslice.check.registry import Counterexample, Tier
 from dpslice.check.target import Target
 from dpslice.contracts import Contract
 
-__all__ = ["CheckReport", "PropertyResult", "Verdict"]
+__all__ = ["CheckReport", "PropertyResult", "RoundTrip", "Verdict"]
 
 
 class Verdict(enum.Enum):
@@ -65,6 +65,29 @@ class PropertyResult:
 
 
 @dataclass(frozen=True)
+class RoundTrip:
+    """How a round trip ran (``dpslice check --distributed``): where its buffers were gathered.
+
+    Attributes:
+        dp_size: ranks in the process group.
+        backend: ``"gloo"`` (CPU) or ``"nccl"`` (one GPU per rank).
+        devices: each rank's device, in rank order; empty if the group never started.
+        startup_seconds: spawning the ranks and joining the group.
+        call_timeout: seconds one call of the target could take.
+        run_timeout: seconds the whole run could take, start-up and shrinking included.
+        nccl: NCCL's version, under NCCL.
+    """
+
+    dp_size: int
+    backend: str
+    call_timeout: float
+    run_timeout: float
+    devices: tuple[str, ...] = ()
+    startup_seconds: float = 0.0
+    nccl: str | None = None
+
+
+@dataclass(frozen=True)
 class CheckReport:
     """The outcome of one ``dpslice check`` run.
 
@@ -75,6 +98,9 @@ class CheckReport:
         seconds: wall time of the run.
         properties: the property names the run was asked for; ``None`` for
             the whole battery.
+        round_trip: for the round trip, how its buffers were gathered through
+            real collectives; ``None`` for the battery, which gathers with the
+            layout model.
     """
 
     target: Target
@@ -84,6 +110,12 @@ class CheckReport:
     seconds: float
     strict: bool = False
     properties: tuple[str, ...] | None = None
+    round_trip: RoundTrip | None = None
+
+    @property
+    def mode(self) -> str:
+        """``"battery"``, or ``"distributed"`` for the round trip."""
+        return "battery" if self.round_trip is None else "distributed"
 
     @property
     def contract(self) -> Contract:

@@ -47,17 +47,20 @@ from dpslice.errors import CheckBrokeError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
+    DEFAULT_RUN_TIMEOUT,
+    GATHER_ALLOWANCE,
     kill_group,
     start_worker,
     stop_requested,
     wait_exit_unreaped,
 )
+from dpslice.isolation import STARTUP_ALLOWANCE as RANKS_STARTUP
 
 __all__ = [
     "BatterySupervisor",
     "CheckBrokeError",
     "Listener",
-    "supervise_round_trip",
+    "RoundTripSupervisor",
 ]
 
 #: Seconds a worker gets to start Python and import torch and the check.
@@ -509,100 +512,126 @@ class BatterySupervisor:
 # -- the round trip ----------------------------------------------------------------
 
 
-def supervise_round_trip(
-    spec: str,
-    *,
-    dp_size: int,
-    backend: str = "gloo",
-    max_examples: int = 500,
-    seed: int = 0,
-    timeout: float = DEFAULT_CALL_TIMEOUT,
-    run_timeout: float = 600.0,
-    import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
-    listener: Listener | None = None,
-) -> Any:
-    """The round trip of ``spec`` (see :func:`~dpslice.check.distributed.run_distributed_check`),
+class RoundTripSupervisor:
+    """The round trip of ``spec`` (:func:`dpslice.distributed.run_round_trip`),
     driven from a supervised worker: ``timeout`` bounds each call, ``import_timeout``
-    the target's import.
-
-    Returns:
-        The :class:`~dpslice.check.distributed.DistributedCheck`.
-
-    Raises:
-        BadTargetError: the target cannot be loaded, or the round trip cannot
-            run here (a bad backend, too few GPUs).
-        CheckBrokeError: the check itself broke.
+    the target's import.  :meth:`run` returns its report.
     """
-    from dpslice.check.distributed import (
-        GATHER_ALLOWANCE,
-        DistributedCheck,
-    )
-    from dpslice.check.distributed import (
-        STARTUP_ALLOWANCE as RANKS_STARTUP,
-    )
-    from dpslice.distributed import RoundTripError
 
-    job = Job(
-        spec=spec,
-        max_examples=max_examples,
-        seed=seed,
-        dp_size=dp_size,
-        backend=backend,
-        call_timeout=timeout,
-        run_timeout=run_timeout,
-    )
-    asked = DistributedCheck(
-        target=spec,
-        dp_size=dp_size,
-        backend=backend,
-        seed=seed,
-        max_examples=max_examples,
-        timeout=run_timeout,
-        call_timeout=timeout,
-    )
-    # The driver enforces every budget itself; this one only catches a driver
-    # that stopped answering: the run, a start-up and a layout, and margin.
-    driver_budget = run_timeout + RANKS_STARTUP + 2 * (timeout + GATHER_ALLOWANCE) + 30.0
-    began = time.perf_counter()
-    with _environment() as env:
-        try:
-            worker = _Worker(env)
-            worker.give(job)
-            phase, deadline = "starting", time.monotonic() + STARTUP_ALLOWANCE
-            while True:
-                now = time.monotonic()
-                if now >= deadline:
-                    how, died = "hung", None
-                    break
-                messages = worker.receive(deadline - now)
-                if messages is None:
-                    how, died = "died", worker.death()
-                    break
-                if listener is not None and listener.live:
-                    listener.tick(None, 0, time.perf_counter() - began)
-                for data in messages:
-                    event = pickle.loads(data[1:])
-                    if event[0] == "loading":
-                        phase, deadline = "loading", time.monotonic() + import_timeout
-                    elif event[0] == "loaded":
-                        if listener is not None:
-                            listener.loaded(event[1])
-                        phase, deadline = "round trip", time.monotonic() + driver_budget
-                    elif event[0] == "bad_target":
-                        raise BadTargetError(event[1])
-                    elif event[0] == "broke":
-                        raise CheckBrokeError(f"the check's worker broke:\n{event[1]}")
-                    elif event[0] == "distributed":
-                        return event[1]
-        finally:
-            _stop_all()
-    budget = {"round trip": driver_budget, "loading": import_timeout}.get(phase, timeout)
-    what = f"did not finish within {budget:g} s" if how == "hung" else f"ended ({died})"
-    if phase == "loading":
-        raise BadTargetError(
-            f"importing the target {spec} {what}; a target must import without exiting, "
-            "crashing or blocking (raise --import-timeout if it is merely slow)"
+    def __init__(
+        self,
+        spec: str,
+        *,
+        dp_size: int,
+        backend: str = "gloo",
+        max_examples: int = 500,
+        seed: int = 0,
+        timeout: float = DEFAULT_CALL_TIMEOUT,
+        run_timeout: float = DEFAULT_RUN_TIMEOUT,
+        import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
+        listener: Listener | None = None,
+    ) -> None:
+        self.spec = spec
+        self.job = Job(
+            spec=spec,
+            max_examples=max_examples,
+            seed=seed,
+            dp_size=dp_size,
+            backend=backend,
+            call_timeout=timeout,
+            run_timeout=run_timeout,
         )
-    if phase == "starting":
-        raise CheckBrokeError(f"the check's worker {what} before loading the target")
-    return replace(asked, error=RoundTripError(f"the round trip's driver {what}"))
+        self.import_timeout = import_timeout
+        self.listener = listener
+        self.target: Target | None = None
+        self._began = time.perf_counter()
+
+    def partial_report(self, why: str = "interrupted before a verdict") -> CheckReport | None:
+        """The report of a run that reached no verdict; ``None`` before the target loaded."""
+        from dpslice.check.results import RoundTrip
+
+        if self.target is None:
+            return None
+        job = self.job
+        assert job.dp_size is not None
+        result = started_result("round_trip_rows", "the round trip reached no verdict")
+        return CheckReport(
+            target=self.target,
+            seed=job.seed,
+            max_examples=job.max_examples,
+            results=(replace(result, note=why),),
+            seconds=time.perf_counter() - self._began,
+            round_trip=RoundTrip(
+                dp_size=job.dp_size,
+                backend=job.backend,
+                call_timeout=job.call_timeout,
+                run_timeout=job.run_timeout,
+            ),
+        )
+
+    def run(self) -> CheckReport:
+        """Run the round trip in a worker.
+
+        Returns:
+            The report, with the one property ``round_trip_rows``; its verdict
+            is ERROR when the driver itself died or stopped answering.
+
+        Raises:
+            BadTargetError: the target cannot be loaded, or the round trip
+                cannot run here (a bad backend, too few GPUs).
+            CheckBrokeError: the check itself broke.
+        """
+        job, listener = self.job, self.listener
+        # The driver enforces every budget itself; this one only catches a driver
+        # that stopped answering: the run, a start-up and a layout, and margin.
+        driver_budget = (
+            job.run_timeout + RANKS_STARTUP + 2 * (job.call_timeout + GATHER_ALLOWANCE) + 30.0
+        )
+        self._began = began = time.perf_counter()
+        with _environment() as env:
+            try:
+                worker = _Worker(env)
+                worker.give(job)
+                phase, deadline = "starting", time.monotonic() + STARTUP_ALLOWANCE
+                while True:
+                    now = time.monotonic()
+                    if now >= deadline:
+                        how, died = "hung", None
+                        break
+                    messages = worker.receive(deadline - now)
+                    if messages is None:
+                        how, died = "died", worker.death()
+                        break
+                    if listener is not None and listener.live:
+                        listener.tick(None, 0, time.perf_counter() - began)
+                    for data in messages:
+                        event = pickle.loads(data[1:])
+                        if event[0] == "loading":
+                            phase, deadline = "loading", time.monotonic() + self.import_timeout
+                        elif event[0] == "loaded":
+                            self.target = event[1]
+                            if listener is not None:
+                                listener.loaded(event[1])
+                            phase, deadline = "round trip", time.monotonic() + driver_budget
+                        elif event[0] == "bad_target":
+                            raise BadTargetError(event[1])
+                        elif event[0] == "broke":
+                            raise CheckBrokeError(f"the check's worker broke:\n{event[1]}")
+                        elif event[0] == "distributed":
+                            report: CheckReport = event[1]
+                            return report
+            finally:
+                _stop_all()
+        budget = {"round trip": driver_budget, "loading": self.import_timeout}.get(
+            phase, job.call_timeout
+        )
+        what = f"did not finish within {budget:g} s" if how == "hung" else f"ended ({died})"
+        if phase == "loading":
+            raise BadTargetError(
+                f"importing the target {self.spec} {what}; a target must import without "
+                "exiting, crashing or blocking (raise --import-timeout if it is merely slow)"
+            )
+        stopped = self.partial_report(f"the round trip's driver {what}")
+        if phase == "starting" or stopped is None:
+            raise CheckBrokeError(f"the check's worker {what} before loading the target")
+        return stopped

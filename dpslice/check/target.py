@@ -83,6 +83,7 @@ __all__ = [
     "check_device",
     "is_file_spec",
     "load_target",
+    "resolve_spec",
     "target_from_callable",
 ]
 
@@ -323,6 +324,14 @@ def target_from_callable(
 def is_file_spec(location: str) -> bool:
     """Whether the part of a spec before the colon names a file, not a module."""
     return location.endswith(".py") or "/" in location or os.sep in location
+
+
+def resolve_spec(spec: str) -> str:
+    """``spec`` with a file path made absolute, so a process started elsewhere finds it."""
+    location, colon, path = spec.rpartition(":")
+    if colon and location and is_file_spec(location):
+        return f"{Path(location).resolve()}:{path}"
+    return spec
 
 
 def _import_module(name: str) -> ModuleType:

@@ -14,7 +14,7 @@ over a pipe, one ``send_bytes`` each: a tag byte, then a pickle::
          ("bad_target", message)      it cannot be loaded: one line for the user
          ("start", name, statement)   a property starts
          ("result", PropertyResult)   it finished (arguments as reprs)
-         ("distributed", DistributedCheck)   the round trip's outcome
+         ("distributed", CheckReport)  the round trip's report (arguments as reprs)
          ("broke", traceback text)    the check itself broke
          ("done",)
 
@@ -167,15 +167,15 @@ def _battery(job: Job, channel: _Channel) -> None:
 
 
 def _round_trip(job: Job, channel: _Channel) -> None:
-    from dpslice.check.distributed import run_distributed_check
-    from dpslice.check.inflight import portable_target
-    from dpslice.distributed import RoundTripConfigError
-    from dpslice.distributed.target import load_target, resolve_spec
+    from dpslice.check.inflight import portable_result, portable_target
+    from dpslice.distributed import RoundTripConfigError, run_round_trip
+    from dpslice.distributed.round_trip import load_round_trip_target
+    from dpslice.errors import BadTargetError
 
     channel.event("loading", job.spec)
     try:
-        target = load_target(resolve_spec(job.spec))
-    except RoundTripConfigError as exc:
+        target = load_round_trip_target(job.spec)
+    except BadTargetError as exc:
         channel.event("bad_target", " ".join(str(exc).split()))
         return
     except BaseException as exc:  # sys.exit() or the like at import: a bad target too
@@ -184,19 +184,24 @@ def _round_trip(job: Job, channel: _Channel) -> None:
     channel.event("loaded", portable_target(target), ())
     assert job.dp_size is not None
     try:
-        run = run_distributed_check(
+        report = run_round_trip(
             job.spec,
             dp_size=job.dp_size,
             backend=job.backend,
             max_examples=job.max_examples,
             seed=job.seed,
-            timeout=job.run_timeout,
             call_timeout=job.call_timeout,
+            timeout=job.run_timeout,
         )
     except RoundTripConfigError as exc:  # too few GPUs, a bad backend
         channel.event("bad_target", " ".join(str(exc).split()))
         return
-    channel.event("distributed", run)
+    report = replace(
+        report,
+        target=portable_target(report.target),
+        results=tuple(map(portable_result, report.results)),
+    )
+    channel.event("distributed", report)
 
 
 def _import_path() -> None:

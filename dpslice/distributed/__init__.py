@@ -7,8 +7,11 @@ the gathered buffer with the implementation under test and must recover
 exactly its own rows.  Hypothesis draws the layouts in the driver and shrinks
 a failure to a minimal layout and the rank that saw it.
 
-    result = run_round_trip("dpslice.reference:dp_local_slice", dp_size=2)
-    print(result.summary())  # verdict, layouts, seconds, minimal counterexample
+    report = run_round_trip("dpslice.reference:dp_local_slice", dp_size=2, seed=0)
+    print(render_text(report))  # dpslice.check.report: verdict, cost, counterexample
+
+The search, the judgement of each rank's slice, the counterexample and the
+report are the battery's (:mod:`dpslice.check`); only the gathering differs.
 
 One group evaluates every layout; :class:`RoundTripSession` keeps it open for
 several targets.  The ranks are spawned, so call this under
@@ -21,30 +24,25 @@ from dpslice.distributed.consistency import check_counts_consistency, counts_dis
 from dpslice.distributed.driver import RoundTripSession
 from dpslice.distributed.errors import (
     CountsDisagreementError,
+    GatherMismatch,
     RankFailed,
     RoundTripConfigError,
     RoundTripError,
     RoundTripTimeout,
     TargetAborted,
-    TargetLoadError,
 )
-from dpslice.distributed.rank_check import RankOutcome
-from dpslice.distributed.result import Counterexample, RoundTripResult
 from dpslice.distributed.round_trip import run_round_trip
 from dpslice.distributed.search import round_trip_layouts
 
 __all__ = [
-    "Counterexample",
     "CountsDisagreementError",
+    "GatherMismatch",
     "RankFailed",
-    "RankOutcome",
     "RoundTripConfigError",
     "RoundTripError",
-    "RoundTripResult",
     "RoundTripSession",
     "RoundTripTimeout",
     "TargetAborted",
-    "TargetLoadError",
     "check_counts_consistency",
     "counts_disagreement",
     "round_trip_layouts",

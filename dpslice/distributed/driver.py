@@ -30,6 +30,11 @@ import torch.distributed as dist
 import torch.multiprocessing as torch_mp
 from torch._C._distributed_c10d import TCPStore
 
+from dpslice.check.inflight import AbortedCall, ended
+from dpslice.check.outcome import OutcomeKind
+from dpslice.check.registry import Counterexample
+from dpslice.check.results import PropertyResult
+from dpslice.check.target import Target, load_target, resolve_spec
 from dpslice.distributed.errors import (
     RankFailed,
     RoundTripConfigError,
@@ -37,10 +42,7 @@ from dpslice.distributed.errors import (
     RoundTripTimeout,
     TargetAborted,
 )
-from dpslice.distributed.rank_check import RankOutcome
-from dpslice.distributed.result import Counterexample, RoundTripResult
-from dpslice.distributed.search import search
-from dpslice.distributed.target import load_target, resolve_spec
+from dpslice.distributed.search import aborted_round_trip, search_round_trip, stopped_round_trip
 from dpslice.distributed.worker import BACKENDS, spawned_worker
 from dpslice.layout import DPLayout, Mode
 
@@ -69,14 +71,23 @@ class _RunBudgetSpent(RoundTripError):
     pass
 
 
-def _ended(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return f"the process was killed by {name} (a crash in native code?)"
-    return f"the process exited with code {exitcode} (sys.exit or os._exit in the target?)"
+def _signal_name(exitcode: int | None) -> str | None:
+    """The signal that killed a process, by name, or ``None`` if it exited."""
+    if exitcode is None or exitcode >= 0:
+        return None
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:
+        return f"signal {-exitcode}"
+
+
+def hung_call(seconds: float) -> AbortedCall:
+    """A call that did not return within ``seconds``; its rank was killed with the group."""
+    return AbortedCall(
+        kind=OutcomeKind.INCIDENTAL,
+        error="Timeout",
+        message=f"did not return within {seconds:g} s (--timeout); the group was killed",
+    )
 
 
 def check_search_arguments(max_examples: int, timeout: float) -> float:
@@ -145,6 +156,7 @@ class RoundTripSession:
         self._store: TCPStore | None = None
         self._pids: tuple[int, ...] = ()
         self._seq = 0
+        self._target_name = "?"
         self._closed = False
 
     # -- life cycle ---------------------------------------------------------
@@ -242,15 +254,18 @@ class RoundTripSession:
     # -- evaluating layouts -------------------------------------------------
 
     def check(
-        self, layout: DPLayout, target: str, *, deadline: float | None = None
-    ) -> tuple[RankOutcome, ...]:
-        """Every rank's outcome on ``layout`` with ``target``, in rank order.
+        self, layout: DPLayout, target: str | Target, *, deadline: float | None = None
+    ) -> tuple[Counterexample | None, ...]:
+        """Every rank's counterexample on ``layout`` with ``target``, in rank order.
+
+        ``None`` for a rank whose slice held exactly its own rows.
 
         Args:
             layout: a layout of ``dp_size`` ranks, not a capture layout.
-            target: ``package.module:function`` or ``path/to/file.py:function``;
-                :func:`~dpslice.distributed.target.load_target` it first for a
-                clear error (a rank that cannot load it fails the group).
+            target: a loaded :class:`~dpslice.check.Target`, or its spec
+                (``package.module:function`` or ``path/to/file.py:function``;
+                load it first for a clear error: a rank that cannot load it
+                fails the group).
             deadline: a ``time.monotonic()`` time after which no new layout
                 starts; a layout that started gets its ``layout_timeout``.
 
@@ -268,12 +283,14 @@ class RoundTripSession:
             raise RoundTripConfigError("capture layouts have no CPU counts to round-trip")
         if deadline is not None and time.monotonic() >= deadline:
             raise _RunBudgetSpent("the run's budget ran out")
+        spec = resolve_spec(target if isinstance(target, str) else target.spec)
         self._seq += 1
         own_deadline = time.monotonic() + self.layout_timeout
         phase, budget = "layout", self.layout_timeout
+        self._target_name = spec.rpartition(":")[2]
         for rank, conn in enumerate(self._conns):
             try:
-                conn.send(("layout", self._seq, layout, resolve_spec(target)))
+                conn.send(("layout", self._seq, layout, spec))
             except (OSError, ValueError):
                 self._fail({rank: self._death(rank)}, layout)
         answers = self._collect("outcome", self._seq, own_deadline, phase, budget, layout)
@@ -282,76 +299,73 @@ class RoundTripSession:
 
     def round_trip(
         self,
-        target: str,
+        target: str | Target,
         *,
         max_examples: int = 200,
-        seed: int | None = None,
+        seed: int = 0,
         timeout: float = 600.0,
         max_count: int = 64,
-    ) -> RoundTripResult:
+    ) -> PropertyResult:
         """Search for a layout on which ``target`` does not recover a rank's own rows.
 
+        The search is the check's (:func:`~dpslice.distributed.search.search_round_trip`):
+        the result is the ``round_trip_rows`` property's, its counterexample
+        shrunk, its examples the layouts the group evaluated.
+
         Args:
-            target: ``package.module:function`` or ``path/to/file.py:function``.
+            target: a loaded :class:`~dpslice.check.Target`, or
+                ``package.module:function`` or ``path/to/file.py:function``.
             max_examples: layouts to draw before a pass (shrinking comes on top).
-            seed: makes the draw reproducible; otherwise the Hypothesis profile
-                decides (``ci`` derandomises).
+            seed: the Hypothesis seed; the same seed draws the same layouts.
             timeout: seconds for the search, shrinking included.
             max_count: the largest token count of a rank.
 
         When ``timeout`` runs out the search stops between two layouts and the
-        result stands on the layouts checked so far (:attr:`RoundTripResult.stopped`
-        says so); a call that aborts (:class:`TargetAborted`) is the verdict's
-        counterexample, unshrunk, and the group is down.
+        result stands on the layouts checked so far (its note says so); a call
+        that aborts (:class:`TargetAborted`) is the result's counterexample,
+        unshrunk, and the group is down.
 
         Raises:
-            TargetLoadError: the target cannot be loaded (checked before any layout).
+            BadTargetError: the target cannot be loaded (checked before any layout).
             RankFailed, RoundTripTimeout: as :meth:`check`; the group is down.
         """
         timeout = check_search_arguments(max_examples, timeout)
-        spec = resolve_spec(target)
-        load_target(spec)  # a clear error here rather than a failed rank
+        loaded = load_target(resolve_spec(target)) if isinstance(target, str) else target
         began, checked_before = time.monotonic(), self.layouts_checked
         deadline = began + timeout
         failing: list[Counterexample] = []  # the latest is the most shrunk so far
 
-        def check(layout: DPLayout) -> tuple[RankOutcome, ...]:
-            outcomes = self.check(layout, spec, deadline=deadline)
-            if not all(outcome.ok for outcome in outcomes):
-                failing.append(Counterexample.from_outcomes(layout, outcomes))
-            return outcomes
+        def evaluate(layout: DPLayout) -> tuple[Counterexample | None, ...]:
+            found = self.check(layout, loaded, deadline=deadline)
+            failing.extend(counterexample for counterexample in found if counterexample)
+            return found
 
-        stopped: str | None = None
         try:
-            counterexample = search(
-                check,
+            return search_round_trip(
+                evaluate,
+                loaded,
                 dp_size=self.dp_size,
                 max_examples=max_examples,
                 seed=seed,
                 max_count=max_count,
             )
         except TargetAborted as aborted:
-            counterexample = aborted.counterexample
+            return aborted_round_trip(
+                aborted.counterexample,
+                examples=self.layouts_checked - checked_before,
+                seconds=time.monotonic() - began,
+            )
         except _RunBudgetSpent:
-            counterexample = failing[-1] if failing else None
             checked = self.layouts_checked - checked_before
             if not checked:  # nothing to stand on: no verdict
                 raise RoundTripTimeout("run", timeout, range(self.dp_size)) from None
             so_far = " (the counterexample is the smallest failing one so far)" if failing else ""
-            stopped = f"the run's budget of {timeout:g} s ran out after {checked} layouts{so_far}"
-        return RoundTripResult(
-            verdict="pass" if counterexample is None else "fail",
-            target=spec,
-            backend=self.backend,
-            dp_size=self.dp_size,
-            layouts_checked=self.layouts_checked - checked_before,
-            seconds=time.monotonic() - began,
-            startup_seconds=0.0,
-            devices=self.devices,
-            torch_version=torch.__version__,
-            counterexample=counterexample,
-            stopped=stopped,
-        )
+            return stopped_round_trip(
+                failing[-1] if failing else None,
+                examples=checked,
+                seconds=time.monotonic() - began,
+                why=f"the run's budget of {timeout:g} s ran out after {checked} layouts{so_far}",
+            )
 
     def _collect(
         self,
@@ -364,7 +378,8 @@ class RoundTripSession:
     ) -> dict[int, Any]:
         """Wait for one ``kind`` message from every rank, watching every rank's life."""
         answers: dict[int, Any] = {}
-        calling: dict[int, tuple[float, str]] = {}  # rank -> (when its call began, the call)
+        # rank -> (when its call began, its arguments as shown)
+        calling: dict[int, tuple[float, dict[str, object]]] = {}
         by_conn = {id(conn): rank for rank, conn in enumerate(self._conns)}
         by_sentinel = {process.sentinel: rank for rank, process in enumerate(self._processes)}
         while len(answers) < self.dp_size:
@@ -374,13 +389,7 @@ class RoundTripSession:
             if self.call_timeout is not None and layout is not None:
                 for rank, (began, call) in calling.items():
                     if rank not in answers and now - began >= self.call_timeout:
-                        self._abort(
-                            layout,
-                            rank,
-                            "target-hung",
-                            f"{call} did not return within {self.call_timeout:g} s",
-                            "no answer (the call was stopped)",
-                        )
+                        self._abort(layout, rank, call, hung_call(self.call_timeout))
                     if rank not in answers:
                         remaining = min(remaining, began + self.call_timeout - now)
             if deadline - now <= 0:
@@ -405,35 +414,40 @@ class RoundTripSession:
         return answers
 
     def _target_ended(
-        self, layout: DPLayout, rank: int, call: str, message: tuple[Any, ...] | None
+        self,
+        layout: DPLayout,
+        rank: int,
+        call: dict[str, object],
+        message: tuple[Any, ...] | None,
     ) -> NoReturn:
         """A rank died, or raised past the target's call, while in the call: the target did it."""
         if message is not None:  # a BaseException (SystemExit, ...) the harness cannot judge
             text = str(message[2]).rstrip()
             last = (text.splitlines() or ["?"])[-1]
-            self._abort(
-                layout,
-                rank,
-                "target-raised",
-                f"{call} raised {last}, which is not an Exception: it would end the engine's "
-                f"process\n{text}",
-                last,
+            outcome = AbortedCall(
+                kind=OutcomeKind.INCIDENTAL,
+                error=last.partition(":")[0],
+                message=f"raised {last}, a BaseException that is no Exception (it would end "
+                "an engine's process)",
             )
+            self._abort(layout, rank, call, outcome)
         self._processes[rank].join(2.0)
-        ended = _ended(self._processes[rank].exitcode)
-        self._abort(layout, rank, "target-died", f"{call} never returned: {ended}", ended)
+        exitcode = self._processes[rank].exitcode
+        signal_name = _signal_name(exitcode)
+        self._abort(layout, rank, call, ended(exitcode, signal_name))
 
-    def _abort(self, layout: DPLayout, rank: int, failure: str, message: str, got: str) -> NoReturn:
+    def _abort(
+        self, layout: DPLayout, rank: int, call: dict[str, object], outcome: AbortedCall
+    ) -> NoReturn:
         """Kill the group and raise the call in flight as the target's counterexample."""
-        span = layout.span(rank)
         counterexample = Counterexample(
             layout=layout,
             rank=rank,
-            failure=failure,
-            message=message,
-            got=got,
-            expected=f"(start, length) = {(span.first_row, span.num_rows)}",
-            failing_ranks=(rank,),
+            function=self._target_name,
+            arguments=call,
+            outcome=outcome,
+            expected="the call returns, or raises an Exception, within the call timeout",
+            why="the target did not come back from the call with a slice or an Exception",
         )
         self._kill_all()
         raise TargetAborted(counterexample)

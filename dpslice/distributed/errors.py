@@ -1,8 +1,8 @@
 """The round trip's errors whose constructors take the round trip's own types.
 
 Every other exception dpslice defines is in :mod:`dpslice.errors`.  These
-three stay here because their attributes are a :class:`~dpslice.layout.DPLayout`
-or a :class:`~dpslice.distributed.result.Counterexample`, types of layers above
+four stay here because their attributes are a :class:`~dpslice.layout.DPLayout`
+or a :class:`~dpslice.check.registry.Counterexample`, types of layers above
 :mod:`dpslice.errors`, which imports nothing of dpslice's.  Each derives from
 :class:`~dpslice.errors.RoundTripError` (a :class:`~dpslice.errors.CheckError`):
 the round trip could not reach a verdict, or, for :class:`TargetAborted`, had to
@@ -10,14 +10,13 @@ kill the group to report one.
 
 The module also re-exports, from :mod:`dpslice.errors`, the round trip's
 other errors: :class:`~dpslice.errors.RoundTripError`,
-:class:`~dpslice.errors.RoundTripConfigError`,
-:class:`~dpslice.errors.TargetLoadError` and
+:class:`~dpslice.errors.RoundTripConfigError` and
 :class:`~dpslice.errors.CountsDisagreementError` (a
 :class:`~dpslice.errors.DPSliceError`: the engine state a slice reads is
 invalid input, not a harness failure).
 
-A wrong slice is none of these: it is a counterexample, returned in
-:class:`~dpslice.distributed.result.RoundTripResult`.
+A wrong slice is none of these: it is a counterexample, in the
+:class:`~dpslice.check.CheckReport` the round trip returns.
 """
 
 from __future__ import annotations
@@ -30,21 +29,20 @@ from dpslice.errors import (
     CountsDisagreementError,
     RoundTripConfigError,
     RoundTripError,
-    TargetLoadError,
 )
 
 if TYPE_CHECKING:
-    from dpslice.distributed.result import Counterexample
+    from dpslice.check.registry import Counterexample
     from dpslice.layout import DPLayout
 
 __all__ = [
     "CountsDisagreementError",
+    "GatherMismatch",
     "RankFailed",
     "RoundTripConfigError",
     "RoundTripError",
     "RoundTripTimeout",
     "TargetAborted",
-    "TargetLoadError",
 ]
 
 
@@ -139,6 +137,28 @@ class RankFailed(RoundTripError):
         return (rebuild, (self.rank,))
 
 
+class GatherMismatch(RoundTripError):
+    """The collectives did not produce what the layout model says the engine hands the slicer.
+
+    Raised in a rank before the target runs: the harness (or the model) is
+    wrong, not the target, so the run ends without a verdict.
+
+    Attributes:
+        layout: the layout gathered.
+        rank: the rank that saw the difference.
+        detail: what differed.
+    """
+
+    def __init__(self, layout: DPLayout, rank: int, detail: str) -> None:
+        self.layout = layout
+        self.rank = rank
+        self.detail = detail
+        super().__init__(f"rank {rank}, gathering {layout!r}: {detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.layout, self.rank, self.detail))
+
+
 class TargetAborted(RoundTripError):
     """The target never returned from a call, or ended its rank's process while in one.
 
@@ -151,7 +171,10 @@ class TargetAborted(RoundTripError):
 
     def __init__(self, counterexample: Counterexample) -> None:
         self.counterexample = counterexample
-        super().__init__(str(counterexample))
+        super().__init__(
+            f"rank {counterexample.rank}: {counterexample.outcome.describe()} "
+            f"on {counterexample.layout!r}"
+        )
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.counterexample,))

@@ -1,18 +1,18 @@
-"""One rank's verdict on one layout: gather, slice with the target, compare.
+"""One rank's side of one layout: gather as the engine does, then judge as the battery does.
 
-The checks, in order, each a distinct failure kind so a counterexample says
-what broke:
+The gathers are all that sets the round trip apart from the battery: the
+counts and the buffer come from real collectives instead of the layout model.
+Before the target runs, what the collectives produced is compared with the
+model: the CPU count list (every rank derives the same), its agreement with the
+GPU count tensor, and the buffer.  A difference there is the harness's failure
+(:class:`GatherMismatch`, which ends the rank and so the run, with no
+verdict), never the target's.
 
-* ``counts``: the CPU count list the gathers produced is not the one the
-  layout model says the engine hands the slicer, or the ranks disagree on it;
-* ``counts-inconsistent``: the CPU list and the GPU counts tensor disagree
-  (the debug validator, before the target runs);
-* ``buffer``: the buffer the collectives produced is not the layout model's;
-* ``target-raised``: the target raised on a valid layout;
-* ``bad-return``: the target returned something other than ``(start, length)``;
-* ``counts-mutated``: the counts disagree after the target ran (it wrote to them);
-* ``out-of-bounds``: the slice runs outside the gathered buffer;
-* ``slice``: the slice does not hold exactly this rank's own rows.
+The target is then called with the counts this rank gathered, through the
+battery's :class:`~dpslice.check.calls.LayoutCall`, and judged by the
+battery's own :func:`~dpslice.check.judge.judge_rows` (its slice of the
+gathered buffer holds exactly its own rows) and
+:func:`~dpslice.check.judge.judge_inputs` (it left the counts as it got them).
 
 Only the gathers are collective; everything after them is local, so a target
 that raises on one rank leaves the group in step.
@@ -20,58 +20,27 @@ that raises on one rank leaves the group in step.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
-from dpslice.check.outcome import result_outcome
+from dpslice.check.calls import LayoutCall
+from dpslice.check.inflight import portable_counterexample, shown
+from dpslice.check.judge import judge_inputs, judge_rows
+from dpslice.check.outcome import Outcome, call_target
+from dpslice.check.registry import Counterexample
+from dpslice.check.rows import render_rows
 from dpslice.check.target import Target
 from dpslice.distributed.collectives import RowGatherer, gather_forward
 from dpslice.distributed.consistency import counts_disagreement
+from dpslice.distributed.errors import GatherMismatch
 from dpslice.layout import DPLayout
 
-__all__ = ["RankOutcome", "check_layout", "describe_rows", "render_call"]
+__all__ = ["check_layout"]
 
-#: Tag rows shown in a report before it is cut short.
-_SHOWN_ROWS = 12
-
-
-@dataclass(frozen=True)
-class RankOutcome:
-    """One rank's verdict on one layout; ``failure`` is ``None`` when it passed."""
-
-    rank: int
-    failure: str | None = None
-    message: str = ""
-    got: str = ""
-    expected: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-
-def describe_rows(rows: torch.Tensor) -> str:
-    """Tag rows as ``[(rank, local_row), ...]``, cut short after a dozen."""
-    tags = [tuple(int(value) for value in row) for row in rows[: _SHOWN_ROWS + 1].tolist()]
-    shown = ", ".join(f"({rank}, {local})" for rank, local in tags[:_SHOWN_ROWS])
-    more = f", ... ({rows.shape[0]} rows)" if rows.shape[0] > _SHOWN_ROWS else ""
-    return f"[{shown}{more}]"
-
-
-def render_call(target: Target, arguments: Mapping[str, object]) -> str:
-    """``f(name=value, ...)`` as the report shows a call; the values are their reprs."""
-
-    def shown(value: object) -> str:
-        try:
-            return repr(value)
-        except Exception as exc:  # a target-made object in the arguments
-            return f"<{type(value).__name__}; its repr raised {type(exc).__name__}>"
-
-    rendered = ", ".join(f"{name}={shown(value)}" for name, value in arguments.items())
-    return f"{target.name}({rendered})"
+#: Told the call's arguments, as the report shows them, just before the target runs.
+OnCall = Callable[[Mapping[str, object]], None]
 
 
 def check_layout(
@@ -81,87 +50,54 @@ def check_layout(
     gatherer: RowGatherer,
     device: torch.device,
     *,
-    on_call: Callable[[str], None] | None = None,
-) -> RankOutcome:
+    on_call: OnCall | None = None,
+) -> Counterexample | None:
     """Rank ``rank``'s side of one round trip; every rank of the group must call it together.
 
-    ``on_call`` is told the call, as text, just before the target runs: should
-    the call never return or end the process, the driver can still show it.
+    Returns ``None`` when the rank's slice holds exactly its own rows, else
+    the counterexample, ready to cross to another process (its arguments
+    rendered).  ``on_call`` is told the call just before the target runs:
+    should it never return, or end the process, the driver can still show it.
 
     Raises:
-        Exception: only for harness failures (a collective broke); a wrong or
-            raising target is reported in the returned outcome.
+        GatherMismatch: the collectives did not produce what the layout model
+            says the engine hands the slicer (a harness failure).
+        Exception: a collective broke.
     """
     gathered = gather_forward(layout, rank, gatherer, device)
     call = layout.call(rank)
-
-    def failed(kind: str, message: str, got: object, expected: object) -> RankOutcome:
-        return RankOutcome(rank, kind, message, str(got), str(expected))
-
+    cpu, gpu = gathered.global_num_tokens_cpu, gathered.global_num_tokens_gpu
     first = gathered.peer_lists[0]
     if any(row != first for row in gathered.peer_lists):
-        return failed(
-            "counts", "the ranks derived different count lists", gathered.peer_lists, first
+        raise GatherMismatch(
+            layout, rank, f"the ranks derived different count lists: {gathered.peer_lists}"
         )
-    if gathered.global_num_tokens_cpu != call.global_num_tokens_cpu:
-        return failed(
-            "counts",
-            "the gathered CPU counts are not what the layout model hands the slicer",
-            gathered.global_num_tokens_cpu,
-            call.global_num_tokens_cpu,
+    if cpu != call.global_num_tokens_cpu:
+        raise GatherMismatch(
+            layout,
+            rank,
+            f"the gathered CPU counts {cpu} are not the {call.global_num_tokens_cpu} the "
+            "layout model hands the slicer",
         )
-    cpu, gpu = gathered.global_num_tokens_cpu, gathered.global_num_tokens_gpu
-    report = counts_disagreement(cpu, gpu, dp_rank=rank)
-    if report is not None:
-        return failed("counts-inconsistent", report, gpu.tolist(), cpu)
+    disagreement = counts_disagreement(cpu, gpu, dp_rank=rank)
+    if disagreement is not None:
+        raise GatherMismatch(layout, rank, disagreement)
     model = layout.gathered(rank, device=device)
     if not torch.equal(gathered.buffer, model):
-        return failed(
-            "buffer",
-            "the collectives' buffer differs from the layout model's",
-            describe_rows(gathered.buffer),
-            describe_rows(model),
+        raise GatherMismatch(
+            layout,
+            rank,
+            f"the collectives' buffer {render_rows(gathered.buffer.cpu())} differs from the "
+            f"layout model's {render_rows(model.cpu())}",
         )
 
-    # The counts this rank gathered, not the model's: a write to them is seen below.
+    def invoke(target: Target, arguments: Mapping[str, object]) -> Outcome:
+        if on_call is not None:
+            on_call(shown(arguments))
+        return call_target(target, arguments)
+
+    # The counts this rank gathered, not the model's (equal, as checked above).
     arguments = target.arguments(replace(call, global_num_tokens_cpu=cpu), gpu)
-    span = layout.span(rank)
-    want = (span.first_row, span.num_rows)
-    if on_call is not None:
-        on_call(render_call(target, arguments))
-    try:
-        result = target.function(**arguments)
-    except Exception as error:
-        return failed("target-raised", traceback.format_exc(), repr(error), want)
-    outcome = result_outcome(result)
-    if outcome.slice is None:
-        message = f"{target.spec} {outcome.describe()}"
-        return failed("bad-return", message, outcome.value, f"(start, length) = {want}")
-    start, length = outcome.slice
-
-    report = counts_disagreement(cpu, gpu, dp_rank=rank)
-    if report is not None or cpu != call.global_num_tokens_cpu:
-        return failed(
-            "counts-mutated",
-            f"the counts changed while the target ran (it must not write to them): {report}",
-            (cpu, gpu.tolist()),
-            call.global_num_tokens_cpu,
-        )
-    total = gathered.buffer.shape[0]
-    if start < 0 or length < 0 or start + length > total:
-        return failed(
-            "out-of-bounds",
-            f"rows [{start}, {start + length}) are outside the {total}-row buffer",
-            f"(start, length) = {(start, length)}",
-            f"(start, length) = {want}",
-        )
-    sliced = gathered.buffer[start : start + length]
-    expected = layout.expected_rows(rank, device=device)
-    if not torch.equal(sliced, expected):
-        return failed(
-            "slice",
-            f"rows [{start}, {start + length}) are not rank {rank}'s own rows",
-            f"(start, length) = {(start, length)}: {describe_rows(sliced)}",
-            f"(start, length) = {want}: {describe_rows(expected)}",
-        )
-    return RankOutcome(rank)
+    called = LayoutCall(target, layout, call, invoke=invoke, arguments=arguments)
+    found = judge_rows(called, gathered.buffer) or judge_inputs(called)
+    return None if found is None else portable_counterexample(found)

@@ -1,15 +1,47 @@
-"""The one-call face of the distributed round trip, for the CLI and the tests."""
+"""The one-call face of the round trip: load, start a group, search, report.
+
+:func:`run_round_trip` returns the same :class:`~dpslice.check.CheckReport` as
+:func:`dpslice.check.run_check`, with one property, ``round_trip_rows``, and
+:attr:`~dpslice.check.CheckReport.round_trip` saying how the buffers were
+gathered; :mod:`dpslice.check.report` renders and writes it.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import secrets
 import time
 
+from dpslice.check.results import CheckReport, RoundTrip
+from dpslice.check.target import Target, load_target, resolve_spec
+from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.distributed.driver import RoundTripSession, check_search_arguments
-from dpslice.distributed.result import RoundTripResult
-from dpslice.distributed.target import load_target, resolve_spec
+from dpslice.distributed.search import broken_round_trip
+from dpslice.errors import BadTargetError, RoundTripConfigError, RoundTripError
+from dpslice.isolation import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_RUN_TIMEOUT,
+    GATHER_ALLOWANCE,
+    STARTUP_ALLOWANCE,
+)
 
-__all__ = ["run_round_trip"]
+__all__ = ["load_round_trip_target", "run_round_trip"]
+
+
+def load_round_trip_target(spec: str) -> Target:
+    """The target, loaded on the CPU as every rank will load it.
+
+    Raises:
+        BadTargetError: it cannot be loaded or called with the convention, or
+            it names a contract other than the round trip's, ``sglang-capturer``.
+    """
+    target = load_target(resolve_spec(spec))
+    if target.contract != DEFAULT_CONTRACT:
+        # The ranks gather what sglang's capturer is handed and judge its real rows.
+        raise BadTargetError(
+            f"{spec} names the {target.contract.name} contract, and the round trip judges "
+            f"only {DEFAULT_CONTRACT.name}'s call site; check it without --distributed"
+        )
+    return target
 
 
 def run_round_trip(
@@ -19,65 +51,86 @@ def run_round_trip(
     backend: str = "gloo",
     max_examples: int = 200,
     seed: int | None = None,
-    timeout: float = 600.0,
-    layout_timeout: float = 60.0,
-    startup_timeout: float = 120.0,
+    call_timeout: float = DEFAULT_CALL_TIMEOUT,
+    timeout: float = DEFAULT_RUN_TIMEOUT,
     max_count: int = 64,
-    call_timeout: float | None = None,
-) -> RoundTripResult:
+) -> CheckReport:
     """Check ``target`` against buffers gathered by real collectives on ``dp_size`` ranks.
 
     One process group is started and evaluates every layout Hypothesis draws
     (SUM_LEN, MAX_LEN and graph replay, attention-TP rounding and skipped
-    gathers included); a failure is shrunk to a minimal layout and returned
-    with the rank that saw it.  The group is torn down before this returns or
-    raises.
+    gathers included); a failure is shrunk to a minimal layout and reported
+    with the rank that saw it.  The group is torn down before this returns.
+    A harness failure (a rank that died or got stuck outside the target's
+    call) is a result too: the property's verdict is ERROR and its note says why.
 
     Args:
-        target: ``package.module:function`` or ``path/to/file.py:function``.
+        target: ``package.module:function`` or ``path/to/file.py:function``;
+            the spawned ranks import it with the caller's ``sys.path``.
         dp_size: ranks in the group (one GPU each under NCCL).
         backend: ``"gloo"`` (CPU) or ``"nccl"``.
         max_examples: layouts to draw before a pass (shrinking comes on top).
-        seed: makes the draw reproducible; otherwise the Hypothesis profile
-            decides (``ci`` derandomises).
+        seed: Hypothesis seed; a random one (recorded) if ``None``.
+        call_timeout: seconds one call of the target may take: a call that
+            takes longer FAILs.  Each layout gets it plus
+            :data:`GATHER_ALLOWANCE`, the start-up :data:`STARTUP_ALLOWANCE` plus it.
         timeout: seconds for the whole run, start-up and shrinking included;
-            when it runs out the search stops and the result stands on the
-            layouts checked (:attr:`RoundTripResult.stopped`).
-        layout_timeout: seconds for every rank to answer one layout.
-        startup_timeout: seconds to spawn the ranks and join the group.
+            when it runs out the verdict stands on the layouts checked.
         max_count: the largest token count of a rank.
-        call_timeout: seconds one call of the target may take before it is
-            the target's failure (a hung call); ``None``: ``layout_timeout``.
-
-    Returns:
-        The verdict, layouts checked, seconds (start-up included) and any
-        minimal counterexample.
 
     Raises:
-        RoundTripConfigError: bad arguments, or too few GPUs for NCCL.
-        TargetLoadError: the target cannot be loaded (before any rank starts).
-        RankFailed: a rank raised in the harness or died.
-        RoundTripTimeout: the group did not start, or a rank got stuck
-            outside the target's call.
+        RoundTripConfigError: bad arguments, or too few GPUs for NCCL; raised
+            before any rank starts.
+        BadTargetError: the target cannot be loaded (before any rank starts).
     """
     began = time.monotonic()
     timeout = check_search_arguments(max_examples, timeout)
-    load_target(resolve_spec(target))  # fail before spawning anything
+    if seed is None:
+        seed = secrets.randbelow(2**32)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise RoundTripConfigError(f"seed={seed!r} must be an int")
+    loaded = load_round_trip_target(target)
     session = RoundTripSession(
         dp_size=dp_size,
         backend=backend,
-        startup_timeout=min(startup_timeout, timeout),
-        layout_timeout=layout_timeout,
+        startup_timeout=min(STARTUP_ALLOWANCE + call_timeout, timeout),
+        layout_timeout=call_timeout + GATHER_ALLOWANCE,
         call_timeout=call_timeout,
     )
-    with session:
-        result = session.round_trip(
-            target,
-            max_examples=max_examples,
-            seed=seed,
-            timeout=max(1e-3, timeout - (time.monotonic() - began)),
-            max_count=max_count,
+    try:
+        with session:
+            result = session.round_trip(
+                loaded,
+                max_examples=max_examples,
+                seed=seed,
+                timeout=max(1e-3, timeout - (time.monotonic() - began)),
+                max_count=max_count,
+            )
+    except RoundTripConfigError:
+        raise
+    except RoundTripError as error:
+        result = broken_round_trip(
+            error, examples=session.layouts_checked, seconds=time.monotonic() - began
         )
-    return dataclasses.replace(
-        result, seconds=time.monotonic() - began, startup_seconds=session.startup_seconds
+    return CheckReport(
+        target=loaded,
+        seed=seed,
+        max_examples=max_examples,
+        results=(result,),
+        seconds=time.monotonic() - began,
+        round_trip=RoundTrip(
+            dp_size=dp_size,
+            backend=backend,
+            call_timeout=call_timeout,
+            run_timeout=timeout,
+            devices=session.devices,
+            startup_seconds=session.startup_seconds,
+            nccl=_nccl_version() if backend == "nccl" else None,
+        ),
     )
+
+
+def _nccl_version() -> str:
+    import torch
+
+    return ".".join(map(str, torch.cuda.nccl.version()))  # type: ignore[no-untyped-call]

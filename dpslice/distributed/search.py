@@ -1,47 +1,52 @@
-"""Hypothesis, in the driver: draw layouts, hand each to the whole group, shrink a failure.
+"""The round trip as a check: one property, searched and shrunk by the check's own runner.
 
-The group is started once; :func:`search` only calls ``check(layout)``, which
-sends the layout to every rank and returns their outcomes.  A failing layout
-raises :class:`LayoutMismatch`, which Hypothesis shrinks like any failing test.
-A harness error (a dead rank, a timeout) must not be shrunk: the group is gone.
-It escapes Hypothesis as a ``BaseException``, which Hypothesis does not catch,
-and is re-raised unchanged.
+``round_trip_rows`` is a :class:`~dpslice.check.Property` like the battery's:
+Hypothesis draws the layouts (:func:`round_trip_layouts`), the check's runner
+(:func:`dpslice.check.runner.run_property`) searches and shrinks them, and the
+result is a :class:`~dpslice.check.PropertyResult` in a
+:class:`~dpslice.check.CheckReport`, rendered and written by
+:mod:`dpslice.check.report`.  What differs is how a layout is evaluated: every
+rank of a process group gathers it through real collectives and judges its own
+slice (:mod:`dpslice.distributed.rank_check`).
+
+A harness failure (a dead rank, a timeout) must not be shrunk, since the group is
+gone: it leaves the search as a ``BaseException`` carrier, which Hypothesis
+does not catch, and is raised again unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
-from hypothesis import HealthCheck, Verbosity, given, settings
-from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from hypothesis.errors import FlakyFailure
 
-from dpslice.distributed.errors import RoundTripError
-from dpslice.distributed.rank_check import RankOutcome
-from dpslice.distributed.result import Counterexample
+from dpslice.check.registry import Counterexample, Property
+from dpslice.check.results import PropertyResult, Verdict
+from dpslice.check.runner import run_property
+from dpslice.check.target import Target
+from dpslice.errors import RoundTripError
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import dp_layouts
 
-__all__ = ["LayoutMismatch", "round_trip_layouts", "search"]
+__all__ = [
+    "ROUND_TRIP_MODES",
+    "Evaluate",
+    "aborted_round_trip",
+    "broken_round_trip",
+    "round_trip_layouts",
+    "search_round_trip",
+    "stopped_round_trip",
+]
 
 #: Modes a real gather produces CPU counts for (capture has none to check).
 ROUND_TRIP_MODES = (Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY)
 
+_NAME = "round_trip_rows"
+_STATEMENT = "Through real collectives, every rank's slice holds exactly its own rows."
 
-class LayoutMismatch(AssertionError):
-    """At least one rank did not recover exactly its own rows from this layout."""
-
-    def __init__(self, layout: DPLayout, outcomes: Sequence[RankOutcome]) -> None:
-        self.counterexample = Counterexample.from_outcomes(layout, outcomes)
-        super().__init__(str(self.counterexample))
-
-
-class _GroupDown(BaseException):
-    # Carries a RoundTripError through Hypothesis without being shrunk.
-    def __init__(self, error: RoundTripError) -> None:
-        super().__init__(str(error))
-        self.error = error
+#: Evaluates one layout on every rank: each rank's counterexample or ``None``, in rank order.
+Evaluate = Callable[[DPLayout], Sequence[Counterexample | None]]
 
 
 def round_trip_layouts(*, dp_size: int, max_count: int = 64) -> st.SearchStrategy[DPLayout]:
@@ -59,68 +64,100 @@ def round_trip_layouts(*, dp_size: int, max_count: int = 64) -> st.SearchStrateg
     )
 
 
-def _mismatch_in(error: BaseException) -> LayoutMismatch | None:
-    if isinstance(error, LayoutMismatch):
-        return error
-    if isinstance(error, FlakyFailure):
-        for inner in error.exceptions:
-            found = _mismatch_in(inner)
-            if found is not None:
-                return found
-    return None
+class _GroupDown(BaseException):
+    # Carries a RoundTripError through Hypothesis and the runner, unshrunk.
+    def __init__(self, error: RoundTripError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
-def search(
-    check: Callable[[DPLayout], Sequence[RankOutcome]],
+def _first_failure(found: Sequence[Counterexample | None]) -> Counterexample | None:
+    """The lowest failing rank's counterexample, naming the other failing ranks."""
+    failing = [counterexample for counterexample in found if counterexample is not None]
+    if not failing:
+        return None
+    first = failing[0]
+    if len(failing) > 1:
+        others = ", ".join(str(other.rank) for other in failing[1:])
+        which = f"rank {others} fails" if len(failing) == 2 else f"ranks {others} fail"
+        first = dataclasses.replace(first, why=f"{first.why} ({which} too)")
+    return first
+
+
+def _round_trip_property(evaluate: Evaluate, *, dp_size: int, max_count: int) -> Property[DPLayout]:
+    def check(target: Target, layout: DPLayout) -> Counterexample | None:
+        try:
+            return _first_failure(evaluate(layout))
+        except RoundTripError as error:
+            raise _GroupDown(error) from error
+
+    return Property(
+        name=_NAME,
+        statement=_STATEMENT,
+        draws=f"round_trip_layouts(dp_size={dp_size}, max_count={max_count})",
+        strategy=lambda target: round_trip_layouts(dp_size=dp_size, max_count=max_count),
+        check=check,
+    )
+
+
+def search_round_trip(
+    evaluate: Evaluate,
+    target: Target,
     *,
     dp_size: int,
     max_examples: int,
-    seed: int | None = None,
+    seed: int,
     max_count: int = 64,
-) -> Counterexample | None:
-    """Run ``check`` on up to ``max_examples`` drawn layouts; return the minimal failure.
-
-    The settings start from the loaded Hypothesis profile (so the ``ci``
-    profile's derandomisation applies) with ``max_examples`` and no database,
-    deadline or printing.  A given ``seed`` makes the draw reproducible.
+) -> PropertyResult:
+    """Run ``round_trip_rows``: ``evaluate`` on drawn layouts, the failure shrunk.
 
     Raises:
-        RoundTripError: from ``check``, unshrunk, as soon as it happens.
+        RoundTripError: from ``evaluate``, unshrunk, as soon as it happens.
     """
-    profile = settings()  # the loaded profile's settings
-    chosen = settings(
-        profile,
-        max_examples=max_examples,
-        deadline=None,
-        database=None,
-        derandomize=profile.derandomize and seed is None,
-        verbosity=Verbosity.quiet,
-        report_multiple_bugs=False,
-        print_blob=False,
-        # Drawing is cheap, evaluating is not: only the evaluation is ever slow.
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-    @chosen
-    @given(round_trip_layouts(dp_size=dp_size, max_count=max_count))
-    def slice_recovers_own_rows(layout: DPLayout) -> None:
-        try:
-            outcomes = check(layout)
-        except RoundTripError as error:
-            raise _GroupDown(error) from error
-        if not all(outcome.ok for outcome in outcomes):
-            raise LayoutMismatch(layout, outcomes)
-
-    runner = slice_recovers_own_rows
-    if seed is not None:
-        runner = hypothesis_seed(seed)(runner)
+    prop = _round_trip_property(evaluate, dp_size=dp_size, max_count=max_count)
     try:
-        runner()
+        return run_property(prop, target, max_examples=max_examples, seed=seed)
     except _GroupDown as down:
         raise down.error from None
-    except (LayoutMismatch, FlakyFailure) as error:
-        mismatch = _mismatch_in(error)
-        if mismatch is None:
-            raise
-        return mismatch.counterexample
-    return None
+
+
+def aborted_round_trip(
+    counterexample: Counterexample, *, examples: int, seconds: float
+) -> PropertyResult:
+    """The FAIL of a call that never came back: the group was killed, so it is not shrunk."""
+    return PropertyResult(
+        name=_NAME,
+        statement=_STATEMENT,
+        verdict=Verdict.FAIL,
+        examples=examples,
+        seconds=seconds,
+        counterexamples=(counterexample,),
+        note="the call in flight, not shrunk: the group had to be killed",
+    )
+
+
+def stopped_round_trip(
+    found: Counterexample | None, *, examples: int, seconds: float, why: str
+) -> PropertyResult:
+    """The verdict on the layouts checked when the run's budget ran out."""
+    return PropertyResult(
+        name=_NAME,
+        statement=_STATEMENT,
+        verdict=Verdict.PASS if found is None else Verdict.FAIL,
+        examples=examples,
+        seconds=seconds,
+        counterexamples=() if found is None else (found,),
+        note=f"stopped early: {why}",
+    )
+
+
+def broken_round_trip(error: RoundTripError, *, examples: int, seconds: float) -> PropertyResult:
+    """No verdict: the harness failed (a rank died or got stuck outside the target's call)."""
+    return PropertyResult(
+        name=_NAME,
+        statement=_STATEMENT,
+        verdict=Verdict.ERROR,
+        examples=examples,
+        seconds=seconds,
+        note=f"the round trip reached no verdict: {type(error).__name__}: {error}",
+    )

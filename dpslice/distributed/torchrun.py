@@ -8,9 +8,10 @@
 Each rank reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (its GPU under NCCL)
 and ``MASTER_ADDR``/``MASTER_PORT`` from the environment torchrun sets, and
 joins the group through ``env://``.  Rank 0 runs Hypothesis; each layout is
-broadcast to every rank and the outcomes gathered back over a gloo group
-(objects never travel over NCCL).  Rank 0 prints the summary; the exit code is
-0 on a pass, 1 on a counterexample, 2 on a harness error.
+broadcast to every rank and the counterexamples gathered back over a gloo
+group (objects never travel over NCCL).  Rank 0 prints the report
+(:func:`dpslice.check.report.render_text`, as ``dpslice check --distributed``
+does); the exit code is 0 on a pass, 1 on a counterexample, 2 on a harness error.
 
 There is no driver watching the ranks here: a rank stuck in a collective
 raises once the collective timeout (``--layout-timeout``) passes, and torchrun
@@ -21,18 +22,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import time
 from collections.abc import Sequence
 
-import torch
 import torch.distributed as dist
 
+from dpslice.check.registry import Counterexample
+from dpslice.check.report import render_text
+from dpslice.check.results import CheckReport, RoundTrip
 from dpslice.distributed.errors import RoundTripError, RoundTripTimeout
-from dpslice.distributed.rank_check import RankOutcome, check_layout
-from dpslice.distributed.result import RoundTripResult
-from dpslice.distributed.search import search
-from dpslice.distributed.target import load_target
+from dpslice.distributed.rank_check import check_layout
+from dpslice.distributed.round_trip import load_round_trip_target
+from dpslice.distributed.search import search_round_trip
 from dpslice.distributed.worker import BACKENDS, device_name, join_group
 from dpslice.layout import DPLayout
 
@@ -66,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    target = load_target(args.target)
+    target = load_round_trip_target(args.target)
     device, gatherer = join_group(
         args.backend,
         rank,
@@ -78,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices: list[str | None] = [None] * world
     dist.all_gather_object(devices, device_name(device), group=objects)
 
-    def evaluate(layout: DPLayout) -> RankOutcome:
+    def evaluate(layout: DPLayout) -> Counterexample | None:
         return check_layout(layout, rank, target, gatherer, device)
 
     if rank != 0:
@@ -92,41 +95,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     began = time.monotonic()
-    checked = 0
 
-    def check(layout: DPLayout) -> list[RankOutcome]:
-        nonlocal checked
+    def check(layout: DPLayout) -> list[Counterexample | None]:
         if time.monotonic() - began > args.timeout:
             raise RoundTripTimeout("run", args.timeout, range(world), layout)
         try:
             dist.broadcast_object_list([layout], src=0, group=objects)
-            outcomes: list[RankOutcome | None] = [None] * world
-            dist.gather_object(evaluate(layout), outcomes, dst=0, group=objects)
+            found: list[Counterexample | None] = [None] * world
+            dist.gather_object(evaluate(layout), found, dst=0, group=objects)
         except Exception as error:  # a collective broke: not the target's fault, do not shrink
             raise RoundTripError(f"a collective failed on {layout!r}: {error!r}") from error
-        checked += 1
-        return [outcome for outcome in outcomes if outcome is not None]
+        return found
 
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
     try:
-        counterexample = search(
-            check, dp_size=world, max_examples=args.max_examples, seed=args.seed
+        result = search_round_trip(
+            check, target, dp_size=world, max_examples=args.max_examples, seed=seed
         )
     except RoundTripError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2  # the other ranks are stuck or gone; torchrun stops them
     dist.broadcast_object_list([None], src=0, group=objects)
-    result = RoundTripResult(
-        verdict="pass" if counterexample is None else "fail",
-        target=args.target,
-        backend=args.backend,
-        dp_size=world,
-        layouts_checked=checked,
+    report = CheckReport(
+        target=target,
+        seed=seed,
+        max_examples=args.max_examples,
+        results=(result,),
         seconds=time.monotonic() - began,
-        startup_seconds=0.0,
-        devices=tuple(str(name) for name in devices),
-        torch_version=torch.__version__,
-        counterexample=counterexample,
+        round_trip=RoundTrip(
+            dp_size=world,
+            backend=args.backend,
+            call_timeout=args.layout_timeout,
+            run_timeout=args.timeout,
+            devices=tuple(str(name) for name in devices),
+        ),
     )
-    print(result.summary(), flush=True)
+    print(render_text(report), end="", flush=True)
     dist.barrier(group=objects)
-    return 0 if result.ok else 1
+    return 0 if report.passed else 1

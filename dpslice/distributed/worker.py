@@ -8,8 +8,9 @@ module's :func:`spawned_worker`) and ``torchrun``
 Protocol of a spawned worker over its pipe to the driver::
 
     driver -> worker   ("layout", seq, DPLayout, target spec) | ("stop",)
-    worker -> driver   ("ready", rank, device name) | ("calling", seq, the call as text)
-                       | ("outcome", seq, RankOutcome)
+    worker -> driver   ("ready", rank, device name)
+                       | ("calling", seq, the call's arguments as the report shows them)
+                       | ("outcome", seq, Counterexample or None)
                        | ("error", rank, traceback text)   (then it exits 1)
 """
 
@@ -20,6 +21,7 @@ import inspect
 import os
 import sys
 import traceback
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import partial
 from multiprocessing.connection import Connection
@@ -106,8 +108,8 @@ def device_name(device: torch.device) -> str:
     return str(device)
 
 
-def _calling(conn: Connection, seq: int, call: str) -> None:
-    conn.send(("calling", seq, call))
+def _calling(conn: Connection, seq: int, arguments: Mapping[str, object]) -> None:
+    conn.send(("calling", seq, dict(arguments)))
 
 
 def spawned_worker(
