@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from dpslice import DPLayout, DPSlice
-from dpslice.tensor_path import ForwardBatch, capturer_slice
+from dpslice.specimens.tensor_path import ForwardBatch, capturer_slice
 
 __all__ = ["PATHS", "QueuedGPUWork", "SlicePaths"]
 

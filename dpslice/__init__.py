@@ -9,7 +9,7 @@ buffer, then slice each rank's rows back out.  dpslice models that buffer
 Submodules, imported on demand so that ``import dpslice`` stays light and never
 touches CUDA: :mod:`dpslice.contracts` (the call sites a slice is judged as),
 :mod:`dpslice.strategies` (Hypothesis strategies),
-:mod:`dpslice.tensor_path` (the GPU-tensor slice the reference replaces),
+:mod:`dpslice.specimens.tensor_path` (the GPU-tensor slice the reference replaces),
 :mod:`dpslice.sync` (host-device sync guards), :mod:`dpslice.check` (the
 property battery behind ``dpslice check``) and :mod:`dpslice.distributed`
 (round trips through real ``torch.distributed`` collectives).

@@ -61,7 +61,7 @@ TENSOR_PATH_FAILS = {
 
 
 def test_the_tensor_path_fails_exactly_its_documented_hazards() -> None:
-    report = run_check("dpslice.tensor_path:tensor_path_slice", max_examples=60, seed=1)
+    report = run_check("dpslice.specimens.tensor_path:tensor_path_slice", max_examples=60, seed=1)
     assert set(report.failed) == set(TENSOR_PATH_FAILS)
     for name, fragment in TENSOR_PATH_FAILS.items():
         counterexample = report.result(name).counterexample
@@ -152,7 +152,7 @@ def test_properties_that_empty_slices_fool_still_pass_the_tiling_bug() -> None:
 
 def test_the_speculative_decoding_offset_shrinks_to_a_readable_counterexample() -> None:
     report = run_check(
-        "dpslice.upstream:get_dp_local_slice_cpu_as_merged",
+        "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged",
         max_examples=200,
         seed=1,
         properties=["graph_replay_rows"],

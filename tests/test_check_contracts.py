@@ -57,7 +57,7 @@ def test_strict_fails_a_correct_capturer_on_hardening_only(implementation) -> No
 
 def test_the_model_as_merged_fails_exactly_its_hazards() -> None:
     report = run_check(
-        "dpslice.upstream:get_dp_local_slice_cpu_as_merged", max_examples=150, seed=2
+        "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged", max_examples=150, seed=2
     )
     failed = _failed(report)
     assert set(failed) == set(HAZARDS_OF_AS_MERGED), failed
@@ -68,14 +68,14 @@ def test_the_model_as_merged_fails_exactly_its_hazards() -> None:
 
 def test_the_dp_slot_in_model_handles_a_skipped_gather() -> None:
     report = run_check(
-        "dpslice.upstream:get_dp_local_slice_cpu_dp_slot_in", max_examples=150, seed=2
+        "dpslice.specimens.upstream:get_dp_local_slice_cpu_dp_slot_in", max_examples=150, seed=2
     )
     assert set(_failed(report)) == set(HAZARDS_OF_AS_MERGED) - {"skipped_gather_rows"}
 
 
 def test_the_speculative_decoding_offset_shrinks_to_two_ranks() -> None:
     report = run_check(
-        "dpslice.upstream:get_dp_local_slice_cpu_as_merged",
+        "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged",
         max_examples=300,
         seed=2,
         properties=["graph_replay_rows"],
@@ -90,7 +90,7 @@ def test_the_speculative_decoding_offset_shrinks_to_two_ranks() -> None:
 
 def test_get_dp_local_info_passes_where_the_engine_calls_it_and_fails_as_a_capturer() -> None:
     """Its bounds are a rank's whole block: right for a scatter, wrong for a capturer."""
-    spec = "dpslice.upstream:get_dp_local_info_in_graph"
+    spec = "dpslice.specimens.upstream:get_dp_local_info_in_graph"
     gather = run_check(spec, max_examples=100, seed=1)
     assert gather.contract.name == "sglang-gather"  # the target names it
     assert gather.passed, _failed(gather)
@@ -104,8 +104,8 @@ def test_get_dp_local_info_passes_where_the_engine_calls_it_and_fails_as_a_captu
 @pytest.mark.parametrize(
     ("spec", "contract"),
     [
-        ("dpslice.upstream:vllm_combine_slice", "vllm-dp"),
-        ("dpslice.upstream:vllm_chunked_slice", "vllm-chunked"),
+        ("dpslice.specimens.upstream:vllm_combine_slice", "vllm-dp"),
+        ("dpslice.specimens.upstream:vllm_chunked_slice", "vllm-chunked"),
     ],
 )
 def test_the_vllm_slices_pass_under_their_contracts(spec: str, contract: str) -> None:

@@ -51,7 +51,8 @@ EXAMPLES = [
 
 @pytest.mark.parametrize(("layout", "rank"), EXAMPLES)
 @pytest.mark.parametrize(
-    "target", ["dpslice.reference:dp_local_slice", "dpslice.tensor_path:tensor_path_slice"]
+    "target",
+    ["dpslice.reference:dp_local_slice", "dpslice.specimens.tensor_path:tensor_path_slice"],
 )
 def test_int_and_tensor_bounds_give_the_oracles_view(
     target: str, layout: DPLayout, rank: int

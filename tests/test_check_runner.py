@@ -16,7 +16,7 @@ from dpslice.check.runner import MAX_BATCH, RERUN_FACTOR, _batches
 from dpslice.check.target import Target
 from dpslice.strategies import dp_layouts
 
-AS_MERGED = "dpslice.upstream:get_dp_local_slice_cpu_as_merged"
+AS_MERGED = "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
 CAPTURE = "capture_phase_explicit"
 
 
@@ -180,7 +180,7 @@ def test_the_text_report_shows_header_table_and_counterexample(failing: CheckRep
         "  call       get_dp_local_slice_cpu_as_merged(global_num_tokens_cpu=None, dp_rank=0, "
         "can_run_graph=True, cuda_graph_batch=1)",
         "  outcome    crashed with incidental TypeError: 'NoneType' object is not subscriptable "
-        "at dpslice/upstream.py:",
+        "at dpslice/specimens/upstream.py:",
         "  expected   a deliberate error, or exactly the slice (0, 1)",
         f"  reproduce  dpslice check {AS_MERGED} --seed 3 --max-examples 100 --property {CAPTURE}",
     ):

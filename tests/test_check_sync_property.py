@@ -13,7 +13,7 @@ from dpslice.check.registry import select
 from tests.torch_releases import SLICE_SYNC
 
 SYNC_FREE = ["sync_free"]
-TENSOR_PATH = "dpslice.tensor_path:tensor_path_slice"
+TENSOR_PATH = "dpslice.specimens.tensor_path:tensor_path_slice"
 CPU_ONLY = "dpslice.sync CPU-only mode"
 
 

@@ -147,7 +147,7 @@ def test_callable_without_a_signature_is_refused() -> None:
 
 class TestArguments:
     def test_only_the_named_parameters_are_passed(self) -> None:
-        target = load_target("dpslice.upstream:get_dp_local_slice_cpu_as_merged")
+        target = load_target("dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged")
         layout = DPLayout((3, 1), Mode.GRAPH_REPLAY, graph_batch_size=2, num_tokens_per_bs=2)
         arguments = target.arguments(layout.call(1), layout.gpu_counts(1))
         assert arguments == {

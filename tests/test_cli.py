@@ -15,7 +15,7 @@ import torch
 from dpslice import __version__
 from dpslice.cli import main
 
-AS_MERGED = "dpslice.upstream:get_dp_local_slice_cpu_as_merged"
+AS_MERGED = "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
 DPSLICE = shutil.which("dpslice") or str(Path(sys.executable).with_name("dpslice"))
 
 
@@ -313,7 +313,7 @@ def test_a_hardening_warning_exits_0_and_strict_makes_it_exit_1(tmp_path: Path) 
 def test_contract_names_the_call_site_and_reaches_the_report(tmp_path: Path) -> None:
     result = run(
         "check",
-        "dpslice.upstream:vllm_combine_slice",
+        "dpslice.specimens.upstream:vllm_combine_slice",
         "--max-examples",
         "20",
         "--seed",

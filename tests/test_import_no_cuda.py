@@ -27,7 +27,7 @@ def run_fresh(code: str) -> subprocess.CompletedProcess[str]:
 #: Every module a user may import; one interpreter imports them all (torch is slow to import).
 MODULES = [
     "dpslice",
-    "dpslice.tensor_path",
+    "dpslice.specimens.tensor_path",
     "dpslice.sync",
     "dpslice.pytest_plugin",
 ]

@@ -49,14 +49,14 @@ class TestImplicitSyncError:
         assert not issubclass(SyncError, (DPSliceError, ValueError))
 
     def test_a_sync_inside_a_library_function_points_at_that_library_line(self) -> None:
-        from dpslice.tensor_path import ForwardBatch, capturer_slice
+        from dpslice.specimens.tensor_path import ForwardBatch, capturer_slice
 
         batch = ForwardBatch(torch.tensor([3, 5, 2]))
         with pytest.raises(ImplicitSyncError) as caught, no_sync("cpu"):
             capturer_slice(
                 torch.arange(10), batch, dp_rank=1, can_run_graph=False, cuda_graph_batch=None
             )
-        assert caught.value.filename.endswith("dpslice/tensor_path.py")
+        assert caught.value.filename.endswith("dpslice/specimens/tensor_path.py")
 
 
 class TestGuardForms:

@@ -1,4 +1,4 @@
-"""The GPU-tensor path (dpslice.tensor_path) on CPU tensors: its shape, and where it is right.
+"""The GPU-tensor path (dpslice.specimens.tensor_path) on CPU tensors: its shape, where it is right.
 
 The CUDA versions of the equivalence properties live in tests/cuda/; here the
 same code runs on CPU tensors, which show every arithmetic fact (bounds,
@@ -13,8 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dpslice import DPLayout, Mode, dp_local_slice
-from dpslice.strategies import dp_layouts, layouts_and_ranks
-from dpslice.tensor_path import (
+from dpslice.specimens.tensor_path import (
     ForwardBatch,
     capturer_bounds,
     capturer_slice,
@@ -22,6 +21,7 @@ from dpslice.tensor_path import (
     tensor_path_slice,
     upstream_tensor_path_slice,
 )
+from dpslice.strategies import dp_layouts, layouts_and_ranks
 
 EAGER_AND_REPLAY = [Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY]
 INT32_MAX = 2**31 - 1

@@ -27,8 +27,8 @@ from hypothesis.stateful import (
 )
 
 from dpslice import CountsUnavailableError, DPLayout, Mode, dp_local_slice
+from dpslice.specimens.tensor_path import ForwardBatch, capturer_bounds
 from dpslice.strategies import dp_layouts
-from dpslice.tensor_path import ForwardBatch, capturer_bounds
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 

@@ -43,15 +43,15 @@ gpus=$("$python" -c 'import torch; print(torch.cuda.device_count())')
 dpslice=("$python" -m dpslice check)
 step ref_cuda 0 "${dpslice[@]}" --device cuda --max-examples 500 --seed 1 \
     --json "$out/ref_cuda.json"
-step tensor_cuda 1 "${dpslice[@]}" dpslice.tensor_path:tensor_path_slice --device cuda \
+step tensor_cuda 1 "${dpslice[@]}" dpslice.specimens.tensor_path:tensor_path_slice --device cuda \
     --max-examples 300 --seed 1 --json "$out/tensor_cuda.json"
 # The contracts on the GPU: get_dp_local_info where the engine calls it, a capturer slice
 # written from the rule, and vLLM's combine on its int32 CPU counts.
-step gather_cuda 0 "${dpslice[@]}" dpslice.upstream:get_dp_local_info_in_graph --device cuda \
+step gather_cuda 0 "${dpslice[@]}" dpslice.specimens.upstream:get_dp_local_info_in_graph --device cuda \
     --max-examples 500 --seed 1 --json "$out/gather_cuda.json"
 step capturer_cuda 0 "${dpslice[@]}" tests/targets/capturers.py:running_sum --device cuda \
     --max-examples 500 --seed 1 --json "$out/capturer_cuda.json"
-step vllm_cuda 0 "${dpslice[@]}" dpslice.upstream:vllm_combine_slice --device cuda \
+step vllm_cuda 0 "${dpslice[@]}" dpslice.specimens.upstream:vllm_combine_slice --device cuda \
     --max-examples 500 --seed 1 --json "$out/vllm_cuda.json"
 step nccl_dp2 0 env CUDA_VISIBLE_DEVICES=0,1 "${dpslice[@]}" --distributed 2 --backend nccl \
     --max-examples 500 --seed 1 --run-timeout 300 --json "$out/nccl_dp2.json"

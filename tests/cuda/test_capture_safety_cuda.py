@@ -74,7 +74,7 @@ import traceback
 import torch
 
 from dpslice import DPLayout, Mode, dp_local_slice
-from dpslice.tensor_path import ForwardBatch, capturer_slice
+from dpslice.specimens.tensor_path import ForwardBatch, capturer_slice
 
 layout = {layout!r}
 buffer = layout.gathered(1, device="cuda")

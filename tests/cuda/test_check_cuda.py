@@ -8,7 +8,7 @@ from dpslice.check import Verdict, run_check
 
 pytestmark = pytest.mark.cuda
 
-TENSOR_PATH = "dpslice.tensor_path:tensor_path_slice"
+TENSOR_PATH = "dpslice.specimens.tensor_path:tensor_path_slice"
 GPU_PROPERTIES = ["sync_free", "cuda_view"]
 
 

@@ -166,7 +166,7 @@ class TestSameVerdictAsCpuOnlyMode:
         ("target", "verdict"),
         [
             ("dpslice.reference:dp_local_slice", "PASS"),
-            ("dpslice.tensor_path:tensor_path_slice", "FAIL"),
+            ("dpslice.specimens.tensor_path:tensor_path_slice", "FAIL"),
             ("tests/sync_verdict_targets.py:int32_cpu_count_slice", "PASS"),
             ("tests/sync_verdict_targets.py:gpu_count_slice", "FAIL"),
             ("tests/sync_verdict_targets.py:cpu_bounds_beside_gpu_counts", "PASS"),

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.cuda
 DEVICE_COUNTS = "tests/targets/device_counts.py"
 SAME_VERDICT = [
     pytest.param("dpslice.reference:dp_local_slice", None, Verdict.PASS, id="reference"),
-    pytest.param("dpslice.tensor_path:tensor_path_slice", None, Verdict.FAIL, id="tensor-path"),
+    pytest.param(
+        "dpslice.specimens.tensor_path:tensor_path_slice", None, Verdict.FAIL, id="tensor-path"
+    ),
     pytest.param(
         f"{DEVICE_COUNTS}:prefix_of_int32_cpu_counts", None, Verdict.PASS, id="int32-cpu-counts"
     ),
@@ -33,7 +35,10 @@ SAME_VERDICT = [
         id="gpu-counts-read-on-the-host",
     ),
     pytest.param(
-        "dpslice.upstream:get_dp_local_info_in_graph", None, Verdict.PASS, id="gather-on-device"
+        "dpslice.specimens.upstream:get_dp_local_info_in_graph",
+        None,
+        Verdict.PASS,
+        id="gather-on-device",
     ),
 ]
 

@@ -14,13 +14,13 @@ import torch
 from hypothesis import assume, given, settings
 
 from dpslice import DPLayout, Mode, dp_local_slice
-from dpslice.strategies import dp_layouts, layouts_and_ranks
-from dpslice.tensor_path import (
+from dpslice.specimens.tensor_path import (
     ForwardBatch,
     get_dp_local_info,
     tensor_path_slice,
     upstream_tensor_path_slice,
 )
+from dpslice.strategies import dp_layouts, layouts_and_ranks
 
 pytestmark = pytest.mark.cuda
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from dpslice import CountsUnavailableError, DPLayout, dp_local_slice
-from dpslice.tensor_path import tensor_path_slice
+from dpslice.specimens.tensor_path import tensor_path_slice
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 CAPTURE = DPLayout.capture(dp_size=4, graph_batch_size=3, num_tokens_per_bs=2)

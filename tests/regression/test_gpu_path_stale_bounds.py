@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dpslice import DPLayout, Mode, dp_local_slice
-from dpslice.tensor_path import ForwardBatch, capturer_slice
+from dpslice.specimens.tensor_path import ForwardBatch, capturer_slice
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from dpslice import DPLayout, Mode, dp_local_slice
+from dpslice.specimens.tensor_path import ForwardBatch, capturer_slice
 from dpslice.sync import find_syncs
-from dpslice.tensor_path import ForwardBatch, capturer_slice
 
 EAGER = DPLayout((3, 5, 2))
 REPLAY = DPLayout((3, 5, 2), Mode.GRAPH_REPLAY, graph_batch_size=8)
@@ -37,7 +37,9 @@ def gpu_path_syncs(layout: DPLayout, device: str, mode: str) -> int:
         ),
         mode=mode,  # type: ignore[arg-type]
     )
-    assert all(event.filename.endswith("dpslice/tensor_path.py") for event in events), events
+    assert all(event.filename.endswith("dpslice/specimens/tensor_path.py") for event in events), (
+        events
+    )
     return len(events)
 
 

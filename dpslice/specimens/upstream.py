@@ -6,7 +6,7 @@ and docs/contracts.md give the facts and issue numbers), not copied: the
 arithmetic is the engine's, the inputs are passed in the check's calling
 convention instead of being read from ``forward_batch`` and global state.
 Each names the contract of its call site (``__dpslice_contract__``), so
-``dpslice check dpslice.upstream:NAME`` judges it where the engine calls it.
+``dpslice check dpslice.specimens.upstream:NAME`` judges it where the engine calls it.
 
 sglang's capturer slice (``sglang-capturer``), both taking
 ``cuda_graph_batch``, the graph's *request* count ``bs``, as upstream does;
