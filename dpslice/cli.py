@@ -375,6 +375,12 @@ def _check(args: argparse.Namespace) -> int:
         return _list_properties()
     if args.json is not None and not args.json.parent.is_dir():
         return _error(f"--json {args.json}: directory {str(args.json.parent)!r} does not exist")
+    from dpslice.check.target import BadTargetError, check_spec
+
+    try:  # a typo is an error at once, before a worker starts
+        check_spec(args.target)
+    except BadTargetError as exc:
+        return _error(str(exc))
     if args.seed is None:
         args.seed = secrets.randbelow(2**32)
     from dpslice.check.progress import Progress

@@ -115,14 +115,16 @@ _BOOT = (
     # working directory (a local numpy.py); targets in it still load (appended).
     "sys.path[:] = [p for p in sys.path if p not in ('', cwd)] + [sys.argv[3], cwd]\n"
     "from dpslice.check.worker import main\n"
-    "main(sys.argv[1:3])\n"
+    "main(sys.argv[1:3] + sys.argv[4:])\n"
 )
 
 
 class _Worker:
     """One worker process, the leader of its own process group, and its event pipe."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, warm: bool = False) -> None:
+        # ``warm``: a spare, started ahead of need, also imports the battery (and
+        # torch) while it waits, so that it starts on its job at once.
         read_fd, write_fd = os.pipe()
         # Room for a few thousand call records: the parent reads them in batches
         # (see :meth:`receive`), and the worker must not block on a full pipe meanwhile.
@@ -134,7 +136,8 @@ class _Worker:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             self.process = start_worker(
-                [sys.executable, "-c", _BOOT, str(write_fd), str(os.getpid()), root],
+                [sys.executable, "-c", _BOOT, str(write_fd), str(os.getpid()), root]
+                + (["warm"] if warm else []),
                 pass_fds=[write_fd],
                 stdin=subprocess.PIPE,
                 # What the target prints goes to stderr: stdout is the report's.
@@ -377,7 +380,7 @@ class BatterySupervisor:
         worker.give(job)
         try:
             if self._aborts:
-                self._spare = _Worker(env)
+                self._spare = _Worker(env, warm=True)
             abort = self._follow(worker)
             if abort is not None and abort.how == "died":
                 abort.died = worker.death()

@@ -81,6 +81,7 @@ __all__ = [
     "DeviceError",
     "Target",
     "check_device",
+    "check_spec",
     "is_file_spec",
     "load_target",
     "resolve_spec",
@@ -380,6 +381,28 @@ def _attribute(module: ModuleType, location: str, path: str) -> object:
     return value
 
 
+def check_spec(spec: str) -> None:
+    """Refuse a spec that cannot name a target, without importing anything.
+
+    A spec is ``package.module:function`` or ``path/to/file.py:function``; a
+    file it names must exist.  ``dpslice check`` asks this before it starts
+    a worker, so a typo is an error at once.
+
+    Raises:
+        BadTargetError: not a string, no ``:function`` part, no Python name
+            after the colon, or a file that does not exist.
+    """
+    if not isinstance(spec, str):
+        raise BadTargetError(f"target {spec!r} is not a string; {_SPEC_HINT}")
+    location, colon, path = spec.rpartition(":")
+    if not colon or not location or not path:
+        raise BadTargetError(f"target {spec!r} has no ':function' part; {_SPEC_HINT}")
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", path):
+        raise BadTargetError(f"{path!r} after the colon is not a Python name; {_SPEC_HINT}")
+    if is_file_spec(location) and not Path(location).is_file():
+        raise BadTargetError(f"file {location!r} not found")
+
+
 def load_target(
     spec: str, *, device: str = "cpu", contract: str | Contract | None = None
 ) -> Target:
@@ -394,13 +417,8 @@ def load_target(
         DeviceError: see :func:`check_device` (checked before anything is imported).
     """
     check_device(device)
-    if not isinstance(spec, str):
-        raise BadTargetError(f"target {spec!r} is not a string; {_SPEC_HINT}")
-    location, colon, path = spec.rpartition(":")
-    if not colon or not location or not path:
-        raise BadTargetError(f"target {spec!r} has no ':function' part; {_SPEC_HINT}")
-    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", path):
-        raise BadTargetError(f"{path!r} after the colon is not a Python name; {_SPEC_HINT}")
+    check_spec(spec)
+    location, _, path = spec.rpartition(":")
     module = _load_file(location) if is_file_spec(location) else _import_module(location)
     function = _attribute(module, location, path)
     if not callable(function):

@@ -213,8 +213,13 @@ def _import_path() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """The worker's entry point: ``argv`` is ``[events fd, parent pid]``."""
-    fd, parent_pid = (int(word) for word in (argv or sys.argv[1:])[:2])
+    """The worker's entry point: ``argv`` is ``[events fd, parent pid]``, then ``warm`` for a spare.
+
+    A spare worker (started ahead of need, after a call had to be stopped)
+    imports the whole battery while it waits for its job.
+    """
+    words = list(argv or sys.argv[1:])
+    fd, parent_pid = (int(word) for word in words[:2])
     die_with_parent(parent_pid)
     # The parent blocks these while it starts a worker; the target gets them as usual.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -225,6 +230,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         # The check's own imports first: a spare worker waits here, ready.
         import dpslice.check.runner  # noqa: F401
+
+        if "warm" in words[2:]:
+            from dpslice.check.registry import builtin
+
+            builtin()
 
         job: Job = pickle.load(sys.stdin.buffer)
         (_battery if job.dp_size is None else _round_trip)(job, channel)
