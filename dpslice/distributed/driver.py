@@ -42,7 +42,12 @@ from dpslice.distributed.errors import (
     RoundTripTimeout,
     TargetAborted,
 )
-from dpslice.distributed.search import aborted_round_trip, search_round_trip, stopped_round_trip
+from dpslice.distributed.search import (
+    aborted_round_trip,
+    first_failure,
+    search_round_trip,
+    stopped_round_trip,
+)
 from dpslice.distributed.worker import BACKENDS, spawned_worker
 from dpslice.layout import DPLayout, Mode
 
@@ -81,7 +86,7 @@ def _signal_name(exitcode: int | None) -> str | None:
         return f"signal {-exitcode}"
 
 
-def hung_call(seconds: float) -> AbortedCall:
+def _hung_call(seconds: float) -> AbortedCall:
     """A call that did not return within ``seconds``; its rank was killed with the group."""
     return AbortedCall(
         kind=OutcomeKind.INCIDENTAL,
@@ -287,7 +292,7 @@ class RoundTripSession:
         self._seq += 1
         own_deadline = time.monotonic() + self.layout_timeout
         phase, budget = "layout", self.layout_timeout
-        self._target_name = spec.rpartition(":")[2]
+        self._target_name = spec.rpartition(":")[2] if isinstance(target, str) else target.name
         for rank, conn in enumerate(self._conns):
             try:
                 conn.send(("layout", self._seq, layout, spec))
@@ -337,7 +342,9 @@ class RoundTripSession:
 
         def evaluate(layout: DPLayout) -> tuple[Counterexample | None, ...]:
             found = self.check(layout, loaded, deadline=deadline)
-            failing.extend(counterexample for counterexample in found if counterexample)
+            first = first_failure(found)
+            if first is not None:
+                failing.append(first)
             return found
 
         try:
@@ -389,7 +396,7 @@ class RoundTripSession:
             if self.call_timeout is not None and layout is not None:
                 for rank, (began, call) in calling.items():
                     if rank not in answers and now - began >= self.call_timeout:
-                        self._abort(layout, rank, call, hung_call(self.call_timeout))
+                        self._abort(layout, rank, call, _hung_call(self.call_timeout))
                     if rank not in answers:
                         remaining = min(remaining, began + self.call_timeout - now)
             if deadline - now <= 0:

@@ -34,6 +34,7 @@ __all__ = [
     "Evaluate",
     "aborted_round_trip",
     "broken_round_trip",
+    "first_failure",
     "round_trip_layouts",
     "search_round_trip",
     "stopped_round_trip",
@@ -71,7 +72,7 @@ class _GroupDown(BaseException):
         self.error = error
 
 
-def _first_failure(found: Sequence[Counterexample | None]) -> Counterexample | None:
+def first_failure(found: Sequence[Counterexample | None]) -> Counterexample | None:
     """The lowest failing rank's counterexample, naming the other failing ranks."""
     failing = [counterexample for counterexample in found if counterexample is not None]
     if not failing:
@@ -87,7 +88,7 @@ def _first_failure(found: Sequence[Counterexample | None]) -> Counterexample | N
 def _round_trip_property(evaluate: Evaluate, *, dp_size: int, max_count: int) -> Property[DPLayout]:
     def check(target: Target, layout: DPLayout) -> Counterexample | None:
         try:
-            return _first_failure(evaluate(layout))
+            return first_failure(evaluate(layout))
         except RoundTripError as error:
             raise _GroupDown(error) from error
 
