@@ -9,19 +9,15 @@ same facts for machines; every value in it is JSON-native, arguments are reprs.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
 import os
-import platform
 import shlex
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from dpslice._version import __version__
 from dpslice.check.registry import Counterexample
-from dpslice.check.results import CheckReport, PropertyResult, Verdict
+from dpslice.check.results import CheckReport, PropertyResult, Verdict, versions
 from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
 
@@ -72,30 +68,6 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
         for name in report.properties or ():
             words += ["--property", name]
     return shlex.join(words)
-
-
-def _version(package: str) -> str:
-    module = sys.modules.get(package)
-    if module is not None and isinstance(getattr(module, "__version__", None), str):
-        return str(module.__version__)
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def versions() -> dict[str, str]:
-    """dpslice's, torch's, Hypothesis's and Python's versions, as the JSON records them.
-
-    Read from the loaded module where there is one, else from the installed
-    package's metadata: this process need not import torch to name it.
-    """
-    return {
-        "dpslice": __version__,
-        "torch": _version("torch"),
-        "hypothesis": _version("hypothesis"),
-        "python": platform.python_version(),
-    }
 
 
 def _contract_word(report: CheckReport) -> str:
@@ -294,7 +266,7 @@ def to_json(report: CheckReport) -> dict[str, Any]:
             "seconds": round(report.seconds, 3),
         },
         "round_trip": _round_trip_json(report),
-        "versions": versions(),
+        "versions": report.versions or versions(),
         "properties": [
             {
                 "name": result.name,

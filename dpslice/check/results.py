@@ -7,13 +7,43 @@ Plain data, free of torch and Hypothesis: the supervising process of
 from __future__ import annotations
 
 import enum
+import importlib.metadata
+import platform
+import sys
 from dataclasses import dataclass
 
+from dpslice._version import __version__
 from dpslice.check.registry import Counterexample, Tier
 from dpslice.check.target import Target
 from dpslice.contracts import Contract
 
-__all__ = ["CheckReport", "PropertyResult", "RoundTrip", "Verdict"]
+__all__ = ["CheckReport", "PropertyResult", "RoundTrip", "Verdict", "versions"]
+
+
+def _version(package: str) -> str:
+    module = sys.modules.get(package)
+    if module is not None and isinstance(getattr(module, "__version__", None), str):
+        return str(module.__version__)
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def versions() -> dict[str, str]:
+    """dpslice's, torch's, Hypothesis's and Python's versions in this process.
+
+    From the loaded module where there is one (torch's carries its build, as
+    in ``2.1.2+cu121``), else from the installed package's metadata (which
+    may not: ``2.1.2``).  A check records them where it ran, in the process
+    that loaded torch.
+    """
+    return {
+        "dpslice": __version__,
+        "torch": _version("torch"),
+        "hypothesis": _version("hypothesis"),
+        "python": platform.python_version(),
+    }
 
 
 class Verdict(enum.Enum):
@@ -101,6 +131,8 @@ class CheckReport:
         round_trip: for the round trip, how its buffers were gathered through
             real collectives; ``None`` for the battery, which gathers with the
             layout model.
+        versions: :func:`versions` where the check ran; ``None``: unknown (read
+            again when the report is written).
     """
 
     target: Target
@@ -111,6 +143,7 @@ class CheckReport:
     strict: bool = False
     properties: tuple[str, ...] | None = None
     round_trip: RoundTrip | None = None
+    versions: dict[str, str] | None = None
 
     @property
     def mode(self) -> str:

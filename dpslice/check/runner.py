@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
 from dpslice.check.registry import Counterexample, Property, Tier, registered, select
-from dpslice.check.results import CheckReport, PropertyResult, Verdict
+from dpslice.check.results import CheckReport, PropertyResult, Verdict, versions
 from dpslice.check.target import Target, check_device, load_target, target_from_callable
 from dpslice.contracts import Contract, resolve_contract
 
@@ -351,4 +351,5 @@ def run_check(
         seconds=time.perf_counter() - started,
         strict=strict,
         properties=None if properties is None else tuple(prop.name for prop in chosen),
+        versions=versions(),
     )

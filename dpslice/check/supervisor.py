@@ -291,6 +291,8 @@ class BatterySupervisor:
         self.listener = listener
         self.load_options = dict(load_options or {})
         self.target: Target | None = None
+        #: The worker's :func:`~dpslice.check.results.versions`, once it loaded the target.
+        self.versions: dict[str, str] | None = None
         self.results: list[PropertyResult] = []
         self._plan: tuple[str, ...] | None = None
         self._began = time.perf_counter()
@@ -311,6 +313,7 @@ class BatterySupervisor:
             seconds=time.perf_counter() - self._began,
             strict=self.strict,
             properties=self.properties,
+            versions=self.versions,
         )
 
     def run(self) -> CheckReport:
@@ -419,7 +422,7 @@ class BatterySupervisor:
                 if kind == "loading":
                     phase, deadline = "loading", now + self.import_timeout
                 elif kind == "loaded":
-                    self.target = event[1]
+                    self.target, self.versions = event[1], event[3]
                     if self._plan is None:
                         self._plan = event[2]
                         # Timed from here, as run_check is: the start-up is not the check's.
@@ -547,6 +550,7 @@ class RoundTripSupervisor:
         self.import_timeout = import_timeout
         self.listener = listener
         self.target: Target | None = None
+        self.versions: dict[str, str] | None = None
         self._began = time.perf_counter()
 
     def partial_report(self, why: str = "interrupted before a verdict") -> CheckReport | None:
@@ -570,6 +574,7 @@ class RoundTripSupervisor:
                 call_timeout=job.call_timeout,
                 run_timeout=job.run_timeout,
             ),
+            versions=self.versions,
         )
 
     def run(self) -> CheckReport:
@@ -612,7 +617,7 @@ class RoundTripSupervisor:
                         if event[0] == "loading":
                             phase, deadline = "loading", time.monotonic() + self.import_timeout
                         elif event[0] == "loaded":
-                            self.target = event[1]
+                            self.target, self.versions = event[1], event[3]
                             if listener is not None:
                                 listener.loaded(event[1])
                             phase, deadline = "round trip", time.monotonic() + driver_budget

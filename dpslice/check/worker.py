@@ -10,7 +10,8 @@ over a pipe, one ``send_bytes`` each: a tag byte, then a pickle::
 
     b"C" (layout, call, gpu_counts)   a call of the target is about to run
     b"E" ("loading", spec)            the target's import starts
-         ("loaded", target, names)    the target (without its function), the properties
+         ("loaded", target, names, versions)   the target (without its function),
+                                      the properties, the versions it runs with
          ("bad_target", message)      it cannot be loaded: one line for the user
          ("start", name, statement)   a property starts
          ("result", PropertyResult)   it finished (arguments as reprs)
@@ -105,6 +106,7 @@ def _battery(job: Job, channel: _Channel) -> None:
         started_result,
     )
     from dpslice.check.registry import Property, registered, select
+    from dpslice.check.results import versions
     from dpslice.check.runner import run_property
     from dpslice.check.target import load_target
     from dpslice.errors import BadTargetError, DeviceError, InvalidContractError
@@ -121,7 +123,9 @@ def _battery(job: Job, channel: _Channel) -> None:
     chosen: Sequence[Property[Any]] = (
         select(job.properties) if job.properties is not None else registered()
     )
-    channel.event("loaded", portable_target(target), tuple(prop.name for prop in chosen))
+    channel.event(
+        "loaded", portable_target(target), tuple(prop.name for prop in chosen), versions()
+    )
 
     last: list[Any] = [None, 0]  # the call in flight, and calls in this property
     send = channel._send
@@ -168,6 +172,7 @@ def _battery(job: Job, channel: _Channel) -> None:
 
 def _round_trip(job: Job, channel: _Channel) -> None:
     from dpslice.check.inflight import portable_result, portable_target
+    from dpslice.check.results import versions
     from dpslice.distributed import RoundTripConfigError, run_round_trip
     from dpslice.distributed.round_trip import load_round_trip_target
     from dpslice.errors import BadTargetError
@@ -181,7 +186,7 @@ def _round_trip(job: Job, channel: _Channel) -> None:
     except BaseException as exc:  # sys.exit() or the like at import: a bad target too
         channel.event("bad_target", _exited_at_import(job.spec, exc))
         return
-    channel.event("loaded", portable_target(target), ())
+    channel.event("loaded", portable_target(target), (), versions())
     assert job.dp_size is not None
     try:
         report = run_round_trip(

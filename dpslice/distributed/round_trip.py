@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from dpslice.check.results import CheckReport, RoundTrip
+from dpslice.check.results import CheckReport, RoundTrip, versions
 from dpslice.check.target import Target, load_target, resolve_spec
 from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.distributed.driver import RoundTripSession, check_search_arguments
@@ -127,6 +127,7 @@ def run_round_trip(
             startup_seconds=session.startup_seconds,
             nccl=_nccl_version() if backend == "nccl" else None,
         ),
+        versions=versions(),
     )
 
 

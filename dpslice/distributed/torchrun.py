@@ -31,7 +31,7 @@ import torch.distributed as dist
 
 from dpslice.check.registry import Counterexample
 from dpslice.check.report import render_text
-from dpslice.check.results import CheckReport, RoundTrip
+from dpslice.check.results import CheckReport, RoundTrip, versions
 from dpslice.distributed.errors import RoundTripError, RoundTripTimeout
 from dpslice.distributed.rank_check import check_layout
 from dpslice.distributed.round_trip import load_round_trip_target
@@ -129,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_timeout=args.timeout,
             devices=tuple(str(name) for name in devices),
         ),
+        versions=versions(),
     )
     print(render_text(report), end="", flush=True)
     dist.barrier(group=objects)

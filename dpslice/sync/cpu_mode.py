@@ -157,7 +157,8 @@ class DeviceResidentSet:
     (bounds computed under one guard, used under the next).
 
     Membership is weak (it keeps no tensor alive) and by tensor and by
-    storage: a view, ``.data`` or another alias of a member is a member.
+    storage: a view, ``.data`` or another alias of a member is a member while
+    a member on that memory lives.
 
     Args:
         tensors: the tensors that stand for device memory (e.g. the GPU
@@ -169,10 +170,13 @@ class DeviceResidentSet:
 
     def __init__(self, tensors: Iterable[torch.Tensor] = ()) -> None:
         # Keyed by id, each entry dropped by its weakref's callback when the
-        # object dies (so a reused id never matches).  weakref.WeakSet would
+        # tensor dies (so a reused id never matches).  weakref.WeakSet would
         # compare tensors with ==, which is elementwise for tensors.
         self._tensors: dict[int, weakref.ref[torch.Tensor]] = {}
-        self._storages: dict[int, weakref.ref[Any]] = {}
+        # Keyed by the address of the memory, each entry a member living on it,
+        # which keeps the address from being reused.  Not weak references to
+        # the storage objects: torch 2.1 crashes collecting those.
+        self._storages: dict[int, weakref.ref[torch.Tensor]] = {}
         for tensor in tensors:
             self.add(tensor)
 
@@ -183,18 +187,20 @@ class DeviceResidentSet:
                 f"device_resident holds tensors that stand in for device memory; got "
                 f"{type(tensor).__name__}: pass torch.Tensor objects (leave out a None)"
             )
-        _remember(self._tensors, tensor)
-        storage = _storage(tensor)
-        if storage is not None:
-            _remember(self._storages, storage)
+        _remember(self._tensors, id(tensor), tensor)
+        address = _memory(tensor)
+        if address is not None:
+            _remember(self._storages, address, tensor)
 
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, torch.Tensor):
             return False
         if id(item) in self._tensors:
             return True
-        storage = _storage(item)
-        return storage is not None and id(storage) in self._storages
+        address = _memory(item)
+        if address is None or address not in self._storages:
+            return False
+        return self._storages[address]() is not None
 
     def any_of(self, tensors: Iterable[torch.Tensor]) -> bool:
         """Whether any of ``tensors`` is device-resident."""
@@ -204,29 +210,31 @@ class DeviceResidentSet:
         return f"<DeviceResidentSet of {len(self._tensors)} live tensors>"
 
 
-def _remember(table: dict[int, weakref.ref[Any]], item: Any) -> None:
-    key = id(item)
-    if key in table:
+def _remember(table: dict[int, weakref.ref[torch.Tensor]], key: int, tensor: torch.Tensor) -> None:
+    known = table.get(key)
+    if known is not None and known() is not None:
         return
 
-    def forget(_: weakref.ref[Any]) -> None:
-        table.pop(key, None)
+    def forget(dead: weakref.ref[torch.Tensor]) -> None:
+        if table.get(key) is dead:
+            table.pop(key, None)
 
-    table[key] = weakref.ref(item, forget)
+    table[key] = weakref.ref(tensor, forget)
 
 
-def _storage(tensor: torch.Tensor) -> Any:
-    """The tensor's storage object, or ``None`` (sparse and other storage-less tensors).
+def _memory(tensor: torch.Tensor) -> int | None:
+    """The address of the tensor's storage, or ``None`` (no memory, or storage-less tensors).
 
-    Torch keeps one Python object per storage alive while any tensor uses it,
-    so the object serves as a weak-set key for every alias of the memory.
+    Every alias of the memory (a view, ``.data``) shares it.  Empty storages
+    all sit at address 0 and hold nothing to read, so they have none.
     """
     try:
         # Past the function watch: this bookkeeping is no user call to name.
         with _NO_TORCH_FUNCTION():
-            return tensor.untyped_storage()
+            address = tensor.untyped_storage().data_ptr()
     except (RuntimeError, NotImplementedError, TypeError):
         return None
+    return address or None
 
 
 _NO_TORCH_FUNCTION: Any = torch._C.DisableTorchFunction
