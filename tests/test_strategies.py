@@ -21,11 +21,13 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument, NoSuchExample
 
 from dpslice import DPLayout, DPSliceError, InvalidLayoutError, Mode, NegativeCountError
+from dpslice.contracts import PRESETS, SGLANG_CAPTURER, SGLANG_GATHER, VLLM_CHUNKED, VLLM_DP
 from dpslice.strategies import (
     DEFECT_KINDS,
     INVALID_CAUSES,
     MAX_COUNT,
     _non_integers,
+    contract_layouts,
     dp_layouts,
     dp_sizes,
     invalid_calls,
@@ -269,6 +271,114 @@ class TestDPLayouts:
         assert found.dp_size <= 2
         assert max(found.counts) <= 1
         assert found == DPLayout((1,), Mode.GRAPH_REPLAY, graph_batch_size=1, num_tokens_per_bs=2)
+
+
+class TestContractLayouts:
+    @pytest.mark.parametrize("name", list(PRESETS))
+    @OPTION_CHECK
+    @given(data=st.data())
+    def test_only_the_states_the_contract_reaches_built_as_it_says(self, name, data):
+        contract = PRESETS[name]
+        layout = data.draw(contract_layouts(contract, gather_skipped=None))
+        assert layout.mode in contract.modes
+        assert layout.attn_tp_size in contract.attn_tp_sizes
+        assert layout.num_tokens_per_bs <= contract.max_num_tokens_per_bs
+        if layout.mode is not Mode.GRAPH_CAPTURE:
+            assert min(layout.counts) >= contract.min_count
+        if not contract.skipped_gather:
+            assert not layout.gather_skipped
+
+    @pytest.mark.parametrize("name", list(PRESETS))
+    def test_every_state_the_contract_reaches_is_drawn(self, name):
+        contract = PRESETS[name]
+        for mode in contract.modes:
+            find(contract_layouts(contract), lambda layout, mode=mode: layout.mode is mode)
+
+    @OPTION_CHECK
+    @given(data=st.data())
+    def test_modes_narrow_the_contracts_states(self, data):
+        layout = data.draw(contract_layouts(SGLANG_CAPTURER, modes=[Mode.MAX_LEN, Mode.DP_CHUNK]))
+        assert layout.mode is Mode.MAX_LEN  # DP_CHUNK: a state the capturer never reaches
+
+    def test_the_contracts_bounds_are_passed_on(self):
+        find(contract_layouts(SGLANG_GATHER), lambda layout: layout.attn_tp_size == 4)
+        find(contract_layouts(SGLANG_GATHER), lambda layout: layout.num_tokens_per_bs == 8)
+        find(contract_layouts(VLLM_DP, max_dp_size=3), lambda layout: layout.dp_size == 3)
+        find(contract_layouts(SGLANG_GATHER, max_count=9), lambda layout: max(layout.counts) == 9)
+        find(contract_layouts(VLLM_CHUNKED), lambda layout: layout.chunk_size is not None)
+
+    @OPTION_CHECK
+    @given(data=st.data())
+    def test_max_dp_size_and_max_count_bound_what_is_drawn(self, data):
+        layout = data.draw(contract_layouts(SGLANG_GATHER, max_dp_size=3, max_count=5))
+        assert layout.dp_size <= 3
+        assert max(layout.counts) <= max(5, 1)  # a capture's dummy batch holds one row
+
+    @OPTION_CHECK
+    @given(data=st.data())
+    def test_a_max_count_below_the_contracts_least_count_is_raised_to_it(self, data):
+        layout = data.draw(contract_layouts(VLLM_DP, max_count=0))
+        assert set(layout.counts) == {1}  # vLLM pads an idle rank to one token
+
+    @OPTION_CHECK
+    @given(data=st.data())
+    def test_gather_skipped_true_draws_only_skipped_gathers(self, data):
+        layout = data.draw(contract_layouts(SGLANG_CAPTURER, gather_skipped=True))
+        assert layout.gather_skipped
+        assert layout.mode is not Mode.GRAPH_CAPTURE
+
+    @OPTION_CHECK
+    @given(data=st.data())
+    def test_gather_skipped_false_by_default(self, data):
+        assert not data.draw(contract_layouts(SGLANG_CAPTURER)).gather_skipped
+
+    @pytest.mark.parametrize("skipped", [True, False])
+    def test_gather_skipped_none_draws_both_where_the_contract_skips(self, skipped):
+        strategy = contract_layouts(SGLANG_CAPTURER, gather_skipped=None)
+        find(strategy, lambda layout: layout.gather_skipped is skipped)
+
+    @pytest.mark.parametrize(
+        ("contract", "kwargs", "message"),
+        [
+            pytest.param(
+                "sglang-capturer",
+                {},
+                "contract='sglang-capturer' must be a dpslice.contracts.Contract",
+                id="not-a-contract",
+            ),
+            pytest.param(
+                VLLM_DP,
+                {"gather_skipped": True},
+                "contract vllm-dp never skips the all-gather",
+                id="never-skips",
+            ),
+            pytest.param(
+                VLLM_DP,
+                {"modes": [Mode.GRAPH_REPLAY]},
+                "contract vllm-dp reaches none of the modes asked for; it reaches "
+                + ", ".join(mode.name for mode in VLLM_DP.modes),
+                id="no-mode-reached",
+            ),
+            pytest.param(
+                SGLANG_CAPTURER,
+                {"modes": [Mode.GRAPH_CAPTURE], "gather_skipped": True},
+                "contract sglang-capturer reaches none of the modes asked for; it reaches "
+                + ", ".join(mode.name for mode in SGLANG_CAPTURER.modes),
+                id="capture-never-skipped",
+            ),
+            pytest.param(
+                SGLANG_CAPTURER,
+                {"modes": Mode.SUM_LEN},
+                "modes=Mode.SUM_LEN must be a non-empty sequence of dpslice.Mode, "
+                "e.g. modes=[Mode.SUM_LEN, Mode.GRAPH_REPLAY]",
+                id="one-mode",
+            ),
+        ],
+    )
+    def test_bad_arguments_are_refused_with_what_to_do(self, contract, kwargs, message):
+        with pytest.raises(InvalidArgument) as raised:
+            contract_layouts(contract, **kwargs)
+        assert str(raised.value) == message
 
 
 class TestLayoutsAndRanks:
