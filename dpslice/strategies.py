@@ -39,6 +39,7 @@ __all__ = [
     "DEFECT_KINDS",
     "INVALID_CAUSES",
     "MAX_COUNT",
+    "MAX_DP_SIZE",
     "InvalidCall",
     "contract_layouts",
     "dp_layouts",
@@ -50,6 +51,9 @@ __all__ = [
 
 #: The largest token count drawn by default: the int32 limit engines hit.
 MAX_COUNT = 2**31 - 1
+
+#: The most ranks drawn by default.
+MAX_DP_SIZE = 64
 
 #: Every error :func:`invalid_calls` can aim at, in the order it shrinks to.
 INVALID_CAUSES: tuple[type[DPSliceError], ...] = (
@@ -82,7 +86,7 @@ def _check_sizes(min_name: str, min_size: object, max_name: str, max_size: objec
         )
 
 
-def dp_sizes(*, min_size: int = 1, max_size: int = 64) -> st.SearchStrategy[int]:
+def dp_sizes(*, min_size: int = 1, max_size: int = MAX_DP_SIZE) -> st.SearchStrategy[int]:
     """DP sizes in ``[min_size, max_size]``, mostly small (up to 8), shrinking to ``min_size``."""
     _check_sizes("min_size", min_size, "max_size", max_size)
     small = st.integers(min_size, min(max_size, max(min_size, 8)))
@@ -93,7 +97,11 @@ def dp_sizes(*, min_size: int = 1, max_size: int = 64) -> st.SearchStrategy[int]
 
 
 def token_counts(
-    *, min_size: int = 1, max_size: int = 64, max_count: int = MAX_COUNT, min_count: int = 0
+    *,
+    min_size: int = 1,
+    max_size: int = MAX_DP_SIZE,
+    max_count: int = MAX_COUNT,
+    min_count: int = 0,
 ) -> st.SearchStrategy[tuple[int, ...]]:
     """Per-rank token counts: zeros, all-zero ranks, small values and values up to ``max_count``.
 
@@ -137,7 +145,7 @@ def dp_layouts(
     *,
     modes: Sequence[Mode] = _ALL_MODES,
     min_dp_size: int = 1,
-    max_dp_size: int = 64,
+    max_dp_size: int = MAX_DP_SIZE,
     max_count: int = MAX_COUNT,
     attn_tp_sizes: Sequence[int] = (1, 2, 4),
     max_num_tokens_per_bs: int = 8,
@@ -229,7 +237,7 @@ def contract_layouts(
     modes: Sequence[Mode] | None = None,
     gather_skipped: bool | None = False,
     max_count: int = MAX_COUNT,
-    max_dp_size: int = 64,
+    max_dp_size: int = MAX_DP_SIZE,
 ) -> st.SearchStrategy[DPLayout]:
     """The layouts ``contract``'s call site is reached in, built as the engine builds them.
 

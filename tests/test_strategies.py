@@ -12,6 +12,7 @@ function, and a strategy built at import time is built before any test runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 
@@ -306,6 +307,14 @@ class TestContractLayouts:
         find(contract_layouts(VLLM_DP, max_dp_size=3), lambda layout: layout.dp_size == 3)
         find(contract_layouts(SGLANG_GATHER, max_count=9), lambda layout: max(layout.counts) == 9)
         find(contract_layouts(VLLM_CHUNKED), lambda layout: layout.chunk_size is not None)
+
+    @OPTION_CHECK
+    @given(data=st.data())
+    def test_a_contracts_own_bounds_are_kept(self, data):
+        two_rows = dataclasses.replace(SGLANG_CAPTURER, max_num_tokens_per_bs=2)
+        layout = data.draw(contract_layouts(two_rows, modes=[Mode.GRAPH_REPLAY]))
+        assert layout.num_tokens_per_bs <= 2
+        assert layout.dp_size <= 64  # the default max_dp_size
 
     @OPTION_CHECK
     @given(data=st.data())
