@@ -151,6 +151,22 @@ class TestHandWrittenBuffers:
         assert layout.expected_rows(rank).tolist() == own
 
 
+class TestBlocks:
+    def test_block_counts_are_every_gathered_ranks_whole_block(self):
+        assert DPLayout((2, 3)).block_counts(0) == [2, 3]
+        assert DPLayout((2, 3), Mode.MAX_LEN).block_counts(1) == [3, 3]
+        replay = DPLayout((1, 3), Mode.GRAPH_REPLAY, graph_batch_size=2, num_tokens_per_bs=2)
+        assert replay.block_counts(0) == [4, 4]
+        skipped = DPLayout((1, 3), Mode.GRAPH_REPLAY, graph_batch_size=4, gather_skipped=True)
+        assert skipped.block_counts(1) == [4]
+
+    def test_expected_rows_follow_what_the_rank_owns(self):
+        replay = DPLayout((1, 3), Mode.GRAPH_REPLAY, graph_batch_size=4)
+        assert replay.expected_rows(0).tolist() == [[0, 0]]
+        padded = replay.expected_rows(0, Owns.PADDED_BLOCK).tolist()
+        assert padded == [[0, 0], [0, PAD_ROW], [0, PAD_ROW], [0, PAD_ROW]]
+
+
 class TestSliceCall:
     def test_eager_call_has_no_graph_fields(self):
         assert DPLayout((2, 0, 3)).call(2) == SliceCall(

@@ -71,6 +71,10 @@ class TestWorkedExamples:
             counts, rank, dp_size=dp_size, can_run_graph=can_run_graph, graph_extent=extent
         ) == DPSlice(*expected)
 
+    def test_eager_by_default_whatever_the_extent(self):
+        # can_run_graph defaults to False: the running sum, not rank * extent.
+        assert dp_local_slice([3, 5], 1, dp_size=2, graph_extent=8) == DPSlice(3, 5)
+
     @pytest.mark.parametrize(WORKED_FIELDS, WORKED_EXAMPLES)
     def test_plain_ints_take_the_fast_path(
         self, monkeypatch, counts, rank, dp_size, can_run_graph, extent, expected
@@ -114,6 +118,16 @@ class TestGetDPLocalSliceCPU:
     def test_num_tokens_per_bs_defaults_to_1(self):
         batch = ForwardBatch([2, 2])
         assert get_dp_local_slice_cpu(batch, True, 2, dp_rank=1, dp_size=2) == DPSlice(2, 2)
+
+    def test_a_prefill_graph_without_a_decode_extent_takes_the_running_sum(self):
+        # sglang #30712: can_run_graph with cuda_graph_batch None is the prefill graph,
+        # whose CPU counts the engine padded to the bucket.
+        batch = ForwardBatch([4, 4])
+        assert get_dp_local_slice_cpu(batch, True, None, dp_rank=1, dp_size=2) == DPSlice(4, 4)
+
+    def test_a_graph_of_batch_size_0_is_accepted(self):
+        batch = ForwardBatch([0, 0])
+        assert get_dp_local_slice_cpu(batch, True, 0, dp_rank=1, dp_size=2) == DPSlice(0, 0)
 
     def test_eager_uses_the_prefix_sum_whatever_cuda_graph_batch_says(self):
         batch = ForwardBatch([2, 3])
