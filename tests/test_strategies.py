@@ -17,6 +17,7 @@ import math
 from collections import Counter
 
 import pytest
+import torch
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument, NoSuchExample
@@ -504,6 +505,133 @@ class TestInvalidCalls:
         found = find(invalid_calls(causes=INVALID_CAUSES[:3]), lambda invalid: True)
         assert found.expected is INVALID_CAUSES[0]
         assert found.layout == DPLayout((0,))
+
+
+def _changed(invalid):
+    """The fields of ``invalid.call`` that differ from the valid call it derives from.
+
+    Counts are compared entry by entry; the valid call is the layout's call for
+    whichever rank differs least (the rank itself may be the defect).
+    """
+    call, layout = invalid.call, invalid.layout
+    best = None
+    for valid in (layout.call(rank) for rank in range(layout.dp_size)):
+        changed = {
+            field: getattr(call, field)
+            for field in ("dp_rank", "dp_size", "can_run_graph", "graph_extent")
+            if not _same_value(getattr(call, field), getattr(valid, field))
+        }
+        counts, valid_counts = call.global_num_tokens_cpu, valid.global_num_tokens_cpu
+        if isinstance(counts, list) and len(counts) == len(valid_counts):
+            slots = [
+                slot
+                for slot, (got, want) in enumerate(zip(counts, valid_counts, strict=True))
+                if not _same_value(got, want)
+            ]
+            if slots:
+                changed["counts"] = slots
+        elif not _same_value(counts, valid_counts):
+            changed["counts"] = counts
+        # The fewest changes; on a tie, one that leaves the counts as they were.
+        if best is None or (len(changed), "counts" in changed) < (len(best), "counts" in best):
+            best = changed
+    return best
+
+
+def _same_value(got, want):
+    return type(got) is type(want) and got == want
+
+
+class TestEachKindOfDefect:
+    """Each kind puts exactly its own defect into the call, and names it."""
+
+    @pytest.mark.parametrize("kind", DEFECT_KINDS)
+    @settings(max_examples=max(10, settings.default.max_examples // 50))
+    @given(data=st.data())
+    def test_exactly_one_defect_named_as_it_is(self, kind, data):
+        invalid = data.draw(invalid_calls(kinds=[kind], max_count=8))
+        changed = _changed(invalid)
+        call, n = invalid.call, invalid.layout.dp_size
+        counts = call.global_num_tokens_cpu
+        if kind == "counts None":
+            assert (changed, invalid.defect) == (
+                {"counts": None},
+                "global_num_tokens_cpu is None",
+            )
+        elif kind == "count list of another length":
+            assert list(changed) == ["counts"]
+            assert len(counts) not in (1, n)
+            assert 0 <= len(counts) <= n + 4
+            valid = invalid.layout.call(call.dp_rank).global_num_tokens_cpu
+            assert counts == (valid * (len(counts) // n + 1))[: len(counts)]
+            assert invalid.defect == f"{len(counts)} counts for dp_size={n}"
+        elif kind == "dp_rank out of range":
+            assert list(changed) == ["dp_rank"]
+            assert n <= call.dp_rank <= n + 8 or -8 <= call.dp_rank <= -1
+            assert invalid.defect == f"dp_rank = {call.dp_rank}"
+        elif kind == "dp_size below 1":
+            assert set(changed) <= {"dp_size", "dp_rank"}
+            assert -4 <= call.dp_size <= 0
+            assert call.dp_rank == 0
+            assert invalid.defect == f"dp_size = {call.dp_size}"
+        elif kind == "negative graph extent":
+            assert list(changed) == ["graph_extent"]
+            assert -8 <= call.graph_extent <= -1
+            assert invalid.defect == f"graph_extent = {call.graph_extent}"
+        elif kind == "tensor counts":
+            assert isinstance(counts, torch.Tensor)
+            assert counts.tolist() == invalid.layout.call(call.dp_rank).global_num_tokens_cpu
+            assert invalid.defect == "a tensor as counts"
+        elif kind == "tensor dp_rank":
+            assert isinstance(call.dp_rank, torch.Tensor)
+            assert call.dp_rank.dim() == 0
+            assert list(changed) == ["dp_rank"]
+            assert invalid.defect == "a tensor as dp_rank"
+        else:  # one value replaced: a count, or the field the kind names
+            field = "count" if "count" in kind.split() else kind.split()[-1]
+            key = "counts" if field == "count" else field
+            assert list(changed) == [key]
+            if field == "count":
+                (slot,) = changed["counts"]
+                value = counts[slot]
+            else:
+                value = getattr(call, field)
+            if kind == "count over the extent":
+                assert call.graph_extent < value <= call.graph_extent + 8
+                assert invalid.defect == f"count {value} over the extent"
+            elif kind == "negative count":
+                assert -8 <= value <= -1
+                assert invalid.defect == f"count {value}"
+            elif kind == "tensor count":
+                assert isinstance(value, torch.Tensor)
+                assert value.dim() == 0
+                assert invalid.defect == "a tensor as count"
+            else:
+                assert type(value) is bool if kind.startswith("bool") else type(value) is not int
+                assert invalid.defect == f"{field} is {value!r}"
+
+    @pytest.mark.parametrize(
+        ("kind", "value"),
+        [
+            ("dp_rank out of range", lambda call, n: call.dp_rank == n + 8),
+            ("dp_rank out of range", lambda call, n: call.dp_rank == -8),
+            ("dp_rank out of range", lambda call, n: call.dp_rank == n),
+            ("dp_rank out of range", lambda call, n: call.dp_rank == -1),
+            ("dp_size below 1", lambda call, n: call.dp_size == -4),
+            ("dp_size below 1", lambda call, n: call.dp_size == 0),
+            ("count list of another length", lambda call, n: not call.global_num_tokens_cpu),
+            (
+                "count list of another length",
+                lambda call, n: len(call.global_num_tokens_cpu) == n + 4,
+            ),
+        ],
+        ids=["rank-top", "rank-bottom", "rank-dp-size", "rank-minus-1", "size-min", "size-0",
+             "no-counts", "four-extra"],
+    )  # fmt: skip
+    def test_the_edges_of_each_range_are_drawn(self, kind, value):
+        find(
+            invalid_calls(kinds=[kind]), lambda invalid: value(invalid.call, invalid.layout.dp_size)
+        )
 
 
 class TestNonIntegers:
