@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from hypothesis import strategies as st
@@ -404,17 +405,30 @@ def _negative_extent(
     return replace(call, graph_extent=extent), f"graph_extent = {extent}"
 
 
-def _wrong_type(where: str, values: Callable[[], st.SearchStrategy[object]]) -> _Builder:
-    def build(
-        draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
-    ) -> tuple[SliceCall, str]:
-        value = draw(values())
-        if where == "count":
-            return _with_count(call, slot, value), f"count is {value!r}"
-        wrong: dict[str, Any] = {where: value}  # the wrong type is the defect
-        return replace(call, **wrong), f"{where} is {value!r}"
+def _wrong_type(
+    where: str,
+    values: Callable[[], st.SearchStrategy[object]],
+    draw: st.DrawFn,
+    layout: DPLayout,
+    call: SliceCall,
+    slot: int,
+    top: int,
+) -> tuple[SliceCall, str]:
+    """A value of the wrong type at ``where`` (a count, or the field of that name).
 
-    return build
+    A builder once ``where`` and ``values`` are bound (:func:`functools.partial`),
+    so that it runs, and can be judged, when a call is drawn.
+    """
+    value = draw(values())
+    if where == "count":
+        return _with_count(call, slot, value), f"count is {value!r}"
+    wrong: dict[str, Any] = {where: value}  # the wrong type is the defect
+    return replace(call, **wrong), f"{where} is {value!r}"
+
+
+def _non_integer_extents() -> st.SearchStrategy[object]:
+    # None is no extent at all: a prefill graph, not a wrong type.
+    return _non_integers().filter(lambda value: value is not None)
 
 
 def _tensor_counts(
@@ -447,17 +461,16 @@ _KINDS: dict[str, tuple[type[DPSliceError], _Builder]] = {
     "dp_rank out of range": (RankOutOfRangeError, _rank_out_of_range),
     "dp_size below 1": (InvalidDPSizeError, _size_below_one),
     "negative count": (NegativeCountError, _negative_count),
-    "bool count": (NonIntegerError, _wrong_type("count", _bools)),
-    "bool dp_rank": (NonIntegerError, _wrong_type("dp_rank", _bools)),
-    "bool dp_size": (NonIntegerError, _wrong_type("dp_size", _bools)),
-    "bool graph_extent": (NonIntegerError, _wrong_type("graph_extent", _bools)),
-    "non-integer count": (NonIntegerError, _wrong_type("count", _non_integers)),
-    "non-integer dp_rank": (NonIntegerError, _wrong_type("dp_rank", _non_integers)),
-    "non-integer dp_size": (NonIntegerError, _wrong_type("dp_size", _non_integers)),
+    "bool count": (NonIntegerError, partial(_wrong_type, "count", _bools)),
+    "bool dp_rank": (NonIntegerError, partial(_wrong_type, "dp_rank", _bools)),
+    "bool dp_size": (NonIntegerError, partial(_wrong_type, "dp_size", _bools)),
+    "bool graph_extent": (NonIntegerError, partial(_wrong_type, "graph_extent", _bools)),
+    "non-integer count": (NonIntegerError, partial(_wrong_type, "count", _non_integers)),
+    "non-integer dp_rank": (NonIntegerError, partial(_wrong_type, "dp_rank", _non_integers)),
+    "non-integer dp_size": (NonIntegerError, partial(_wrong_type, "dp_size", _non_integers)),
     "non-integer graph_extent": (
         NonIntegerError,
-        # None is no extent at all: a prefill graph, not a wrong type.
-        _wrong_type("graph_extent", lambda: _non_integers().filter(lambda v: v is not None)),
+        partial(_wrong_type, "graph_extent", _non_integer_extents),
     ),
     "tensor counts": (TensorInputError, _tensor_counts),
     "tensor count": (TensorInputError, _tensor_count),

@@ -629,9 +629,25 @@ class TestEachKindOfDefect:
              "no-counts", "four-extra"],
     )  # fmt: skip
     def test_the_edges_of_each_range_are_drawn(self, kind, value):
-        find(
-            invalid_calls(kinds=[kind]), lambda invalid: value(invalid.call, invalid.layout.dp_size)
-        )
+        find(invalid_calls(kinds=[kind]), lambda bad: value(bad.call, bad.layout.dp_size))
+
+    @pytest.mark.parametrize(
+        ("kind", "beyond"),
+        [
+            ("dp_rank out of range", lambda call, n: call.dp_rank > n + 8),
+            ("dp_rank out of range", lambda call, n: call.dp_rank < -8),
+            ("dp_size below 1", lambda call, n: call.dp_size < -4),
+        ],
+        ids=["rank-above", "rank-below", "size-below"],
+    )
+    def test_nothing_beyond_the_edges_is_drawn(self, kind, beyond):
+        search = settings(max_examples=150, database=None)
+        with pytest.raises(NoSuchExample):
+            find(
+                invalid_calls(kinds=[kind]),
+                lambda bad: beyond(bad.call, bad.layout.dp_size),
+                settings=search,
+            )
 
 
 class TestNonIntegers:
