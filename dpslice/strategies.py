@@ -372,8 +372,8 @@ def _wrong_length(
     counts = call.global_num_tokens_cpu
     assert counts is not None
     n = layout.dp_size
-    k = draw(st.integers(0, n + 4).filter(lambda k: k not in (1, n)))
-    bad = (counts * (k // n + 1))[:k]
+    k = draw(st.sampled_from([length for length in range(n + 5) if length not in (1, n)]))
+    bad = [counts[index % n] for index in range(k)]  # the counts again, cut or cycled
     return replace(call, global_num_tokens_cpu=bad), f"{k} counts for dp_size={n}"
 
 

@@ -563,7 +563,7 @@ class TestEachKindOfDefect:
             assert len(counts) not in (1, n)
             assert 0 <= len(counts) <= n + 4
             valid = invalid.layout.call(call.dp_rank).global_num_tokens_cpu
-            assert counts == (valid * (len(counts) // n + 1))[: len(counts)]
+            assert counts == [valid[index % n] for index in range(len(counts))]
             assert invalid.defect == f"{len(counts)} counts for dp_size={n}"
         elif kind == "dp_rank out of range":
             assert list(changed) == ["dp_rank"]
@@ -624,9 +624,15 @@ class TestEachKindOfDefect:
                 "count list of another length",
                 lambda call, n: len(call.global_num_tokens_cpu) == n + 4,
             ),
+            ("negative graph extent", lambda call, n: call.graph_extent == -1),
+            ("negative count", lambda call, n: -1 in call.global_num_tokens_cpu),
+            (
+                "count over the extent",
+                lambda call, n: call.graph_extent + 1 in call.global_num_tokens_cpu,
+            ),
         ],
         ids=["rank-top", "rank-bottom", "rank-dp-size", "rank-minus-1", "size-min", "size-0",
-             "no-counts", "four-extra"],
+             "no-counts", "four-extra", "extent-minus-1", "count-minus-1", "one-over"],
     )  # fmt: skip
     def test_the_edges_of_each_range_are_drawn(self, kind, value):
         find(invalid_calls(kinds=[kind]), lambda bad: value(bad.call, bad.layout.dp_size))
@@ -637,8 +643,12 @@ class TestEachKindOfDefect:
             ("dp_rank out of range", lambda call, n: call.dp_rank > n + 8),
             ("dp_rank out of range", lambda call, n: call.dp_rank < -8),
             ("dp_size below 1", lambda call, n: call.dp_size < -4),
+            (
+                "count list of another length",
+                lambda call, n: len(call.global_num_tokens_cpu) > n + 4,
+            ),
         ],
-        ids=["rank-above", "rank-below", "size-below"],
+        ids=["rank-above", "rank-below", "size-below", "length-above"],
     )
     def test_nothing_beyond_the_edges_is_drawn(self, kind, beyond):
         search = settings(max_examples=150, database=None)
