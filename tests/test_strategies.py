@@ -630,9 +630,12 @@ class TestEachKindOfDefect:
                 "count over the extent",
                 lambda call, n: call.graph_extent + 1 in call.global_num_tokens_cpu,
             ),
+            ("bool dp_rank", lambda call, n: call.dp_rank is True),
+            ("bool dp_rank", lambda call, n: call.dp_rank is False),
         ],
         ids=["rank-top", "rank-bottom", "rank-dp-size", "rank-minus-1", "size-min", "size-0",
-             "no-counts", "four-extra", "extent-minus-1", "count-minus-1", "one-over"],
+             "no-counts", "four-extra", "extent-minus-1", "count-minus-1", "one-over",
+             "bool-true", "bool-false"],
     )  # fmt: skip
     def test_the_edges_of_each_range_are_drawn(self, kind, value):
         find(invalid_calls(kinds=[kind]), lambda bad: value(bad.call, bad.layout.dp_size))
