@@ -458,6 +458,56 @@ INVALID_LAYOUTS = [
         ),
         id="over-default-max-rows",
     ),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.PREFILL_GRAPH),
+        "PREFILL_GRAPH needs graph_batch_size, the bucket in tokens (an int >= 1); got None",
+        id="prefill-no-bucket",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.PREFILL_GRAPH, graph_batch_size=0),
+        "PREFILL_GRAPH needs graph_batch_size, the bucket in tokens (an int >= 1); got 0",
+        id="prefill-bucket-zero",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.PREFILL_GRAPH, graph_batch_size=True),
+        "PREFILL_GRAPH needs graph_batch_size, the bucket in tokens (an int >= 1); got True",
+        id="prefill-bucket-bool",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.DP_CHUNK),
+        "DP_CHUNK needs chunk_size, an int >= 1; got None",
+        id="chunk-no-size",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.DP_CHUNK, chunk_size=0),
+        "DP_CHUNK needs chunk_size, an int >= 1; got 0",
+        id="chunk-size-zero",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.DP_CHUNK, chunk_size=True),
+        "DP_CHUNK needs chunk_size, an int >= 1; got True",
+        id="chunk-size-bool",
+    ),
+    pytest.param(
+        lambda: DPLayout((2,), Mode.DP_CHUNK, chunk_size=1, attn_tp_size=2),
+        "DP chunking does not round counts: leave attn_tp_size 1",
+        id="chunk-with-attn-tp",
+    ),
+    pytest.param(
+        lambda: DPLayout((3,), Mode.DP_CHUNK, chunk_size=2, chunk_index=2),
+        "chunk_index must be an int in range(2) for the largest count 3 in chunks of 2; got 2",
+        id="chunk-index-past-the-last",
+    ),
+    pytest.param(
+        lambda: DPLayout((3,), Mode.DP_CHUNK, chunk_size=2, chunk_index=True),
+        "chunk_index must be an int in range(2) for the largest count 3 in chunks of 2; got True",
+        id="chunk-index-bool",
+    ),
+    pytest.param(
+        lambda: DPLayout((0,), Mode.DP_CHUNK, chunk_size=3, chunk_index=1),
+        "chunk_index must be an int in range(1) for the largest count 0 in chunks of 3; got 1",
+        id="chunk-index-of-an-empty-forward",
+    ),
 ]
 
 
