@@ -501,6 +501,16 @@ class TestInvalidCalls:
         )
         assert len(found.call.global_num_tokens_cpu) == 1
 
+    @INVALID_CALL_CHECK
+    @given(st.data())
+    def test_a_contracts_calls_derive_from_the_layouts_it_reaches(self, data):
+        invalid = data.draw(invalid_calls(contract=VLLM_DP, max_count=4))
+        layout = invalid.layout
+        assert layout.mode in VLLM_DP.modes
+        assert min(layout.counts) >= 1  # vLLM never gathers an empty rank
+        assert layout.dp_size <= 16
+        assert max(layout.counts) <= 4
+
     def test_shrinks_to_the_first_cause_on_a_one_rank_layout(self):
         found = find(invalid_calls(causes=INVALID_CAUSES[:3]), lambda invalid: True)
         assert found.expected is INVALID_CAUSES[0]
