@@ -511,6 +511,22 @@ class TestInvalidCalls:
         assert layout.dp_size <= 16
         assert max(layout.counts) <= 4
 
+    @INVALID_CALL_CHECK
+    @given(st.data())
+    def test_modes_narrow_a_contracts_calls(self, data):
+        invalid = data.draw(invalid_calls(contract=SGLANG_CAPTURER, modes=[Mode.MAX_LEN]))
+        assert invalid.layout.mode is Mode.MAX_LEN
+
+    @INVALID_CALL_CHECK
+    @given(st.data())
+    def test_a_list_of_another_length_never_comes_from_a_skipped_gather(self, data):
+        kinds = ["count list of another length"]
+        invalid = data.draw(invalid_calls(contract=SGLANG_CAPTURER, kinds=kinds))
+        assert not invalid.layout.gather_skipped
+
+    def test_a_contracts_calls_come_from_up_to_16_ranks(self):
+        find(invalid_calls(contract=VLLM_DP), lambda invalid: invalid.layout.dp_size == 16)
+
     def test_shrinks_to_the_first_cause_on_a_one_rank_layout(self):
         found = find(invalid_calls(causes=INVALID_CAUSES[:3]), lambda invalid: True)
         assert found.expected is INVALID_CAUSES[0]
