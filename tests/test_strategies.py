@@ -526,6 +526,16 @@ class TestInvalidCalls:
 
     def test_a_contracts_calls_come_from_up_to_16_ranks(self):
         find(invalid_calls(contract=VLLM_DP), lambda invalid: invalid.layout.dp_size == 16)
+        with pytest.raises(NoSuchExample):
+            find(
+                invalid_calls(contract=VLLM_DP),
+                lambda invalid: invalid.layout.dp_size > 16,
+                settings=settings(max_examples=150, database=None),
+            )
+
+    def test_a_contract_that_skips_gathers_gives_calls_from_skipped_gathers(self):
+        strategy = invalid_calls(contract=SGLANG_CAPTURER, kinds=["negative count"])
+        find(strategy, lambda invalid: invalid.layout.gather_skipped)
 
     def test_shrinks_to_the_first_cause_on_a_one_rank_layout(self):
         found = find(invalid_calls(causes=INVALID_CAUSES[:3]), lambda invalid: True)
