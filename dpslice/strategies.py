@@ -559,10 +559,15 @@ def invalid_calls(
     if modes is None:
         modes = _CALL_MODES if contract is None else contract.counted_modes
     chosen_modes = tuple(mode for mode in _check_modes(modes) if mode is not Mode.GRAPH_CAPTURE)
-    if contract is not None:
-        chosen_modes = tuple(mode for mode in chosen_modes if contract.reaches(mode))
     if not chosen_modes:
         raise InvalidArgument("modes=[Mode.GRAPH_CAPTURE] has no CPU counts to put a defect in")
+    if contract is not None:
+        chosen_modes = tuple(mode for mode in chosen_modes if contract.reaches(mode))
+        if not chosen_modes:
+            raise InvalidArgument(
+                f"contract {contract.name} reaches none of the modes asked for; it reaches "
+                f"{', '.join(mode.name for mode in contract.counted_modes)}"
+            )
     if kinds is None:
         wanted = [kind for kind, cause in DEFECT_KINDS.items() if cause in causes]
     elif isinstance(kinds, str) or not isinstance(kinds, Sequence) or not kinds:

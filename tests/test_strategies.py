@@ -524,6 +524,12 @@ class TestInvalidCalls:
         invalid = data.draw(invalid_calls(contract=SGLANG_CAPTURER, kinds=kinds))
         assert not invalid.layout.gather_skipped
 
+    @INVALID_CALL_CHECK
+    @given(st.data())
+    def test_a_chunking_contracts_calls_come_from_its_chunks(self, data):
+        invalid = data.draw(invalid_calls(contract=VLLM_CHUNKED))
+        assert invalid.layout.mode is Mode.DP_CHUNK
+
     def test_a_contracts_calls_come_from_up_to_16_ranks(self):
         find(invalid_calls(contract=VLLM_DP), lambda invalid: invalid.layout.dp_size == 16)
         with pytest.raises(NoSuchExample):
@@ -921,6 +927,43 @@ INVALID_ARGUMENTS = [
         {"max_count": 0},
         "max_count=0 must be an int >= 1",
         id="invalid_calls-max-count-0",
+    ),
+    pytest.param(
+        invalid_calls,
+        {"contract": "vllm-dp"},
+        "contract='vllm-dp' must be a dpslice.contracts.Contract",
+        id="invalid_calls-contract-a-name",
+    ),
+    pytest.param(
+        invalid_calls,
+        {"modes": [Mode.GRAPH_CAPTURE]},
+        "modes=[Mode.GRAPH_CAPTURE] has no CPU counts to put a defect in",
+        id="invalid_calls-capture-only",
+    ),
+    pytest.param(
+        invalid_calls,
+        {"contract": VLLM_DP, "modes": [Mode.GRAPH_REPLAY]},
+        "contract vllm-dp reaches none of the modes asked for; it reaches "
+        + ", ".join(mode.name for mode in VLLM_DP.counted_modes),
+        id="invalid_calls-no-mode-the-contract-reaches",
+    ),
+    pytest.param(
+        invalid_calls,
+        {"kinds": []},
+        "kinds=[] must be a non-empty sequence of DEFECT_KINDS keys",
+        id="invalid_calls-kinds-empty",
+    ),
+    pytest.param(
+        invalid_calls,
+        {"kinds": "negative count"},
+        "kinds='negative count' must be a non-empty sequence of DEFECT_KINDS keys",
+        id="invalid_calls-kinds-one-string",
+    ),
+    pytest.param(
+        invalid_calls,
+        {"kinds": {"negative count"}},
+        "kinds={'negative count'} must be a non-empty sequence of DEFECT_KINDS keys",
+        id="invalid_calls-kinds-a-set",
     ),
 ]
 
