@@ -579,8 +579,6 @@ def invalid_calls(
                 f"kinds holds {unknown[0]!r}; choose from dpslice.strategies.DEFECT_KINDS"
             )
         wanted = [kind for kind in kinds if DEFECT_KINDS[kind] in causes]
-    if not chosen_modes:
-        raise InvalidArgument("none of these modes has counts that the contract reaches")
     if Mode.GRAPH_REPLAY not in chosen_modes:
         wanted = [kind for kind in wanted if kind not in _REPLAY_ONLY]
     if not wanted:

@@ -965,6 +965,12 @@ INVALID_ARGUMENTS = [
         "kinds={'negative count'} must be a non-empty sequence of DEFECT_KINDS keys",
         id="invalid_calls-kinds-a-set",
     ),
+    pytest.param(
+        invalid_calls,
+        {"kinds": ["negative count", "nope"]},
+        "kinds holds 'nope'; choose from dpslice.strategies.DEFECT_KINDS",
+        id="invalid_calls-kinds-unknown",
+    ),
 ]
 
 
