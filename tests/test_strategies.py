@@ -465,8 +465,19 @@ class TestInvalidCalls:
             assert (invalid.kind, invalid.expected) == (kind, DEFECT_KINDS[kind])
 
     def test_the_extent_kinds_need_a_replay(self):
-        with pytest.raises(InvalidArgument, match=r"needs Mode\.GRAPH_REPLAY"):
+        with pytest.raises(InvalidArgument) as raised:
             invalid_calls(kinds=["negative graph extent"], modes=[Mode.SUM_LEN])
+        assert str(raised.value) == (
+            "no kind of defect fits these causes, kinds and modes (a defect of the graph "
+            "extent needs Mode.GRAPH_REPLAY among the modes)"
+        )
+
+    @INVALID_CALL_CHECK
+    @given(st.data())
+    def test_without_a_replay_every_other_kind_is_drawn(self, data):
+        invalid = data.draw(invalid_calls(modes=[Mode.SUM_LEN]))
+        assert invalid.layout.mode is Mode.SUM_LEN
+        assert "extent" not in invalid.kind
 
     @INVALID_CALL_CHECK
     @given(st.data(), st.integers(1, 8))
