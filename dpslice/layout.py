@@ -403,7 +403,6 @@ class DPLayout:
 
     def call(self, dp_rank: int) -> SliceCall:
         """The arguments an engine hands its slice function on rank ``dp_rank``."""
-        chunked = self.mode is Mode.DP_CHUNK
         return SliceCall(
             global_num_tokens_cpu=self.global_num_tokens_cpu(dp_rank),
             dp_rank=dp_rank,
@@ -412,8 +411,8 @@ class DPLayout:
             graph_extent=self.graph_extent,
             cuda_graph_batch=self.graph_batch_size if self.mode.is_decode_graph else None,
             num_tokens_per_bs=self.num_tokens_per_bs,
-            chunk_size=self.chunk_size if chunked else None,
-            chunk_index=self.chunk_index if chunked else None,
+            chunk_size=self.chunk_size,  # None but under DP_CHUNK (see __post_init__)
+            chunk_index=self.chunk_index if self.mode is Mode.DP_CHUNK else None,
         )
 
     # -- the oracle ---------------------------------------------------------

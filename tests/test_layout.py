@@ -179,6 +179,32 @@ class TestSliceCall:
             num_tokens_per_bs=1,
         )
 
+    def test_a_chunk_call_names_its_chunk(self):
+        layout = DPLayout((3, 1), Mode.DP_CHUNK, chunk_size=2, chunk_index=1)
+        assert layout.call(0) == SliceCall(
+            global_num_tokens_cpu=[3, 1],
+            dp_rank=0,
+            dp_size=2,
+            can_run_graph=False,
+            graph_extent=None,
+            cuda_graph_batch=None,
+            num_tokens_per_bs=1,
+            chunk_size=2,
+            chunk_index=1,
+        )
+
+    def test_a_prefill_graph_call_has_no_decode_batch(self):
+        # sglang #30712: can_run_graph with cuda_graph_batch None; the counts are padded.
+        assert DPLayout((2, 1), Mode.PREFILL_GRAPH, graph_batch_size=3).call(1) == SliceCall(
+            global_num_tokens_cpu=[3, 3],
+            dp_rank=1,
+            dp_size=2,
+            can_run_graph=True,
+            graph_extent=None,
+            cuda_graph_batch=None,
+            num_tokens_per_bs=1,
+        )
+
     def test_replay_call_separates_extent_from_request_count(self):
         assert SPEC_DECODE.call(1) == SliceCall(
             global_num_tokens_cpu=[1, 4],
