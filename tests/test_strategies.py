@@ -934,6 +934,12 @@ INVALID_ARGUMENTS = [
         id="invalid_calls-causes-root",
     ),
     pytest.param(
+        dp_layouts,
+        {"min_count": -1},
+        "min_count=-1 must be an int >= 0",
+        id="dp_layouts-min-count-negative",
+    ),
+    pytest.param(
         invalid_calls,
         {"max_count": 0},
         "max_count=0 must be an int >= 1",
