@@ -934,6 +934,18 @@ INVALID_ARGUMENTS = [
         id="invalid_calls-causes-root",
     ),
     pytest.param(
+        token_counts,
+        {"min_count": -1},
+        "min_count=-1 must be an int >= 0",
+        id="token_counts-min-count-negative",
+    ),
+    pytest.param(
+        token_counts,
+        {"min_count": 3, "max_count": 2},
+        "max_count=2 must be an int >= 3",
+        id="token_counts-max-count-below-min-count",
+    ),
+    pytest.param(
         dp_layouts,
         {"min_count": -1},
         "min_count=-1 must be an int >= 0",
