@@ -485,6 +485,16 @@ INVALID_LAYOUTS = [
         id="over-default-max-rows",
     ),
     pytest.param(
+        lambda: DPLayout((1,), chunk_size=2),
+        "chunk_size and chunk_index belong to Mode.DP_CHUNK; leave them unset for SUM_LEN",
+        id="chunk-size-outside-chunking",
+    ),
+    pytest.param(
+        lambda: DPLayout((1,), Mode.MAX_LEN, chunk_index=1),
+        "chunk_size and chunk_index belong to Mode.DP_CHUNK; leave them unset for MAX_LEN",
+        id="chunk-index-outside-chunking",
+    ),
+    pytest.param(
         lambda: DPLayout((1,), Mode.PREFILL_GRAPH),
         "PREFILL_GRAPH needs graph_batch_size, the bucket in tokens (an int >= 1); got None",
         id="prefill-no-bucket",
