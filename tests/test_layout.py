@@ -510,6 +510,17 @@ INVALID_LAYOUTS = [
         id="prefill-bucket-bool",
     ),
     pytest.param(
+        lambda: DPLayout((1,), Mode.PREFILL_GRAPH, graph_batch_size=4, num_tokens_per_bs=2),
+        "a prefill graph pads tokens, not requests: leave num_tokens_per_bs 1",
+        id="prefill-tokens-per-request",
+    ),
+    pytest.param(
+        lambda: DPLayout((5,), Mode.PREFILL_GRAPH, graph_batch_size=4),
+        "a rank holds 5 rows (after attention-TP rounding) but the prefill bucket is 4; the "
+        "batch would not fit that graph: raise graph_batch_size",
+        id="prefill-bucket-too-small",
+    ),
+    pytest.param(
         lambda: DPLayout((1,), Mode.DP_CHUNK),
         "DP_CHUNK needs chunk_size, an int >= 1; got None",
         id="chunk-no-size",
