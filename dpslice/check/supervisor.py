@@ -1,6 +1,6 @@
 """Run the check in a supervised worker: the parent owns the verdict, whatever the target does.
 
-``BatterySupervisor(...).run()`` runs the battery, :func:`supervise_round_trip` the
+``BatterySupervisor(...).run()`` runs the battery, ``RoundTripSupervisor(...).run()`` the
 round trip, each in a worker process (:mod:`dpslice.check.worker`) that
 imports the target; this process never does.  The worker reports every step
 (see its module docstring); the parent keeps the results, watches the clock
@@ -16,7 +16,7 @@ and the worker's life, and:
   import that raises;
 * ``KeyboardInterrupt`` (and anything else raised here) kills the worker's
   process group before propagating; :meth:`BatterySupervisor.partial_report`
-  then holds what finished.
+  (or :meth:`RoundTripSupervisor.partial_report`) then holds what finished.
 
 Every worker's group is killed before the worker is reaped, at every exit.
 """
