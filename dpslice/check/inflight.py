@@ -140,11 +140,12 @@ class AbortedCall(Outcome):
         return f"{self.message}{where}"
 
 
-def hung(seconds: float) -> AbortedCall:
+def hung(seconds: float, killed: str = "the worker") -> AbortedCall:
+    """A call that did not return within ``seconds``; ``killed`` says what was stopped."""
     return AbortedCall(
         kind=OutcomeKind.INCIDENTAL,
         error="Timeout",
-        message=f"did not return within {seconds:g} s (--timeout); the worker was killed",
+        message=f"did not return within {seconds:g} s (--timeout); {killed} was killed",
     )
 
 

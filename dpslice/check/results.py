@@ -17,7 +17,21 @@ from dpslice.check.registry import Counterexample, Tier
 from dpslice.check.target import Target
 from dpslice.contracts import Contract
 
-__all__ = ["CheckReport", "PropertyResult", "RoundTrip", "Verdict", "versions"]
+__all__ = [
+    "ROUND_TRIP_ROWS",
+    "ROUND_TRIP_STATEMENT",
+    "CheckReport",
+    "PropertyResult",
+    "RoundTrip",
+    "Verdict",
+    "round_trip_result",
+    "versions",
+]
+
+#: The round trip's one property (:mod:`dpslice.distributed.search`), named here so
+#: that the process supervising it reports it without importing torch.
+ROUND_TRIP_ROWS = "round_trip_rows"
+ROUND_TRIP_STATEMENT = "Through real collectives, every rank's slice holds exactly its own rows."
 
 
 def _version(package: str) -> str:
@@ -92,6 +106,26 @@ class PropertyResult:
     def holds(self) -> bool:
         """PASS, WARN or N/A: nothing here says the target breaks in the engine."""
         return self.verdict in (Verdict.PASS, Verdict.WARN, Verdict.NOT_APPLICABLE)
+
+
+def round_trip_result(
+    verdict: Verdict,
+    *,
+    examples: int = 0,
+    seconds: float = 0.0,
+    counterexamples: tuple[Counterexample, ...] = (),
+    note: str | None = None,
+) -> PropertyResult:
+    """A result of the round trip's property, ``round_trip_rows``."""
+    return PropertyResult(
+        name=ROUND_TRIP_ROWS,
+        statement=ROUND_TRIP_STATEMENT,
+        verdict=verdict,
+        examples=examples,
+        seconds=seconds,
+        counterexamples=counterexamples,
+        note=note,
+    )
 
 
 @dataclass(frozen=True)

@@ -555,18 +555,21 @@ class RoundTripSupervisor:
 
     def partial_report(self, why: str = "interrupted before a verdict") -> CheckReport | None:
         """The report of a run that reached no verdict; ``None`` before the target loaded."""
-        from dpslice.check.results import RoundTrip
+        from dpslice.check.results import RoundTrip, round_trip_result
 
         if self.target is None:
             return None
         job = self.job
         assert job.dp_size is not None
-        result = started_result("round_trip_rows", "the round trip reached no verdict")
         return CheckReport(
             target=self.target,
             seed=job.seed,
             max_examples=job.max_examples,
-            results=(replace(result, note=why),),
+            results=(
+                round_trip_result(
+                    Verdict.ERROR, seconds=time.perf_counter() - self._began, note=why
+                ),
+            ),
             seconds=time.perf_counter() - self._began,
             round_trip=RoundTrip(
                 dp_size=job.dp_size,

@@ -30,7 +30,7 @@ import torch.distributed as dist
 import torch.multiprocessing as torch_mp
 from torch._C._distributed_c10d import TCPStore
 
-from dpslice.check.inflight import AbortedCall, ended
+from dpslice.check.inflight import AbortedCall, ended, hung
 from dpslice.check.outcome import OutcomeKind
 from dpslice.check.registry import Counterexample
 from dpslice.check.results import PropertyResult
@@ -84,15 +84,6 @@ def _signal_name(exitcode: int | None) -> str | None:
         return signal.Signals(-exitcode).name
     except ValueError:
         return f"signal {-exitcode}"
-
-
-def _hung_call(seconds: float) -> AbortedCall:
-    """A call that did not return within ``seconds``; its rank was killed with the group."""
-    return AbortedCall(
-        kind=OutcomeKind.INCIDENTAL,
-        error="Timeout",
-        message=f"did not return within {seconds:g} s (--timeout); the group was killed",
-    )
 
 
 def check_search_arguments(max_examples: int, timeout: float) -> float:
@@ -396,7 +387,7 @@ class RoundTripSession:
             if self.call_timeout is not None and layout is not None:
                 for rank, (began, call) in calling.items():
                     if rank not in answers and now - began >= self.call_timeout:
-                        self._abort(layout, rank, call, _hung_call(self.call_timeout))
+                        self._abort(layout, rank, call, hung(self.call_timeout, "the group"))
                     if rank not in answers:
                         remaining = min(remaining, began + self.call_timeout - now)
             if deadline - now <= 0:

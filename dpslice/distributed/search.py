@@ -22,7 +22,13 @@ from collections.abc import Callable, Sequence
 from hypothesis import strategies as st
 
 from dpslice.check.registry import Counterexample, Property
-from dpslice.check.results import PropertyResult, Verdict
+from dpslice.check.results import (
+    ROUND_TRIP_ROWS,
+    ROUND_TRIP_STATEMENT,
+    PropertyResult,
+    Verdict,
+    round_trip_result,
+)
 from dpslice.check.runner import run_property
 from dpslice.check.target import Target
 from dpslice.errors import RoundTripError
@@ -43,8 +49,6 @@ __all__ = [
 #: Modes a real gather produces CPU counts for (capture has none to check).
 ROUND_TRIP_MODES = (Mode.SUM_LEN, Mode.MAX_LEN, Mode.GRAPH_REPLAY)
 
-_NAME = "round_trip_rows"
-_STATEMENT = "Through real collectives, every rank's slice holds exactly its own rows."
 
 #: Evaluates one layout on every rank: each rank's counterexample or ``None``, in rank order.
 Evaluate = Callable[[DPLayout], Sequence[Counterexample | None]]
@@ -93,8 +97,8 @@ def _round_trip_property(evaluate: Evaluate, *, dp_size: int, max_count: int) ->
             raise _GroupDown(error) from error
 
     return Property(
-        name=_NAME,
-        statement=_STATEMENT,
+        name=ROUND_TRIP_ROWS,
+        statement=ROUND_TRIP_STATEMENT,
         draws=f"round_trip_layouts(dp_size={dp_size}, max_count={max_count})",
         strategy=lambda target: round_trip_layouts(dp_size=dp_size, max_count=max_count),
         check=check,
@@ -126,10 +130,8 @@ def aborted_round_trip(
     counterexample: Counterexample, *, examples: int, seconds: float
 ) -> PropertyResult:
     """The FAIL of a call that never came back: the group was killed, so it is not shrunk."""
-    return PropertyResult(
-        name=_NAME,
-        statement=_STATEMENT,
-        verdict=Verdict.FAIL,
+    return round_trip_result(
+        Verdict.FAIL,
         examples=examples,
         seconds=seconds,
         counterexamples=(counterexample,),
@@ -141,10 +143,8 @@ def stopped_round_trip(
     found: Counterexample | None, *, examples: int, seconds: float, why: str
 ) -> PropertyResult:
     """The verdict on the layouts checked when the run's budget ran out."""
-    return PropertyResult(
-        name=_NAME,
-        statement=_STATEMENT,
-        verdict=Verdict.PASS if found is None else Verdict.FAIL,
+    return round_trip_result(
+        Verdict.PASS if found is None else Verdict.FAIL,
         examples=examples,
         seconds=seconds,
         counterexamples=() if found is None else (found,),
@@ -154,10 +154,8 @@ def stopped_round_trip(
 
 def broken_round_trip(error: RoundTripError, *, examples: int, seconds: float) -> PropertyResult:
     """No verdict: the harness failed (a rank died or got stuck outside the target's call)."""
-    return PropertyResult(
-        name=_NAME,
-        statement=_STATEMENT,
-        verdict=Verdict.ERROR,
+    return round_trip_result(
+        Verdict.ERROR,
         examples=examples,
         seconds=seconds,
         note=f"the round trip reached no verdict: {type(error).__name__}: {error}",
