@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 
 from dpslice import DPLayout, Mode, dp_local_slice
 from dpslice.check import Property, UnknownPropertyError, Verdict, register, run_check
-from dpslice.check.registry import registered, select
+from dpslice.check.battery import RANKS_DISJOINT_IN_BOUNDS, SUM_LEN_TILES_BUFFER
+from dpslice.check.calls import LayoutCall
+from dpslice.check.registry import RelatedCall, registered, select
 from dpslice.check.rows import render_rows
 from dpslice.check.target import target_from_callable
+from dpslice.errors import CheckBrokeError
 
 BUILT_IN = (
     "sum_len_rows",
@@ -148,6 +151,65 @@ def test_properties_that_empty_slices_fool_still_pass_the_tiling_bug() -> None:
     """The tiling bug is invisible to the rows properties: that is why tiling exists."""
     report = run_check(empty_slices_at_zero, max_examples=100, seed=0, properties=["sum_len_rows"])
     assert report.passed
+
+
+# -- two ranks' slices clash: the rank whose own slice is wrong is blamed -------------------
+
+
+def rank_zero_reads_the_last_count(
+    *, global_num_tokens_cpu: list[int], dp_rank: int
+) -> tuple[int, int]:
+    """Rank 0 reads its count at ``dp_rank - 1``, which wraps to the last rank's."""
+    counts = global_num_tokens_cpu
+    return sum(counts[:dp_rank]), counts[dp_rank - 1 if dp_rank == 0 else dp_rank]
+
+
+def whole_buffer(*, global_num_tokens_cpu: list[int], dp_rank: int) -> tuple[int, int]:
+    return 0, sum(global_num_tokens_cpu)
+
+
+CLASHES = ["ranks_disjoint_in_bounds", "sum_len_tiles_buffer"]
+
+
+@pytest.mark.parametrize("name", CLASHES)
+def test_a_clash_blames_the_rank_whose_slice_is_not_the_oracles_and_shows_the_other(
+    name: str,
+) -> None:
+    report = run_check(rank_zero_reads_the_last_count, max_examples=100, seed=0, properties=[name])
+    counterexample = report.result(name).counterexample
+    assert counterexample is not None
+    assert counterexample.layout == DPLayout((0, 1))
+    # Rank 0's (0, 1) is wrong; rank 1's (0, 1) is the oracle's own.
+    assert (counterexample.rank, counterexample.outcome.slice) == (0, (0, 1))
+    assert counterexample.expected_slice == (0, 0)
+    assert counterexample.related == (
+        RelatedCall(
+            rank=1,
+            call="rank_zero_reads_the_last_count(global_num_tokens_cpu=[0, 1], dp_rank=1)",
+            outcome="returned (0, 1)",
+        ),
+    )
+    assert counterexample.why.endswith("rank 1's slice (0, 1), which is the oracle's")
+
+
+@pytest.mark.parametrize("name", CLASHES)
+def test_when_neither_clashing_slice_is_the_oracles_the_lower_rank_is_blamed(name: str) -> None:
+    (prop,) = select([name])
+    counterexample = prop.check(target_from_callable(whole_buffer), DPLayout((1, 1)))
+    assert counterexample is not None
+    assert (counterexample.rank, counterexample.outcome.slice) == (0, (0, 2))
+    assert [(other.rank, other.outcome) for other in counterexample.related] == [
+        (1, "returned (0, 2)")
+    ]
+
+
+@pytest.mark.parametrize("prop", [RANKS_DISJOINT_IN_BOUNDS, SUM_LEN_TILES_BUFFER])
+def test_two_oracle_slices_that_clash_break_the_check_not_the_target(
+    prop: Property[DPLayout], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LayoutCall, "expected_slice", property(lambda called: called.outcome.slice))
+    with pytest.raises(CheckBrokeError, match="the oracle is wrong"):
+        prop.check(target_from_callable(whole_buffer), DPLayout((1, 1)))
 
 
 def test_the_speculative_decoding_offset_shrinks_to_a_readable_counterexample() -> None:

@@ -18,6 +18,9 @@ accepting them WARNs.
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
+
 from hypothesis import strategies as st
 
 from dpslice.check.calls import LayoutCall
@@ -30,9 +33,10 @@ from dpslice.check.draws import (
 )
 from dpslice.check.judge import judge_inputs, judge_rows, not_a_slice, outside
 from dpslice.check.outcome import OutcomeKind
-from dpslice.check.registry import Counterexample, Property, Tier
+from dpslice.check.registry import Counterexample, Property, RelatedCall, Tier, render_call
 from dpslice.check.target import Target
 from dpslice.contracts import CountsForm
+from dpslice.errors import CheckBrokeError
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import DEFECT_KINDS, InvalidCall, invalid_calls
 
@@ -110,16 +114,20 @@ SKIPPED_GATHER_ROWS = drawn(
 # -- all ranks of one forward together -------------------------------------------------
 
 
+#: A rank's call, and the in-bounds ``(start, length)`` it returned.
+_RankSlice = tuple[LayoutCall, int, int]
+
+
 def _every_rank(
     target: Target, layout: DPLayout
-) -> tuple[list[tuple[LayoutCall, int, int]] | None, Counterexample | None]:
+) -> tuple[list[_RankSlice] | None, Counterexample | None]:
     """Call every rank; their in-bounds slices, or the first rank whose result is no slice.
 
     A rank whose call raises is judged by the property of its state, not here:
     ``None`` slices then, and nothing to judge across the ranks.
     """
     buffer_rows = layout.gathered_rows(0)
-    slices: list[tuple[LayoutCall, int, int]] = []
+    slices: list[_RankSlice] = []
     for rank in range(layout.dp_size):
         called = LayoutCall(target, layout, layout.call(rank))
         expected_slice = called.expected_slice
@@ -137,23 +145,69 @@ def _every_rank(
     return slices, None
 
 
+def _is_oracles(ranked: _RankSlice) -> bool:
+    called, start, length = ranked
+    return (start, length) == called.expected_slice
+
+
+def _culprit(lower: _RankSlice, higher: _RankSlice) -> tuple[_RankSlice, _RankSlice]:
+    """Of two ranks whose slices clash, the one to blame, then the other.
+
+    The rank whose own slice is not the oracle's, the lower one if neither
+    is: a rank returning its oracle slice is right whatever its neighbour does.
+
+    Raises:
+        CheckBrokeError: both slices are the oracle's, which tile the buffer.
+    """
+    if not _is_oracles(lower):
+        return lower, higher
+    if not _is_oracles(higher):
+        return higher, lower
+    raise CheckBrokeError(
+        f"in {lower[0].layout!r} ranks {lower[0].rank} and {higher[0].rank} return the "
+        f"oracle's slices {lower[1:]} and {higher[1:]}, which clash: the oracle is wrong"
+    )
+
+
+def _other_rank(ranked: _RankSlice) -> str:
+    """How a clash's ``why`` ends: the other rank's slice, and whether it is the oracle's."""
+    called, start, length = ranked
+    oracles = ", which is the oracle's" if _is_oracles(ranked) else ""
+    return f"rank {called.rank}'s slice {(start, length)}{oracles}"
+
+
+def _clash(blamed: LayoutCall, other: LayoutCall, expected: str, why: str) -> Counterexample:
+    """``blamed``'s counterexample, with ``other``'s call and outcome beside it."""
+    assert other.rank is not None, "every rank of a valid layout is called"
+    related = RelatedCall(
+        rank=other.rank,
+        call=render_call(other.target.name, other.arguments),
+        outcome=other.outcome.describe(),
+    )
+    found = blamed.counterexample(expected, why, expected_slice=blamed.expected_slice)
+    return replace(found, related=(related,))
+
+
 def _disjoint(target: Target, layout: DPLayout) -> Counterexample | None:
     slices, failure = _every_rank(target, layout)
     if slices is None or failure is not None:
         return failure
-    for index, (called, start, length) in enumerate(slices):
-        for other, other_start, other_length in slices[:index]:
+    for index, higher in enumerate(slices):
+        for lower in slices[:index]:
+            (_, lower_start, lower_length), (_, start, length) = lower, higher
             if (
                 length
-                and other_length
-                and start < other_start + other_length
-                and other_start < start + length
+                and lower_length
+                and start < lower_start + lower_length
+                and lower_start < start + length
             ):
-                return called.counterexample(
+                blamed, other = _culprit(lower, higher)
+                return _clash(
+                    blamed[0],
+                    other[0],
                     f"a slice disjoint from every other rank's (the oracle's is "
-                    f"{called.expected_slice})",
-                    f"it overlaps rank {other.rank}'s slice {(other_start, other_length)}",
-                    expected_slice=called.expected_slice,
+                    f"{blamed[0].expected_slice})",
+                    f"it overlaps {_other_rank(other)}",
                 )
     return None
 
@@ -172,27 +226,34 @@ def _tiles(target: Target, layout: DPLayout) -> Counterexample | None:
     slices, failure = _every_rank(target, layout)
     if slices is None or failure is not None:
         return failure
-    position = 0
-    for called, start, length in slices:
-        assert called.rank is not None
-        if start != position:
-            where = (
-                "the start of the buffer"
-                if called.rank == 0
-                else f"where rank {called.rank - 1}'s slice ends"
+    first, start, _ = slices[0]
+    if start != 0:
+        return first.counterexample(
+            "a slice starting at 0, the start of the buffer",
+            f"it starts at {start}, so the slices leave a gap",
+            expected_slice=first.expected_slice,
+        )
+    for lower, higher in itertools.pairwise(slices):
+        end, start = lower[1] + lower[2], higher[1]
+        if start == end:
+            continue
+        blamed, other = _culprit(lower, higher)
+        if blamed is higher:
+            expected = f"a slice starting at {end}, where rank {lower[0].rank}'s slice ends"
+            why = f"it starts at {start}, not at {end}, the end of {_other_rank(other)}"
+        else:
+            expected = (
+                f"a slice ending where rank {higher[0].rank}'s slice starts (the oracle's is "
+                f"{blamed[0].expected_slice})"
             )
-            return called.counterexample(
-                f"a slice starting at {position}, {where}",
-                f"it starts at {start}, so the slices leave a gap or overlap",
-                expected_slice=called.expected_slice,
-            )
-        position = start + length
+            why = f"it ends at {end}, not at {start}, the start of {_other_rank(other)}"
+        return _clash(blamed[0], other[0], expected, why)
+    last, start, length = slices[-1]
     buffer_rows = layout.gathered_rows(0)
-    if position != buffer_rows:
-        last = slices[-1][0]
+    if start + length != buffer_rows:
         return last.counterexample(
             f"the last slice to end at row {buffer_rows}, the end of the buffer",
-            f"the slices end at row {position}",
+            f"the slices end at row {start + length}",
             expected_slice=last.expected_slice,
         )
     return None

@@ -17,7 +17,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from dpslice.check.outcome import Outcome
 from dpslice.check.target import CONVENTION, Target
@@ -31,11 +31,13 @@ __all__ = [
     "BUILTIN_MODULES",
     "Counterexample",
     "Property",
+    "RelatedCall",
     "Tier",
     "UnknownPropertyError",
     "builtin",
     "register",
     "registered",
+    "render_call",
     "select",
 ]
 
@@ -51,6 +53,29 @@ class Tier(enum.Enum):
     #: An input the engine never produces was not refused: a WARN, exit status 0
     #: unless ``--strict``.
     HARDENING = "hardening"
+
+
+def render_call(function: str, arguments: Mapping[str, object]) -> str:
+    """A call as a counterexample shows it: ``function(name=repr, ...)``."""
+    shown = ", ".join(f"{name}={value!r}" for name, value in arguments.items())
+    return f"{function}({shown})"
+
+
+class RelatedCall(NamedTuple):
+    """Another rank's call that a property judged together with the counterexample's.
+
+    Text as the report shows it, made where the call ran: plain data that
+    crosses from the check's worker as it is.
+
+    Attributes:
+        rank: the other rank.
+        call: its call, as :func:`render_call` renders it.
+        outcome: what it did (:meth:`Outcome.describe <dpslice.check.outcome.Outcome.describe>`).
+    """
+
+    rank: int
+    call: str
+    outcome: str
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,9 @@ class Counterexample:
         got_rows: the tags of the rows the returned slice covers, rendered.
         expected_rows: the tags it should have covered, rendered.
         kind: for a property searched kind by kind, the kind this one shows.
+        related: the other ranks' calls of the same forward that the property
+            weighed this one against: for two ranks whose slices clash, the
+            other rank (this one is the rank whose own slice is wrong).
     """
 
     layout: DPLayout
@@ -82,6 +110,7 @@ class Counterexample:
     got_rows: str | None = None
     expected_rows: str | None = None
     kind: str | None = None
+    related: tuple[RelatedCall, ...] = ()
 
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
