@@ -11,14 +11,12 @@ arguments are rebuilt from it exactly as the check built them for the call.
 
 from __future__ import annotations
 
-import os
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from dpslice.check.calls import valid_rank
-from dpslice.check.outcome import Outcome, OutcomeKind, is_tensor, short_path
+from dpslice.check.outcome import Outcome, OutcomeKind, error_location, is_tensor
 from dpslice.check.registry import Counterexample
 from dpslice.check.results import PropertyResult, Verdict
 from dpslice.check.target import Target
@@ -163,10 +161,6 @@ def ended(exitcode: int | None, signal_name: str | None) -> AbortedCall:
 
 def raised_base(exc: BaseException, target: Target) -> AbortedCall:
     """The call raised ``exc``, a ``BaseException`` that is no ``Exception``."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    inside = [frame for frame in frames if os.path.abspath(frame.filename) == target.source_file]
-    chosen = inside or frames
-    location = f"{short_path(chosen[-1].filename)}:{chosen[-1].lineno}" if chosen else None
     text = " ".join(str(exc).split())
     error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return AbortedCall(
@@ -174,7 +168,7 @@ def raised_base(exc: BaseException, target: Target) -> AbortedCall:
         error=type(exc).__name__,
         message=f"raised {error}, a BaseException that is no Exception (it would end an "
         "engine's process)",
-        location=location,
+        location=error_location(exc, target),
     )
 
 

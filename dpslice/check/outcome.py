@@ -44,6 +44,7 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "call_target",
+    "error_location",
     "error_outcome",
     "is_incidental",
     "is_tensor",
@@ -63,6 +64,11 @@ NEVER_REFUSALS: tuple[type[BaseException], ...] = (
 
 _THIS_FILE = os.path.abspath(__file__)
 _ABSENT = object()
+
+#: Packages that perform operations for the target and never decide for it.
+_OPERATIONS = ("torch", "numpy")
+#: The check's own packages: they call the target, and are never code under check.
+_THE_CHECK = ("hypothesis", "dpslice")
 
 
 class OutcomeKind(enum.Enum):
@@ -122,14 +128,19 @@ def _library_dirs() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """
     paths = sysconfig.get_paths()
     stdlib = {os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib")}
-    operations = set()
-    for package in ("torch", "numpy"):
-        location = getattr(sys.modules.get(package), "__file__", None)
-        if location:
-            operations.add(os.path.dirname(os.path.abspath(location)))
     installed = {os.path.abspath(paths[key]) for key in ("purelib", "platlib")}
     installed.update(os.path.abspath(path) for path in site.getsitepackages())
-    return tuple(stdlib), tuple(operations), tuple(installed)
+    return tuple(stdlib), _package_dirs(_OPERATIONS), tuple(installed)
+
+
+def _package_dirs(packages: tuple[str, ...]) -> tuple[str, ...]:
+    """The directories of those of ``packages`` that are imported."""
+    directories = []
+    for package in packages:
+        location = getattr(sys.modules.get(package), "__file__", None)
+        if location:
+            directories.append(os.path.dirname(os.path.abspath(location)))
+    return tuple(directories)
 
 
 def _under(path: str, directories: tuple[str, ...]) -> bool:
@@ -252,18 +263,30 @@ def short_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def _location(exc: BaseException, target: Target) -> str:
-    """``file:line`` of the innermost frame in the target's file, else the innermost frame."""
+def error_location(exc: BaseException, target: Target) -> str | None:
+    """``file:line`` where the code under check raised ``exc``; ``None`` without a traceback.
+
+    The innermost frame in the target's own file or outside the standard
+    library, torch, NumPy and the check (Hypothesis, dpslice): a helper of the
+    target, or the engine it wraps, installed or not, is where the code
+    broke, and those others only performed an operation it asked for or
+    called it.  Without such a frame (a target that is library code itself),
+    the innermost frame below the check's call.
+    """
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
         if os.path.abspath(frame.filename) != _THIS_FILE
     ]
-    if not frames:
-        return "<unknown>"
-    inside = [frame for frame in frames if os.path.abspath(frame.filename) == target.source_file]
-    frame = (inside or frames)[-1]
-    return f"{short_path(frame.filename)}:{frame.lineno}"
+    check = _package_dirs(_THE_CHECK)
+    under_check = [
+        frame
+        for frame in frames
+        if os.path.abspath(frame.filename) == target.source_file
+        or not (_in_library(frame.filename) or _under(os.path.abspath(frame.filename), check))
+    ]
+    chosen = under_check or frames
+    return f"{short_path(chosen[-1].filename)}:{chosen[-1].lineno}" if chosen else None
 
 
 def error_outcome(exc: Exception, target: Target) -> Outcome:
@@ -273,7 +296,7 @@ def error_outcome(exc: Exception, target: Target) -> Outcome:
         kind=kind,
         error=type(exc).__name__,
         message=" ".join(str(exc).split()),
-        location=_location(exc, target),
+        location=error_location(exc, target) or "<unknown>",
     )
 
 
