@@ -24,10 +24,12 @@ import pytest
 import torch
 
 from dpslice.check import BadTargetError, Verdict, run_check
+from dpslice.check.inflight import ended
 from dpslice.check.report import write_document
+from dpslice.check.supervisor import BatterySupervisor
 from dpslice.check.target import target_from_callable
 from dpslice.cli import main
-from dpslice.distributed import RoundTripConfigError, run_round_trip
+from dpslice.distributed import RankFailed, RoundTripConfigError, run_round_trip
 
 DPSLICE = str(Path(sys.executable).with_name("dpslice"))
 
@@ -150,12 +152,53 @@ def test_exits_base_exceptions_and_crashes_fail_the_property_in_flight(tmp_path:
         assert f"--property {name}" in done.stdout
 
 
+def test_a_call_killed_by_sigkill_is_a_kill_not_a_crash_in_native_code(tmp_path: Path) -> None:
+    spec = target_file(
+        tmp_path,
+        """
+        def misbehave(counts, dp_size, can_run_graph):
+            if sum(counts) > 0:
+                os.kill(os.getpid(), 9)  # as the kernel's out-of-memory killer would
+        """,
+    )
+    supervisor = BatterySupervisor(spec, properties=["sum_len_rows"], max_examples=5, seed=0)
+    result = supervisor.run().result("sum_len_rows")
+    assert result.verdict is Verdict.FAIL
+    assert result.counterexample is not None
+    outcome = result.counterexample.outcome.describe()
+    assert outcome.startswith("ended the process: killed by SIGKILL (the kernel's out-of-memory")
+    assert "a kill from outside the check" in outcome
+    assert "native code" not in outcome
+
+
+@pytest.mark.parametrize(
+    ("signal_name", "says"),
+    [
+        ("SIGKILL", "the kernel's out-of-memory killer or a kill from outside the check"),
+        ("SIGSEGV", "a crash in native code"),
+        ("SIGABRT", "a crash in native code"),
+    ],
+)
+def test_a_killed_rank_is_described_by_what_its_signal_may_mean(
+    signal_name: str, says: str
+) -> None:
+    number = signal.Signals[signal_name].value
+    failed = RankFailed(1, exitcode=-number, traceback_text="")
+    assert f"rank 1 was killed by signal {number} ({signal_name}: {says}" in str(failed)
+    assert says in ended(None, signal_name).describe()
+
+
 @pytest.mark.parametrize(
     ("body", "says"),
     [
         pytest.param("sys.exit(0)", "raised SystemExit(0)", id="sys-exit"),
         pytest.param("os._exit(0)", "ended the process (exit code 0)", id="os-exit"),
         pytest.param("time.sleep(3600)", "did not finish within 1 s (--import-timeout)", id="hang"),
+        pytest.param(
+            "os.kill(os.getpid(), 9)",
+            "ended the process (killed by SIGKILL: the kernel's out-of-memory killer",
+            id="sigkill",
+        ),
     ],
 )
 def test_an_import_that_exits_or_hangs_is_a_bad_target(

@@ -11,6 +11,7 @@ arguments are rebuilt from it exactly as the check built them for the call.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
@@ -36,6 +37,8 @@ __all__ = [
     "safe_repr",
     "shown",
     "shown_arguments",
+    "signal_cause",
+    "signal_name",
     "started_result",
 ]
 
@@ -127,7 +130,7 @@ class AbortedCall(Outcome):
     """A call that neither returned nor raised an ``Exception``.
 
     It hung past the call timeout, ended the process (``sys.exit``,
-    ``os._exit``, a crash in native code) or raised a ``BaseException``
+    ``os._exit``, a crash in native code, a SIGKILL) or raised a ``BaseException``
     (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``, pytest's
     ``skip``...), which an engine's serving loop would not survive either.
     ``message`` says which, in words.
@@ -147,10 +150,38 @@ def hung(seconds: float, killed: str = "the worker") -> AbortedCall:
     )
 
 
+_NATIVE_CRASH = "a crash in native code"
+#: What the signal that killed a process says of why, for the signals that say something.
+_SIGNAL_CAUSES = {
+    **dict.fromkeys(("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"), _NATIVE_CRASH),
+    # No fault of the process's own raises SIGKILL: it was sent, most often by the
+    # kernel out of memory.
+    "SIGKILL": (
+        "the kernel's out-of-memory killer or a kill from outside the check, not a crash of its own"
+    ),
+}
+
+
+def signal_name(number: int) -> str:
+    """The name of signal ``number`` (``SIGKILL``), or ``signal N`` if it has none here."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def signal_cause(name: str) -> str | None:
+    """Why a process killed by the signal ``name`` died, in words; ``None`` if it does not say."""
+    return _SIGNAL_CAUSES.get(name)
+
+
 def ended(exitcode: int | None, signal_name: str | None) -> AbortedCall:
     """The process ended in the call: with an exit code, or killed by a signal."""
     if signal_name is not None:
-        message = f"crashed the process: killed by {signal_name} (a crash in native code)"
+        cause = signal_cause(signal_name)
+        verb = "crashed" if cause == _NATIVE_CRASH else "ended"
+        because = f" ({cause})" if cause else ""
+        message = f"{verb} the process: killed by {signal_name}{because}"
         return AbortedCall(kind=OutcomeKind.INCIDENTAL, error=signal_name, message=message)
     message = (
         f"ended the process with exit code {exitcode} (sys.exit or os._exit), which would "

@@ -39,7 +39,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import dpslice
-from dpslice.check.inflight import aborted_result, ended, hung, started_result
+from dpslice.check.inflight import (
+    aborted_result,
+    ended,
+    hung,
+    signal_cause,
+    signal_name,
+    started_result,
+)
 from dpslice.check.results import CheckReport, PropertyResult, Verdict
 from dpslice.check.target import BadTargetError, Target
 from dpslice.check.worker import Job
@@ -104,7 +111,8 @@ class _Died:
 
     def __str__(self) -> str:
         if self.signal_name is not None:
-            return f"killed by {self.signal_name}"
+            cause = signal_cause(self.signal_name)
+            return f"killed by {self.signal_name}" + (f": {cause}" if cause else "")
         return f"exit code {self.exitcode}"
 
 
@@ -227,11 +235,7 @@ def _stop_all() -> None:
 
 
 def _signal(number: int) -> _Died:
-    try:
-        name = signal.Signals(number).name
-    except ValueError:
-        name = f"signal {number}"
-    return _Died(None, name)
+    return _Died(None, signal_name(number))
 
 
 @contextlib.contextmanager

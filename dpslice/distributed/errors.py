@@ -25,6 +25,7 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from dpslice.check.inflight import signal_cause, signal_name
 from dpslice.errors import (
     CountsDisagreementError,
     RoundTripConfigError,
@@ -114,7 +115,10 @@ class RankFailed(RoundTripError):
         if traceback_text:
             how = f"raised:\n{traceback_text.rstrip()}"
         elif exitcode is not None and exitcode < 0:
-            how = f"was killed by signal {-exitcode} without a traceback"
+            name = signal_name(-exitcode)
+            cause = signal_cause(name)
+            described = f"{name}: {cause}" if cause else name
+            how = f"was killed by signal {-exitcode} ({described}) without a traceback"
         else:
             how = (
                 f"exited with code {exitcode} without a traceback (os._exit, or a crash "
