@@ -7,7 +7,6 @@ engine the target wraps included, installed or not.
 
 from __future__ import annotations
 
-import site
 import textwrap
 from pathlib import Path
 
@@ -21,7 +20,7 @@ ENGINE_LINE = 3
 
 
 @pytest.fixture
-def installed_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def installed_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A package ``fake_engine`` in a site-packages directory of its own, importable."""
     packages = tmp_path / "site-packages"
     engine = packages / "fake_engine"
@@ -32,10 +31,7 @@ def installed_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "    start = sum(counts[:rank]) if counts is not None else 0\n"
         "    return start, counts[rank]\n"
     )
-    monkeypatch.syspath_prepend(str(packages))
-    installed = [*site.getsitepackages(), str(packages)]
-    monkeypatch.setattr(site, "getsitepackages", lambda prefixes=None: installed)
-    return engine
+    monkeypatch.syspath_prepend(str(packages))  # as an installed package's directory is
 
 
 def wrapper(tmp_path: Path, body: str) -> str:
