@@ -104,6 +104,7 @@ def no_sync(
     *,
     record: bool = False,
     device_resident: DeviceResident | None = None,
+    read_back: bool = True,
     **options: Any,
 ) -> SyncGuard:
     """A guard that fails on a host-device sync: ``with no_sync():`` or ``@no_sync()``.
@@ -117,6 +118,12 @@ def no_sync(
             reads of those, and of tensors derived from them, count as syncs.
             ``None``: every tensor counts.  The GPU modes see real devices and
             ignore it, so one call serves every mode.
+        read_back: CPU-only mode without ``device_resident``: whether a whole
+            tensor read back to the host (``tolist()``, ``.cpu()``, ``repr``,
+            ``torch.equal``...) counts; value reads (``item``, ``int``, a
+            tensor bound) always do.  The pytest marker and fixture pass
+            ``False``: there the test reads its own results back.  The GPU
+            modes ignore it.
         options: passed to the mode's guard (``extra_hooks`` for CUDA mode,
             ``sleep_ms`` for the probe).
 
@@ -127,7 +134,9 @@ def no_sync(
     """
     resolved = resolve_mode(mode)
     if resolved == "cpu":
-        return CpuSyncGuard(record=record, device_resident=device_resident, **options)
+        return CpuSyncGuard(
+            record=record, device_resident=device_resident, read_back=read_back, **options
+        )
     return _GUARDS[resolved](record=record, **options)
 
 

@@ -36,6 +36,12 @@ Tensors made inside the block from Python data (``torch.tensor(list)``,
 ``torch.zeros(n)``) are host tensors: on a CPU-only run nothing tells
 ``device=buf.device`` apart from ``device="cpu"``.
 
+A whole test under one guard (the ``no_sync`` marker and fixture) reads its
+own results back with ``tolist()``, ``torch.equal`` or ``repr``; on a GPU those
+are syncs only where the tensor lives on the device.  ``read_back=False``
+counts such whole-tensor reads only on device-resident tensors, while a value
+read (a Python number out of a tensor: the bound that syncs) counts on any.
+
 Threads and tasks: one pair of watches per thread, shared by the CPU-mode
 guards armed there (see :mod:`dpslice.sync._modes`); each call is reported
 to the innermost guard of its own context.
@@ -69,6 +75,7 @@ _READS_VALUE = (
     "reads a device value on the host (item(), int(), bool(), a tensor slice bound or index)"
 )
 _DATA_SIZED = "its output size depends on the data, so the host must read a count first"
+_EQUALS = "returns a Python bool computed from device data"
 
 # Optional overloads are looked up by name: the set differs between torch versions.
 _ATEN_SYNCS: dict[Any, str] = {
@@ -82,8 +89,8 @@ _ATEN_SYNCS: dict[Any, str] = {
         ("unique_dim", _DATA_SIZED),
         ("unique_consecutive", _DATA_SIZED),
         ("bincount", _DATA_SIZED),
-        ("equal", "returns a Python bool computed from device data"),
-        ("allclose", "returns a Python bool computed from device data"),
+        ("equal", _EQUALS),
+        ("allclose", _EQUALS),
     )
     if hasattr(_aten, name)
 }
@@ -107,6 +114,24 @@ _FUNCTION_SYNCS: dict[str, str] = {
     "Tensor.__repr__": "formats the values, which copies them to the host",
     "Tensor.__format__": "formats the values, which copies them to the host",
 }
+
+
+#: Whole-tensor reads back to the host: how a test looks at its results.  With
+#: ``read_back=False`` they count only on device-resident tensors.
+_READ_BACK_FUNCTIONS = frozenset(
+    (
+        "Tensor.tolist",
+        "Tensor.cpu",
+        "Tensor.numpy",
+        "Tensor.__array__",
+        "Tensor.__repr__",
+        "Tensor.__format__",
+        "Tensor.to",
+    )
+)
+_READ_BACK_ATEN = frozenset(
+    getattr(_aten, name).default for name in ("equal", "allclose") if hasattr(_aten, name)
+)
 
 
 def aten_sync_reason(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -300,7 +325,8 @@ class _FunctionWatch(TorchFunctionMode):
             why = function_sync_reason(name, func, args, kwargs)
             guard = _reporter() if why is not None else None
             # Every call named in the table is a method: its data is args[0].
-            if guard is not None and guard.reads_device(args[:1]):
+            whole = name in _READ_BACK_FUNCTIONS
+            if guard is not None and guard.reads_device(args[:1], read_back=whole):
                 self.reported = True
                 guard.report(SyncEvent(name, *user_site(), "cpu", why or ""))
             return func(*args, **kwargs)
@@ -344,7 +370,8 @@ class _DispatchWatch(TorchDispatchMode):  # type: ignore[no-untyped-call]
             if guard is None:
                 why = None
             elif why is not None:
-                why = f"{func} {why}" if guard.reads_device(inputs) else None
+                whole = func in _READ_BACK_ATEN
+                why = f"{func} {why}" if guard.reads_device(inputs, read_back=whole) else None
             elif guard.device_resident is not None:
                 # dst <- src: device data written into host memory.
                 destination, source = args[0], args[1]
@@ -383,6 +410,14 @@ class CpuSyncGuard(SyncGuard):
             :class:`DeviceResidentSet` (kept, and added to as the block derives
             tensors from its members) or an iterable of tensors.  ``None``
             (default): every tensor counts as device memory.
+        read_back: without ``device_resident``, whether a whole tensor read
+            back to the host (``tolist()``, ``.cpu()``, ``.numpy()``, ``repr``,
+            ``torch.equal``, ``allclose``) counts.  ``False`` is how a test
+            guarded as a whole is judged (the ``no_sync`` marker and fixture):
+            the test reads its results back that way, and a CPU-only run cannot
+            tell its host tensors from device memory.  A value read (``item``,
+            ``int``, ``bool``, a tensor slice bound or index) and a data-sized
+            output count either way.
 
     Raises:
         TypeError: ``device_resident`` holds something other than tensors.
@@ -395,21 +430,24 @@ class CpuSyncGuard(SyncGuard):
         *,
         record: bool = False,
         device_resident: DeviceResidentSet | Iterable[torch.Tensor] | None = None,
+        read_back: bool = True,
     ) -> None:
         super().__init__(record=record)
+        self.read_back = read_back
         if device_resident is None or isinstance(device_resident, DeviceResidentSet):
             self.device_resident = device_resident
         else:
             self.device_resident = DeviceResidentSet(device_resident)
 
-    def reads_device(self, inputs: Iterable[object]) -> bool:
+    def reads_device(self, inputs: Iterable[object], *, read_back: bool = False) -> bool:
         """Whether an operation on ``inputs`` reads device memory, as this guard sees it.
 
-        Without ``device_resident`` every operation does; with it, one whose
-        ``inputs`` hold a device-resident tensor.
+        Without ``device_resident`` every operation does, but a whole-tensor
+        read back (``read_back``) only when the guard counts those; with it,
+        one whose ``inputs`` hold a device-resident tensor.
         """
         if self.device_resident is None:
-            return True
+            return self.read_back or not read_back
         return any(item in self.device_resident for item in inputs)
 
     def _arm(self) -> None:
