@@ -18,6 +18,11 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+# Imported here, not on a layout's first materialisation: a test module that
+# draws layouts imports this one at collection, so the first example of its
+# first test does not pay torch's import (about a second) against
+# Hypothesis's deadline.
+import torch
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -336,8 +341,6 @@ def _non_integers() -> st.SearchStrategy[object]:
 
 
 def _tensor_values(values: object) -> object:
-    import torch
-
     return torch.tensor(values)
 
 
