@@ -27,6 +27,7 @@ from typing import IO
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_IMPORT_TIMEOUT",
+    "DEFAULT_MAX_EXAMPLES",
     "DEFAULT_RUN_TIMEOUT",
     "GATHER_ALLOWANCE",
     "STARTUP_ALLOWANCE",
@@ -37,6 +38,9 @@ __all__ = [
     "stop_requested",
     "wait_exit_unreaped",
 ]
+
+#: Layouts a property's search checks, before shrinking, unless told otherwise.
+DEFAULT_MAX_EXAMPLES = 500
 
 #: Seconds one call of the target may take before it counts as hung: a slice
 #: takes microseconds, but an engine's first call may import more of it (sglang's

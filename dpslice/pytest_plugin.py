@@ -1,8 +1,16 @@
 """dpslice's pytest plugin, loaded through the ``pytest11`` entry point.
 
+* The property battery as tests: ``pytest --dpslice-target TARGET`` collects
+  one test per property of ``dpslice check``, and
+  ``test_slice = check_properties(TARGET)`` does the same from a test module.
+  Each runs through the check's own supervised worker (its per-call timeout,
+  judgement and report): a FAIL is the counterexample, N/A a skip, a hardening
+  WARN a :class:`HardeningWarning` (a FAIL under strict).
 * Markers, registered in ``pytest_configure`` so downstream ``--strict-markers``
   runs pass: ``cuda`` (skipped cleanly where no CUDA device exists) and
-  ``no_sync`` (the test body fails on a host-device sync).
+  ``no_sync`` (the test body fails on a host-device sync).  A project that
+  declares a marker of the same name keeps its own: dpslice neither registers
+  nor acts on it.
 * A ``no_sync`` fixture: requesting it guards the test body (the marker's
   mode if the test has one, else ``"auto"``), and it makes nested guards:
   ``with no_sync(mode="cpu", record=True) as guard:``.
@@ -21,18 +29,33 @@ no rule applies until configured.
 
 from __future__ import annotations
 
+import secrets
+import warnings
 from collections.abc import Callable, Generator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT, DEFAULT_MAX_EXAMPLES
+
 if TYPE_CHECKING:
+    from dpslice.check.results import CheckReport, PropertyResult
     from dpslice.sync import SyncGuard
 
-__all__ = ["CUDA_MARKER", "NO_SYNC_MARKER", "NoSyncFixture", "cuda_available", "no_sync"]
+__all__ = [
+    "CUDA_MARKER",
+    "NO_SYNC_MARKER",
+    "BatteryOptions",
+    "HardeningWarning",
+    "NoSyncFixture",
+    "check_properties",
+    "cuda_available",
+    "no_sync",
+]
 
 CUDA_MARKER = "cuda: the test needs a CUDA device; skipped cleanly where none exists"
 NO_SYNC_MARKER = (
@@ -43,6 +66,13 @@ NO_SYNC_MARKER = (
 _MISSING_CUDA_MARKER = pytest.StashKey[str]()
 #: Set by the ``no_sync`` fixture: the test asked for its body to be guarded.
 _GUARD_BODY = pytest.StashKey[bool]()
+#: The markers this run leaves to the project, which declares its own of that name.
+_PROJECT_MARKERS = pytest.StashKey[frozenset[str]]()
+#: Targets that could not be loaded in this run, with why: the other tests of
+#: that target fail at once rather than import it again.
+_BAD_TARGETS = pytest.StashKey[dict[str, str]]()
+#: ``--dpslice-target`` and its options, checked when pytest starts.
+_BATTERY = pytest.StashKey["BatteryOptions | None"]()
 
 
 def cuda_available() -> bool:
@@ -65,16 +95,82 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=False,
     )
+    group = parser.getgroup("dpslice", "dpslice: the property battery as tests")
+    group.addoption(
+        "--dpslice-target",
+        metavar="TARGET",
+        help="collect one test per property of `dpslice check TARGET` "
+        "(package.module:function or path/to/file.py:function)",
+    )
+    group.addoption(
+        "--dpslice-contract",
+        metavar="NAME",
+        help="the call site TARGET is judged as: a preset or module:NAME "
+        "(default: the one the target names, else sglang-capturer)",
+    )
+    group.addoption(
+        "--dpslice-strict",
+        action="store_true",
+        help="a hardening property's failure fails instead of warning",
+    )
+    group.addoption(
+        "--dpslice-device", metavar="DEVICE", help="cpu (default) or cuda, as `dpslice check`"
+    )
+    group.addoption(
+        "--dpslice-max-examples",
+        type=int,
+        metavar="N",
+        help=f"layouts per property, before shrinking (default: {DEFAULT_MAX_EXAMPLES})",
+    )
+    group.addoption(
+        "--dpslice-seed", type=int, metavar="S", help="Hypothesis seed (default: random, shown)"
+    )
+    group.addoption(
+        "--dpslice-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"seconds one call may take before it fails as hung (default: "
+        f"{DEFAULT_CALL_TIMEOUT:g})",
+    )
 
 
+def _declared_markers(config: pytest.Config) -> set[str]:
+    """The names of the markers declared in the project's configuration so far."""
+    lines: list[str] = config.getini("markers")
+    return {line.split(":")[0].split("(")[0].strip() for line in lines}
+
+
+@pytest.hookimpl(trylast=True)  # after the project's conftest files declared theirs
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", CUDA_MARKER)
-    config.addinivalue_line("markers", NO_SYNC_MARKER)
+    declared = _declared_markers(config)
+    config.stash[_PROJECT_MARKERS] = frozenset(declared & {"cuda", "no_sync"})
+    if "cuda" not in declared:
+        config.addinivalue_line("markers", CUDA_MARKER)
+    if "no_sync" not in declared:
+        config.addinivalue_line("markers", NO_SYNC_MARKER)
+    config.stash[_BAD_TARGETS] = {}
+    spec = config.getoption("dpslice_target", None)
+    config.stash[_BATTERY] = None if spec is None else BatteryOptions.from_config(config, spec)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def _ours(config: pytest.Config, marker: str) -> bool:
+    """Whether ``marker`` is dpslice's in this run, not one the project declared itself."""
+    return marker not in config.stash.get(_PROJECT_MARKERS, frozenset())
+
+
+def _marker(item: pytest.Item, name: str) -> pytest.Mark | None:
+    return item.get_closest_marker(name) if _ours(item.config, name) else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: the battery's tests are selectable
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    battery = config.stash.get(_BATTERY, None)
+    if battery is not None:
+        items.extend(TargetNode.collect_battery(session, battery))
     for item in items:
-        marker = item.get_closest_marker("no_sync")
+        marker = _marker(item, "no_sync")
         if marker is not None:
             _guard_for(marker)  # a malformed marker is a usage error, found before any test runs
     cuda_dirs = set(config.getini("dpslice_cuda_dirs"))
@@ -101,8 +197,220 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     missing = item.stash.get(_MISSING_CUDA_MARKER, None)
     if missing is not None:
         pytest.fail(missing, pytrace=False)
-    if item.get_closest_marker("cuda") is not None and not cuda_available():
+    if _marker(item, "cuda") is not None and not cuda_available():
         pytest.skip("needs a CUDA device; none is available here")
+
+
+# -- the property battery as tests ---------------------------------------------
+
+
+class HardeningWarning(UserWarning):
+    """A hardening property's WARN: the target accepts an input no engine produces.
+
+    pytest lists it in the warnings summary; the test itself passes, unless
+    the run is strict (``--dpslice-strict``, ``strict=True``), where it fails.
+    """
+
+
+@dataclass(frozen=True)
+class BatteryOptions:
+    """How the battery's tests check their target; the defaults are ``dpslice check``'s.
+
+    Attributes:
+        target: ``package.module:function`` or ``path/to/file.py:function``; a
+            path is relative to the directory pytest runs in.
+        contract, strict, device, max_examples, seed, timeout: as the options of
+            ``dpslice check`` of the same names.
+    """
+
+    target: str
+    contract: str | None = None
+    strict: bool = False
+    device: str = "cpu"
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    seed: int | None = None
+    timeout: float = DEFAULT_CALL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        from dpslice.check.target import check_device, check_spec
+
+        check_spec(self.target)  # a typo is an error at collection, before any worker
+        check_device(self.device)
+        if isinstance(self.max_examples, bool) or not isinstance(self.max_examples, int):
+            raise ValueError(f"max_examples={self.max_examples!r} must be an int >= 1")
+        if self.max_examples < 1:
+            raise ValueError(f"max_examples={self.max_examples!r} must be an int >= 1")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)):
+            raise ValueError(f"timeout={self.timeout!r} must be a number of seconds above 0")
+        if not 0 < self.timeout < float("inf"):
+            raise ValueError(f"timeout={self.timeout!r} must be a number of seconds above 0")
+
+    @classmethod
+    def from_config(cls, config: pytest.Config, target: str) -> BatteryOptions:
+        """The options of ``pytest --dpslice-target``; a bad one is a usage error."""
+        from dpslice.errors import CheckError
+
+        given = {
+            name: config.getoption(f"dpslice_{name}")
+            for name in ("contract", "device", "max_examples", "seed", "timeout")
+        }
+        try:
+            return cls(
+                target,
+                strict=bool(config.getoption("dpslice_strict")),
+                **{name: value for name, value in given.items() if value is not None},
+            )
+        except (CheckError, ValueError) as exc:  # BadTargetError, DeviceError
+            raise pytest.UsageError(f"--dpslice-target {target}: {exc}") from None
+
+
+def _property_names() -> tuple[str, ...]:
+    from dpslice.check.registry import registered
+
+    return tuple(prop.name for prop in registered())
+
+
+def run_property_test(config: pytest.Config, options: BatteryOptions, name: str) -> None:
+    """Check one property of ``options.target`` and end the test with its verdict.
+
+    Raises:
+        pytest.fail.Exception: FAIL or ERROR (the counterexample, or what broke).
+        pytest.skip.Exception: N/A, with the reason.
+    """
+    __tracebackhide__ = True
+    from dpslice.check.results import Verdict
+    from dpslice.check.supervisor import BatterySupervisor
+    from dpslice.errors import BadTargetError
+
+    bad = config.stash.setdefault(_BAD_TARGETS, {})
+    if options.target in bad:
+        pytest.fail(bad[options.target], pytrace=False)
+    seed = options.seed if options.seed is not None else _session_seed(config)
+    supervisor = BatterySupervisor(
+        options.target,
+        device=options.device,
+        properties=(name,),
+        max_examples=options.max_examples,
+        seed=seed,
+        timeout=options.timeout,
+        import_timeout=DEFAULT_IMPORT_TIMEOUT,
+        load_options={"contract": options.contract} if options.contract else {},
+        strict=options.strict,
+    )
+    try:
+        report = supervisor.run()
+    except BadTargetError as exc:
+        bad[options.target] = f"dpslice: bad target {options.target}: {exc}"
+        pytest.fail(bad[options.target], pytrace=False)
+    (result,) = report.results
+    if result.verdict is Verdict.NOT_APPLICABLE:
+        pytest.skip(f"{name}: {result.note}")
+    if result.verdict in (Verdict.FAIL, Verdict.ERROR):
+        pytest.fail(_text(report, result), pytrace=False)
+    if result.verdict is Verdict.WARN:
+        warnings.warn(HardeningWarning(_text(report, result)), stacklevel=1)
+
+
+def _text(report: CheckReport, result: PropertyResult) -> str:
+    from dpslice.check.report import render_result
+
+    return render_result(report, result).rstrip("\n")
+
+
+_SEED = pytest.StashKey[int]()
+
+
+def _session_seed(config: pytest.Config) -> int:
+    """One random seed per pytest process, as ``dpslice check`` picks one per run."""
+    if _SEED not in config.stash:
+        config.stash[_SEED] = secrets.randbelow(2**32)
+    return config.stash[_SEED]
+
+
+class PropertyItem(pytest.Item):
+    """One property of the battery against one target (``pytest --dpslice-target``)."""
+
+    def __init__(self, *, options: BatteryOptions, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.options = options
+
+    def runtest(self) -> None:
+        __tracebackhide__ = True
+        run_property_test(self.config, self.options, self.name)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"dpslice check {self.options.target} --property {self.name}"
+
+
+class TargetNode(pytest.Collector):
+    """The battery's tests of one target, one :class:`PropertyItem` per property."""
+
+    def __init__(self, *, options: BatteryOptions, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.options = options
+
+    @classmethod
+    def collect_battery(cls, session: pytest.Session, options: BatteryOptions) -> list[pytest.Item]:
+        """Collect the battery's tests as pytest collects a file's, reported and counted."""
+        name = f"dpslice-check/{options.target}"
+        # Named from the root: under the session a node's id would begin with "::".
+        node = cls.from_parent(session, name=name, path=session.path, nodeid=name, options=options)
+        report = session.ihook.pytest_make_collect_report(collector=node)
+        session.ihook.pytest_collectreport(report=report)
+        return [item for item in report.result if isinstance(item, pytest.Item)]
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        return [
+            PropertyItem.from_parent(self, name=name, options=self.options)
+            for name in _property_names()
+        ]
+
+
+def check_properties(
+    target: str,
+    *,
+    contract: str | None = None,
+    strict: bool = False,
+    device: str = "cpu",
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    seed: int | None = None,
+    timeout: float = DEFAULT_CALL_TIMEOUT,
+) -> Callable[..., None]:
+    """A test function, parametrized by property, that runs the battery against ``target``.
+
+    One line in a test module puts ``dpslice check`` into the project's suite::
+
+        test_local_slice = check_properties("my_engine/dp.py:local_slice")
+
+    collects ``test_local_slice[sum_len_rows]`` and one test for every other
+    property, so ``-k``, ``-x``, ``-n`` and ``--junitxml`` apply.  The options
+    are ``dpslice check``'s, with its defaults.
+
+    Raises:
+        BadTargetError: ``target`` cannot name a target (no ``:function`` part,
+            a missing file), at import of the test module.
+        DeviceError: an unknown device.
+        ValueError: ``max_examples`` below 1 or ``timeout`` not above 0.
+    """
+    options = BatteryOptions(
+        target,
+        contract=contract,
+        strict=strict,
+        device=device,
+        max_examples=max_examples,
+        seed=seed,
+        timeout=timeout,
+    )
+
+    @pytest.mark.parametrize("dpslice_property", _property_names())
+    def test_property(dpslice_property: str, request: pytest.FixtureRequest) -> None:
+        __tracebackhide__ = True
+        run_property_test(request.config, options, dpslice_property)
+
+    return test_property
+
+
+# -- sync guards and CUDA rules ------------------------------------------------
 
 
 def _cuda_allocations() -> int:
@@ -139,7 +447,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         and cuda_available()
     )
     before = _cuda_allocations() if strict else 0
-    marker = item.get_closest_marker("no_sync")
+    marker = _marker(item, "no_sync")
     if marker is not None:
         with _guard_for(marker):
             result = yield
@@ -160,6 +468,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 def _make_guard(mode: str = "auto", **options: Any) -> SyncGuard:
     from dpslice.sync import no_sync as make_guard
 
+    # A whole test is guarded: its own reads of its results (tolist(), equal)
+    # count only on device memory, which a CPU-only run sees only where named.
+    options.setdefault("read_back", False)
     return make_guard(mode, **options)  # type: ignore[arg-type]
 
 

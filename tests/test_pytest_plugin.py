@@ -330,3 +330,220 @@ class TestStrictCuda:
         result = run(pytester, "-o", "dpslice_strict_cuda=true")
         result.assert_outcomes(passed=1, failed=1)
         result.stdout.fnmatch_lines(["*test_unmarked allocated CUDA memory without*"])
+
+
+class TestProjectMarkers:
+    """A project's own ``cuda`` or ``no_sync`` marker stays the project's."""
+
+    @no_gpu
+    def test_a_project_cuda_marker_in_its_ini_is_left_alone(
+        self, pytester: pytest.Pytester
+    ) -> None:
+        pytester.makeini("[pytest]\nmarkers =\n    cuda: runs our CUDA emulator\n")
+        pytester.makepyfile("import pytest\n\n@pytest.mark.cuda\ndef test_x():\n    pass\n")
+        result = run(pytester, "--strict-markers")
+        result.assert_outcomes(passed=1)
+        markers = run(pytester, "--markers").stdout.lines
+        assert [line for line in markers if line.startswith("@pytest.mark.cuda")] == [
+            "@pytest.mark.cuda: runs our CUDA emulator"
+        ]
+
+    @no_gpu
+    def test_a_project_cuda_marker_from_its_conftest_is_left_alone(
+        self, pytester: pytest.Pytester
+    ) -> None:
+        pytester.makeconftest(
+            "def pytest_configure(config):\n    config.addinivalue_line('markers', 'cuda: ours')\n"
+        )
+        pytester.makepyfile("import pytest\n\n@pytest.mark.cuda\ndef test_x():\n    pass\n")
+        run(pytester, "--strict-markers").assert_outcomes(passed=1)
+
+    def test_a_project_no_sync_marker_guards_nothing(self, pytester: pytest.Pytester) -> None:
+        pytester.makeini("[pytest]\nmarkers =\n    no_sync(reason): our own bookkeeping\n")
+        pytester.makepyfile(SYNCING_TEST.format(args="(reason='ours')"))
+        run(pytester, "--strict-markers").assert_outcomes(passed=1)
+
+
+class TestNoSyncReadsBack:
+    """CPU-only mode under the marker: a test reads its results back; a value read still counts."""
+
+    README_TEST = """
+        import pytest
+        import torch
+        from dpslice import DPLayout, dp_local_slice
+
+        @pytest.mark.no_sync{args}
+        def test_slice_does_not_sync():
+            layout = DPLayout(counts=(3, 0, 5))
+            buffer = layout.gathered(2)
+            start, length = dp_local_slice(layout.global_num_tokens_cpu(2), 2, dp_size=3)
+            rows = buffer[{bound}:start + length]
+            assert rows.tolist() == layout.expected_rows(2).tolist()
+            assert torch.equal(rows, layout.expected_rows(2))
+        """
+
+    def test_reading_results_back_passes(self, pytester: pytest.Pytester) -> None:
+        pytester.makepyfile(self.README_TEST.format(args="", bound="start"))
+        run(pytester).assert_outcomes(passed=1)
+
+    def test_a_tensor_bound_fails_naming_its_line(self, pytester: pytest.Pytester) -> None:
+        pytester.makepyfile(self.README_TEST.format(args="", bound="torch.tensor(start)"))
+        result = run(pytester)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            ["*ImplicitSyncError: Tensor.__getitem__ synchronised the host*test_*.py:10*"]
+        )
+
+    @no_gpu
+    def test_read_back_true_counts_the_tests_own_reads(self, pytester: pytest.Pytester) -> None:
+        pytester.makepyfile(self.README_TEST.format(args="(read_back=True)", bound="start"))
+        result = run(pytester)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*Tensor.tolist synchronised the host*"])
+
+
+OFF_BY_ONE = """
+def local_slice(*, global_num_tokens_cpu, dp_rank):
+    counts = global_num_tokens_cpu
+    return sum(counts[:dp_rank]) + (dp_rank > 0), counts[dp_rank]
+"""
+
+#: The README's minimal capturer slice: every hazard holds, hardening WARNs.
+CAPTURER = """
+def local_slice(*, global_num_tokens_cpu, dp_rank, dp_size, can_run_graph, graph_extent):
+    counts = global_num_tokens_cpu
+    if counts is None:
+        raise ValueError("no CPU counts during capture")
+    if len(counts) not in (1, dp_size):
+        raise ValueError(f"{len(counts)} counts for a gather of {dp_size}")
+    slot = 0 if len(counts) == 1 else dp_rank
+    if can_run_graph and graph_extent is not None:
+        return slot * graph_extent, counts[slot]
+    return sum(counts[:slot]), counts[slot]
+"""
+
+
+def run_battery(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """The battery as tests, on few layouts, in a fresh process (it starts workers)."""
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-rsw", "--dpslice-max-examples", "20", *args
+    )
+
+
+class TestBatteryAsTests:
+    def test_one_test_per_property_is_collected(self, pytester: pytest.Pytester) -> None:
+        from dpslice.check.registry import registered
+
+        pytester.makepyfile(slicer=CAPTURER)
+        result = run(pytester, "--dpslice-target", "slicer.py:local_slice", "--co", "-q")
+        names = [prop.name for prop in registered()]
+        assert [line for line in result.stdout.lines if "::" in line] == [
+            f"dpslice-check/slicer.py:local_slice::{name}" for name in names
+        ]
+
+    def test_a_hazard_fails_with_its_counterexample(self, pytester: pytest.Pytester) -> None:
+        pytester.makepyfile(slicer=OFF_BY_ONE)
+        result = run_battery(
+            pytester, "--dpslice-target", "slicer.py:local_slice", "-k", "sum_len_rows"
+        )
+        result.assert_outcomes(failed=1, deselected=13)
+        output = result.stdout.str()
+        assert "collected 14 items / 13 deselected / 1 selected" in output
+        for line in (
+            "FAIL sum_len_rows (hazard):",
+            "  layout     DPLayout(counts=(0, 0))",
+            "  rank       1",
+            "  call       local_slice(global_num_tokens_cpu=[0, 0], dp_rank=1)",
+            "  outcome    returned (1, 0)",
+            "  reproduce  dpslice check slicer.py:local_slice --seed ",
+        ):
+            assert line in output
+        assert "Traceback" not in result.stdout.str()
+
+    def test_not_applicable_is_a_skip_with_its_reason(self, pytester: pytest.Pytester) -> None:
+        pytester.makepyfile(slicer=CAPTURER)
+        result = run_battery(
+            pytester, "--dpslice-target", "slicer.py:local_slice", "-k", "dp_chunk_rows"
+        )
+        result.assert_outcomes(skipped=1, deselected=13)
+        result.stdout.fnmatch_lines(["SKIPPED*dp_chunk_rows: *never reaches DP_CHUNK*"])
+
+    def test_a_hardening_warn_is_a_warning_and_fails_under_strict(
+        self, pytester: pytest.Pytester
+    ) -> None:
+        pytester.makepyfile(slicer=CAPTURER)
+        spec = ["--dpslice-target", "slicer.py:local_slice", "-k", "invalid_inputs_refused"]
+        warned = run_battery(pytester, *spec)
+        warned.assert_outcomes(passed=1, deselected=13, warnings=1)
+        warned.stdout.fnmatch_lines(["*HardeningWarning: WARN invalid_inputs_refused*"])
+        strict = run_battery(pytester, *spec, "--dpslice-strict")
+        strict.assert_outcomes(failed=1, deselected=13)
+        strict.stdout.fnmatch_lines(["*FAIL invalid_inputs_refused (hardening)*"])
+
+    def test_a_call_that_hangs_fails_after_the_timeout(self, pytester: pytest.Pytester) -> None:
+        pytester.makepyfile(
+            slicer="import time\n\ndef local_slice(*, global_num_tokens_cpu, dp_rank):\n"
+            "    time.sleep(3600)\n"
+        )
+        result = run_battery(
+            pytester,
+            "--dpslice-target",
+            "slicer.py:local_slice",
+            "--dpslice-timeout",
+            "1",
+            "-k",
+            "sum_len_rows",
+        )
+        result.assert_outcomes(failed=1, deselected=13)
+        result.stdout.fnmatch_lines(["*outcome    did not return within 1 s*"])
+
+    def test_a_target_that_cannot_load_fails_each_test_once_loaded(
+        self, pytester: pytest.Pytester
+    ) -> None:
+        pytester.makepyfile(slicer="raise ImportError('no engine here')\n")
+        result = run_battery(
+            pytester, "--dpslice-target", "slicer.py:local_slice", "-k", "rows and not dp_chunk"
+        )
+        result.assert_outcomes(failed=5, deselected=9)
+        result.stdout.fnmatch_lines(["*bad target slicer.py:local_slice*no engine here*"])
+
+    @pytest.mark.parametrize(
+        ("option", "value", "message"),
+        [
+            ("--dpslice-target", "slicer.py", "has no ':function' part"),
+            ("--dpslice-target", "missing.py:f", "file 'missing.py' not found"),
+            ("--dpslice-device", "tpu", "tpu"),
+            ("--dpslice-max-examples", "0", "max_examples=0 must be an int >= 1"),
+            ("--dpslice-timeout", "0", "timeout=0.0 must be a number of seconds above 0"),
+        ],
+    )
+    def test_a_bad_option_is_a_usage_error(
+        self, pytester: pytest.Pytester, option: str, value: str, message: str
+    ) -> None:
+        pytester.makepyfile(slicer=CAPTURER)
+        args = [option, value]
+        if option != "--dpslice-target":
+            args += ["--dpslice-target", "slicer.py:local_slice"]
+        result = run(pytester, *args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"*{message}*"])
+
+    def test_check_properties_in_a_test_module(self, pytester: pytest.Pytester) -> None:
+        pytester.makepyfile(slicer=OFF_BY_ONE)
+        pytester.makepyfile(
+            test_slicer="from dpslice.pytest_plugin import check_properties\n\n"
+            "test_local_slice = check_properties('slicer.py:local_slice', max_examples=20)\n"
+        )
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-k", "sum_len_rows or dp_chunk_rows"
+        )
+        result.assert_outcomes(failed=1, skipped=1, deselected=12)
+        result.stdout.fnmatch_lines(["FAILED test_slicer.py::test_local_slice[[]sum_len_rows[]]*"])
+
+    def test_check_properties_refuses_a_bad_spec_at_import(self, pytester: pytest.Pytester) -> None:
+        pytester.makepyfile(
+            test_slicer="from dpslice.pytest_plugin import check_properties\n\n"
+            "test_local_slice = check_properties('slicer')\n"
+        )
+        result = run(pytester)
+        result.stdout.fnmatch_lines(["*BadTargetError: target 'slicer' has no ':function' part*"])
