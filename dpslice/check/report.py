@@ -1,9 +1,12 @@
-"""Render a :class:`~dpslice.check.runner.CheckReport` as text or JSON.
+"""Render a :class:`~dpslice.check.runner.CheckReport` as text, JSON or JUnit XML.
 
 The text is for people: a header, one row per property, then each shrunk
 counterexample with the exact call, what it did, what was expected and a
-command that reproduces it.  The JSON (schema :data:`JSON_SCHEMA`) carries the
-same facts for machines; every value in it is JSON-native, arguments are reprs.
+command that reproduces it (:func:`render_result` renders one property's
+block).  The JSON (schema :data:`JSON_SCHEMA`) carries the same facts for
+machines; every value in it is JSON-native, arguments are reprs.  The JUnit
+XML is for CI dashboards: one test case per property, its text the block
+:func:`render_result` renders.
 """
 
 from __future__ import annotations
@@ -11,30 +14,36 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import tempfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from dpslice.check.outcome import OutcomeKind
 from dpslice.check.registry import Counterexample
-from dpslice.check.results import CheckReport, PropertyResult, Verdict, versions
+from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict, versions
 from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
 
 __all__ = [
     "JSON_SCHEMA",
+    "render_result",
     "render_row",
     "render_text",
     "reproduce_command",
     "to_json",
+    "to_junit_xml",
     "versions",
     "write_document",
     "write_json",
+    "write_junit_xml",
 ]
 
 #: Identifies the layout of the JSON document; bumped on incompatible changes.
 #: One schema for the battery and the round trip (``"mode"`` says which).
-JSON_SCHEMA = "dpslice-check/3"
+JSON_SCHEMA = "dpslice-check/4"
 
 _NAME_WIDTH = 30
 
@@ -111,9 +120,22 @@ def _row(result: PropertyResult) -> str:
     return f"{row}  {result.note}" if result.note else row
 
 
-def _render_counterexamples(report: CheckReport, result: PropertyResult) -> list[str]:
-    label = "WARN" if result.verdict is Verdict.WARN else "FAIL"
-    lines = [f"{label} {result.name} ({result.tier.value}): {result.statement}"]
+def render_result(report: CheckReport, result: PropertyResult, *, verbose: bool = False) -> str:
+    """One property's block of the text report, without a trailing newline.
+
+    A FAIL shows every counterexample in full with its ``reproduce`` line; a
+    WARN one line per kind of defect accepted, and every counterexample in
+    full when ``verbose``; an ERROR what broke.  PASS and N/A have no block:
+    ``""``.  ``report`` is the run the result belongs to (its reproduce command).
+    """
+    if result.verdict is Verdict.ERROR:
+        return f"ERROR {result.name}: {result.note}"
+    if result.verdict not in (Verdict.FAIL, Verdict.WARN):
+        return ""
+    lines = [f"{result.verdict.value} {result.name} ({result.tier.value}): {result.statement}"]
+    if result.verdict is Verdict.WARN and not verbose:
+        lines += _warn_summary(report, result)
+        return "\n".join(lines)
     if len(result.counterexamples) > 1:
         kinds = "; ".join(str(ce.kind) for ce in result.counterexamples)
         lines.append(f"  not refused, {len(result.counterexamples)} kinds: {kinds}")
@@ -121,7 +143,35 @@ def _render_counterexamples(report: CheckReport, result: PropertyResult) -> list
         if index:
             lines.append("")
         lines += _render_counterexample(report, result, counterexample)
-    return lines
+    return "\n".join(lines)
+
+
+def _brief_outcome(counterexample: Counterexample) -> str:
+    """What the call did, without the message and location :meth:`Outcome.describe` adds."""
+    outcome = counterexample.outcome
+    if outcome.kind is OutcomeKind.RETURNED:
+        return f"returned {outcome.slice}"
+    if outcome.kind is OutcomeKind.MALFORMED:
+        return f"returned {outcome.value}, not a slice"
+    verb = "raised deliberate" if outcome.kind is OutcomeKind.DELIBERATE else "crashed with"
+    return f"{verb} {outcome.error}"
+
+
+def _warn_summary(report: CheckReport, result: PropertyResult) -> list[str]:
+    # A hardening WARN lists one counterexample per kind of defect accepted, ten
+    # lines each: in full they bury the report's hazards, so by default one line each.
+    kinds = [ce.kind or "counterexample" for ce in result.counterexamples]
+    width = max(map(len, kinds), default=0)
+    noun = "kind" if len(kinds) == 1 else "kinds"
+    return [
+        f"  not refused, {len(kinds)} {noun}:",
+        *(
+            f"    {kind:<{width}}  {_render_call(ce)} -> {_brief_outcome(ce)}"
+            for kind, ce in zip(kinds, result.counterexamples, strict=True)
+        ),
+        f"  reproduce  {reproduce_command(report, result.name)}",
+        "  every counterexample in full: --verbose, or the JSON report",
+    ]
 
 
 def _render_counterexample(
@@ -171,8 +221,28 @@ def _header(report: CheckReport) -> list[str]:
     ]
 
 
-def render_text(report: CheckReport) -> str:
-    """The human-readable report, ending with a newline."""
+def _verdict_line(report: CheckReport) -> str:
+    if report.stopped is Stop.INTERRUPTED:
+        return "INTERRUPTED"
+    if report.stopped is not None:
+        return "INCOMPLETE"
+    return "PASSED" if report.passed else "FAILED"
+
+
+def _incomplete_line(report: CheckReport) -> str:
+    """Why the run is incomplete, and what it left out."""
+    assert report.stopped is not None
+    line = f"incomplete: {report.stopped.reason}"
+    if report.not_run:
+        line += f"; not run: {', '.join(report.not_run)}"
+    return line
+
+
+def render_text(report: CheckReport, *, verbose: bool = False) -> str:
+    """The human-readable report, ending with a newline.
+
+    ``verbose`` shows every counterexample of a WARN in full, not one line per kind.
+    """
     lines = [*_header(report), ""]
     lines += [
         f"{'property':<{_NAME_WIDTH}} {'verdict':<7} {'examples':>9} {'time':>9}",
@@ -180,12 +250,13 @@ def render_text(report: CheckReport) -> str:
         "",
         _summary(report),
     ]
+    if report.stopped is not None:
+        lines.append(_incomplete_line(report))
     for result in report.results:
-        if result.verdict in (Verdict.FAIL, Verdict.WARN):
-            lines += ["", *_render_counterexamples(report, result)]
-        elif result.verdict is Verdict.ERROR:
-            lines += ["", f"ERROR {result.name}: {result.note}"]
-    lines += ["", "PASSED" if report.passed else "FAILED"]
+        block = render_result(report, result, verbose=verbose)
+        if block:
+            lines += ["", block]
+    lines += ["", _verdict_line(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -254,6 +325,10 @@ def to_json(report: CheckReport) -> dict[str, Any]:
         "contract": report.contract.name,
         "strict": report.strict,
         "passed": report.passed,
+        "complete": report.complete,
+        "stopped": report.stopped.value if report.stopped is not None else None,
+        "incomplete_reason": report.stopped.reason if report.stopped is not None else None,
+        "not_run": list(report.not_run),
         "reproduce": reproduce_command(report),
         "totals": {
             "properties": len(report.results),
@@ -288,17 +363,15 @@ def to_json(report: CheckReport) -> dict[str, Any]:
     }
 
 
-def write_document(document: dict[str, Any], path: str | Path) -> None:
-    """Write a JSON-native ``document`` to ``path`` (UTF-8, indented, newline-terminated).
+def _write_atomically(text: str, path: str | Path) -> None:
+    """Write ``text`` to ``path`` (UTF-8) so that the file appears whole or not at all.
 
-    The JSON is strict (no ``NaN`` or ``Infinity``), and the file appears whole
-    or not at all: it is written beside ``path`` and renamed over it.
+    It is written beside ``path`` and renamed over it; a path that is not a
+    regular file (``/dev/stdout``, a FIFO) is written directly.
 
     Raises:
         OSError: the file cannot be written.
-        ValueError: the document holds a non-finite float.
     """
-    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     path = Path(path)
     if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: nothing to rename over
         path.write_text(text, encoding="utf-8")
@@ -317,6 +390,19 @@ def write_document(document: dict[str, Any], path: str | Path) -> None:
         raise
 
 
+def write_document(document: dict[str, Any], path: str | Path) -> None:
+    """Write a JSON-native ``document`` to ``path`` (UTF-8, indented, newline-terminated).
+
+    The JSON is strict (no ``NaN`` or ``Infinity``), and the file appears whole
+    or not at all: it is written beside ``path`` and renamed over it.
+
+    Raises:
+        OSError: the file cannot be written.
+        ValueError: the document holds a non-finite float.
+    """
+    _write_atomically(json.dumps(document, indent=2, allow_nan=False) + "\n", path)
+
+
 def write_json(report: CheckReport, path: str | Path) -> None:
     """Write :func:`to_json` to ``path`` (see :func:`write_document`).
 
@@ -324,3 +410,95 @@ def write_json(report: CheckReport, path: str | Path) -> None:
         OSError: the file cannot be written.
     """
     write_document(to_json(report), path)
+
+
+# -- JUnit XML ---------------------------------------------------------------------------
+
+# Characters XML 1.0 cannot hold at all, not even escaped; a target's error message may.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def _testcase(report: CheckReport, result: PropertyResult, classname: str) -> ET.Element:
+    case = ET.Element(
+        "testcase", classname=classname, name=result.name, time=f"{result.seconds:.3f}"
+    )
+    block = _xml_text(render_result(report, result, verbose=True))
+    if result.verdict is Verdict.FAIL:
+        first = result.counterexample
+        message = first.why if first is not None else result.note or result.statement
+        failure = ET.SubElement(case, "failure", message=_xml_text(message), type=result.tier.value)
+        failure.text = block
+    elif result.verdict is Verdict.ERROR:
+        error = ET.SubElement(case, "error", message=_xml_text(result.note or "ERROR"))
+        error.text = block
+    elif result.verdict is Verdict.NOT_APPLICABLE:
+        ET.SubElement(case, "skipped", message=_xml_text(result.note or "N/A"))
+    elif result.verdict is Verdict.WARN:
+        # A WARN holds (exit status 0): the case passes, and says what it accepted.
+        ET.SubElement(case, "system-out").text = block
+    return case
+
+
+def to_junit_xml(report: CheckReport) -> str:
+    """The report as a JUnit XML document: one ``<testcase>`` per property.
+
+    The class name is ``dpslice.<contract>``, the name the property's.  A FAIL
+    is a ``<failure>`` whose text is its block of the text report (every
+    counterexample, ``reproduce`` lines), an ERROR an ``<error>``, an N/A a
+    ``<skipped>`` with its reason; a WARN passes, its counterexamples in
+    ``<system-out>`` (under ``--strict`` it is a FAIL).  A property the run
+    never reached (:attr:`CheckReport.not_run`) is ``<skipped>`` with why the
+    run stopped; the suite's properties say whether the run is complete.
+    """
+    classname = f"dpslice.{report.contract.name}"
+    cases = [_testcase(report, result, classname) for result in report.results]
+    if report.stopped is not None:
+        for name in report.not_run:
+            case = ET.Element("testcase", classname=classname, name=name, time="0.000")
+            ET.SubElement(case, "skipped", message=f"not run: {report.stopped.reason}")
+            cases.append(case)
+
+    def count(tag: str) -> str:
+        return str(sum(case.find(tag) is not None for case in cases))
+
+    counts = {
+        "tests": str(len(cases)),
+        "failures": count("failure"),
+        "errors": count("error"),
+        "skipped": count("skipped"),
+        "time": f"{report.seconds:.3f}",
+    }
+    suites = ET.Element("testsuites", {"name": "dpslice check", **counts})
+    suite = ET.SubElement(
+        suites, "testsuite", {"name": _xml_text(f"dpslice check {report.target.spec}"), **counts}
+    )
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("target", report.target.spec),
+        ("seed", str(report.seed)),
+        ("max_examples", str(report.max_examples)),
+        ("device", report.target.device),
+        ("contract", report.contract.name),
+        ("strict", str(report.strict).lower()),
+        ("passed", str(report.passed).lower()),
+        ("complete", str(report.complete).lower()),
+        ("incomplete_reason", report.stopped.reason if report.stopped is not None else ""),
+        ("reproduce", reproduce_command(report)),
+    ):
+        ET.SubElement(properties, "property", name=name, value=_xml_text(value))
+    suite.extend(cases)
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit_xml(report: CheckReport, path: str | Path) -> None:
+    """Write :func:`to_junit_xml` to ``path``, whole or not at all (see :func:`write_document`).
+
+    Raises:
+        OSError: the file cannot be written.
+    """
+    _write_atomically(to_junit_xml(report), path)

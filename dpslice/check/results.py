@@ -23,6 +23,7 @@ __all__ = [
     "CheckReport",
     "PropertyResult",
     "RoundTrip",
+    "Stop",
     "Verdict",
     "round_trip_result",
     "versions",
@@ -151,6 +152,22 @@ class RoundTrip:
     nccl: str | None = None
 
 
+class Stop(enum.Enum):
+    """Why a run ended before every property it was asked for had run."""
+
+    #: Ctrl-C or SIGTERM.
+    INTERRUPTED = "interrupted"
+    #: ``dpslice check -x``: a property FAILed or ended in ERROR, and the run stopped there.
+    EXITFIRST = "exitfirst"
+
+    @property
+    def reason(self) -> str:
+        """One line for the report."""
+        if self is Stop.INTERRUPTED:
+            return "interrupted by Ctrl-C or SIGTERM"
+        return "stopped after the first FAIL or ERROR (-x/--exitfirst)"
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """The outcome of one ``dpslice check`` run.
@@ -167,6 +184,13 @@ class CheckReport:
             layout model.
         versions: :func:`versions` where the check ran; ``None``: unknown (read
             again when the report is written).
+        stopped: why the run ended early, or ``None`` if it ran to its end.
+            A run that stopped early has not passed, whatever its results say.
+        not_run: the properties it was asked for that never ran (the one in
+            progress when it stopped included), in the order planned.
+
+    Raises:
+        ValueError: ``not_run`` names properties of a run that did not stop early.
     """
 
     target: Target
@@ -178,6 +202,20 @@ class CheckReport:
     properties: tuple[str, ...] | None = None
     round_trip: RoundTrip | None = None
     versions: dict[str, str] | None = None
+    stopped: Stop | None = None
+    not_run: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.not_run and self.stopped is None:
+            raise ValueError(
+                f"not_run={self.not_run!r} needs stopped=: a run that skipped properties "
+                "must say why it stopped"
+            )
+
+    @property
+    def complete(self) -> bool:
+        """The run ran to its end: every property it was asked for has a result."""
+        return self.stopped is None
 
     @property
     def mode(self) -> str:
@@ -191,8 +229,8 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        """Every property holds (N/A and WARN count as holding)."""
-        return all(result.holds for result in self.results)
+        """The run is complete and every property holds (N/A and WARN count as holding)."""
+        return self.complete and all(result.holds for result in self.results)
 
     @property
     def examples(self) -> int:

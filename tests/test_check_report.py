@@ -1,0 +1,246 @@
+"""The report of a check: one property's block, an incomplete run, the JUnit XML.
+
+Built from hand-made results, so each test is about rendering alone; the
+command line's tests (tests/test_cli.py) run the same renderers on real checks.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from dpslice import DPLayout
+from dpslice.check.outcome import Outcome, OutcomeKind
+from dpslice.check.registry import Counterexample, Tier
+from dpslice.check.report import (
+    render_result,
+    render_text,
+    to_json,
+    to_junit_xml,
+    write_junit_xml,
+)
+from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict
+from dpslice.check.target import target_from_callable
+
+
+def impl(*, global_num_tokens_cpu: list[int], dp_rank: int) -> tuple[int, int]:
+    return 0, global_num_tokens_cpu[dp_rank]
+
+
+TARGET = target_from_callable(impl, spec="impl.py:impl")
+
+
+def counterexample(kind: str | None = None, message: str = "boom") -> Counterexample:
+    return Counterexample(
+        layout=DPLayout(counts=(1, 2)),
+        rank=1,
+        function="impl",
+        arguments={"global_num_tokens_cpu": [1, 2], "dp_rank": 1},
+        outcome=Outcome(
+            kind=OutcomeKind.INCIDENTAL, error="IndexError", message=message, location="impl.py:2"
+        ),
+        expected="(1, 2): rows r1[0..1]",
+        why="a valid layout must give the rank its slice, not an error",
+        kind=kind,
+    )
+
+
+def result(
+    name: str,
+    verdict: Verdict,
+    *,
+    counterexamples: tuple[Counterexample, ...] = (),
+    note: str | None = None,
+    tier: Tier = Tier.HAZARD,
+) -> PropertyResult:
+    return PropertyResult(
+        name=name,
+        statement=f"{name} holds.",
+        verdict=verdict,
+        examples=7,
+        seconds=0.25,
+        counterexamples=counterexamples,
+        note=note,
+        tier=tier,
+    )
+
+
+KINDS = ("negative count", "bool count", "tensor dp_rank")
+PASSING = result("sum_len_rows", Verdict.PASS)
+FAILING = result("max_len_rows", Verdict.FAIL, counterexamples=(counterexample(),))
+WARNING = result(
+    "invalid_inputs_refused",
+    Verdict.WARN,
+    counterexamples=tuple(counterexample(kind) for kind in KINDS),
+    tier=Tier.HARDENING,
+)
+NOT_APPLICABLE = result("cuda_view", Verdict.NOT_APPLICABLE, note="run with --device cuda")
+BROKEN = result("sync_free", Verdict.ERROR, note="the check itself broke, not the target (X)")
+
+
+def report(
+    *results: PropertyResult, stopped: Stop | None = None, not_run: tuple[str, ...] = ()
+) -> CheckReport:
+    return CheckReport(
+        target=TARGET,
+        seed=1,
+        max_examples=7,
+        results=results,
+        seconds=1.5,
+        stopped=stopped,
+        not_run=not_run,
+    )
+
+
+# -- one property's block ----------------------------------------------------------------
+
+
+def test_render_result_is_the_block_the_text_report_shows() -> None:
+    whole = report(PASSING, FAILING, WARNING, NOT_APPLICABLE, BROKEN)
+    text = render_text(whole)
+    blocks = {each.name: render_result(whole, each) for each in whole.results}
+    assert [name for name, block in blocks.items() if block] == [
+        "max_len_rows",
+        "invalid_inputs_refused",
+        "sync_free",
+    ]
+    for block in filter(None, blocks.values()):
+        assert f"\n\n{block}\n\n" in text
+    failing = render_result(whole, FAILING)
+    assert failing.splitlines()[0] == "FAIL max_len_rows (hazard): max_len_rows holds."
+    assert "  call       impl(global_num_tokens_cpu=[1, 2], dp_rank=1)" in failing
+    assert (
+        "  reproduce  dpslice check impl.py:impl --seed 1 --max-examples 7 --property " in failing
+    )
+    assert render_result(whole, BROKEN) == f"ERROR sync_free: {BROKEN.note}"
+
+
+def test_a_warn_is_one_line_per_kind_unless_verbose() -> None:
+    whole = report(WARNING)
+    brief = render_result(whole, WARNING).splitlines()
+    assert brief[:2] == [
+        "WARN invalid_inputs_refused (hardening): invalid_inputs_refused holds.",
+        "  not refused, 3 kinds:",
+    ]
+    assert brief[2:5] == [
+        f"    {kind:<14}  impl(global_num_tokens_cpu=[1, 2], dp_rank=1) -> crashed with IndexError"
+        for kind in KINDS
+    ]
+    assert brief[5].startswith("  reproduce  dpslice check impl.py:impl --seed 1 ")
+    assert "--verbose" in brief[6]
+    assert len(brief) == 7
+    full = render_result(whole, WARNING, verbose=True)
+    assert full.count("  layout     DPLayout(counts=(1, 2))") == len(KINDS)
+    assert render_text(whole, verbose=True).count("  layout     ") == len(KINDS)
+    assert "  layout     " not in render_text(whole)
+
+
+# -- an incomplete run ---------------------------------------------------------------------
+
+
+def test_an_interrupted_run_has_not_passed_whatever_finished() -> None:
+    stopped = report(PASSING, stopped=Stop.INTERRUPTED, not_run=("max_len_rows", "cuda_view"))
+    assert (stopped.passed, stopped.complete) == (False, False)
+    assert report(PASSING).passed
+    text = render_text(stopped).splitlines()
+    assert "incomplete: interrupted by Ctrl-C or SIGTERM; not run: max_len_rows, cuda_view" in text
+    assert text[-1] == "INTERRUPTED"
+    document = json.loads(json.dumps(to_json(stopped)))
+    assert document["schema"] == "dpslice-check/4"
+    assert {key: document[key] for key in ("passed", "complete", "stopped", "not_run")} == {
+        "passed": False,
+        "complete": False,
+        "stopped": "interrupted",
+        "not_run": ["max_len_rows", "cuda_view"],
+    }
+    assert document["incomplete_reason"] == "interrupted by Ctrl-C or SIGTERM"
+
+
+def test_a_run_stopped_at_its_first_failure_ends_incomplete() -> None:
+    stopped = report(FAILING, stopped=Stop.EXITFIRST, not_run=("cuda_view",))
+    text = render_text(stopped).splitlines()
+    assert text[-1] == "INCOMPLETE"
+    assert (
+        "incomplete: stopped after the first FAIL or ERROR (-x/--exitfirst); not run: cuda_view"
+        in text
+    )
+
+
+def test_a_complete_report_says_so() -> None:
+    document = to_json(report(PASSING, FAILING))
+    assert (document["complete"], document["stopped"], document["not_run"]) == (True, None, [])
+    assert document["incomplete_reason"] is None
+    assert render_text(report(PASSING)).endswith("\nPASSED\n")
+
+
+def test_properties_not_run_need_a_reason() -> None:
+    with pytest.raises(ValueError, match="needs stopped="):
+        report(PASSING, not_run=("cuda_view",))
+
+
+# -- JUnit XML -----------------------------------------------------------------------------
+
+
+def cases(xml: str) -> dict[str, ET.Element]:
+    root = ET.fromstring(xml)
+    return {case.get("name", ""): case for case in root.iter("testcase")}
+
+
+def test_junit_xml_has_a_case_per_property_and_one_per_property_not_run(tmp_path: Path) -> None:
+    whole = report(
+        PASSING,
+        FAILING,
+        WARNING,
+        NOT_APPLICABLE,
+        BROKEN,
+        stopped=Stop.INTERRUPTED,
+        not_run=("ranks_disjoint_in_bounds",),
+    )
+    path = tmp_path / "junit.xml"
+    write_junit_xml(whole, path)
+    root = ET.parse(path).getroot()
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert {key: suite.get(key) for key in ("tests", "failures", "errors", "skipped")} == {
+        "tests": "6",
+        "failures": "1",
+        "errors": "1",
+        "skipped": "2",
+    }
+    found = cases(path.read_text())
+    assert list(found) == [*(each.name for each in whole.results), "ranks_disjoint_in_bounds"]
+    assert {case.get("classname") for case in found.values()} == {"dpslice.sglang-capturer"}
+    assert found["sum_len_rows"].get("time") == "0.250"
+    assert list(found["sum_len_rows"]) == []
+    failure = found["max_len_rows"].find("failure")
+    assert failure is not None
+    assert failure.text == render_result(whole, FAILING)
+    assert failure.get("message") == "a valid layout must give the rank its slice, not an error"
+    error = found["sync_free"].find("error")
+    assert error is not None
+    assert error.get("message") == BROKEN.note
+    skipped = found["cuda_view"].find("skipped")
+    assert skipped is not None
+    assert skipped.get("message") == "run with --device cuda"
+    not_run = found["ranks_disjoint_in_bounds"].find("skipped")
+    assert not_run is not None
+    assert not_run.get("message") == "not run: interrupted by Ctrl-C or SIGTERM"
+    warned = found["invalid_inputs_refused"]
+    assert [child.tag for child in warned] == ["system-out"]  # a WARN passes
+    assert warned[0].text == render_result(whole, WARNING, verbose=True)
+    properties = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert (properties["passed"], properties["complete"]) == ("false", "false")
+
+
+def test_junit_xml_holds_any_message_the_target_raised() -> None:
+    # XML 1.0 cannot carry a NUL or most control characters, even escaped.
+    odd = result(
+        "max_len_rows", Verdict.FAIL, counterexamples=(counterexample(message="a\x00b\x1b"),)
+    )
+    failure = cases(to_junit_xml(report(odd)))["max_len_rows"].find("failure")
+    assert failure is not None
+    assert failure.text is not None
+    assert "IndexError: a\\x00b\\x1b at impl.py:2" in failure.text
