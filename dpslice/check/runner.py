@@ -32,15 +32,19 @@ and shrunk after all.  The counts reported include every run.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
 from hypothesis.errors import Flaky
 
 from dpslice.check.registry import Counterexample, Property, Tier, registered, select
@@ -288,6 +292,28 @@ def _properties(chosen: Sequence[str | Property[Any]] | None) -> tuple[Property[
     return tuple(prop if isinstance(prop, Property) else select([prop])[0] for prop in chosen)
 
 
+@contextlib.contextmanager
+def _hypothesis_storage() -> Iterator[None]:
+    """Hypothesis's storage in a temporary directory for the duration, unless
+    ``HYPOTHESIS_STORAGE_DIRECTORY`` names one.
+
+    The runs keep no example database, but Hypothesis still caches the
+    constants of the code it runs, by default in ``.hypothesis/`` under the
+    working directory: a check must leave the caller's directory as it was.
+    The home directory is Hypothesis's global, so it is restored after.
+    """
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        yield
+        return
+    previous = storage_directory(intent_to_write=False).home_directory
+    with tempfile.TemporaryDirectory(prefix="dpslice-hypothesis-") as directory:
+        set_hypothesis_home_dir(directory)
+        try:
+            yield
+        finally:
+            set_hypothesis_home_dir(previous)
+
+
 def run_check(
     target: str | Target | Callable[..., object] = "dpslice.reference:dp_local_slice",
     *,
@@ -317,6 +343,9 @@ def run_check(
             (``__dpslice_contract__``), else ``sglang-capturer``.
         strict: a hardening property's failure FAILs instead of WARNing.
 
+    Hypothesis's storage goes where ``HYPOTHESIS_STORAGE_DIRECTORY`` says, else
+    to a temporary directory: no ``.hypothesis/`` in the working directory.
+
     Raises:
         BadTargetError: the target cannot be loaded or called with the convention.
         DeviceError: an unknown device, or ``"cuda"`` without a GPU.
@@ -339,10 +368,11 @@ def run_check(
     if seed is None:
         seed = secrets.randbelow(2**32)
     started = time.perf_counter()
-    results = tuple(
-        run_property(prop, target, max_examples=max_examples, seed=seed, strict=strict)
-        for prop in chosen
-    )
+    with _hypothesis_storage():
+        results = tuple(
+            run_property(prop, target, max_examples=max_examples, seed=seed, strict=strict)
+            for prop in chosen
+        )
     return CheckReport(
         target=target,
         seed=seed,
