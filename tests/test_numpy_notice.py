@@ -56,3 +56,20 @@ def test_importing_dpslice_leaves_the_warning_filters_alone() -> None:
         timeout=120,
     )
     assert result.stdout.strip() == "True", result.stderr
+
+
+def test_dpslice_modules_can_import_torch_without_the_notice(tmp_path: Path) -> None:
+    """``from dpslice._numpy_notice import torch``: how dpslice's modules import torch."""
+    program = (
+        "import sys, warnings\n"
+        "before = list(warnings.filters)\n"
+        "import dpslice._numpy_notice\n"
+        "assert 'torch' not in sys.modules, 'importing the module alone must not import torch'\n"
+        "from dpslice._numpy_notice import torch\n"
+        "assert torch is sys.modules['torch']\n"
+        "assert warnings.filters == before, 'the warning filters changed'\n"
+        "torch.tensor([1, 2]).sum()\n"
+    )
+    result = run(["-c", program], without_numpy(tmp_path), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert NUMPY_NOTICE not in result.stderr, result.stderr
