@@ -6,15 +6,17 @@ trip through real collectives instead (:func:`dpslice.distributed.run_round_trip
 one property, judged, shrunk and reported as the battery's are.
 
 The target runs in a supervised worker process (:mod:`dpslice.check.supervisor`):
-whatever it does, this process prints the report, writes the JSON and decides
-the exit status.  Progress goes to stderr as the run goes.
+whatever it does, this process prints the report, writes the JSON and JUnit
+XML and decides the exit status.  Progress goes to stderr as the run goes,
+when stderr is a terminal.
 
 Exit status: 0 when every property holds (N/A counts as holding), 1 when one
 fails (a call that hangs past ``--timeout``, exits or crashes the process
 fails too) or the check itself broke, 2 for a bad target (one that cannot be
 imported, including an import that exits, crashes or hangs) or bad usage, and
-2 when every property holds but the ``--json`` file could not be written (a
-failure stays 1).  Ctrl-C: 130, SIGTERM: 143, after the partial report.
+2 when every property holds but the ``--json`` or ``--junit-xml`` file could
+not be written (a failure stays 1).  Ctrl-C: 130, SIGTERM: 143, after the
+partial report, which says it is incomplete.
 """
 
 from __future__ import annotations
@@ -26,17 +28,19 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from dpslice._numpy_notice import silence_numpy_notice
 from dpslice._version import __version__
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT
 
 if TYPE_CHECKING:
-    from dpslice.check.supervisor import Listener
+    from dpslice.check.results import CheckReport, PropertyResult
+    from dpslice.check.supervisor import BatterySupervisor, Listener
+    from dpslice.check.target import Target
 
 __all__ = ["DEFAULT_TARGET", "main"]
 
@@ -68,21 +72,38 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+_CHECK_DESCRIPTION = """\
+Run the property battery against TARGET: package.module:function or
+path/to/file.py:function (default: the bundled reference).
+"""
+
+_CHECK_EPILOG = """\
+how TARGET is called (keyword arguments only) and what it must return:
+  python -m pydoc dpslice.check.target
+the properties and what each draws:  dpslice check --list
+the call sites a target is judged as:  dpslice check --list-contracts
+
+exit status: 0 every property holds (WARN and N/A included); 1 one FAILs or
+ends in ERROR; 2 a bad target, bad usage, or a passing run whose --json or
+--junit-xml file could not be written; 130 Ctrl-C, 143 SIGTERM (the report
+printed then says it is incomplete)
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpslice",
         description="Correctness suite for the DP-local slice of a gathered DP-attention buffer.",
+        epilog="dpslice check --help: the check's options, and how it calls your function.",
     )
     parser.add_argument("--version", action="version", version=f"dpslice {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser(
         "check",
         help="check a slice implementation against the property battery",
-        description=(
-            "Run the property battery against TARGET (package.module:function or "
-            "path/to/file.py:function; default: the bundled reference). "
-            "See docs/check.md for the calling convention."
-        ),
+        description=_CHECK_DESCRIPTION,
+        epilog=_CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("target", nargs="?", default=DEFAULT_TARGET, metavar="TARGET")
     check.add_argument(
@@ -99,11 +120,31 @@ def _parser() -> argparse.ArgumentParser:
         "--json", type=Path, metavar="PATH", help="also write the report as JSON to PATH"
     )
     check.add_argument(
+        "--junit-xml",
+        type=Path,
+        metavar="PATH",
+        help="also write the report as JUnit XML to PATH, one test case per property",
+    )
+    check.add_argument(
         "--property",
         action="append",
         dest="properties",
         metavar="NAME",
         help="run only this property (repeatable)",
+    )
+    check.add_argument(
+        "--exclude-property",
+        action="append",
+        dest="excluded",
+        metavar="NAME",
+        help="run every property but this one (repeatable)",
+    )
+    check.add_argument(
+        "-x",
+        "--exitfirst",
+        action="store_true",
+        help="stop after the first property that FAILs or ends in ERROR; the rest are "
+        "reported as not run",
     )
     check.add_argument("--list", action="store_true", help="list the properties and exit")
     check.add_argument(
@@ -122,6 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--quiet", action="store_true", help="no progress on stderr, only the report"
+    )
+    check.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show every counterexample of a WARN in full, not one line per kind",
     )
     check.add_argument(
         "--contract",
@@ -171,20 +218,40 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
+def _write_stdout(text: str) -> None:
+    """Write ``text`` to stdout, flushed; a closed stdout (``| head``) ends it quietly."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Nobody reads it: point stdout at /dev/null, so that nothing written later,
+        # nor the flush at exit, raises again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def _list_contracts() -> int:
     from dpslice.contracts import DEFAULT_CONTRACT, PRESETS
 
-    for contract in PRESETS.values():
-        default = " (default)" if contract is DEFAULT_CONTRACT else ""
-        print(f"{contract.name}{default}\n    {contract.summary}\n    {contract.describe()}")
+    _write_stdout(
+        "".join(
+            f"{contract.name}{' (default)' if contract is DEFAULT_CONTRACT else ''}\n"
+            f"    {contract.summary}\n    {contract.describe()}\n"
+            for contract in PRESETS.values()
+        )
+    )
     return EXIT_HOLDS
 
 
 def _list_properties() -> int:
     from dpslice.check.registry import registered
 
-    for prop in registered():
-        print(f"{prop.name}\n    {prop.statement}\n    draws: {prop.draws}")
+    _write_stdout(
+        "".join(
+            f"{prop.name}\n    {prop.statement}\n    draws: {prop.draws}\n" for prop in registered()
+        )
+    )
     return EXIT_HOLDS
 
 
@@ -203,6 +270,7 @@ def _incompatible(args: argparse.Namespace) -> str | None:
         flag
         for flag, given in (
             ("--property", args.properties),
+            ("--exclude-property", args.excluded),
             ("--device", args.device is not None),
             ("--list", args.list),
             ("--contract", args.contract is not None),
@@ -219,24 +287,16 @@ def _incompatible(args: argparse.Namespace) -> str | None:
     return None
 
 
-class _Ran(NamedTuple):
-    """A finished run: its text report, whether it holds, and how to write its JSON."""
-
-    text: str
-    passed: bool
-    write_json: Callable[[Path], None]
-
-
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C is: the partial report, then exit 143."""
 
 
 class _Stopped(Exception):
-    """The run was interrupted; ``ran`` is what finished, if anything."""
+    """The run was interrupted; ``report`` is what finished, if anything."""
 
-    def __init__(self, ran: _Ran | None, status: int) -> None:
+    def __init__(self, report: CheckReport | None, status: int) -> None:
         super().__init__("interrupted")
-        self.ran = ran
+        self.report = report
         self.status = status
 
 
@@ -247,19 +307,73 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
     return 128 + signal.SIGTERM if terminated else 130
 
 
-def _battery(args: argparse.Namespace, progress: Listener | None) -> _Ran | str:
+class _FirstFailure(Exception):
+    """-x: a property FAILed or ended in ERROR; the run stops there."""
+
+
+class _ExitFirst:
+    """A listener that stops the run at the first FAIL or ERROR (``-x``), passing every
+    event on to ``progress``; the supervisor kills its worker as the exception leaves it."""
+
+    def __init__(self, progress: Listener | None) -> None:
+        self.progress = progress
+        self.live = progress is not None and progress.live
+
+    def loaded(self, target: Target) -> None:
+        if self.progress is not None:
+            self.progress.loaded(target)
+
+    def started(self, name: str) -> None:
+        if self.progress is not None:
+            self.progress.started(name)
+
+    def tick(self, name: str | None, calls: int, seconds: float) -> None:
+        if self.progress is not None:
+            self.progress.tick(name, calls, seconds)
+
+    def finished(self, result: PropertyResult) -> None:
+        from dpslice.check.results import Verdict
+
+        if self.progress is not None:
+            self.progress.finished(result)
+        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
+            raise _FirstFailure(result.name)
+
+
+def _selected(args: argparse.Namespace) -> list[str] | None:
+    """The properties to run, by name (maybe none left); ``None`` for the whole battery.
+
+    Raises:
+        UnknownPropertyError: ``--property`` or ``--exclude-property`` names no property.
+    """
+    if not args.properties and not args.excluded:
+        return None  # the worker's own registry, with any property the target registers
+    from dpslice.check.registry import registered, select
+
+    chosen = select(args.properties) if args.properties else registered()
+    excluded = {prop.name for prop in select(args.excluded or ())}
+    return [prop.name for prop in chosen if prop.name not in excluded]
+
+
+def _not_run(supervisor: BatterySupervisor) -> tuple[str, ...]:
+    """The properties the supervisor was to run and has no result for."""
+    return supervisor._remaining() or ()
+
+
+def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport | str:
     """Run the property battery; a usage error's message instead if it cannot start."""
     from dpslice.check import BadTargetError, DeviceError, UnknownPropertyError
-    from dpslice.check.registry import select
-    from dpslice.check.report import render_text, write_json
+    from dpslice.check.results import Stop
     from dpslice.check.supervisor import BatterySupervisor
     from dpslice.check.target import check_device
 
     try:
         device = check_device(args.device or "cpu")
-        names = [prop.name for prop in select(args.properties)] if args.properties else None
+        names = _selected(args)
     except (DeviceError, UnknownPropertyError) as exc:
         return str(exc)
+    if names == []:
+        return "--exclude-property leaves no property to run; exclude fewer, or drop --property"
     options = {"contract": args.contract} if getattr(args, "contract", None) else {}
     supervisor = BatterySupervisor(
         args.target,
@@ -269,29 +383,31 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> _Ran | str:
         seed=args.seed,
         timeout=args.timeout or DEFAULT_CALL_TIMEOUT,
         import_timeout=args.import_timeout or DEFAULT_IMPORT_TIMEOUT,
-        listener=progress,
+        listener=_ExitFirst(progress) if args.exitfirst else progress,
         load_options=options,
         strict=args.strict,
     )
     try:
-        report = supervisor.run()
+        return supervisor.run()
     except BadTargetError as exc:
         return str(exc)
+    except _FirstFailure:
+        stopped = supervisor.partial_report()
+        assert stopped is not None  # a property finished, so the target had loaded
+        not_run = _not_run(supervisor)
+        # The first failure may have been the last property: then the run is complete.
+        return replace(stopped, stopped=Stop.EXITFIRST, not_run=not_run) if not_run else stopped
     except KeyboardInterrupt as exc:
         finished = supervisor.partial_report()
-        ran = None
         if finished is not None:
-            text = render_text(finished).replace("\nPASSED\n", "\nINTERRUPTED\n")
-            text = text.replace("\nFAILED\n", "\nINTERRUPTED\n")
-            ran = _Ran(text, False, partial(write_json, finished))
-        raise _Stopped(ran, _interrupted(exc)) from None
-    return _Ran(render_text(report), report.passed, partial(write_json, report))
+            finished = replace(finished, stopped=Stop.INTERRUPTED, not_run=_not_run(supervisor))
+        raise _Stopped(finished, _interrupted(exc)) from None
 
 
-def _round_trip(args: argparse.Namespace, progress: Listener | None) -> _Ran | str:
+def _round_trip(args: argparse.Namespace, progress: Listener | None) -> CheckReport | str:
     """Run the round trip; a usage error's message instead if it cannot start."""
     from dpslice.check import BadTargetError
-    from dpslice.check.report import render_text, write_json
+    from dpslice.check.results import Stop
     from dpslice.check.supervisor import RoundTripSupervisor
     from dpslice.isolation import DEFAULT_RUN_TIMEOUT
 
@@ -315,17 +431,14 @@ def _round_trip(args: argparse.Namespace, progress: Listener | None) -> _Ran | s
         listener=progress,
     )
     try:
-        report = supervisor.run()
+        return supervisor.run()
     except BadTargetError as exc:
         return " ".join(str(exc).split())
     except KeyboardInterrupt as exc:
         stopped = supervisor.partial_report()
-        ran = None
         if stopped is not None:
-            text = render_text(stopped).replace("\nFAILED\n", "\nINTERRUPTED\n")
-            ran = _Ran(text, False, partial(write_json, stopped))
-        raise _Stopped(ran, _interrupted(exc)) from None
-    return _Ran(render_text(report), report.passed, partial(write_json, report))
+            stopped = replace(stopped, stopped=Stop.INTERRUPTED)
+        raise _Stopped(stopped, _interrupted(exc)) from None
 
 
 def _header(args: argparse.Namespace) -> list[str]:
@@ -342,27 +455,33 @@ def _header(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def _print_report(text: str) -> None:
-    """Print the report on stdout; a closed stdout (``| head``, ``| true``) ends it quietly."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Nobody reads it: point stdout at /dev/null so the exit's flush stays quiet.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+def _write_files(report: CheckReport, args: argparse.Namespace) -> bool:
+    """Write the ``--json`` and ``--junit-xml`` files asked for; on a failure say why on
+    stderr, write the others still, and return False."""
+    from dpslice.check.report import write_json, write_junit_xml
+
+    written = True
+    for flag, path, write in (
+        ("--json", args.json, write_json),
+        ("--junit-xml", args.junit_xml, write_junit_xml),
+    ):
+        if path is None:
+            continue
+        try:
+            write(report, path)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(f"dpslice: error: cannot write {flag} {path}: {reason}", file=sys.stderr)
+            written = False
+    return written
 
 
-def _write_json(ran: _Ran, path: Path) -> bool:
-    """Write the JSON; on failure say why on stderr and return False."""
-    try:
-        ran.write_json(path)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"dpslice: error: cannot write --json {path}: {reason}", file=sys.stderr)
-        return False
-    return True
+def _report(report: CheckReport, args: argparse.Namespace) -> bool:
+    """Print the report and write its files; False if a file could not be written."""
+    from dpslice.check.report import render_text
+
+    _write_stdout(render_text(report, verbose=args.verbose))
+    return _write_files(report, args)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -373,8 +492,9 @@ def _check(args: argparse.Namespace) -> int:
         return _list_contracts()
     if args.list:
         return _list_properties()
-    if args.json is not None and not args.json.parent.is_dir():
-        return _error(f"--json {args.json}: directory {str(args.json.parent)!r} does not exist")
+    for flag, path in (("--json", args.json), ("--junit-xml", args.junit_xml)):
+        if path is not None and not path.parent.is_dir():
+            return _error(f"{flag} {path}: directory {str(path.parent)!r} does not exist")
     from dpslice.check.target import BadTargetError, check_spec
 
     try:  # a typo is an error at once, before a worker starts
@@ -393,21 +513,18 @@ def _check(args: argparse.Namespace) -> int:
     except _Stopped as stopped:
         if progress is not None:
             progress.close()
-        if stopped.ran is not None:
-            _print_report(stopped.ran.text)
-            if args.json is not None:
-                _write_json(stopped.ran, args.json)
+        if stopped.report is not None:
+            _report(stopped.report, args)
         print("dpslice: interrupted", file=sys.stderr)
         return stopped.status
     if progress is not None:
         progress.close()
     if isinstance(ran, str):
         return _error(ran)
-    _print_report(ran.text)
     status = EXIT_HOLDS if ran.passed else EXIT_FAILS
-    if args.json is not None and not _write_json(ran, args.json):
-        # The verdict is not hidden: a failure stays 1; a pass without its JSON is 2.
-        return max(status, EXIT_USAGE) if status == EXIT_HOLDS else status
+    if not _report(ran, args):
+        # The verdict is not hidden: a failure stays 1; a pass without its files is 2.
+        return EXIT_USAGE if status == EXIT_HOLDS else status
     return status
 
 
@@ -421,7 +538,11 @@ def _on_signal(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     silence_numpy_notice()  # before anything here imports torch
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit:
+        _write_stdout("")  # --help or --version on a closed stdout: no traceback at exit
+        raise
     from dpslice.isolation import request_stop
 
     request_stop(None)

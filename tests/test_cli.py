@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +21,11 @@ import pytest
 import torch
 
 from dpslice import __version__
+from dpslice.check.progress import Progress
+from dpslice.check.registry import builtin
+from dpslice.check.report import JSON_SCHEMA, render_row
+from dpslice.check.results import PropertyResult, Verdict
+from dpslice.check.target import target_from_callable
 from dpslice.cli import main
 
 AS_MERGED = "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
@@ -151,6 +164,26 @@ BAD_TARGETS = [
     pytest.param(["missing/impl.py:f"], "file 'missing/impl.py' not found", id="no-file"),
     pytest.param(["dpslice.reference:nope"], "has no attribute 'nope'", id="no-attribute"),
     pytest.param(["--property", "nope"], "no property named 'nope'; choose from", id="property"),
+    pytest.param(
+        ["--exclude-property", "nope"],
+        "no property named 'nope'; choose from sum_len_rows, ",
+        id="exclude-property",
+    ),
+    pytest.param(
+        ["--property", "sum_len_rows", "--exclude-property", "sum_len_rows"],
+        "--exclude-property leaves no property to run",
+        id="exclude-everything",
+    ),
+    pytest.param(
+        ["--distributed", "2", "--exclude-property", "sync_free"],
+        "--exclude-property cannot be combined with --distributed",
+        id="distributed-with-exclude",
+    ),
+    pytest.param(
+        ["--junit-xml", "no/such/dir/junit.xml"],
+        "--junit-xml no/such/dir/junit.xml: directory 'no/such/dir' does not exist",
+        id="junit-xml-directory",
+    ),
     pytest.param(["--device", "tpu"], "device='tpu'; choose one of cpu, cuda", id="device"),
     pytest.param(
         ["--device", "cuda"],
@@ -238,7 +271,7 @@ def test_the_round_trip_passes_for_the_reference_and_writes_json(
     assert out.endswith("\nPASSED\n")
     document = read_json(report)
     # One schema for both modes: the battery's, with the mode and how it gathered.
-    assert (document["schema"], document["mode"]) == ("dpslice-check/3", "distributed")
+    assert (document["schema"], document["mode"]) == (JSON_SCHEMA, "distributed")
     assert document["passed"] is True
     (prop,) = document["properties"]
     assert (prop["name"], prop["verdict"], prop["counterexamples"]) == (
@@ -338,3 +371,285 @@ def test_an_unknown_contract_is_one_line_and_exit_2() -> None:
         "dpslice: error: no contract named 'sglang'; choose from sglang-capturer, "
         "sglang-gather, vllm-dp, vllm-chunked or name your own as module:NAME"
     ]
+
+
+# -- where its users work: CI files, -x, exclusions, short warnings, pipes ------------------
+
+OFF_BY_ONE = """\
+def f(*, global_num_tokens_cpu, dp_rank):
+    return sum(global_num_tokens_cpu[:dp_rank]) + 1, global_num_tokens_cpu[dp_rank]
+"""
+
+
+def off_by_one(tmp_path: Path) -> str:
+    path = tmp_path / "obo.py"
+    path.write_text(OFF_BY_ONE)
+    return f"{path}:f"
+
+
+def test_junit_xml_has_a_case_per_property_and_each_failure_its_counterexample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report, junit = tmp_path / "r.json", tmp_path / "junit.xml"
+    args = ["check", off_by_one(tmp_path), "--max-examples", "10", "--seed", "1", "--quiet"]
+    assert main([*args, "--json", str(report), "--junit-xml", str(junit)]) == 1
+    out = capsys.readouterr().out
+    properties = {prop["name"]: prop for prop in read_json(report)["properties"]}
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert list(cases) == list(properties)
+    for name, case in cases.items():
+        verdict = properties[name]["verdict"]
+        assert case.get("classname") == "dpslice.sglang-capturer"
+        assert float(case.get("time", "")) == pytest.approx(properties[name]["seconds"], abs=1e-3)
+        tags = [child.tag for child in case]
+        expected = {"FAIL": ["failure"], "N/A": ["skipped"], "WARN": ["system-out"], "PASS": []}
+        assert tags == expected[verdict], (name, verdict)
+    failure = cases["sum_len_rows"].find("failure")
+    assert failure is not None
+    assert failure.text is not None
+    shown = properties["sum_len_rows"]["counterexample"]
+    for label, value in (
+        ("layout", shown["layout"]),
+        ("rank", str(shown["rank"])),
+        ("call", shown["call"]["text"]),
+        ("outcome", shown["outcome"]["text"]),
+        ("expected", shown["expected"]["text"]),
+        ("why", shown["why"]),
+        (
+            "reproduce",
+            f"dpslice check {args[1]} --seed 1 --max-examples 10 --property sum_len_rows",
+        ),
+    ):
+        assert f"\n  {label:<10} {value}" in failure.text, label
+    assert failure.get("message") == shown["why"]
+    assert f"\n{failure.text}\n" in out  # the text report's very block
+
+
+def test_exitfirst_stops_at_the_first_failure_and_reports_the_rest_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report, junit = tmp_path / "r.json", tmp_path / "junit.xml"
+    args = ["check", off_by_one(tmp_path), "--max-examples", "10", "--seed", "1", "--quiet", "-x"]
+    assert main([*args, "--json", str(report), "--junit-xml", str(junit)]) == 1
+    out = capsys.readouterr().out
+    rest = [prop.name for prop in builtin()][1:]
+    reason = "stopped after the first FAIL or ERROR (-x/--exitfirst)"
+    assert f"\nincomplete: {reason}; not run: {', '.join(rest)}\n" in out
+    assert out.endswith("\nINCOMPLETE\n")
+    document = read_json(report)
+    assert [prop["name"] for prop in document["properties"]] == ["sum_len_rows"]
+    assert document["properties"][0]["verdict"] == "FAIL"
+    assert (document["passed"], document["complete"], document["stopped"]) == (
+        False,
+        False,
+        "exitfirst",
+    )
+    assert document["not_run"] == rest
+    skipped = [case.find("skipped") for case in ET.parse(junit).getroot().iter("testcase")][1:]
+    assert [node.get("message") if node is not None else None for node in skipped] == [
+        f"not run: {reason}"
+    ] * len(rest)
+
+
+def test_exclude_property_runs_every_other_one_and_a_pipe_gets_no_progress_rows(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "r.json"
+    excluded = ["sync_free", "inputs_unchanged"]
+    done = run(
+        "check", "--max-examples", "2", "--seed", "0", "--json", str(report),
+        "--exclude-property", excluded[0], "--exclude-property", excluded[1],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = [prop.name for prop in builtin() if prop.name not in excluded]
+    assert [prop["name"] for prop in read_json(report)["properties"]] == expected
+    # stderr is a pipe here: the header says what runs, the rows are the report's alone.
+    assert done.stderr.startswith("dpslice check dpslice.reference:dp_local_slice\nseed 0 ")
+    assert not any(line.startswith(tuple(expected)) for line in done.stderr.splitlines())
+
+
+def test_a_warn_is_one_line_per_kind_and_verbose_shows_each_in_full(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "r.json"
+    args = ["check", CAPTURER, "--max-examples", "10", "--seed", "1", "--quiet"]
+    args += ["--property", "invalid_inputs_refused", "--json", str(report)]
+    assert main(args) == 0
+    brief = capsys.readouterr().out
+    kinds = [ce["kind"] for ce in read_json(report)["properties"][0]["counterexamples"]]
+    assert len(kinds) > 1
+    block = brief[brief.index("WARN invalid_inputs_refused") :].splitlines()
+    # The heading, "not refused", a line per kind, reproduce, the hint; then the verdict.
+    assert len(block) == 1 + 1 + len(kinds) + 2 + 2
+    assert all(f"    {kind}" in line for kind, line in zip(kinds, block[2:], strict=False))
+    assert "--verbose" in block[-3]
+    assert "\n  layout     " not in brief
+    assert main([*args, "--verbose"]) == 0
+    assert capsys.readouterr().out.count("\n  layout     ") == len(kinds)
+
+
+class _Stream(io.StringIO):
+    def __init__(self, *, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_rows_go_only_to_a_terminal() -> None:
+    target = target_from_callable(lambda *, dp_rank: (0, 0), spec="impl.py:f")
+    row = PropertyResult("sum_len_rows", "s", Verdict.PASS, examples=3, seconds=0.5)
+    written = {}
+    for tty in (True, False):
+        stream = _Stream(tty=tty)
+        progress = Progress(stream)
+        progress.header(["dpslice check impl.py:f", "seed 0"])
+        progress.loaded(target)
+        progress.started("sum_len_rows")
+        progress.tick("sum_len_rows", 3, 0.5)
+        progress.finished(row)
+        progress.close()
+        written[tty] = stream.getvalue()
+    header = "dpslice check impl.py:f\nseed 0\nthe target takes: dp_rank\n"
+    assert written[False] == header
+    assert written[True].startswith(header)
+    assert f"{render_row(row)}\n" in written[True]
+    assert "sum_len_rows: 3 calls" in written[True]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["check", "--list"], ["check", "--list-contracts"], ["--help"], ["check", "--help"]],
+    ids=["list", "list-contracts", "help", "check-help"],
+)
+def test_a_reader_that_closes_early_ends_the_output_quietly(args: list[str]) -> None:
+    # ``dpslice check --list | head -1``, with head gone before the first write.
+    process = subprocess.Popen([DPSLICE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    process.stdout.close()
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err.decode()) == (0, "")
+
+
+def test_help_points_to_what_an_installed_user_has() -> None:
+    top, check = run("--help"), run("check", "--help")
+    assert "docs/" not in top.stdout + check.stdout
+    assert "dpslice check --help" in top.stdout
+    for pointer in ("python -m pydoc dpslice.check.target", "dpslice check --list\n"):
+        assert pointer in check.stdout
+    assert "dpslice check --list-contracts" in check.stdout
+    import dpslice.check.target
+
+    assert "Calling convention" in (dpslice.check.target.__doc__ or "")
+
+
+def test_run_check_leaves_no_hypothesis_directory_behind(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "HYPOTHESIS_STORAGE_DIRECTORY"}
+    program = (
+        "from dpslice.check import run_check\n"
+        "from hypothesis.configuration import storage_directory\n"
+        "home = storage_directory(intent_to_write=False).home_directory\n"
+        "report = run_check(max_examples=3, seed=0, properties=['sum_len_rows'])\n"
+        "assert report.passed\n"
+        "assert storage_directory(intent_to_write=False).home_directory == home\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- interrupted at any moment: no report claims a pass it did not finish ---------------------
+
+INTERRUPTS = 20
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Processes whose environment carries ``marker`` (every process of a run inherits it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def interrupted_run(
+    directory: Path, anchor: str | None, delay: float = 0.0
+) -> tuple[int, dict[str, Any] | None]:
+    """``dpslice check`` with a SIGINT ``delay`` seconds after its start (``anchor``
+    ``"start"``), after the target loaded (``"loaded"``: its header is on stderr), or
+    never (``None``).  Its exit status and JSON, once none of its processes is left."""
+    directory.mkdir()
+    report, marker = directory / "r.json", uuid.uuid4().hex
+    # The whole battery, tiny: without --property the supervising process never
+    # imports torch, so it starts and ends at once, and the run takes about 2 s.
+    args = ["check", "--max-examples", "2", "--seed", "0", "--json", str(report)]
+    process = subprocess.Popen(
+        [DPSLICE, *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "DPSLICE_TEST_MARKER": marker},
+    )  # fmt: skip
+    assert process.stderr is not None
+    if anchor == "loaded":
+        process.stderr.readline()  # the header: printed once the worker loaded the target
+    if anchor is not None:
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 5
+    while marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marked_processes(marker) == [], f"processes left after a SIGINT {delay} s after {anchor}"
+    return process.returncode, read_json(report) if report.exists() else None
+
+
+def test_a_run_interrupted_at_any_moment_never_says_it_passed_nor_leaves_a_process(
+    tmp_path: Path,
+) -> None:
+    battery = [prop.name for prop in builtin()]
+    status, whole = interrupted_run(tmp_path / "whole", None)
+    assert status == 0
+    assert whole is not None
+    assert (whole["passed"], whole["complete"], whole["not_run"]) == (True, True, [])
+    # Half the moments fall from the start (most while the worker imports torch and
+    # the target), half after the target loaded, while the properties run or after
+    # they ended: that is where a report is written.
+    rng = random.Random(1234)
+    moments = [
+        ("start", rng.uniform(0.0, 1.5)) if index % 2 else ("loaded", rng.uniform(0.0, 0.7))
+        for index in range(INTERRUPTS)
+    ]
+    with ThreadPoolExecutor(2) as lanes:  # two at a time: most of a run waits for imports
+        runs = list(
+            lanes.map(
+                lambda each: interrupted_run(tmp_path / str(each[0]), *each[1]),
+                enumerate(moments),
+            )
+        )
+    incomplete = 0
+    for moment, (status, document) in zip(moments, runs, strict=True):
+        if document is None:  # interrupted before the target loaded: nothing to report
+            continue
+        # 130: the check saw the SIGINT; 0: it came after the run; -SIGINT: it came
+        # while the interpreter shut down, after the report was out.
+        assert status in (0, 130, -signal.SIGINT), (moment, status)
+        names = [prop["name"] for prop in document["properties"]]
+        if status != 130 or document["passed"]:
+            assert (document["passed"], document["complete"], names) == (True, True, battery)
+        if not document["complete"]:
+            incomplete += 1
+            assert document["passed"] is False, moment
+            assert document["stopped"] == "interrupted", moment
+            assert names + document["not_run"] == battery, moment
+    assert incomplete > 0, runs

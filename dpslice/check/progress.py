@@ -2,11 +2,13 @@
 
 The header (target, seed, budget) comes first, as soon as the target has
 imported (a target that cannot be imported stays one line of error), so a run
-that hangs still says what it was running; each property's row is printed as
-it finishes.  On a terminal a status line shows the property in
-progress, its calls so far and its time, redrawn a few times a second; when
-stderr is piped there is no status line.  A stream that fails (closed)
-silences the progress; it never stops the check.
+that hangs still says what it was running, in a CI log too.  On a terminal
+each property's row follows as it finishes, and a status line shows the
+property in progress, its calls so far and its time, redrawn a few times a
+second.  When stderr is not a terminal only the header is printed: the rows
+would repeat the report's table wherever stderr and stdout end up together
+(``2>&1 | tee``).  A stream that fails (closed) silences the progress; it
+never stops the check.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ class Progress:
         self._status = True
 
     def finished(self, result: PropertyResult) -> None:
-        self.line(render_row(result))
+        if self.live:
+            self.line(render_row(result))
 
     def close(self) -> None:
         """Clear the status line, if one is drawn."""
