@@ -34,8 +34,11 @@ example, named by file and line.
     dpslice commands after it in the same block are not run either, since
     they may need what it installs.
 
-A documented ``@given`` test runs under a ``docs`` Hypothesis profile with the
-same cap (derandomized), loaded for each document and undone after it.
+A documented ``@given`` test runs under a ``docs`` Hypothesis profile that is
+Hypothesis's own default (its deadline and example budget included, as a user
+who pastes the example meets them), loaded for each document and undone after
+it.  ``tests/test_user_project.py`` runs every documented test with ``pytest``
+in a project of its own.
 
 ``<!-- skip: next "why" -->`` skips the next example; the reason is shown.
 """
@@ -76,14 +79,14 @@ _REPO_DIRS = ("tests/", "benchmarks/", "requirements/", "docs/", "dpslice/", ".c
 
 _PROFILE = "_dpslice_docs_profile"
 
-settings.register_profile(
-    "docs", max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None
-)
+# What a user who pastes an example meets first is Hypothesis's own defaults
+# (its deadline included): the documents' examples run under them, unchanged.
+settings.register_profile("docs", parent=settings.get_profile("default"))
 
 
 def _setup(namespace: dict[str, Any]) -> None:
     namespace[_SCRATCH] = Path(tempfile.mkdtemp(prefix="dpslice-docs-"))
-    # A documented @given test runs under the same cap as the commands.
+    # A documented @given test runs under Hypothesis's defaults, not the suite's profile.
     namespace[_PROFILE] = settings.get_current_profile_name()
     settings.load_profile("docs")
 
