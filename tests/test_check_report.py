@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from dpslice import DPLayout
 from dpslice.check.outcome import Outcome, OutcomeKind
-from dpslice.check.registry import Counterexample, Tier
+from dpslice.check.registry import Counterexample, RelatedCall, Tier
 from dpslice.check.report import (
     render_result,
     render_text,
@@ -116,6 +117,21 @@ def test_render_result_is_the_block_the_text_report_shows() -> None:
         "  reproduce  dpslice check impl.py:impl --seed 1 --max-examples 7 --property " in failing
     )
     assert render_result(whole, BROKEN) == f"ERROR sync_free: {BROKEN.note}"
+
+
+def test_a_clash_shows_the_other_ranks_call_in_the_text_and_the_json() -> None:
+    other = RelatedCall(
+        rank=0, call="impl(global_num_tokens_cpu=[1, 2], dp_rank=0)", outcome="returned (0, 2)"
+    )
+    clash = replace(counterexample(), related=(other,))
+    whole = report(result("ranks_disjoint_in_bounds", Verdict.FAIL, counterexamples=(clash,)))
+    lines = render_result(whole, whole.results[0]).splitlines()
+    why = lines.index("  why        a valid layout must give the rank its slice, not an error")
+    assert lines[why + 1] == f"  rank 0     {other.call} -> returned (0, 2)"
+    assert lines[why + 2].startswith("  reproduce  ")
+    shown = to_json(whole)["properties"][0]["counterexample"]
+    assert shown["related"] == [{"rank": 0, "call": other.call, "outcome": "returned (0, 2)"}]
+    assert to_json(report(FAILING))["properties"][0]["counterexample"]["related"] == []
 
 
 def test_a_warn_is_one_line_per_kind_unless_verbose() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dpslice.check.outcome import OutcomeKind
-from dpslice.check.registry import Counterexample
+from dpslice.check.registry import Counterexample, render_call
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict, versions
 from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
@@ -87,8 +87,7 @@ def _contract_word(report: CheckReport) -> str:
 
 
 def _render_call(counterexample: Counterexample) -> str:
-    arguments = ", ".join(f"{name}={value!r}" for name, value in counterexample.arguments.items())
-    return f"{counterexample.function}({arguments})"
+    return render_call(counterexample.function, counterexample.arguments)
 
 
 def _summary(report: CheckReport) -> str:
@@ -189,6 +188,11 @@ def _render_counterexample(
         ("outcome", outcome),
         ("expected", counterexample.expected),
         ("why", counterexample.why),
+        # The other ranks' calls the property weighed this one against (a clash).
+        *(
+            (f"rank {other.rank}", f"{other.call} -> {other.outcome}")
+            for other in counterexample.related
+        ),
         ("reproduce", reproduce_command(report, result.name)),
     ]
     return [f"  {label:<10} {value}" for label, value in fields]
@@ -292,6 +296,10 @@ def _counterexample_json(counterexample: Counterexample) -> dict[str, Any]:
         },
         "why": counterexample.why,
         "kind": counterexample.kind,
+        "related": [
+            {"rank": other.rank, "call": other.call, "outcome": other.outcome}
+            for other in counterexample.related
+        ],
     }
 
 
