@@ -397,7 +397,7 @@ class DPLayout:
         dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
         """The forward batch's ``global_num_tokens_gpu`` tensor (int64 unless told)."""
-        import torch
+        from dpslice._numpy_notice import torch
 
         return torch.tensor(self.gpu_counts(dp_rank), dtype=dtype or torch.int64, device=device)
 
@@ -443,7 +443,7 @@ class DPLayout:
         A real row's tag is its row in the rank's whole batch, so the rows of
         chunk ``k`` start at ``chunk_size * k``.
         """
-        import torch
+        from dpslice._numpy_notice import torch
 
         # int64 throughout: torch.arange of an int is int64, and the rest follow it.
         local = torch.arange(self.region(rank), device=device)
@@ -469,7 +469,7 @@ class DPLayout:
             InvalidLayoutError: the buffer would exceed ``max_rows`` rows; use
                 :meth:`span` for layouts that large.
         """
-        import torch
+        from dpslice._numpy_notice import torch
 
         total = self.gathered_rows(dp_rank)
         if total > max_rows:

@@ -77,7 +77,7 @@ _BATTERY = pytest.StashKey["BatteryOptions | None"]()
 
 def cuda_available() -> bool:
     """Whether a CUDA device can be used; never initialises CUDA itself."""
-    import torch
+    from dpslice._numpy_notice import torch
 
     return bool(torch.cuda.is_available())
 
@@ -415,7 +415,7 @@ def check_properties(
 
 def _cuda_allocations() -> int:
     """Cumulative CUDA allocations so far, 0 if CUDA was never initialised."""
-    import torch
+    from dpslice._numpy_notice import torch
 
     is_initialized: Callable[[], bool] = torch.cuda.is_initialized  # untyped in torch
     if not is_initialized():

@@ -18,14 +18,14 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
 # Imported here, not on a layout's first materialisation: a test module that
 # draws layouts imports this one at collection, so the first example of its
 # first test does not pay torch's import (about a second) against
 # Hypothesis's deadline.
-import torch
-from hypothesis import strategies as st
-from hypothesis.errors import InvalidArgument
-
+from dpslice._numpy_notice import torch
 from dpslice.contracts import Contract
 from dpslice.errors import (
     CountExceedsExtentError,

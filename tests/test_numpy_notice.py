@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dpslice._numpy_notice import NUMPY_NOTICE
 
 
@@ -71,5 +73,26 @@ def test_dpslice_modules_can_import_torch_without_the_notice(tmp_path: Path) -> 
         "torch.tensor([1, 2]).sum()\n"
     )
     result = run(["-c", program], without_numpy(tmp_path), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert NUMPY_NOTICE not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "first_use",
+    [
+        "import dpslice.strategies",
+        "import dpslice.sync",
+        "from dpslice import DPLayout; DPLayout(counts=(1, 2)).gathered(0)",
+        "from dpslice.pytest_plugin import cuda_available; cuda_available()",
+        "import dpslice.specimens.tensor_path as t; t.get_dp_local_info",
+        "import dpslice.distributed",
+        "from dpslice.check import run_check; run_check(max_examples=1, properties=['sync_free'])",
+    ],
+)
+def test_a_user_process_whose_first_torch_comes_from_dpslice_sees_no_notice(
+    tmp_path: Path, first_use: str
+) -> None:
+    """A user's test run: whichever dpslice module imports torch first, no notice shows."""
+    result = run(["-W", "default", "-c", first_use], without_numpy(tmp_path), tmp_path)
     assert result.returncode == 0, result.stderr
     assert NUMPY_NOTICE not in result.stderr, result.stderr

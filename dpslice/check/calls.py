@@ -62,7 +62,7 @@ def _gpu_counts(target: Target, layout: DPLayout, call: SliceCall) -> list[int]:
 
 def _fresh(value: object) -> object:
     """A copy the target may do anything with; immutable values as they are."""
-    import torch
+    from dpslice._numpy_notice import torch
 
     if isinstance(value, torch.Tensor):
         return value.clone()
@@ -72,7 +72,7 @@ def _fresh(value: object) -> object:
 
 
 def _same(given: object, kept: object) -> bool:
-    import torch
+    from dpslice._numpy_notice import torch
 
     if isinstance(kept, torch.Tensor):
         return (

@@ -18,8 +18,7 @@ properties, which run on the same device.
 
 from __future__ import annotations
 
-import torch
-
+from dpslice._numpy_notice import torch
 from dpslice.check.calls import LayoutCall, slice_with
 from dpslice.check.draws import COUNTED, RankExample, drawn
 from dpslice.check.registry import Counterexample

@@ -63,7 +63,7 @@ def judge_rows(called: LayoutCall, buffer: torch.Tensor) -> Counterexample | Non
     ``buffer`` is the gathered buffer of ``called.layout`` as seen by the
     call's rank, tagged as :meth:`~dpslice.DPLayout.gathered` tags it.
     """
-    import torch
+    from dpslice._numpy_notice import torch
 
     rank = called.rank
     assert rank is not None, "a valid layout's call has a rank"

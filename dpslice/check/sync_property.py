@@ -24,8 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-import torch
-
+from dpslice._numpy_notice import torch
 from dpslice.check.calls import LayoutCall, slice_with
 from dpslice.check.draws import COUNTED, RankExample, drawn
 from dpslice.check.outcome import (

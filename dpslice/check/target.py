@@ -121,7 +121,7 @@ def check_device(device: str) -> str:
     if device not in DEVICES:
         raise DeviceError(f"device={device!r}; choose one of {', '.join(DEVICES)}")
     if device == "cuda":
-        import torch
+        from dpslice._numpy_notice import torch
 
         if not torch.cuda.is_available():
             raise DeviceError(
@@ -181,7 +181,7 @@ class Target:
             and isinstance(counts, list)
             and all(type(count) is int for count in counts)
         ):
-            import torch
+            from dpslice._numpy_notice import torch
 
             # Host memory on purpose, whatever the device: that is where vLLM keeps it.
             counts = torch.tensor(counts, dtype=torch.int32)
@@ -197,7 +197,7 @@ class Target:
             "chunk_index": call.chunk_index,
         }
         if self.reads("global_num_tokens_gpu"):
-            import torch
+            from dpslice._numpy_notice import torch
 
             values["global_num_tokens_gpu"] = (
                 gpu_counts

@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 import torch.distributed as dist
 
+from dpslice._numpy_notice import torch
 from dpslice.layout import PAD_ROW, DPLayout, Mode
 
 __all__ = ["GatheredForward", "RowGatherer", "gather_forward", "own_rows"]

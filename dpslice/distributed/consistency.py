@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
+from dpslice._numpy_notice import torch
 from dpslice.distributed.errors import CountsDisagreementError
 
 __all__ = ["check_counts_consistency", "counts_disagreement"]

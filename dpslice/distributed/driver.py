@@ -25,11 +25,11 @@ from multiprocessing.connection import Connection, wait
 from types import TracebackType
 from typing import Any, NoReturn
 
-import torch
 import torch.distributed as dist
 import torch.multiprocessing as torch_mp
 from torch._C._distributed_c10d import TCPStore
 
+from dpslice._numpy_notice import torch
 from dpslice.check.inflight import AbortedCall, ended, hung
 from dpslice.check.outcome import OutcomeKind
 from dpslice.check.registry import Counterexample

@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-import torch
-
+from dpslice._numpy_notice import torch
 from dpslice.check.calls import LayoutCall
 from dpslice.check.inflight import portable_counterexample, shown
 from dpslice.check.judge import judge_inputs, judge_rows

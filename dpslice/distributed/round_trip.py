@@ -132,6 +132,6 @@ def run_round_trip(
 
 
 def _nccl_version() -> str:
-    import torch
+    from dpslice._numpy_notice import torch
 
     return ".".join(map(str, torch.cuda.nccl.version()))  # type: ignore[no-untyped-call]

@@ -27,10 +27,10 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
-import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import Store, TCPStore
 
+from dpslice._numpy_notice import torch
 from dpslice.check.target import Target, load_target
 from dpslice.distributed.collectives import RowGatherer
 from dpslice.distributed.rank_check import check_layout

@@ -334,7 +334,7 @@ if _capturer is not None:
             )
         return device_buffer.bounds()
 
-    import torch
+    from dpslice._numpy_notice import torch
 
     _EMPTY_LOCATIONS = torch.empty(0, dtype=torch.int64)
 

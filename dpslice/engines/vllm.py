@@ -30,8 +30,7 @@ import inspect
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-import torch
-
+from dpslice._numpy_notice import torch
 from dpslice.engines import import_engine_module
 
 __all__ = ["INSTALL_HINT", "RELEASE", "restore_local_topk_ids"]

@@ -101,7 +101,7 @@ def get_dp_local_info(
         IndexError: ``dp_rank`` is past the end of the count tensor, e.g. any
             rank above 0 with a one-entry (skipped all-gather) tensor.
     """
-    import torch
+    from dpslice._numpy_notice import torch
 
     if forward_batch.dp_local_start_pos is None:
         counts = forward_batch.global_num_tokens_gpu

@@ -119,7 +119,7 @@ def get_dp_local_info_in_graph(
     rank's block (``bs * num_tokens_per_bs``), so the bounds are the rank's
     whole block; its callers read them on the device, so nothing syncs.
     """
-    import torch
+    from dpslice._numpy_notice import torch
 
     ends = torch.cumsum(global_num_tokens_gpu, dim=0)
     length = global_num_tokens_gpu[dp_rank]
@@ -136,7 +136,7 @@ def vllm_combine_slice(*, global_num_tokens_cpu: torch.Tensor, dp_rank: int) -> 
     The counts are vLLM's int32 CPU tensor (``num_tokens_across_dp_cpu``):
     reading them is a host read, never a GPU sync.
     """
-    import torch
+    from dpslice._numpy_notice import torch
 
     ends = torch.cumsum(global_num_tokens_cpu, dim=0)  # int64: no int32 wrap
     end = int(ends[dp_rank])
@@ -154,7 +154,7 @@ def vllm_chunked_slice(
     Chunk ``k`` of a rank with ``n`` tokens holds ``min(chunk_size, n - chunk_size * k)``
     rows, and at least one: a rank that has run out sends a dummy row.
     """
-    import torch
+    from dpslice._numpy_notice import torch
 
     left = global_num_tokens_cpu.to(torch.int64) - chunk_size * chunk_index
     per_rank = left.clamp(min=1, max=chunk_size)

@@ -36,8 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
-
+from dpslice._numpy_notice import torch
 from dpslice.sync._core import (
     ImplicitSyncError,
     SyncError,
@@ -87,7 +86,7 @@ def resolve_mode(mode: str = "auto") -> str:
         ValueError: ``mode`` is not one of ``"auto"``, ``"cuda"``, ``"probe"``, ``"cpu"``.
     """
     if mode == "auto":
-        import torch
+        from dpslice._numpy_notice import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     if mode not in _GUARDS:

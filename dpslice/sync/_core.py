@@ -138,7 +138,7 @@ def is_machinery(filename: str) -> bool:
 
 @functools.cache
 def torch_dir() -> str:
-    import torch
+    from dpslice._numpy_notice import torch
 
     return os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 

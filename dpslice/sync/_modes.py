@@ -24,8 +24,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from dpslice._numpy_notice import torch
 
 __all__ = ["ThreadWatches"]
 

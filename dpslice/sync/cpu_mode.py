@@ -53,10 +53,10 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from dpslice._numpy_notice import torch
 from dpslice.sync._core import (
     SyncEvent,
     SyncGuard,

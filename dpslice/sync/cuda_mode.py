@@ -31,9 +31,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch.overrides import TorchFunctionMode
 
+from dpslice._numpy_notice import torch
 from dpslice.sync._core import (
     ALLOW_LISTENERS,
     SyncEvent,

@@ -33,9 +33,9 @@ from contextlib import ExitStack
 from types import FrameType
 from typing import Any
 
-import torch
 from torch.overrides import TorchFunctionMode
 
+from dpslice._numpy_notice import torch
 from dpslice.sync._core import (
     SyncEvent,
     SyncGuard,
