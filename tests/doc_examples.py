@@ -10,14 +10,16 @@ example, named by file and line.
   ``# my_engine/dp.py``) is also written, under that name, into the
   document's scratch directory, where the document's commands run: a later
   ``dpslice check my_engine_slice.py:local_slice`` checks that very block.
-  ``<!-- invisible-code-block: python -->`` holds set-up a reader need not see.
+  An example shows all the set-up it needs, so that it runs as pasted: no
+  document hides any in an ``<!-- invisible-code-block -->`` (``tests/test_docs.py``).
 * **Console blocks** (``console`` and ``sh``): each command, with or without
   a ``$`` prompt, ``\\`` continuations joined.
 
-  - ``dpslice ...`` (or ``python -m dpslice ...``) runs, in the document's
-    scratch directory, with ``--max-examples`` capped at
-    ``DPSLICE_DOCS_MAX_EXAMPLES`` (default 50) so the documents cost seconds:
-    added where the command has none, lowered where it names more.  When the
+  - ``dpslice ...`` (or ``python -m dpslice ...``, after ``VAR=value``
+    prefixes or the shell's ``time``) runs, in the document's scratch
+    directory, with ``--max-examples`` capped at ``DPSLICE_DOCS_MAX_EXAMPLES``
+    (default 50) so the documents cost seconds: added where the command has
+    none, lowered where it names more.  When the
     block shows the command's output, the exit status must be the one it
     implies (``dpslice: error:`` 2, and that line must be the one printed,
     torch's version aside; ``FAILED`` 1; ``PASSED`` 0), and the verdict table,
@@ -41,6 +43,12 @@ it.  ``tests/test_user_project.py`` runs every documented test with ``pytest``
 in a project of its own.
 
 ``<!-- skip: next "why" -->`` skips the next example; the reason is shown.
+
+A report quoted under a ``$ dpslice ...`` command belongs in a console block,
+so that it runs: ``tests/test_docs.py`` fails on one shown in any other block,
+and on a quoted report that names a property the battery no longer has.
+``python scripts/doc_reports.py`` reruns every quoted command and rewrites its
+report in place.
 """
 
 from __future__ import annotations
@@ -167,8 +175,8 @@ def _gpu() -> bool:
 
 def _dpslice_args(words: list[str]) -> list[str] | None:
     """The arguments after ``dpslice`` when the command runs dpslice, else None."""
-    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
-        words = words[1:]  # VAR=value prefixes
+    while words and (words[0] == "time" or re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0])):
+        words = words[1:]  # VAR=value prefixes, and the shell's `time`
     if words[:1] == ["dpslice"]:
         return words[1:]
     if len(words) >= 3 and words[0] in ("python", "python3") and words[1:3] == ["-m", "dpslice"]:
