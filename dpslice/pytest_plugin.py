@@ -29,6 +29,7 @@ no rule applies until configured.
 
 from __future__ import annotations
 
+import os
 import secrets
 import warnings
 from collections.abc import Callable, Generator
@@ -44,6 +45,7 @@ from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT, DEFA
 
 if TYPE_CHECKING:
     from dpslice.check.results import CheckReport, PropertyResult
+    from dpslice.check.supervisor import Workers
     from dpslice.sync import SyncGuard
 
 __all__ = [
@@ -296,6 +298,7 @@ def run_property_test(config: pytest.Config, options: BatteryOptions, name: str)
         import_timeout=DEFAULT_IMPORT_TIMEOUT,
         load_options={"contract": options.contract} if options.contract else {},
         strict=options.strict,
+        workers=_workers(config),
     )
     try:
         report = supervisor.run()
@@ -318,6 +321,27 @@ def _text(report: CheckReport, result: PropertyResult) -> str:
 
 
 _SEED = pytest.StashKey[int]()
+_WORKERS = pytest.StashKey["Workers"]()
+
+
+def _workers(config: pytest.Config) -> Workers:
+    """This pytest process's workers: one that finished a test takes the next at once."""
+    if _WORKERS not in config.stash:
+        import shutil
+        import tempfile
+
+        from dpslice.check.supervisor import Workers
+
+        env = dict(os.environ)
+        if "HYPOTHESIS_STORAGE_DIRECTORY" not in env:
+            # The checks' own Hypothesis files, never the project's .hypothesis/.
+            storage = tempfile.mkdtemp(prefix="dpslice-hypothesis-")
+            env["HYPOTHESIS_STORAGE_DIRECTORY"] = storage
+            config.add_cleanup(lambda: shutil.rmtree(storage, ignore_errors=True))
+        workers = Workers(env)
+        config.add_cleanup(workers.close)
+        config.stash[_WORKERS] = workers
+    return config.stash[_WORKERS]
 
 
 def _session_seed(config: pytest.Config) -> int:

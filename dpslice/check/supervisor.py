@@ -68,6 +68,7 @@ __all__ = [
     "CheckBrokeError",
     "Listener",
     "RoundTripSupervisor",
+    "Workers",
 ]
 
 #: Seconds a worker gets to start Python and import torch and the check.
@@ -162,11 +163,14 @@ class _Worker:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def give(self, job: Job) -> None:
-        """Send the job; a worker imports the check first, so a spare one is ready at once."""
+        """Send a job; a worker imports the check first, so a spare one is ready at once.
+
+        A worker that ended its last job with ``done`` takes another.
+        """
         assert self.process.stdin is not None
-        with contextlib.suppress(OSError):  # it died at once: seen as a death below
+        with contextlib.suppress(OSError):  # it died: seen as a death below
             self.process.stdin.write(pickle.dumps(job))
-            self.process.stdin.close()
+            self.process.stdin.flush()
 
     def receive(self, timeout: float) -> list[bytes] | None:
         """The messages that arrive within ``timeout`` s (maybe none); ``None`` once it died.
@@ -250,6 +254,59 @@ def _environment() -> Any:
         yield env
 
 
+class Workers:
+    """Where the battery's workers come from, and where one goes back when its job is done.
+
+    A worker that finished its job is kept and takes the next one at once: a
+    run of single-property jobs (the pytest plugin's tests) pays one start-up.
+    A worker that had to be stopped is replaced; with ``warm_ahead`` the
+    replacement is started beside the worker handed out, importing the
+    battery (and torch) while that one runs, so that a target that hangs every
+    property costs the timeout, not a restart, each.  :meth:`close` stops the
+    workers kept; a worker handed out is its taker's to stop or give back.
+
+    Use it as a context manager: ``with Workers(env) as workers:``.
+    """
+
+    def __init__(self, env: dict[str, str], *, warm_ahead: bool = False) -> None:
+        self.env = env
+        self.warm_ahead = warm_ahead
+        self._idle: _Worker | None = None
+        self._spare: _Worker | None = None
+
+    def take(self) -> _Worker:
+        """A worker for the next job: one that finished its last, a warm spare, or a new one."""
+        if self._idle is not None:
+            worker, self._idle = self._idle, None
+            return worker
+        worker, self._spare = self._spare or _Worker(self.env), None
+        if self.warm_ahead:
+            try:
+                self._spare = _Worker(self.env, warm=True)
+            except BaseException:
+                worker.stop()
+                raise
+        return worker
+
+    def give_back(self, worker: _Worker) -> None:
+        """Keep ``worker``, which finished its job, for the next one."""
+        if self._idle is not None:
+            self._idle.stop()
+        self._idle = worker
+
+    def close(self) -> None:
+        for worker in (self._idle, self._spare):
+            if worker is not None:
+                worker.stop()
+        self._idle = self._spare = None
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 # -- the battery -----------------------------------------------------------------
 
 
@@ -283,6 +340,7 @@ class BatterySupervisor:
         load_options: dict[str, Any] | None = None,
         strict: bool = False,
         import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
+        workers: Workers | None = None,
     ) -> None:
         self.spec = spec
         self.strict = strict
@@ -302,8 +360,7 @@ class BatterySupervisor:
         self._began = time.perf_counter()
         # Once a worker had to be stopped, the next one is started ahead of need:
         # a target that hangs every property then costs the timeout, not a restart, each.
-        self._spare: _Worker | None = None
-        self._aborts = 0
+        self._workers = workers
 
     def partial_report(self) -> CheckReport | None:
         """What finished so far as a report; ``None`` before the target loaded."""
@@ -330,15 +387,16 @@ class BatterySupervisor:
         """
         self._began = time.perf_counter()
         barren = 0
-        with _environment() as env, contextlib.ExitStack() as stack:
-            stack.callback(_stop_all)
-            stack.callback(self._drop_spare)
+        with contextlib.ExitStack() as stack:
+            workers = self._workers
+            if workers is None:
+                workers = stack.enter_context(Workers(stack.enter_context(_environment())))
             while True:
                 remaining = self._remaining()
                 if remaining == ():
                     break
                 before = len(self.results)
-                abort = self._one_worker(remaining, env)
+                abort = self._one_worker(remaining, workers)
                 if abort is None:
                     break
                 if len(self.results) == before:
@@ -351,11 +409,6 @@ class BatterySupervisor:
         report = self.partial_report()
         assert report is not None
         return report
-
-    def _drop_spare(self) -> None:
-        if self._spare is not None:
-            self._spare.stop()
-            self._spare = None
 
     def _remaining(self) -> tuple[str, ...] | None:
         if self._plan is None:
@@ -373,7 +426,7 @@ class BatterySupervisor:
         if self.listener is not None:
             self.listener.finished(result)
 
-    def _one_worker(self, properties: tuple[str, ...] | None, env: dict[str, str]) -> _Abort | None:
+    def _one_worker(self, properties: tuple[str, ...] | None, workers: Workers) -> _Abort | None:
         job = Job(
             spec=self.spec,
             device=self.device,
@@ -383,18 +436,21 @@ class BatterySupervisor:
             strict=self.strict,
             load_options=self.load_options,
         )
-        worker, self._spare = self._spare or _Worker(env), None
+        worker = workers.take()
         worker.give(job)
+        finished = False
         try:
-            if self._aborts:
-                self._spare = _Worker(env, warm=True)
             abort = self._follow(worker)
             if abort is not None and abort.how == "died":
                 abort.died = worker.death()
+            finished = abort is None
         finally:
-            worker.stop()
+            if finished:
+                workers.give_back(worker)
+            else:
+                worker.stop()
         if abort is not None:
-            self._aborts += 1
+            workers.warm_ahead = True
             self._judge(abort)
         return abort
 

@@ -5,8 +5,9 @@ process does, in a process group of its own (:mod:`dpslice.isolation`),
 so whatever the target does (hang, exit, crash, start threads) the parent
 still owns the verdict, the report and the exit status.
 
-The job (a :class:`Job`) arrives pickled on stdin.  Events go to the parent
-over a pipe, one ``send_bytes`` each: a tag byte, then a pickle::
+Jobs (each a :class:`Job`) arrive pickled on stdin, one after another; each
+ends with ``("done",)``, and the worker waits for the next until stdin
+closes.  Events go to the parent over a pipe, one ``send_bytes`` each: a tag byte, then a pickle::
 
     b"C" (layout, call, gpu_counts)   a call of the target is about to run
     b"E" ("loading", spec)            the target's import starts
@@ -232,6 +233,13 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     faulthandler.enable()  # a crash in native code prints the Python stack to stderr
     _import_path()
     channel = _Channel(fd)
+    # Jobs come on what was stdin; the target's stdin is /dev/null, so that
+    # nothing it reads (input(), a subprocess) takes the next job's bytes.
+    jobs = os.fdopen(os.dup(0), "rb")
+    os.set_inheritable(jobs.fileno(), False)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     try:
         # The check's own imports first: a spare worker waits here, ready.
         import dpslice.check.runner  # noqa: F401
@@ -241,13 +249,19 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
             builtin()
 
-        job: Job = pickle.load(sys.stdin.buffer)
-        (_battery if job.dp_size is None else _round_trip)(job, channel)
+        # One job after another, each ended by "done", until the parent closes
+        # the pipe: a worker that finished a job is ready for the next at once.
+        while True:
+            try:
+                job: Job = pickle.load(jobs)
+            except EOFError:
+                break
+            (_battery if job.dp_size is None else _round_trip)(job, channel)
+            channel.event("done")
     except BaseException:
         channel.event("broke", traceback.format_exc())
         sys.stderr.flush()
         os._exit(1)
-    channel.event("done")
     sys.stdout.flush()
     sys.stderr.flush()
     # Not a normal exit: threads the target started must not keep the process alive.
