@@ -258,3 +258,39 @@ def test_a_function_the_release_lacks_is_named_with_the_release(
         BadTargetError, match=r"has no get_dp_local_slice_cpu \(added by sglang PR 24550"
     ):
         load_target("dpslice.engines.sglang:get_dp_local_slice_cpu")
+
+
+# -- the engine's code as a project's pytest tests ----------------------------------------
+
+
+def test_the_pytest_route_fails_exactly_the_engines_hazards(
+    sglang: ModuleType, tmp_path: Any
+) -> None:
+    """``pytest --dpslice-target`` on the installed slice: ``dpslice check``'s verdicts."""
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ElementTree
+
+    _adapter(sglang, "get_dp_local_slice_cpu")
+    report = tmp_path / "sglang.xml"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+         "--dpslice-target", "dpslice.engines.sglang:get_dp_local_slice_cpu",
+         "--dpslice-seed", str(SEED), "--dpslice-max-examples", str(EXAMPLES),
+         "--junitxml", str(report)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    outcomes = {
+        case.attrib["name"]: [child.tag for child in case]
+        for case in ElementTree.parse(report).getroot().iter("testcase")
+    }
+    failed = sorted(name for name, tags in outcomes.items() if "failure" in tags)
+    assert failed == [
+        "capture_phase_explicit",
+        "graph_replay_rows",
+        "large_counts_exact",
+        "prefill_graph_rows",
+        "ranks_disjoint_in_bounds",
+    ]
+    assert "sglang/srt/layers/dp_attention.py" in result.stdout  # the engine's own line
