@@ -12,11 +12,14 @@ when stderr is a terminal.
 
 Exit status: 0 when every property holds (N/A counts as holding), 1 when one
 fails (a call that hangs past ``--timeout``, exits or crashes the process
-fails too) or the check itself broke, 2 for a bad target (one that cannot be
-imported, including an import that exits, crashes or hangs) or bad usage, and
-2 when every property holds but the ``--json`` or ``--junit-xml`` file could
-not be written (a failure stays 1).  Ctrl-C: 130, SIGTERM: 143, after the
-partial report, which says it is incomplete.
+fails too) or ends in ERROR, 2 for a bad target (one that cannot be imported,
+including an import that exits, crashes or hangs) or bad usage, and 2 when
+every property holds but the ``--json`` or ``--junit-xml`` file could not be
+written (a failure stays 1).  When the check itself breaks (its worker cannot
+start, or its own code fails), the report of what finished is printed and
+written, then one line ``dpslice: error: the check itself broke: <cause>`` on
+stderr, and the status is 2.  Ctrl-C: 130, SIGTERM: 143, after the partial
+report, which says it is incomplete.  Nothing ends in a traceback.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from dpslice._version import __version__
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT
 
 if TYPE_CHECKING:
-    from dpslice.check.results import CheckReport, PropertyResult
-    from dpslice.check.supervisor import BatterySupervisor, Listener
+    from dpslice.check.results import CheckReport, PropertyResult, Stop
+    from dpslice.check.supervisor import Listener
     from dpslice.check.target import Target
 
 __all__ = ["DEFAULT_TARGET", "main"]
@@ -84,9 +87,9 @@ the properties and what each draws:  dpslice check --list
 the call sites a target is judged as:  dpslice check --list-contracts
 
 exit status: 0 every property holds (WARN and N/A included); 1 one FAILs or
-ends in ERROR; 2 a bad target, bad usage, or a passing run whose --json or
---junit-xml file could not be written; 130 Ctrl-C, 143 SIGTERM (the report
-printed then says it is incomplete)
+ends in ERROR; 2 a bad target, bad usage, the check itself broke, or a passing
+run whose --json or --junit-xml file could not be written; 130 Ctrl-C, 143
+SIGTERM (the report printed then says it is incomplete)
 """
 
 
@@ -292,12 +295,38 @@ class _Terminated(KeyboardInterrupt):
 
 
 class _Stopped(Exception):
-    """The run was interrupted; ``report`` is what finished, if anything."""
+    """The run ended early: ``report`` is what finished, if anything, ``status`` the exit
+    status; ``broke`` what broke, or ``None`` for an interrupt."""
 
-    def __init__(self, report: CheckReport | None, status: int) -> None:
-        super().__init__("interrupted")
+    def __init__(self, report: CheckReport | None, status: int, broke: str | None) -> None:
+        super().__init__(broke or "interrupted")
         self.report = report
         self.status = status
+        self.broke = broke
+
+
+def _broke(exc: Exception) -> str:
+    """What broke, in one line: ``the check itself broke: <cause>``."""
+    from dpslice.errors import CheckBrokeError
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    cause = lines[0] if lines else ""
+    if len(lines) > 1:  # a heading, then a traceback, whose last line is the error
+        cause = f"{cause.rstrip(':')} ({lines[-1]})"
+    if not isinstance(exc, CheckBrokeError):
+        cause = f"{type(exc).__name__}: {cause}" if cause else type(exc).__name__
+    return f"the check itself broke: {cause}"
+
+
+def _ended(exc: BaseException) -> tuple[Stop, int, str | None]:
+    """How ``exc`` ends a run early: why it stopped, the exit status, and what broke
+    (``None`` for an interrupt)."""
+    from dpslice.check.results import Stop
+
+    if isinstance(exc, KeyboardInterrupt):
+        return Stop.INTERRUPTED, _interrupted(exc), None
+    assert isinstance(exc, Exception)
+    return Stop.BROKE, EXIT_USAGE, _broke(exc)
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
@@ -340,28 +369,12 @@ class _ExitFirst:
             raise _FirstFailure(result.name)
 
 
-def _selected(args: argparse.Namespace) -> list[str] | None:
-    """The properties to run, by name (maybe none left); ``None`` for the whole battery.
+def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport | str:
+    """Run the property battery; a usage error's message instead if it cannot start.
 
     Raises:
-        UnknownPropertyError: ``--property`` or ``--exclude-property`` names no property.
+        _Stopped: interrupted, or the check itself broke; with what finished.
     """
-    if not args.properties and not args.excluded:
-        return None  # the worker's own registry, with any property the target registers
-    from dpslice.check.registry import registered, select
-
-    chosen = select(args.properties) if args.properties else registered()
-    excluded = {prop.name for prop in select(args.excluded or ())}
-    return [prop.name for prop in chosen if prop.name not in excluded]
-
-
-def _not_run(supervisor: BatterySupervisor) -> tuple[str, ...]:
-    """The properties the supervisor was to run and has no result for."""
-    return supervisor._remaining() or ()
-
-
-def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport | str:
-    """Run the property battery; a usage error's message instead if it cannot start."""
     from dpslice.check import BadTargetError, DeviceError, UnknownPropertyError
     from dpslice.check.results import Stop
     from dpslice.check.supervisor import BatterySupervisor
@@ -369,16 +382,16 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
 
     try:
         device = check_device(args.device or "cpu")
-        names = _selected(args)
-    except (DeviceError, UnknownPropertyError) as exc:
+    except DeviceError as exc:
         return str(exc)
-    if names == []:
-        return "--exclude-property leaves no property to run; exclude fewer, or drop --property"
     options = {"contract": args.contract} if getattr(args, "contract", None) else {}
+    # The property names are the worker's to check: this process would have to
+    # import the battery, and torch with it, to know them.
     supervisor = BatterySupervisor(
         args.target,
         device=device,
-        properties=names,
+        properties=args.properties,
+        exclude=args.excluded or (),
         max_examples=args.max_examples,
         seed=args.seed,
         timeout=args.timeout or DEFAULT_CALL_TIMEOUT,
@@ -389,25 +402,32 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
     )
     try:
         return supervisor.run()
-    except BadTargetError as exc:
+    except (BadTargetError, UnknownPropertyError) as exc:
         return str(exc)
     except _FirstFailure:
         stopped = supervisor.partial_report()
         assert stopped is not None  # a property finished, so the target had loaded
-        not_run = _not_run(supervisor)
+        not_run = supervisor.remaining()
         # The first failure may have been the last property: then the run is complete.
         return replace(stopped, stopped=Stop.EXITFIRST, not_run=not_run) if not_run else stopped
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, Exception) as exc:
+        # Interrupted, or the check broke (CheckBrokeError, or a bug of its own):
+        # what finished is still reported, never a traceback.
+        why, status, broke = _ended(exc)
         finished = supervisor.partial_report()
         if finished is not None:
-            finished = replace(finished, stopped=Stop.INTERRUPTED, not_run=_not_run(supervisor))
-        raise _Stopped(finished, _interrupted(exc)) from None
+            finished = replace(finished, stopped=why, not_run=supervisor.remaining())
+        raise _Stopped(finished, status, broke) from None
 
 
 def _round_trip(args: argparse.Namespace, progress: Listener | None) -> CheckReport | str:
-    """Run the round trip; a usage error's message instead if it cannot start."""
+    """Run the round trip; a usage error's message instead if it cannot start.
+
+    Raises:
+        _Stopped: interrupted, or the check itself broke; with the round trip's
+            report if its target had loaded.
+    """
     from dpslice.check import BadTargetError
-    from dpslice.check.results import Stop
     from dpslice.check.supervisor import RoundTripSupervisor
     from dpslice.isolation import DEFAULT_RUN_TIMEOUT
 
@@ -434,11 +454,13 @@ def _round_trip(args: argparse.Namespace, progress: Listener | None) -> CheckRep
         return supervisor.run()
     except BadTargetError as exc:
         return " ".join(str(exc).split())
-    except KeyboardInterrupt as exc:
-        stopped = supervisor.partial_report()
+    except (KeyboardInterrupt, Exception) as exc:
+        why, status, broke = _ended(exc)
+        # No verdict: the one property's ERROR says why.
+        stopped = supervisor.partial_report() if broke is None else supervisor.partial_report(broke)
         if stopped is not None:
-            stopped = replace(stopped, stopped=Stop.INTERRUPTED)
-        raise _Stopped(stopped, _interrupted(exc)) from None
+            stopped = replace(stopped, stopped=why)
+        raise _Stopped(stopped, status, broke) from None
 
 
 def _header(args: argparse.Namespace) -> list[str]:
@@ -515,8 +537,10 @@ def _check(args: argparse.Namespace) -> int:
             progress.close()
         if stopped.report is not None:
             _report(stopped.report, args)
-        print("dpslice: interrupted", file=sys.stderr)
-        return stopped.status
+        if stopped.broke is None:
+            print("dpslice: interrupted", file=sys.stderr)
+            return stopped.status
+        return _error(stopped.broke)
     if progress is not None:
         progress.close()
     if isinstance(ran, str):

@@ -159,12 +159,16 @@ class Stop(enum.Enum):
     INTERRUPTED = "interrupted"
     #: ``dpslice check -x``: a property FAILed or ended in ERROR, and the run stopped there.
     EXITFIRST = "exitfirst"
+    #: The check's own code failed; what broke is on stderr (``dpslice check``).
+    BROKE = "broke"
 
     @property
     def reason(self) -> str:
         """One line for the report."""
         if self is Stop.INTERRUPTED:
             return "interrupted by Ctrl-C or SIGTERM"
+        if self is Stop.BROKE:
+            return "the check itself broke"
         return "stopped after the first FAIL or ERROR (-x/--exitfirst)"
 
 
