@@ -477,6 +477,27 @@ def _header(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def _unwritable(args: argparse.Namespace) -> str | None:
+    """Why the ``--json`` or ``--junit-xml`` file cannot be written, asked before the run:
+    a run that cannot keep its report would be lost, or would replace the target's source."""
+    from dpslice.check.report import output_problem
+    from dpslice.check.target import spec_source
+
+    asked = [
+        (flag, path)
+        for flag, path in (("--json", args.json), ("--junit-xml", args.junit_xml))
+        if path is not None
+    ]
+    if len(asked) == 2 and os.path.realpath(args.json) == os.path.realpath(args.junit_xml):
+        return "--json and --junit-xml name the same file; name two files"
+    source = spec_source(args.target) if asked else None
+    for flag, path in asked:
+        problem = output_problem(path, keep=source)
+        if problem is not None:
+            return f"{flag} {path}: {problem}"
+    return None
+
+
 def _write_files(report: CheckReport, args: argparse.Namespace) -> bool:
     """Write the ``--json`` and ``--junit-xml`` files asked for; on a failure say why on
     stderr, write the others still, and return False."""
@@ -514,15 +535,15 @@ def _check(args: argparse.Namespace) -> int:
         return _list_contracts()
     if args.list:
         return _list_properties()
-    for flag, path in (("--json", args.json), ("--junit-xml", args.junit_xml)):
-        if path is not None and not path.parent.is_dir():
-            return _error(f"{flag} {path}: directory {str(path.parent)!r} does not exist")
     from dpslice.check.target import BadTargetError, check_spec
 
     try:  # a typo is an error at once, before a worker starts
         check_spec(args.target)
     except BadTargetError as exc:
         return _error(str(exc))
+    unwritable = _unwritable(args)
+    if unwritable is not None:
+        return _error(unwritable)
     if args.seed is None:
         args.seed = secrets.randbelow(2**32)
     from dpslice.check.progress import Progress

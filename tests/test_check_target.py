@@ -12,7 +12,7 @@ import torch
 from dpslice import DPLayout, DPSlice, Mode
 from dpslice.check import CONVENTION, BadTargetError, load_target
 from dpslice.check.outcome import OutcomeKind, call_target, is_incidental
-from dpslice.check.target import target_from_callable
+from dpslice.check.target import spec_source, target_from_callable
 
 REFERENCE_READS = {"global_num_tokens_cpu", "dp_rank", "dp_size", "can_run_graph", "graph_extent"}
 
@@ -68,6 +68,24 @@ class TestLoad:
             tmp_path, "impl.py", "def f(dp_rank, *rest, verbose=False):\n    return 0, 0\n"
         )
         assert load_target(f"{path}:f").accepts == {"dp_rank"}
+
+
+def test_a_targets_file_is_found_without_importing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dpslice.reference
+
+    assert spec_source("dpslice.reference:dp_local_slice") == Path(dpslice.reference.__file__)
+    package = tmp_path / "unimported"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    write(package, "impl.py", "def f(*, dp_rank):\n    return 0, 0\n")
+    monkeypatch.chdir(tmp_path)  # the working directory, last on the path, holds it
+    assert spec_source("unimported.impl:f") == package / "impl.py"
+    assert spec_source("unimported:f") == package / "__init__.py"
+    assert spec_source("impl.py:f") == (tmp_path / "impl.py")
+    for nowhere in ("unimported.missing:f", "unimported.impl.deeper:f", "sys:exit"):
+        assert spec_source(nowhere) is None, nowhere
 
 
 BAD_TARGETS = [

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dpslice.check.progress import Progress
+from dpslice.check.report import output_problem
 from dpslice.cli import main
 
 DPSLICE = str(Path(sys.executable).with_name("dpslice"))
@@ -117,3 +120,112 @@ def test_too_many_ranks_for_the_open_files_limit_is_one_line(tmp_path: Path) -> 
     assert done.returncode == 2, done.stdout + done.stderr
     assert_one_error_line(done.stderr, "dpslice: error: ")
     assert "open files" in done.stderr
+
+
+# -- where the report goes: refused before the run, never over the target ------------------
+
+VICTIM = "def f(*, global_num_tokens_cpu, dp_rank):\n    return 0, 0\n"
+
+
+@pytest.mark.parametrize("flag", ["--json", "--junit-xml"])
+def test_a_report_over_the_targets_own_file_is_refused(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim = tmp_path / "victim.py"
+    victim.write_text(VICTIM)
+    link = tmp_path / "link.json"
+    link.symlink_to(victim)
+    for path in (victim, link):
+        assert main(["check", f"{victim}:f", "--max-examples", "2", flag, str(path)]) == 2
+        assert_one_error_line(
+            capsys.readouterr().err,
+            f"dpslice: error: {flag} {path}: it is the target's source file {victim}",
+        )
+    assert victim.read_text() == VICTIM
+
+
+def test_a_report_over_a_module_targets_file_is_refused_without_importing_it(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "victims"
+    package.mkdir()
+    # Importing the package would leave a trace: the check must find the file without it.
+    (package / "__init__.py").write_text("open('imported', 'w').close()\n")
+    (package / "impl.py").write_text(VICTIM)
+    done = run(
+        "check", "victims.impl:f", "--max-examples", "2", "--json", "victims/impl.py",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert_one_error_line(
+        done.stderr,
+        f"dpslice: error: --json victims/impl.py: it is the target's source file "
+        f"{package / 'impl.py'}",
+    )
+    assert (package / "impl.py").read_text() == VICTIM
+    assert not (tmp_path / "imported").exists()
+
+
+def test_a_directory_or_the_same_file_twice_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--json", str(tmp_path)]) == 2
+    assert_one_error_line(
+        capsys.readouterr().err, f"dpslice: error: --json {tmp_path}: it is a directory"
+    )
+    both = str(tmp_path / "r.out")
+    assert main(["check", "--json", both, "--junit-xml", both]) == 2
+    assert_one_error_line(
+        capsys.readouterr().err, "dpslice: error: --json and --junit-xml name the same file"
+    )
+
+
+def problem_as_nobody(path: Path) -> str | None:
+    """:func:`output_problem` for ``path`` as the user nobody when this is root, whom
+    permissions do not stop (in a forked child: nobody cannot start this Python)."""
+    if os.geteuid() != 0:
+        return output_problem(path)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(writer, json.dumps(output_problem(path)).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as answer:
+        text = answer.read()
+    os.waitpid(child, 0)
+    problem: str | None = json.loads(text)
+    return problem
+
+
+def test_a_path_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
+    sealed = Path(tempfile.mkdtemp())  # under /tmp: tmp_path's parents are root's alone
+    try:
+        (sealed / "kept.json").write_text("{}\n")
+        (sealed / "kept.json").chmod(0o444)
+        sealed.chmod(0o555)
+        assert problem_as_nobody(sealed / "kept.json") == (
+            "the file is not writable (its permissions); name another file"
+        )
+        assert problem_as_nobody(sealed / "new.json") == (
+            f"directory {str(sealed)!r} is not writable; name a file in one you can write"
+        )
+    finally:
+        sealed.chmod(0o755)
+        shutil.rmtree(sealed)
+
+
+def test_a_report_is_written_through_a_symlink(tmp_path: Path) -> None:
+    real, link = tmp_path / "reports" / "r.json", tmp_path / "r.json"
+    real.parent.mkdir()
+    link.symlink_to(real)  # dangling until the report is written
+    done = run("check", "--max-examples", "2", "--seed", "0", "--property", "sum_len_rows",
+               "--json", str(link))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert link.is_symlink()
+    assert read_json(real)["passed"] is True

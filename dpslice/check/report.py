@@ -29,6 +29,7 @@ from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
 
 __all__ = [
     "JSON_SCHEMA",
+    "output_problem",
     "render_result",
     "render_row",
     "render_text",
@@ -371,17 +372,58 @@ def to_json(report: CheckReport) -> dict[str, Any]:
     }
 
 
+def _in_place(path: Path) -> bool:
+    """Whether ``path`` is written as it is: ``/dev/stdout``, a FIFO, nothing to rename over."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
+def _destination(path: Path) -> Path:
+    """The file a report for ``path`` lands in: through a symlink, the file it points at
+    (the link stays a link, even one that points at no file yet)."""
+    return path if _in_place(path) else Path(os.path.realpath(path))
+
+
+def output_problem(path: str | Path, *, keep: Path | None = None) -> str | None:
+    """Why a report cannot be written to ``path``, found before a run; ``None`` if it can.
+
+    Refused: ``keep`` (the target's source file, which the report would replace), a
+    directory, a missing directory, a file or directory that is not writable.  A
+    symlink is judged, and later written, as the file it points at.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "it is a directory; name a file, e.g. a report.json in it"
+    destination = _destination(path)
+    if _in_place(path):
+        return None if os.access(path, os.W_OK) else "it is not writable"
+    if keep is not None and destination == keep.resolve():
+        return (
+            f"it is the target's source file {keep}, which the report would replace; "
+            "name another file"
+        )
+    folder = destination.parent
+    if not folder.is_dir():
+        return f"directory {str(folder)!r} does not exist"
+    if destination.exists() and not os.access(destination, os.W_OK):
+        return "the file is not writable (its permissions); name another file"
+    # The report is written beside its file, then renamed over it.
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"directory {str(folder)!r} is not writable; name a file in one you can write"
+    return None
+
+
 def _write_atomically(text: str, path: str | Path) -> None:
     """Write ``text`` to ``path`` (UTF-8) so that the file appears whole or not at all.
 
-    It is written beside ``path`` and renamed over it; a path that is not a
-    regular file (``/dev/stdout``, a FIFO) is written directly.
+    It is written beside ``path`` and renamed over it; through a symlink, beside
+    and over the file it points at.  A path that is not a regular file
+    (``/dev/stdout``, a FIFO) is written directly.
 
     Raises:
         OSError: the file cannot be written.
     """
-    path = Path(path)
-    if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: nothing to rename over
+    path = _destination(Path(path))
+    if _in_place(path):
         path.write_text(text, encoding="utf-8")
         return
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import itertools
@@ -85,6 +86,7 @@ __all__ = [
     "is_file_spec",
     "load_target",
     "resolve_spec",
+    "spec_source",
     "target_from_callable",
 ]
 
@@ -333,6 +335,31 @@ def resolve_spec(spec: str) -> str:
     if colon and location and is_file_spec(location):
         return f"{Path(location).resolve()}:{path}"
     return spec
+
+
+def spec_source(spec: str) -> Path | None:
+    """The file that defines the module ``spec`` names, found without importing anything.
+
+    A file spec's own file; for ``package.module:function``, the module's source as the
+    check's worker would import it (``sys.path``, then the working directory), found
+    without running any package's ``__init__``.  ``None`` where there is no such file
+    (a built-in module, a name that does not resolve).
+    """
+    location = spec.rpartition(":")[0]
+    if is_file_spec(location):
+        return Path(location).resolve()
+    cwd = os.getcwd()
+    search = [entry for entry in sys.path if entry not in ("", cwd)] + [cwd]
+    parts = location.split(".")
+    found = None
+    for depth in range(1, len(parts) + 1):
+        found = importlib.machinery.PathFinder.find_spec(".".join(parts[:depth]), search)
+        if found is None:
+            return None
+        search = list(found.submodule_search_locations or ())
+    if found is None or not found.has_location or found.origin is None:
+        return None
+    return Path(found.origin).resolve()
 
 
 def _import_module(name: str) -> ModuleType:
