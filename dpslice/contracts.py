@@ -45,7 +45,6 @@ __all__ = [
     "CountsForm",
     "GpuCounts",
     "resolve_contract",
-    "spec_of",
 ]
 
 
@@ -252,15 +251,19 @@ PRESETS: dict[str, Contract] = {
 DEFAULT_CONTRACT = SGLANG_CAPTURER
 
 
-#: How contracts resolved from ``module:NAME`` were named, to name them again.
-_SPECS: dict[str, str] = {}
+def _own_name(contract: Contract, named: str | None = None) -> Contract:
+    """``contract``, unless it takes a preset's name without being that preset: reports
+    and JUnit classes name a contract by its name, and would name the preset.
 
-
-def spec_of(contract: Contract) -> str:
-    """What ``--contract`` takes to name ``contract`` again: a preset name or ``module:NAME``."""
-    if PRESETS.get(contract.name) == contract:
-        return contract.name
-    return _SPECS.get(contract.name, contract.name)
+    ``named`` is how it was asked for (``module:NAME``), for the message.
+    """
+    if contract.name in PRESETS and PRESETS[contract.name] != contract:
+        which = f"contract {named}" if named else "a contract of your own"
+        raise InvalidContractError(
+            f"{which} is named {contract.name!r}, as a preset is, but differs from it; give "
+            "it a name of its own (reports name the contract a target was judged by)"
+        )
+    return contract
 
 
 def resolve_contract(contract: str | Contract) -> Contract:
@@ -268,10 +271,11 @@ def resolve_contract(contract: str | Contract) -> Contract:
 
     Raises:
         InvalidContractError: no such preset, the module or attribute is missing,
-            or it is not a :class:`Contract`.
+            it is not a :class:`Contract`, or it takes a preset's name without
+            being that preset.
     """
     if isinstance(contract, Contract):
-        return contract
+        return _own_name(contract)
     if not isinstance(contract, str):
         raise InvalidContractError(f"contract {contract!r} is neither a name nor a Contract")
     if contract in PRESETS:
@@ -295,5 +299,4 @@ def resolve_contract(contract: str | Contract) -> Contract:
             f"contract {contract}: {module_name}.{attribute} is {found}, "
             "not a dpslice.contracts.Contract"
         )
-    _SPECS[value.name] = contract
-    return value
+    return _own_name(value, contract)

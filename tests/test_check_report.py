@@ -7,6 +7,7 @@ command line's tests (tests/test_cli.py) run the same renderers on real checks.
 from __future__ import annotations
 
 import json
+import shlex
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
@@ -19,12 +20,15 @@ from dpslice.check.registry import Counterexample, RelatedCall, Tier
 from dpslice.check.report import (
     render_result,
     render_text,
+    reproduce_command,
     to_json,
     to_junit_xml,
     write_junit_xml,
 )
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict
 from dpslice.check.target import target_from_callable
+from dpslice.contracts import Contract
+from tests.targets.engines import PACKED_ONLY
 
 
 def impl(*, global_num_tokens_cpu: list[int], dp_rank: int) -> tuple[int, int]:
@@ -260,3 +264,42 @@ def test_junit_xml_holds_any_message_the_target_raised() -> None:
     assert failure is not None
     assert failure.text is not None
     assert "IndexError: a\\x00b\\x1b at impl.py:2" in failure.text
+
+
+@pytest.mark.parametrize(
+    ("contract", "words"),
+    [
+        pytest.param(None, [], id="the-default"),
+        pytest.param("sglang-capturer", [], id="the-default-by-name"),
+        pytest.param("vllm-dp", ["--contract", "vllm-dp"], id="a-preset"),
+        pytest.param(
+            "tests.targets.engines:PACKED_ONLY",
+            ["--contract", "tests.targets.engines:PACKED_ONLY"],
+            id="module-and-name",
+        ),
+        pytest.param(
+            PACKED_ONLY,
+            ["--contract", "<module>:<NAME of the packed-only contract>"],
+            id="a-contract-in-hand",
+        ),
+    ],
+)
+def test_the_reproduce_command_names_the_contract_as_a_rerun_finds_it(
+    contract: str | Contract | None, words: list[str]
+) -> None:
+    target = target_from_callable(impl, spec="impl.py:impl", contract=contract)
+    report = CheckReport(target=target, seed=1, max_examples=5, results=(), seconds=0.0)
+    assert shlex.split(reproduce_command(report))[7:] == words
+
+
+def test_a_contract_the_target_names_needs_no_option() -> None:
+    def named(*, global_num_tokens_cpu: list[int], dp_rank: int) -> tuple[int, int]:
+        return 0, 0
+
+    named.__dpslice_contract__ = PACKED_ONLY  # type: ignore[attr-defined]
+    report = CheckReport(
+        target=target_from_callable(named), seed=1, max_examples=5, results=(), seconds=0.0
+    )
+    assert "--contract" not in reproduce_command(report)
+    judged = replace(report, target=report.target.judged_as("vllm-dp"))
+    assert "--contract vllm-dp" in reproduce_command(judged)

@@ -16,7 +16,6 @@ from dpslice.contracts import (
     Contract,
     CountsForm,
     resolve_contract,
-    spec_of,
 )
 from dpslice.errors import InvalidContractError
 from tests.targets.engines import PACKED_ONLY
@@ -145,14 +144,18 @@ def test_a_contract_is_immutable() -> None:
 class TestResolve:
     def test_a_preset_by_name(self) -> None:
         assert resolve_contract("vllm-dp") is PRESETS["vllm-dp"]
-        assert spec_of(PRESETS["vllm-dp"]) == "vllm-dp"
 
     def test_a_contract_of_ones_own_as_module_and_name(self) -> None:
         assert resolve_contract("tests.targets.engines:PACKED_ONLY") is PACKED_ONLY
-        assert spec_of(PACKED_ONLY) == "tests.targets.engines:PACKED_ONLY"
 
     def test_a_contract_in_hand(self) -> None:
         assert resolve_contract(PACKED_ONLY) is PACKED_ONLY
+        assert resolve_contract(dataclasses.replace(SGLANG_GATHER)) == SGLANG_GATHER
+
+    def test_a_contract_of_ones_own_may_not_take_a_presets_name(self) -> None:
+        posing = dataclasses.replace(SGLANG_CAPTURER, min_count=1)
+        with pytest.raises(InvalidContractError, match="a contract of your own is named "):
+            resolve_contract(posing)
 
     @pytest.mark.parametrize(
         ("spec", "message"),

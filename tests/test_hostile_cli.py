@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -229,3 +230,85 @@ def test_a_report_is_written_through_a_symlink(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert link.is_symlink()
     assert read_json(real)["passed"] is True
+
+
+# -- reproduce lines that reproduce ----------------------------------------------------------
+
+MY_CONTRACT = """\
+from dpslice import Mode, Owns
+from dpslice.contracts import Contract
+
+MY = Contract(
+    name="my-eager",
+    summary="eager packed buffers only, whole blocks",
+    modes=frozenset({Mode.SUM_LEN}),
+    owns=Owns.PADDED_BLOCK,
+)
+LIKE_A_PRESET = Contract(
+    name="sglang-capturer", summary="not sglang's capturer", modes=frozenset({Mode.SUM_LEN})
+)
+"""
+
+OFF_BY_ONE = """\
+def f(*, global_num_tokens_cpu, dp_rank):
+    return sum(global_num_tokens_cpu[:dp_rank]) + 1, global_num_tokens_cpu[dp_rank]
+"""
+
+
+def reproduce_line(stdout: str, name: str) -> list[str]:
+    """The words of the ``reproduce`` line under property ``name``'s block."""
+    block = stdout[stdout.index(f"FAIL {name} ") :]
+    line = next(line for line in block.splitlines() if line.startswith("  reproduce  "))
+    return shlex.split(line.removeprefix("  reproduce  "))
+
+
+def counterexample_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith(("  layout ", "  call "))]
+
+
+@pytest.mark.parametrize(
+    ("source", "given", "named"),
+    [
+        pytest.param(OFF_BY_ONE, ["--contract", "mycontract:MY"], True, id="contract-option"),
+        pytest.param(
+            "from mycontract import MY\n\n" + OFF_BY_ONE + "\nf.__dpslice_contract__ = MY\n",
+            [],
+            False,
+            id="named-by-the-target",
+        ),
+    ],
+)
+def test_a_custom_contracts_reproduce_line_reproduces(
+    tmp_path: Path, source: str, given: list[str], named: bool
+) -> None:
+    (tmp_path / "mycontract.py").write_text(MY_CONTRACT)
+    (tmp_path / "impl.py").write_text(source)
+    report = tmp_path / "r.json"
+    args = ["check", "impl.py:f", *given, "--property", "sum_len_rows", "--property",
+            "max_len_rows", "--max-examples", "20", "--seed", "1", "--quiet"]  # fmt: skip
+    first = run(*args, "--json", str(report), cwd=tmp_path)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "contract my-eager: eager packed buffers only" in first.stdout
+    assert "max_len_rows                   N/A" in first.stdout  # judged as my-eager, indeed
+    words = reproduce_line(first.stdout, "sum_len_rows")
+    assert ("--contract" in words, "mycontract:MY" in words) == (named, named)
+    assert shlex.split(read_json(report)["reproduce"])[:-4] == words[:-2]
+    again = subprocess.run(
+        [DPSLICE, *words[1:]], capture_output=True, text=True, timeout=180, check=False,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "contract my-eager: " in again.stdout
+    assert counterexample_lines(again.stdout) == counterexample_lines(first.stdout)
+
+
+def test_a_contract_of_ones_own_named_like_a_preset_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "mycontract.py").write_text(MY_CONTRACT)
+    (tmp_path / "impl.py").write_text(OFF_BY_ONE)
+    done = run("check", "impl.py:f", "--contract", "mycontract:LIKE_A_PRESET", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert_one_error_line(
+        done.stderr,
+        "dpslice: error: contract mycontract:LIKE_A_PRESET is named 'sglang-capturer', "
+        "as a preset is",
+    )

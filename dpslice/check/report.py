@@ -24,7 +24,6 @@ from typing import Any
 from dpslice.check.outcome import OutcomeKind
 from dpslice.check.registry import Counterexample, render_call
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict, versions
-from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
 
 __all__ = [
@@ -68,8 +67,8 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
         return shlex.join(words)
     if report.target.device != "cpu":
         words += ["--device", report.target.device]
-    if report.contract != DEFAULT_CONTRACT:
-        words += ["--contract", _contract_word(report)]
+    if report.target.contract_spec is not None:
+        words += ["--contract", report.target.contract_spec]
     if report.strict:
         words.append("--strict")
     if property_name is not None:
@@ -78,13 +77,6 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
         for name in report.properties or ():
             words += ["--property", name]
     return shlex.join(words)
-
-
-def _contract_word(report: CheckReport) -> str:
-    """How ``--contract`` names the report's contract."""
-    from dpslice.contracts import spec_of
-
-    return spec_of(report.contract)
 
 
 def _render_call(counterexample: Counterexample) -> str:

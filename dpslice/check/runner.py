@@ -50,7 +50,7 @@ from hypothesis.errors import Flaky
 from dpslice.check.registry import Counterexample, Property, Tier, registered, select
 from dpslice.check.results import CheckReport, PropertyResult, Verdict, versions
 from dpslice.check.target import Target, check_device, load_target, target_from_callable
-from dpslice.contracts import Contract, resolve_contract
+from dpslice.contracts import Contract
 
 __all__ = [
     "MAX_BATCH",
@@ -359,7 +359,7 @@ def run_check(
         if device is not None and device != target.device:
             target = replace(target, device=check_device(device))
         if contract is not None:
-            target = replace(target, contract=resolve_contract(contract))
+            target = target.judged_as(contract)
     elif isinstance(target, str):
         target = load_target(target, device=device or "cpu", contract=contract)
     else:

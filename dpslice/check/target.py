@@ -61,12 +61,12 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from dpslice.contracts import DEFAULT_CONTRACT, Contract, CountsForm, resolve_contract
+from dpslice.contracts import DEFAULT_CONTRACT, PRESETS, Contract, CountsForm, resolve_contract
 from dpslice.errors import BadTargetError, DeviceError, InvalidContractError
 
 if TYPE_CHECKING:
@@ -154,6 +154,10 @@ class Target:
         source_file: the file it is defined in, where failures are located.
         device: where ``global_num_tokens_gpu`` is built.
         contract: the call site it is judged as (see :mod:`dpslice.contracts`).
+        contract_spec: what ``--contract`` takes to judge it by that contract again, for
+            reproduce commands: a preset's name, or ``module:NAME`` as it was given;
+            ``None`` where no option is needed (the default, or a contract of its own
+            that the target names itself).
     """
 
     spec: str
@@ -163,10 +167,21 @@ class Target:
     source_file: str | None
     device: str = "cpu"
     contract: Contract = DEFAULT_CONTRACT
+    contract_spec: str | None = None
 
     def reads(self, parameter: str) -> bool:
         """Whether the target is passed ``parameter``."""
         return parameter in self.accepts
+
+    def judged_as(self, contract: str | Contract) -> Target:
+        """This target, judged as ``contract`` (a preset's name, ``module:NAME`` or a
+        :class:`~dpslice.contracts.Contract`) instead of its own.
+
+        Raises:
+            InvalidContractError: ``contract`` names no contract.
+        """
+        resolved = resolve_contract(contract)
+        return replace(self, contract=resolved, contract_spec=_contract_spec(resolved, contract))
 
     def arguments(
         self, call: SliceCall, gpu_counts: Sequence[int] | torch.Tensor
@@ -246,12 +261,21 @@ def _source_file(function: Callable[..., object]) -> str | None:
     return os.path.abspath(filename) if isinstance(filename, str) else None
 
 
-def _contract_of(
-    function: Callable[..., object], spec: str, contract: str | Contract | None
-) -> Contract:
-    """The contract asked for, else the one the function names, else the default."""
-    if contract is not None:
-        return resolve_contract(contract)
+def _contract_spec(contract: Contract, given: str | Contract | None) -> str | None:
+    """What ``--contract`` takes to judge a target by ``contract`` again (``given`` is how
+    it was asked for; ``None``: the target named it itself)."""
+    if PRESETS.get(contract.name) == contract:
+        return None if contract == DEFAULT_CONTRACT else contract.name
+    if given is None:
+        return None  # the target names it: a rerun finds it there
+    if isinstance(given, str):
+        return given
+    # A Contract handed over in Python: only the module that defines it can name it.
+    return f"<module>:<NAME of the {contract.name} contract>"
+
+
+def _own_contract(function: Callable[..., object], spec: str) -> Contract:
+    """The contract the function names, else the default."""
     named = getattr(function, CONTRACT_ATTRIBUTE, None)
     if named is None:
         return DEFAULT_CONTRACT
@@ -313,15 +337,18 @@ def target_from_callable(
             f"{spec} is a {type(function).__name__}, not callable; name a function"
         )
     _refuse_lazy(function, spec)
-    return Target(
+    own = _own_contract(function, spec) if contract is None else DEFAULT_CONTRACT
+    target = Target(
         spec=spec,
         function=function,
         name=(name or "target").rpartition(".")[2],
         accepts=_accepted_parameters(function, spec),
         source_file=_source_file(function),
         device=device,
-        contract=_contract_of(function, spec, contract),
+        contract=own,
+        contract_spec=_contract_spec(own, None),
     )
+    return target if contract is None else target.judged_as(contract)
 
 
 def is_file_spec(location: str) -> bool:
