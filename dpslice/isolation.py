@@ -10,7 +10,12 @@ keep any of them from being left behind:
 * a worker leads a process group of its own (:func:`start_worker`), and the
   parent kills the whole group (:func:`kill_group`) when it stops the worker,
   for any reason: whatever the target spawned (the round trip's ranks, the
-  multiprocessing resource tracker, a subprocess) goes with it.
+  multiprocessing resource tracker, a subprocess) goes with it;
+* a worker is a subreaper (:func:`become_subreaper`): a process the target
+  starts in a session or group of its own, even one whose parent has exited,
+  stays below the worker, and :func:`kill_tree` kills every process below
+  it with its group.  ``dpslice check``'s own process is one too, so what a
+  worker that ended leaves behind comes to it, to be killed in turn.
 """
 
 from __future__ import annotations
@@ -30,9 +35,15 @@ __all__ = [
     "DEFAULT_MAX_EXAMPLES",
     "DEFAULT_RUN_TIMEOUT",
     "GATHER_ALLOWANCE",
+    "MIN_CALL_TIMEOUT",
     "STARTUP_ALLOWANCE",
+    "become_subreaper",
+    "check_call_timeout",
+    "descendants",
     "die_with_parent",
+    "kill_descendants",
     "kill_group",
+    "kill_tree",
     "request_stop",
     "start_worker",
     "stop_requested",
@@ -46,6 +57,11 @@ DEFAULT_MAX_EXAMPLES = 500
 #: takes microseconds, but an engine's first call may import more of it (sglang's
 #: took over 10 s on a busy 2-core machine), and a false hang is a false FAIL.
 DEFAULT_CALL_TIMEOUT = 60.0
+
+#: The shortest call timeout the check can honour: a call is timed from the
+#: worker's record of its start to its record of its return, as the parent
+#: reads them, which takes up to about a hundredth of a second on a busy machine.
+MIN_CALL_TIMEOUT = 0.01
 
 #: Seconds the target's import may take before it counts as hung: importing an
 #: engine (sglang, vLLM) on a busy CPU takes 5 to 40 s.
@@ -64,6 +80,29 @@ STARTUP_ALLOWANCE = 120.0
 GATHER_ALLOWANCE = 50.0
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def check_call_timeout(seconds: float) -> float:
+    """``seconds`` if it is a call timeout the check can honour.
+
+    Raises:
+        ValueError: not a finite number of seconds at least :data:`MIN_CALL_TIMEOUT`.
+    """
+    import math
+
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or seconds < MIN_CALL_TIMEOUT
+    ):
+        raise ValueError(
+            f"a call timeout of {seconds!r} s cannot be measured: the check times a call to "
+            f"about {MIN_CALL_TIMEOUT:g} s; give at least {MIN_CALL_TIMEOUT:g}"
+        )
+    return float(seconds)
+
 
 _stop_signal: int | None = None
 
@@ -97,6 +136,69 @@ def die_with_parent(parent_pid: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def become_subreaper() -> None:
+    """Adopt this process's orphaned descendants (Linux; elsewhere nothing happens).
+
+    A descendant whose parent exits is re-parented to the nearest subreaper
+    above it instead of to init, so it stays findable below this process
+    (:func:`descendants`) whatever session or group it put itself in.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid``, children first (Linux ``/proc``; elsewhere none)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+                ppid = int(stat.read().rpartition(b")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # it exited meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        below = children.get(pending.pop(), [])
+        found += below
+        pending += below
+    return found
+
+
+def kill_descendants(pid: int) -> None:
+    """SIGKILL every process below ``pid``, in any session or group.
+
+    Repeated until nothing is left below it, so that a process forking while
+    it is killed is caught too.
+    """
+    for _ in range(10):
+        below = descendants(pid)
+        if not below:
+            return
+        for child in below:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL the group that ``pid`` leads and every process below ``pid``.
+
+    Call it before reaping ``pid``: until then its pid, and so the group id,
+    cannot be reused.
+    """
+    kill_group(pid)
+    kill_descendants(pid)
 
 
 def start_worker(

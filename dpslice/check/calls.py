@@ -14,10 +14,11 @@ that writes into its inputs is caught (:attr:`LayoutCall.mutated`).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from dpslice.check.outcome import Outcome, call_target
+from dpslice.check.outcome import Outcome, call_target, is_tensor
 from dpslice.check.registry import Counterexample
 from dpslice.check.target import Target
 from dpslice.layout import DPLayout, Owns, SliceCall
@@ -45,8 +46,9 @@ def slice_with(buffer: torch.Tensor, bounds: tuple[Any, Any]) -> torch.Tensor:
     """``buffer`` sliced as an engine's capturer slices it, with the bounds as returned.
 
     Python ints slice for free; each 0-dim tensor bound is read on the host here.
+    Any other bound is read as Python reads a slice bound, through ``__index__``.
     """
-    start, length = bounds
+    start, length = (bound if is_tensor(bound) else operator.index(bound) for bound in bounds)
     return buffer[start : start + length]
 
 
@@ -93,11 +95,21 @@ def _same(given: object, kept: object) -> bool:
 #: Calls a target with keyword arguments and classifies what it did.
 Invoke = Callable[[Target, Mapping[str, object]], Outcome]
 
-#: Told of every call just before the target runs: the layout, the call and the
-#: counts its GPU tensor is built from.  A supervised worker
-#: (:mod:`dpslice.check.worker`) sets it to record the call in flight, so a call
-#: that hangs or kills the process can still be shown; ``None`` costs nothing.
-CallObserver = Callable[[DPLayout, SliceCall, list[int]], None]
+
+class CallObserver(Protocol):
+    """Told of every call of the target: just before it runs, and once it is back.
+
+    A supervised worker (:mod:`dpslice.check.worker`) records the call in flight,
+    so that a call that hangs or kills the process can still be shown, and
+    its return, so that the parent times the call alone.
+    """
+
+    def calling(self, layout: DPLayout, call: SliceCall, gpu_counts: list[int]) -> None: ...
+
+    def returned(self) -> None: ...
+
+
+#: The observer of this process's calls; ``None`` costs nothing.
 call_observer: CallObserver | None = None
 
 
@@ -130,15 +142,21 @@ class LayoutCall:
         self.target = target
         self.layout = layout
         self.rank = valid_rank(layout, call.dp_rank)
+        observer = call_observer if arguments is None else None
         if arguments is None:
             gpu_counts = _gpu_counts(target, layout, call)
             self.arguments = target.arguments(call, gpu_counts)
-            if call_observer is not None:
-                call_observer(layout, call, gpu_counts)
         else:
             self.arguments = dict(arguments)
         given = {name: _fresh(value) for name, value in self.arguments.items()}
-        self.outcome: Outcome = invoke(target, given)
+        if observer is None:
+            self.outcome: Outcome = invoke(target, given)
+        else:
+            observer.calling(layout, call, gpu_counts)
+            try:
+                self.outcome = invoke(target, given)
+            finally:
+                observer.returned()
         self.mutated = tuple(
             name for name, value in self.arguments.items() if not _same(given[name], value)
         )

@@ -17,7 +17,14 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from dpslice.check.calls import valid_rank
-from dpslice.check.outcome import Outcome, OutcomeKind, error_location, is_tensor
+from dpslice.check.outcome import (
+    Outcome,
+    OutcomeKind,
+    error_location,
+    exception_text,
+    is_tensor,
+    safe_repr,
+)
 from dpslice.check.registry import Counterexample
 from dpslice.check.results import PropertyResult, Verdict
 from dpslice.check.target import Target
@@ -34,7 +41,6 @@ __all__ = [
     "portable_result",
     "portable_target",
     "raised_base",
-    "safe_repr",
     "shown",
     "shown_arguments",
     "signal_cause",
@@ -44,14 +50,6 @@ __all__ = [
 
 #: A call about to run: its layout, the call, and the counts of its GPU tensor.
 CallRecord = tuple[DPLayout, SliceCall, list[int]]
-
-
-def safe_repr(value: object) -> str:
-    """``repr(value)``, or a placeholder when the target's ``__repr__`` raises."""
-    try:
-        return repr(value)
-    except Exception as exc:
-        return f"<{type(value).__name__}; its repr raised {type(exc).__name__}>"
 
 
 class Shown:
@@ -192,7 +190,7 @@ def ended(exitcode: int | None, signal_name: str | None) -> AbortedCall:
 
 def raised_base(exc: BaseException, target: Target) -> AbortedCall:
     """The call raised ``exc``, a ``BaseException`` that is no ``Exception``."""
-    text = " ".join(str(exc).split())
+    text = exception_text(exc)
     error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return AbortedCall(
         kind=OutcomeKind.INCIDENTAL,

@@ -46,11 +46,16 @@ __all__ = [
     "call_target",
     "error_location",
     "error_outcome",
+    "exception_text",
     "is_incidental",
     "is_tensor",
     "result_outcome",
+    "safe_repr",
     "short_path",
 ]
+
+#: The most characters of a message or repr of the target's that a report carries.
+MAX_TEXT = 10_000
 
 #: Errors that mean the code fell over, even when a ``raise`` statement raised them.
 NEVER_REFUSALS: tuple[type[BaseException], ...] = (
@@ -186,8 +191,35 @@ def is_incidental(exc: BaseException) -> bool:
     return not _is_raise_statement(code, innermost.tb_lasti)
 
 
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_TEXT:
+        return text
+    return f"{text[:MAX_TEXT]}... ({len(text) - MAX_TEXT:,} more characters)"
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, bounded; a placeholder when the target's ``__repr__`` raises."""
+    try:
+        return _bounded(repr(value))
+    except Exception as exc:
+        return f"<{type(value).__name__}; its repr raised {type(exc).__name__}>"
+
+
+def exception_text(exc: BaseException) -> str:
+    """``str(exc)`` on one line, bounded: the target's exception, however broken its ``__str__``.
+
+    An exception whose ``__str__`` raises or returns a non-string is the
+    target's to answer for, never the check's crash.
+    """
+    try:
+        text = str(exc)
+    except Exception as broken:
+        return f"<its str() raised {type(broken).__name__}>"
+    return _bounded(" ".join(text.split()))
+
+
 def _raised(exc: Exception) -> str:
-    message = " ".join(str(exc).split())
+    message = exception_text(exc)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
@@ -295,7 +327,7 @@ def error_outcome(exc: Exception, target: Target) -> Outcome:
     return Outcome(
         kind=kind,
         error=type(exc).__name__,
-        message=" ".join(str(exc).split()),
+        message=exception_text(exc),
         location=error_location(exc, target) or "<unknown>",
     )
 
@@ -306,10 +338,7 @@ def result_outcome(result: object) -> Outcome:
     It reads tensor bounds on the host (a sync on CUDA): call it outside any
     sync guard.
     """
-    try:
-        value = repr(result)
-    except Exception as exc:  # the target's __repr__: its result is unreadable, not our crash
-        value = f"<{type(result).__name__}; its repr raised {_raised(exc)}>"
+    value = safe_repr(result)  # the target's __repr__: unreadable is not our crash
     parts = _parts(result)
     if isinstance(parts, str):
         return Outcome(kind=OutcomeKind.MALFORMED, value=value, problem=parts)
@@ -319,13 +348,44 @@ def result_outcome(result: object) -> Outcome:
     return Outcome(kind=OutcomeKind.RETURNED, slice=as_slice, value=value, bounds=parts)
 
 
+class _Home:
+    """The working directory the check runs in, held open so that a call cannot lose it."""
+
+    def __init__(self) -> None:
+        self.path = os.getcwd()
+        self.fd = os.open(self.path, os.O_RDONLY)
+
+    def restore(self) -> None:
+        """Go back there if the call moved away (or removed the directory it moved to).
+
+        The target's ``os.chdir`` is its own business, but the check resolves
+        its paths (Hypothesis's, the target's file) from here.
+        """
+        try:
+            moved = os.getcwd() != self.path
+        except OSError:  # the directory the call moved to is gone
+            moved = True
+        if moved:
+            os.fchdir(self.fd)
+
+
+@functools.cache
+def _home() -> _Home:
+    return _Home()
+
+
 def call_target(target: Target, arguments: Mapping[str, object]) -> Outcome:
     """Call ``target`` with ``arguments`` as keywords and classify the outcome.
 
-    ``KeyboardInterrupt`` and other non-``Exception`` errors propagate.
+    ``KeyboardInterrupt`` and other non-``Exception`` errors propagate.  The
+    working directory is the check's again afterwards.
     """
+    home = _home()
     try:
-        result = target.function(**arguments)
+        try:
+            result = target.function(**arguments)
+        finally:
+            home.restore()
     except Exception as exc:
         return error_outcome(exc, target)
     return result_outcome(result)

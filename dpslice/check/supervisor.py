@@ -50,13 +50,15 @@ from dpslice.check.inflight import (
 from dpslice.check.results import CheckReport, PropertyResult, Verdict
 from dpslice.check.target import BadTargetError, Target
 from dpslice.check.worker import Job
-from dpslice.errors import CheckBrokeError
+from dpslice.errors import CheckBrokeError, UnknownPropertyError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
+    DEFAULT_MAX_EXAMPLES,
     DEFAULT_RUN_TIMEOUT,
     GATHER_ALLOWANCE,
-    kill_group,
+    check_call_timeout,
+    kill_tree,
     start_worker,
     stop_requested,
     wait_exit_unreaped,
@@ -218,7 +220,7 @@ class _Worker:
     def stop(self) -> None:
         """Kill its whole process group, then reap it; safe to call again."""
         _LIVE.pop(self.process.pid, None)
-        kill_group(self.process.pid)  # before reaping: the group id is still reserved
+        kill_tree(self.process.pid)  # before reaping: the group id is still reserved
         with contextlib.suppress(OSError):
             self.process.wait()
         self.conn.close()
@@ -312,11 +314,19 @@ class Workers:
 
 @dataclass
 class _Abort:
-    """Why a worker was stopped before it finished: ``hung`` (no event in time) or ``died``."""
+    """Why a worker was stopped before it finished: ``hung`` (no event in time), ``died``,
+    or ``broke`` (the check's own code failed in it: ``broke`` says how)."""
 
     how: str
     phase: str
     died: _Died | None = None
+    broke: str | None = None
+
+
+def _last_line(text: str) -> str:
+    """The last line of a traceback: the error, as one line."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no traceback"
 
 
 class BatterySupervisor:
@@ -333,7 +343,8 @@ class BatterySupervisor:
         *,
         device: str = "cpu",
         properties: Sequence[str] | None = None,
-        max_examples: int = 500,
+        exclude: Sequence[str] = (),
+        max_examples: int = DEFAULT_MAX_EXAMPLES,
         seed: int = 0,
         timeout: float = DEFAULT_CALL_TIMEOUT,
         listener: Listener | None = None,
@@ -342,10 +353,12 @@ class BatterySupervisor:
         import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
         workers: Workers | None = None,
     ) -> None:
+        check_call_timeout(timeout)
         self.spec = spec
         self.strict = strict
         self.device = device
         self.properties = tuple(properties) if properties is not None else None
+        self.exclude = tuple(exclude)
         self.max_examples = max_examples
         self.seed = seed
         self.timeout = timeout
@@ -410,6 +423,10 @@ class BatterySupervisor:
         assert report is not None
         return report
 
+    def remaining(self) -> tuple[str, ...]:
+        """The properties planned and not finished, in order; all asked for before the plan."""
+        return self._remaining() or ()
+
     def _remaining(self) -> tuple[str, ...] | None:
         if self._plan is None:
             return self.properties
@@ -431,6 +448,7 @@ class BatterySupervisor:
             spec=self.spec,
             device=self.device,
             properties=properties,
+            exclude=self.exclude,
             max_examples=self.max_examples,
             seed=self.seed,
             strict=self.strict,
@@ -466,16 +484,25 @@ class BatterySupervisor:
         while True:
             now = time.monotonic()
             if now >= deadline:
-                return _Abort("hung", phase)
-            messages = worker.receive(min(deadline - now, _TICK) if live else deadline - now)
+                # What arrived while this process was busy counts: a call whose
+                # return is already in the pipe did not hang.
+                messages = worker.receive(0.0)
+                if not messages:
+                    return _Abort("hung", phase)
+            else:
+                messages = worker.receive(min(deadline - now, _TICK) if live else deadline - now)
             if messages is None:
                 return _Abort("died", phase)
             now = time.monotonic()
             for data in messages:
-                if data[:1] == b"C":
+                tag = data[:1]
+                if tag == b"C":
                     self._record = data
                     self._calls += 1
                     phase, deadline = "call", now + self.timeout
+                    continue
+                if tag == b"R":
+                    phase, deadline = "property", now + own_work
                     continue
                 event = pickle.loads(data[1:])
                 kind = event[0]
@@ -490,6 +517,8 @@ class BatterySupervisor:
                         if self.listener is not None:
                             self.listener.loaded(event[1])
                     phase, deadline = "between", now + own_work
+                elif kind == "bad_usage":
+                    raise UnknownPropertyError(event[1])
                 elif kind == "bad_target":
                     raise BadTargetError(event[1])
                 elif kind == "start":
@@ -500,16 +529,51 @@ class BatterySupervisor:
                     phase, deadline = "property", now + own_work
                 elif kind == "result":
                     self._current = None
-                    self._finish(event[1])
+                    self._finish(self._as_seen(event[1]))
                     phase, deadline = "between", now + own_work
                 elif kind == "broke":
-                    raise CheckBrokeError(f"the check's worker broke:\n{event[1]}")
+                    return _Abort("broke", phase, broke=_last_line(event[1]))
                 elif kind == "done":
                     return None
             if live and self.listener is not None:
                 name = self._current[0].name if self._current is not None else None
                 began = self._current[1] if self._current is not None else time.perf_counter()
                 self.listener.tick(name, self._calls, time.perf_counter() - began)
+
+    def _as_seen(self, result: PropertyResult) -> PropertyResult:
+        """The worker's result, held to what this process saw of the property's calls.
+
+        Code in the worker's process could rewrite the check there; a verdict
+        on a property that applies stands only on calls this process saw.
+        """
+        if result.verdict in (Verdict.NOT_APPLICABLE, Verdict.ERROR):
+            return result
+        if self._calls == 0:
+            return replace(
+                result,
+                verdict=Verdict.ERROR,
+                examples=0,
+                counterexamples=(),
+                note=f"the worker reported {result.verdict.value} with no call of the target "
+                "seen: a verdict the check cannot stand behind (does the target change "
+                "dpslice in its process?)",
+            )
+        return replace(result, examples=min(result.examples, self._calls))
+
+    def _broke(self, abort: _Abort) -> None:
+        """The check's own code failed in the worker: the property in flight is an ERROR."""
+        if self._current is None:
+            return  # between properties: the next worker runs the rest
+        started, began = self._current
+        self._finish(
+            replace(
+                started,
+                verdict=Verdict.ERROR,
+                examples=self._calls,
+                seconds=time.perf_counter() - began,
+                note=f"the check itself broke, not the target: {abort.broke}",
+            )
+        )
 
     def _judge(self, abort: _Abort) -> None:
         """Turn a stopped worker into the current property's result, or an error."""
@@ -518,12 +582,15 @@ class BatterySupervisor:
             if abort.phase == "loading"
             else (self.timeout, "--timeout")
         )
-        what = (
-            f"did not finish within {limit:g} s ({flag})"
-            if abort.how == "hung"
-            else f"ended the process ({abort.died})"
-        )
-        if abort.phase == "starting":
+        what = {
+            "hung": f"did not finish within {limit:g} s ({flag})",
+            "died": f"ended the process ({abort.died})",
+            "broke": f"broke ({abort.broke})",
+        }[abort.how]
+        if abort.how == "broke" and abort.phase not in ("starting", "loading"):
+            self._broke(abort)
+            return
+        if abort.phase == "starting" or abort.how == "broke":
             raise CheckBrokeError(
                 f"the check's worker {what} before loading the target; "
                 "run `python -c 'import dpslice.check'` to see why"

@@ -10,18 +10,21 @@ ends with ``("done",)``, and the worker waits for the next until stdin
 closes.  Events go to the parent over a pipe, one ``send_bytes`` each: a tag byte, then a pickle::
 
     b"C" (layout, call, gpu_counts)   a call of the target is about to run
+    b"R"                              it returned (or raised): the call's clock stops
     b"E" ("loading", spec)            the target's import starts
          ("loaded", target, names, versions)   the target (without its function),
                                       the properties, the versions it runs with
+         ("bad_usage", message)       a property named that does not exist
          ("bad_target", message)      it cannot be loaded: one line for the user
          ("start", name, statement)   a property starts
          ("result", PropertyResult)   it finished (arguments as reprs)
          ("distributed", CheckReport)  the round trip's report (arguments as reprs)
-         ("broke", traceback text)    the check itself broke
+         ("broke", traceback text)    the check itself broke (then the worker exits)
          ("done",)
 
-The ``b"C"`` record is the hot path (one per call of the target): a pickle
-of the check's own small dataclasses and one pipe write, about 8 us.  A
+The ``b"C"`` and ``b"R"`` records are the hot path (one pair per call of the
+target): a pickle of the check's own small dataclasses and two pipe writes,
+about 10 us.  A
 ``BaseException`` from the target is caught here and is the property's FAIL;
 a hang or an ended process is judged by the parent from the last record.
 """
@@ -38,9 +41,10 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
+from types import ModuleType
 from typing import Any, NoReturn
 
-from dpslice.isolation import die_with_parent
+from dpslice.isolation import become_subreaper, die_with_parent
 
 __all__ = ["Job", "main"]
 
@@ -55,6 +59,7 @@ class Job:
         spec: the target, as named.
         device: where ``global_num_tokens_gpu`` is built.
         properties: the properties to run, in order; ``None``: every registered one.
+        exclude: properties not to run.
         max_examples, seed, strict: as for :func:`~dpslice.check.runner.run_property`.
         load_options: more keywords for :func:`~dpslice.check.target.load_target`.
         dp_size: run the round trip on this many ranks instead of the battery.
@@ -64,6 +69,7 @@ class Job:
     spec: str
     device: str = "cpu"
     properties: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
     max_examples: int = 500
     seed: int = 0
     strict: bool = False
@@ -79,11 +85,31 @@ class _Channel:
 
     def __init__(self, fd: int) -> None:
         self.conn = Connection(fd, readable=False)
+        self._modules: dict[str, ModuleType] = {}
+
+    def keep_modules(self) -> None:
+        """Remember the check's own modules, which every record's classes live in.
+
+        A target that removes them from ``sys.modules`` would make pickle import
+        them afresh, with new classes that are not the records' own.
+        """
+        self._modules = {
+            name: module
+            for name, module in sys.modules.items()
+            if name == "dpslice" or name.startswith("dpslice.")
+        }
+
+    def dumps(self, record: object) -> bytes:
+        try:
+            return pickle.dumps(record, _RECORD)
+        except pickle.PicklingError:
+            sys.modules.update(self._modules)
+            return pickle.dumps(record, _RECORD)
 
     def event(self, *event: object) -> None:
-        self._send(b"E" + pickle.dumps(event, _RECORD))
+        self.send(b"E" + self.dumps(event))
 
-    def _send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
         try:
             self.conn.send_bytes(data)
         except OSError:
@@ -106,11 +132,30 @@ def _battery(job: Job, channel: _Channel) -> None:
         raised_base,
         started_result,
     )
+    from dpslice.check.outcome import safe_repr
     from dpslice.check.registry import Property, registered, select
     from dpslice.check.results import versions
     from dpslice.check.runner import run_property
     from dpslice.check.target import load_target
-    from dpslice.errors import BadTargetError, DeviceError, InvalidContractError
+    from dpslice.errors import (
+        BadTargetError,
+        DeviceError,
+        InvalidContractError,
+        UnknownPropertyError,
+    )
+
+    try:  # the names first: a typo is a usage error before the target is imported
+        chosen: Sequence[Property[Any]] = (
+            select(job.properties) if job.properties is not None else registered()
+        )
+        select(job.exclude)
+    except UnknownPropertyError as exc:
+        channel.event("bad_usage", str(exc))
+        return
+    chosen = [prop for prop in chosen if prop.name not in job.exclude]
+    if not chosen:
+        channel.event("bad_usage", "every property is excluded: nothing would run")
+        return
 
     channel.event("loading", job.spec)
     try:
@@ -121,23 +166,25 @@ def _battery(job: Job, channel: _Channel) -> None:
     except BaseException as exc:  # sys.exit() or the like at import: a bad target too
         channel.event("bad_target", _exited_at_import(job.spec, exc))
         return
-    chosen: Sequence[Property[Any]] = (
-        select(job.properties) if job.properties is not None else registered()
-    )
     channel.event(
         "loaded", portable_target(target), tuple(prop.name for prop in chosen), versions()
     )
 
     last: list[Any] = [None, 0]  # the call in flight, and calls in this property
-    send = channel._send
+    send, dumps = channel.send, channel.dumps
 
-    def observe(layout: object, call: object, gpu_counts: list[int]) -> None:
-        record = (layout, call, gpu_counts)
-        last[0] = record
-        last[1] += 1
-        send(b"C" + pickle.dumps(record, _RECORD))
+    class Recorder:
+        def calling(self, layout: object, call: object, gpu_counts: list[int]) -> None:
+            record = (layout, call, gpu_counts)
+            last[0] = record
+            last[1] += 1
+            send(b"C" + dumps(record))
 
-    calls.call_observer = observe
+        def returned(self) -> None:
+            send(b"R")
+
+    calls.call_observer = Recorder()
+    channel.keep_modules()
     for prop in chosen:
         started = started_result(prop.name, prop.statement, tier=prop.tier)
         channel.event("start", started)
@@ -152,7 +199,7 @@ def _battery(job: Job, channel: _Channel) -> None:
                 result = replace(
                     started,
                     seconds=time.perf_counter() - began,
-                    note=f"the check itself broke, before calling the target ({exc!r})",
+                    note=f"the check itself broke, before calling the target ({safe_repr(exc)})",
                 )
             else:
                 result = aborted_result(
@@ -227,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     words = list(argv or sys.argv[1:])
     fd, parent_pid = (int(word) for word in words[:2])
     die_with_parent(parent_pid)
+    become_subreaper()  # what the target detaches stays below, for the parent to kill
     # The parent blocks these while it starts a worker; the target gets them as usual.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     os.set_inheritable(fd, False)  # a subprocess of the target must not hold the pipe open
@@ -258,8 +306,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                 break
             (_battery if job.dp_size is None else _round_trip)(job, channel)
             channel.event("done")
-    except BaseException:
-        channel.event("broke", traceback.format_exc())
+    except BaseException as exc:
+        try:
+            text = traceback.format_exc()
+        except Exception:  # an exception whose __str__ raises: its type says enough
+            text = type(exc).__name__
+        channel.event("broke", text)
         sys.stderr.flush()
         os._exit(1)
     sys.stdout.flush()

@@ -12,6 +12,7 @@ marked ``no_sync`` records instead of failing the test.  Syncs inside
 from __future__ import annotations
 
 import functools
+import inspect
 import linecache
 import os
 import sys
@@ -285,6 +286,23 @@ class SyncGuard:
         return False
 
     def __call__(self, fn: _F) -> _F:
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            # Its body runs step by step after the call returns, outside any guard
+            # a wrapper could hold: decorating it would guard nothing.
+            raise TypeError(
+                f"a guard cannot decorate the generator function {fn.__qualname__}: its body "
+                "runs after the call, one step at a time; open `with no_sync():` inside it"
+            )
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def guarded_coroutine(*args: Any, **kwargs: Any) -> Any:
+                __tracebackhide__ = True
+                with self._fresh():  # held across its awaits, in its own task's context
+                    return await fn(*args, **kwargs)
+
+            return guarded_coroutine  # type: ignore[return-value]
+
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True
