@@ -386,3 +386,26 @@ class TestModes:
     def test_probe_refuses_a_non_positive_sleep(self) -> None:
         with pytest.raises(ValueError, match="sleep_ms"):
             StreamProbeGuard(sleep_ms=0)
+
+
+class TestDecoratingCoroutinesAndGenerators:
+    def test_a_coroutine_is_guarded_across_its_awaits(self) -> None:
+
+        @no_sync(mode="cpu")
+        async def reads_a_count() -> int:
+            await asyncio.sleep(0)
+            return int(torch.tensor(3))
+
+        with pytest.raises(ImplicitSyncError, match=r"Tensor\.__int__"):
+            asyncio.run(reads_a_count())
+
+    @pytest.mark.parametrize("kind", ["generator", "async generator"])
+    def test_a_generator_function_is_refused(self, kind: str) -> None:
+        def steps() -> Any:
+            yield int(torch.tensor(3))
+
+        async def async_steps() -> Any:
+            yield int(torch.tensor(3))
+
+        with pytest.raises(TypeError, match="cannot decorate the generator function"):
+            no_sync(mode="cpu")(steps if kind == "generator" else async_steps)
