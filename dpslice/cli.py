@@ -574,21 +574,30 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _on_signal(signum: int, frame: object) -> None:
-    from dpslice.isolation import request_stop
+    from dpslice.isolation import request_stop, stop_requested
 
+    if stop_requested() is not None:
+        # Already stopping: the first signal decides the exit status, and this one must
+        # not break the partial report being written, nor the cleanup after it.
+        return
     request_stop(signum)  # seen by the supervisor even if the exception below is swallowed
     raise _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    SIGINT and SIGTERM stop the run (130, 143); after the first, further signals are
+    ignored, and with ``argv`` ``None`` (the process's own command line, about to exit)
+    they stay ignored when this returns.
+    """
     silence_numpy_notice()  # before anything here imports torch
     try:
         args = _parser().parse_args(argv)
     except SystemExit:
         _write_stdout("")  # --help or --version on a closed stdout: no traceback at exit
         raise
-    from dpslice.isolation import request_stop
+    from dpslice.isolation import request_stop, stop_requested
 
     request_stop(None)
     handled = (signal.SIGINT, signal.SIGTERM)
@@ -602,6 +611,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dpslice: interrupted", file=sys.stderr)
         return _interrupted(exc)
     finally:
+        # The process's own command line (no argv), stopped by a signal, exits next with
+        # that signal's status: a later signal must not end it otherwise.
+        exiting = argv is None and stop_requested() is not None
         with contextlib.suppress(ValueError, TypeError):
             for signum, handler in previous.items():
-                signal.signal(signum, handler)
+                signal.signal(signum, signal.SIG_IGN if exiting else handler)

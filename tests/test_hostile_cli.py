@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import resource
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +317,78 @@ def test_a_contract_of_ones_own_named_like_a_preset_is_refused(tmp_path: Path) -
         "dpslice: error: contract mycontract:LIKE_A_PRESET is named 'sglang-capturer', "
         "as a preset is",
     )
+
+
+# -- a second signal while the first one's report is written ------------------------------
+
+SIGNAL_TRIALS = 20
+
+SLOW = """\
+import time
+
+def f(*, global_num_tokens_cpu, dp_rank):
+    time.sleep(0.002)
+    return 0, 0
+"""
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Processes whose environment carries ``marker`` (every process of a run inherits it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def two_signals(directory: Path, first: int, second: int, settle: float, gap: float) -> str:
+    """A run that gets ``first`` ``settle`` s after its target loaded, then ``second``
+    ``gap`` s later; what went wrong, or ``""``."""
+    directory.mkdir()
+    temporary = directory / "tmp"
+    temporary.mkdir()
+    (directory / "slow.py").write_text(SLOW)
+    marker = uuid.uuid4().hex
+    process = subprocess.Popen(
+        [DPSLICE, "check", "slow.py:f", "--max-examples", "100000", "--seed", "0",
+         "--json", "r.json"],
+        cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "DPSLICE_TEST_MARKER": marker, "TMPDIR": str(temporary)},
+    )  # fmt: skip
+    assert process.stderr is not None
+    for _ in range(3):  # the header: printed once the worker loaded the target
+        process.stderr.readline()
+    time.sleep(settle)
+    process.send_signal(first)
+    time.sleep(gap)
+    process.send_signal(second)
+    _, err = process.communicate(timeout=60)
+    deadline = time.monotonic() + 5
+    while marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    expected = 130 if first == signal.SIGINT else 143
+    problems = [
+        f"exit {process.returncode}, not {expected}" if process.returncode != expected else "",
+        "a traceback" if "Traceback" in err else "",
+        "processes left" if marked_processes(marker) else "",
+        f"left in TMPDIR: {os.listdir(temporary)}" if os.listdir(temporary) else "",
+        "no report" if not (directory / "r.json").exists() else "",
+    ]
+    found = ", ".join(problem for problem in problems if problem)
+    return f"{first.name}, {gap * 1000:.0f} ms, {second.name}: {found}\n{err}" if found else ""
+
+
+def test_a_second_signal_while_stopping_changes_nothing(tmp_path: Path) -> None:
+    rng = random.Random(20)
+    trials = []
+    for index in range(SIGNAL_TRIALS):
+        first, second = rng.sample([signal.SIGINT, signal.SIGTERM, signal.SIGINT], 2)
+        trials.append((tmp_path / str(index), first, second, rng.uniform(0.0, 0.3),
+                       rng.uniform(0.0, 0.05)))  # fmt: skip
+    with ThreadPoolExecutor(2) as lanes:
+        problems = [found for found in lanes.map(lambda t: two_signals(*t), trials) if found]
+    assert problems == [], "\n".join(problems)
