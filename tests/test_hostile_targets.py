@@ -118,3 +118,27 @@ def test_a_short_timeout_times_the_call_alone(tmp_path: Path) -> None:
 def test_a_timeout_below_what_can_be_measured_is_refused() -> None:
     with pytest.raises(ValueError, match=f"give at least {MIN_CALL_TIMEOUT:g}"):
         BatterySupervisor("dpslice.reference:dp_local_slice", timeout=MIN_CALL_TIMEOUT / 10)
+
+
+def test_a_target_whose_every_call_hangs_ends_after_three_timeouts(tmp_path: Path) -> None:
+    began = time.monotonic()
+    result, document = check(tmp_path, "hangs_always", "--timeout", "1")
+    took = time.monotonic() - began
+    assert result.returncode == 1
+    # Three timeouts, the start-up of one worker and the check's own few seconds.
+    assert took < 3 * 1 + 15, took
+    assert document["complete"] is False
+    assert [prop["verdict"] for prop in document["properties"]] == ["FAIL"] * 3
+    assert "first call hung in three properties in a row" in document["incomplete_reason"]
+    assert len(document["not_run"]) == 11
+    assert "did not return within 1 s" in result.stdout
+
+
+def test_a_target_that_hangs_in_one_state_has_every_property_judged(tmp_path: Path) -> None:
+    result, document = check(tmp_path, "hangs_in_graph_replay", "--timeout", "1")
+    assert result.returncode == 1
+    assert document["complete"] is True
+    found = verdicts(document)
+    assert found["sum_len_rows"] == found["max_len_rows"] == "PASS"
+    assert found["graph_replay_rows"] == found["prefill_graph_rows"] == "FAIL"
+    assert "ERROR" not in found.values(), found

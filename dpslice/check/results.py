@@ -161,6 +161,8 @@ class Stop(enum.Enum):
     EXITFIRST = "exitfirst"
     #: The check's own code failed; what broke is on stderr (``dpslice check``).
     BROKE = "broke"
+    #: The target's first call hung in several properties in a row: every call hangs.
+    HUNG = "hung"
 
     @property
     def reason(self) -> str:
@@ -169,6 +171,11 @@ class Stop(enum.Enum):
             return "interrupted by Ctrl-C or SIGTERM"
         if self is Stop.BROKE:
             return "the check itself broke"
+        if self is Stop.HUNG:
+            return (
+                "the target's first call hung in three properties in a row, so every call "
+                "hangs; the rest would each cost the timeout"
+            )
         return "stopped after the first FAIL or ERROR (-x/--exitfirst)"
 
 

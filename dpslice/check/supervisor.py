@@ -47,7 +47,7 @@ from dpslice.check.inflight import (
     signal_name,
     started_result,
 )
-from dpslice.check.results import CheckReport, PropertyResult, Verdict
+from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict
 from dpslice.check.target import BadTargetError, Target
 from dpslice.check.worker import Job
 from dpslice.errors import CheckBrokeError, UnknownPropertyError
@@ -78,6 +78,8 @@ STARTUP_ALLOWANCE = 120.0
 #: Seconds the check's own work may take between two events (drawing, the
 #: oracle, Hypothesis's bookkeeping), when that exceeds the call timeout.
 OWN_WORK_ALLOWANCE = 60.0
+#: Seconds a call may be in flight before a spare worker starts, in case it hangs.
+_SPARE_AFTER = 1.0
 #: Seconds between progress ticks while a property runs.
 _TICK = 0.25
 #: Seconds the parent lets the worker's records accumulate between two reads.
@@ -86,6 +88,10 @@ _BATCH_S = 0.02
 _PIPE_BYTES = 1 << 20
 #: Consecutive workers that may die outside any call before the check gives up.
 _MAX_BARREN_RESTARTS = 2
+#: Properties in a row whose first call hangs before the check concludes that
+#: every call hangs and runs no more: a target that hangs in one state only
+#: has its first call, the simplest layout, return in most properties.
+HANGS_BEFORE_GIVING_UP = 3
 
 
 class Listener(Protocol):
@@ -290,6 +296,11 @@ class Workers:
                 raise
         return worker
 
+    def prepare(self) -> None:
+        """Start a warm spare now, if none is kept: the worker in use may have to be stopped."""
+        if self._idle is None and self._spare is None:
+            self._spare = _Worker(self.env, warm=True)
+
     def give_back(self, worker: _Worker) -> None:
         """Keep ``worker``, which finished its job, for the next one."""
         if self._idle is not None:
@@ -374,6 +385,8 @@ class BatterySupervisor:
         # Once a worker had to be stopped, the next one is started ahead of need:
         # a target that hangs every property then costs the timeout, not a restart, each.
         self._workers = workers
+        self._first_calls_hung: list[str] = []  # properties in a row whose first call hung
+        self._stopped: Stop | None = None
 
     def partial_report(self) -> CheckReport | None:
         """What finished so far as a report; ``None`` before the target loaded."""
@@ -388,6 +401,8 @@ class BatterySupervisor:
             strict=self.strict,
             properties=self.properties,
             versions=self.versions,
+            stopped=self._stopped,
+            not_run=self.remaining() if self._stopped is not None else (),
         )
 
     def run(self) -> CheckReport:
@@ -411,6 +426,9 @@ class BatterySupervisor:
                 before = len(self.results)
                 abort = self._one_worker(remaining, workers)
                 if abort is None:
+                    break
+                if len(self._first_calls_hung) >= HANGS_BEFORE_GIVING_UP:
+                    self._stopped = Stop.HUNG
                     break
                 if len(self.results) == before:
                     barren += 1
@@ -458,7 +476,7 @@ class BatterySupervisor:
         worker.give(job)
         finished = False
         try:
-            abort = self._follow(worker)
+            abort = self._follow(worker, workers)
             if abort is not None and abort.how == "died":
                 abort.died = worker.death()
             finished = abort is None
@@ -472,9 +490,15 @@ class BatterySupervisor:
             self._judge(abort)
         return abort
 
-    def _follow(self, worker: _Worker) -> _Abort | None:
-        """Read the worker's events until it is done, or stops answering, or dies."""
+    def _follow(self, worker: _Worker, workers: Workers) -> _Abort | None:
+        """Read the worker's events until it is done, or stops answering, or dies.
+
+        A call still in flight after :data:`_SPARE_AFTER` seconds (or half the
+        timeout) may hang: a spare worker starts then, so that the next
+        property need not wait for one.
+        """
         phase = "starting"
+        spare_at: float | None = None
         deadline = time.monotonic() + STARTUP_ALLOWANCE
         own_work = max(self.timeout, OWN_WORK_ALLOWANCE)
         self._current: tuple[PropertyResult, float] | None = None  # started, when
@@ -483,6 +507,9 @@ class BatterySupervisor:
         live = self.listener is not None and self.listener.live
         while True:
             now = time.monotonic()
+            if spare_at is not None and now >= spare_at:
+                workers.prepare()
+                spare_at = None
             if now >= deadline:
                 # What arrived while this process was busy counts: a call whose
                 # return is already in the pipe did not hang.
@@ -490,7 +517,8 @@ class BatterySupervisor:
                 if not messages:
                     return _Abort("hung", phase)
             else:
-                messages = worker.receive(min(deadline - now, _TICK) if live else deadline - now)
+                wake = min(deadline, spare_at) if spare_at is not None else deadline
+                messages = worker.receive(min(wake - now, _TICK) if live else wake - now)
             if messages is None:
                 return _Abort("died", phase)
             now = time.monotonic()
@@ -500,9 +528,10 @@ class BatterySupervisor:
                     self._record = data
                     self._calls += 1
                     phase, deadline = "call", now + self.timeout
+                    spare_at = now + min(_SPARE_AFTER, self.timeout / 2)
                     continue
                 if tag == b"R":
-                    phase, deadline = "property", now + own_work
+                    phase, deadline, spare_at = "property", now + own_work, None
                     continue
                 event = pickle.loads(data[1:])
                 kind = event[0]
@@ -529,6 +558,7 @@ class BatterySupervisor:
                     phase, deadline = "property", now + own_work
                 elif kind == "result":
                     self._current = None
+                    self._first_calls_hung.clear()
                     self._finish(self._as_seen(event[1]))
                     phase, deadline = "between", now + own_work
                 elif kind == "broke":
@@ -606,6 +636,10 @@ class BatterySupervisor:
         started, began = current
         seconds = time.perf_counter() - began
         if abort.phase == "call" and self._record is not None and self.target is not None:
+            if abort.how == "hung" and self._calls == 1:
+                self._first_calls_hung.append(started.name)
+            else:
+                self._first_calls_hung.clear()
             record = pickle.loads(self._record[1:])
             outcome = (
                 hung(self.timeout)
@@ -754,7 +788,15 @@ class RoundTripSupervisor:
                         elif event[0] == "bad_target":
                             raise BadTargetError(event[1])
                         elif event[0] == "broke":
-                            raise CheckBrokeError(f"the check's worker broke:\n{event[1]}")
+                            if self.target is None:
+                                raise CheckBrokeError(
+                                    f"the check's worker broke: {_last_line(event[1])}"
+                                )
+                            stopped = self.partial_report(
+                                f"the check itself broke, not the target: {_last_line(event[1])}"
+                            )
+                            assert stopped is not None
+                            return stopped
                         elif event[0] == "distributed":
                             report: CheckReport = event[1]
                             return report

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 #: Put in the command line of every process the targets start, to find them.
 MARKER = "DPSLICE-HOSTILE-CHILD"
@@ -118,3 +119,15 @@ if os.environ.get("DPSLICE_HOSTILE_FORGE") == "1":
     import dpslice.check.runner
 
     dpslice.check.runner._search = _empty_search  # type: ignore[assignment]
+
+
+def hangs_always(*, global_num_tokens_cpu, dp_rank):  # type: ignore[no-untyped-def]
+    """Every call hangs."""
+    time.sleep(3600)
+
+
+def hangs_in_graph_replay(*, global_num_tokens_cpu, dp_rank, can_run_graph, graph_extent):  # type: ignore[no-untyped-def]
+    """Hangs in a graph replay (prefill graphs included); answers right in every other state."""
+    if can_run_graph:
+        time.sleep(3600)
+    return _correct(global_num_tokens_cpu, dp_rank, can_run_graph, graph_extent)
