@@ -41,7 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT, DEFAULT_MAX_EXAMPLES
+from dpslice.isolation import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_IMPORT_TIMEOUT,
+    DEFAULT_MAX_EXAMPLES,
+    check_call_timeout,
+)
 
 if TYPE_CHECKING:
     from dpslice.check.results import CheckReport, PropertyResult
@@ -238,14 +243,13 @@ class BatteryOptions:
 
         check_spec(self.target)  # a typo is an error at collection, before any worker
         check_device(self.device)
-        if isinstance(self.max_examples, bool) or not isinstance(self.max_examples, int):
+        if (
+            isinstance(self.max_examples, bool)
+            or not isinstance(self.max_examples, int)
+            or self.max_examples < 1
+        ):
             raise ValueError(f"max_examples={self.max_examples!r} must be an int >= 1")
-        if self.max_examples < 1:
-            raise ValueError(f"max_examples={self.max_examples!r} must be an int >= 1")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)):
-            raise ValueError(f"timeout={self.timeout!r} must be a number of seconds above 0")
-        if not 0 < self.timeout < float("inf"):
-            raise ValueError(f"timeout={self.timeout!r} must be a number of seconds above 0")
+        check_call_timeout(self.timeout)
 
     @classmethod
     def from_config(cls, config: pytest.Config, target: str) -> BatteryOptions:

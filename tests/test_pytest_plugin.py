@@ -514,7 +514,7 @@ class TestBatteryAsTests:
             ("--dpslice-target", "missing.py:f", "file 'missing.py' not found"),
             ("--dpslice-device", "tpu", "tpu"),
             ("--dpslice-max-examples", "0", "max_examples=0 must be an int >= 1"),
-            ("--dpslice-timeout", "0", "timeout=0.0 must be a number of seconds above 0"),
+            ("--dpslice-timeout", "0", "a call timeout of 0.0 s cannot be measured"),
         ],
     )
     def test_a_bad_option_is_a_usage_error(
