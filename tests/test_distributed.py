@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -33,9 +34,11 @@ from dpslice.distributed import (
     TargetAborted,
     check_counts_consistency,
     counts_disagreement,
+    driver,
     run_round_trip,
 )
 from dpslice.distributed.collectives import RowGatherer
+from dpslice.distributed.driver import check_rank_count
 from dpslice.distributed.rank_check import check_layout
 
 REFERENCE = "dpslice.reference:dp_local_slice"
@@ -536,6 +539,39 @@ def test_bad_arguments_are_refused_before_any_rank_starts(
 ) -> None:
     with pytest.raises(RoundTripConfigError, match=re.escape(match)):
         run_round_trip(REFERENCE, **arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("no_orphans")
+def test_more_ranks_than_the_round_trip_runs_are_refused_before_any_starts() -> None:
+    with pytest.raises(RoundTripConfigError, match="640 ranks: the round trip runs at most 64,"):
+        run_round_trip(REFERENCE, dp_size=640)
+
+
+def test_ranks_that_would_not_fit_in_memory_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(driver, "_available_memory", lambda: 2**30)
+    assert check_rank_count(4) == 4  # 1.0 GiB for 1 GiB: they fit
+    with pytest.raises(RoundTripConfigError) as refused:
+        RoundTripSession(dp_size=5)
+    assert str(refused.value) == (
+        "5 ranks need about 1.2 GiB of memory (250 MiB each: every rank is a process that "
+        "imports torch), and 1.0 GiB is available here (MemAvailable in /proc/meminfo); run "
+        "at most 4 ranks, or free memory"
+    )
+    # Under torchrun the ranks are running already: their memory is spent.
+    assert check_rank_count(5, spawning=False) == 5
+
+
+def test_ranks_that_would_not_fit_in_the_open_files_limit_are_refused() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        with pytest.raises(RoundTripConfigError, match=r"^40 ranks need about \d+ open files, "):
+            check_rank_count(40)
+        at_most = re.escape("raise it (ulimit -n 1024) or run at most 48 ranks")
+        with pytest.raises(RoundTripConfigError, match=at_most):
+            check_rank_count(49, spawning=False)  # a rank: one socket per peer
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_nccl_without_enough_gpus_is_refused() -> None:

@@ -124,8 +124,9 @@ def test_too_many_ranks_for_the_open_files_limit_is_one_line(tmp_path: Path) -> 
         "--json", str(tmp_path / "r.json"), preexec_fn=lambda: _open_files(64),
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
-    assert_one_error_line(done.stderr, "dpslice: error: ")
-    assert "open files" in done.stderr
+    # Refused before any rank starts, with what they need and what to do.
+    assert_one_error_line(done.stderr, "dpslice: error: 40 ranks need about ")
+    assert "open files, and the limit here is 64 (ulimit -n); raise it" in done.stderr
 
 
 # -- where the report goes: refused before the run, never over the target ------------------

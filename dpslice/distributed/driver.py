@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import resource
 import signal
 import time
 from multiprocessing.connection import Connection, wait
@@ -50,8 +51,100 @@ from dpslice.distributed.search import (
 )
 from dpslice.distributed.worker import BACKENDS, spawned_worker
 from dpslice.layout import DPLayout, Mode
+from dpslice.strategies import MAX_DP_SIZE
 
-__all__ = ["RoundTripSession", "check_search_arguments"]
+__all__ = [
+    "MAX_RANKS",
+    "RANK_MEMORY",
+    "RoundTripSession",
+    "check_rank_count",
+    "check_search_arguments",
+]
+
+#: The most ranks a round trip runs: the largest DP size the layouts model.
+MAX_RANKS = MAX_DP_SIZE
+#: Host memory one spawned rank takes, in bytes: a gloo rank held 235 MiB resident
+#: (RSS in /proc/PID/smaps_rollup; 158 to 172 MiB proportional, PSS) with 2, 4 and 8
+#: ranks on torch 2.13.0+cpu, Python 3.11, after checking a layout.  A rank that
+#: initialises CUDA (NCCL) takes more: this is the least a rank costs.
+RANK_MEMORY = 250 * 2**20
+#: Open files the starting process holds per rank (the rank's pipe, its process
+#: sentinel, its connection to the store, and spawn's pipes while it starts):
+#: 4 to 5 measured with 2, 4 and 8 ranks, beside what the process held before.
+_STARTER_FILES_PER_RANK = 5
+#: Open files the starting process needs besides: the store and its threads, spawn's
+#: resource tracker, the files Python opens while it spawns.
+_STARTER_FILES = 24
+#: Open files a rank holds besides one socket per peer: 13 measured (torch, the store,
+#: the pipe to the driver), and a margin.
+_RANK_FILES = 16
+
+
+def _available_memory() -> int | None:
+    """MemAvailable from ``/proc/meminfo``, in bytes; ``None`` where there is none."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _open_files_now() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+def check_rank_count(dp_size: int, *, spawning: bool = True) -> int:
+    """``dp_size`` if a round trip can run that many ranks here; refused before any starts.
+
+    At most :data:`MAX_RANKS`, and every rank's sockets (one per peer) within the
+    open-files limit.  ``spawning``: this process will start the ranks, so their
+    memory (:data:`RANK_MEMORY` each) must fit in what is available, and the pipes
+    to them within its own open-files limit.  Under ``torchrun`` the ranks are
+    already running: only the count and their sockets are checked.
+
+    Raises:
+        RoundTripConfigError: not an int from 1 to :data:`MAX_RANKS`, or the ranks
+            would not fit here; the message says what they need and what to do.
+    """
+    if isinstance(dp_size, bool) or not isinstance(dp_size, int) or dp_size < 1:
+        raise RoundTripConfigError(f"dp_size={dp_size!r} must be an int >= 1")
+    if dp_size > MAX_RANKS:
+        raise RoundTripConfigError(
+            f"{dp_size} ranks: the round trip runs at most {MAX_RANKS}, the largest DP size "
+            "dpslice models; check with fewer ranks"
+        )
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit != resource.RLIM_INFINITY:
+        # The process that starts the ranks holds their pipes, which is more than a
+        # rank's one socket per peer; under torchrun only the rank's count.
+        per_rank, fixed = (
+            (_STARTER_FILES_PER_RANK, _open_files_now() + _STARTER_FILES)
+            if spawning
+            else (1, _RANK_FILES)
+        )
+        needed = fixed + per_rank * dp_size
+        if needed > limit:
+            raise RoundTripConfigError(
+                f"{dp_size} ranks need about {needed} open files, and the limit here is "
+                f"{limit} (ulimit -n); raise it (ulimit -n {max(1024, needed)}) or run at "
+                f"most {max(0, (limit - fixed) // per_rank)} ranks"
+            )
+    available = _available_memory() if spawning else None
+    if available is not None and dp_size * RANK_MEMORY > available:
+        raise RoundTripConfigError(
+            f"{dp_size} ranks need about {dp_size * RANK_MEMORY / 2**30:.1f} GiB of memory "
+            f"({RANK_MEMORY // 2**20} MiB each: every rank is a process that imports torch), "
+            f"and {available / 2**30:.1f} GiB is available here (MemAvailable in "
+            f"/proc/meminfo); run at most {available // RANK_MEMORY} ranks, or free memory"
+        )
+    return dp_size
+
 
 #: After the first rank fails, how long to listen for its peers before judging the root cause.
 _FAILURE_GRACE_S = 1.0
@@ -112,7 +205,8 @@ class RoundTripSession:
             a stuck rank.  ``None``: only ``layout_timeout`` bounds it.
 
     Raises:
-        RoundTripConfigError: bad arguments, or too few GPUs for NCCL.
+        RoundTripConfigError: bad arguments, too few GPUs for NCCL, or more ranks than
+            fit here (:func:`check_rank_count`).
     """
 
     def __init__(
@@ -124,8 +218,7 @@ class RoundTripSession:
         layout_timeout: float = 60.0,
         call_timeout: float | None = None,
     ) -> None:
-        if isinstance(dp_size, bool) or not isinstance(dp_size, int) or dp_size < 1:
-            raise RoundTripConfigError(f"dp_size={dp_size!r} must be an int >= 1")
+        check_rank_count(dp_size)
         if backend not in BACKENDS:
             raise RoundTripConfigError(
                 f"backend={backend!r}: choose 'gloo' (CPU) or 'nccl' (one GPU per rank)"
