@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from dpslice.check.supervisor import Listener
     from dpslice.check.target import Target
 
-__all__ = ["DEFAULT_TARGET", "main"]
+__all__ = ["DEFAULT_TARGET", "main", "positive_int", "positive_seconds", "seed_number"]
 
 #: What ``dpslice check`` checks when no target is named.
 DEFAULT_TARGET = "dpslice.reference:dp_local_slice"
@@ -53,7 +53,8 @@ DEFAULT_TARGET = "dpslice.reference:dp_local_slice"
 EXIT_HOLDS, EXIT_FAILS, EXIT_USAGE = 0, 1, 2
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An option's value, an int >= 1 (an argparse type)."""
     try:
         value = int(text)
     except ValueError:
@@ -63,7 +64,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_seconds(text: str) -> float:
+def positive_seconds(text: str) -> float:
+    """An option's value, a finite number of seconds above 0 (an argparse type)."""
     try:
         value = float(text)
     except ValueError:
@@ -73,6 +75,16 @@ def _positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} is not above 0")
     return value
+
+
+def seed_number(text: str) -> int:
+    """A ``--seed``: an int >= 0 (an argparse type)."""
+    from dpslice.check.results import check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int >= 0") from None
 
 
 _CHECK_DESCRIPTION = """\
@@ -111,13 +123,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("target", nargs="?", default=DEFAULT_TARGET, metavar="TARGET")
     check.add_argument(
         "--max-examples",
-        type=_positive_int,
+        type=positive_int,
         default=500,
         metavar="N",
         help="examples per property, before shrinking (default: 500)",
     )
     check.add_argument(
-        "--seed", type=int, metavar="S", help="Hypothesis seed (default: random, printed)"
+        "--seed", type=seed_number, metavar="S", help="Hypothesis seed (default: random, printed)"
     )
     check.add_argument(
         "--json", type=Path, metavar="PATH", help="also write the report as JSON to PATH"
@@ -152,14 +164,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--list", action="store_true", help="list the properties and exit")
     check.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="seconds one call of the target may take before it fails as "
         f"hung (default: {DEFAULT_CALL_TIMEOUT:g})",
     )
     check.add_argument(
         "--import-timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="seconds importing the target may take before it is a bad target "
         f"(default: {DEFAULT_IMPORT_TIMEOUT:g}; engines take tens of seconds)",
@@ -199,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     round_trip.add_argument(
         "--distributed",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="run the round trip on N ranks instead of the battery",
     )
@@ -208,7 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     round_trip.add_argument(
         "--run-timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="seconds for the whole round trip, start-up and shrinking included; when they "
         "run out the verdict stands on the layouts checked (default: 600)",

@@ -10,6 +10,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -601,6 +602,99 @@ def test_torchrun_entry_point_round_trips() -> None:
     assert runner.returncode == 0, stdout + stderr
     assert "round_trip_rows                PASS" in stdout, stdout
     assert stdout.startswith("dpslice check dpslice.reference:dp_local_slice --distributed 2")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def one_rank(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``python -m dpslice.distributed`` as the only rank of a group, or, with ``env``,
+    in that environment instead of torchrun's."""
+    if env is None:
+        env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+        env["MASTER_PORT"] = str(free_port())
+    ours = {key: value for key, value in os.environ.items() if key not in TORCHRUN_ENV}
+    done = subprocess.run(
+        [sys.executable, "-m", "dpslice.distributed", *args],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False, cwd=cwd,
+        env={**ours, "PYTHONPATH": str(Path(__file__).parents[1]), **env},
+    )  # fmt: skip
+    return done.returncode, done.stdout, done.stderr
+
+
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def test_the_torchrun_entry_runs_one_rank_and_leaves_no_hypothesis_directory(
+    tmp_path: Path,
+) -> None:
+    status, out, err = one_rank("--max-examples", "20", "--seed", "0", cwd=tmp_path)
+    assert status == 0, out + err
+    assert "round_trip_rows                PASS" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        pytest.param(
+            [],
+            {},
+            "dpslice: error: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT are not set: this "
+            "runs one rank of a group that torchrun starts",
+            id="outside-torchrun",
+        ),
+        pytest.param(
+            [],
+            {"RANK": "1", "WORLD_SIZE": "x", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+            "dpslice: error: WORLD_SIZE='x' is not an int >= 1",
+            id="world-size",
+        ),
+        pytest.param(
+            [],
+            {"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+            "dpslice: error: RANK=2 is not a rank of a group of WORLD_SIZE=2",
+            id="rank",
+        ),
+        pytest.param(
+            ["--target", "dpslice.no_such_module:f"],
+            None,
+            "dpslice: error: module 'dpslice.no_such_module' not found",
+            id="bad-target",
+        ),
+        pytest.param(
+            [],
+            {"RANK": "0", "WORLD_SIZE": "65", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+            "dpslice: error: 65 ranks: the round trip runs at most 64",
+            id="too-many-ranks",
+        ),
+    ],
+)
+def test_the_torchrun_entry_refuses_what_it_cannot_run_in_one_line(
+    args: list[str], env: dict[str, str] | None, message: str, tmp_path: Path
+) -> None:
+    status, out, err = one_rank(*args, cwd=tmp_path, env=env)
+    assert (status, out) == (2, ""), err
+    assert err.startswith(message), err
+    assert err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--max-examples", "0"], ["--layout-timeout", "0"], ["--timeout", "nan"], ["--seed", "x"]],
+    ids=["max-examples", "layout-timeout", "timeout", "seed"],
+)
+def test_the_torchrun_entry_refuses_bad_options_as_usage_errors(
+    option: list[str], tmp_path: Path
+) -> None:
+    status, out, err = one_rank(*option, cwd=tmp_path)
+    assert (status, out) == (2, ""), err
+    assert f"error: argument {option[0]}: " in err
+    assert "Traceback" not in err
 
 
 # -- NCCL, one process per GPU ----------------------------------------------

@@ -25,6 +25,7 @@ __all__ = [
     "RoundTrip",
     "Stop",
     "Verdict",
+    "check_seed",
     "round_trip_result",
     "versions",
 ]
@@ -33,6 +34,18 @@ __all__ = [
 #: that the process supervising it reports it without importing torch.
 ROUND_TRIP_ROWS = "round_trip_rows"
 ROUND_TRIP_STATEMENT = "Through real collectives, every rank's slice holds exactly its own rows."
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` if a check can be seeded with it, and rerun from it by ``--seed``.
+
+    Raises:
+        ValueError: not an int >= 0 (a bool, a float, a string: a report would
+            record a seed its reproduce line cannot pass).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an int >= 0, as --seed takes it")
+    return seed
 
 
 def _version(package: str) -> str:

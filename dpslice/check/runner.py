@@ -59,6 +59,7 @@ __all__ = [
     "CheckReport",
     "PropertyResult",
     "Verdict",
+    "hypothesis_storage",
     "run_check",
     "run_property",
 ]
@@ -293,7 +294,7 @@ def _properties(chosen: Sequence[str | Property[Any]] | None) -> tuple[Property[
 
 
 @contextlib.contextmanager
-def _hypothesis_storage() -> Iterator[None]:
+def hypothesis_storage() -> Iterator[None]:
     """Hypothesis's storage in a temporary directory for the duration, unless
     ``HYPOTHESIS_STORAGE_DIRECTORY`` names one.
 
@@ -368,7 +369,7 @@ def run_check(
     if seed is None:
         seed = secrets.randbelow(2**32)
     started = time.perf_counter()
-    with _hypothesis_storage():
+    with hypothesis_storage():
         results = tuple(
             run_property(prop, target, max_examples=max_examples, seed=seed, strict=strict)
             for prop in chosen

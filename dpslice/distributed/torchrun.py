@@ -13,6 +13,13 @@ group (objects never travel over NCCL).  Rank 0 prints the report
 (:func:`dpslice.check.report.render_text`, as ``dpslice check --distributed``
 does); the exit code is 0 on a pass, 1 on a counterexample, 2 on a harness error.
 
+Options are parsed as ``dpslice check`` parses them, and what cannot run is a
+usage error, one line on stderr (from rank 0) and exit 2, before any rank joins
+the group: a bad option, an environment torchrun did not set up, a target that
+cannot be loaded, more ranks than the round trip runs
+(:func:`~dpslice.distributed.driver.check_rank_count`).  Hypothesis's storage
+goes where ``HYPOTHESIS_STORAGE_DIRECTORY`` says, else to a temporary directory.
+
 There is no driver watching the ranks here: a rank stuck in a collective
 raises once the collective timeout (``--layout-timeout``) passes, and torchrun
 then stops the other ranks.  ``--timeout`` bounds the search on rank 0.
@@ -32,7 +39,11 @@ import torch.distributed as dist
 from dpslice.check.registry import Counterexample
 from dpslice.check.report import render_text
 from dpslice.check.results import CheckReport, RoundTrip, versions
-from dpslice.distributed.errors import RoundTripError, RoundTripTimeout
+from dpslice.check.runner import hypothesis_storage
+from dpslice.check.target import BadTargetError, Target
+from dpslice.cli import positive_int, positive_seconds, seed_number
+from dpslice.distributed.driver import check_rank_count
+from dpslice.distributed.errors import RoundTripConfigError, RoundTripError, RoundTripTimeout
 from dpslice.distributed.rank_check import check_layout
 from dpslice.distributed.round_trip import load_round_trip_target
 from dpslice.distributed.search import search_round_trip
@@ -47,15 +58,76 @@ def _parser() -> argparse.ArgumentParser:
         prog="torchrun ... -m dpslice.distributed",
         description="Round-trip a DP-local slice through real collectives, one process per rank.",
     )
+    # The option types of ``dpslice check``: both command lines parse alike.
     parser.add_argument("--target", default="dpslice.reference:dp_local_slice")
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="gloo")
-    parser.add_argument("--max-examples", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds for the search")
+    parser.add_argument("--max-examples", type=positive_int, default=200)
+    parser.add_argument("--seed", type=seed_number, default=None)
     parser.add_argument(
-        "--layout-timeout", type=float, default=60.0, help="collective timeout, seconds"
+        "--timeout", type=positive_seconds, default=600.0, help="seconds for the search"
+    )
+    parser.add_argument(
+        "--layout-timeout", type=positive_seconds, default=60.0, help="collective timeout, seconds"
     )
     return parser
+
+
+#: What torchrun sets in every rank's environment, and this entry reads.
+_ENVIRONMENT = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+class _Usage(Exception):
+    """What cannot run, in one line for the user."""
+
+
+def _rank_and_world() -> tuple[int, int, int]:
+    """This rank, the group's size and the rank's local rank (its GPU under NCCL), from
+    the environment torchrun sets.
+
+    Raises:
+        _Usage: not started by torchrun, or an environment no group can have.
+    """
+    missing = [name for name in _ENVIRONMENT if not os.environ.get(name)]
+    if missing:
+        raise _Usage(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: this runs "
+            "one rank of a group that torchrun starts (torchrun --standalone "
+            "--nproc-per-node N -m dpslice.distributed ...); without torchrun, run "
+            "dpslice check --distributed N"
+        )
+    numbers = {}
+    for name, minimum in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)):
+        text = os.environ.get(name, os.environ["RANK"])  # no LOCAL_RANK: one node
+        try:
+            numbers[name] = int(text)
+        except ValueError:
+            numbers[name] = minimum - 1
+        if numbers[name] < minimum:
+            raise _Usage(f"{name}={text!r} is not an int >= {minimum}; start this under torchrun")
+    rank, world = numbers["RANK"], numbers["WORLD_SIZE"]
+    if rank >= world:
+        raise _Usage(f"RANK={rank} is not a rank of a group of WORLD_SIZE={world}; use torchrun")
+    return rank, world, numbers["LOCAL_RANK"]
+
+
+def _target(spec: str, world: int) -> Target:
+    """The target, if a round trip of ``world`` ranks can check it.
+
+    Every rank asks the same, so every rank stops before any joins the group.
+
+    Raises:
+        _Usage: a target that cannot be loaded, or more ranks than the round trip runs.
+    """
+    try:
+        check_rank_count(world, spawning=False)
+        return load_round_trip_target(spec)
+    except (BadTargetError, RoundTripConfigError) as exc:
+        raise _Usage(" ".join(str(exc).split())) from None
+
+
+def _refuse(refused: _Usage) -> int:
+    print(f"dpslice: error: {refused}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,16 +137,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     leaves while another is still in a collective.  The process group stays
     initialised: ``python -m dpslice.distributed`` ends the process with
     :func:`~dpslice.distributed.worker.exit_rank` right after, which says why
-    the group is not destroyed.
+    the group is not destroyed.  What cannot run is refused before any rank
+    joins: one line on stderr from rank 0 (or from a process torchrun did not
+    start), exit 2.
     """
     args = _parser().parse_args(argv)
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    target = load_round_trip_target(args.target)
+    try:
+        rank, world, local_rank = _rank_and_world()
+    except _Usage as refused:  # every process says it: its environment is its own
+        return _refuse(refused)
+    try:
+        target = _target(args.target, world)
+    except _Usage as refused:  # every rank sees the same: rank 0 says it
+        return _refuse(refused) if rank == 0 else 2
     device, gatherer = join_group(
         args.backend,
         rank,
         world,
-        local_rank=int(os.environ.get("LOCAL_RANK", rank)),
+        local_rank=local_rank,
         timeout_s=args.layout_timeout,
     )
     objects = dist.new_group(backend="gloo") if args.backend != "gloo" else None
@@ -109,9 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
     try:
-        result = search_round_trip(
-            check, target, dp_size=world, max_examples=args.max_examples, seed=seed
-        )
+        with hypothesis_storage():  # no .hypothesis/ in the working directory
+            result = search_round_trip(
+                check, target, dp_size=world, max_examples=args.max_examples, seed=seed
+            )
     except RoundTripError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2  # the other ranks are stuck or gone; torchrun stops them
