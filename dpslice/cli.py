@@ -77,6 +77,16 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def _call_seconds(text: str) -> float:
+    """``--timeout``: seconds the check can time one call by (an argparse type)."""
+    from dpslice.isolation import check_call_timeout
+
+    try:
+        return check_call_timeout(positive_seconds(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def seed_number(text: str) -> int:
     """A ``--seed``: an int >= 0 (an argparse type)."""
     from dpslice.check.results import check_seed
@@ -164,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--list", action="store_true", help="list the properties and exit")
     check.add_argument(
         "--timeout",
-        type=positive_seconds,
+        type=_call_seconds,
         metavar="SECONDS",
         help="seconds one call of the target may take before it fails as "
         f"hung (default: {DEFAULT_CALL_TIMEOUT:g})",

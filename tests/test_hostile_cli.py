@@ -114,6 +114,17 @@ def test_a_check_that_breaks_mid_run_reports_what_finished_and_exits_2(
     assert junit.read_text().count("<testcase ") == 2 + len(document["not_run"])
 
 
+def test_a_call_timeout_too_short_to_time_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["check", "--timeout", "0.001"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "argument --timeout: a call timeout of 0.001 s cannot be measured" in err
+
+
 def _open_files(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
