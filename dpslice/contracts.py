@@ -35,6 +35,7 @@ from dpslice.layout import DPLayout, Mode, Owns, RowSpan
 
 __all__ = [
     "DEFAULT_CONTRACT",
+    "MAX_CONTRACT_ROWS",
     "PRESETS",
     "SGLANG_CAPTURER",
     "SGLANG_GATHER",
@@ -78,6 +79,27 @@ class BoundsUse(enum.Enum):
 
 
 _NAME = re.compile(r"[a-z0-9]+([-_.][a-z0-9]+)*")
+
+#: The largest ``min_count``, attention-TP size and ``max_num_tokens_per_bs`` a
+#: contract may name.  The check builds every rank's rows of the buffers it
+#: draws (up to 16 ranks, each count padded up to the attention-TP size, a graph
+#: extent up to four times its rows per request beyond it), and at this bound
+#: the largest buffer is under 100,000 rows, far inside what a layout builds
+#: (:data:`dpslice.layout.DEFAULT_MAX_ROWS`); engines name far smaller values.
+MAX_CONTRACT_ROWS = 1024
+
+
+def _why_bounded(values: object) -> str:
+    """Why a value over :data:`MAX_CONTRACT_ROWS` is refused, where one is."""
+    ints = [v for v in (values if isinstance(values, tuple) else (values,)) if type(v) is int]
+    if not any(value > MAX_CONTRACT_ROWS for value in ints):
+        return ""
+    return (
+        " (the check builds every rank's rows of the buffers it draws, and a larger value "
+        "makes buffers it cannot build)"
+    )
+
+
 #: Modes in which a rank has counts to slice by: every mode but capture.
 _COUNTED = frozenset(Mode) - {Mode.GRAPH_CAPTURE}
 
@@ -96,10 +118,11 @@ class Contract:
         gpu_counts: what the device-side count tensor holds.
         bounds_used_on: where the returned bounds are used.
         min_count: the fewest tokens a rank ever gathers (vLLM pads an idle
-            rank to a one-token dummy batch, so 1).
-        attn_tp_sizes: the attention-TP sizes counts are rounded to.
+            rank to a one-token dummy batch, so 1), at most :data:`MAX_CONTRACT_ROWS`.
+        attn_tp_sizes: the attention-TP sizes counts are rounded to, each at most
+            :data:`MAX_CONTRACT_ROWS`.
         max_num_tokens_per_bs: the most rows per request of a decode graph
-            (above 1 under speculative decoding).
+            (above 1 under speculative decoding), at most :data:`MAX_CONTRACT_ROWS`.
 
     Raises:
         InvalidContractError: a field has the wrong type or an impossible value.
@@ -153,18 +176,20 @@ class Contract:
             )
         for name, minimum in (("min_count", 0), ("max_num_tokens_per_bs", 1)):
             value = getattr(self, name)
-            if type(value) is not int or value < minimum:
+            if type(value) is not int or not minimum <= value <= MAX_CONTRACT_ROWS:
                 raise InvalidContractError(
-                    f"contract {self.name}: {name} must be an int >= {minimum}"
+                    f"contract {self.name}: {name} must be an int from {minimum} to "
+                    f"{MAX_CONTRACT_ROWS}, not {value!r}{_why_bounded(value)}"
                 )
         sizes = self.attn_tp_sizes
         if (
             not isinstance(sizes, tuple)
             or not sizes
-            or not all(type(size) is int and size >= 1 for size in sizes)
+            or not all(type(size) is int and 1 <= size <= MAX_CONTRACT_ROWS for size in sizes)
         ):
             raise InvalidContractError(
-                f"contract {self.name}: attn_tp_sizes must be a non-empty tuple of ints >= 1"
+                f"contract {self.name}: attn_tp_sizes must be a non-empty tuple of ints from 1 "
+                f"to {MAX_CONTRACT_ROWS}, not {sizes!r}{_why_bounded(sizes)}"
             )
         counted = tuple(mode for mode in Mode if mode in self.modes and mode in _COUNTED)
         object.__setattr__(self, "counted_modes", counted)

@@ -39,6 +39,25 @@ def test_a_check_that_breaks_is_an_error_not_a_failure() -> None:
     assert not result.holds
 
 
+def unbuildable(target: Target) -> st.SearchStrategy[int]:
+    raise ValueError("no strategy for this target")
+
+
+def test_a_property_that_breaks_before_its_search_is_an_error_not_a_crash() -> None:
+    broken = Property(
+        name="broken_set_up",
+        statement="Breaks before drawing.",
+        draws="nothing",
+        strategy=unbuildable,
+        check=broken_check,
+    )
+    (result,) = run_check(max_examples=5, seed=0, properties=[broken]).results
+    assert result.verdict is Verdict.ERROR
+    assert result.note == (
+        "the check itself broke, not the target (ValueError: no strategy for this target)"
+    )
+
+
 def test_a_target_that_changes_its_mind_is_reported_flaky() -> None:
     calls = itertools.count()
 

@@ -7,8 +7,10 @@ import dataclasses
 import pytest
 
 from dpslice import DPLayout, Mode, Owns
+from dpslice.check import Verdict, run_check
 from dpslice.contracts import (
     DEFAULT_CONTRACT,
+    MAX_CONTRACT_ROWS,
     PRESETS,
     SGLANG_CAPTURER,
     SGLANG_GATHER,
@@ -125,7 +127,7 @@ _VALID = {"name": "mine", "summary": "one line", "modes": frozenset({Mode.SUM_LE
             "a skipped gather needs a mode with counts",
             id="skipped-capture-only",
         ),
-        pytest.param({"min_count": -1}, "min_count must be an int >= 0", id="min-count"),
+        pytest.param({"min_count": -1}, "min_count must be an int from 0 ", id="min-count"),
         pytest.param({"max_num_tokens_per_bs": 0}, "max_num_tokens_per_bs", id="tokens-per-bs"),
         pytest.param({"attn_tp_sizes": [1]}, "attn_tp_sizes", id="tp-sizes-list"),
         pytest.param({"attn_tp_sizes": (0,)}, "attn_tp_sizes", id="tp-size-zero"),
@@ -134,6 +136,66 @@ _VALID = {"name": "mine", "summary": "one line", "modes": frozenset({Mode.SUM_LE
 def test_a_malformed_contract_says_what_to_fix(change: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidContractError, match=message):
         Contract(**{**_VALID, **change})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            {"min_count": 10**12}, "min_count must be an int from 0 to 1024", id="min-count"
+        ),
+        pytest.param(
+            {"attn_tp_sizes": (1, 10**9)},
+            "attn_tp_sizes must be a non-empty tuple of ints from 1 to 1024",
+            id="tp-size",
+        ),
+        pytest.param(
+            {"max_num_tokens_per_bs": 10**9},
+            "max_num_tokens_per_bs must be an int from 1 to 1024",
+            id="tokens-per-bs",
+        ),
+    ],
+)
+def test_a_contract_the_battery_could_not_draw_is_refused_with_its_bound(
+    change: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidContractError, match=message) as refused:
+        Contract(**{**_VALID, **change})  # type: ignore[arg-type]
+    assert "the check builds every rank's rows" in str(refused.value)
+
+
+def test_a_contract_at_every_bound_runs_the_whole_battery() -> None:
+    """The bounds are what the battery can draw and build: no property ERRORs there."""
+    widest = Contract(
+        name="widest",
+        summary="every state, every bound at its largest",
+        modes=frozenset(Mode),
+        skipped_gather=True,
+        min_count=MAX_CONTRACT_ROWS,
+        attn_tp_sizes=(MAX_CONTRACT_ROWS,),
+        max_num_tokens_per_bs=MAX_CONTRACT_ROWS,
+    )
+    report = run_check(contract=widest, max_examples=5, seed=0)
+    errors = [
+        (result.name, result.note) for result in report.results if result.verdict is Verdict.ERROR
+    ]
+    assert errors == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dpslice.check.battery's invalid_inputs_refused must be N/A without counted modes",
+)
+def test_a_capture_only_contract_has_no_invalid_call_to_refuse() -> None:
+    capture = Contract(name="capture-only", summary="x", modes=frozenset({Mode.GRAPH_CAPTURE}))
+    (refused,) = run_check(
+        contract=capture, max_examples=5, seed=0, properties=["invalid_inputs_refused"]
+    ).results
+    assert refused.verdict is Verdict.NOT_APPLICABLE, refused.note
+    assert refused.note == (
+        "the capture-only contract reaches only GRAPH_CAPTURE, whose calls have no CPU "
+        "counts to put a defect in"
+    )
 
 
 def test_a_contract_is_immutable() -> None:

@@ -165,7 +165,8 @@ def _min_kind_examples(max_examples: int) -> int:
 def run_property(
     prop: Property[Any], target: Target, *, max_examples: int, seed: int, strict: bool = False
 ) -> PropertyResult:
-    """Run one property against ``target``; never raises for what the target does.
+    """Run one property against ``target``; never raises for what the target does, nor for
+    what breaks in the check (an ERROR result).
 
     The search checks ``max_examples`` layouts; after a failure the search
     with one layout per example, which shrinks it, checks up to as many again,
@@ -187,19 +188,25 @@ def run_property(
             **extra,
         )
 
-    reason = prop.not_applicable(target)
-    if reason is not None:
-        return result(Verdict.NOT_APPLICABLE, note=reason)
-    how = prop.describe(target) if prop.describe is not None else None
-    searches: dict[str | None, _Search]
-    if prop.kinds is None:
-        searches = {None: _search(prop, prop.strategy(target), target, max_examples, seed)}
-    else:
-        kinds = prop.kinds(target)
-        share = max(_min_kind_examples(max_examples), -(-max_examples // max(1, len(kinds))))
-        searches = {
-            kind: _search(prop, strategy, target, share, seed) for kind, strategy in kinds.items()
-        }
+    try:
+        # The property's own set-up calls no target: what fails here is the check's.
+        reason = prop.not_applicable(target)
+        if reason is not None:
+            return result(Verdict.NOT_APPLICABLE, note=reason)
+        how = prop.describe(target) if prop.describe is not None else None
+        strategies: dict[str | None, st.SearchStrategy[Any]] = (
+            {None: prop.strategy(target)}
+            if prop.kinds is None
+            else dict(prop.kinds(target).items())
+        )
+    except Exception as exc:
+        return result(Verdict.ERROR, note=_error_note(exc))
+    share = max_examples
+    if prop.kinds is not None:
+        share = max(_min_kind_examples(max_examples), -(-max_examples // max(1, len(strategies))))
+    searches = {
+        kind: _search(prop, strategy, target, share, seed) for kind, strategy in strategies.items()
+    }
     examples = sum(search.examples for search in searches.values())
     errors = [search.error for search in searches.values() if search.error is not None]
     if errors:
