@@ -87,6 +87,16 @@ def _call_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _contract_name(text: str) -> str:
+    """``--contract``: a name, not an empty string that would leave the default in force."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "needs a contract: a preset's name (dpslice check --list-contracts) or "
+            "module:NAME of your own"
+        )
+    return text
+
+
 def seed_number(text: str) -> int:
     """A ``--seed``: an int >= 0 (an argparse type)."""
     from dpslice.check.results import check_seed
@@ -197,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--contract",
+        type=_contract_name,
         metavar="NAME",
         help="the call site the target is judged as: a preset (--list-contracts) or "
         "module:NAME of your own (default: the one the target names, else sglang-capturer)",
@@ -406,7 +417,7 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
         device = check_device(args.device or "cpu")
     except DeviceError as exc:
         return str(exc)
-    options = {"contract": args.contract} if getattr(args, "contract", None) else {}
+    options = {"contract": args.contract} if args.contract is not None else {}
     # The property names are the worker's to check: this process would have to
     # import the battery, and torch with it, to know them.
     supervisor = BatterySupervisor(

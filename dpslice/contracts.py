@@ -291,13 +291,23 @@ def _own_name(contract: Contract, named: str | None = None) -> Contract:
     return contract
 
 
+def _failed_import(contract: str, module_name: str, exc: BaseException) -> InvalidContractError:
+    """The error for a contract module whose own import raised ``exc``."""
+    message = " ".join(str(exc).split())
+    raised = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return InvalidContractError(
+        f"contract {contract}: importing {module_name!r} raised {raised}; fix that module, "
+        "or name another contract"
+    )
+
+
 def resolve_contract(contract: str | Contract) -> Contract:
     """A preset's name, ``module:NAME`` of a :class:`Contract`, or a contract itself.
 
     Raises:
         InvalidContractError: no such preset, the module or attribute is missing,
-            it is not a :class:`Contract`, or it takes a preset's name without
-            being that preset.
+            the module's import raised, it is not a :class:`Contract`, or it takes
+            a preset's name without being that preset.
     """
     if isinstance(contract, Contract):
         return _own_name(contract)
@@ -313,10 +323,15 @@ def resolve_contract(contract: str | Contract) -> Contract:
         )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
+            raise _failed_import(contract, module_name, exc) from None
         raise InvalidContractError(
-            f"contract {contract}: cannot import {module_name!r} ({exc})"
+            f"contract {contract}: cannot import {module_name!r} ({exc}); check the spelling, "
+            "or run from the directory that holds it"
         ) from None
+    except (Exception, SystemExit) as exc:  # the module's own code: the contract's fault
+        raise _failed_import(contract, module_name, exc) from None
     value = getattr(module, attribute, None)
     if not isinstance(value, Contract):
         found = "missing" if value is None else f"a {type(value).__name__}"

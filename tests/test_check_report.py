@@ -7,6 +7,7 @@ command line's tests (tests/test_cli.py) run the same renderers on real checks.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -15,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from dpslice import DPLayout
-from dpslice.check.outcome import Outcome, OutcomeKind
+from dpslice.check.outcome import MAX_TEXT, Outcome, OutcomeKind
 from dpslice.check.registry import Counterexample, RelatedCall, Tier
 from dpslice.check.report import (
+    bounded,
     render_result,
     render_text,
     reproduce_command,
@@ -303,3 +305,27 @@ def test_a_contract_the_target_names_needs_no_option() -> None:
     assert "--contract" not in reproduce_command(report)
     judged = replace(report, target=report.target.judged_as("vllm-dp"))
     assert "--contract vllm-dp" in reproduce_command(judged)
+
+
+HUGE = 5_000_000
+
+
+def test_every_message_and_repr_is_bounded_in_text_json_and_junit() -> None:
+    """A target's 5 MB message, repr or note must not make a 40 MB report."""
+    huge = "m" * HUGE
+    flooded = replace(
+        counterexample(message=huge),
+        arguments={"global_num_tokens_cpu": [1, 2], "dp_rank": huge},
+        why=huge,
+    )
+    full = report(
+        result("max_len_rows", Verdict.FAIL, counterexamples=(flooded,)),
+        result("sync_free", Verdict.ERROR, note=huge),
+    )
+    text, document, junit = render_text(full), json.dumps(to_json(full)), to_junit_xml(full)
+    for rendered in (text, document, junit):
+        assert len(rendered) < 20 * MAX_TEXT
+        assert re.search(r"m\.\.\. \(4,99\d,\d{3} more characters\)", rendered)
+    assert f"... ({HUGE - MAX_TEXT:,} more characters)" in document  # the message itself
+    assert all(len(line) <= MAX_TEXT + 64 for line in text.splitlines())
+    assert bounded(bounded(huge)) == bounded(huge)  # a bounded text is not cut again

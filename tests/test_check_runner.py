@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 import pytest
 from hypothesis import find
@@ -37,6 +38,25 @@ def test_a_check_that_breaks_is_an_error_not_a_failure() -> None:
     assert result.note is not None
     assert "the check itself broke, not the target (KeyError" in result.note
     assert not result.holds
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        pytest.param({"seed": "abc"}, "seed='abc' must be an int >= 0", id="seed-a-string"),
+        pytest.param({"seed": 1.5}, "seed=1.5 must be an int >= 0", id="seed-a-float"),
+        pytest.param({"seed": -1}, "seed=-1 must be an int >= 0", id="seed-negative"),
+        pytest.param({"seed": True}, "seed=True must be an int >= 0", id="seed-a-bool"),
+        pytest.param(
+            {"properties": []}, "properties=[] names no property to run", id="no-property"
+        ),
+    ],
+)
+def test_run_check_refuses_what_a_report_could_not_stand_behind(
+    arguments: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_check(max_examples=1, **arguments)  # type: ignore[arg-type]
 
 
 def unbuildable(target: Target) -> st.SearchStrategy[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from dpslice import DPLayout, DPSlice, Mode
 from dpslice.check import CONVENTION, BadTargetError, load_target
 from dpslice.check.outcome import OutcomeKind, call_target, is_incidental
-from dpslice.check.target import spec_source, target_from_callable
+from dpslice.check.target import check_spec, spec_source, target_from_callable
 
 REFERENCE_READS = {"global_num_tokens_cpu", "dp_rank", "dp_size", "can_run_graph", "graph_extent"}
 
@@ -88,10 +89,22 @@ def test_a_targets_file_is_found_without_importing_it(
         assert spec_source(nowhere) is None, nowhere
 
 
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+def test_a_target_named_in_any_python_identifier_loads(tmp_path: Path, form: str) -> None:
+    path = write(tmp_path, "módulo.py", "def función(*, dp_rank):\n    return dp_rank, 0\n")
+    name = unicodedata.normalize(form, "función")  # a shell may hand either form
+    target = load_target(f"{path}:{name}")
+    assert (target.name, target.function(dp_rank=2)) == ("función", (2, 0))
+    check_spec("mod:ƒ")
+    check_spec("paquete.módulo:Clase.método")
+
+
 BAD_TARGETS = [
     pytest.param("dpslice.reference", "no ':function' part", id="no-colon"),
     pytest.param("dpslice.reference:", "no ':function' part", id="empty-function"),
     pytest.param("dpslice.reference:1x", "not a Python name", id="function-not-a-name"),
+    pytest.param("dpslice.reference:a-b", "not a Python name", id="function-with-a-dash"),
+    pytest.param("dpslice.reference:a..b", "not a Python name", id="empty-part"),
     pytest.param(
         "dpslice.no_such_module:f", "module 'dpslice.no_such_module' not found", id="no-module"
     ),

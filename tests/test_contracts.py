@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -239,3 +240,23 @@ class TestResolve:
     def test_what_names_no_contract(self, spec: str, message: str) -> None:
         with pytest.raises(InvalidContractError, match=message):
             resolve_contract(spec)
+
+    @pytest.mark.parametrize(
+        ("body", "raised"),
+        [
+            ("raise RuntimeError('boom')", "RuntimeError: boom"),
+            ("import no_such_module_here", "ModuleNotFoundError: No module named"),
+            ("raise SystemExit(3)", "SystemExit: 3"),
+        ],
+        ids=["raises", "imports-what-is-missing", "exits"],
+    )
+    def test_a_contract_module_that_fails_to_import_is_the_contracts_fault(
+        self, body: str, raised: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (tmp_path / "broken_contract.py").write_text(body + "\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        with pytest.raises(InvalidContractError) as refused:
+            resolve_contract("broken_contract:MY")
+        assert str(refused.value).startswith(
+            f"contract broken_contract:MY: importing 'broken_contract' raised {raised}"
+        )

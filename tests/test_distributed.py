@@ -531,8 +531,9 @@ def test_bad_targets_are_refused_before_any_rank_starts(spec: str, match: str) -
         ({"dp_size": 2, "backend": "mpi"}, "backend='mpi'"),
         ({"dp_size": 2, "timeout": 0}, "timeout=0"),
         ({"dp_size": 2, "max_examples": 0}, "max_examples=0"),
+        ({"dp_size": 2, "seed": -1}, "seed=-1 must be an int >= 0"),
     ],
-    ids=["dp-size", "backend", "timeout", "max-examples"],
+    ids=["dp-size", "backend", "timeout", "max-examples", "seed"],
 )
 @pytest.mark.usefixtures("no_orphans")
 def test_bad_arguments_are_refused_before_any_rank_starts(

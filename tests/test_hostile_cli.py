@@ -404,3 +404,30 @@ def test_a_second_signal_while_stopping_changes_nothing(tmp_path: Path) -> None:
     with ThreadPoolExecutor(2) as lanes:
         problems = [found for found in lanes.map(lambda t: two_signals(*t), trials) if found]
     assert problems == [], "\n".join(problems)
+
+
+# -- rough edges ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", [["--contract", ""], ["--seed", "-1"], ["--seed", "1.5"]])
+def test_an_empty_contract_or_a_seed_no_rerun_takes_is_a_usage_error(
+    option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["check", *option, "--list"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option[0]}: " in err
+    assert "Traceback" not in err
+
+
+def test_a_contract_module_that_fails_to_import_is_named_not_the_target(tmp_path: Path) -> None:
+    (tmp_path / "mycontract.py").write_text("raise RuntimeError('the contract module broke')\n")
+    (tmp_path / "impl.py").write_text(OFF_BY_ONE)
+    done = run("check", "impl.py:f", "--contract", "mycontract:MY", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert_one_error_line(
+        done.stderr,
+        "dpslice: error: contract mycontract:MY: importing 'mycontract' raised RuntimeError: "
+        "the contract module broke",
+    )

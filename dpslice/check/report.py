@@ -7,6 +7,10 @@ block).  The JSON (schema :data:`JSON_SCHEMA`) carries the same facts for
 machines; every value in it is JSON-native, arguments are reprs.  The JUnit
 XML is for CI dashboards: one test case per property, its text the block
 :func:`render_result` renders.
+
+A target's messages and reprs can be any size: every line of the text and
+every string of the JSON is cut to :data:`~dpslice.check.outcome.MAX_TEXT`
+characters (:func:`bounded`), with a note of how many more there were.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from dpslice.check.outcome import OutcomeKind
+from dpslice.check.outcome import MAX_TEXT, OutcomeKind
 from dpslice.check.registry import Counterexample, render_call
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict, versions
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
 
 __all__ = [
     "JSON_SCHEMA",
+    "bounded",
     "output_problem",
     "render_result",
     "render_row",
@@ -46,6 +51,34 @@ __all__ = [
 JSON_SCHEMA = "dpslice-check/4"
 
 _NAME_WIDTH = 30
+
+#: Characters past :data:`MAX_TEXT` a text may have and pass as it is: room for the
+#: note of a text already bounded where it was captured (the worker bounds the
+#: target's messages the same way), which is not cut twice.
+_NOTE_ROOM = 64
+
+
+def bounded(text: str) -> str:
+    """``text``, cut to :data:`~dpslice.check.outcome.MAX_TEXT` characters with a note
+    of how many more there were: a target's 5 MB message must not make a 40 MB report."""
+    if len(text) <= MAX_TEXT + _NOTE_ROOM:
+        return text
+    return f"{text[:MAX_TEXT]}... ({len(text) - MAX_TEXT:,} more characters)"
+
+
+def _bounded_lines(text: str) -> str:
+    return "\n".join(map(bounded, text.split("\n")))
+
+
+def _bounded_json(value: Any) -> Any:
+    """A JSON-native ``value`` with every string in it :func:`bounded`."""
+    if isinstance(value, str):
+        return bounded(value)
+    if isinstance(value, dict):
+        return {key: _bounded_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_bounded_json(item) for item in value]
+    return value
 
 
 def reproduce_command(report: CheckReport, property_name: str | None = None) -> str:
@@ -101,7 +134,7 @@ def _summary(report: CheckReport) -> str:
 
 def render_row(result: PropertyResult) -> str:
     """The property's row of the report's table (live progress prints it as it finishes)."""
-    return _row(result)
+    return bounded(_row(result))
 
 
 def _row(result: PropertyResult) -> str:
@@ -121,13 +154,13 @@ def render_result(report: CheckReport, result: PropertyResult, *, verbose: bool 
     ``""``.  ``report`` is the run the result belongs to (its reproduce command).
     """
     if result.verdict is Verdict.ERROR:
-        return f"ERROR {result.name}: {result.note}"
+        return bounded(f"ERROR {result.name}: {result.note}")
     if result.verdict not in (Verdict.FAIL, Verdict.WARN):
         return ""
     lines = [f"{result.verdict.value} {result.name} ({result.tier.value}): {result.statement}"]
     if result.verdict is Verdict.WARN and not verbose:
         lines += _warn_summary(report, result)
-        return "\n".join(lines)
+        return _bounded_lines("\n".join(lines))
     if len(result.counterexamples) > 1:
         kinds = "; ".join(str(ce.kind) for ce in result.counterexamples)
         lines.append(f"  not refused, {len(result.counterexamples)} kinds: {kinds}")
@@ -135,7 +168,7 @@ def render_result(report: CheckReport, result: PropertyResult, *, verbose: bool 
         if index:
             lines.append("")
         lines += _render_counterexample(report, result, counterexample)
-    return "\n".join(lines)
+    return _bounded_lines("\n".join(lines))
 
 
 def _brief_outcome(counterexample: Counterexample) -> str:
@@ -254,7 +287,7 @@ def render_text(report: CheckReport, *, verbose: bool = False) -> str:
         if block:
             lines += ["", block]
     lines += ["", _verdict_line(report)]
-    return "\n".join(lines) + "\n"
+    return _bounded_lines("\n".join(lines)) + "\n"
 
 
 def _counterexample_json(counterexample: Counterexample) -> dict[str, Any]:
@@ -312,11 +345,12 @@ def _round_trip_json(report: CheckReport) -> dict[str, Any] | None:
 
 
 def to_json(report: CheckReport) -> dict[str, Any]:
-    """The report as a JSON-native dict (schema :data:`JSON_SCHEMA`)."""
+    """The report as a JSON-native dict (schema :data:`JSON_SCHEMA`), every string in it
+    :func:`bounded`."""
     counts = dict.fromkeys(Verdict, 0)
     for result in report.results:
         counts[result.verdict] += 1
-    return {
+    document: dict[str, Any] = {
         "schema": JSON_SCHEMA,
         "mode": report.mode,
         "target": report.target.spec,
@@ -362,6 +396,8 @@ def to_json(report: CheckReport) -> dict[str, Any]:
             for result in report.results
         ],
     }
+    bounded_document: dict[str, Any] = _bounded_json(document)
+    return bounded_document
 
 
 def _in_place(path: Path) -> bool:
@@ -472,13 +508,15 @@ def _testcase(report: CheckReport, result: PropertyResult, classname: str) -> ET
     if result.verdict is Verdict.FAIL:
         first = result.counterexample
         message = first.why if first is not None else result.note or result.statement
-        failure = ET.SubElement(case, "failure", message=_xml_text(message), type=result.tier.value)
+        failure = ET.SubElement(
+            case, "failure", message=_xml_text(bounded(message)), type=result.tier.value
+        )
         failure.text = block
     elif result.verdict is Verdict.ERROR:
-        error = ET.SubElement(case, "error", message=_xml_text(result.note or "ERROR"))
+        error = ET.SubElement(case, "error", message=_xml_text(bounded(result.note or "ERROR")))
         error.text = block
     elif result.verdict is Verdict.NOT_APPLICABLE:
-        ET.SubElement(case, "skipped", message=_xml_text(result.note or "N/A"))
+        ET.SubElement(case, "skipped", message=_xml_text(bounded(result.note or "N/A")))
     elif result.verdict is Verdict.WARN:
         # A WARN holds (exit status 0): the case passes, and says what it accepted.
         ET.SubElement(case, "system-out").text = block

@@ -48,7 +48,7 @@ from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
 from hypothesis.errors import Flaky
 
 from dpslice.check.registry import Counterexample, Property, Tier, registered, select
-from dpslice.check.results import CheckReport, PropertyResult, Verdict, versions
+from dpslice.check.results import CheckReport, PropertyResult, Verdict, check_seed, versions
 from dpslice.check.target import Target, check_device, load_target, target_from_callable
 from dpslice.contracts import Contract
 
@@ -359,10 +359,18 @@ def run_check(
         DeviceError: an unknown device, or ``"cuda"`` without a GPU.
         UnknownPropertyError: a property name is not registered.
         InvalidContractError: ``contract`` names no contract.
-        ValueError: ``max_examples`` is below 1.
+        ValueError: ``max_examples`` is below 1, ``seed`` is no int >= 0, or
+            ``properties`` names none.
     """
     if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
         raise ValueError(f"max_examples={max_examples!r} must be an int >= 1")
+    if seed is not None:
+        check_seed(seed)
+    if properties is not None and not isinstance(properties, str) and len(properties) == 0:
+        raise ValueError(
+            "properties=[] names no property to run, and a run of none would pass; name "
+            "some, or pass None for the whole battery"
+        )
     if isinstance(target, Target):
         if device is not None and device != target.device:
             target = replace(target, device=check_device(device))

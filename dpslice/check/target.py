@@ -60,6 +60,7 @@ import itertools
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -425,7 +426,8 @@ def _load_file(location: str) -> ModuleType:
 
 def _attribute(module: ModuleType, location: str, path: str) -> object:
     value: Any = module
-    for part in path.split("."):
+    # Python keeps identifiers in NFKC form: a name typed in another form finds them too.
+    for part in unicodedata.normalize("NFKC", path).split("."):
         if not hasattr(value, part):
             names = [name for name in dir(value) if not name.startswith("_")]
             close = difflib.get_close_matches(part, names, n=1)
@@ -444,14 +446,15 @@ def check_spec(spec: str) -> None:
 
     Raises:
         BadTargetError: not a string, no ``:function`` part, no Python name
-            after the colon, or a file that does not exist.
+            after the colon (any identifier Python accepts, dotted for an
+            attribute of an attribute), or a file that does not exist.
     """
     if not isinstance(spec, str):
         raise BadTargetError(f"target {spec!r} is not a string; {_SPEC_HINT}")
     location, colon, path = spec.rpartition(":")
     if not colon or not location or not path:
         raise BadTargetError(f"target {spec!r} has no ':function' part; {_SPEC_HINT}")
-    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", path):
+    if not all(part.isidentifier() for part in path.split(".")):
         raise BadTargetError(f"{path!r} after the colon is not a Python name; {_SPEC_HINT}")
     if is_file_spec(location) and not Path(location).is_file():
         raise BadTargetError(f"file {location!r} not found")

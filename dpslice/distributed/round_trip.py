@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from dpslice.check.results import CheckReport, RoundTrip, versions
+from dpslice.check.results import CheckReport, RoundTrip, check_seed, versions
 from dpslice.check.target import Target, load_target, resolve_spec
 from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.distributed.driver import RoundTripSession, check_search_arguments
@@ -87,8 +87,10 @@ def run_round_trip(
     timeout = check_search_arguments(max_examples, timeout)
     if seed is None:
         seed = secrets.randbelow(2**32)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise RoundTripConfigError(f"seed={seed!r} must be an int")
+    try:
+        check_seed(seed)
+    except ValueError as exc:
+        raise RoundTripConfigError(str(exc)) from None
     loaded = load_round_trip_target(target)
     session = RoundTripSession(
         dp_size=dp_size,
