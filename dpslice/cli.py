@@ -593,8 +593,9 @@ def _check(args: argparse.Namespace) -> int:
             _report(stopped.report, args)
         if stopped.broke is None:
             print("dpslice: interrupted", file=sys.stderr)
-            return stopped.status
-        return _error(stopped.broke)
+        else:
+            _error(stopped.broke)
+        return stopped.status
     if progress is not None:
         progress.close()
     if isinstance(ran, str):

@@ -421,9 +421,9 @@ def output_problem(path: str | Path, *, keep: Path | None = None) -> str | None:
     path = Path(path)
     if path.is_dir():
         return "it is a directory; name a file, e.g. a report.json in it"
-    destination = _destination(path)
     if _in_place(path):
-        return None if os.access(path, os.W_OK) else "it is not writable"
+        return None if os.access(path, os.W_OK) else "it is not writable; name a file you can"
+    destination = _destination(path)
     if keep is not None and destination == keep.resolve():
         return (
             f"it is the target's source file {keep}, which the report would replace; "
