@@ -6,6 +6,7 @@
 #   storage/<machine>/0002_gpu-repeat.json  the GPU benchmarks again
 #   log, log-repeat                         the runs' output
 #   nvidia-smi.csv, versions.txt            the card as found, and the versions
+#   floor.txt                               the reference / bare ratios (benchmarks/floor.py)
 # Saved runs hold statistics, not every round (the CPU ones run 10^5 rounds).
 # Then, wherever matplotlib is installed:
 #   python benchmarks/plot.py .../0001_gpu.json   # docs/img/host_time_vs_queue.png + ratios
@@ -28,11 +29,19 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,
 
 export PYTHONUNBUFFERED=1
 storage=(--benchmark-storage="file://$(cd "$out" && pwd)/storage")
+# Only benchmarks/conftest.py: the root one loads the docs' test runner (Sybil),
+# which the benchmarks do not need and a GPU image may lack.
+conftest=(--confcutdir=benchmarks)
 columns=(--benchmark-columns=min,median,iqr,rounds --benchmark-sort=fullname)
 status=0
-"$python" -m pytest benchmarks -p no:cacheprovider "${storage[@]}" --benchmark-save=gpu \
+"$python" -m pytest benchmarks -p no:cacheprovider "${conftest[@]}" "${storage[@]}" --benchmark-save=gpu \
     "${columns[@]}" "$@" 2>&1 | tee "$out/log" || status=$?
-"$python" -m pytest benchmarks -m cuda -p no:cacheprovider "${storage[@]}" \
+"$python" -m pytest benchmarks -m cuda -p no:cacheprovider "${conftest[@]}" "${storage[@]}" \
     --benchmark-save=gpu-repeat --benchmark-compare=0001 --benchmark-group-by=fullname \
     "${columns[@]}" 2>&1 | tee "$out/log-repeat" || status=$?
+for run in "$out"/storage/*/0001_gpu.json "$out"/storage/*/0002_gpu-repeat.json; do
+    if [ -f "$run" ]; then
+        "$python" benchmarks/floor.py "$run" 2>&1 | tee -a "$out/floor.txt" || status=$?
+    fi
+done
 exit "$status"

@@ -26,6 +26,13 @@ The host enters the timed call in one of two states (``host``):
 
 Target: behind 10 ms of queued work the reference takes <= 50 us of host time
 while the tensor path waits >= 9 ms; on an idle GPU the reference is >= 5x faster.
+
+``test_reference_vs_bare`` times the reference the same way against its floor,
+every path slicing with ``gathered[start : start + length]``: ``bare`` with both
+ints computed beforehand, ``unchecked`` with the reference's arithmetic inline
+and none of its checks; DP 8 and 64, eager and graph replay, idle and behind
+10 ms.  Target: reference / bare <= 1.2 (``python benchmarks/floor.py
+RESULTS.json`` prints the ratios).
 """
 
 from __future__ import annotations
@@ -33,11 +40,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
 from layouts import bench_layout
-from workloads import PATHS, QueuedGPUWork, SlicePaths
+from workloads import (
+    FLOOR_DP_SIZES,
+    FLOOR_MODES,
+    FLOOR_PATHS,
+    PATHS,
+    QueuedGPUWork,
+    SlicePaths,
+)
 
 from dpslice import DPSlice, Mode
 
@@ -49,6 +64,8 @@ QUEUE_DEPTHS_MS = (0, 0.1, 1, 10, 50)
 QUEUED_SECONDS_PER_BENCHMARK = 2.0
 DP_SIZE = 8
 HOST_STATES = ("cold", "warm")
+#: The reference against the bare slice: an idle GPU, and 10 ms of work queued.
+FLOOR_QUEUE_DEPTHS_MS = (0, 10)
 
 
 def _rounds(queue_ms: float) -> int:
@@ -59,6 +76,63 @@ def _rounds(queue_ms: float) -> int:
 
 def _queue_id(queue_ms: float) -> str:
     return "idle" if queue_ms == 0 else f"{queue_ms:g}ms"
+
+
+def _time_behind_queue(
+    benchmark: Any,
+    slice_rows: Callable[[], torch.Tensor],
+    queue_ms: float,
+    host: str,
+    queued_gpu_work: QueuedGPUWork,
+) -> tuple[torch.Tensor, list[bool]]:
+    """Time ``slice_rows`` behind ``queue_ms`` of queued work from a ``host``-state host.
+
+    Returns the rows and, per timed round, whether the stream was still busy
+    after the slice; records the queue and those counts in ``extra_info``.
+    """
+    stream = torch.cuda.current_stream()
+    busy_after: list[bool] = []
+
+    def enqueue_work() -> None:
+        torch.cuda.synchronize()  # every round starts from a drained stream
+        if host == "warm":
+            slice_rows()
+        queued_gpu_work.enqueue(queue_ms)
+
+    def record_and_drain() -> None:
+        busy_after.append(not stream.query())
+        torch.cuda.synchronize()
+
+    rows = benchmark.pedantic(
+        slice_rows,
+        setup=enqueue_work,
+        teardown=record_and_drain,
+        rounds=_rounds(queue_ms),
+        warmup_rounds=3,
+    )
+    timed_busy = busy_after[len(busy_after) - _rounds(queue_ms) :]
+    benchmark.extra_info.update(
+        queue_ms=queue_ms,
+        host=host,
+        queue_ms_measured=round(queued_gpu_work.measure(queue_ms), 4) if queue_ms else 0.0,
+        sleep_cycles_per_ms=round(queued_gpu_work.cycles_per_ms),
+        rounds_stream_busy_after=sum(timed_busy),
+        rounds=len(timed_busy),
+    )
+    return rows, timed_busy
+
+
+def _assert_returned_before_the_queue_drained(timed_busy: list[bool], queue_ms: float) -> None:
+    # Python-int bounds: the slice returned while the queued work still ran.
+    # A slice that waited would leave the stream idle in every round.  Below
+    # 10 ms a host preempted (or collecting garbage) between setup and
+    # teardown can outlast the queue now and then, so there a few idle
+    # rounds are tolerated; from 10 ms on, none is.
+    required = len(timed_busy) if queue_ms >= 10 else math.ceil(0.9 * len(timed_busy))
+    assert sum(timed_busy) >= required, (
+        f"the stream was idle after {timed_busy.count(False)} of {len(timed_busy)} "
+        "slices: the slice waited for the GPU"
+    )
 
 
 @pytest.mark.parametrize("host", HOST_STATES)
@@ -75,56 +149,49 @@ def test_host_time_vs_queue(
     layout, rank = bench_layout(DP_SIZE, Mode.SUM_LEN), DP_SIZE - 1
     gathered = layout.gathered(rank, device="cuda")
     slice_rows = slice_paths.build(path, layout, rank, gathered)
-    stream = torch.cuda.current_stream()
-    busy_after: list[bool] = []
-
-    def enqueue_work() -> None:
-        torch.cuda.synchronize()  # every round starts from a drained stream
-        if host == "warm":
-            slice_rows()
-        queued_gpu_work.enqueue(queue_ms)
-
-    def record_and_drain() -> None:
-        busy_after.append(not stream.query())
-        torch.cuda.synchronize()
-
     benchmark.group = f"gpu host time, {_queue_id(queue_ms)}, {host} host"
-    rows = benchmark.pedantic(
-        slice_rows,
-        setup=enqueue_work,
-        teardown=record_and_drain,
-        rounds=_rounds(queue_ms),
-        warmup_rounds=3,
-    )
+    rows, timed_busy = _time_behind_queue(benchmark, slice_rows, queue_ms, host, queued_gpu_work)
+    benchmark.extra_info.update(path=path, dp_size=DP_SIZE, dp_rank=rank)
 
-    warmups = len(busy_after) - _rounds(queue_ms)
-    timed_busy = busy_after[warmups:]
-    benchmark.extra_info.update(
-        path=path,
-        queue_ms=queue_ms,
-        host=host,
-        queue_ms_measured=round(queued_gpu_work.measure(queue_ms), 4) if queue_ms else 0.0,
-        sleep_cycles_per_ms=round(queued_gpu_work.cycles_per_ms),
-        dp_size=DP_SIZE,
-        dp_rank=rank,
-        rounds_stream_busy_after=sum(timed_busy),
-        rounds=len(timed_busy),
-    )
     assert torch.equal(rows, layout.expected_rows(rank, device="cuda"))
     if path == "tensor":
         # It read its bounds with item(): the host waited until the queue drained.
         assert not any(timed_busy), "the tensor path returned before the GPU drained"
     elif queue_ms > 0:
-        # Python-int bounds: the slice returned while the queued work still ran.
-        # A slice that waited would leave the stream idle in every round.  Below
-        # 10 ms a host preempted (or collecting garbage) between setup and
-        # teardown can outlast the queue now and then, so there a few idle
-        # rounds are tolerated; from 10 ms on, none is.
-        required = len(timed_busy) if queue_ms >= 10 else math.ceil(0.9 * len(timed_busy))
-        assert sum(timed_busy) >= required, (
-            f"the stream was idle after {timed_busy.count(False)} of {len(timed_busy)} "
-            "reference slices: the reference waited for the GPU"
-        )
+        _assert_returned_before_the_queue_drained(timed_busy, queue_ms)
+
+
+@pytest.mark.parametrize("host", HOST_STATES)
+@pytest.mark.parametrize("queue_ms", FLOOR_QUEUE_DEPTHS_MS, ids=_queue_id)
+@pytest.mark.parametrize("mode", FLOOR_MODES)
+@pytest.mark.parametrize("dp_size", FLOOR_DP_SIZES, ids=lambda dp_size: f"dp{dp_size}")
+@pytest.mark.parametrize("path", FLOOR_PATHS)
+def test_reference_vs_bare(
+    benchmark,
+    path: str,
+    dp_size: int,
+    mode: str,
+    queue_ms: float,
+    host: str,
+    queued_gpu_work: QueuedGPUWork,
+    slice_paths: SlicePaths,
+) -> None:
+    """The reference + slice against the bare slice of precomputed ints, same protocol.
+
+    The last rank of a DP 8 or 64 layout, eager (prefix sum) or graph replay;
+    ``unchecked`` computes the reference's ints inline with none of its checks.
+    ``python benchmarks/floor.py RESULTS.json`` prints the ratios to ``bare``.
+    """
+    layout, rank = bench_layout(dp_size, FLOOR_MODES[mode]), dp_size - 1
+    gathered = layout.gathered(rank, device="cuda")
+    slice_rows = slice_paths.build(path, layout, rank, gathered)
+    benchmark.group = f"gpu floor {mode} dp{dp_size}, {_queue_id(queue_ms)}, {host} host"
+    rows, timed_busy = _time_behind_queue(benchmark, slice_rows, queue_ms, host, queued_gpu_work)
+    benchmark.extra_info.update(path=path, dp_size=dp_size, dp_rank=rank, mode=mode)
+
+    assert torch.equal(rows, layout.expected_rows(rank, device="cuda"))
+    if queue_ms > 0:
+        _assert_returned_before_the_queue_drained(timed_busy, queue_ms)
 
 
 def test_graph_replay(benchmark, reference_slice: Callable[..., DPSlice]) -> None:

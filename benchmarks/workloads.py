@@ -12,19 +12,29 @@ from dataclasses import dataclass
 
 import torch
 
-from dpslice import DPLayout, DPSlice
+from dpslice import DPLayout, DPSlice, Mode, SliceCall
 from dpslice.specimens.tensor_path import ForwardBatch, capturer_slice
 
-__all__ = ["PATHS", "QueuedGPUWork", "SlicePaths"]
+__all__ = ["FLOOR_DP_SIZES", "FLOOR_MODES", "FLOOR_PATHS", "PATHS", "QueuedGPUWork", "SlicePaths"]
 
 #: ``reference``: Python-int bounds from the CPU counts (dpslice.dp_local_slice).
 #: ``tensor``: the pre-#24550 capturer, bounds from a cumsum on the counts' device.
 PATHS = ("reference", "tensor")
+#: The reference against the floor under it, every path slicing the same way:
+#: ``bare``: ``gathered[start : start + length]`` with both ints computed beforehand;
+#: ``unchecked``: the same ints computed inline from the counts with no check
+#: (the prefix sum, or rank * extent): the arithmetic any per-forward slice does.
+FLOOR_PATHS = ("reference", "unchecked", "bare")
+#: The layouts the floor is measured on: the last rank of DP 8 and DP 64, eager
+#: (the prefix sum) and CUDA-graph replay (rank * extent).
+FLOOR_DP_SIZES = (8, 64)
+FLOOR_MODES = {"eager": Mode.SUM_LEN, "graph": Mode.GRAPH_REPLAY}
+_ALL_PATHS = (*PATHS, "unchecked", "bare")
 
 
 @dataclass(frozen=True)
 class SlicePaths:
-    """Builds either path as a zero-argument callable: one forward's rows of the buffer.
+    """Builds any path as a zero-argument callable: one forward's rows of the buffer.
 
     ``reference_slice`` is the reference under test (the benchmark conftest may
     slow it down on purpose).  Everything that does not happen per forward in
@@ -40,19 +50,31 @@ class SlicePaths:
         call = layout.call(rank)
         if path == "reference":
             reference_slice = self.reference_slice
-            counts = call.global_num_tokens_cpu
+            counts, dp_size = call.global_num_tokens_cpu, call.dp_size
+            can_run_graph, graph_extent = call.can_run_graph, call.graph_extent
 
             def reference_rows() -> torch.Tensor:
-                bounds = reference_slice(
+                # Unpacked and sliced as the bare path slices: the difference is the call.
+                start, length = reference_slice(
                     counts,
                     rank,
-                    dp_size=call.dp_size,
-                    can_run_graph=call.can_run_graph,
-                    graph_extent=call.graph_extent,
+                    dp_size=dp_size,
+                    can_run_graph=can_run_graph,
+                    graph_extent=graph_extent,
                 )
-                return gathered[bounds.start : bounds.stop]
+                return gathered[start : start + length]
 
             return reference_rows
+        if path == "bare":
+            span = layout.span(rank)
+            first_row, num_rows = span.first_row, span.num_rows
+
+            def bare_rows() -> torch.Tensor:
+                return gathered[first_row : first_row + num_rows]
+
+            return bare_rows
+        if path == "unchecked":
+            return _unchecked_rows(call, gathered)
         if path == "tensor":
             counts_on_device = layout.global_num_tokens_gpu(rank, device=gathered.device)
 
@@ -68,7 +90,29 @@ class SlicePaths:
                 )
 
             return tensor_rows
-        raise ValueError(f"path must be one of {PATHS}; got {path!r}")
+        raise ValueError(f"path must be one of {_ALL_PATHS}; got {path!r}")
+
+
+def _unchecked_rows(call: SliceCall, gathered: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The reference's arithmetic inline, with none of its checks: what bounds it from below."""
+    counts = call.global_num_tokens_cpu
+    if counts is None:
+        raise ValueError("the unchecked path needs CPU counts; a capture layout has none")
+    slot = call.dp_rank if len(counts) == call.dp_size else 0
+    extent = call.graph_extent
+    if call.can_run_graph and extent is not None:
+
+        def unchecked_replay_rows() -> torch.Tensor:
+            start = slot * extent
+            return gathered[start : start + counts[slot]]
+
+        return unchecked_replay_rows
+
+    def unchecked_rows() -> torch.Tensor:
+        start = sum(counts[:slot])
+        return gathered[start : start + counts[slot]]
+
+    return unchecked_rows
 
 
 class QueuedGPUWork:

@@ -187,9 +187,12 @@ def dp_local_slice(
     counts: Any = global_num_tokens_cpu
     # Fast path for what engines pass: a list of plain ints, an int rank and
     # size, a bool flag.  Any doubt falls through to the validating path below,
-    # which raises the explicit error.  One bytecode loop checks every count:
-    # on CPython 3.11+ it costs less than separate C passes (map(type), min,
-    # max), whose fixed costs dominate at DP sizes up to 64.
+    # which raises the explicit error.  One bytecode loop checks every count,
+    # its type before anything that could call into it: on CPython 3.11 and
+    # 3.12, at DP 8 and 64, it costs less than separate C passes (map(type),
+    # min, max, array), an all() generator or marshal's exact encoding, and no
+    # more than a cache of the last list would pay to trust it again (the same
+    # objects, one by one): benchmarks/count_checks.py times them.
     if (
         type(counts) in _PLAIN_SEQUENCES
         and type(dp_rank) is int
