@@ -9,14 +9,20 @@ SUM_LEN, the attention-TP size towards the first one given, graph batch sizes
 towards the smallest that holds every rank and ``num_tokens_per_bs`` towards 1.
 A counterexample therefore shrinks to something like
 ``DPLayout(counts=(0, 1), mode=Mode.GRAPH_REPLAY, graph_batch_size=1, num_tokens_per_bs=2)``.
+
+Drawing layouts is most of a check's time, and Hypothesis's cost is per
+choice and per draw, so a count list is a byte string, one byte per rank
+(:class:`_CountLists`), and each strategy a layout draws from is built once,
+when the layout strategy is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -76,6 +82,8 @@ INVALID_CAUSES: tuple[type[DPSliceError], ...] = (
 
 _ALL_MODES = tuple(Mode)
 
+_T = TypeVar("_T")
+
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -102,6 +110,126 @@ def dp_sizes(*, min_size: int = 1, max_size: int = MAX_DP_SIZE) -> st.SearchStra
     return st.one_of(small, st.integers(min_size, max_size))
 
 
+class _Built:
+    """Strategies built on first use and kept, for what is known only once drawn.
+
+    A rank below the DP size, an invalid call's wrong lengths: building a
+    strategy costs more than drawing from it, so each is built once per key.
+    Only for keys of few values (a DP size, not a count).
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[Hashable, st.SearchStrategy[Any]] = {}
+
+    def integers(self, low: int, high: int) -> st.SearchStrategy[int]:
+        built = self._built.get((low, high))
+        if built is None:
+            built = self._built[low, high] = st.integers(low, high)
+        return built
+
+    def get(
+        self, key: Hashable, make: Callable[[], st.SearchStrategy[_T]]
+    ) -> st.SearchStrategy[_T]:
+        built = self._built.get(key)
+        if built is None:
+            built = self._built[key] = make()
+        return built
+
+
+def _one_of_values(values: Sequence[_T]) -> st.SearchStrategy[_T] | None:
+    """A choice among ``values``, shrinking to the first; ``None`` when there is no choice."""
+    return None if len(values) == 1 else st.sampled_from(tuple(values))
+
+
+# -- count lists, drawn in few choices -----------------------------------------------
+
+#: How a count byte decodes, by bands of its 256 values: the lowest to the
+#: least count, the next to the small counts above it (each a run of bytes),
+#: the next to any count of the range, the rest to the largest count.  About a
+#: fifth least counts, two fifths small, a quarter anywhere and a sixth the
+#: largest: near the mix that a choice among small, any and extreme counts
+#: (one in three each) drew before.
+_LEAST_BYTES, _SMALL_BYTES, _ANY_BYTES = 52, 96, 64
+
+#: The small counts are the least count plus 1 to 16.
+_SMALL_TOP = 16
+
+#: A count of the "any" band where the range has more counts than the band
+#: has bytes: drawn apart, a choice of its own from the whole range.
+_DRAWN_APART = -1
+
+#: How long a count list is.  Hypothesis's own mix for lists (about six
+#: entries on average, the most allowed a few times in a hundred up to 16)
+#: serves lists of up to ``_SMALL_SIZE`` entries.  Where more are allowed, a
+#: choice among ``_SIZE_ODDS`` values picks that mix for all but the last two,
+#: a long list (more than ``_SMALL_SIZE`` entries, 34 on average up to 64) for
+#: the next and the most entries allowed for the last.  It picks which
+#: strategy draws the bytes, not what they mean, so it shrinks to the plain
+#: mix keeping the bytes, which then shrink as any list does.
+_SIZE_ODDS, _SMALL_SIZE = 32, 16
+
+
+def _count_table(min_count: int, max_count: int) -> tuple[int, ...]:
+    """What each value of a count byte decodes to (:data:`_DRAWN_APART`: drawn apart)."""
+    span = max_count - min_count
+    small_end = _LEAST_BYTES + _SMALL_BYTES
+    table = []
+    for byte in range(256):
+        if byte < _LEAST_BYTES:
+            offset = 0
+        elif byte < small_end:
+            offset = 1 + (byte - _LEAST_BYTES) * _SMALL_TOP // _SMALL_BYTES
+        elif byte < small_end + _ANY_BYTES:
+            if span >= _ANY_BYTES:
+                table.append(_DRAWN_APART)
+                continue
+            offset = (byte - small_end) * (span + 1) // _ANY_BYTES
+        else:
+            offset = span
+        table.append(min_count + min(offset, span))
+    return tuple(table)
+
+
+class _CountLists:
+    """Count lists of ``min_size`` to ``max_size`` entries from ``min_count`` to ``max_count``.
+
+    A list is one byte string, a byte per rank (see :func:`_count_table`): one
+    choice, plus one for its length (see :data:`_SIZE_ODDS`) and one for each
+    count drawn apart.  Hypothesis shrinks a byte string as it shrinks a list:
+    it deletes entries anywhere, sorts them and lowers each, and a lower byte
+    never decodes to a larger count within its band.
+    """
+
+    def __init__(self, min_size: int, max_size: int, min_count: int, max_count: int) -> None:
+        self.plain = st.binary(min_size=min_size, max_size=max_size)
+        self.long = st.binary(min_size=max(min_size, _SMALL_SIZE + 1), max_size=max_size)
+        self.full = st.binary(min_size=max_size, max_size=max_size)
+        self.sizes = st.integers(0, _SIZE_ODDS - 1) if max_size > _SMALL_SIZE else None
+        self.table = _count_table(min_count, max_count)
+        self.apart = st.integers(min_count, max_count) if _DRAWN_APART in self.table else None
+
+    def bytes(self, draw: st.DrawFn) -> bytes:
+        """A byte per rank."""
+        if self.sizes is None:
+            return draw(self.plain)
+        size = draw(self.sizes)
+        if size < _SIZE_ODDS - 2:
+            return draw(self.plain)
+        return draw(self.long if size == _SIZE_ODDS - 2 else self.full)
+
+    def size(self, draw: st.DrawFn) -> int:
+        """The number of ranks of a list, its counts not drawn (a capture's dummy batch)."""
+        return len(self.bytes(draw))
+
+    def counts(self, draw: st.DrawFn) -> tuple[int, ...]:
+        table = self.table
+        counts = [table[byte] for byte in self.bytes(draw)]
+        apart = self.apart
+        if apart is None:
+            return tuple(counts)
+        return tuple(draw(apart) if count == _DRAWN_APART else count for count in counts)
+
+
 def token_counts(
     *,
     min_size: int = 1,
@@ -111,24 +239,30 @@ def token_counts(
 ) -> st.SearchStrategy[tuple[int, ...]]:
     """Per-rank token counts: zeros, all-zero ranks, small values and values up to ``max_count``.
 
-    The number of ranks is drawn like :func:`dp_sizes`, mostly small.  Each
-    count shrinks to ``min_count`` (0 by default; vLLM never gathers an empty
-    rank, so its contracts draw from 1); a tuple shrinks towards ``min_size``
-    entries by dropping ranks, so ranks that play no part in a failure disappear.
+    The number of ranks is mostly small (about six on average); where
+    ``max_size`` is above 16, one list in 32 is long (more than 16 entries) and
+    one in 32 has ``max_size`` entries.  Each
+    count is ``min_count`` (0 by default; vLLM never gathers an empty rank, so
+    its contracts draw from 1) about a fifth of the time, 1 to 16 above it two
+    fifths, ``max_count`` a sixth and anywhere from ``min_count`` to
+    ``max_count`` a quarter.  A count shrinks to
+    ``min_count``; a tuple shrinks towards ``min_size`` entries by dropping
+    ranks anywhere, so ranks that play no part in a failure disappear.
     """
     _check_sizes("min_size", min_size, "max_size", max_size)
     _check_int("min_count", min_count, 0)
     _check_int("max_count", max_count, min_count)
-    count = st.one_of(
-        st.integers(min_count, min(max_count, max(min_count, 16))),
-        st.integers(min_count, max_count),
-        # Not st.just: a branch without a choice of its own never shrinks away,
-        # so a count drawn there would stay at max_count in every counterexample.
-        st.sampled_from((min_count, max_count)),
-    )
-    # A list rather than a size then a tuple: Hypothesis shrinks a list by
-    # deleting entries anywhere, where a drawn size only shrinks from the end.
-    return st.lists(count, min_size=min_size, max_size=max_size).map(tuple)
+    lists = _CountLists(min_size, max_size, min_count, max_count)
+    return _drawn_counts(lists)
+
+
+# The composites are decorated once, at import: decorating one reads its
+# source, which costs as much as drawing a few hundred layouts.
+
+
+@st.composite
+def _drawn_counts(draw: st.DrawFn, lists: _CountLists) -> tuple[int, ...]:
+    return lists.counts(draw)
 
 
 def _check_modes(modes: Sequence[Mode]) -> tuple[Mode, ...]:
@@ -145,6 +279,111 @@ def _check_modes(modes: Sequence[Mode]) -> tuple[Mode, ...]:
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+class _Layouts:
+    """How :func:`dp_layouts` draws a layout, every strategy it draws from built once."""
+
+    def __init__(
+        self,
+        modes: tuple[Mode, ...],
+        counts: _CountLists,
+        attn_tp_sizes: Sequence[int],
+        max_num_tokens_per_bs: int,
+        skip_choices: Sequence[bool],
+        max_count: int,
+    ) -> None:
+        self.modes = _one_of_values(modes)
+        self.first_mode = modes[0]
+        self.counts = counts
+        self.skips = _one_of_values(skip_choices)
+        self.first_skip = skip_choices[0]
+        self.tp_sizes = _one_of_values(attn_tp_sizes)
+        self.first_tp_size = attn_tp_sizes[0]
+        self.num_tokens_per_bs = st.integers(1, max_num_tokens_per_bs)
+        self.padding = st.integers(0, 3)
+        # The dummy batch holds at most max(max_count, 1) rows per rank.
+        self.capture_num_tokens_per_bs = st.integers(
+            1, max(1, min(max_num_tokens_per_bs, max_count))
+        )
+        self.max_count = max_count
+        self.built = _Built()
+
+    def fields(self, draw: st.DrawFn) -> tuple[tuple[int, ...], Mode, dict[str, Any]]:
+        """A layout's counts, mode and other fields."""
+        mode = self.first_mode if self.modes is None else draw(self.modes)
+        if mode is Mode.GRAPH_CAPTURE:
+            size = self.counts.size(draw)
+            ntpb = draw(self.capture_num_tokens_per_bs)
+            bs = draw(self.built.integers(1, max(1, self.max_count // ntpb)))
+            # DPLayout.capture's uniform dummy batch.
+            return (bs * ntpb,) * size, mode, {"graph_batch_size": bs, "num_tokens_per_bs": ntpb}
+        drawn = self.counts.counts(draw)
+        skipped = self.first_skip if self.skips is None else draw(self.skips)
+        if mode is Mode.DP_CHUNK:
+            # Built per draw: their bounds take too many values to keep.
+            size = draw(st.integers(1, max(1, max(drawn))))
+            index = draw(st.integers(0, max(1, -(-max(drawn) // size)) - 1))
+            chunk = {"gather_skipped": skipped, "chunk_size": size, "chunk_index": index}
+            return drawn, mode, chunk
+        tp = self.first_tp_size if self.tp_sizes is None else draw(self.tp_sizes)
+        fields: dict[str, Any] = {"attn_tp_size": tp, "gather_skipped": skipped}
+        if mode is Mode.PREFILL_GRAPH:
+            widest = max(_round_up(count, tp) for count in drawn)
+            fields["graph_batch_size"] = max(1, widest) + draw(self.padding)
+        elif mode is Mode.GRAPH_REPLAY:
+            ntpb = draw(self.num_tokens_per_bs)
+            widest = max(_round_up(count, tp) for count in drawn)
+            smallest_bs = max(1, -(-widest // ntpb))
+            fields["graph_batch_size"] = smallest_bs + draw(self.padding)
+            fields["num_tokens_per_bs"] = ntpb
+        return drawn, mode, fields
+
+    def layout(self, draw: st.DrawFn) -> DPLayout:
+        counts, mode, fields = self.fields(draw)
+        return DPLayout(counts, mode, **fields)
+
+    def layout_and_rank(self, draw: st.DrawFn) -> tuple[DPLayout, int]:
+        """A layout and one of its ranks in one draw (see :func:`layouts_and_ranks`).
+
+        The rank's count is the last one drawn; the ``after`` counts drawn
+        first follow it.  Fewer ranks after it (shrinking) move those to the
+        front, keeping the rank's count, so that a counterexample can then lose
+        them as ranks ahead of it, one by one: a rank drawn from the end of a
+        list of counts it does not move with could not lose the ranks after it.
+        """
+        counts, mode, fields = self.fields(draw)
+        after = draw(self.built.integers(0, len(counts) - 1))
+        layout = DPLayout(counts[after:] + counts[:after], mode, **fields)
+        return layout, len(counts) - 1 - after
+
+
+@st.composite
+def _drawn_layout(draw: st.DrawFn, plan: _Layouts) -> DPLayout:
+    return plan.layout(draw)
+
+
+@st.composite
+def _drawn_layout_and_rank(draw: st.DrawFn, plan: _Layouts) -> tuple[DPLayout, int]:
+    return plan.layout_and_rank(draw)
+
+
+@st.composite
+def _with_rank(
+    draw: st.DrawFn, layouts: st.SearchStrategy[DPLayout], built: _Built
+) -> tuple[DPLayout, int]:
+    # A composite rather than flatmap: flatmap builds a new strategy for every
+    # draw, which costs more than the draw itself.
+    layout = draw(layouts)
+    back = draw(built.integers(0, layout.dp_size - 1))
+    return layout, layout.dp_size - 1 - back
+
+
+#: The plan behind each strategy :func:`dp_layouts` returned, so that
+#: :func:`layouts_and_ranks` draws the rank in the same draw as the layout.
+_PLANS: weakref.WeakKeyDictionary[st.SearchStrategy[DPLayout], _Layouts] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def dp_layouts(
@@ -193,48 +432,14 @@ def dp_layouts(
     if gather_skipped is True:
         chosen_modes = tuple(mode for mode in chosen_modes if mode is not Mode.GRAPH_CAPTURE)
     _check_sizes("min_dp_size", min_dp_size, "max_dp_size", max_dp_size)
-    counts = token_counts(
-        min_size=min_dp_size, max_size=max_dp_size, max_count=max_count, min_count=min_count
-    )
+    counts = _CountLists(min_dp_size, max_dp_size, min_count, max_count)
     skip_choices = [False, True] if gather_skipped is None else [gather_skipped]
-
-    @st.composite
-    def draw(draw: st.DrawFn) -> DPLayout:
-        mode = draw(st.sampled_from(chosen_modes))
-        drawn = draw(counts)
-        if mode is Mode.GRAPH_CAPTURE:
-            # The dummy batch holds at most max(max_count, 1) rows per rank.
-            ntpb = draw(st.integers(1, max(1, min(max_num_tokens_per_bs, max_count))))
-            bs = draw(st.integers(1, max(1, max_count // ntpb)))
-            return DPLayout.capture(len(drawn), bs, ntpb)
-        skipped = draw(st.sampled_from(skip_choices))
-        if mode is Mode.DP_CHUNK:
-            size = draw(st.integers(1, max(1, max(drawn))))
-            index = draw(st.integers(0, max(1, -(-max(drawn) // size)) - 1))
-            return DPLayout(drawn, mode, gather_skipped=skipped, chunk_size=size, chunk_index=index)
-        tp = draw(st.sampled_from(attn_tp_sizes))
-        if mode is Mode.PREFILL_GRAPH:
-            widest = max(_round_up(count, tp) for count in drawn)
-            bucket = max(1, widest) + draw(st.integers(0, 3))
-            return DPLayout(
-                drawn, mode, attn_tp_size=tp, graph_batch_size=bucket, gather_skipped=skipped
-            )
-        if mode is not Mode.GRAPH_REPLAY:
-            return DPLayout(drawn, mode, attn_tp_size=tp, gather_skipped=skipped)
-        ntpb = draw(st.integers(1, max_num_tokens_per_bs))
-        widest = max(_round_up(count, tp) for count in drawn)
-        smallest_bs = max(1, -(-widest // ntpb))
-        bs = smallest_bs + draw(st.integers(0, 3))
-        return DPLayout(
-            drawn,
-            mode,
-            attn_tp_size=tp,
-            graph_batch_size=bs,
-            num_tokens_per_bs=ntpb,
-            gather_skipped=skipped,
-        )
-
-    return draw()
+    plan = _Layouts(
+        chosen_modes, counts, attn_tp_sizes, max_num_tokens_per_bs, skip_choices, max_count
+    )
+    layouts = _drawn_layout(plan)
+    _PLANS[layouts] = plan
+    return layouts
 
 
 def contract_layouts(
@@ -287,7 +492,10 @@ def layouts_and_ranks(
 
     Counting from the last rank lets a counterexample lose the ranks ahead of
     the one that fails: ``counts=(0, 0, 0, 1)`` at rank 3 shrinks to
-    ``counts=(0, 1)`` at rank 1.
+    ``counts=(0, 1)`` at rank 1.  From :func:`dp_layouts` (and so
+    :func:`contract_layouts`) the layout and its rank are one draw, in which
+    the ranks after the failing one can be lost too: ``counts=(0, 1, 0)`` at
+    rank 1 shrinks to ``counts=(0, 1)`` at rank 1.
 
     Args:
         layouts: where layouts come from; :func:`dp_layouts` by default.
@@ -298,16 +506,12 @@ def layouts_and_ranks(
         raise InvalidArgument(
             f"layouts={layouts!r} must be a strategy, e.g. dp_layouts(max_count=64)"
         )
-    return _with_rank(layouts)
-
-
-@st.composite
-def _with_rank(draw: st.DrawFn, layouts: st.SearchStrategy[DPLayout]) -> tuple[DPLayout, int]:
-    # A composite rather than flatmap: flatmap builds a new strategy for every
-    # draw, which costs more than the draw itself.
-    layout = draw(layouts)
-    back = draw(st.integers(0, layout.dp_size - 1))
-    return layout, layout.dp_size - 1 - back
+    plan = _PLANS.get(layouts)
+    if plan is not None:
+        # One draw for both (a draw inside another costs about a tenth of
+        # the layout), and ranks after the rank that shrink away.
+        return _drawn_layout_and_rank(plan)
+    return _with_rank(layouts, _Built())
 
 
 @dataclass(frozen=True)
@@ -344,9 +548,17 @@ def _tensor_values(values: object) -> object:
     return torch.tensor(values)
 
 
+class _Values:
+    """What the builders of one :func:`invalid_calls` strategy draw a defect's value from."""
+
+    def __init__(self, max_count: int) -> None:
+        self.up_to_max_count = st.integers(1, max_count)
+        self.built = _Built()
+
+
 #: How one kind of defect is put into a valid call: ``(draw, layout, call, slot,
-#: max_count) -> (call, defect)``; ``slot`` is an entry of its count list.
-_Builder = Callable[[st.DrawFn, DPLayout, SliceCall, int, int], tuple[SliceCall, str]]
+#: values) -> (call, defect)``; ``slot`` is an entry of its count list.
+_Builder = Callable[[st.DrawFn, DPLayout, SliceCall, int, _Values], tuple[SliceCall, str]]
 
 
 def _with_count(call: SliceCall, slot: int, value: object) -> SliceCall:
@@ -356,73 +568,82 @@ def _with_count(call: SliceCall, slot: int, value: object) -> SliceCall:
 
 
 def _counts_none(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
     return replace(call, global_num_tokens_cpu=None), "global_num_tokens_cpu is None"
 
 
 def _count_over_extent(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
     assert call.graph_extent is not None
-    over = call.graph_extent + draw(st.integers(1, top))
+    over = call.graph_extent + draw(values.up_to_max_count)
     return _with_count(call, slot, over), f"count {over} over the extent"
 
 
 def _wrong_length(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
     counts = call.global_num_tokens_cpu
     assert counts is not None
     n = layout.dp_size
-    k = draw(st.sampled_from([length for length in range(n + 5) if length not in (1, n)]))
+    lengths = values.built.get(
+        ("lengths", n),
+        lambda: st.sampled_from([length for length in range(n + 5) if length not in (1, n)]),
+    )
+    k = draw(lengths)
     bad = [counts[index % n] for index in range(k)]  # the counts again, cut or cycled
     return replace(call, global_num_tokens_cpu=bad), f"{k} counts for dp_size={n}"
 
 
 def _rank_out_of_range(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
-    rank = draw(st.one_of(st.integers(layout.dp_size, layout.dp_size + 8), st.integers(-8, -1)))
+    n = layout.dp_size
+    ranks = values.built.get(
+        ("ranks", n), lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1))
+    )
+    rank = draw(ranks)
     return replace(call, dp_rank=rank), f"dp_rank = {rank}"
 
 
 def _size_below_one(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
-    size = draw(st.integers(-4, 0))
+    size = draw(values.built.integers(-4, 0))
     return replace(call, dp_size=size, dp_rank=0), f"dp_size = {size}"
 
 
 def _negative_count(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
-    negative = -draw(st.integers(1, top))
+    negative = -draw(values.up_to_max_count)
     return _with_count(call, slot, negative), f"count {negative}"
 
 
 def _negative_extent(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
-    extent = -draw(st.integers(1, top))
+    extent = -draw(values.up_to_max_count)
     return replace(call, graph_extent=extent), f"graph_extent = {extent}"
 
 
 def _wrong_type(
     where: str,
-    values: Callable[[], st.SearchStrategy[object]],
+    make: Callable[[], st.SearchStrategy[object]],
     draw: st.DrawFn,
     layout: DPLayout,
     call: SliceCall,
     slot: int,
-    top: int,
+    values: _Values,
 ) -> tuple[SliceCall, str]:
-    """A value of the wrong type at ``where`` (a count, or the field of that name).
+    """A value of the wrong type at ``where`` (a count, or the field of that name),
+    drawn from the strategy ``make`` builds.
 
-    A builder once ``where`` and ``values`` are bound (:func:`functools.partial`),
+    A builder once ``where`` and ``make`` are bound (:func:`functools.partial`),
     so that it runs, and can be judged, when a call is drawn.
     """
-    value = draw(values())
+    value = draw(values.built.get(make, make))
     if where == "count":
         return _with_count(call, slot, value), f"count is {value!r}"
     wrong: dict[str, Any] = {where: value}  # the wrong type is the defect
@@ -435,14 +656,14 @@ def _non_integer_extents() -> st.SearchStrategy[object]:
 
 
 def _tensor_counts(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
     tensor = _tensor_values(call.global_num_tokens_cpu)
     return replace(call, global_num_tokens_cpu=tensor), "a tensor as counts"  # type: ignore[arg-type]
 
 
 def _tensor_count(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
     counts = call.global_num_tokens_cpu
     assert counts is not None
@@ -450,7 +671,7 @@ def _tensor_count(
 
 
 def _tensor_rank(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, top: int
+    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
     return replace(call, dp_rank=_tensor_values(call.dp_rank)), "a tensor as dp_rank"  # type: ignore[arg-type]
 
@@ -511,15 +732,15 @@ def _base_layouts(
 
 @st.composite
 def _invalid_call(
-    draw: st.DrawFn, kind: str, base: st.SearchStrategy[tuple[DPLayout, int]], max_count: int
+    draw: st.DrawFn, kind: str, base: st.SearchStrategy[tuple[DPLayout, int]], values: _Values
 ) -> InvalidCall:
     layout, rank = draw(base)
     call = layout.call(rank)
     counts = call.global_num_tokens_cpu
     assert counts is not None
-    slot = draw(st.integers(0, len(counts) - 1))
+    slot = draw(values.built.integers(0, len(counts) - 1))
     cause, build = _KINDS[kind]
-    call, defect = build(draw, layout, call, slot, max_count)
+    call, defect = build(draw, layout, call, slot, values)
     return InvalidCall(layout=layout, call=call, expected=cause, defect=defect, kind=kind)
 
 
@@ -591,8 +812,10 @@ def invalid_calls(
         )
     # Built once per kind, not per draw: building a layout strategy costs far
     # more than drawing from it.
-    per_kind = {
-        kind: _invalid_call(kind, _base_layouts(kind, max_count, chosen_modes, contract), max_count)
+    values = _Values(max_count)
+    per_kind = [
+        _invalid_call(kind, _base_layouts(kind, max_count, chosen_modes, contract), values)
         for kind in wanted
-    }
-    return st.sampled_from(tuple(wanted)).flatmap(per_kind.__getitem__)
+    ]
+    # A choice of kind shrinking to the first; none for a single kind.
+    return st.one_of(per_kind)

@@ -25,10 +25,16 @@ from hypothesis.errors import InvalidArgument, NoSuchExample
 from dpslice import DPLayout, DPSliceError, InvalidLayoutError, Mode, NegativeCountError
 from dpslice.contracts import PRESETS, SGLANG_CAPTURER, SGLANG_GATHER, VLLM_CHUNKED, VLLM_DP
 from dpslice.strategies import (
+    _DRAWN_APART,
+    _PLANS,
     DEFECT_KINDS,
     INVALID_CAUSES,
     MAX_COUNT,
+    _Built,
+    _count_table,
+    _CountLists,
     _non_integers,
+    _one_of_values,
     contract_layouts,
     dp_layouts,
     dp_sizes,
@@ -147,6 +153,124 @@ class TestTokenCounts:
         almost never draws a count that small."""
         drawn = Counter(count for counts in _drawn(token_counts()) for count in counts)
         assert 4 * drawn[17] < drawn[16]
+
+    def test_64_ranks_are_drawn_by_default(self):
+        assert find(token_counts(), lambda counts: len(counts) == 64) == (0,) * 64
+
+    def test_long_lists_shrink_to_17_entries(self):
+        """A list of more than 16 entries is drawn long (from 17 entries) or full, and
+        shrinks to the shortest long one."""
+        assert find(token_counts(), lambda counts: len(counts) > 16) == (0,) * 17
+
+    def test_mostly_small_sizes_some_long_and_some_of_max_size(self):
+        sizes = Counter(
+            len(counts)
+            for lists in _drawn(st.lists(token_counts(), min_size=20, max_size=20))
+            for counts in lists
+        )
+        total = sum(sizes.values())
+        assert sum(sizes[size] for size in range(1, 9)) > 0.7 * total
+        assert 0.05 * total < sum(sizes[size] for size in range(17, 65)) < 0.2 * total
+        assert 0.01 * total < sizes[64] < 0.05 * total
+
+    def test_a_failure_on_counts_far_apart_shrinks_to_two_ranks(self):
+        found = find(token_counts(), lambda counts: len(counts) > 1 and counts[-1] > counts[0])
+        assert found == (0, 1)
+
+    @OPTION_CHECK
+    @given(st.data())
+    def test_min_size_and_max_size_above_16_bound_every_kind_of_list(self, data):
+        counts = data.draw(token_counts(min_size=20, max_size=30, max_count=5))
+        assert 20 <= len(counts) <= 30
+
+
+class TestCountBytes:
+    """How a count list is drawn (the private helpers of :func:`token_counts`): a byte per
+    rank, decoded by bands.  Pinned exactly: a band's edge moved by one would still draw
+    valid counts, only a different mix."""
+
+    SMALL = tuple(count for count in range(1, 17) for _ in range(6))
+
+    def test_the_bands_over_the_int32_range(self):
+        assert _count_table(0, MAX_COUNT) == (
+            (0,) * 52 + self.SMALL + (_DRAWN_APART,) * 64 + (MAX_COUNT,) * 44
+        )
+
+    def test_a_range_of_up_to_64_counts_sits_in_its_band(self):
+        table = _count_table(0, 32)
+        assert table[:148] == (0,) * 52 + self.SMALL
+        assert table[148:212] == tuple(byte * 33 // 64 for byte in range(64))
+        assert set(table[148:212]) == set(range(33))
+        assert table[212:] == (32,) * 44
+
+    @pytest.mark.parametrize(
+        ("min_count", "max_count", "apart"),
+        [(0, 63, False), (0, 64, True), (1, 64, False), (1, 65, True)],
+    )
+    def test_a_wider_range_draws_those_counts_apart(self, min_count, max_count, apart):
+        table = _count_table(min_count, max_count)
+        assert (_DRAWN_APART in table) is apart
+        assert table[147] == min_count + 16
+        assert table[212] == max_count
+
+    def test_small_counts_stop_at_the_largest(self):
+        table = _count_table(3, 10)
+        assert table[:148] == (3,) * 52 + tuple(3 + min(count, 7) for count in self.SMALL)
+        assert table[148:212] == tuple(3 + byte * 8 // 64 for byte in range(64))
+        assert table[212:] == (10,) * 44
+
+    def test_a_single_count(self):
+        assert _count_table(1, 1) == (1,) * 256
+
+    def test_lists_of_up_to_16_entries_take_no_length_choice(self):
+        assert _CountLists(1, 16, 0, 5).sizes is None
+        lists = _CountLists(2, 17, 0, 5)
+        assert repr(lists.sizes) == "integers(min_value=0, max_value=31)"
+        assert repr(lists.plain) == "binary(min_size=2, max_size=17)"
+        assert repr(lists.long) == "binary(min_size=17, max_size=17)"
+        assert repr(lists.full) == "binary(min_size=17, max_size=17)"
+        assert repr(_CountLists(20, 64, 0, 5).long) == "binary(min_size=20, max_size=64)"
+
+    @pytest.mark.parametrize(
+        ("size", "kind"), [(0, "plain"), (29, "plain"), (30, "long"), (31, "full")]
+    )
+    def test_the_length_choice_picks_the_strategy_of_the_bytes(self, size, kind):
+        lists = _CountLists(1, 64, 0, MAX_COUNT)
+        drawn = {lists.sizes: size, lists.plain: b"p", lists.long: b"l", lists.full: b"f"}
+        assert lists.bytes(drawn.__getitem__) == {"plain": b"p", "long": b"l", "full": b"f"}[kind]
+        assert lists.size(drawn.__getitem__) == 1
+
+    def test_each_count_of_the_any_band_is_drawn_apart(self):
+        lists = _CountLists(1, 4, 0, MAX_COUNT)
+        drawn = iter([bytes([0, 148, 255, 211, 51]), 7, 9])
+        assert lists.counts(lambda strategy: next(drawn)) == (0, 7, MAX_COUNT, 9, 0)
+        assert repr(lists.apart) == "integers(min_value=0, max_value=2_147_483_647)"
+        assert _CountLists(1, 4, 0, 63).apart is None
+
+    def test_a_list_with_nothing_drawn_apart(self):
+        lists = _CountLists(1, 4, 0, 32)
+        assert lists.counts(lambda strategy: bytes([0, 52, 148, 211, 255])) == (0, 1, 0, 32, 32)
+
+
+class TestBuilt:
+    def test_a_strategy_is_built_once_per_key(self):
+        built = _Built()
+        assert built.integers(0, 3) is built.integers(0, 3)
+        assert repr(built.integers(0, 3)) == "integers(min_value=0, max_value=3)"
+        assert built.integers(0, 3) is not built.integers(1, 3)
+        made = []
+
+        def make():
+            made.append(1)
+            return st.just(len(made))
+
+        assert built.get("key", make) is built.get("key", make)
+        assert built.get("other", make) is not built.get("key", make)
+        assert len(made) == 2
+
+    def test_one_value_is_no_choice(self):
+        assert _one_of_values([Mode.SUM_LEN]) is None
+        assert repr(_one_of_values([1, 2])) == "sampled_from((1, 2))"
 
 
 class TestDPLayouts:
@@ -410,6 +534,17 @@ class TestLayoutsAndRanks:
         pairs = _drawn(layouts_and_ranks(dp_layouts(min_dp_size=2, max_dp_size=4)))
         assert any(rank == layout.dp_size - 1 for layout, rank in pairs)
 
+    def test_layouts_from_elsewhere_get_a_rank_too(self):
+        layouts = st.just(DPLayout((0, 5, 0)))
+        assert find(layouts_and_ranks(layouts), lambda pair: True) == (DPLayout((0, 5, 0)), 2)
+        assert find(layouts_and_ranks(layouts), lambda pair: pair[1] == 0)[1] == 0
+
+    def test_a_layout_and_its_rank_are_drawn_in_one_draw(self):
+        layouts = dp_layouts(max_dp_size=3)
+        assert _PLANS[layouts] is not None
+        assert repr(layouts_and_ranks(layouts)).startswith("_drawn_layout_and_rank(")
+        assert repr(layouts_and_ranks(st.just(DPLayout((1,))))).startswith("_with_rank(")
+
     def test_rank_shrinks_to_0(self):
         assert find(layouts_and_ranks(), lambda layout_and_rank: True)[1] == 0
 
@@ -422,6 +557,29 @@ class TestLayoutsAndRanks:
             ),
         )
         assert (layout.counts, rank) == ((0, 1), 1)
+
+    def test_ranks_after_the_failing_one_shrink_away(self):
+        """A failure that needs the rank after the failing one to hold more tokens keeps
+        that rank and loses the others, on either side."""
+        layout, rank = find(
+            layouts_and_ranks(dp_layouts(modes=[Mode.SUM_LEN], max_count=16)),
+            lambda pair: pair[1] + 1 < pair[0].dp_size and pair[0].counts[pair[1] + 1] > 0,
+        )
+        assert (layout.counts, rank) == ((0, 1), 0)
+
+    @pytest.mark.parametrize(
+        ("after", "counts", "rank"),
+        [(0, (0, 1, 2, 3), 3), (1, (1, 2, 3, 0), 2), (3, (3, 0, 1, 2), 0)],
+    )
+    def test_the_rank_holds_the_last_count_drawn_and_the_first_ones_follow_it(
+        self, after, counts, rank
+    ):
+        layouts = dp_layouts(
+            modes=[Mode.SUM_LEN], max_dp_size=4, attn_tp_sizes=(1,), gather_skipped=False
+        )
+        drawn = iter([bytes([0, 52, 58, 64]), after])
+        layout, got = _PLANS[layouts].layout_and_rank(lambda strategy: next(drawn))
+        assert (layout, got) == (DPLayout(counts), rank)
 
     def test_counterexample_on_a_later_rank_shrinks_to_two_empty_ranks(self):
         """A failure that needs rank > 0 of a speculative-decoding replay shrinks to rank 1
