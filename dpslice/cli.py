@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import secrets
 import signal
@@ -38,6 +37,13 @@ from typing import TYPE_CHECKING
 
 from dpslice._numpy_notice import silence_numpy_notice
 from dpslice._version import __version__
+from dpslice.check.options import (
+    call_seconds,
+    contract_name,
+    positive_int,
+    positive_seconds,
+    seed_number,
+)
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT
 
 if TYPE_CHECKING:
@@ -45,66 +51,12 @@ if TYPE_CHECKING:
     from dpslice.check.supervisor import Listener
     from dpslice.check.target import Target
 
-__all__ = ["DEFAULT_TARGET", "main", "positive_int", "positive_seconds", "seed_number"]
+__all__ = ["DEFAULT_TARGET", "main"]
 
 #: What ``dpslice check`` checks when no target is named.
 DEFAULT_TARGET = "dpslice.reference:dp_local_slice"
 
 EXIT_HOLDS, EXIT_FAILS, EXIT_USAGE = 0, 1, 2
-
-
-def positive_int(text: str) -> int:
-    """An option's value, an int >= 1 (an argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is below 1")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    """An option's value, a finite number of seconds above 0 (an argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number of seconds")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not above 0")
-    return value
-
-
-def _call_seconds(text: str) -> float:
-    """``--timeout``: seconds the check can time one call by (an argparse type)."""
-    from dpslice.isolation import check_call_timeout
-
-    try:
-        return check_call_timeout(positive_seconds(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _contract_name(text: str) -> str:
-    """``--contract``: a name, not an empty string that would leave the default in force."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(
-            "needs a contract: a preset's name (dpslice check --list-contracts) or "
-            "module:NAME of your own"
-        )
-    return text
-
-
-def seed_number(text: str) -> int:
-    """A ``--seed``: an int >= 0 (an argparse type)."""
-    from dpslice.check.results import check_seed
-
-    try:
-        return check_seed(int(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an int >= 0") from None
 
 
 _CHECK_DESCRIPTION = """\
@@ -184,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--list", action="store_true", help="list the properties and exit")
     check.add_argument(
         "--timeout",
-        type=_call_seconds,
+        type=call_seconds,
         metavar="SECONDS",
         help="seconds one call of the target may take before it fails as "
         f"hung (default: {DEFAULT_CALL_TIMEOUT:g})",
@@ -207,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--contract",
-        type=_contract_name,
+        type=contract_name,
         metavar="NAME",
         help="the call site the target is judged as: a preset (--list-contracts) or "
         "module:NAME of your own (default: the one the target names, else sglang-capturer)",
@@ -631,8 +583,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit:
         _write_stdout("")  # --help or --version on a closed stdout: no traceback at exit
         raise
-    from dpslice.isolation import request_stop, stop_requested
+    from dpslice.isolation import become_subreaper, kill_descendants, request_stop, stop_requested
 
+    if argv is None:
+        # This process is the command's own: what a worker that ended leaves
+        # behind (a child in a session of its own) comes to it, and dies with it.
+        become_subreaper()
     request_stop(None)
     handled = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.getsignal(signum) for signum in handled}
@@ -651,3 +607,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(ValueError, TypeError):
             for signum, handler in previous.items():
                 signal.signal(signum, signal.SIG_IGN if exiting else handler)
+        if argv is None:
+            kill_descendants(os.getpid())

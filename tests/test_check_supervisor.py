@@ -290,14 +290,19 @@ def test_a_closed_stdout_still_writes_the_json_and_keeps_the_verdict(tmp_path: P
 def test_a_json_that_cannot_be_written_keeps_exit_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
     impl = tmp_path / "impl.py"
-    impl.write_text("def f(*, global_num_tokens_cpu, dp_rank):\n    return 0, 0\n")
-    taken = tmp_path / "taken"
-    taken.mkdir()  # the JSON's path is a directory: it cannot be replaced by a file
+    # The JSON's directory exists when the run starts, and is gone when it ends.
+    impl.write_text(
+        f"import shutil\nshutil.rmtree({str(out)!r})\n\n"
+        "def f(*, global_num_tokens_cpu, dp_rank):\n    return 0, 0\n"
+    )
+    report = out / "r.json"
     status = main(["check", f"{impl}:f", "--max-examples", "10", "--seed", "2",
-                   "--property", "sum_len_rows", "--json", str(taken)])  # fmt: skip
+                   "--property", "sum_len_rows", "--json", str(report)])  # fmt: skip
     assert status == 1
-    assert f"dpslice: error: cannot write --json {taken}" in capsys.readouterr().err
+    assert f"dpslice: error: cannot write --json {report}" in capsys.readouterr().err
     assert [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")] == []
 
 

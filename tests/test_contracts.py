@@ -183,10 +183,6 @@ def test_a_contract_at_every_bound_runs_the_whole_battery() -> None:
     assert errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dpslice.check.battery's invalid_inputs_refused must be N/A without counted modes",
-)
 def test_a_capture_only_contract_has_no_invalid_call_to_refuse() -> None:
     capture = Contract(name="capture-only", summary="x", modes=frozenset({Mode.GRAPH_CAPTURE}))
     (refused,) = run_check(

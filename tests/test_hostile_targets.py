@@ -142,3 +142,15 @@ def test_a_target_that_hangs_in_one_state_has_every_property_judged(tmp_path: Pa
     assert found["sum_len_rows"] == found["max_len_rows"] == "PASS"
     assert found["graph_replay_rows"] == found["prefill_graph_rows"] == "FAIL"
     assert "ERROR" not in found.values(), found
+
+
+def test_what_a_target_detaches_before_ending_its_process_dies_with_the_check(
+    tmp_path: Path,
+) -> None:
+    result, _ = check(tmp_path, "detaches_then_exits", "--property", "sum_len_rows")
+    assert result.returncode == 1
+    assert "ended the process with exit code 3" in result.stdout
+    deadline = time.monotonic() + 5
+    while hostile_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert hostile_processes() == []

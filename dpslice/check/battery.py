@@ -415,6 +415,11 @@ def _kinds(target: Target) -> dict[str, st.SearchStrategy[InvalidCall]]:
 
 
 def _no_refusable_kind(target: Target) -> str | None:
+    if not target.contract.counted_modes:
+        return (
+            f"the {target.contract.name} contract reaches only GRAPH_CAPTURE, whose calls have "
+            "no CPU counts to put a defect in"
+        )
     if _kinds(target):
         return None
     return "the target takes no parameters in which an invalid call's defect is visible"

@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,9 +258,17 @@ def _environment() -> Any:
     if "HYPOTHESIS_STORAGE_DIRECTORY" in env:
         yield env
         return
-    with tempfile.TemporaryDirectory(prefix="dpslice-hypothesis-") as directory:
-        env["HYPOTHESIS_STORAGE_DIRECTORY"] = directory
+    directory = tempfile.mkdtemp(prefix="dpslice-hypothesis-")
+    env["HYPOTHESIS_STORAGE_DIRECTORY"] = directory
+    try:
         yield env
+    finally:
+        # A signal arriving now waits until the directory is gone.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            shutil.rmtree(directory, ignore_errors=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 class Workers:

@@ -154,7 +154,10 @@ def _battery(job: Job, channel: _Channel) -> None:
         return
     chosen = [prop for prop in chosen if prop.name not in job.exclude]
     if not chosen:
-        channel.event("bad_usage", "every property is excluded: nothing would run")
+        channel.event(
+            "bad_usage",
+            "every property is excluded: nothing would run; exclude fewer, or drop --property",
+        )
         return
 
     channel.event("loading", job.spec)

@@ -36,12 +36,12 @@ from collections.abc import Sequence
 
 import torch.distributed as dist
 
+from dpslice.check.options import positive_int, positive_seconds, seed_number
 from dpslice.check.registry import Counterexample
 from dpslice.check.report import render_text
 from dpslice.check.results import CheckReport, RoundTrip, versions
 from dpslice.check.runner import hypothesis_storage
 from dpslice.check.target import BadTargetError, Target
-from dpslice.cli import positive_int, positive_seconds, seed_number
 from dpslice.distributed.driver import check_rank_count
 from dpslice.distributed.errors import RoundTripConfigError, RoundTripError, RoundTripTimeout
 from dpslice.distributed.rank_check import check_layout

@@ -131,3 +131,10 @@ def hangs_in_graph_replay(*, global_num_tokens_cpu, dp_rank, can_run_graph, grap
     if can_run_graph:
         time.sleep(3600)
     return _correct(global_num_tokens_cpu, dp_rank, can_run_graph, graph_extent)
+
+
+def detaches_then_exits(*, global_num_tokens_cpu, dp_rank, can_run_graph, graph_extent):  # type: ignore[no-untyped-def]
+    """Starts a child in a session of its own, then ends its own process."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)", MARKER]
+    subprocess.Popen(sleeper, start_new_session=True)
+    os._exit(3)

@@ -1,0 +1,67 @@
+"""The types of ``dpslice check``'s options, shared with the torchrun entry point.
+
+Each is an ``argparse`` type: it returns the value, or raises
+``argparse.ArgumentTypeError`` with what was wrong, which argparse prints as a
+usage error (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = ["call_seconds", "contract_name", "positive_int", "positive_seconds", "seed_number"]
+
+
+def positive_int(text: str) -> int:
+    """An option's value, an int >= 1 (an argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An option's value, a finite number of seconds above 0 (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number of seconds")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
+def call_seconds(text: str) -> float:
+    """``--timeout``: seconds the check can time one call by (an argparse type)."""
+    from dpslice.isolation import check_call_timeout
+
+    try:
+        return check_call_timeout(positive_seconds(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def contract_name(text: str) -> str:
+    """``--contract``: a name, not an empty string that would leave the default in force."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "needs a contract: a preset's name (dpslice check --list-contracts) or "
+            "module:NAME of your own"
+        )
+    return text
+
+
+def seed_number(text: str) -> int:
+    """A ``--seed``: an int >= 0 (an argparse type)."""
+    from dpslice.check.results import check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int >= 0") from None
