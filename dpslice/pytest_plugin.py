@@ -239,10 +239,13 @@ class BatteryOptions:
     timeout: float = DEFAULT_CALL_TIMEOUT
 
     def __post_init__(self) -> None:
+        from dpslice.check.results import check_seed
         from dpslice.check.target import check_device, check_spec
 
         check_spec(self.target)  # a typo is an error at collection, before any worker
         check_device(self.device)
+        if self.seed is not None:
+            check_seed(self.seed)
         if (
             isinstance(self.max_examples, bool)
             or not isinstance(self.max_examples, int)
@@ -276,7 +279,7 @@ def _property_names() -> tuple[str, ...]:
     return tuple(prop.name for prop in registered())
 
 
-def run_property_test(config: pytest.Config, options: BatteryOptions, name: str) -> None:
+def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str) -> None:
     """Check one property of ``options.target`` and end the test with its verdict.
 
     Raises:
@@ -364,7 +367,7 @@ class PropertyItem(pytest.Item):
 
     def runtest(self) -> None:
         __tracebackhide__ = True
-        run_property_test(self.config, self.options, self.name)
+        _run_property_test(self.config, self.options, self.name)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"dpslice check {self.options.target} --property {self.name}"
@@ -433,7 +436,7 @@ def check_properties(
     @pytest.mark.parametrize("dpslice_property", _property_names())
     def test_property(dpslice_property: str, request: pytest.FixtureRequest) -> None:
         __tracebackhide__ = True
-        run_property_test(request.config, options, dpslice_property)
+        _run_property_test(request.config, options, dpslice_property)
 
     return test_property
 

@@ -515,6 +515,7 @@ class TestBatteryAsTests:
             ("--dpslice-device", "tpu", "tpu"),
             ("--dpslice-max-examples", "0", "max_examples=0 must be an int >= 1"),
             ("--dpslice-timeout", "0", "a call timeout of 0.0 s cannot be measured"),
+            ("--dpslice-seed", "-1", "seed=-1 must be an int >= 0"),
         ],
     )
     def test_a_bad_option_is_a_usage_error(
