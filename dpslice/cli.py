@@ -168,6 +168,13 @@ def _parser() -> argparse.ArgumentParser:
         "--list-contracts", action="store_true", help="list the contract presets and exit"
     )
     check.add_argument(
+        "--against",
+        metavar="OLD",
+        help="compare TARGET with OLD (named as TARGET is): both are called with the same "
+        "inputs in every state the contract (TARGET's, or --contract) reaches; a different "
+        "answer FAILs, a different refusal of an invalid input WARNs",
+    )
+    check.add_argument(
         "--strict",
         action="store_true",
         help="a hardening property's failure (an input no engine produces, accepted) "
@@ -237,7 +244,8 @@ def _list_properties() -> int:
 
     _write_stdout(
         "".join(
-            f"{prop.name}\n    {prop.statement}\n    draws: {prop.draws}\n" for prop in registered()
+            f"{prop.name}\n    {prop.statement}\n    draws: {prop.draws}\n"
+            for prop in registered(compared=True)
         )
     )
     return EXIT_HOLDS
@@ -263,6 +271,7 @@ def _incompatible(args: argparse.Namespace) -> str | None:
             ("--list", args.list),
             ("--contract", args.contract is not None),
             ("--strict", args.strict),
+            ("--against", args.against is not None),
         )
         if given
     ]
@@ -369,7 +378,9 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
         device = check_device(args.device or "cpu")
     except DeviceError as exc:
         return str(exc)
-    options = {"contract": args.contract} if args.contract is not None else {}
+    options: dict[str, str] = {"contract": args.contract} if args.contract is not None else {}
+    if args.against is not None:
+        options["against"] = args.against
     # The property names are the worker's to check: this process would have to
     # import the battery, and torch with it, to know them.
     supervisor = BatterySupervisor(
@@ -456,8 +467,9 @@ def _header(args: argparse.Namespace) -> list[str]:
             f"--backend {args.backend or 'gloo'}",
             f"seed {args.seed}  max examples {args.max_examples}",
         ]
+    against = f" --against {args.against}" if args.against is not None else ""
     return [
-        f"dpslice check {args.target}",
+        f"dpslice check {args.target}{against}",
         f"seed {args.seed}  max examples {args.max_examples}  device {args.device or 'cpu'}",
     ]
 
@@ -526,6 +538,11 @@ def _check(args: argparse.Namespace) -> int:
         check_spec(args.target)
     except BadTargetError as exc:
         return _error(str(exc))
+    if args.against is not None:
+        try:
+            check_spec(args.against)
+        except BadTargetError as exc:
+            return _error(f"bad --against target {args.against}: {exc}")
     unwritable = _unwritable(args)
     if unwritable is not None:
         return _error(unwritable)

@@ -83,7 +83,8 @@ def _in_worker(**_: object) -> NoReturn:
 
 def portable_target(target: Target) -> Target:
     """``target`` without its function, safe to send to a process that must not import it."""
-    return replace(target, function=_in_worker)
+    against = None if target.against is None else portable_target(target.against)
+    return replace(target, function=_in_worker, against=against)
 
 
 def shown(arguments: Mapping[str, object]) -> dict[str, object]:

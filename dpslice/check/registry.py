@@ -7,7 +7,9 @@ or ``None``.  The runner knows nothing else about it.
 The built-in battery is explicit: the ``PROPERTIES`` tuple of each module
 named in :data:`BUILTIN_MODULES`, in that order, imported the first time the
 battery is asked for (they import torch; the supervising process that only
-reports never does).  :func:`register` appends a property of your own.
+reports never does).  :func:`register` appends a property of your own.  The
+properties that compare a target with another implementation (``--against``,
+:data:`AGAINST_MODULE`) join the run only when it has one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
 __all__ = [
+    "AGAINST_MODULE",
     "BUILTIN_MODULES",
     "Counterexample",
     "Property",
@@ -68,14 +71,17 @@ class RelatedCall(NamedTuple):
     crosses from the check's worker as it is.
 
     Attributes:
-        rank: the other rank.
+        rank: the other rank (the same rank, for the implementation compared with).
         call: its call, as :func:`render_call` renders it.
         outcome: what it did (:meth:`Outcome.describe <dpslice.check.outcome.Outcome.describe>`).
+        label: how the report names it; ``None``: ``rank N``.  ``"against"`` for
+            the implementation ``--against`` named, called with the same inputs.
     """
 
-    rank: int
+    rank: int | None
     call: str
     outcome: str
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,10 @@ BUILTIN_MODULES = (
     "dpslice.check.cuda_property",
 )
 
+#: The module whose ``PROPERTIES`` compare a target with the implementation
+#: ``--against`` names; they follow the built-in ones in a run that has one.
+AGAINST_MODULE = "dpslice.check.against_property"
+
 _BUILTIN: tuple[Property[Any], ...] = ()
 #: Properties added with :func:`register`, after the built-in ones.
 _ADDED: dict[str, Property[Any]] = {}
@@ -211,9 +221,16 @@ def register(prop: Property[Example]) -> Property[Example]:
     return prop
 
 
-def registered() -> tuple[Property[Any], ...]:
-    """Every property of the battery: the built-in ones, then those added, in order."""
-    return (*builtin(), *_ADDED.values())
+def against() -> tuple[Property[Any], ...]:
+    """The properties that compare a target with another implementation (``--against``)."""
+    properties: tuple[Property[Any], ...] = importlib.import_module(AGAINST_MODULE).PROPERTIES
+    return properties
+
+
+def registered(*, compared: bool = False) -> tuple[Property[Any], ...]:
+    """Every property of the battery: the built-in ones, then those added, in order;
+    with ``compared`` (a run with ``--against``), the comparisons after the built-in ones."""
+    return (*builtin(), *(against() if compared else ()), *_ADDED.values())
 
 
 def select(names: Iterable[str]) -> tuple[Property[Any], ...]:
@@ -222,7 +239,7 @@ def select(names: Iterable[str]) -> tuple[Property[Any], ...]:
     Raises:
         UnknownPropertyError: a name is not registered.
     """
-    known = {prop.name: prop for prop in registered()}
+    known = {prop.name: prop for prop in registered(compared=True)}
     chosen = []
     for name in dict.fromkeys(names):
         if name not in known:

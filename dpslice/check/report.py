@@ -88,6 +88,8 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
     battery, the properties it was asked for, or the round trip.
     """
     words = ["dpslice", "check", report.target.spec]
+    if report.target.against is not None:
+        words += ["--against", report.target.against.spec]
     trip = report.round_trip
     if trip is not None:
         words += ["--distributed", str(trip.dp_size), "--backend", trip.backend]
@@ -158,12 +160,13 @@ def render_result(report: CheckReport, result: PropertyResult, *, verbose: bool 
     if result.verdict not in (Verdict.FAIL, Verdict.WARN):
         return ""
     lines = [f"{result.verdict.value} {result.name} ({result.tier.value}): {result.statement}"]
-    if result.verdict is Verdict.WARN and not verbose:
+    by_kind = all(ce.kind is not None for ce in result.counterexamples)
+    if result.verdict is Verdict.WARN and not verbose and by_kind:
         lines += _warn_summary(report, result)
         return _bounded_lines("\n".join(lines))
     if len(result.counterexamples) > 1:
         kinds = "; ".join(str(ce.kind) for ce in result.counterexamples)
-        lines.append(f"  not refused, {len(result.counterexamples)} kinds: {kinds}")
+        lines.append(f"  {_found(result)}, {len(result.counterexamples)} kinds: {kinds}")
     for index, counterexample in enumerate(result.counterexamples):
         if index:
             lines.append("")
@@ -182,6 +185,14 @@ def _brief_outcome(counterexample: Counterexample) -> str:
     return f"{verb} {outcome.error}"
 
 
+def _found(result: PropertyResult) -> str:
+    """What each kind of a property searched kind by kind shows."""
+    compared = any(
+        other.label == "against" for ce in result.counterexamples for other in ce.related
+    )
+    return "refused differently" if compared else "not refused"
+
+
 def _warn_summary(report: CheckReport, result: PropertyResult) -> list[str]:
     # A hardening WARN lists one counterexample per kind of defect accepted, ten
     # lines each: in full they bury the report's hazards, so by default one line each.
@@ -189,9 +200,14 @@ def _warn_summary(report: CheckReport, result: PropertyResult) -> list[str]:
     width = max(map(len, kinds), default=0)
     noun = "kind" if len(kinds) == 1 else "kinds"
     return [
-        f"  not refused, {len(kinds)} {noun}:",
+        f"  {_found(result)}, {len(kinds)} {noun}:",
         *(
             f"    {kind:<{width}}  {_render_call(ce)} -> {_brief_outcome(ce)}"
+            + "".join(
+                f"; against: {other.outcome.split(': ', 1)[0]}"
+                for other in ce.related
+                if other.label == "against"
+            )
             for kind, ce in zip(kinds, result.counterexamples, strict=True)
         ),
         f"  reproduce  {reproduce_command(report, result.name)}",
@@ -216,7 +232,7 @@ def _render_counterexample(
         ("why", counterexample.why),
         # The other ranks' calls the property weighed this one against (a clash).
         *(
-            (f"rank {other.rank}", f"{other.call} -> {other.outcome}")
+            (other.label or f"rank {other.rank}", f"{other.call} -> {other.outcome}")
             for other in counterexample.related
         ),
         ("reproduce", reproduce_command(report, result.name)),
@@ -229,7 +245,8 @@ def _header(report: CheckReport) -> list[str]:
     takes = ", ".join(sorted(target.accepts)) or "nothing from the convention"
     if trip is None:
         return [
-            f"dpslice check {target.spec}",
+            f"dpslice check {target.spec}"
+            + (f" --against {target.against.spec}" if target.against is not None else ""),
             f"seed {report.seed}  max examples {report.max_examples}  device {target.device}",
             f"contract {report.contract.name}: {report.contract.summary}",
             f"the target takes: {takes}",
@@ -323,7 +340,12 @@ def _counterexample_json(counterexample: Counterexample) -> dict[str, Any]:
         "why": counterexample.why,
         "kind": counterexample.kind,
         "related": [
-            {"rank": other.rank, "call": other.call, "outcome": other.outcome}
+            {
+                "rank": other.rank,
+                "call": other.call,
+                "outcome": other.outcome,
+                "label": other.label,
+            }
             for other in counterexample.related
         ],
     }
@@ -354,6 +376,7 @@ def to_json(report: CheckReport) -> dict[str, Any]:
         "schema": JSON_SCHEMA,
         "mode": report.mode,
         "target": report.target.spec,
+        "against": report.target.against.spec if report.target.against is not None else None,
         "seed": report.seed,
         "max_examples": report.max_examples,
         "device": report.target.device,

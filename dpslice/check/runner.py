@@ -51,6 +51,7 @@ from dpslice.check.registry import Counterexample, Property, Tier, registered, s
 from dpslice.check.results import CheckReport, PropertyResult, Verdict, check_seed, versions
 from dpslice.check.target import Target, check_device, load_target, target_from_callable
 from dpslice.contracts import Contract
+from dpslice.errors import BadTargetError
 
 __all__ = [
     "MAX_BATCH",
@@ -292,12 +293,26 @@ def _search(
     return outcome
 
 
-def _properties(chosen: Sequence[str | Property[Any]] | None) -> tuple[Property[Any], ...]:
+def _properties(
+    chosen: Sequence[str | Property[Any]] | None, *, compared: bool = False
+) -> tuple[Property[Any], ...]:
     if chosen is None:
-        return registered()
+        return registered(compared=compared)
     if isinstance(chosen, str):
         raise TypeError(f"properties={chosen!r} must be a sequence of names, not one string")
     return tuple(prop if isinstance(prop, Property) else select([prop])[0] for prop in chosen)
+
+
+def _load_against(against: str | Target | Callable[..., object], target: Target) -> Target:
+    """``against`` loaded as ``target`` was: its device, judged as its contract."""
+    if isinstance(against, Target):
+        return against
+    try:
+        if isinstance(against, str):
+            return load_target(against, device=target.device, contract=target.contract)
+        return target_from_callable(against, device=target.device, contract=target.contract)
+    except BadTargetError as exc:
+        raise BadTargetError(f"bad --against target {against}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -331,6 +346,7 @@ def run_check(
     device: str | None = None,
     contract: str | Contract | None = None,
     strict: bool = False,
+    against: str | Target | Callable[..., object] | None = None,
 ) -> CheckReport:
     """Check ``target`` against the property battery.
 
@@ -350,12 +366,17 @@ def run_check(
             keeps a loaded :class:`Target`'s, else the one the target names
             (``__dpslice_contract__``), else ``sglang-capturer``.
         strict: a hardening property's failure FAILs instead of WARNing.
+        against: another implementation to compare ``target`` with (as
+            ``target`` is named), loaded on the same device and judged as the same
+            contract; the comparisons (``same_slice_as_against``,
+            ``same_refusals_as_against``, ``against_sync_free``) join the battery.
 
     Hypothesis's storage goes where ``HYPOTHESIS_STORAGE_DIRECTORY`` says, else
     to a temporary directory: no ``.hypothesis/`` in the working directory.
 
     Raises:
-        BadTargetError: the target cannot be loaded or called with the convention.
+        BadTargetError: the target (or ``against``) cannot be loaded or called with the
+            convention.
         DeviceError: an unknown device, or ``"cuda"`` without a GPU.
         UnknownPropertyError: a property name is not registered.
         InvalidContractError: ``contract`` names no contract.
@@ -380,7 +401,9 @@ def run_check(
         target = load_target(target, device=device or "cpu", contract=contract)
     else:
         target = target_from_callable(target, device=device or "cpu", contract=contract)
-    chosen = _properties(properties)
+    if against is not None:
+        target = target.compared_with(_load_against(against, target))
+    chosen = _properties(properties, compared=target.against is not None)
     if seed is None:
         seed = secrets.randbelow(2**32)
     started = time.perf_counter()

@@ -159,6 +159,8 @@ class Target:
             reproduce commands: a preset's name, or ``module:NAME`` as it was given;
             ``None`` where no option is needed (the default, or a contract of its own
             that the target names itself).
+        against: the implementation it is compared with (``--against OLD``), loaded
+            with the same device and judged as the same contract; ``None`` if none.
     """
 
     spec: str
@@ -169,6 +171,7 @@ class Target:
     device: str = "cpu"
     contract: Contract = DEFAULT_CONTRACT
     contract_spec: str | None = None
+    against: Target | None = None
 
     def reads(self, parameter: str) -> bool:
         """Whether the target is passed ``parameter``."""
@@ -182,7 +185,21 @@ class Target:
             InvalidContractError: ``contract`` names no contract.
         """
         resolved = resolve_contract(contract)
-        return replace(self, contract=resolved, contract_spec=_contract_spec(resolved, contract))
+        against = self.against
+        if against is not None:
+            against = replace(against, contract=resolved, contract_spec=None)
+        return replace(
+            self,
+            contract=resolved,
+            contract_spec=_contract_spec(resolved, contract),
+            against=against,
+        )
+
+    def compared_with(self, other: Target) -> Target:
+        """This target with ``other`` as its :attr:`against`, on this target's device and
+        judged as this target's contract, whatever ``other`` names itself."""
+        other = replace(other, device=self.device, contract=self.contract, contract_spec=None)
+        return replace(self, against=replace(other, against=None))
 
     def arguments(
         self, call: SliceCall, gpu_counts: Sequence[int] | torch.Tensor
@@ -461,11 +478,17 @@ def check_spec(spec: str) -> None:
 
 
 def load_target(
-    spec: str, *, device: str = "cpu", contract: str | Contract | None = None
+    spec: str,
+    *,
+    device: str = "cpu",
+    contract: str | Contract | None = None,
+    against: str | None = None,
 ) -> Target:
     """Load ``package.module:function`` or ``path/to/file.py:function``.
 
-    ``contract`` as for :func:`target_from_callable`.
+    ``contract`` as for :func:`target_from_callable`.  ``against`` names another
+    implementation to compare it with (``--against OLD``): loaded the same way, on
+    the same device, and judged as this target's contract (see :meth:`Target.compared_with`).
 
     Raises:
         BadTargetError: no colon, the module or file is missing or fails to
@@ -475,6 +498,11 @@ def load_target(
     """
     check_device(device)
     check_spec(spec)
+    if against is not None:
+        try:
+            check_spec(against)
+        except BadTargetError as exc:
+            raise BadTargetError(f"bad --against target {against}: {exc}") from None
     location, _, path = spec.rpartition(":")
     module = _load_file(location) if is_file_spec(location) else _import_module(location)
     function = _attribute(module, location, path)
@@ -482,4 +510,11 @@ def load_target(
         raise BadTargetError(
             f"{spec} is a {type(function).__name__}, not callable; name a function"
         )
-    return target_from_callable(function, spec=spec, device=device, contract=contract)
+    target = target_from_callable(function, spec=spec, device=device, contract=contract)
+    if against is None:
+        return target
+    try:
+        other = load_target(against, device=device, contract=target.contract)
+    except BadTargetError as exc:
+        raise BadTargetError(f"bad --against target {against}: {exc}") from None
+    return target.compared_with(other)

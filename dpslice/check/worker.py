@@ -61,7 +61,8 @@ class Job:
         properties: the properties to run, in order; ``None``: every registered one.
         exclude: properties not to run.
         max_examples, seed, strict: as for :func:`~dpslice.check.runner.run_property`.
-        load_options: more keywords for :func:`~dpslice.check.target.load_target`.
+        load_options: more keywords for :func:`~dpslice.check.target.load_target`
+            (``contract``; ``against``, which adds the comparisons to the battery).
         dp_size: run the round trip on this many ranks instead of the battery.
         backend, call_timeout, run_timeout: the round trip's.
     """
@@ -146,7 +147,9 @@ def _battery(job: Job, channel: _Channel) -> None:
 
     try:  # the names first: a typo is a usage error before the target is imported
         chosen: Sequence[Property[Any]] = (
-            select(job.properties) if job.properties is not None else registered()
+            select(job.properties)
+            if job.properties is not None
+            else registered(compared=job.load_options.get("against") is not None)
         )
         select(job.exclude)
     except UnknownPropertyError as exc:
