@@ -116,6 +116,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default: the one the target names, else sglang-capturer)",
     )
     group.addoption(
+        "--dpslice-against",
+        metavar="OLD",
+        help="compare TARGET with OLD, as `dpslice check TARGET --against OLD`",
+    )
+    group.addoption(
         "--dpslice-strict",
         action="store_true",
         help="a hardening property's failure fails instead of warning",
@@ -226,12 +231,13 @@ class BatteryOptions:
     Attributes:
         target: ``package.module:function`` or ``path/to/file.py:function``; a
             path is relative to the directory pytest runs in.
-        contract, strict, device, max_examples, seed, timeout: as the options of
-            ``dpslice check`` of the same names.
+        contract, strict, device, max_examples, seed, timeout, against: as the options
+            of ``dpslice check`` of the same names.
     """
 
     target: str
     contract: str | None = None
+    against: str | None = None
     strict: bool = False
     device: str = "cpu"
     max_examples: int = DEFAULT_MAX_EXAMPLES
@@ -243,6 +249,13 @@ class BatteryOptions:
         from dpslice.check.target import check_device, check_spec
 
         check_spec(self.target)  # a typo is an error at collection, before any worker
+        if self.against is not None:
+            from dpslice.errors import BadTargetError
+
+            try:
+                check_spec(self.against)
+            except BadTargetError as exc:
+                raise BadTargetError(f"bad --against target {self.against}: {exc}") from None
         check_device(self.device)
         if self.seed is not None:
             check_seed(self.seed)
@@ -261,7 +274,7 @@ class BatteryOptions:
 
         given = {
             name: config.getoption(f"dpslice_{name}")
-            for name in ("contract", "device", "max_examples", "seed", "timeout")
+            for name in ("contract", "device", "max_examples", "seed", "timeout", "against")
         }
         try:
             return cls(
@@ -273,10 +286,10 @@ class BatteryOptions:
             raise pytest.UsageError(f"--dpslice-target {target}: {exc}") from None
 
 
-def _property_names() -> tuple[str, ...]:
+def _property_names(*, compared: bool = False) -> tuple[str, ...]:
     from dpslice.check.registry import registered
 
-    return tuple(prop.name for prop in registered())
+    return tuple(prop.name for prop in registered(compared=compared))
 
 
 def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str) -> None:
@@ -292,8 +305,9 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
     from dpslice.errors import BadTargetError
 
     bad = config.stash.setdefault(_BAD_TARGETS, {})
-    if options.target in bad:
-        pytest.fail(bad[options.target], pytrace=False)
+    key = options.target if options.against is None else f"{options.target} {options.against}"
+    if key in bad:
+        pytest.fail(bad[key], pytrace=False)
     seed = options.seed if options.seed is not None else _session_seed(config)
     supervisor = BatterySupervisor(
         options.target,
@@ -303,15 +317,19 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
         seed=seed,
         timeout=options.timeout,
         import_timeout=DEFAULT_IMPORT_TIMEOUT,
-        load_options={"contract": options.contract} if options.contract else {},
+        load_options=_load_options(options),
         strict=options.strict,
         workers=_workers(config),
     )
     try:
         report = supervisor.run()
     except BadTargetError as exc:
-        bad[options.target] = f"dpslice: bad target {options.target}: {exc}"
-        pytest.fail(bad[options.target], pytrace=False)
+        bad[key] = (
+            f"dpslice: {exc}"
+            if str(exc).startswith("bad --against target")
+            else f"dpslice: bad target {options.target}: {exc}"
+        )
+        pytest.fail(bad[key], pytrace=False)
     (result,) = report.results
     if result.verdict is Verdict.NOT_APPLICABLE:
         pytest.skip(f"{name}: {result.note}")
@@ -319,6 +337,13 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
         pytest.fail(_text(report, result), pytrace=False)
     if result.verdict is Verdict.WARN:
         warnings.warn(HardeningWarning(_text(report, result)), stacklevel=1)
+
+
+def _load_options(options: BatteryOptions) -> dict[str, str]:
+    loaded = {"contract": options.contract} if options.contract else {}
+    if options.against is not None:
+        loaded["against"] = options.against
+    return loaded
 
 
 def _text(report: CheckReport, result: PropertyResult) -> str:
@@ -393,7 +418,7 @@ class TargetNode(pytest.Collector):
     def collect(self) -> list[pytest.Item | pytest.Collector]:
         return [
             PropertyItem.from_parent(self, name=name, options=self.options)
-            for name in _property_names()
+            for name in _property_names(compared=self.options.against is not None)
         ]
 
 
@@ -406,6 +431,7 @@ def check_properties(
     max_examples: int = DEFAULT_MAX_EXAMPLES,
     seed: int | None = None,
     timeout: float = DEFAULT_CALL_TIMEOUT,
+    against: str | None = None,
 ) -> Callable[..., None]:
     """A test function, parametrized by property, that runs the battery against ``target``.
 
@@ -415,7 +441,9 @@ def check_properties(
 
     collects ``test_local_slice[sum_len_rows]`` and one test for every other
     property, so ``-k``, ``-x``, ``-n`` and ``--junitxml`` apply.  The options
-    are ``dpslice check``'s, with its defaults.
+    are ``dpslice check``'s, with its defaults; ``against=OLD`` compares
+    ``target`` with OLD (``dpslice check TARGET --against OLD``) and adds the
+    comparisons' tests.
 
     Raises:
         BadTargetError: ``target`` cannot name a target (no ``:function`` part,
@@ -431,9 +459,10 @@ def check_properties(
         max_examples=max_examples,
         seed=seed,
         timeout=timeout,
+        against=against,
     )
 
-    @pytest.mark.parametrize("dpslice_property", _property_names())
+    @pytest.mark.parametrize("dpslice_property", _property_names(compared=against is not None))
     def test_property(dpslice_property: str, request: pytest.FixtureRequest) -> None:
         __tracebackhide__ = True
         _run_property_test(request.config, options, dpslice_property)

@@ -92,7 +92,9 @@ def _agree(new: Outcome, old: Outcome) -> bool:
 
 def _shown(outcome: Outcome, view: torch.Tensor | None) -> str:
     text = outcome.describe()
-    return text if view is None else f"{text}: rows {render_rows(view.cpu())}"
+    if view is None:
+        return text
+    return f"{text}: rows {render_rows(view.cpu())}" if len(view) else f"{text}: no rows"
 
 
 def _compared(
