@@ -47,3 +47,26 @@ def test_a_bound_off_by_one_row_is_another_cuda_view() -> None:
     counterexample = report.result("cuda_view").counterexample
     assert counterexample is not None
     assert "storage offset" in counterexample.why
+
+
+def test_against_on_cuda_compares_the_views_of_a_real_buffer_and_adds_no_sync() -> None:
+    report = run_check(
+        TENSOR_PATH,
+        against="dpslice.reference:dp_local_slice",
+        max_examples=100,
+        seed=0,
+        properties=["same_slice_as_against", "sync_free", "against_sync_free"],
+        device="cuda",
+    )
+    assert report.target.against is not None
+    assert report.target.against.device == "cuda"
+    # The same rows in every state the capturer reaches but capture, where the tensor path
+    # reads the GPU counts and the reference refuses the None CPU counts deliberately.
+    same = report.result("same_slice_as_against")
+    if same.verdict is Verdict.FAIL:
+        assert same.counterexample is not None
+        assert "GRAPH_CAPTURE" in repr(same.counterexample.layout)
+    # The reference's ints slice without a sync: comparing the tensor path's bounds with
+    # them added none to it; the tensor path's own bounds sync where it is judged.
+    assert report.result("against_sync_free").verdict is Verdict.PASS
+    assert report.result("sync_free").verdict is Verdict.FAIL
