@@ -188,11 +188,12 @@ def dp_local_slice(
     # Fast path for what engines pass: a list of plain ints, an int rank and
     # size, a bool flag.  Any doubt falls through to the validating path below,
     # which raises the explicit error.  One bytecode loop checks every count,
-    # its type before anything that could call into it: on CPython 3.11 and
-    # 3.12, at DP 8 and 64, it costs less than separate C passes (map(type),
-    # min, max, array), an all() generator or marshal's exact encoding, and no
-    # more than a cache of the last list would pay to trust it again (the same
-    # objects, one by one): benchmarks/count_checks.py times them.
+    # its type before anything that could call into it.  benchmarks/count_checks.py
+    # times the other ways (C passes of map(type) with min or array, an all()
+    # generator, marshal's exact encoding, and a cache of the last list, which
+    # must compare the same objects one by one to be safe): on CPython 3.11 and
+    # 3.12 none is faster at DP 8, and at DP 64 the closest are within 20%
+    # either way, not enough to pay for a second path.
     if (
         type(counts) in _PLAIN_SEQUENCES
         and type(dp_rank) is int
