@@ -344,7 +344,8 @@ def _counterexample_json(counterexample: Counterexample) -> dict[str, Any]:
                 "rank": other.rank,
                 "call": other.call,
                 "outcome": other.outcome,
-                "label": other.label,
+                # Only the --against implementation's call is labelled.
+                **({"label": other.label} if other.label is not None else {}),
             }
             for other in counterexample.related
         ],
