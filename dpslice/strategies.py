@@ -122,10 +122,7 @@ class _Built:
         self._built: dict[Hashable, st.SearchStrategy[Any]] = {}
 
     def integers(self, low: int, high: int) -> st.SearchStrategy[int]:
-        built = self._built.get((low, high))
-        if built is None:
-            built = self._built[low, high] = st.integers(low, high)
-        return built
+        return self.get((low, high), lambda: st.integers(low, high))
 
     def get(
         self, key: Hashable, make: Callable[[], st.SearchStrategy[_T]]
@@ -553,7 +550,11 @@ class _Values:
 
     def __init__(self, max_count: int) -> None:
         self.up_to_max_count = st.integers(1, max_count)
-        self.built = _Built()
+        self.sizes_below_one = st.integers(-4, 0)
+        self.slots = _Built()  # by the number of counts
+        self.lengths = _Built()  # by the DP size
+        self.ranks = _Built()  # by the DP size
+        self.wrong_types = _Built()  # by the function that builds them
 
 
 #: How one kind of defect is put into a valid call: ``(draw, layout, call, slot,
@@ -587,8 +588,8 @@ def _wrong_length(
     counts = call.global_num_tokens_cpu
     assert counts is not None
     n = layout.dp_size
-    lengths = values.built.get(
-        ("lengths", n),
+    lengths = values.lengths.get(
+        n,
         lambda: st.sampled_from([length for length in range(n + 5) if length not in (1, n)]),
     )
     k = draw(lengths)
@@ -600,9 +601,7 @@ def _rank_out_of_range(
     draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
     n = layout.dp_size
-    ranks = values.built.get(
-        ("ranks", n), lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1))
-    )
+    ranks = values.ranks.get(n, lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1)))
     rank = draw(ranks)
     return replace(call, dp_rank=rank), f"dp_rank = {rank}"
 
@@ -610,7 +609,7 @@ def _rank_out_of_range(
 def _size_below_one(
     draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
 ) -> tuple[SliceCall, str]:
-    size = draw(values.built.integers(-4, 0))
+    size = draw(values.sizes_below_one)
     return replace(call, dp_size=size, dp_rank=0), f"dp_size = {size}"
 
 
@@ -643,7 +642,7 @@ def _wrong_type(
     A builder once ``where`` and ``make`` are bound (:func:`functools.partial`),
     so that it runs, and can be judged, when a call is drawn.
     """
-    value = draw(values.built.get(make, make))
+    value = draw(values.wrong_types.get(make, make))
     if where == "count":
         return _with_count(call, slot, value), f"count is {value!r}"
     wrong: dict[str, Any] = {where: value}  # the wrong type is the defect
@@ -738,7 +737,7 @@ def _invalid_call(
     call = layout.call(rank)
     counts = call.global_num_tokens_cpu
     assert counts is not None
-    slot = draw(values.built.integers(0, len(counts) - 1))
+    slot = draw(values.slots.integers(0, len(counts) - 1))
     cause, build = _KINDS[kind]
     call, defect = build(draw, layout, call, slot, values)
     return InvalidCall(layout=layout, call=call, expected=cause, defect=defect, kind=kind)

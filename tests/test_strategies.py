@@ -346,6 +346,36 @@ class TestDPLayouts:
         found = find(dp_layouts(modes=[Mode.GRAPH_REPLAY]), lambda layout: max(layout.counts) >= 5)
         assert found == DPLayout((5,), Mode.GRAPH_REPLAY, graph_batch_size=5)
 
+    def test_graphs_are_padded_by_0_to_3(self):
+        assert repr(_PLANS[dp_layouts()].padding) == "integers(min_value=0, max_value=3)"
+
+    @OPTION_CHECK
+    @given(st.data())
+    def test_a_graph_holds_its_widest_rank_and_at_most_3_more(self, data):
+        layout = data.draw(dp_layouts(modes=[Mode.GRAPH_REPLAY, Mode.PREFILL_GRAPH], max_count=40))
+        if layout.mode is Mode.PREFILL_GRAPH:
+            assert 0 <= layout.graph_batch_size - max(1, layout.widest_rows) <= 3
+        else:
+            smallest = max(1, -(-layout.widest_rows // layout.num_tokens_per_bs))
+            assert 0 <= layout.graph_batch_size - smallest <= 3
+
+    def test_an_idle_prefill_graph_shrinks_to_a_one_token_bucket(self):
+        found = find(dp_layouts(modes=[Mode.PREFILL_GRAPH]), lambda layout: True)
+        assert found == DPLayout((0,), Mode.PREFILL_GRAPH, graph_batch_size=1)
+
+    @OPTION_CHECK
+    @given(st.data(), st.integers(0, 40))
+    def test_a_chunk_is_1_to_the_largest_count_and_one_of_its_chunks(self, data, max_count):
+        layout = data.draw(dp_layouts(modes=[Mode.DP_CHUNK], max_count=max_count))
+        assert 1 <= layout.chunk_size <= max(1, max(layout.counts))
+        assert layout.chunk_size * layout.chunk_index < max(1, max(layout.counts))
+
+    def test_chunks_smaller_than_the_largest_count_and_later_chunks_are_drawn(self):
+        strategy = dp_layouts(modes=[Mode.DP_CHUNK], max_count=40)
+        find(strategy, lambda layout: layout.chunk_size < max(layout.counts))
+        found = find(strategy, lambda layout: layout.chunk_index > 0)
+        assert found == DPLayout((2,), Mode.DP_CHUNK, chunk_size=1, chunk_index=1)
+
     def test_int32_limit_counts_are_drawn(self):
         assert MAX_COUNT in find(dp_layouts(), lambda layout: MAX_COUNT in layout.counts).counts
 
@@ -711,6 +741,25 @@ class TestInvalidCalls:
     def test_a_contract_that_skips_gathers_gives_calls_from_skipped_gathers(self):
         strategy = invalid_calls(contract=SGLANG_CAPTURER, kinds=["negative count"])
         find(strategy, lambda invalid: invalid.layout.gather_skipped)
+
+    def test_one_strategy_keeps_each_kinds_values_apart(self):
+        """Every kind of one strategy draws its own values, whatever the others drew
+        (its layouts' DP sizes differ, and its strategies are built once)."""
+        for invalid in _drawn(invalid_calls(max_count=8), examples=400):
+            call, n, kind = invalid.call, invalid.layout.dp_size, invalid.kind
+            counts = call.global_num_tokens_cpu
+            if kind == "count list of another length":
+                assert len(counts) not in (1, n)
+            elif kind == "dp_rank out of range":
+                assert not 0 <= call.dp_rank < n
+            elif kind.startswith(("bool", "non-integer")):
+                field = kind.split()[-1]
+                if field == "count":
+                    (value,) = [count for count in counts if type(count) is not int]
+                else:
+                    value = getattr(call, field)
+                assert (type(value) is bool) is kind.startswith("bool"), (kind, value)
+                assert value is not None or field != "graph_extent"
 
     def test_shrinks_to_the_first_cause_on_a_one_rank_layout(self):
         found = find(invalid_calls(causes=INVALID_CAUSES[:3]), lambda invalid: True)
