@@ -413,6 +413,8 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
         finished = supervisor.partial_report()
         if finished is not None:
             finished = replace(finished, stopped=why, not_run=supervisor.remaining())
+        elif why is Stop.BROKE:  # before the target loaded: a report that nothing ran
+            finished = supervisor.unloaded_report()
         raise _Stopped(finished, status, broke) from None
 
 

@@ -74,8 +74,12 @@ def test_a_worker_that_cannot_import_torch_is_one_line_and_exit_2(tmp_path: Path
     assert done.returncode == 2, done.stderr
     assert_one_error_line(done.stderr, "dpslice: error: the check itself broke: ")
     assert "this torch is broken" in done.stderr
-    assert done.stdout == ""  # the target never loaded: no report to print or write
-    assert not report.exists()
+    # The target never loaded: the report says nothing was judged, and why.
+    assert done.stdout.endswith("\nINCOMPLETE\n")
+    written = json.loads(report.read_text())
+    assert (written["passed"], written["complete"], written["stopped"]) == (False, False, "broke")
+    assert written["properties"] == []
+    assert written["not_run"] == ["sum_len_rows"]
 
 
 class _BreaksAtSecondRow(Progress):

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import dpslice
 from dpslice.check.inflight import (
@@ -349,6 +349,10 @@ def _last_line(text: str) -> str:
     return lines[-1].strip() if lines else "no traceback"
 
 
+def _never_loaded(**_: object) -> NoReturn:
+    raise RuntimeError("the target was never loaded: the check broke before it could be")
+
+
 class BatterySupervisor:
     """The battery against ``spec``, run in workers; :meth:`run` returns the report.
 
@@ -396,6 +400,34 @@ class BatterySupervisor:
         self._workers = workers
         self._first_calls_hung: list[str] = []  # properties in a row whose first call hung
         self._stopped: Stop | None = None
+
+    def unloaded_report(self) -> CheckReport:
+        """The report of a run that never loaded its target: no property ran.
+
+        For a check that broke before the target loaded (torch failing to import
+        in the worker, say): the JSON still says what was asked and that nothing
+        was judged.
+        """
+        target = Target(
+            spec=self.spec,
+            function=_never_loaded,
+            name=self.spec.rpartition(":")[2],
+            accepts=frozenset(),
+            source_file=None,
+            device=self.device,
+        )
+        return CheckReport(
+            target=target,
+            seed=self.seed,
+            max_examples=self.max_examples,
+            results=(),
+            seconds=time.perf_counter() - self._began,
+            strict=self.strict,
+            properties=self.properties,
+            versions=self.versions,
+            stopped=Stop.BROKE,
+            not_run=self.properties or (),
+        )
 
     def partial_report(self) -> CheckReport | None:
         """What finished so far as a report; ``None`` before the target loaded."""
