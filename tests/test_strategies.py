@@ -761,6 +761,20 @@ class TestInvalidCalls:
                 assert (type(value) is bool) is kind.startswith("bool"), (kind, value)
                 assert value is not None or field != "graph_extent"
 
+    @pytest.mark.parametrize("kind", ["count list of another length", "dp_rank out of range"])
+    def test_one_strategy_fits_each_layouts_dp_size(self, kind):
+        """The lengths and ranks of one strategy are those of each call's own DP size."""
+        sizes = set()
+        for invalid in _drawn(invalid_calls(kinds=[kind], max_count=8), examples=150):
+            call, n = invalid.call, invalid.layout.dp_size
+            sizes.add(n)
+            if kind == "count list of another length":
+                assert len(call.global_num_tokens_cpu) not in (1, n)
+                assert len(call.global_num_tokens_cpu) <= n + 4
+            else:
+                assert n <= call.dp_rank <= n + 8 or -8 <= call.dp_rank <= -1
+        assert len(sizes) > 3
+
     def test_shrinks_to_the_first_cause_on_a_one_rank_layout(self):
         found = find(invalid_calls(causes=INVALID_CAUSES[:3]), lambda invalid: True)
         assert found.expected is INVALID_CAUSES[0]
