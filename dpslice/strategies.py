@@ -238,13 +238,12 @@ def token_counts(
 
     The number of ranks is mostly small (about six on average); where
     ``max_size`` is above 16, one list in 32 is long (more than 16 entries) and
-    one in 32 has ``max_size`` entries.  Each
-    count is ``min_count`` (0 by default; vLLM never gathers an empty rank, so
-    its contracts draw from 1) about a fifth of the time, 1 to 16 above it two
-    fifths, ``max_count`` a sixth and anywhere from ``min_count`` to
-    ``max_count`` a quarter.  A count shrinks to
-    ``min_count``; a tuple shrinks towards ``min_size`` entries by dropping
-    ranks anywhere, so ranks that play no part in a failure disappear.
+    one in 32 has ``max_size`` entries.  Each count is ``min_count`` (0 by
+    default; vLLM never gathers an empty rank, so its contracts draw from 1)
+    about a fifth of the time, 1 to 16 above it two fifths, ``max_count`` a
+    sixth and anywhere from ``min_count`` to ``max_count`` a quarter.  A count
+    shrinks to ``min_count``; a tuple shrinks towards ``min_size`` entries by
+    dropping ranks anywhere, so ranks that play no part in a failure disappear.
     """
     _check_sizes("min_size", min_size, "max_size", max_size)
     _check_int("min_count", min_count, 0)
@@ -343,11 +342,12 @@ class _Layouts:
     def layout_and_rank(self, draw: st.DrawFn) -> tuple[DPLayout, int]:
         """A layout and one of its ranks in one draw (see :func:`layouts_and_ranks`).
 
-        The rank's count is the last one drawn; the ``after`` counts drawn
-        first follow it.  Fewer ranks after it (shrinking) move those to the
-        front, keeping the rank's count, so that a counterexample can then lose
-        them as ranks ahead of it, one by one: a rank drawn from the end of a
-        list of counts it does not move with could not lose the ranks after it.
+        The rank holds the last count drawn, and the first ``after`` counts
+        drawn follow it.  As ``after`` shrinks, those ranks move to the front,
+        the rank keeping its count, and a counterexample can then lose them as
+        ranks ahead of it.  A rank counted from the end of counts that stay in
+        the order drawn could not lose the ranks after it: each one deleted
+        would move the rank.
         """
         counts, mode, fields = self.fields(draw)
         after = draw(self.built.integers(0, len(counts) - 1))
