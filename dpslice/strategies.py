@@ -133,11 +133,6 @@ class _Built:
         return built
 
 
-def _one_of_values(values: Sequence[_T]) -> st.SearchStrategy[_T] | None:
-    """A choice among ``values``, shrinking to the first; ``None`` when there is no choice."""
-    return None if len(values) == 1 else st.sampled_from(tuple(values))
-
-
 # -- count lists, drawn in few choices -----------------------------------------------
 
 #: How a count byte decodes, by bands of its 256 values: the lowest to the
@@ -190,23 +185,29 @@ def _count_table(min_count: int, max_count: int) -> tuple[int, ...]:
 class _CountLists:
     """Count lists of ``min_size`` to ``max_size`` entries from ``min_count`` to ``max_count``.
 
-    A list is one byte string, a byte per rank (see :func:`_count_table`): one
-    choice, plus one for its length (see :data:`_SIZE_ODDS`) and one for each
-    count drawn apart.  Hypothesis shrinks a byte string as it shrinks a list:
-    it deletes entries anywhere, sorts them and lowers each, and a lower byte
-    never decodes to a larger count within its band.
+    A list is one byte string, a byte per rank (see :func:`_count_table`)
+    after ``header`` bytes that the caller reads: one choice, plus one for its
+    length (see :data:`_SIZE_ODDS`) and one for each count drawn apart.
+    Hypothesis shrinks a byte string as it shrinks a list: it deletes entries
+    anywhere, sorts them and lowers each, and a lower byte never decodes to a
+    larger count within its band.
     """
 
-    def __init__(self, min_size: int, max_size: int, min_count: int, max_count: int) -> None:
-        self.plain = st.binary(min_size=min_size, max_size=max_size)
-        self.long = st.binary(min_size=max(min_size, _SMALL_SIZE + 1), max_size=max_size)
-        self.full = st.binary(min_size=max_size, max_size=max_size)
+    def __init__(
+        self, min_size: int, max_size: int, min_count: int, max_count: int, header: int = 0
+    ) -> None:
+        self.header = header
+        self.plain = st.binary(min_size=header + min_size, max_size=header + max_size)
+        self.long = st.binary(
+            min_size=header + max(min_size, _SMALL_SIZE + 1), max_size=header + max_size
+        )
+        self.full = st.binary(min_size=header + max_size, max_size=header + max_size)
         self.sizes = st.integers(0, _SIZE_ODDS - 1) if max_size > _SMALL_SIZE else None
         self.table = _count_table(min_count, max_count)
         self.apart = st.integers(min_count, max_count) if _DRAWN_APART in self.table else None
 
-    def bytes(self, draw: st.DrawFn) -> bytes:
-        """A byte per rank."""
+    def raw(self, draw: st.DrawFn) -> bytes:
+        """The header's bytes, then a byte per rank."""
         if self.sizes is None:
             return draw(self.plain)
         size = draw(self.sizes)
@@ -214,13 +215,10 @@ class _CountLists:
             return draw(self.plain)
         return draw(self.long if size == _SIZE_ODDS - 2 else self.full)
 
-    def size(self, draw: st.DrawFn) -> int:
-        """The number of ranks of a list, its counts not drawn (a capture's dummy batch)."""
-        return len(self.bytes(draw))
-
-    def counts(self, draw: st.DrawFn) -> tuple[int, ...]:
+    def counts(self, draw: st.DrawFn, raw: bytes) -> tuple[int, ...]:
+        """The counts of the bytes ``raw`` holds after its header."""
         table = self.table
-        counts = [table[byte] for byte in self.bytes(draw)]
+        counts = [table[byte] for byte in raw[self.header :]]
         apart = self.apart
         if apart is None:
             return tuple(counts)
@@ -258,7 +256,7 @@ def token_counts(
 
 @st.composite
 def _drawn_counts(draw: st.DrawFn, lists: _CountLists) -> tuple[int, ...]:
-    return lists.counts(draw)
+    return lists.counts(draw, lists.raw(draw))
 
 
 def _check_modes(modes: Sequence[Mode]) -> tuple[Mode, ...]:
@@ -277,82 +275,131 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _choice_among(values: Sequence[_T]) -> st.SearchStrategy[_T]:
+    """One of ``values``, shrinking to the first (a range is not listed)."""
+    if isinstance(values, range):
+        return st.integers(values[0], values[-1])  # type: ignore[return-value]
+    return st.sampled_from(values)
+
+
+#: The fields of a layout besides its counts, in the order its header holds
+#: them (see :class:`_Layouts`).
+_MODE, _SKIPPED, _TP_SIZE, _TOKENS_PER_BS, _PADDING = range(5)
+
+
 class _Layouts:
-    """How :func:`dp_layouts` draws a layout, every strategy it draws from built once."""
+    """How :func:`dp_layouts` draws a layout, every strategy it draws from built once.
+
+    The mode, whether the gather was skipped, the attention-TP size, a
+    replay's ``num_tokens_per_bs`` and a graph's padding (0 to 3) are the
+    header of the count bytes (:class:`_CountLists`), a byte each where there
+    is a choice: a byte picks among a field's values in order, so that it
+    shrinks to the first.  A field of more than 256 values (a large
+    ``max_num_tokens_per_bs``) is a choice of its own.
+    """
 
     def __init__(
         self,
         modes: tuple[Mode, ...],
-        counts: _CountLists,
         attn_tp_sizes: Sequence[int],
         max_num_tokens_per_bs: int,
         skip_choices: Sequence[bool],
-        max_count: int,
+        dp_sizes: tuple[int, int],
+        counts: tuple[int, int],
     ) -> None:
-        self.modes = _one_of_values(modes)
-        self.first_mode = modes[0]
-        self.counts = counts
-        self.skips = _one_of_values(skip_choices)
-        self.first_skip = skip_choices[0]
-        self.tp_sizes = _one_of_values(attn_tp_sizes)
-        self.first_tp_size = attn_tp_sizes[0]
-        self.num_tokens_per_bs = st.integers(1, max_num_tokens_per_bs)
-        self.padding = st.integers(0, 3)
+        graphs = {Mode.GRAPH_REPLAY, Mode.PREFILL_GRAPH} & set(modes)
+        values: list[Sequence[Any]] = [
+            modes,
+            tuple(skip_choices),
+            tuple(attn_tp_sizes),
+            range(1, max_num_tokens_per_bs + 1) if Mode.GRAPH_REPLAY in modes else (1,),
+            range(4) if graphs else (0,),
+        ]
+        #: Each field's value where it has no choice.
+        self.first = [field[0] for field in values]
+        #: The fields in the header, and those drawn apart.
+        self.in_header = [
+            (field, values[field]) for field in range(5) if 1 < len(values[field]) <= 256
+        ]
+        self.apart = [
+            (field, _choice_among(values[field])) for field in range(5) if len(values[field]) > 256
+        ]
+        self.counts = _CountLists(*dp_sizes, *counts, header=len(self.in_header))
+        # With a rank: one more byte, the header's last (see layout_and_rank).
+        self.ranked = _CountLists(*dp_sizes, *counts, header=len(self.in_header) + 1)
         # The dummy batch holds at most max(max_count, 1) rows per rank.
         self.capture_num_tokens_per_bs = st.integers(
-            1, max(1, min(max_num_tokens_per_bs, max_count))
+            1, max(1, min(max_num_tokens_per_bs, counts[1]))
         )
-        self.max_count = max_count
+        self.max_count = counts[1]
         self.built = _Built()
 
-    def fields(self, draw: st.DrawFn) -> tuple[tuple[int, ...], Mode, dict[str, Any]]:
-        """A layout's counts, mode and other fields."""
-        mode = self.first_mode if self.modes is None else draw(self.modes)
+    def picked(self, draw: st.DrawFn, raw: bytes) -> list[Any]:
+        """The fields, from the header of ``raw`` and those drawn apart."""
+        picked = list(self.first)
+        for byte, (field, values) in zip(raw, self.in_header, strict=False):
+            picked[field] = values[byte * len(values) >> 8]
+        for field, strategy in self.apart:
+            picked[field] = draw(strategy)
+        return picked
+
+    def fields(
+        self, draw: st.DrawFn, lists: _CountLists
+    ) -> tuple[tuple[int, ...], Mode, dict[str, Any], bytes]:
+        """A layout's counts, mode and other fields, and the bytes drawn from ``lists``."""
+        raw = lists.raw(draw)
+        mode, skipped, tp, ntpb, padding = self.picked(draw, raw)
         if mode is Mode.GRAPH_CAPTURE:
-            size = self.counts.size(draw)
+            size = len(raw) - lists.header
             ntpb = draw(self.capture_num_tokens_per_bs)
             bs = draw(self.built.integers(1, max(1, self.max_count // ntpb)))
             # DPLayout.capture's uniform dummy batch.
-            return (bs * ntpb,) * size, mode, {"graph_batch_size": bs, "num_tokens_per_bs": ntpb}
-        drawn = self.counts.counts(draw)
-        skipped = self.first_skip if self.skips is None else draw(self.skips)
+            capture = {"graph_batch_size": bs, "num_tokens_per_bs": ntpb}
+            return (bs * ntpb,) * size, mode, capture, raw
+        drawn = lists.counts(draw, raw)
         if mode is Mode.DP_CHUNK:
             # Built per draw: their bounds take too many values to keep.
             size = draw(st.integers(1, max(1, max(drawn))))
             index = draw(st.integers(0, max(1, -(-max(drawn) // size)) - 1))
             chunk = {"gather_skipped": skipped, "chunk_size": size, "chunk_index": index}
-            return drawn, mode, chunk
-        tp = self.first_tp_size if self.tp_sizes is None else draw(self.tp_sizes)
+            return drawn, mode, chunk, raw
         fields: dict[str, Any] = {"attn_tp_size": tp, "gather_skipped": skipped}
         if mode is Mode.PREFILL_GRAPH:
             widest = max(_round_up(count, tp) for count in drawn)
-            fields["graph_batch_size"] = max(1, widest) + draw(self.padding)
+            fields["graph_batch_size"] = max(1, widest) + padding
         elif mode is Mode.GRAPH_REPLAY:
-            ntpb = draw(self.num_tokens_per_bs)
             widest = max(_round_up(count, tp) for count in drawn)
-            smallest_bs = max(1, -(-widest // ntpb))
-            fields["graph_batch_size"] = smallest_bs + draw(self.padding)
+            fields["graph_batch_size"] = max(1, -(-widest // ntpb)) + padding
             fields["num_tokens_per_bs"] = ntpb
-        return drawn, mode, fields
+        return drawn, mode, fields, raw
 
     def layout(self, draw: st.DrawFn) -> DPLayout:
-        counts, mode, fields = self.fields(draw)
+        counts, mode, fields, _ = self.fields(draw, self.counts)
         return DPLayout(counts, mode, **fields)
 
     def layout_and_rank(self, draw: st.DrawFn) -> tuple[DPLayout, int]:
         """A layout and one of its ranks in one draw (see :func:`layouts_and_ranks`).
 
         The rank holds the last count drawn, and the first ``after`` counts
-        drawn follow it.  As ``after`` shrinks, those ranks move to the front,
-        the rank keeping its count, and a counterexample can then lose them as
-        ranks ahead of it.  A rank counted from the end of counts that stay in
+        drawn follow it, ``after`` the last header byte's share of the ranks.
+        As that byte shrinks, those ranks move to the front, the rank keeping
+        its count, and a counterexample can then lose them as ranks ahead of
+        it.  A share rather than a number of ranks: as counts are deleted a
+        rank stays last or first.  (A rank counted from the end of counts in
         the order drawn could not lose the ranks after it: each one deleted
-        would move the rank.
+        would move the rank.)
         """
-        counts, mode, fields = self.fields(draw)
-        after = draw(self.built.integers(0, len(counts) - 1))
+        counts, mode, fields, raw = self.fields(draw, self.ranked)
+        after = _share(raw[self.ranked.header - 1], len(counts))
         layout = DPLayout(counts[after:] + counts[:after], mode, **fields)
         return layout, len(counts) - 1 - after
+
+
+def _share(byte: int, ranks: int) -> int:
+    """How many of ``ranks`` ranks follow a layout's rank, by a byte of its header."""
+    if byte < ranks:
+        return byte
+    return (byte - ranks) * ranks // (256 - ranks)
 
 
 @st.composite
@@ -429,10 +476,14 @@ def dp_layouts(
     if gather_skipped is True:
         chosen_modes = tuple(mode for mode in chosen_modes if mode is not Mode.GRAPH_CAPTURE)
     _check_sizes("min_dp_size", min_dp_size, "max_dp_size", max_dp_size)
-    counts = _CountLists(min_dp_size, max_dp_size, min_count, max_count)
     skip_choices = [False, True] if gather_skipped is None else [gather_skipped]
     plan = _Layouts(
-        chosen_modes, counts, attn_tp_sizes, max_num_tokens_per_bs, skip_choices, max_count
+        chosen_modes,
+        attn_tp_sizes,
+        max_num_tokens_per_bs,
+        skip_choices,
+        (min_dp_size, max_dp_size),
+        (min_count, max_count),
     )
     layouts = _drawn_layout(plan)
     _PLANS[layouts] = plan

@@ -34,7 +34,7 @@ from dpslice.strategies import (
     _count_table,
     _CountLists,
     _non_integers,
-    _one_of_values,
+    _share,
     contract_layouts,
     dp_layouts,
     dp_sizes,
@@ -231,25 +231,35 @@ class TestCountBytes:
         assert repr(lists.full) == "binary(min_size=17, max_size=17)"
         assert repr(_CountLists(20, 64, 0, 5).long) == "binary(min_size=20, max_size=64)"
 
+    def test_a_header_comes_before_the_counts(self):
+        lists = _CountLists(2, 17, 0, 5, header=3)
+        assert lists.header == 3
+        assert repr(lists.plain) == "binary(min_size=5, max_size=20)"
+        assert repr(lists.long) == "binary(min_size=20, max_size=20)"
+        assert repr(lists.full) == "binary(min_size=20, max_size=20)"
+        assert lists.counts(lambda strategy: None, bytes([255, 255, 255, 0, 52])) == (0, 1)
+        assert _CountLists(1, 4, 0, 5).header == 0
+
     @pytest.mark.parametrize(
         ("size", "kind"), [(0, "plain"), (29, "plain"), (30, "long"), (31, "full")]
     )
     def test_the_length_choice_picks_the_strategy_of_the_bytes(self, size, kind):
         lists = _CountLists(1, 64, 0, MAX_COUNT)
         drawn = {lists.sizes: size, lists.plain: b"p", lists.long: b"l", lists.full: b"f"}
-        assert lists.bytes(drawn.__getitem__) == {"plain": b"p", "long": b"l", "full": b"f"}[kind]
-        assert lists.size(drawn.__getitem__) == 1
+        assert lists.raw(drawn.__getitem__) == {"plain": b"p", "long": b"l", "full": b"f"}[kind]
 
     def test_each_count_of_the_any_band_is_drawn_apart(self):
         lists = _CountLists(1, 4, 0, MAX_COUNT)
-        drawn = iter([bytes([0, 148, 255, 211, 51]), 7, 9])
-        assert lists.counts(lambda strategy: next(drawn)) == (0, 7, MAX_COUNT, 9, 0)
+        drawn = iter([7, 9])
+        raw = bytes([0, 148, 255, 211, 51])
+        assert lists.counts(lambda strategy: next(drawn), raw) == (0, 7, MAX_COUNT, 9, 0)
         assert repr(lists.apart) == "integers(min_value=0, max_value=2_147_483_647)"
         assert _CountLists(1, 4, 0, 63).apart is None
 
     def test_a_list_with_nothing_drawn_apart(self):
         lists = _CountLists(1, 4, 0, 32)
-        assert lists.counts(lambda strategy: bytes([0, 52, 148, 211, 255])) == (0, 1, 0, 32, 32)
+        raw = bytes([0, 52, 148, 211, 255])
+        assert lists.counts(lambda strategy: None, raw) == (0, 1, 0, 32, 32)
 
 
 class TestBuilt:
@@ -267,10 +277,6 @@ class TestBuilt:
         assert built.get("key", make) is built.get("key", make)
         assert built.get("other", make) is not built.get("key", make)
         assert len(made) == 2
-
-    def test_one_value_is_no_choice(self):
-        assert _one_of_values([Mode.SUM_LEN]) is None
-        assert repr(_one_of_values([1, 2])) == "sampled_from((1, 2))"
 
 
 class TestDPLayouts:
@@ -346,8 +352,59 @@ class TestDPLayouts:
         found = find(dp_layouts(modes=[Mode.GRAPH_REPLAY]), lambda layout: max(layout.counts) >= 5)
         assert found == DPLayout((5,), Mode.GRAPH_REPLAY, graph_batch_size=5)
 
-    def test_graphs_are_padded_by_0_to_3(self):
-        assert repr(_PLANS[dp_layouts()].padding) == "integers(min_value=0, max_value=3)"
+    def test_the_header_holds_the_fields_with_a_choice_in_order(self):
+        plan = _PLANS[dp_layouts()]
+        assert plan.in_header == [
+            (0, tuple(Mode)),
+            (1, (False, True)),
+            (2, (1, 2, 4)),
+            (3, range(1, 9)),
+            (4, range(4)),
+        ]
+        assert plan.first == [Mode.SUM_LEN, False, 1, 1, 0]
+        assert plan.apart == []
+        assert plan.counts.header == 5
+        eager = _PLANS[dp_layouts(modes=[Mode.MAX_LEN], gather_skipped=True, attn_tp_sizes=(2,))]
+        assert (eager.in_header, eager.first) == ([], [Mode.MAX_LEN, True, 2, 1, 0])
+        assert eager.counts.header == 0
+        prefill = _PLANS[dp_layouts(modes=[Mode.PREFILL_GRAPH], attn_tp_sizes=(1,))]
+        assert prefill.in_header == [(1, (False, True)), (4, range(4))]
+
+    @pytest.mark.parametrize(
+        ("header", "picked"),
+        [
+            (bytes([0, 0, 0, 0, 0]), [Mode.SUM_LEN, False, 1, 1, 0]),
+            (bytes([255, 255, 255, 255, 255]), [Mode.DP_CHUNK, True, 4, 8, 3]),
+            (bytes([42, 127, 85, 31, 63]), [Mode.SUM_LEN, False, 1, 1, 0]),
+            (bytes([43, 128, 86, 32, 64]), [Mode.MAX_LEN, True, 2, 2, 1]),
+        ],
+    )
+    def test_a_header_byte_picks_among_its_fields_values_in_order(self, header, picked):
+        plan = _PLANS[dp_layouts()]
+        assert plan.picked(lambda strategy: None, header + bytes([9])) == picked
+
+    def test_a_field_of_more_than_256_values_is_drawn_apart(self):
+        plan = _PLANS[dp_layouts(modes=[Mode.GRAPH_REPLAY], max_num_tokens_per_bs=257)]
+        assert [field for field, _ in plan.in_header] == [1, 2, 4]
+        ((field, strategy),) = plan.apart
+        assert (field, repr(strategy)) == (3, "integers(min_value=1, max_value=257)")
+        assert plan.picked(lambda strategy: 200, bytes([0, 0, 0, 7])) == [
+            Mode.GRAPH_REPLAY,
+            False,
+            1,
+            200,
+            0,
+        ]
+        assert _PLANS[dp_layouts(max_num_tokens_per_bs=256)].apart == []
+        tp_sizes = tuple(range(1, 258))
+        ((field, strategy),) = _PLANS[dp_layouts(attn_tp_sizes=tp_sizes)].apart
+        assert (field, repr(strategy)) == (2, f"sampled_from({tp_sizes!r})")
+
+    @OPTION_CHECK
+    @given(st.data())
+    def test_every_field_stays_in_bounds(self, data):
+        layout = data.draw(dp_layouts(max_num_tokens_per_bs=300, max_count=40))
+        assert 1 <= layout.num_tokens_per_bs <= 300
 
     @OPTION_CHECK
     @given(st.data())
@@ -598,18 +655,50 @@ class TestLayoutsAndRanks:
         assert (layout.counts, rank) == ((0, 1), 0)
 
     @pytest.mark.parametrize(
-        ("after", "counts", "rank"),
-        [(0, (0, 1, 2, 3), 3), (1, (1, 2, 3, 0), 2), (3, (3, 0, 1, 2), 0)],
+        ("share", "counts", "rank"),
+        [(0, (0, 1, 2, 3), 3), (1, (1, 2, 3, 0), 2), (3, (3, 0, 1, 2), 0), (4, (0, 1, 2, 3), 3)],
     )
     def test_the_rank_holds_the_last_count_drawn_and_the_first_ones_follow_it(
-        self, after, counts, rank
+        self, share, counts, rank
     ):
         layouts = dp_layouts(
             modes=[Mode.SUM_LEN], max_dp_size=4, attn_tp_sizes=(1,), gather_skipped=False
         )
-        drawn = iter([bytes([0, 52, 58, 64]), after])
-        layout, got = _PLANS[layouts].layout_and_rank(lambda strategy: next(drawn))
-        assert (layout, got) == (DPLayout(counts), rank)
+        plan = _PLANS[layouts]
+        assert plan.ranked.header == plan.counts.header + 1 == 1
+        raw = bytes([share, 0, 52, 58, 64])
+        assert plan.layout_and_rank(lambda strategy: raw) == (DPLayout(counts), rank)
+
+    @pytest.mark.parametrize(
+        ("byte", "ranks", "after"),
+        [
+            (0, 1, 0),
+            (255, 1, 0),
+            (0, 4, 0),
+            (3, 4, 3),
+            (4, 4, 0),
+            (66, 4, 0),
+            (67, 4, 1),
+            (255, 4, 3),
+            (5, 16, 5),
+            (16, 16, 0),
+            (255, 16, 15),
+            (255, 300, 255),
+        ],
+    )
+    def test_a_byte_below_the_ranks_counts_them_and_one_above_takes_a_share(
+        self, byte, ranks, after
+    ):
+        """Below the number of ranks a byte is the ranks after the rank, so that deleting
+        ranks leaves them; above it, its share of the ranks, so that every rank is drawn
+        about as often."""
+        assert _share(byte, ranks) == after
+
+    def test_every_number_of_ranks_after_is_drawn_about_as_often(self):
+        for ranks in (2, 3, 5, 16, 64):
+            drawn = Counter(_share(byte, ranks) for byte in range(256))
+            assert set(drawn) == set(range(ranks))
+            assert max(drawn.values()) - min(drawn.values()) <= 2
 
     def test_counterexample_on_a_later_rank_shrinks_to_two_empty_ranks(self):
         """A failure that needs rank > 0 of a speculative-decoding replay shrinks to rank 1
