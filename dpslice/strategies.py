@@ -11,9 +11,10 @@ A counterexample therefore shrinks to something like
 ``DPLayout(counts=(0, 1), mode=Mode.GRAPH_REPLAY, graph_batch_size=1, num_tokens_per_bs=2)``.
 
 Drawing layouts is most of a check's time, and Hypothesis's cost is per
-choice and per draw, so a count list is a byte string, one byte per rank
-(:class:`_CountLists`), and each strategy a layout draws from is built once,
-when the layout strategy is.
+choice and per draw, so a layout is mostly one choice: a byte string whose
+header holds its mode and other fields, a byte each (:class:`_Layouts`), and
+then a byte per rank for the counts (:class:`_CountLists`).  Every strategy a
+layout draws from is built once, with the layout strategy.
 """
 
 from __future__ import annotations
@@ -337,8 +338,8 @@ class _Layouts:
     def picked(self, draw: st.DrawFn, raw: bytes) -> list[Any]:
         """The fields, from the header of ``raw`` and those drawn apart."""
         picked = list(self.first)
-        for byte, (field, values) in zip(raw, self.in_header, strict=False):
-            picked[field] = values[byte * len(values) >> 8]
+        for position, (field, values) in enumerate(self.in_header):
+            picked[field] = values[raw[position] * len(values) >> 8]
         for field, strategy in self.apart:
             picked[field] = draw(strategy)
         return picked

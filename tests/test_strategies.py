@@ -395,7 +395,8 @@ class TestDPLayouts:
             200,
             0,
         ]
-        assert _PLANS[dp_layouts(max_num_tokens_per_bs=256)].apart == []
+        in_bytes = _PLANS[dp_layouts(max_num_tokens_per_bs=256)]
+        assert (in_bytes.in_header[3], in_bytes.apart) == ((3, range(1, 257)), [])
         tp_sizes = tuple(range(1, 258))
         ((field, strategy),) = _PLANS[dp_layouts(attn_tp_sizes=tp_sizes)].apart
         assert (field, repr(strategy)) == (2, f"sampled_from({tp_sizes!r})")
