@@ -11,7 +11,9 @@ search.  Run it with the tree to measure first on the path::
     PYTHONPATH=. python scripts/seeded_bug_examples.py --seeds 20
 
 It prints one line per mutation: the median count, its range, and how many
-seeds met the bug within ``--budget`` layouts a search.  Those bugs are met in
+seeds met the bug within ``--budget`` layouts a search.  ``--rate`` prints
+instead the share of the layouts of whole searches that fail (the runner's
+first layouts, the same in every search, then weigh less).  Those bugs are met in
 the first layouts of any search, so two rare ones follow (``--rare``, the
 targets of "Did it find more?" in docs/measurements.md): the reference with
 its start one row off only when the three ranks ahead of the rank have no
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "--budget", type=int, default=500, help="layouts a search may check (the check's default)"
     )
     parser.add_argument("--rare", action="store_true", help="the two rare bugs too")
+    parser.add_argument("--rate", action="store_true", help="the share of layouts that fail")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("names", nargs="*", help="mutations to run (all by default)")
     options = parser.parse_args(argv)
@@ -86,18 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     from tests.test_check_seeded_bugs import MUTATIONS, mutant
 
     searches: list[int | None] = []  # per search: layouts up to the first failure, or None
+    shares: list[float] = []  # per search, with --rate: the share of layouts that failed
     plain_search = runner._search
 
     def counting_search(prop: Any, strategy: Any, target: Any, max_examples: int, seed: int) -> Any:
-        checked = 0
+        checked = failed = 0
 
         def check(target: Any, example: Any) -> Any:
-            nonlocal checked
+            nonlocal checked, failed
             checked += 1
             found = prop.check(target, example)
+            if found is not None and options.rate:
+                failed += 1
+                return None
             if found is not None:
                 raise _Met
             return found
+
+        if options.rate:
+            plain_search(replace(prop, check=check), strategy, target, max_examples, seed)
+            shares.append(failed / max(1, checked))
+            return runner._Search()
 
         try:
             plain_search(replace(prop, check=check), strategy, target, max_examples, seed)
@@ -129,11 +141,21 @@ def main(argv: list[str] | None = None) -> int:
             target = load_target(spec, device="cpu")
             (prop,) = select([caught_by])
             counts = []
+            rates = []
             for seed in seeds:
                 searches.clear()
+                shares.clear()
                 runner.run_property(prop, target, max_examples=options.budget, seed=seed)
                 met = [count for count in searches if count is not None]
                 counts.append(min(met) if met else None)
+                rates.append(max(shares, default=0.0))
+            if options.rate:
+                print(
+                    f"{name:34s} {caught_by:24s} failing share median "
+                    f"{statistics.median(rates):6.1%}  range {min(rates):.1%} to {max(rates):.1%}",
+                    flush=True,
+                )
+                continue
             caught = [count for count in counts if count is not None]
             median = statistics.median(caught) if caught else float("nan")
             spread = f"{min(caught)} to {max(caught)}" if caught else "-"
