@@ -30,6 +30,7 @@ from dpslice.check.supervisor import BatterySupervisor
 from dpslice.check.target import target_from_callable
 from dpslice.cli import main
 from dpslice.distributed import RankFailed, RoundTripConfigError, run_round_trip
+from tests.processes import marked_processes
 
 DPSLICE = str(Path(sys.executable).with_name("dpslice"))
 
@@ -61,19 +62,6 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def properties(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {prop["name"]: prop for prop in document["properties"]}
-
-
-def marked_processes(marker: str) -> list[int]:
-    """Processes whose environment carries ``marker`` (every descendant of a run inherits it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 # -- 1: a hanging call ---------------------------------------------------------------

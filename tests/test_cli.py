@@ -27,6 +27,7 @@ from dpslice.check.report import JSON_SCHEMA, render_row
 from dpslice.check.results import PropertyResult, Verdict
 from dpslice.check.target import target_from_callable
 from dpslice.cli import main
+from tests.processes import marked_processes
 
 AS_MERGED = "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
 DPSLICE = shutil.which("dpslice") or str(Path(sys.executable).with_name("dpslice"))
@@ -567,19 +568,6 @@ def test_run_check_leaves_no_hypothesis_directory_behind(tmp_path: Path) -> None
 # -- interrupted at any moment: no report claims a pass it did not finish ---------------------
 
 INTERRUPTS = 20
-
-
-def marked_processes(marker: str) -> list[int]:
-    """Processes whose environment carries ``marker`` (every process of a run inherits it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def interrupted_run(

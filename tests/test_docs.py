@@ -74,8 +74,8 @@ def test_a_document_names_no_path_of_one_machine(path: Path) -> None:
 @pytest.mark.parametrize(
     "line",
     [
-        "python3 -m venv /work/vllm-env/venv",
-        "Saved benchmark data in: /work/main/.benchmarks/x.json",
+        "python3 -m venv /srv/ci/vllm-env/venv",
+        "Saved benchmark data in: /scratch/dpslice/.benchmarks/x.json",
         "--json /root/out/ref_cuda.json",
         "dpslice check /tmp/obo.py:dp_local_slice",
         "dpslice check /tmp/tmp.jI6W3uhPHd/reference.py:f",

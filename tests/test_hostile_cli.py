@@ -24,6 +24,7 @@ import pytest
 from dpslice.check.progress import Progress
 from dpslice.check.report import output_problem
 from dpslice.cli import main
+from tests.processes import marked_processes
 
 DPSLICE = str(Path(sys.executable).with_name("dpslice"))
 
@@ -346,19 +347,6 @@ def f(*, global_num_tokens_cpu, dp_rank):
     time.sleep(0.002)
     return 0, 0
 """
-
-
-def marked_processes(marker: str) -> list[int]:
-    """Processes whose environment carries ``marker`` (every process of a run inherits it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def two_signals(directory: Path, first: int, second: int, settle: float, gap: float) -> str:

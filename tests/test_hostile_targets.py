@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 from dpslice.check.supervisor import BatterySupervisor
 from dpslice.isolation import MIN_CALL_TIMEOUT
-from tests.targets.hostile import MARKER
+from tests.processes import marked_processes
 
 HOSTILE = Path(__file__).parent / "targets" / "hostile.py"
 DPSLICE = str(Path(sys.executable).with_name("dpslice"))
@@ -42,17 +43,12 @@ def verdicts(document: dict[str, Any]) -> dict[str, str]:
     return {prop["name"]: prop["verdict"] for prop in document["properties"]}
 
 
-def hostile_processes() -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                command = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if MARKER.encode() in command:
-                found.append(int(entry))
-    return found
+def none_left(marker: str) -> bool:
+    """Whether every process of the run marked ``marker`` is gone (within 5 s)."""
+    deadline = time.monotonic() + 5
+    while marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return marked_processes(marker) == []
 
 
 @pytest.mark.parametrize("function", ["unprintable_interrupt", "unprintable_error"])
@@ -97,11 +93,9 @@ def test_children_in_a_session_of_their_own_die_with_the_check(
     tmp_path: Path, distributed: bool
 ) -> None:
     mode = ["--distributed", "2"] if distributed else ["--property", "sum_len_rows"]
-    check(tmp_path, "detaches_children", *mode)
-    deadline = time.monotonic() + 5
-    while hostile_processes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert hostile_processes() == []
+    marker = uuid.uuid4().hex
+    check(tmp_path, "detaches_children", *mode, env={"DPSLICE_TEST_MARKER": marker})
+    assert none_left(marker)
 
 
 def test_a_short_timeout_times_the_call_alone(tmp_path: Path) -> None:
@@ -147,10 +141,11 @@ def test_a_target_that_hangs_in_one_state_has_every_property_judged(tmp_path: Pa
 def test_what_a_target_detaches_before_ending_its_process_dies_with_the_check(
     tmp_path: Path,
 ) -> None:
-    result, _ = check(tmp_path, "detaches_then_exits", "--property", "sum_len_rows")
+    marker = uuid.uuid4().hex
+    result, _ = check(
+        tmp_path, "detaches_then_exits", "--property", "sum_len_rows",
+        env={"DPSLICE_TEST_MARKER": marker},
+    )  # fmt: skip
     assert result.returncode == 1
     assert "ended the process with exit code 3" in result.stdout
-    deadline = time.monotonic() + 5
-    while hostile_processes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert hostile_processes() == []
+    assert none_left(marker)

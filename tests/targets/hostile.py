@@ -14,9 +14,6 @@ import sys
 import tempfile
 import time
 
-#: Put in the command line of every process the targets start, to find them.
-MARKER = "DPSLICE-HOSTILE-CHILD"
-
 
 def _correct(
     global_num_tokens_cpu: list[int] | None,
@@ -97,10 +94,10 @@ _detached: list[subprocess.Popen[bytes]] = []
 def detaches_children(*, global_num_tokens_cpu, dp_rank, can_run_graph, graph_extent):  # type: ignore[no-untyped-def]
     """On its first call starts a child in a new session, and one whose parent exits at once."""
     if not _detached:
-        sleeper = [sys.executable, "-c", "import time; time.sleep(600)", MARKER]
+        sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
         _detached.append(subprocess.Popen(sleeper, start_new_session=True))
         orphaner = f"import subprocess; subprocess.Popen({sleeper!r}, start_new_session=True)"
-        _detached.append(subprocess.Popen([sys.executable, "-c", orphaner, MARKER]))
+        _detached.append(subprocess.Popen([sys.executable, "-c", orphaner]))
     return _correct(global_num_tokens_cpu, dp_rank, can_run_graph, graph_extent)
 
 
@@ -135,6 +132,6 @@ def hangs_in_graph_replay(*, global_num_tokens_cpu, dp_rank, can_run_graph, grap
 
 def detaches_then_exits(*, global_num_tokens_cpu, dp_rank, can_run_graph, graph_extent):  # type: ignore[no-untyped-def]
     """Starts a child in a session of its own, then ends its own process."""
-    sleeper = [sys.executable, "-c", "import time; time.sleep(600)", MARKER]
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
     subprocess.Popen(sleeper, start_new_session=True)
     os._exit(3)
