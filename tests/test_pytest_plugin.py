@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dpslice.pytest_plugin import cuda_available
+from tests.targets.sources import MINIMAL_CAPTURER
 
 pytest_plugins = ["pytester"]
 
@@ -409,19 +410,7 @@ def local_slice(*, global_num_tokens_cpu, dp_rank):
     return sum(counts[:dp_rank]) + (dp_rank > 0), counts[dp_rank]
 """
 
-#: The README's minimal capturer slice: every hazard holds, hardening WARNs.
-CAPTURER = """
-def local_slice(*, global_num_tokens_cpu, dp_rank, dp_size, can_run_graph, graph_extent):
-    counts = global_num_tokens_cpu
-    if counts is None:
-        raise ValueError("no CPU counts during capture")
-    if len(counts) not in (1, dp_size):
-        raise ValueError(f"{len(counts)} counts for a gather of {dp_size}")
-    slot = 0 if len(counts) == 1 else dp_rank
-    if can_run_graph and graph_extent is not None:
-        return slot * graph_extent, counts[slot]
-    return sum(counts[:slot]), counts[slot]
-"""
+CAPTURER = MINIMAL_CAPTURER
 
 
 def run_battery(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

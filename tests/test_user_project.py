@@ -26,22 +26,11 @@ from pathlib import Path
 import pytest
 
 from dpslice.check.registry import registered
+from tests.targets.sources import MINIMAL_CAPTURER
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The README's minimal capturer slice (every hazard holds; hardening WARNs).
-CORRECT = """
-def local_slice(*, global_num_tokens_cpu, dp_rank, dp_size, can_run_graph, graph_extent):
-    counts = global_num_tokens_cpu
-    if counts is None:
-        raise ValueError("no CPU counts during CUDA-graph capture; skip the slice")
-    if len(counts) not in (1, dp_size):
-        raise ValueError(f"{len(counts)} counts for a DP gather of {dp_size}")
-    slot = 0 if len(counts) == 1 else dp_rank
-    if can_run_graph and graph_extent is not None:
-        return slot * graph_extent, counts[slot]
-    return sum(counts[:slot]), counts[slot]
-"""
+CORRECT = MINIMAL_CAPTURER
 
 #: The same with its prefix sum off by one for every rank but the first.
 OFF_BY_ONE = CORRECT.replace("sum(counts[:slot])", "sum(counts[:slot]) + (slot > 0)")
