@@ -40,6 +40,7 @@ from dpslice._version import __version__
 from dpslice.check.options import (
     call_seconds,
     contract_name,
+    job_count,
     positive_int,
     positive_seconds,
     seed_number,
@@ -147,6 +148,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds importing the target may take before it is a bad target "
         f"(default: {DEFAULT_IMPORT_TIMEOUT:g}; engines take tens of seconds)",
+    )
+    check.add_argument(
+        "-j",
+        "--jobs",
+        type=job_count,
+        metavar="N",
+        help="run properties side by side in N workers: auto (the default) is one per "
+        "usable CPU, at most 8; the report is the same for every N",
     )
     check.add_argument(
         "--quiet", action="store_true", help="no progress on stderr, only the report"
@@ -272,6 +281,7 @@ def _incompatible(args: argparse.Namespace) -> str | None:
             ("--contract", args.contract is not None),
             ("--strict", args.strict),
             ("--against", args.against is not None),
+            ("--jobs", args.jobs is not None),
         )
         if given
     ]
@@ -395,6 +405,7 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
         listener=_ExitFirst(progress) if args.exitfirst else progress,
         load_options=options,
         strict=args.strict,
+        jobs=args.jobs,
     )
     try:
         return supervisor.run()
@@ -472,7 +483,8 @@ def _header(args: argparse.Namespace) -> list[str]:
     against = f" --against {args.against}" if args.against is not None else ""
     return [
         f"dpslice check {args.target}{against}",
-        f"seed {args.seed}  max examples {args.max_examples}  device {args.device or 'cpu'}",
+        f"seed {args.seed}  max examples {args.max_examples}  device {args.device or 'cpu'}"
+        f"  jobs {args.jobs}",
     ]
 
 
@@ -550,6 +562,10 @@ def _check(args: argparse.Namespace) -> int:
         return _error(unwritable)
     if args.seed is None:
         args.seed = secrets.randbelow(2**32)
+    if args.jobs is None and args.distributed is None:
+        from dpslice.isolation import auto_jobs
+
+        args.jobs = auto_jobs()
     from dpslice.check.progress import Progress
 
     progress = None if args.quiet else Progress(sys.stderr)

@@ -37,6 +37,8 @@ __all__ = [
     "GATHER_ALLOWANCE",
     "MIN_CALL_TIMEOUT",
     "STARTUP_ALLOWANCE",
+    "auto_jobs",
+    "available_memory",
     "become_subreaper",
     "check_call_timeout",
     "descendants",
@@ -81,6 +83,37 @@ GATHER_ALLOWANCE = 50.0
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+
+
+#: ``-j auto`` starts at most this many workers: each is a Python process with torch
+#: imported, and a battery has about fifteen properties to share among them.
+AUTO_JOBS_CAP = 8
+#: Memory one worker is allowed for, in bytes, when ``-j auto`` counts what is available.
+WORKER_MEMORY = 512 * 2**20
+
+
+def available_memory() -> int | None:
+    """MemAvailable from ``/proc/meminfo``, in bytes; ``None`` where there is none."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def auto_jobs() -> int:
+    """Workers for ``-j auto``: the CPUs this process may use, at most
+    :data:`AUTO_JOBS_CAP`, and no more than the available memory holds."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    memory = available_memory()
+    fits = AUTO_JOBS_CAP if memory is None else memory // WORKER_MEMORY
+    return max(1, min(cpus, AUTO_JOBS_CAP, fits))
 
 
 def check_call_timeout(seconds: float) -> float:

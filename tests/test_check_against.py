@@ -286,3 +286,23 @@ def test_the_against_option_of_the_plugin(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, deselected=16)
     result = pytester.runpytest_subprocess(*args, "--dpslice-against", "no_colon", "--co")
     assert "bad --against target no_colon" in result.stderr.str() + result.stdout.str()
+
+
+def test_only_defects_both_sides_can_see_are_compared() -> None:
+    # The tensor path takes neither dp_size nor CPU counts: a defect there never
+    # reaches it, so its slice is no answer to the invalid call and is not compared.
+    report = compared(REFERENCE, TENSOR_PATH, properties=["same_refusals_as_against"])
+    refusals = report.result("same_refusals_as_against")
+    assert refusals.verdict is Verdict.WARN, render_text(report)
+    kinds = {found.kind for found in refusals.counterexamples}
+    assert kinds == {
+        "bool dp_rank",
+        "bool graph_extent",
+        "non-integer dp_rank",
+        "non-integer graph_extent",
+        "tensor dp_rank",
+        "negative graph extent",
+    }
+    for found in refusals.counterexamples:
+        assert "dp_size" not in (found.kind or "")
+        assert "count" not in (found.kind or "")

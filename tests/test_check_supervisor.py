@@ -387,3 +387,123 @@ def test_ctrl_c_prints_what_finished_writes_its_json_and_leaves_nothing(tmp_path
     assert [prop["name"] for prop in read_json(report)["properties"]] == ["sum_len_rows"]
     time.sleep(0.2)
     assert marked_processes(marker) == []
+
+
+# -- properties side by side (-j) ----------------------------------------------------
+
+#: Records each call's process and time, and takes a while over each.
+TIMED_CALLS = """
+def misbehave(counts, dp_size, can_run_graph):
+    began = time.monotonic()
+    time.sleep(0.1)
+    with open(os.environ["DPSLICE_TEST_CALLS"], "a") as log:
+        log.write(f"{os.getpid()} {began} {time.monotonic()}\\n")
+"""
+
+
+def _comparable(report: Any) -> dict[str, Any]:
+    """The report's JSON without the times, which differ from run to run."""
+    from dpslice.check.report import to_json
+
+    document: dict[str, Any] = to_json(report)
+    document.pop("totals")
+    document["properties"] = [
+        {key: value for key, value in prop.items() if key != "seconds"}
+        for prop in document["properties"]
+    ]
+    return document
+
+
+@pytest.mark.parametrize("target", ["dpslice.specimens.tensor_path:tensor_path_slice", None])
+def test_side_by_side_the_report_is_the_one_of_a_single_worker(target: str | None) -> None:
+    spec = target or "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
+    reports = [
+        BatterySupervisor(spec, max_examples=60, seed=5, jobs=jobs).run() for jobs in (1, 3)
+    ]
+    one, three = map(_comparable, reports)
+    assert [prop["verdict"] for prop in one["properties"]].count("FAIL") >= 2
+    assert three == one
+
+
+def test_properties_run_in_workers_side_by_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("DPSLICE_TEST_CALLS", str(log))
+    names = ["sum_len_rows", "max_len_rows", "skipped_gather_rows", "inputs_unchanged"]
+    report = BatterySupervisor(
+        target_file(tmp_path, TIMED_CALLS), properties=names, max_examples=20, jobs=2
+    ).run()
+    assert [result.name for result in report.results] == names
+    assert all(result.verdict is Verdict.PASS for result in report.results)
+    calls = [line.split() for line in log.read_text().splitlines()]
+    spans: dict[str, list[tuple[float, float]]] = {pid: [] for pid, _, _ in calls}
+    for pid, began, ended_at in calls:
+        spans[pid].append((float(began), float(ended_at)))
+    assert len(spans) == 2, "one worker ran every property"
+    first, second = spans.values()
+    assert any(a[0] < b[1] and b[0] < a[1] for a in first for b in second), (
+        "the two workers never ran at the same time"
+    )
+
+
+def test_side_by_side_a_hang_in_one_state_leaves_every_other_property_judged(
+    tmp_path: Path,
+) -> None:
+    hangs = target_file(
+        tmp_path,
+        """
+        def misbehave(counts, dp_size, can_run_graph):
+            if can_run_graph:
+                time.sleep(3600)
+        """,
+    )
+    report = BatterySupervisor(hangs, max_examples=30, seed=0, timeout=1, jobs=2).run()
+    verdicts = {result.name: result.verdict for result in report.results}
+    assert report.stopped is None and report.not_run == ()
+    assert verdicts["sum_len_rows"] is Verdict.PASS
+    assert verdicts["graph_replay_rows"] is Verdict.FAIL
+    assert Verdict.ERROR not in verdicts.values(), verdicts
+
+
+def test_jobs_below_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="jobs=0: at least one worker"):
+        BatterySupervisor("dpslice.reference:dp_local_slice", jobs=0)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["-j", "0"], "argument -j/--jobs: 0 is below 1: pass auto or a number of workers"),
+        (["-j", "two"], "argument -j/--jobs: 'two' is not an integer: pass auto or a number"),
+    ],
+)
+def test_a_bad_job_count_is_a_usage_error(
+    option: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["check", *option])
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_jobs_do_not_combine_with_the_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--distributed", "2", "-j", "2"]) == 2
+    assert "--jobs cannot be combined with --distributed" in capsys.readouterr().err
+
+
+def test_auto_is_the_usable_cpus_within_the_cap_and_the_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dpslice import isolation
+
+    monkeypatch.setattr(isolation.os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(isolation, "available_memory", lambda: None)
+    assert isolation.auto_jobs() == isolation.AUTO_JOBS_CAP
+    monkeypatch.setattr(isolation, "available_memory", lambda: 3 * isolation.WORKER_MEMORY)
+    assert isolation.auto_jobs() == 3
+    monkeypatch.setattr(isolation, "available_memory", lambda: 0)
+    assert isolation.auto_jobs() == 1
+    monkeypatch.setattr(isolation.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(isolation, "available_memory", lambda: None)
+    assert isolation.auto_jobs() == 2

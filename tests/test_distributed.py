@@ -550,7 +550,7 @@ def test_more_ranks_than_the_round_trip_runs_are_refused_before_any_starts() -> 
 
 
 def test_ranks_that_would_not_fit_in_memory_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(driver, "_available_memory", lambda: 2**30)
+    monkeypatch.setattr(driver, "available_memory", lambda: 2**30)
     assert check_rank_count(4) == 4  # 1.0 GiB for 1 GiB: they fit
     with pytest.raises(RoundTripConfigError) as refused:
         RoundTripSession(dp_size=5)

@@ -99,7 +99,7 @@ def test_a_check_that_breaks_mid_run_reports_what_finished_and_exits_2(
 ) -> None:
     monkeypatch.setattr("dpslice.check.progress.Progress", _BreaksAtSecondRow)
     report, junit = tmp_path / "r.json", tmp_path / "junit.xml"
-    args = ["check", "--max-examples", "2", "--seed", "0", "--json", str(report)]
+    args = ["check", "-j", "1", "--max-examples", "2", "--seed", "0", "--json", str(report)]
     status = main([*args, "--junit-xml", str(junit)])
     out, err = capsys.readouterr()
     assert status == 2

@@ -17,6 +17,9 @@ the same device and judged as NEW's contract
   report says which side is right.
 * ``same_refusals_as_against`` (hardening): the same, for the invalid calls
   ``invalid_inputs_refused`` draws, kind by kind: inputs no engine produces.
+  Only the kinds of defect both sides can see are compared: a side whose
+  signature lacks the parameter holding the defect was never given it, so
+  its slice is no answer to the invalid call.
 * ``against_sync_free`` (hardening): ``sync_free``, run on OLD.  OLD is not
   what is under check: its syncs are reported (a WARN, exit status 0 unless
   ``--strict``) so that "same answers, OLD syncs, NEW does not" reads plainly
@@ -199,8 +202,9 @@ def _layouts(target: Target) -> st.SearchStrategy[RankExample]:
 
 
 def _refusal_kinds(target: Target) -> dict[str, st.SearchStrategy[InvalidCall]]:
-    """The kinds of defect either side can see, each searched apart."""
-    return {**_kinds(_against(target)), **_kinds(target)}
+    """The kinds of defect both sides can see, each searched apart."""
+    seen_by_against = _kinds(_against(target))
+    return {kind: drawn for kind, drawn in _kinds(target).items() if kind in seen_by_against}
 
 
 def _no_refusal_kinds(target: Target) -> str | None:
@@ -210,7 +214,7 @@ def _no_refusal_kinds(target: Target) -> str | None:
     if not target.contract.counted_modes:
         return f"the {target.contract.name} contract has no CPU counts to put a defect in"
     if not _refusal_kinds(target):
-        return "neither side takes a parameter in which an invalid call's defect is visible"
+        return "the two sides share no parameter in which an invalid call's defect is visible"
     return None
 
 
@@ -231,7 +235,7 @@ SAME_REFUSALS_AS_AGAINST: Property[InvalidCall] = Property(
     statement="On inputs no engine produces, the target and --against give one answer.",
     draws=(
         "invalid_calls(kinds=[kind], contract=contract, max_count="
-        f"{SMALL_COUNT}) for each kind of defect visible to either side"
+        f"{SMALL_COUNT}) for each kind of defect visible to both sides"
     ),
     strategy=lambda target: st.one_of(*_refusal_kinds(target).values()),
     check=_same_refusal,

@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["call_seconds", "contract_name", "positive_int", "positive_seconds", "seed_number"]
+__all__ = [
+    "call_seconds",
+    "contract_name",
+    "job_count",
+    "positive_int",
+    "positive_seconds",
+    "seed_number",
+]
 
 
 def positive_int(text: str) -> int:
@@ -22,6 +29,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is below 1")
     return value
+
+
+def job_count(text: str) -> int:
+    """``-j``: ``auto`` (:func:`~dpslice.isolation.auto_jobs`) or an int >= 1 (an argparse type)."""
+    if text.strip().lower() == "auto":
+        from dpslice.isolation import auto_jobs
+
+        return auto_jobs()
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}: pass auto or a number of workers") from None
 
 
 def positive_seconds(text: str) -> float:

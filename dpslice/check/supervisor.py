@@ -193,21 +193,28 @@ class _Worker:
         if self.pidfd is not None:
             watched.append(self.pidfd)
         ready = wait(watched, timeout=max(0.0, min(timeout, 1.0)))
+        messages = self.drain()
+        if messages:
+            # Let records pile up a moment: one wake-up per batch, not per call, so
+            # this process takes little of the CPU the worker checks with.
+            time.sleep(_BATCH_S)
+        elif messages is not None and (self.pidfd in ready or (not ready and self.exited())):
+            return None
+        return messages
+
+    def drain(self) -> list[bytes] | None:
+        """The messages waiting in the pipe, without blocking; ``None`` once it closed
+        with none left."""
         messages: list[bytes] = []
         try:
             while self.conn.poll():
                 messages.append(self.conn.recv_bytes())
         except (EOFError, OSError):
             return messages or None
-        if messages:
-            # Let records pile up a moment: one wake-up per batch, not per call, so
-            # this process takes little of the CPU the worker checks with.
-            time.sleep(_BATCH_S)
-        if not messages and (self.pidfd in ready or (not ready and self._exited())):
-            return None
         return messages
 
-    def _exited(self) -> bool:
+    def exited(self) -> bool:
+        """Whether the process has ended (it is not reaped yet)."""
         return wait_exit_unreaped(self.process.pid, 0.0)
 
     def death(self) -> _Died:
@@ -275,12 +282,13 @@ class Workers:
     """Where the battery's workers come from, and where one goes back when its job is done.
 
     A worker that finished its job is kept and takes the next one at once: a
-    run of single-property jobs (the pytest plugin's tests) pays one start-up.
-    A worker that had to be stopped is replaced; with ``warm_ahead`` the
-    replacement is started beside the worker handed out, importing the
-    battery (and torch) while that one runs, so that a target that hangs every
-    property costs the timeout, not a restart, each.  :meth:`close` stops the
-    workers kept; a worker handed out is its taker's to stop or give back.
+    run of single-property jobs (the pytest plugin's tests, ``-j N``) pays one
+    start-up per worker.  A worker that had to be stopped is replaced; with
+    ``warm_ahead`` the replacement is started beside the worker handed out,
+    importing the battery (and torch) while that one runs, so that a target
+    that hangs every property costs the timeout, not a restart, each.
+    :meth:`close` stops the workers kept; a worker handed out is its taker's to
+    stop or give back.
 
     Use it as a context manager: ``with Workers(env) as workers:``.
     """
@@ -288,39 +296,36 @@ class Workers:
     def __init__(self, env: dict[str, str], *, warm_ahead: bool = False) -> None:
         self.env = env
         self.warm_ahead = warm_ahead
-        self._idle: _Worker | None = None
-        self._spare: _Worker | None = None
+        self._idle: list[_Worker] = []
+        self._spares: list[_Worker] = []
 
     def take(self) -> _Worker:
         """A worker for the next job: one that finished its last, a warm spare, or a new one."""
-        if self._idle is not None:
-            worker, self._idle = self._idle, None
-            return worker
-        worker, self._spare = self._spare or _Worker(self.env), None
-        if self.warm_ahead:
+        if self._idle:
+            return self._idle.pop()
+        worker = self._spares.pop(0) if self._spares else _Worker(self.env)
+        if self.warm_ahead and not self._spares:
             try:
-                self._spare = _Worker(self.env, warm=True)
+                self._spares.append(_Worker(self.env, warm=True))
             except BaseException:
                 worker.stop()
                 raise
         return worker
 
-    def prepare(self) -> None:
-        """Start a warm spare now, if none is kept: the worker in use may have to be stopped."""
-        if self._idle is None and self._spare is None:
-            self._spare = _Worker(self.env, warm=True)
+    def prepare(self, ready: int = 1) -> None:
+        """Start warm spares until ``ready`` workers wait for a job: the worker in use may
+        have to be stopped, or more jobs are about to run side by side."""
+        while len(self._idle) + len(self._spares) < ready:
+            self._spares.append(_Worker(self.env, warm=True))
 
     def give_back(self, worker: _Worker) -> None:
         """Keep ``worker``, which finished its job, for the next one."""
-        if self._idle is not None:
-            self._idle.stop()
-        self._idle = worker
+        self._idle.append(worker)
 
     def close(self) -> None:
-        for worker in (self._idle, self._spare):
-            if worker is not None:
-                worker.stop()
-        self._idle = self._spare = None
+        for worker in (*self._idle, *self._spares):
+            worker.stop()
+        self._idle, self._spares = [], []
 
     def __enter__(self) -> Workers:
         return self
@@ -343,6 +348,28 @@ class _Abort:
     broke: str | None = None
 
 
+@dataclass
+class _Assignment:
+    """One worker on one job, as this process follows it."""
+
+    worker: _Worker
+    #: The properties the job runs, once known (the plan's, for a job sent before it).
+    runs: tuple[str, ...] | None
+    phase: str = "starting"
+    deadline: float = 0.0
+    #: When a spare worker starts, in case the call in flight hangs.
+    spare_at: float | None = None
+    #: The property in progress and when it started.
+    current: tuple[PropertyResult, float] | None = None
+    #: Calls of the target seen in the current property.
+    calls: int = 0
+    #: The last call's record (``b"C"``), while it may be in flight.
+    record: bytes | None = None
+    #: Properties this job finished.
+    finished: int = 0
+    abort: _Abort | None = None
+
+
 def _last_line(text: str) -> str:
     """The last line of a traceback: the error, as one line."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
@@ -356,9 +383,13 @@ def _never_loaded(**_: object) -> NoReturn:
 class BatterySupervisor:
     """The battery against ``spec``, run in workers; :meth:`run` returns the report.
 
+    ``jobs`` workers run properties side by side (``dpslice check -j``), each
+    property in one worker with its own seed: the verdicts, counterexamples
+    and report order are those of ``jobs=1``.
+
     Attributes:
         target: the target as the worker loaded it (without its function), once loaded.
-        results: the properties finished so far, in order.
+        results: the properties finished so far, in the plan's order.
     """
 
     def __init__(
@@ -376,8 +407,11 @@ class BatterySupervisor:
         strict: bool = False,
         import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
         workers: Workers | None = None,
+        jobs: int = 1,
     ) -> None:
         check_call_timeout(timeout)
+        if jobs < 1:
+            raise ValueError(f"jobs={jobs}: at least one worker must run the battery")
         self.spec = spec
         self.strict = strict
         self.device = device
@@ -389,17 +423,23 @@ class BatterySupervisor:
         self.import_timeout = import_timeout
         self.listener = listener
         self.load_options = dict(load_options or {})
+        self.jobs = jobs
         self.target: Target | None = None
         #: The worker's :func:`~dpslice.check.results.versions`, once it loaded the target.
         self.versions: dict[str, str] | None = None
-        self.results: list[PropertyResult] = []
+        self._done: dict[str, PropertyResult] = {}
+        self._told = 0  # results passed to the listener, in the plan's order
         self._plan: tuple[str, ...] | None = None
         self._began = time.perf_counter()
-        # Once a worker had to be stopped, the next one is started ahead of need:
-        # a target that hangs every property then costs the timeout, not a restart, each.
         self._workers = workers
+        self._running: list[_Assignment] = []
         self._first_calls_hung: list[str] = []  # properties in a row whose first call hung
         self._stopped: Stop | None = None
+
+    @property
+    def results(self) -> list[PropertyResult]:
+        order = {name: index for index, name in enumerate(self._plan or ())}
+        return sorted(self._done.values(), key=lambda result: order.get(result.name, 0))
 
     def unloaded_report(self) -> CheckReport:
         """The report of a run that never loaded its target: no property ran.
@@ -447,7 +487,7 @@ class BatterySupervisor:
         )
 
     def run(self) -> CheckReport:
-        """Run every property, restarting the worker after each call that never came back.
+        """Run every property, restarting a worker after each call that never came back.
 
         Raises:
             BadTargetError: the target cannot be loaded (its import raised, hung
@@ -455,29 +495,14 @@ class BatterySupervisor:
             CheckBrokeError: the check itself broke.
         """
         self._began = time.perf_counter()
-        barren = 0
         with contextlib.ExitStack() as stack:
             workers = self._workers
             if workers is None:
                 workers = stack.enter_context(Workers(stack.enter_context(_environment())))
-            while True:
-                remaining = self._remaining()
-                if remaining == ():
-                    break
-                before = len(self.results)
-                abort = self._one_worker(remaining, workers)
-                if abort is None:
-                    break
-                if len(self._first_calls_hung) >= HANGS_BEFORE_GIVING_UP:
-                    self._stopped = Stop.HUNG
-                    break
-                if len(self.results) == before:
-                    barren += 1
-                    if barren > _MAX_BARREN_RESTARTS:
-                        self._give_up(abort)
-                        break
-                else:
-                    barren = 0
+            try:
+                self._run(workers)
+            finally:
+                self._stop_running()
         report = self.partial_report()
         assert report is not None
         return report
@@ -489,8 +514,201 @@ class BatterySupervisor:
     def _remaining(self) -> tuple[str, ...] | None:
         if self._plan is None:
             return self.properties
-        done = {result.name for result in self.results}
-        return tuple(name for name in self._plan if name not in done)
+        return tuple(name for name in self._plan if name not in self._done)
+
+    def _run(self, workers: Workers) -> None:
+        barren = 0  # jobs in a row stopped before they finished a property
+        while True:
+            self._start_jobs(workers)
+            if not self._running:
+                return
+            for job in self._step(workers):
+                self._running.remove(job)
+                abort = job.abort
+                if abort is None:
+                    workers.give_back(job.worker)
+                    barren = 0
+                    continue
+                if abort.how == "died":
+                    abort.died = job.worker.death()
+                job.worker.stop()
+                workers.warm_ahead = True
+                judged = self._judge(job, abort)
+                if len(self._first_calls_hung) >= HANGS_BEFORE_GIVING_UP:
+                    self._stopped = Stop.HUNG
+                    return
+                barren = barren + 1 if job.finished == 0 and not judged else 0
+                if barren > _MAX_BARREN_RESTARTS:
+                    self._stop_running()
+                    self._give_up(abort)
+                    return
+
+    def _start_jobs(self, workers: Workers) -> None:
+        """Give jobs to idle slots: before the plan is known, one job that loads the
+        target (and, with ``jobs > 1``, runs only the first property); then the rest,
+        all in one job with ``jobs == 1``, one property a job otherwise."""
+        if self._plan is None:
+            if self._running:
+                return
+            if self.jobs > 1:
+                workers.prepare(self.jobs)  # all start now; one loads the target
+            self._give(workers, self.properties, limit=1 if self.jobs > 1 else None)
+            return
+        taken = {name for job in self._running for name in job.runs or ()}
+        free = [name for name in self._plan if name not in self._done and name not in taken]
+        if self.jobs == 1:
+            if free and not self._running:
+                self._give(workers, tuple(free))
+            return
+        for name in free[: self.jobs - len(self._running)]:
+            self._give(workers, (name,))
+
+    def _give(
+        self, workers: Workers, properties: tuple[str, ...] | None, limit: int | None = None
+    ) -> None:
+        worker = workers.take()
+        try:
+            worker.give(
+                Job(
+                    spec=self.spec,
+                    device=self.device,
+                    properties=properties,
+                    exclude=self.exclude,
+                    limit=limit,
+                    max_examples=self.max_examples,
+                    seed=self.seed,
+                    strict=self.strict,
+                    load_options=self.load_options,
+                )
+            )
+        except BaseException:
+            worker.stop()
+            raise
+        runs = properties if self._plan is not None else None
+        job = _Assignment(worker, runs, deadline=time.monotonic() + STARTUP_ALLOWANCE)
+        self._running.append(job)
+
+    def _stop_running(self) -> None:
+        for job in self._running:
+            job.worker.stop()
+        self._running = []
+
+    def _step(self, workers: Workers) -> list[_Assignment]:
+        """Wait for the running workers' events (or a deadline), handle them, and return
+        the jobs that ended: done (``abort`` is ``None``), or stopped answering, or died.
+
+        A call still in flight after :data:`_SPARE_AFTER` seconds (or half the
+        timeout) may hang: a spare worker starts then, so that the next
+        property need not wait for one.
+
+        Raises:
+            KeyboardInterrupt: a stop was requested (:func:`~dpslice.isolation.request_stop`).
+        """
+        if stop_requested() is not None:
+            raise KeyboardInterrupt
+        live = self.listener is not None and self.listener.live
+        now = time.monotonic()
+        wake = min(
+            min(job.deadline, job.spare_at if job.spare_at is not None else job.deadline)
+            for job in self._running
+        )
+        watched: list[Any] = [job.worker.conn for job in self._running]
+        watched += [job.worker.pidfd for job in self._running if job.worker.pidfd is not None]
+        timeout = min(wake - now, _TICK) if live else wake - now
+        ready = set(wait(watched, timeout=max(0.0, min(timeout, 1.0))))
+        ended: list[_Assignment] = []
+        received = False
+        for job in list(self._running):
+            now = time.monotonic()
+            if job.spare_at is not None and now >= job.spare_at:
+                workers.prepare()
+                job.spare_at = None
+            quiet = job.worker.conn not in ready and job.worker.pidfd not in ready
+            # Without a pidfd, only polling tells a worker that ended without a word.
+            unseen_end = job.worker.pidfd is None and job.worker.exited()
+            if quiet and now < job.deadline and not unseen_end:
+                continue
+            messages = job.worker.drain()
+            if messages is None or (not messages and job.worker.exited()):
+                job.abort = _Abort("died", job.phase)
+            elif not messages and now >= job.deadline:
+                # What arrived while this process was busy counts: a call whose
+                # return is already in the pipe did not hang (drained just now).
+                job.abort = _Abort("hung", job.phase)
+            else:
+                received = received or bool(messages)
+                self._handle(job, messages or [])
+            if job.abort is not None or job.phase == "done":
+                ended.append(job)
+        if live and self.listener is not None:
+            self._tick()
+        if received and not ended:
+            # Let records pile up a moment: one wake-up per batch, not per call, so
+            # this process takes little of the CPU the workers check with.
+            time.sleep(_BATCH_S)
+        return ended
+
+    def _tick(self) -> None:
+        assert self.listener is not None
+        current = [job.current for job in self._running if job.current is not None]
+        if current:
+            started, began = min(current, key=lambda pair: pair[1])
+            calls = sum(job.calls for job in self._running)
+            self.listener.tick(started.name, calls, time.perf_counter() - began)
+        else:
+            self.listener.tick(None, 0, time.perf_counter() - self._began)
+
+    def _handle(self, job: _Assignment, messages: list[bytes]) -> None:
+        """One worker's events, in order; a ``broke`` event sets ``job.abort``."""
+        now = time.monotonic()
+        own_work = max(self.timeout, OWN_WORK_ALLOWANCE)
+        for data in messages:
+            tag = data[:1]
+            if tag == b"C":
+                job.record = data
+                job.calls += 1
+                job.phase, job.deadline = "call", now + self.timeout
+                job.spare_at = now + min(_SPARE_AFTER, self.timeout / 2)
+                continue
+            if tag == b"R":
+                job.phase, job.deadline, job.spare_at = "property", now + own_work, None
+                continue
+            event = pickle.loads(data[1:])
+            kind = event[0]
+            if kind == "loading":
+                job.phase, job.deadline = "loading", now + self.import_timeout
+            elif kind == "loaded":
+                if self._plan is None:
+                    self.target, self.versions, self._plan = event[1], event[3], event[2]
+                    # Timed from here, as run_check is: the start-up is not the check's.
+                    self._began = time.perf_counter()
+                    if self.listener is not None:
+                        self.listener.loaded(event[1])
+                if job.runs is None:
+                    job.runs = event[2][:1] if self.jobs > 1 else event[2]
+                job.phase, job.deadline = "between", now + own_work
+            elif kind == "bad_usage":
+                raise UnknownPropertyError(event[1])
+            elif kind == "bad_target":
+                raise BadTargetError(event[1])
+            elif kind == "start":
+                job.current = (event[1], time.perf_counter())
+                job.calls, job.record = 0, None
+                if self.listener is not None:
+                    self.listener.started(event[1].name)
+                job.phase, job.deadline = "property", now + own_work
+            elif kind == "result":
+                job.current = None
+                job.finished += 1
+                self._first_calls_hung.clear()
+                self._finish(self._as_seen(job, event[1]))
+                job.phase, job.deadline = "between", now + own_work
+            elif kind == "broke":
+                job.abort = _Abort("broke", job.phase, broke=_last_line(event[1]))
+                return
+            elif kind == "done":
+                job.phase = "done"
+                return
 
     def _give_up(self, abort: _Abort) -> None:
         for name in self._remaining() or ():
@@ -498,120 +716,16 @@ class BatterySupervisor:
             self._finish(started_result(name, "", note=note))
 
     def _finish(self, result: PropertyResult) -> None:
-        self.results.append(result)
-        if self.listener is not None:
-            self.listener.finished(result)
+        """Keep ``result``; tell the listener of every result now due, in the plan's order."""
+        self._done[result.name] = result
+        if self.listener is None:
+            return
+        plan = self._plan or tuple(self._done)
+        while self._told < len(plan) and plan[self._told] in self._done:
+            self._told += 1
+            self.listener.finished(self._done[plan[self._told - 1]])
 
-    def _one_worker(self, properties: tuple[str, ...] | None, workers: Workers) -> _Abort | None:
-        job = Job(
-            spec=self.spec,
-            device=self.device,
-            properties=properties,
-            exclude=self.exclude,
-            max_examples=self.max_examples,
-            seed=self.seed,
-            strict=self.strict,
-            load_options=self.load_options,
-        )
-        worker = workers.take()
-        worker.give(job)
-        finished = False
-        try:
-            abort = self._follow(worker, workers)
-            if abort is not None and abort.how == "died":
-                abort.died = worker.death()
-            finished = abort is None
-        finally:
-            if finished:
-                workers.give_back(worker)
-            else:
-                worker.stop()
-        if abort is not None:
-            workers.warm_ahead = True
-            self._judge(abort)
-        return abort
-
-    def _follow(self, worker: _Worker, workers: Workers) -> _Abort | None:
-        """Read the worker's events until it is done, or stops answering, or dies.
-
-        A call still in flight after :data:`_SPARE_AFTER` seconds (or half the
-        timeout) may hang: a spare worker starts then, so that the next
-        property need not wait for one.
-        """
-        phase = "starting"
-        spare_at: float | None = None
-        deadline = time.monotonic() + STARTUP_ALLOWANCE
-        own_work = max(self.timeout, OWN_WORK_ALLOWANCE)
-        self._current: tuple[PropertyResult, float] | None = None  # started, when
-        self._calls = 0
-        self._record: bytes | None = None
-        live = self.listener is not None and self.listener.live
-        while True:
-            now = time.monotonic()
-            if spare_at is not None and now >= spare_at:
-                workers.prepare()
-                spare_at = None
-            if now >= deadline:
-                # What arrived while this process was busy counts: a call whose
-                # return is already in the pipe did not hang.
-                messages = worker.receive(0.0)
-                if not messages:
-                    return _Abort("hung", phase)
-            else:
-                wake = min(deadline, spare_at) if spare_at is not None else deadline
-                messages = worker.receive(min(wake - now, _TICK) if live else wake - now)
-            if messages is None:
-                return _Abort("died", phase)
-            now = time.monotonic()
-            for data in messages:
-                tag = data[:1]
-                if tag == b"C":
-                    self._record = data
-                    self._calls += 1
-                    phase, deadline = "call", now + self.timeout
-                    spare_at = now + min(_SPARE_AFTER, self.timeout / 2)
-                    continue
-                if tag == b"R":
-                    phase, deadline, spare_at = "property", now + own_work, None
-                    continue
-                event = pickle.loads(data[1:])
-                kind = event[0]
-                if kind == "loading":
-                    phase, deadline = "loading", now + self.import_timeout
-                elif kind == "loaded":
-                    self.target, self.versions = event[1], event[3]
-                    if self._plan is None:
-                        self._plan = event[2]
-                        # Timed from here, as run_check is: the start-up is not the check's.
-                        self._began = time.perf_counter()
-                        if self.listener is not None:
-                            self.listener.loaded(event[1])
-                    phase, deadline = "between", now + own_work
-                elif kind == "bad_usage":
-                    raise UnknownPropertyError(event[1])
-                elif kind == "bad_target":
-                    raise BadTargetError(event[1])
-                elif kind == "start":
-                    self._current = (event[1], time.perf_counter())
-                    self._calls, self._record = 0, None
-                    if self.listener is not None:
-                        self.listener.started(event[1].name)
-                    phase, deadline = "property", now + own_work
-                elif kind == "result":
-                    self._current = None
-                    self._first_calls_hung.clear()
-                    self._finish(self._as_seen(event[1]))
-                    phase, deadline = "between", now + own_work
-                elif kind == "broke":
-                    return _Abort("broke", phase, broke=_last_line(event[1]))
-                elif kind == "done":
-                    return None
-            if live and self.listener is not None:
-                name = self._current[0].name if self._current is not None else None
-                began = self._current[1] if self._current is not None else time.perf_counter()
-                self.listener.tick(name, self._calls, time.perf_counter() - began)
-
-    def _as_seen(self, result: PropertyResult) -> PropertyResult:
+    def _as_seen(self, job: _Assignment, result: PropertyResult) -> PropertyResult:
         """The worker's result, held to what this process saw of the property's calls.
 
         Code in the worker's process could rewrite the check there; a verdict
@@ -619,7 +733,7 @@ class BatterySupervisor:
         """
         if result.verdict in (Verdict.NOT_APPLICABLE, Verdict.ERROR):
             return result
-        if self._calls == 0:
+        if job.calls == 0:
             return replace(
                 result,
                 verdict=Verdict.ERROR,
@@ -629,25 +743,11 @@ class BatterySupervisor:
                 "seen: a verdict the check cannot stand behind (does the target change "
                 "dpslice in its process?)",
             )
-        return replace(result, examples=min(result.examples, self._calls))
+        return replace(result, examples=min(result.examples, job.calls))
 
-    def _broke(self, abort: _Abort) -> None:
-        """The check's own code failed in the worker: the property in flight is an ERROR."""
-        if self._current is None:
-            return  # between properties: the next worker runs the rest
-        started, began = self._current
-        self._finish(
-            replace(
-                started,
-                verdict=Verdict.ERROR,
-                examples=self._calls,
-                seconds=time.perf_counter() - began,
-                note=f"the check itself broke, not the target: {abort.broke}",
-            )
-        )
-
-    def _judge(self, abort: _Abort) -> None:
-        """Turn a stopped worker into the current property's result, or an error."""
+    def _judge(self, job: _Assignment, abort: _Abort) -> bool:
+        """Turn a stopped worker into its current property's result, or an error; whether
+        a property was in progress (and so has its result)."""
         limit, flag = (
             (self.import_timeout, "--import-timeout")
             if abort.phase == "loading"
@@ -658,10 +758,9 @@ class BatterySupervisor:
             "died": f"ended the process ({abort.died})",
             "broke": f"broke ({abort.broke})",
         }[abort.how]
-        if abort.how == "broke" and abort.phase not in ("starting", "loading"):
-            self._broke(abort)
-            return
-        if abort.phase == "starting" or abort.how == "broke":
+        if abort.phase == "starting" or (
+            abort.how == "broke" and abort.phase in ("starting", "loading")
+        ):
             raise CheckBrokeError(
                 f"the check's worker {what} before loading the target; "
                 "run `python -c 'import dpslice.check'` to see why"
@@ -671,17 +770,24 @@ class BatterySupervisor:
                 f"importing the target {self.spec} {what}; a target must import without "
                 "exiting, crashing or blocking (raise --import-timeout if it is merely slow)"
             )
-        current = self._current
-        if current is None:
-            return  # between properties: the next worker runs the rest
-        started, began = current
+        if job.current is None:
+            return False  # between properties: the next worker runs the rest
+        started, began = job.current
         seconds = time.perf_counter() - began
-        if abort.phase == "call" and self._record is not None and self.target is not None:
-            if abort.how == "hung" and self._calls == 1:
+        if abort.how == "broke":
+            note = f"the check itself broke, not the target: {abort.broke}"
+            self._finish(
+                replace(
+                    started, verdict=Verdict.ERROR, examples=job.calls, seconds=seconds, note=note
+                )
+            )
+            return True
+        if abort.phase == "call" and job.record is not None and self.target is not None:
+            if abort.how == "hung" and job.calls == 1:
                 self._first_calls_hung.append(started.name)
             else:
                 self._first_calls_hung.clear()
-            record = pickle.loads(self._record[1:])
+            record = pickle.loads(job.record[1:])
             outcome = (
                 hung(self.timeout)
                 if abort.how == "hung"
@@ -693,14 +799,14 @@ class BatterySupervisor:
             self._finish(
                 aborted_result(
                     started,
-                    examples=self._calls,
+                    examples=job.calls,
                     seconds=seconds,
                     target=self.target,
                     record=record,
                     outcome=outcome,
                 )
             )
-            return
+            return True
         stalled = (
             f"stopped answering for {max(self.timeout, OWN_WORK_ALLOWANCE):g} s"
             if abort.how == "hung"
@@ -710,11 +816,12 @@ class BatterySupervisor:
             replace(
                 started,
                 verdict=Verdict.ERROR,
-                examples=self._calls,
+                examples=job.calls,
                 seconds=seconds,
                 note=f"the check's worker {stalled} outside any call of the target",
             )
         )
+        return True
 
 
 # -- the round trip ----------------------------------------------------------------

@@ -60,6 +60,8 @@ class Job:
         device: where ``global_num_tokens_gpu`` is built.
         properties: the properties to run, in order; ``None``: every registered one.
         exclude: properties not to run.
+        limit: run only the first ``limit`` of them; ``loaded`` still names them all
+            (the plan), so that other workers can take the rest.
         max_examples, seed, strict: as for :func:`~dpslice.check.runner.run_property`.
         load_options: more keywords for :func:`~dpslice.check.target.load_target`
             (``contract``; ``against``, which adds the comparisons to the battery).
@@ -71,6 +73,7 @@ class Job:
     device: str = "cpu"
     properties: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
+    limit: int | None = None
     max_examples: int = 500
     seed: int = 0
     strict: bool = False
@@ -191,7 +194,7 @@ def _battery(job: Job, channel: _Channel) -> None:
 
     calls.call_observer = Recorder()
     channel.keep_modules()
-    for prop in chosen:
+    for prop in chosen[: job.limit]:
         started = started_result(prop.name, prop.statement, tier=prop.tier)
         channel.event("start", started)
         last[:] = [None, 0]

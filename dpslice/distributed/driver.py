@@ -50,6 +50,7 @@ from dpslice.distributed.search import (
     stopped_round_trip,
 )
 from dpslice.distributed.worker import BACKENDS, spawned_worker
+from dpslice.isolation import available_memory
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import MAX_DP_SIZE
 
@@ -78,18 +79,6 @@ _STARTER_FILES = 24
 #: Open files a rank holds besides one socket per peer: 13 measured (torch, the store,
 #: the pipe to the driver), and a margin.
 _RANK_FILES = 16
-
-
-def _available_memory() -> int | None:
-    """MemAvailable from ``/proc/meminfo``, in bytes; ``None`` where there is none."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _open_files_now() -> int:
@@ -135,7 +124,7 @@ def check_rank_count(dp_size: int, *, spawning: bool = True) -> int:
                 f"{limit} (ulimit -n); raise it (ulimit -n {max(1024, needed)}) or run at "
                 f"most {max(0, (limit - fixed) // per_rank)} ranks"
             )
-    available = _available_memory() if spawning else None
+    available = available_memory() if spawning else None
     if available is not None and dp_size * RANK_MEMORY > available:
         raise RoundTripConfigError(
             f"{dp_size} ranks need about {dp_size * RANK_MEMORY / 2**30:.1f} GiB of memory "
