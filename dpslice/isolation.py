@@ -32,6 +32,7 @@ from typing import IO
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_IMPORT_TIMEOUT",
+    "DEFAULT_LAYOUT_TIMEOUT",
     "DEFAULT_MAX_EXAMPLES",
     "DEFAULT_RUN_TIMEOUT",
     "GATHER_ALLOWANCE",
@@ -80,6 +81,9 @@ STARTUP_ALLOWANCE = 120.0
 
 #: Seconds each layout's collectives get in a round trip, on top of the call timeout.
 GATHER_ALLOWANCE = 50.0
+
+#: Seconds one layout of a round trip may take, the call and the collectives.
+DEFAULT_LAYOUT_TIMEOUT = DEFAULT_CALL_TIMEOUT + GATHER_ALLOWANCE
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36

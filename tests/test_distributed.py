@@ -639,6 +639,16 @@ def test_the_torchrun_entry_runs_one_rank_and_leaves_no_hypothesis_directory(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_torchrun_entry_keeps_the_verdict_when_its_budget_runs_out(tmp_path: Path) -> None:
+    """As the driver does: the search stops between layouts and stands on those checked."""
+    status, out, err = one_rank(
+        "--max-examples", "100000", "--seed", "0", "--timeout", "2", cwd=tmp_path
+    )
+    assert status == 0, out + err
+    assert "round_trip_rows                PASS" in out
+    assert "stopped early: the run's budget of 2 s ran out after" in out
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [

@@ -52,6 +52,7 @@ from dpslice.check.results import CheckReport, PropertyResult, Verdict, check_se
 from dpslice.check.target import Target, check_device, load_target, target_from_callable
 from dpslice.contracts import Contract
 from dpslice.errors import BadTargetError
+from dpslice.isolation import DEFAULT_MAX_EXAMPLES
 
 __all__ = [
     "MAX_BATCH",
@@ -340,7 +341,7 @@ def hypothesis_storage() -> Iterator[None]:
 def run_check(
     target: str | Target | Callable[..., object] = "dpslice.reference:dp_local_slice",
     *,
-    max_examples: int = 500,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
     seed: int | None = None,
     properties: Sequence[str | Property[Any]] | None = None,
     device: str | None = None,

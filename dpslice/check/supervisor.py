@@ -58,13 +58,13 @@ from dpslice.isolation import (
     DEFAULT_MAX_EXAMPLES,
     DEFAULT_RUN_TIMEOUT,
     GATHER_ALLOWANCE,
+    STARTUP_ALLOWANCE,
     check_call_timeout,
     kill_tree,
     start_worker,
     stop_requested,
     wait_exit_unreaped,
 )
-from dpslice.isolation import STARTUP_ALLOWANCE as RANKS_STARTUP
 
 __all__ = [
     "BatterySupervisor",
@@ -74,8 +74,6 @@ __all__ = [
     "Workers",
 ]
 
-#: Seconds a worker gets to start Python and import torch and the check.
-STARTUP_ALLOWANCE = 120.0
 #: Seconds the check's own work may take between two events (drawing, the
 #: oracle, Hypothesis's bookkeeping), when that exceeds the call timeout.
 OWN_WORK_ALLOWANCE = 60.0
@@ -905,7 +903,7 @@ class RoundTripSupervisor:
         # The driver enforces every budget itself; this one only catches a driver
         # that stopped answering: the run, a start-up and a layout, and margin.
         driver_budget = (
-            job.run_timeout + RANKS_STARTUP + 2 * (job.call_timeout + GATHER_ALLOWANCE) + 30.0
+            job.run_timeout + STARTUP_ALLOWANCE + 2 * (job.call_timeout + GATHER_ALLOWANCE) + 30.0
         )
         self._began = began = time.perf_counter()
         with _environment() as env:

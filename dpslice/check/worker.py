@@ -44,7 +44,13 @@ from multiprocessing.connection import Connection
 from types import ModuleType
 from typing import Any, NoReturn
 
-from dpslice.isolation import become_subreaper, die_with_parent
+from dpslice.isolation import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_MAX_EXAMPLES,
+    DEFAULT_RUN_TIMEOUT,
+    become_subreaper,
+    die_with_parent,
+)
 
 __all__ = ["Job", "main"]
 
@@ -74,14 +80,14 @@ class Job:
     properties: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     limit: int | None = None
-    max_examples: int = 500
+    max_examples: int = DEFAULT_MAX_EXAMPLES
     seed: int = 0
     strict: bool = False
     load_options: dict[str, Any] = field(default_factory=dict)
     dp_size: int | None = None
     backend: str = "gloo"
-    call_timeout: float = 10.0
-    run_timeout: float = 600.0
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
+    run_timeout: float = DEFAULT_RUN_TIMEOUT
 
 
 class _Channel:

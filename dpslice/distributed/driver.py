@@ -39,18 +39,22 @@ from dpslice.check.target import Target, load_target, resolve_spec
 from dpslice.distributed.errors import (
     RankFailed,
     RoundTripConfigError,
-    RoundTripError,
     RoundTripTimeout,
     TargetAborted,
 )
 from dpslice.distributed.search import (
     aborted_round_trip,
-    first_failure,
     search_round_trip,
-    stopped_round_trip,
 )
 from dpslice.distributed.worker import BACKENDS, spawned_worker
-from dpslice.isolation import available_memory
+from dpslice.isolation import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_LAYOUT_TIMEOUT,
+    DEFAULT_MAX_EXAMPLES,
+    DEFAULT_RUN_TIMEOUT,
+    STARTUP_ALLOWANCE,
+    available_memory,
+)
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import MAX_DP_SIZE
 
@@ -152,12 +156,6 @@ def _check_positive(name: str, value: float) -> float:
     return float(value)
 
 
-class _RunBudgetSpent(RoundTripError):
-    # The run's own budget ran out between two layouts: the search stops, the
-    # layouts already checked stand.  A RoundTripError, so Hypothesis lets it through.
-    pass
-
-
 def _signal_name(exitcode: int | None) -> str | None:
     """The signal that killed a process, by name, or ``None`` if it exited."""
     if exitcode is None or exitcode >= 0:
@@ -203,8 +201,8 @@ class RoundTripSession:
         *,
         dp_size: int,
         backend: str = "gloo",
-        startup_timeout: float = 120.0,
-        layout_timeout: float = 60.0,
+        startup_timeout: float = STARTUP_ALLOWANCE + DEFAULT_CALL_TIMEOUT,
+        layout_timeout: float = DEFAULT_LAYOUT_TIMEOUT,
         call_timeout: float | None = None,
     ) -> None:
         check_rank_count(dp_size)
@@ -331,9 +329,7 @@ class RoundTripSession:
 
     # -- evaluating layouts -------------------------------------------------
 
-    def check(
-        self, layout: DPLayout, target: str | Target, *, deadline: float | None = None
-    ) -> tuple[Counterexample | None, ...]:
+    def check(self, layout: DPLayout, target: str | Target) -> tuple[Counterexample | None, ...]:
         """Every rank's counterexample on ``layout`` with ``target``, in rank order.
 
         ``None`` for a rank whose slice held exactly its own rows.
@@ -344,8 +340,6 @@ class RoundTripSession:
                 (``package.module:function`` or ``path/to/file.py:function``;
                 load it first for a clear error: a rank that cannot load it
                 fails the group).
-            deadline: a ``time.monotonic()`` time after which no new layout
-                starts; a layout that started gets its ``layout_timeout``.
 
         Raises:
             RankFailed: a rank raised in the harness or died; the group is down.
@@ -359,8 +353,6 @@ class RoundTripSession:
             raise RoundTripConfigError(f"{layout!r} is not a layout of {self.dp_size} ranks")
         if layout.mode is Mode.GRAPH_CAPTURE:
             raise RoundTripConfigError("capture layouts have no CPU counts to round-trip")
-        if deadline is not None and time.monotonic() >= deadline:
-            raise _RunBudgetSpent("the run's budget ran out")
         spec = resolve_spec(target if isinstance(target, str) else target.spec)
         self._seq += 1
         own_deadline = time.monotonic() + self.layout_timeout
@@ -379,9 +371,9 @@ class RoundTripSession:
         self,
         target: str | Target,
         *,
-        max_examples: int = 200,
+        max_examples: int = DEFAULT_MAX_EXAMPLES,
         seed: int = 0,
-        timeout: float = 600.0,
+        timeout: float = DEFAULT_RUN_TIMEOUT,
         max_count: int = 64,
     ) -> PropertyResult:
         """Search for a layout on which ``target`` does not recover a rank's own rows.
@@ -410,41 +402,21 @@ class RoundTripSession:
         timeout = check_search_arguments(max_examples, timeout)
         loaded = load_target(resolve_spec(target)) if isinstance(target, str) else target
         began, checked_before = time.monotonic(), self.layouts_checked
-        deadline = began + timeout
-        failing: list[Counterexample] = []  # the latest is the most shrunk so far
-
-        def evaluate(layout: DPLayout) -> tuple[Counterexample | None, ...]:
-            found = self.check(layout, loaded, deadline=deadline)
-            first = first_failure(found)
-            if first is not None:
-                failing.append(first)
-            return found
-
         try:
             return search_round_trip(
-                evaluate,
+                lambda layout: self.check(layout, loaded),
                 loaded,
                 dp_size=self.dp_size,
                 max_examples=max_examples,
                 seed=seed,
                 max_count=max_count,
+                timeout=timeout,
             )
         except TargetAborted as aborted:
             return aborted_round_trip(
                 aborted.counterexample,
                 examples=self.layouts_checked - checked_before,
                 seconds=time.monotonic() - began,
-            )
-        except _RunBudgetSpent:
-            checked = self.layouts_checked - checked_before
-            if not checked:  # nothing to stand on: no verdict
-                raise RoundTripTimeout("run", timeout, range(self.dp_size)) from None
-            so_far = " (the counterexample is the smallest failing one so far)" if failing else ""
-            return stopped_round_trip(
-                failing[-1] if failing else None,
-                examples=checked,
-                seconds=time.monotonic() - began,
-                why=f"the run's budget of {timeout:g} s ran out after {checked} layouts{so_far}",
             )
 
     def _collect(

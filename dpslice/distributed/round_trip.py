@@ -19,6 +19,7 @@ from dpslice.distributed.search import broken_round_trip
 from dpslice.errors import BadTargetError, RoundTripConfigError, RoundTripError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
+    DEFAULT_MAX_EXAMPLES,
     DEFAULT_RUN_TIMEOUT,
     GATHER_ALLOWANCE,
     STARTUP_ALLOWANCE,
@@ -49,7 +50,7 @@ def run_round_trip(
     *,
     dp_size: int,
     backend: str = "gloo",
-    max_examples: int = 200,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
     seed: int | None = None,
     call_timeout: float = DEFAULT_CALL_TIMEOUT,
     timeout: float = DEFAULT_RUN_TIMEOUT,

@@ -17,6 +17,7 @@ does not catch, and is raised again unchanged.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ from dpslice.check.results import (
 )
 from dpslice.check.runner import run_property
 from dpslice.check.target import Target
+from dpslice.distributed.errors import RoundTripTimeout
 from dpslice.errors import RoundTripError
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import dp_layouts
@@ -76,6 +78,11 @@ class _GroupDown(BaseException):
         self.error = error
 
 
+class _BudgetSpent(BaseException):
+    # The run's budget ran out between two layouts: leaves the search as _GroupDown does.
+    pass
+
+
 def first_failure(found: Sequence[Counterexample | None]) -> Counterexample | None:
     """The lowest failing rank's counterexample, naming the other failing ranks."""
     failing = [counterexample for counterexample in found if counterexample is not None]
@@ -113,17 +120,49 @@ def search_round_trip(
     max_examples: int,
     seed: int,
     max_count: int = 64,
+    timeout: float | None = None,
 ) -> PropertyResult:
     """Run ``round_trip_rows``: ``evaluate`` on drawn layouts, the failure shrunk.
 
+    With ``timeout``, no layout starts once that many seconds have passed: the
+    result then stands on the layouts checked so far, its note says so, and its
+    counterexample is the smallest failing layout found so far.
+
     Raises:
         RoundTripError: from ``evaluate``, unshrunk, as soon as it happens.
+        RoundTripTimeout: the budget ran out before a layout was checked.
     """
-    prop = _round_trip_property(evaluate, dp_size=dp_size, max_count=max_count)
+    began = time.monotonic()
+    checked = 0
+    failing: list[Counterexample] = []  # the latest is the most shrunk so far
+
+    def within_budget(layout: DPLayout) -> Sequence[Counterexample | None]:
+        nonlocal checked
+        if timeout is not None and time.monotonic() - began >= timeout:
+            raise _BudgetSpent
+        found = evaluate(layout)
+        checked += 1
+        first = first_failure(found)
+        if first is not None:
+            failing.append(first)
+        return found
+
+    prop = _round_trip_property(within_budget, dp_size=dp_size, max_count=max_count)
     try:
         return run_property(prop, target, max_examples=max_examples, seed=seed)
     except _GroupDown as down:
         raise down.error from None
+    except _BudgetSpent:
+        assert timeout is not None
+        if not checked:  # nothing to stand on: no verdict
+            raise RoundTripTimeout("run", timeout, range(dp_size)) from None
+        so_far = " (the counterexample is the smallest failing one so far)" if failing else ""
+        return stopped_round_trip(
+            failing[-1] if failing else None,
+            examples=checked,
+            seconds=time.monotonic() - began,
+            why=f"the run's budget of {timeout:g} s ran out after {checked} layouts{so_far}",
+        )
 
 
 def aborted_round_trip(

@@ -43,11 +43,12 @@ from dpslice.check.results import CheckReport, RoundTrip, versions
 from dpslice.check.runner import hypothesis_storage
 from dpslice.check.target import BadTargetError, Target
 from dpslice.distributed.driver import check_rank_count
-from dpslice.distributed.errors import RoundTripConfigError, RoundTripError, RoundTripTimeout
+from dpslice.distributed.errors import RoundTripConfigError, RoundTripError
 from dpslice.distributed.rank_check import check_layout
 from dpslice.distributed.round_trip import load_round_trip_target
 from dpslice.distributed.search import search_round_trip
 from dpslice.distributed.worker import BACKENDS, device_name, join_group
+from dpslice.isolation import DEFAULT_LAYOUT_TIMEOUT, DEFAULT_MAX_EXAMPLES, DEFAULT_RUN_TIMEOUT
 from dpslice.layout import DPLayout
 
 __all__ = ["main"]
@@ -61,13 +62,19 @@ def _parser() -> argparse.ArgumentParser:
     # The option types of ``dpslice check``: both command lines parse alike.
     parser.add_argument("--target", default="dpslice.reference:dp_local_slice")
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="gloo")
-    parser.add_argument("--max-examples", type=positive_int, default=200)
+    parser.add_argument("--max-examples", type=positive_int, default=DEFAULT_MAX_EXAMPLES)
     parser.add_argument("--seed", type=seed_number, default=None)
     parser.add_argument(
-        "--timeout", type=positive_seconds, default=600.0, help="seconds for the search"
+        "--timeout",
+        type=positive_seconds,
+        default=DEFAULT_RUN_TIMEOUT,
+        help=f"seconds for the search (default: {DEFAULT_RUN_TIMEOUT:g})",
     )
     parser.add_argument(
-        "--layout-timeout", type=positive_seconds, default=60.0, help="collective timeout, seconds"
+        "--layout-timeout",
+        type=positive_seconds,
+        default=DEFAULT_LAYOUT_TIMEOUT,
+        help=f"collective timeout, seconds (default: {DEFAULT_LAYOUT_TIMEOUT:g})",
     )
     return parser
 
@@ -177,8 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.monotonic()
 
     def check(layout: DPLayout) -> list[Counterexample | None]:
-        if time.monotonic() - began > args.timeout:
-            raise RoundTripTimeout("run", args.timeout, range(world), layout)
         try:
             dist.broadcast_object_list([layout], src=0, group=objects)
             found: list[Counterexample | None] = [None] * world
@@ -191,7 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with hypothesis_storage():  # no .hypothesis/ in the working directory
             result = search_round_trip(
-                check, target, dp_size=world, max_examples=args.max_examples, seed=seed
+                check,
+                target,
+                dp_size=world,
+                max_examples=args.max_examples,
+                seed=seed,
+                timeout=args.timeout,
             )
     except RoundTripError as error:
         print(f"ERROR: {error}", file=sys.stderr)
