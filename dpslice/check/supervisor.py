@@ -24,6 +24,7 @@ Every worker's group is killed before the worker is reaped, at every exit.
 from __future__ import annotations
 
 import contextlib
+import enum
 import fcntl
 import os
 import pickle
@@ -86,7 +87,7 @@ _BATCH_S = 0.02
 #: The event pipe's capacity (Linux default 64 KiB: about 150 call records).
 _PIPE_BYTES = 1 << 20
 #: Consecutive workers that may die outside any call before the check gives up.
-_MAX_BARREN_RESTARTS = 2
+_MAX_JOBS_WITHOUT_RESULT = 2
 #: Properties in a row whose first call hangs before the check concludes that
 #: every call hangs and runs no more: a target that hangs in one state only
 #: has its first call, the simplest layout, return in most properties.
@@ -335,13 +336,32 @@ class Workers:
 # -- the battery -----------------------------------------------------------------
 
 
+class _Phase(enum.Enum):
+    """Where a worker is in its job, as its events tell."""
+
+    STARTING = "starting"  # Python and the check's imports
+    LOADING = "loading"  # the target's import
+    BETWEEN = "between"  # between two properties
+    PROPERTY = "property"  # in a property, outside any call of the target
+    CALL = "call"  # in a call of the target
+    DONE = "done"  # the job finished
+
+
+class _How(enum.Enum):
+    """How a worker was stopped before it finished its job."""
+
+    HUNG = "hung"  # no event within the phase's deadline
+    DIED = "died"  # its process ended
+    BROKE = "broke"  # the check's own code failed in it
+
+
 @dataclass
 class _Abort:
-    """Why a worker was stopped before it finished: ``hung`` (no event in time), ``died``,
-    or ``broke`` (the check's own code failed in it: ``broke`` says how)."""
+    """Why a worker was stopped before it finished, and in which phase; ``broke``: how
+    the check's own code failed, in one line."""
 
-    how: str
-    phase: str
+    how: _How
+    phase: _Phase
     died: _Died | None = None
     broke: str | None = None
 
@@ -353,7 +373,7 @@ class _Assignment:
     worker: _Worker
     #: The properties the job runs, once known (the plan's, for a job sent before it).
     runs: tuple[str, ...] | None
-    phase: str = "starting"
+    phase: _Phase = _Phase.STARTING
     deadline: float = 0.0
     #: When a spare worker starts, in case the call in flight hangs.
     spare_at: float | None = None
@@ -515,7 +535,7 @@ class BatterySupervisor:
         return tuple(name for name in self._plan if name not in self._done)
 
     def _run(self, workers: Workers) -> None:
-        barren = 0  # jobs in a row stopped before they finished a property
+        fruitless = 0  # jobs in a row stopped before they finished a property
         while True:
             self._start_jobs(workers)
             if not self._running:
@@ -525,9 +545,9 @@ class BatterySupervisor:
                 abort = job.abort
                 if abort is None:
                     workers.give_back(job.worker)
-                    barren = 0
+                    fruitless = 0
                     continue
-                if abort.how == "died":
+                if abort.how is _How.DIED:
                     abort.died = job.worker.death()
                 job.worker.stop()
                 workers.warm_ahead = True
@@ -535,8 +555,8 @@ class BatterySupervisor:
                 if len(self._first_calls_hung) >= HANGS_BEFORE_GIVING_UP:
                     self._stopped = Stop.HUNG
                     return
-                barren = barren + 1 if job.finished == 0 and not judged else 0
-                if barren > _MAX_BARREN_RESTARTS:
+                fruitless = fruitless + 1 if job.finished == 0 and not judged else 0
+                if fruitless > _MAX_JOBS_WITHOUT_RESULT:
                     self._stop_running()
                     self._give_up(abort)
                     return
@@ -628,15 +648,15 @@ class BatterySupervisor:
                 continue
             messages = job.worker.drain()
             if messages is None or (not messages and job.worker.exited()):
-                job.abort = _Abort("died", job.phase)
+                job.abort = _Abort(_How.DIED, job.phase)
             elif not messages and now >= job.deadline:
                 # What arrived while this process was busy counts: a call whose
                 # return is already in the pipe did not hang (drained just now).
-                job.abort = _Abort("hung", job.phase)
+                job.abort = _Abort(_How.HUNG, job.phase)
             else:
                 received = received or bool(messages)
                 self._handle(job, messages or [])
-            if job.abort is not None or job.phase == "done":
+            if job.abort is not None or job.phase is _Phase.DONE:
                 ended.append(job)
         if live and self.listener is not None:
             self._tick()
@@ -665,16 +685,16 @@ class BatterySupervisor:
             if tag == b"C":
                 job.record = data
                 job.calls += 1
-                job.phase, job.deadline = "call", now + self.timeout
+                job.phase, job.deadline = _Phase.CALL, now + self.timeout
                 job.spare_at = now + min(_SPARE_AFTER, self.timeout / 2)
                 continue
             if tag == b"R":
-                job.phase, job.deadline, job.spare_at = "property", now + own_work, None
+                job.phase, job.deadline, job.spare_at = _Phase.PROPERTY, now + own_work, None
                 continue
             event = pickle.loads(data[1:])
             kind = event[0]
             if kind == "loading":
-                job.phase, job.deadline = "loading", now + self.import_timeout
+                job.phase, job.deadline = _Phase.LOADING, now + self.import_timeout
             elif kind == "loaded":
                 if self._plan is None:
                     self.target, self.versions, self._plan = event[1], event[3], event[2]
@@ -684,7 +704,7 @@ class BatterySupervisor:
                         self.listener.loaded(event[1])
                 if job.runs is None:
                     job.runs = event[2][:1] if self.jobs > 1 else event[2]
-                job.phase, job.deadline = "between", now + own_work
+                job.phase, job.deadline = _Phase.BETWEEN, now + own_work
             elif kind == "bad_usage":
                 raise UnknownPropertyError(event[1])
             elif kind == "bad_target":
@@ -694,23 +714,23 @@ class BatterySupervisor:
                 job.calls, job.record = 0, None
                 if self.listener is not None:
                     self.listener.started(event[1].name)
-                job.phase, job.deadline = "property", now + own_work
+                job.phase, job.deadline = _Phase.PROPERTY, now + own_work
             elif kind == "result":
                 job.current = None
                 job.finished += 1
                 self._first_calls_hung.clear()
                 self._finish(self._as_seen(job, event[1]))
-                job.phase, job.deadline = "between", now + own_work
+                job.phase, job.deadline = _Phase.BETWEEN, now + own_work
             elif kind == "broke":
-                job.abort = _Abort("broke", job.phase, broke=_last_line(event[1]))
+                job.abort = _Abort(_How.BROKE, job.phase, broke=_last_line(event[1]))
                 return
             elif kind == "done":
-                job.phase = "done"
+                job.phase = _Phase.DONE
                 return
 
     def _give_up(self, abort: _Abort) -> None:
         for name in self._remaining() or ():
-            note = f"not run: the check's worker kept failing outside any call ({abort.how})"
+            note = f"not run: the check's worker kept failing outside any call ({abort.how.value})"
             self._finish(started_result(name, "", note=note))
 
     def _finish(self, result: PropertyResult) -> None:
@@ -748,22 +768,22 @@ class BatterySupervisor:
         a property was in progress (and so has its result)."""
         limit, flag = (
             (self.import_timeout, "--import-timeout")
-            if abort.phase == "loading"
+            if abort.phase is _Phase.LOADING
             else (self.timeout, "--timeout")
         )
         what = {
-            "hung": f"did not finish within {limit:g} s ({flag})",
-            "died": f"ended the process ({abort.died})",
-            "broke": f"broke ({abort.broke})",
+            _How.HUNG: f"did not finish within {limit:g} s ({flag})",
+            _How.DIED: f"ended the process ({abort.died})",
+            _How.BROKE: f"broke ({abort.broke})",
         }[abort.how]
-        if abort.phase == "starting" or (
-            abort.how == "broke" and abort.phase in ("starting", "loading")
+        if abort.phase is _Phase.STARTING or (
+            abort.how is _How.BROKE and abort.phase is _Phase.LOADING
         ):
             raise CheckBrokeError(
                 f"the check's worker {what} before loading the target; "
                 "run `python -c 'import dpslice.check'` to see why"
             )
-        if abort.phase == "loading":
+        if abort.phase is _Phase.LOADING:
             raise BadTargetError(
                 f"importing the target {self.spec} {what}; a target must import without "
                 "exiting, crashing or blocking (raise --import-timeout if it is merely slow)"
@@ -772,7 +792,7 @@ class BatterySupervisor:
             return False  # between properties: the next worker runs the rest
         started, began = job.current
         seconds = time.perf_counter() - began
-        if abort.how == "broke":
+        if abort.how is _How.BROKE:
             note = f"the check itself broke, not the target: {abort.broke}"
             self._finish(
                 replace(
@@ -780,15 +800,15 @@ class BatterySupervisor:
                 )
             )
             return True
-        if abort.phase == "call" and job.record is not None and self.target is not None:
-            if abort.how == "hung" and job.calls == 1:
+        if abort.phase is _Phase.CALL and job.record is not None and self.target is not None:
+            if abort.how is _How.HUNG and job.calls == 1:
                 self._first_calls_hung.append(started.name)
             else:
                 self._first_calls_hung.clear()
             record = pickle.loads(job.record[1:])
             outcome = (
                 hung(self.timeout)
-                if abort.how == "hung"
+                if abort.how is _How.HUNG
                 else ended(
                     abort.died.exitcode if abort.died else None,
                     abort.died.signal_name if abort.died else None,
@@ -807,7 +827,7 @@ class BatterySupervisor:
             return True
         stalled = (
             f"stopped answering for {max(self.timeout, OWN_WORK_ALLOWANCE):g} s"
-            if abort.how == "hung"
+            if abort.how is _How.HUNG
             else f"ended ({abort.died})"
         )
         self._finish(

@@ -362,7 +362,7 @@ class RoundTripSession:
             try:
                 conn.send(("layout", self._seq, layout, spec))
             except (OSError, ValueError):
-                self._fail({rank: self._death(rank)}, layout)
+                self._fail({rank: self._silent_death(rank)}, layout)
         answers = self._collect("outcome", self._seq, own_deadline, phase, budget, layout)
         self.layouts_checked += 1
         return tuple(answers[rank] for rank in range(self.dp_size))
@@ -456,7 +456,7 @@ class RoundTripSession:
                     assert layout is not None
                     self._target_ended(layout, rank, calling[rank][1], message)
                 if message is None or message[0] == "error":
-                    failures = {rank: message[2] if message else self._death(rank)}
+                    failures = {rank: message[2] if message else self._silent_death(rank)}
                     self._fail(failures, layout)
                 if message[0] == "calling" and message[1] == seq:
                     calling[rank] = (time.monotonic(), message[2])
@@ -523,11 +523,13 @@ class RoundTripSession:
                 message = conn.recv()
                 if message[0] == "error":
                     return str(message[2])
-        return self._death(rank)
+        return self._silent_death(rank)
 
-    def _death(self, rank: int) -> str:
+    def _silent_death(self, rank: int) -> str:
+        """A rank that died without a traceback: wait for its exit code, which tells the
+        rest, and return its last words, none (``""``)."""
         self._processes[rank].join(2.0)
-        return ""  # no traceback: the exit code tells the rest
+        return ""
 
     def _fail(self, failures: dict[int, str], layout: DPLayout | None) -> NoReturn:
         """Listen briefly for the peers' failures, judge the root cause, kill all, raise."""
