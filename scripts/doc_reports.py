@@ -7,7 +7,10 @@ output gets that output replaced by what the command prints now, run as shown
 scratch directory holding the document's named Python blocks (a block whose
 first line is ``# impl.py`` is written there as ``impl.py``, as the doc tests
 do); a command that names a path of this repository (``tests/...``) runs in the
-repository instead.
+repository instead.  A ```json block right under a comment
+``<!-- json report: dpslice check ... --json r.json -->`` is the file that
+command writes, rendered by :func:`render_json` (a value the quote writes as
+``"..."`` stays left out).
 
 A quoted report that is trimmed (a line ``...`` stands for what was left out)
 stays trimmed the same way: the new report keeps the parts the quoted one shows
@@ -20,9 +23,15 @@ replaced whole.
 The package's files appear as a run from the checkout shows them
 (``dpslice/check/calls.py:50``); other absolute paths in the output are written
 as placeholders: this checkout as ``/path/to/dpslice``, the scratch directory as
-``/path/to``.  A command that
-needs a GPU (``--device cuda``, ``--backend nccl``) is left as it is where torch
-sees none.
+``/path/to``.  A command that needs a GPU (``--device cuda``, ``--backend nccl``)
+is left as it is where torch sees none, unless its quote shows the error of
+exactly that case.
+
+The doc tests (``tests/doc_examples.py``) run the same commands through
+:func:`rerun` and :func:`json_report` and fail when a quote differs from what
+they print now, apart from what differs from one run to the next (:func:`masked`:
+times, the examples a search took, versions).  This script is how to bring the
+quotes back in step.
 
 Usage::
 
@@ -39,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import re
 import shlex
@@ -121,7 +131,7 @@ def _keep_labels(new: Section, shown: Section) -> list[str]:
 def trimmed_like(new: list[str], shown: list[str]) -> list[str]:
     """``new`` cut to the parts ``shown`` quotes, ``...`` for each run left out."""
     if not any(line.strip() == _ELLIPSIS for line in shown):
-        return _strip_blank_ends(new)
+        return strip_blank_ends(new)
     wanted = {section.key: section for section in sections(shown)}
     out: list[str] = []
     left_out = False
@@ -132,7 +142,7 @@ def trimmed_like(new: list[str], shown: list[str]) -> list[str]:
         if left_out:
             out.append(_ELLIPSIS)
             left_out = False
-        out += _strip_blank_ends(_keep_labels(section, wanted[section.key]))
+        out += strip_blank_ends(_keep_labels(section, wanted[section.key]))
         if section.lines and not section.lines[-1].strip():
             out.append("")  # the blank line that ended the part
     if left_out:
@@ -143,10 +153,10 @@ def trimmed_like(new: list[str], shown: list[str]) -> list[str]:
         if line == _ELLIPSIS and cleaned and not cleaned[-1].strip():
             cleaned.pop()
         cleaned.append(line)
-    return _strip_blank_ends(cleaned)
+    return strip_blank_ends(cleaned)
 
 
-def _strip_blank_ends(lines: list[str]) -> list[str]:
+def strip_blank_ends(lines: list[str]) -> list[str]:
     start, end = 0, len(lines)
     while start < end and not lines[start].strip():
         start += 1
@@ -191,19 +201,29 @@ def dpslice_args(command: str) -> tuple[bool, list[str]] | None:
     return None
 
 
-def _needs_gpu(args: list[str]) -> bool:
+def needs_gpu(args: list[str]) -> bool:
+    """Whether the command needs a GPU (``--device cuda``, ``--backend nccl``)."""
     joined = " ".join(args)
     return "--device cuda" in joined or "--device=cuda" in joined or "nccl" in joined
 
 
-def _gpu() -> bool:
+def gpu_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
 
 
-def run(args: list[str], *, timed: bool, cwd: Path, scratch: Path) -> list[str]:
-    """The report the command prints (stdout, and ``time``'s lines), placeholders in."""
+def shows_no_gpu(output: list[str]) -> bool:
+    """Whether a quote shows the usage error of a GPU command where torch sees no GPU."""
+    return any(line.startswith("dpslice: error:") and "sees none here" in line for line in output)
+
+
+def run(args: list[str], *, timed: bool, cwd: Path, scratch: Path) -> tuple[int, list[str]]:
+    """The exit status and the report the command prints (stdout, ``time``'s lines).
+
+    A usage error (exit status 2) reports on stderr: that is the report then.
+    Paths are written as the documents write them (the module docstring says how).
+    """
     argv = [sys.executable, "-m", "dpslice", *args]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPOTHESIS_", "PYTEST_"))}
     if timed:
@@ -219,30 +239,144 @@ def run(args: list[str], *, timed: bool, cwd: Path, scratch: Path) -> list[str]:
             argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
         )
         text = done.stdout if done.returncode != 2 else done.stderr
-    # The package's own files as a run from the checkout shows them; other paths as placeholders.
+    return done.returncode, placeholders(text, scratch).rstrip("\n").splitlines()
+
+
+def placeholders(text: str, scratch: Path) -> str:
+    """``text`` with the package's files as a checkout shows them, other paths as placeholders."""
     text = text.replace(f"{ROOT}/dpslice/", "dpslice/").replace(str(ROOT), "/path/to/dpslice")
-    text = text.replace(str(scratch.resolve()), "/path/to")
-    return text.rstrip("\n").splitlines()
+    return text.replace(str(scratch.resolve()), "/path/to")
+
+
+def working_directory(command: str, scratch: Path) -> Path:
+    """Where a quoted command runs: the repository if it names a path of it, else ``scratch``."""
+    in_repo = any(word.startswith(_REPO_DIRS) for word in re.split(r"[\s:=]", command))
+    return ROOT if in_repo else scratch
+
+
+def rerun(quote: Quote, scratch: Path) -> tuple[int, list[str]]:
+    """Run a quoted command as shown: its exit status and its report, trimmed like the quote."""
+    parsed = dpslice_args(quote.command)
+    assert parsed is not None, f"not a dpslice command: {quote.command}"
+    timed, args = parsed
+    status, output = run(args, timed=timed, cwd=working_directory(quote.command, scratch),
+                         scratch=scratch)  # fmt: skip
+    return status, trimmed_like(output, quote.output)
+
+
+#: What differs from one run of the same command to the next: the time each part took,
+#: how far a search went before it failed, the machine's versions.  Two reports of one
+#: command are the same report when they agree with these masked.
+_VOLATILE = (
+    # a verdict row: its examples and its seconds
+    (re.compile(r"^([a-z][a-z0-9_]* +(?:PASS|FAIL|WARN|N/A|ERROR)) +\d+ +\d+\.\d+s"), r"\1 # #s"),
+    (
+        re.compile(r"[\d,]+ layouts? checked in [\d.]+ s \([\d,]+ layouts/s\)"),
+        "# layouts checked in # s (# layouts/s)",
+    ),
+    (re.compile(r"\(start-up [\d.]+ s\)"), "(start-up # s)"),
+    (re.compile(r"^(real|user|sys)\t\S+$"), r"\1\t#"),
+    (re.compile(r"torch \d[\w.+-]*"), "torch #"),
+    # the JSON report's
+    (re.compile(r'"(seconds|startup_seconds|examples)": [\d.]+'), r'"\1": #'),
+    (re.compile(r'"(dpslice|torch|hypothesis|python|nccl)": "[^"]*"'), r'"\1": "#"'),
+)
+
+
+def masked(lines: list[str]) -> list[str]:
+    """``lines`` with what differs between two runs of one command masked (``#``)."""
+    out = []
+    for line in lines:
+        for pattern, replacement in _VOLATILE:
+            line = pattern.sub(replacement, line)
+        out.append(line.rstrip())
+    return out
+
+
+# -- JSON reports --------------------------------------------------------------------------
+
+#: A quoted JSON report: the command that writes it, in a comment right above its block.
+JSON_REPORT = re.compile(
+    r"^<!-- json report: (?P<command>.+?) -->\n```json\n(?P<body>.*?)^```",
+    re.MULTILINE | re.DOTALL,
+)
+
+#: The widest line of a rendered JSON report; a container that fits is written on one line.
+JSON_WIDTH = 120
+
+
+def render_json(value: object, indent: int = 0, lead: str = "") -> list[str]:
+    """``value`` as JSON lines: one line where it fits in :data:`JSON_WIDTH`, else one entry a line.
+
+    ``lead`` is what comes before it on its first line (its key).
+    """
+    pad = " " * indent
+    flat = json.dumps(value, ensure_ascii=False)
+    if not isinstance(value, (dict, list)) or not value or len(pad + lead + flat) <= JSON_WIDTH:
+        return [pad + lead + flat]
+    opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+    items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+    lines = [pad + lead + opening]
+    for n, (key, item) in enumerate(items):
+        inner = render_json(item, indent + 2, "" if key is None else json.dumps(key) + ": ")
+        if n < len(items) - 1:
+            inner[-1] += ","
+        lines += inner
+    return [*lines, pad + closing]
+
+
+def trimmed_json(new: object, shown: object) -> object:
+    """``new`` with every value the quote ``shown`` wrote as ``"..."`` left out the same way."""
+    if shown == _ELLIPSIS:
+        return _ELLIPSIS
+    if isinstance(new, dict) and isinstance(shown, dict):
+        return {key: trimmed_json(value, shown.get(key)) for key, value in new.items()}
+    if isinstance(new, list) and isinstance(shown, list) and len(new) == len(shown):
+        return [trimmed_json(a, b) for a, b in zip(new, shown, strict=True)]
+    return new
+
+
+def json_report(command: str, shown: str, scratch: Path) -> list[str]:
+    """Run ``command`` (it names ``--json PATH``) and render the file it writes like ``shown``."""
+    parsed = dpslice_args(command)
+    assert parsed is not None, f"not a dpslice command: {command}"
+    _, args = parsed
+    assert "--json" in args, f"the command writes no JSON: {command}"
+    written = scratch / args[args.index("--json") + 1]
+    written.unlink(missing_ok=True)
+    status, output = run(args, timed=False, cwd=working_directory(command, scratch),
+                         scratch=scratch)  # fmt: skip
+    if not written.is_file():
+        raise RuntimeError(f"`{command}` exited {status} and wrote no JSON:\n" + "\n".join(output))
+    document = json.loads(placeholders(written.read_text(encoding="utf-8"), scratch))
+    return render_json(trimmed_json(document, json.loads(shown)))
+
+
+# -- the documents ---------------------------------------------------------------------------
+
+
+def _write_named_block(body: str, scratch: Path) -> None:
+    lines = body.splitlines()
+    named = _FILE_COMMENT.match(lines[0].strip()) if lines else None
+    if named:
+        target = scratch / named["name"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body)
 
 
 def regenerate(path: Path, *, match: str | None, gpu: bool) -> str:
     """``path``'s text with every quoted dpslice report rerun."""
     text = path.read_text(encoding="utf-8")
     scratch = Path(tempfile.mkdtemp(prefix="dpslice-doc-reports-"))
-    pieces: list[str] = []
-    done_to = 0
+    name = path.relative_to(ROOT)
+    replacements: list[tuple[int, int, str]] = []
     try:
         for block in _FENCE.finditer(text):
-            body = block["body"].splitlines()
-            if block["language"] == "python" and body:
-                named = _FILE_COMMENT.match(body[0].strip())
-                if named:
-                    target = scratch / named["name"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(block["body"])
-                continue
+            if block["language"] == "python":
+                _write_named_block(block["body"], scratch)
             if block["language"] != "console":
                 continue
+            body = block["body"].splitlines()
             new_body = list(body)
             for quote in reversed(list(quotes(body))):
                 parsed = dpslice_args(quote.command)
@@ -250,28 +384,29 @@ def regenerate(path: Path, *, match: str | None, gpu: bool) -> str:
                     continue
                 if match is not None and match not in quote.command:
                     continue
-                timed, args = parsed
                 line = text.count("\n", 0, block.start()) + 2 + quote.first
-                if _needs_gpu(args) and not gpu:
-                    print(f"{path.relative_to(ROOT)}:{line}: needs a GPU, left as it is")
+                if needs_gpu(parsed[1]) and not gpu and not shows_no_gpu(quote.output):
+                    print(f"{name}:{line}: needs a GPU, left as it is")
                     continue
-                in_repo = any(
-                    word.startswith(_REPO_DIRS) for word in re.split(r"[\s:=]", quote.command)
-                )
-                print(f"{path.relative_to(ROOT)}:{line}: {quote.command}", flush=True)
-                output = run(args, timed=timed, cwd=ROOT if in_repo else scratch, scratch=scratch)
-                shown = trimmed_like(output, quote.output)
+                print(f"{name}:{line}: {quote.command}", flush=True)
+                _, shown = rerun(quote, scratch)
                 # keep a blank line before the next command of the block
                 tail = [""] if quote.end < len(body) and not body[quote.end - 1].strip() else []
                 new_body[quote.first : quote.end] = shown + tail
             start, end = block.span("body")
-            pieces.append(text[done_to:start])
-            pieces.append("\n".join(new_body) + "\n")
-            done_to = end
-        pieces.append(text[done_to:])
+            replacements.append((start, end, "\n".join(new_body) + "\n"))
+        for report in JSON_REPORT.finditer(text):
+            if match is not None and match not in report["command"]:
+                continue
+            print(f"{name}:{text.count(chr(10), 0, report.start()) + 1}: {report['command']}")
+            rendered = json_report(report["command"], report["body"], scratch)
+            start, end = report.span("body")
+            replacements.append((start, end, "\n".join(rendered) + "\n"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return "".join(pieces)
+    for start, end, new in sorted(replacements, reverse=True):
+        text = text[:start] + new + text[end:]
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="match", help="only the commands that contain this text")
     options = parser.parse_args(argv)
     documents = [p.resolve() for p in options.documents] or DOCUMENTS
-    gpu = _gpu()
+    gpu = gpu_available()
     failed = False
     for path in documents:
         old = path.read_text(encoding="utf-8")

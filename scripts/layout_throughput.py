@@ -1,7 +1,7 @@
 """Layouts per second of ``dpslice check`` in two or more source trees, in one run.
 
 Each round runs the same command once in every tree, in turn, so that the
-machine's drift (docs/measurements.md) falls on all of them alike; the medians
+machine's drift (docs/records/README.md) falls on all of them alike; the medians
 over the rounds are compared with the first tree's::
 
     git worktree add --detach /tmp/dpslice-before <commit before the change>

@@ -15,7 +15,7 @@ seeds met the bug within ``--budget`` layouts a search.  ``--rate`` prints
 instead the share of the layouts of whole searches that fail (the runner's
 first layouts, the same in every search, then weigh less).  Those bugs are met in
 the first layouts of any search, so two rare ones follow (``--rare``, the
-targets of "Did it find more?" in docs/measurements.md): the reference with
+targets of "Did it find more?" in docs/records/check.md): the reference with
 its start one row off only when the three ranks ahead of the rank have no
 tokens, or only when ``dp_size`` is 13 and the rank has none, under
 ``ranks_disjoint_in_bounds``.

@@ -16,25 +16,31 @@ example, named by file and line.
   a ``$`` prompt, ``\\`` continuations joined.
 
   - ``dpslice ...`` (or ``python -m dpslice ...``, after ``VAR=value``
-    prefixes or the shell's ``time``) runs, in the document's scratch
-    directory, with ``--max-examples`` capped at ``DPSLICE_DOCS_MAX_EXAMPLES``
-    (default 50) so the documents cost seconds: added where the command has
-    none, lowered where it names more.  When the
-    block shows the command's output, the exit status must be the one it
-    implies (``dpslice: error:`` 2, and that line must be the one printed,
-    torch's version aside; ``FAILED`` 1; ``PASSED`` 0), and the verdict table,
-    where one is shown, must name the same properties with the same verdicts
-    in the same order.  Without output shown the status must be 0 or 1 (a
-    verdict, not a usage error or a bad target).
-  - Not run: ``--distributed`` (it starts a process group per command;
-    ``tests/test_distributed.py`` runs the round trip), and ``--device cuda``
-    or ``--backend nccl`` where torch sees no GPU, unless the block shows the
-    output of exactly that case.
+    prefixes or the shell's ``time``) runs in the document's scratch
+    directory.  When the block shows the command's output (a report), the
+    command runs as shown, with its own budget, ``--distributed`` included,
+    and must print that report: the exit status it implies (``dpslice:
+    error:`` 2, ``FAILED`` 1, ``PASSED`` 0) and the same text, trimmed as the
+    quote is trimmed, apart from what differs from one run to the next (the
+    times, the examples a search took, versions: ``doc_reports.masked``).
+    ``python scripts/doc_reports.py`` rewrites a quote that went stale.
+    Without output shown the command only has to reach a verdict (exit
+    status 0 or 1, not a usage error or a bad target), and runs with
+    ``--max-examples`` capped at ``DPSLICE_DOCS_MAX_EXAMPLES`` (default 50)
+    so the documents cost seconds.
+  - Not run: ``--distributed`` without output shown (it starts a process
+    group per command; ``tests/test_distributed.py`` runs the round trip),
+    and ``--device cuda`` or ``--backend nccl`` where torch sees no GPU,
+    unless the block shows the output of exactly that case.
   - Any other command (pip, tox, pytest, bash, torchrun, a venv) is not run:
     it installs, builds environments or takes minutes.  The repository paths
     it names (``tests/...``, ``requirements/...``, ...) must exist.  The
     dpslice commands after it in the same block are not run either, since
     they may need what it installs.
+
+* **JSON reports**: a ```json block right under ``<!-- json report: COMMAND
+  -->`` must be the file COMMAND writes (its ``--json PATH``), as
+  ``scripts/doc_reports.py`` renders it, compared as a console report is.
 
 A documented ``@given`` test runs under a ``docs`` Hypothesis profile that is
 Hypothesis's own default (its deadline and example budget included, as a user
@@ -47,13 +53,12 @@ in a project of its own.
 A report quoted under a ``$ dpslice ...`` command belongs in a console block,
 so that it runs: ``tests/test_docs.py`` fails on one shown in any other block,
 and on a quoted report that names a property the battery no longer has.
-``python scripts/doc_reports.py`` reruns every quoted command and rewrites its
-report in place.
 """
 
 from __future__ import annotations
 
-import itertools
+import difflib
+import importlib.util
 import os
 import re
 import shlex
@@ -80,12 +85,24 @@ COMMAND_TIMEOUT = 300
 
 _SCRATCH = "_dpslice_docs_dir"
 _FILE_COMMENT = re.compile(r"#\s*(?P<name>[\w./-]+\.py)\s*$")
-_VERDICT_ROW = re.compile(r"^(?P<name>[a-z_]+)\s+(?P<verdict>PASS|FAIL|WARN|N/A|ERROR)\s+\d+\s")
-_TORCH_VERSION = re.compile(r"torch \d[\w.+-]*")
 _REPO_DIRS = ("tests/", "benchmarks/", "requirements/", "docs/", "dpslice/", ".ci/", "scripts/")
 
 
 _PROFILE = "_dpslice_docs_profile"
+
+
+def _load_doc_reports() -> Any:
+    """``scripts/doc_reports.py``, which regenerates the quoted reports these tests compare."""
+    spec = importlib.util.spec_from_file_location("doc_reports", ROOT / "scripts/doc_reports.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+doc_reports = _load_doc_reports()
 
 # What a user who pastes an example meets first is Hypothesis's own defaults
 # (its deadline included): the documents' examples run under them, unchanged.
@@ -204,20 +221,28 @@ def _check_paths(command: Command) -> None:
                 )
 
 
-def _verdicts(lines: list[str]) -> list[tuple[str, str]]:
-    """The (property, verdict) rows of a report's table."""
-    return [m.group("name", "verdict") for m in map(_VERDICT_ROW.match, lines) if m]
+def _expected_status(shown: list[str]) -> tuple[int, ...]:
+    """The exit status the output a document shows implies."""
+    if any(line.startswith("dpslice: error:") for line in shown):
+        return (2,)
+    if any(line.strip() == "FAILED" for line in shown):
+        return (1,)
+    if any(line.strip() == "PASSED" for line in shown):
+        return (0,)
+    return (0, 1)
 
 
 def _run(command: Command, args: list[str], scratch: Path) -> None:
     shown = [line for line in command.output if line.strip()]
-    needs_gpu = "--device=cuda" in args or "nccl" in args or "--backend=nccl" in args
-    needs_gpu = needs_gpu or any(
-        a == "--device" and b == "cuda" for a, b in itertools.pairwise(args)
-    )
+    said = f"line {command.line}: `{command.text}`"
+    if shown:
+        if doc_reports.needs_gpu(args) and _gpu() == doc_reports.shows_no_gpu(shown):
+            return  # the output shown is another machine's: with a GPU, or without one
+        _compare(command, scratch, said)
+        return
     if "--distributed" in args:
         return  # a process group per command: tests/test_distributed.py runs the round trip
-    if needs_gpu and not _gpu() and not shown:
+    if doc_reports.needs_gpu(args) and not _gpu():
         return  # a GPU command, no GPU here and no output shown for that case
     done = subprocess.run(
         [sys.executable, "-m", "dpslice", *_capped(args)],
@@ -227,30 +252,34 @@ def _run(command: Command, args: list[str], scratch: Path) -> None:
         timeout=COMMAND_TIMEOUT,
         check=False,
     )
-    said = f"line {command.line}: `{command.text}` exited {done.returncode}"
     printed = f"\n--- stdout\n{done.stdout[:4000]}\n--- stderr\n{done.stderr[-2000:]}"
-    errors = [line.strip() for line in shown if line.startswith("dpslice: error:")]
-    if errors:
-        assert done.returncode == 2, f"{said}, the document shows a usage error{printed}"
-        got = _TORCH_VERSION.sub("torch X", done.stderr)
-        for error in errors:
-            assert _TORCH_VERSION.sub("torch X", error) in got, (
-                f"{said}; the document shows\n  {error}\nbut it printed{printed}"
-            )
-        return
-    if any(line.strip() == "FAILED" for line in shown):
-        expected: tuple[int, ...] = (1,)
-    elif any(line.strip() == "PASSED" for line in shown):
-        expected = (0,)
-    else:
-        expected = (0, 1)
-    wanted = " or ".join(map(str, expected))
-    assert done.returncode in expected, f"{said}, expected {wanted}{printed}"
-    documented = _verdicts(shown)
-    if documented:
-        actual = _verdicts(done.stdout.splitlines())
-        assert documented == actual, (
-            f"{said}: the verdict table differs\n  shown:  {documented}\n  actual: {actual}"
+    assert done.returncode in (0, 1), f"{said} exited {done.returncode}, expected 0 or 1{printed}"
+
+
+def _compare(command: Command, scratch: Path, said: str) -> None:
+    """Run a command whose output the document shows, as shown, and compare the two."""
+    quote = doc_reports.Quote(command.text, 0, len(command.output), command.output)
+    status, regenerated = doc_reports.rerun(quote, scratch)
+    shown = doc_reports.strip_blank_ends(command.output)
+    expected = _expected_status(command.output)
+    assert status in expected, (
+        f"{said} exited {status}, and the output shown implies "
+        + " or ".join(map(str, expected))
+        + ":\n"
+        + "\n".join(regenerated)
+    )
+    _same_report(doc_reports.masked(shown), doc_reports.masked(regenerated), said)
+
+
+def _same_report(shown: list[str], regenerated: list[str], said: str) -> None:
+    if shown != regenerated:
+        diff = "\n".join(
+            difflib.unified_diff(shown, regenerated, "shown", "printed now", lineterm="")
+        )
+        raise AssertionError(
+            f"{said} prints another report than the document shows (times, the examples a "
+            "search took and versions aside; `#` marks them); rerun "
+            f"`python scripts/doc_reports.py` to rewrite it:\n{diff}"
         )
 
 
@@ -277,8 +306,25 @@ class ConsoleParser:
                 _run(command, args, example.namespace[_SCRATCH])
 
 
+class JsonReportParser:
+    """A ```json block under ``<!-- json report: COMMAND -->``: the file COMMAND writes."""
+
+    def __call__(self, document: Document) -> Iterable[Region]:
+        for match in doc_reports.JSON_REPORT.finditer(document.text):
+            yield Region(match.start(), match.end(), match, self.evaluate)
+
+    def evaluate(self, example: Example) -> None:
+        match = example.parsed
+        said = f"line {example.line}: the JSON `{match['command']}` writes"
+        regenerated = doc_reports.json_report(
+            match["command"], match["body"], example.namespace[_SCRATCH]
+        )
+        shown = match["body"].rstrip("\n").splitlines()
+        _same_report(doc_reports.masked(shown), doc_reports.masked(regenerated), said)
+
+
 DOCUMENTS = Sybil(
-    parsers=[SkipParser(), FilePythonCodeBlockParser(), ConsoleParser()],
+    parsers=[SkipParser(), FilePythonCodeBlockParser(), ConsoleParser(), JsonReportParser()],
     path=str(ROOT),
     patterns=["README.md", "docs/*.md"],
     setup=_setup,

@@ -1,31 +1,36 @@
-"""The documents themselves: README.md, docs/*.md and the run logs in docs/data/.
+"""The documents themselves: README.md, docs/ (the guide, the reference, the records) and
+the run logs in docs/data/.
 
-Their examples run as tests through Sybil (``tests/doc_examples.py``); these
-tests check what no example run can: the text holds no path of one machine,
-every quoted ``dpslice check`` command sits in a block the doc tests run, and
-no quoted report names a property the battery no longer has.
+Their examples run as tests through Sybil (``tests/doc_examples.py``), which also
+reruns every quoted report; these tests check what no example run can: the text
+holds no path of one machine, every quoted ``dpslice check`` command sits in a
+block the doc tests run, no quoted report names a property the battery no longer
+has, every page is short enough to read and every link lands, the docs tell users
+to import only the public face of ``dpslice.check``, the records are linked from
+one index, and the tables that quote a program's output are that output.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import ast
+import importlib
 import re
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+import dpslice.check
 from dpslice.check.registry import registered
 from dpslice.check.results import ROUND_TRIP_ROWS
+from tests.doc_examples import doc_reports
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: README.md, docs/*.md and the text files under docs/data/ (logs, JSON).
+#: README.md, the pages under docs/ and the text files under docs/data/ (logs, JSON).
 DOCUMENTS = sorted(
     [
         ROOT / "README.md",
-        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "docs").rglob("*.md"),
         *(p for p in (ROOT / "docs" / "data").rglob("*") if p.suffix in {".log", ".json", ".md"}),
     ]
 )
@@ -227,16 +232,6 @@ def test_no_example_hides_its_set_up(path: Path) -> None:
     )
 
 
-def _doc_reports() -> Any:
-    spec = importlib.util.spec_from_file_location("doc_reports", ROOT / "scripts/doc_reports.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 _NEW_REPORT = """\
 dpslice check impl.py:f
 seed 1  max examples 500  device cpu
@@ -271,7 +266,7 @@ FAIL sync_free: an older statement
   why        an older why
 ...
 FAILED""".splitlines()
-    assert _doc_reports().trimmed_like(_NEW_REPORT, shown) == [
+    assert doc_reports.trimmed_like(_NEW_REPORT, shown) == [
         "...",
         "FAIL sync_free (hazard): Computing the slice never syncs the host.",
         "  call       f(global_num_tokens_cpu=[0], dp_rank=0)",
@@ -283,4 +278,271 @@ FAILED""".splitlines()
 
 def test_a_quote_without_an_ellipsis_is_replaced_whole() -> None:
     shown = ["property  verdict", "missing_graph_extent_explicit  FAIL  5  0.02s", "FAILED"]
-    assert _doc_reports().trimmed_like(_NEW_REPORT, shown) == _NEW_REPORT
+    assert doc_reports.trimmed_like(_NEW_REPORT, shown) == _NEW_REPORT
+
+
+def test_what_differs_between_two_runs_is_masked_and_nothing_else() -> None:
+    first = [
+        "sum_len_rows                   PASS          500     0.41s",
+        "graph_replay_rows              FAIL          104     0.17s",
+        "14 properties: 12 passed, 0 failed; 6,010 layouts checked in 4.3 s (1,412 layouts/s)",
+        "round trip: 2 ranks gather through gloo on cpu (start-up 2.7 s)",
+        "real\t0m5.510s",
+        "dpslice: error: device 'cuda' needs a CUDA GPU, and torch 2.13.0+cpu sees none here",
+        '  "seconds": 0.105,',
+        '  "versions": {"dpslice": "0.1.0", "torch": "2.13.0+cpu", "hypothesis": "6.170.29"},',
+    ]
+    second = [
+        "sum_len_rows                   PASS          500     0.63s",
+        "graph_replay_rows              FAIL           98     0.08s",
+        "14 properties: 12 passed, 0 failed; 6,011 layouts checked in 3.0 s (2,035 layouts/s)",
+        "round trip: 2 ranks gather through gloo on cpu (start-up 4.1 s)",
+        "real\t0m6.476s",
+        "dpslice: error: device 'cuda' needs a CUDA GPU, and torch 2.15.0+cpu sees none here",
+        '  "seconds": 0.127,',
+        '  "versions": {"dpslice": "0.2.0", "torch": "2.15.0+cpu", "hypothesis": "6.171.0"},',
+    ]
+    assert doc_reports.masked(first) == doc_reports.masked(second)
+    for line, old, new in [
+        ("graph_replay_rows              FAIL          104     0.17s", "FAIL", "PASS"),
+        ("  layout     DPLayout(counts=(0, 1))", "(0, 1)", "(1, 0)"),
+        ("  reproduce  dpslice check f.py:f --seed 1 --max-examples 500", "500", "300"),
+        ("seed 1  max examples 500  device cpu", "seed 1", "seed 2"),
+        ('        "rank": 0,', "0", "1"),
+    ]:
+        assert doc_reports.masked([line]) != doc_reports.masked([line.replace(old, new)]), line
+
+
+def test_a_json_report_is_rendered_one_line_where_it_fits_and_trimmed_like_its_quote() -> None:
+    document = {"schema": "s", "totals": {"a": 1, "b": 2}, "long": ["x" * 60, "y" * 60], "cx": [1]}
+    shown = {"schema": "s", "totals": {}, "long": [], "cx": "..."}
+    assert doc_reports.render_json(doc_reports.trimmed_json(document, shown)) == [
+        "{",
+        '  "schema": "s",',
+        '  "totals": {"a": 1, "b": 2},',
+        '  "long": [',
+        f'    "{"x" * 60}",',
+        f'    "{"y" * 60}"',
+        "  ],",
+        '  "cx": "..."',
+        "}",
+    ]
+
+
+# -- pages, links and the records ------------------------------------------------------
+
+#: The user guide and the reference: what a user reads to use dpslice.  The records
+#: (docs/records/) are not among them: they keep what runs gave, and nothing reruns them.
+USER_DOCS = MARKDOWN
+RECORDS = ROOT / "docs" / "records"
+#: Every page a reader may open: the user docs, the records, the changelog.
+PAGES = sorted({*USER_DOCS, *(ROOT / "docs").rglob("*.md"), ROOT / "CHANGELOG.md"})
+
+#: The longest page, in lines: past it a page is a record or two pages.
+MAX_PAGE_LINES = 500
+
+
+@pytest.mark.parametrize(
+    "path",
+    [page for page in PAGES if page.name != "CHANGELOG.md"],  # it grows with every release
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_a_page_stays_under_500_lines(path: Path) -> None:
+    lines = path.read_text(encoding="utf-8").count("\n")
+    assert lines < MAX_PAGE_LINES, (
+        f"{path.relative_to(ROOT)} has {lines} lines; split it (a guide and a reference), or "
+        "move what runs gave to docs/records/"
+    )
+
+
+_CODE = re.compile(r"^```.*?^```|`[^`\n]*`", re.MULTILINE | re.DOTALL)
+_LINK = re.compile(r"!?\[[^\]\n]*\]\((?P<target>[^)\s]+)\)")
+_HEADING = re.compile(r"^#{1,6} +(?P<title>.+?) *#*$", re.MULTILINE)
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown page."""
+    seen: dict[str, int] = {}
+    found = set()
+    for match in _HEADING.finditer(_FENCE.sub("", text)):  # not a code block's comments
+        slug = re.sub(r"[^\w\- ]", "", match["title"].strip().lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        found.add(slug if count == 0 else f"{slug}-{count}")
+    return found
+
+
+def broken_links(path: Path) -> list[str]:
+    """Each relative link of ``path`` whose file, or anchor in it, does not exist."""
+    text = path.read_text(encoding="utf-8")
+    broken = []
+    for match in _LINK.finditer(_CODE.sub("", text)):
+        target = match["target"]
+        if re.match(r"[a-z][a-z+.-]*:", target):
+            continue  # https:, mailto:
+        file, _, anchor = target.partition("#")
+        resolved = (path.parent / file).resolve() if file else path
+        if not resolved.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and anchor not in anchors(resolved.read_text(encoding="utf-8")):
+            broken.append(f"{target}: no heading of {resolved.name} has that anchor")
+    return broken
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_link_lands(path: Path) -> None:
+    broken = broken_links(path)
+    assert not broken, f"{path.relative_to(ROOT)} links to nothing:\n  " + "\n  ".join(broken)
+
+
+def test_a_link_check_finds_a_missing_file_and_a_missing_anchor(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    (tmp_path / "other.md").write_text("# Other\n\n## The round trip: `--distributed N`\n")
+    page.write_text(
+        "# Page\n\n## Sync freedom (`sync_free`)\n\n"
+        "[a](other.md#the-round-trip---distributed-n) [b](#sync-freedom-sync_free) "
+        "[c](https://example.org/x.md#y) `[d](nowhere.md)`\n"
+        "[e](missing.md) [f](other.md#no-such-heading) [g](#nor-here)\n"
+    )
+    assert broken_links(page) == [
+        "missing.md: no such file",
+        "other.md#no-such-heading: no heading of other.md has that anchor",
+        "#nor-here: no heading of page.md has that anchor",
+    ]
+
+
+def test_every_record_and_data_file_is_linked_from_the_records_index() -> None:
+    index = RECORDS / "README.md"
+    linked = {
+        (index.parent / m["target"].partition("#")[0]).resolve()
+        for m in _LINK.finditer(index.read_text(encoding="utf-8"))
+    }
+    kept = {
+        *(p for p in RECORDS.glob("*.md") if p != index),
+        *(p for p in (ROOT / "docs" / "data").iterdir() if p.is_file()),
+    }
+    missing = sorted(str(p.relative_to(ROOT)) for p in kept if p.resolve() not in linked)
+    assert not missing, "docs/records/README.md does not link to:\n  " + "\n  ".join(missing)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "(docs/records/README.md)" in readme, "the README does not link to the records"
+
+
+# -- the public face of dpslice.check -------------------------------------------------
+
+_PUBLIC = set(dpslice.check.__all__)
+#: ``dpslice.check.NAME`` in prose or code: NAME must be the package's to name.
+_CHECK_NAME = re.compile(r"\bdpslice\.check\.(?P<name>[A-Za-z_]\w*)")
+
+
+def _python_blocks(path: Path) -> list[tuple[int, str]]:
+    return [(line, body) for line, language, body in _blocks(path) if language == "python"]
+
+
+def imports(source: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Each ``(module, names)`` a block imports from dpslice (names empty for ``import M``)."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dpslice"):
+            found.append((node.module or "", tuple(alias.name for alias in node.names)))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, ()) for a in node.names if a.name.startswith("dpslice")]
+    return found
+
+
+@pytest.mark.parametrize("path", USER_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_docs_name_only_the_public_face_of_dpslice_check(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    private = sorted(
+        {
+            f"line {text.count(chr(10), 0, m.start()) + 1}: dpslice.check.{m['name']}"
+            for m in _CHECK_NAME.finditer(text)
+            if m["name"] not in _PUBLIC
+        }
+    )
+    assert not private, (
+        f"{path.relative_to(ROOT)} names what dpslice.check does not export (its __all__); "
+        "export it and document it in docs/check-reference.md, or stop naming it:\n  "
+        + "\n  ".join(private)
+    )
+
+
+@pytest.mark.parametrize("path", USER_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_documented_import_takes_what_its_module_exports(path: Path) -> None:
+    wrong = []
+    for line, body in _python_blocks(path):
+        for module, names in imports(body):
+            where = f"line {line}: {module}"
+            if _CHECK_NAME.fullmatch(module):
+                wrong.append(f"{where} is private: import from dpslice.check")
+                continue
+            exported = set(getattr(importlib.import_module(module), "__all__", ()))
+            wrong += [f"{where} does not export {name}" for name in names if name not in exported]
+    assert not wrong, f"{path.relative_to(ROOT)}:\n  " + "\n  ".join(wrong)
+
+
+def test_imports_are_read_from_blocks() -> None:
+    source = "import torch\nimport dpslice.sync\nfrom dpslice.check import run_check, Verdict\n"
+    assert imports(source) == [("dpslice.sync", ()), ("dpslice.check", ("run_check", "Verdict"))]
+    assert _CHECK_NAME.fullmatch("dpslice.check.report")
+    assert not _CHECK_NAME.fullmatch("dpslice.check")
+
+
+def test_every_public_name_of_dpslice_check_is_documented_in_the_reference() -> None:
+    reference = (ROOT / "docs" / "check-reference.md").read_text(encoding="utf-8")
+    section = reference[reference.index("## The Python API") :]
+    missing = [name for name in sorted(_PUBLIC) if not re.search(rf"`{name}\b", section)]
+    assert not missing, "docs/check-reference.md's Python API does not document " + ", ".join(
+        missing
+    )
+
+
+# -- tables that quote a program's output --------------------------------------------
+
+
+def test_the_seeded_bugs_table_is_the_seeded_bug_tests_list() -> None:
+    from tests.test_check_seeded_bugs import MUTATIONS
+
+    reference = (ROOT / "docs" / "check-reference.md").read_text(encoding="utf-8")
+    section = reference[reference.index("## Seeded bugs") :]
+    rows = re.findall(r"^\| .*? \| `([a-z-]+)` \| `([a-z_]+)` \| (FAIL|WARN) \|$", section, re.M)
+    tested = [(name, m.caught_by, m.verdict.value) for name, m in MUTATIONS.items()]
+    assert rows == tested
+
+
+def _guard_table() -> list[str]:
+    text = (ROOT / "docs" / "sync.md").read_text(encoding="utf-8")
+    begin, end = "<!-- sync-catalog:begin -->\n", "<!-- sync-catalog:end -->"
+    return text[text.index(begin) + len(begin) : text.index(end)].splitlines()
+
+
+def _columns(table: list[str]) -> dict[str, list[str]]:
+    """A Markdown table's cells by heading, and its ``- heading: score`` lines."""
+    rows = [
+        [cell.strip() for cell in line.strip("|").split(" | ")]
+        for line in table
+        if line.startswith("| ")
+    ]
+    headings, *cells = rows
+    columns = {heading: [row[n] for row in cells] for n, heading in enumerate(headings)}
+    for line in table:
+        if line.startswith("- "):
+            heading, _, score = line[2:].partition(": ")
+            columns[heading].append(score)
+    return columns
+
+
+def test_the_guard_tables_cpu_column_is_what_the_catalogue_measures_here() -> None:
+    from benchmarks.sync_catalog import measure_table, render_markdown
+
+    shown = _columns(_guard_table())
+    measured = _columns(render_markdown(measure_table(["cpu_on_cpu"])).splitlines())
+    assert set(measured) == {"op", "code", "syncs", "CPU-only mode, CPU tensors"}
+    for heading, cells in measured.items():
+        assert shown[heading][: len(cells)] == cells, heading
+
+
+@pytest.mark.cuda
+def test_the_guard_table_is_what_the_catalogue_measures_on_a_gpu() -> None:
+    from benchmarks.sync_catalog import measure_table, render_markdown
+
+    assert _guard_table() == render_markdown(measure_table()).splitlines()

@@ -5,24 +5,46 @@
 >>> report.passed
 True
 
-The calling convention a target must follow is documented in
-:mod:`dpslice.check.target`; the properties live in :mod:`dpslice.check.battery`,
-:mod:`dpslice.check.sync_property` and :mod:`dpslice.check.cuda_property`, and
-more can be added with :func:`register`.  ``dpslice check --distributed``
-(:mod:`dpslice.distributed`) reuses this core: the same runner, judgement,
-counterexamples and report; only its buffers come from real collectives.
-The check's own errors derive from
-:class:`CheckError` (see :mod:`dpslice.errors`).
+Everything a user imports from the check is listed in :data:`__all__` and
+documented in docs/check-reference.md: running it (:func:`run_check`), the
+report (:class:`CheckReport` and the renderers :func:`render_text`,
+:func:`to_json`, :func:`write_json`, ...), targets (:func:`load_target`) and
+properties of one's own (:class:`Property`, :func:`drawn`, :class:`LayoutCall`,
+:func:`register`).  The submodules (``dpslice.check.runner``,
+``dpslice.check.report``, ...) are private: their names may change.
+
+``dpslice check --distributed`` (:mod:`dpslice.distributed`) reuses this core:
+the same runner, judgement, counterexamples and report; only its buffers come
+from real collectives.  The check's own errors derive from :class:`CheckError`
+(see :mod:`dpslice.errors`).
 """
 
 from typing import TYPE_CHECKING
 
-from dpslice.check.registry import Counterexample, Property, UnknownPropertyError, register
-from dpslice.check.results import CheckReport, PropertyResult, Verdict
+from dpslice.check.calls import LayoutCall
+from dpslice.check.outcome import Outcome, OutcomeKind
+from dpslice.check.registry import (
+    Counterexample,
+    Property,
+    Tier,
+    UnknownPropertyError,
+    register,
+)
+from dpslice.check.report import (
+    render_result,
+    render_text,
+    reproduce_command,
+    to_json,
+    to_junit_xml,
+    write_json,
+    write_junit_xml,
+)
+from dpslice.check.results import CheckReport, PropertyResult, RoundTrip, Stop, Verdict
 from dpslice.check.target import CONVENTION, BadTargetError, DeviceError, Target, load_target
 from dpslice.errors import CheckError
 
 if TYPE_CHECKING:
+    from dpslice.check.draws import drawn
     from dpslice.check.runner import run_check
 
 __all__ = [
@@ -32,22 +54,40 @@ __all__ = [
     "CheckReport",
     "Counterexample",
     "DeviceError",
+    "LayoutCall",
+    "Outcome",
+    "OutcomeKind",
     "Property",
     "PropertyResult",
+    "RoundTrip",
+    "Stop",
     "Target",
+    "Tier",
     "UnknownPropertyError",
     "Verdict",
+    "drawn",
     "load_target",
     "register",
+    "render_result",
+    "render_text",
+    "reproduce_command",
     "run_check",
+    "to_json",
+    "to_junit_xml",
+    "write_json",
+    "write_junit_xml",
 ]
 
 
 def __getattr__(name: str) -> object:
-    # The runner imports Hypothesis: loaded on first use, so that the process
-    # supervising a check (it only reports) starts without it.
+    # The runner and the draws import Hypothesis: loaded on first use, so that
+    # the process supervising a check (it only reports) starts without it.
     if name == "run_check":
         from dpslice.check.runner import run_check
 
         return run_check
+    if name == "drawn":
+        from dpslice.check.draws import drawn
+
+        return drawn
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
