@@ -66,8 +66,11 @@ path/to/file.py:function (default: the bundled reference).
 """
 
 _CHECK_EPILOG = """\
-how TARGET is called (keyword arguments only) and what it must return:
-  python -m pydoc dpslice.check.target
+TARGET is called with keyword arguments only, those its signature names among
+global_num_tokens_cpu, global_num_tokens_gpu, dp_rank, dp_size, can_run_graph,
+graph_extent, cuda_graph_batch, num_tokens_per_bs, chunk_size and chunk_index,
+and returns (start, length) as ints or 0-dim tensors (docs/check.md, Calling
+convention, describes each)
 the properties and what each draws:  dpslice check --list
 the call sites a target is judged as:  dpslice check --list-contracts
 

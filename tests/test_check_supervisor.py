@@ -460,7 +460,8 @@ def test_side_by_side_a_hang_in_one_state_leaves_every_other_property_judged(
     )
     report = BatterySupervisor(hangs, max_examples=30, seed=0, timeout=1, jobs=2).run()
     verdicts = {result.name: result.verdict for result in report.results}
-    assert report.stopped is None and report.not_run == ()
+    assert report.stopped is None
+    assert report.not_run == ()
     assert verdicts["sum_len_rows"] is Verdict.PASS
     assert verdicts["graph_replay_rows"] is Verdict.FAIL
     assert Verdict.ERROR not in verdicts.values(), verdicts

@@ -645,3 +645,16 @@ def test_a_run_interrupted_at_any_moment_never_says_it_passed_nor_leaves_a_proce
             assert names == sorted(names, key=battery.index), moment
             assert document["not_run"] == sorted(document["not_run"], key=battery.index)
     assert incomplete > 0, runs
+
+
+def test_the_help_names_every_parameter_of_the_calling_convention(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dpslice.check.target import CONVENTION
+
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    listed = text.split("TARGET is called with keyword arguments only")[1].split("returns")[0]
+    assert [name for name in CONVENTION if name in listed] == list(CONVENTION)
+    assert "pydoc" not in text

@@ -52,7 +52,7 @@ def exit_rank(code: int) -> NoReturn:
     the GIL, and a worker thread that drops the last reference to a finished
     collective's tensor waits for the GIL to free the tensor's Python object,
     so ``destroy_process_group`` deadlocked now and then (torch 2.4 and 2.6, up
-    to one exit in three on a loaded machine; the stacks are in docs/distributed.md).
+    to one exit in three on a loaded machine; docs/distributed.md tells the story).
     The exit itself closes the sockets and frees the GPU memory, and skips the
     interpreter's teardown of torch, which takes about two seconds.
     """
