@@ -417,9 +417,7 @@ def _comparable(report: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("target", ["dpslice.specimens.tensor_path:tensor_path_slice", None])
 def test_side_by_side_the_report_is_the_one_of_a_single_worker(target: str | None) -> None:
     spec = target or "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
-    reports = [
-        BatterySupervisor(spec, max_examples=60, seed=5, jobs=jobs).run() for jobs in (1, 3)
-    ]
+    reports = [BatterySupervisor(spec, max_examples=60, seed=5, jobs=jobs).run() for jobs in (1, 3)]
     one, three = map(_comparable, reports)
     assert [prop["verdict"] for prop in one["properties"]].count("FAIL") >= 2
     assert three == one
