@@ -5,7 +5,7 @@ count tensor on the GPU); ``dpslice check --distributed N`` runs the round
 trip through real collectives instead (:func:`dpslice.distributed.run_round_trip`):
 one property, judged, shrunk and reported as the battery's are.
 
-The target runs in a supervised worker process (:mod:`dpslice.check.supervisor`):
+The target runs in a supervised worker process (:mod:`dpslice.supervision.supervisor`):
 whatever it does, this process prints the report, writes the JSON and JUnit
 XML and decides the exit status.  Progress goes to stderr as the run goes,
 when stderr is a terminal.
@@ -49,8 +49,8 @@ from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT
 
 if TYPE_CHECKING:
     from dpslice.check.results import CheckReport, PropertyResult, Stop
-    from dpslice.check.supervisor import Listener
     from dpslice.check.target import Target
+    from dpslice.supervision.supervisor import Listener
 
 __all__ = ["DEFAULT_TARGET", "main"]
 
@@ -384,8 +384,8 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
     """
     from dpslice.check import BadTargetError, DeviceError, UnknownPropertyError
     from dpslice.check.results import Stop
-    from dpslice.check.supervisor import BatterySupervisor
     from dpslice.check.target import check_device
+    from dpslice.supervision.supervisor import BatterySupervisor
 
     try:
         device = check_device(args.device or "cpu")
@@ -440,8 +440,8 @@ def _round_trip(args: argparse.Namespace, progress: Listener | None) -> CheckRep
             report if its target had loaded.
     """
     from dpslice.check import BadTargetError
-    from dpslice.check.supervisor import RoundTripSupervisor
     from dpslice.isolation import DEFAULT_RUN_TIMEOUT
+    from dpslice.supervision.supervisor import RoundTripSupervisor
 
     if (args.backend or "gloo") != "gloo":  # an unknown backend, or NCCL without the GPUs
         from dpslice.distributed import RoundTripError

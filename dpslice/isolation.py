@@ -1,7 +1,7 @@
 """Child processes that never outlive the check: the one mechanism for every worker.
 
 The check runs code it does not trust, so it runs it in children it can kill:
-the battery's worker and the round trip's driver (:mod:`dpslice.check.worker`)
+the battery's worker and the round trip's driver (:mod:`dpslice.supervision.worker`)
 and the round trip's ranks (:mod:`dpslice.distributed.worker`).  Two rules
 keep any of them from being left behind:
 

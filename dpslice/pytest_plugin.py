@@ -50,7 +50,7 @@ from dpslice.isolation import (
 
 if TYPE_CHECKING:
     from dpslice.check.results import CheckReport, PropertyResult
-    from dpslice.check.supervisor import Workers
+    from dpslice.supervision.supervisor import Workers
     from dpslice.sync import SyncGuard
 
 __all__ = [
@@ -301,8 +301,8 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
     """
     __tracebackhide__ = True
     from dpslice.check.results import Verdict
-    from dpslice.check.supervisor import BatterySupervisor
     from dpslice.errors import BadTargetError
+    from dpslice.supervision.supervisor import BatterySupervisor
 
     bad = config.stash.setdefault(_BAD_TARGETS, {})
     key = options.target if options.against is None else f"{options.target} {options.against}"
@@ -362,7 +362,7 @@ def _workers(config: pytest.Config) -> Workers:
         import shutil
         import tempfile
 
-        from dpslice.check.supervisor import Workers
+        from dpslice.supervision.supervisor import Workers
 
         env = dict(os.environ)
         if "HYPOTHESIS_STORAGE_DIRECTORY" not in env:

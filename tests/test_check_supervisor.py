@@ -1,6 +1,6 @@
 """``dpslice check`` cannot be fooled or hung by the code it checks.
 
-The target runs in a supervised worker (dpslice.check.supervisor): a call
+The target runs in a supervised worker (dpslice.supervision.supervisor): a call
 that hangs, exits, raises a BaseException or crashes the interpreter is a FAIL
 of the property being checked, with the call in flight; the parent prints the
 report, writes the JSON and decides the exit status; nothing is left behind.
@@ -26,10 +26,10 @@ import torch
 from dpslice.check import BadTargetError, Verdict, run_check
 from dpslice.check.inflight import ended
 from dpslice.check.report import write_document
-from dpslice.check.supervisor import BatterySupervisor
 from dpslice.check.target import target_from_callable
 from dpslice.cli import main
 from dpslice.distributed import RankFailed, RoundTripConfigError, run_round_trip
+from dpslice.supervision.supervisor import BatterySupervisor
 from tests.processes import marked_processes
 
 DPSLICE = str(Path(sys.executable).with_name("dpslice"))

@@ -73,7 +73,7 @@ TABLE: list[tuple[type[Exception], type[Exception], type[Exception], tuple[str, 
     (DeviceError, CheckError, CheckError, ("dpslice.check", "dpslice.check.target")),
     (UnknownPropertyError, CheckError, CheckError, ("dpslice.check", "dpslice.check.registry")),
     (InvalidContractError, CheckError, CheckError, ("dpslice",)),
-    (CheckBrokeError, CheckError, CheckError, ("dpslice.check.supervisor",)),
+    (CheckBrokeError, CheckError, CheckError, ("dpslice.supervision.supervisor",)),
     (RoundTripError, CheckError, CheckError, _ROUND_TRIP),
     (RoundTripConfigError, RoundTripError, CheckError, _ROUND_TRIP),
 ]

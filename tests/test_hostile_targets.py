@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from dpslice.check.supervisor import BatterySupervisor
 from dpslice.isolation import MIN_CALL_TIMEOUT
+from dpslice.supervision.supervisor import BatterySupervisor
 from tests.processes import marked_processes
 
 HOSTILE = Path(__file__).parent / "targets" / "hostile.py"

@@ -99,7 +99,7 @@ Invoke = Callable[[Target, Mapping[str, object]], Outcome]
 class CallObserver(Protocol):
     """Told of every call of the target: just before it runs, and once it is back.
 
-    A supervised worker (:mod:`dpslice.check.worker`) records the call in flight,
+    A supervised worker (:mod:`dpslice.supervision.worker`) records the call in flight,
     so that a call that hangs or kills the process can still be shown, and
     its return, so that the parent times the call alone.
     """

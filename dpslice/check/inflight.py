@@ -1,6 +1,6 @@
 """The call in flight, and the FAIL of a call that never came back with a value or an error.
 
-A supervised worker (:mod:`dpslice.check.worker`) records every call of the
+A supervised worker (:mod:`dpslice.supervision.worker`) records every call of the
 target just before it runs, as a :data:`CallRecord`: the layout, the
 :class:`~dpslice.SliceCall` and the counts its GPU tensor is built from,
 all the check's own plain data, cheap to pickle.  If the call hangs, ends the

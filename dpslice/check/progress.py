@@ -26,7 +26,7 @@ _REDRAW = 0.2
 
 
 class Progress:
-    """Writes progress to ``stream`` (a :class:`~dpslice.check.supervisor.Listener`)."""
+    """Writes progress to ``stream`` (a :class:`~dpslice.supervision.supervisor.Listener`)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream: TextIO | None = stream

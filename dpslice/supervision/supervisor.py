@@ -1,7 +1,7 @@
 """Run the check in a supervised worker: the parent owns the verdict, whatever the target does.
 
 ``BatterySupervisor(...).run()`` runs the battery, ``RoundTripSupervisor(...).run()`` the
-round trip, each in a worker process (:mod:`dpslice.check.worker`) that
+round trip, each in a worker process (:mod:`dpslice.supervision.worker`) that
 imports the target; this process never does.  The worker reports every step
 (see its module docstring); the parent keeps the results, watches the clock
 and the worker's life, and:
@@ -51,7 +51,6 @@ from dpslice.check.inflight import (
 )
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict
 from dpslice.check.target import BadTargetError, Target
-from dpslice.check.worker import Job
 from dpslice.errors import CheckBrokeError, UnknownPropertyError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
@@ -66,6 +65,7 @@ from dpslice.isolation import (
     stop_requested,
     wait_exit_unreaped,
 )
+from dpslice.supervision.worker import Job
 
 __all__ = [
     "BatterySupervisor",
@@ -131,7 +131,7 @@ _BOOT = (
     # The check's imports come from the installed packages, never from the
     # working directory (a local numpy.py); targets in it still load (appended).
     "sys.path[:] = [p for p in sys.path if p not in ('', cwd)] + [sys.argv[3], cwd]\n"
-    "from dpslice.check.worker import main\n"
+    "from dpslice.supervision.worker import main\n"
     "main(sys.argv[1:3] + sys.argv[4:])\n"
 )
 

@@ -1,6 +1,6 @@
 """The check's worker process: load the target, run the job, tell the parent every step.
 
-The parent (:mod:`dpslice.check.supervisor`) never imports the target; this
+The parent (:mod:`dpslice.supervision.supervisor`) never imports the target; this
 process does, in a process group of its own (:mod:`dpslice.isolation`),
 so whatever the target does (hang, exit, crash, start threads) the parent
 still owns the verdict, the report and the exit status.
