@@ -444,12 +444,12 @@ def _round_trip(args: argparse.Namespace, progress: Listener | None) -> CheckRep
     from dpslice.supervision.supervisor import RoundTripSupervisor
 
     if (args.backend or "gloo") != "gloo":  # an unknown backend, or NCCL without the GPUs
-        from dpslice.distributed import RoundTripError
+        from dpslice.distributed import CheckConfigError
         from dpslice.distributed.driver import RoundTripSession
 
         try:  # before any process starts; gloo needs no check (and no torch here)
             RoundTripSession(dp_size=args.distributed, backend=args.backend)
-        except RoundTripError as exc:
+        except CheckConfigError as exc:
             return " ".join(str(exc).split())
     supervisor = RoundTripSupervisor(
         args.target,

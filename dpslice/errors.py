@@ -1,6 +1,6 @@
-"""Every exception dpslice defines, under three roots that say whose fault it is.
+"""Every exception dpslice defines, under four roots that say whose fault it is.
 
-* :class:`DPSliceError`, a :class:`ValueError`: the *inputs* are invalid -- the
+* :class:`InvalidInputError`, a :class:`ValueError`: the *inputs* are invalid -- the
   arguments of a slice call (:func:`dpslice.dp_local_slice`), a layout
   description (:class:`dpslice.DPLayout`), or the engine state a slice reads (a
   rank's CPU and GPU count lists that disagree).  Callers that already catch
@@ -12,16 +12,22 @@
 * :class:`CheckError`, an :class:`Exception`: the check tool (``dpslice
   check``, :mod:`dpslice.check`, :mod:`dpslice.distributed`) could not do its
   job -- a bad target, device, property name or contract, or a round trip
-  that could not reach a verdict.  A wrong slice is none of these: it is a
-  counterexample in the check's report.
+  that could not reach a verdict, or options it cannot run with
+  (:class:`CheckConfigError`, in every mode).  A wrong slice is none of these:
+  it is a counterexample in the check's report.
+* :class:`~dpslice.distributed.errors.TargetAbortedError`, an
+  :class:`Exception`: the *target* never returned from a call of a round trip,
+  or ended its rank's process, so the group had to be killed; it carries the
+  counterexample.  The target's fault, and a verdict, not a harness failure.
 
 Every class has exactly one parent.  Each is also importable where it is used
 (``dpslice``, :mod:`dpslice.sync`, :mod:`dpslice.check`,
 :mod:`dpslice.distributed`).  Three round-trip errors whose constructors take
-the round trip's own types (:class:`~dpslice.distributed.errors.RoundTripTimeout`,
-:class:`~dpslice.distributed.errors.RankFailed`,
-:class:`~dpslice.distributed.errors.TargetAborted`) live in
-:mod:`dpslice.distributed.errors`, under :class:`RoundTripError`.
+the round trip's own types (:class:`~dpslice.distributed.errors.RoundTripTimeoutError`,
+:class:`~dpslice.distributed.errors.RankFailedError`,
+:class:`~dpslice.distributed.errors.GatherMismatchError`, under :class:`RoundTripError`,
+and :class:`~dpslice.distributed.errors.TargetAbortedError`) live in
+:mod:`dpslice.distributed.errors`.
 
 Each message says what was wrong, why it matters, and what to do instead.
 """
@@ -34,22 +40,22 @@ from typing import Protocol
 __all__ = [
     "BadTargetError",
     "CheckBrokeError",
+    "CheckConfigError",
     "CheckError",
     "CountExceedsExtentError",
     "CountsDisagreementError",
     "CountsLengthError",
     "CountsUnavailableError",
-    "DPSliceError",
     "DeviceError",
     "ImplicitSyncError",
     "InvalidContractError",
     "InvalidDPSizeError",
     "InvalidGraphExtentError",
+    "InvalidInputError",
     "InvalidLayoutError",
     "NegativeCountError",
     "NonIntegerError",
     "RankOutOfRangeError",
-    "RoundTripConfigError",
     "RoundTripError",
     "SyncError",
     "SyncModeUnavailableError",
@@ -61,46 +67,46 @@ __all__ = [
 # -- invalid inputs -----------------------------------------------------------
 
 
-class DPSliceError(ValueError):
+class InvalidInputError(ValueError):
     """Root of the invalid-input errors: a slice call's arguments or a layout are wrong."""
 
 
-class CountsUnavailableError(DPSliceError):
+class CountsUnavailableError(InvalidInputError):
     """The CPU token counts are ``None``: the capture phase, or DP attention off."""
 
 
-class InvalidGraphExtentError(DPSliceError):
+class InvalidGraphExtentError(InvalidInputError):
     """The graph extent or batch size is negative, or the rows per request below 1."""
 
 
-class CountExceedsExtentError(DPSliceError):
+class CountExceedsExtentError(InvalidInputError):
     """A rank holds more tokens than the graph extent: it would read the next rank's rows."""
 
 
-class CountsLengthError(DPSliceError):
+class CountsLengthError(InvalidInputError):
     """The count list is neither one entry (skipped gather) nor one entry per DP rank."""
 
 
-class RankOutOfRangeError(DPSliceError):
+class RankOutOfRangeError(InvalidInputError):
     """The DP rank is not in ``range(dp_size)``."""
 
 
-class InvalidDPSizeError(DPSliceError):
+class InvalidDPSizeError(InvalidInputError):
     """The DP size is smaller than one."""
 
 
-class NegativeCountError(DPSliceError):
+class NegativeCountError(InvalidInputError):
     """A token count is negative."""
 
 
-class NonIntegerError(DPSliceError):
+class NonIntegerError(InvalidInputError):
     """A count, rank, size or extent is not an int (bool, float, str, ...).
 
     Also raised when the graph flag is not a bool.
     """
 
 
-class TensorInputError(DPSliceError):
+class TensorInputError(InvalidInputError):
     """A tensor or array was passed where Python ints are expected.
 
     Reading its value could force a host-device synchronisation, which is the
@@ -108,11 +114,11 @@ class TensorInputError(DPSliceError):
     """
 
 
-class InvalidLayoutError(DPSliceError):
+class InvalidLayoutError(InvalidInputError):
     """A ground-truth layout description is inconsistent (see :class:`dpslice.DPLayout`)."""
 
 
-class CountsDisagreementError(DPSliceError):
+class CountsDisagreementError(InvalidInputError):
     """A rank's ``global_num_tokens_cpu`` disagrees with its ``global_num_tokens_gpu``.
 
     The CPU slice trusts the list and the old GPU path trusts the tensor; both
@@ -222,9 +228,10 @@ class CheckBrokeError(CheckError):
     """The check itself broke (its worker could not start, or failed in its own code)."""
 
 
+class CheckConfigError(CheckError):
+    """The check cannot run as asked: a bad option (``max_examples``, a seed, a timeout), or,
+    for a round trip, a DP size, backend or machine it cannot run on (too few GPUs)."""
+
+
 class RoundTripError(CheckError):
     """Root of the round trip's errors (:mod:`dpslice.distributed`): no verdict was reached."""
-
-
-class RoundTripConfigError(RoundTripError):
-    """The arguments or the machine cannot run this round trip (bad DP size, too few GPUs)."""

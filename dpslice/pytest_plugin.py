@@ -245,7 +245,7 @@ class BatteryOptions:
     timeout: float = DEFAULT_CALL_TIMEOUT
 
     def __post_init__(self) -> None:
-        from dpslice.check.results import check_seed
+        from dpslice.check.results import check_max_examples, check_seed
         from dpslice.check.target import check_device, check_spec
 
         check_spec(self.target)  # a typo is an error at collection, before any worker
@@ -259,12 +259,7 @@ class BatteryOptions:
         check_device(self.device)
         if self.seed is not None:
             check_seed(self.seed)
-        if (
-            isinstance(self.max_examples, bool)
-            or not isinstance(self.max_examples, int)
-            or self.max_examples < 1
-        ):
-            raise ValueError(f"max_examples={self.max_examples!r} must be an int >= 1")
+        check_max_examples(self.max_examples)
         check_call_timeout(self.timeout)
 
     @classmethod

@@ -292,7 +292,7 @@ def get_dp_local_slice_cpu(
 
     Raises:
         InvalidGraphExtentError: a negative ``cuda_graph_batch``, ``num_tokens_per_bs`` below 1.
-        DPSliceError: any error of :func:`dp_local_slice`.
+        InvalidInputError: any error of :func:`dp_local_slice`.
     """
     rows_per_request = _as_int(num_tokens_per_bs, "num_tokens_per_bs")
     if rows_per_request < 1:

@@ -38,9 +38,9 @@ from dpslice.errors import (
     CountExceedsExtentError,
     CountsLengthError,
     CountsUnavailableError,
-    DPSliceError,
     InvalidDPSizeError,
     InvalidGraphExtentError,
+    InvalidInputError,
     NegativeCountError,
     NonIntegerError,
     RankOutOfRangeError,
@@ -69,7 +69,7 @@ MAX_COUNT = 2**31 - 1
 MAX_DP_SIZE = 64
 
 #: Every error :func:`invalid_calls` can aim at, in the order it shrinks to.
-INVALID_CAUSES: tuple[type[DPSliceError], ...] = (
+INVALID_CAUSES: tuple[type[InvalidInputError], ...] = (
     CountsUnavailableError,
     CountExceedsExtentError,
     CountsLengthError,
@@ -575,7 +575,7 @@ class InvalidCall:
 
     layout: DPLayout
     call: SliceCall
-    expected: type[DPSliceError]
+    expected: type[InvalidInputError]
     defect: str
     kind: str = ""
 
@@ -729,7 +729,7 @@ def _tensor_rank(
 
 #: Every kind of defect :func:`invalid_calls` puts in a call, with the error it
 #: must raise and how it is built, in the order it shrinks to.
-_KINDS: dict[str, tuple[type[DPSliceError], _Builder]] = {
+_KINDS: dict[str, tuple[type[InvalidInputError], _Builder]] = {
     "counts None": (CountsUnavailableError, _counts_none),
     "count over the extent": (CountExceedsExtentError, _count_over_extent),
     "count list of another length": (CountsLengthError, _wrong_length),
@@ -754,7 +754,9 @@ _KINDS: dict[str, tuple[type[DPSliceError], _Builder]] = {
 }
 
 #: Each kind of defect and the error a validating slice raises for it.
-DEFECT_KINDS: dict[str, type[DPSliceError]] = {kind: cause for kind, (cause, _) in _KINDS.items()}
+DEFECT_KINDS: dict[str, type[InvalidInputError]] = {
+    kind: cause for kind, (cause, _) in _KINDS.items()
+}
 assert set(DEFECT_KINDS.values()) == set(INVALID_CAUSES), "every cause needs a builder"
 
 #: Kinds that only a decode-graph replay can carry: they concern its extent.
@@ -797,7 +799,7 @@ def _invalid_call(
 
 def invalid_calls(
     *,
-    causes: Sequence[type[DPSliceError]] = INVALID_CAUSES,
+    causes: Sequence[type[InvalidInputError]] = INVALID_CAUSES,
     max_count: int = 1024,
     kinds: Sequence[str] | None = None,
     modes: Sequence[Mode] | None = None,

@@ -15,6 +15,7 @@ from dpslice.check import CheckReport, Property, Verdict, run_check
 from dpslice.check.report import JSON_SCHEMA, render_text, reproduce_command, to_json
 from dpslice.check.runner import MAX_BATCH, RERUN_FACTOR, _batches
 from dpslice.check.target import Target
+from dpslice.errors import CheckConfigError
 from dpslice.strategies import dp_layouts
 
 AS_MERGED = "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
@@ -55,7 +56,7 @@ def test_a_check_that_breaks_is_an_error_not_a_failure() -> None:
 def test_run_check_refuses_what_a_report_could_not_stand_behind(
     arguments: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(CheckConfigError, match=re.escape(message)):
         run_check(max_examples=1, **arguments)  # type: ignore[arg-type]
 
 
@@ -183,7 +184,7 @@ def test_without_a_seed_a_random_one_is_recorded() -> None:
 
 @pytest.mark.parametrize("bad", [0, -1, True, 2.5])
 def test_max_examples_must_be_a_positive_int(bad: object) -> None:
-    with pytest.raises(ValueError, match=r"max_examples=.* must be an int >= 1"):
+    with pytest.raises(CheckConfigError, match=r"max_examples=.* must be an int >= 1"):
         run_check(max_examples=bad, properties=[CAPTURE])  # type: ignore[arg-type]
 
 

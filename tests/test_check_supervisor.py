@@ -28,7 +28,7 @@ from dpslice.check.inflight import ended
 from dpslice.check.report import write_document
 from dpslice.check.target import target_from_callable
 from dpslice.cli import main
-from dpslice.distributed import RankFailed, RoundTripConfigError, run_round_trip
+from dpslice.distributed import CheckConfigError, RankFailedError, run_round_trip
 from dpslice.supervision.supervisor import BatterySupervisor
 from tests.processes import marked_processes
 
@@ -170,7 +170,7 @@ def test_a_killed_rank_is_described_by_what_its_signal_may_mean(
     signal_name: str, says: str
 ) -> None:
     number = signal.Signals[signal_name].value
-    failed = RankFailed(1, exitcode=-number, traceback_text="")
+    failed = RankFailedError(1, exitcode=-number, traceback_text="")
     assert f"rank 1 was killed by signal {number} ({signal_name}: {says}" in str(failed)
     assert says in ended(None, signal_name).describe()
 
@@ -308,9 +308,9 @@ def test_json_is_strict_and_a_nan_seed_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         write_document({"seed": math.nan}, tmp_path / "r.json")
     assert not (tmp_path / "r.json").exists()
-    with pytest.raises(RoundTripConfigError, match="seed=nan must be an int"):
+    with pytest.raises(CheckConfigError, match="seed=nan must be an int"):
         run_round_trip("dpslice.reference:dp_local_slice", dp_size=1, seed=math.nan)  # type: ignore[arg-type]
-    with pytest.raises(RoundTripConfigError, match="finite"):
+    with pytest.raises(CheckConfigError, match="finite"):
         run_round_trip("dpslice.reference:dp_local_slice", dp_size=1, timeout=math.inf)
 
 
@@ -466,7 +466,7 @@ def test_side_by_side_a_hang_in_one_state_leaves_every_other_property_judged(
 
 
 def test_jobs_below_one_are_refused() -> None:
-    with pytest.raises(ValueError, match="jobs=0: at least one worker"):
+    with pytest.raises(CheckConfigError, match="jobs=0: at least one worker"):
         BatterySupervisor("dpslice.reference:dp_local_slice", jobs=0)
 
 

@@ -297,13 +297,15 @@ def test_a_round_trip_without_a_verdict_keeps_its_result_and_exits_1(
     args = ["check", "--distributed", "1", "--run-timeout", "0.001", "--seed", "0"]
     assert main([*args, "--json", str(report)]) == 1
     out = capsys.readouterr().out
-    assert "\nERROR round_trip_rows: the round trip reached no verdict: RoundTripTimeout: " in out
+    assert (
+        "\nERROR round_trip_rows: the round trip reached no verdict: RoundTripTimeoutError: " in out
+    )
     assert out.endswith("\nFAILED\n")
     document = read_json(report)
     assert document["passed"] is False
     (prop,) = document["properties"]
     assert (prop["verdict"], prop["examples"]) == ("ERROR", 0)
-    assert "RoundTripTimeout: rank(s) [0]" in prop["note"]
+    assert "RoundTripTimeoutError: rank(s) [0]" in prop["note"]
     assert "--run-timeout 0.001" in document["reproduce"]
 
 

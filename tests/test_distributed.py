@@ -25,14 +25,14 @@ from dpslice.check import BadTargetError, CheckReport, Counterexample, PropertyR
 from dpslice.check.report import render_text
 from dpslice.check.target import load_target, target_from_callable
 from dpslice.distributed import (
+    CheckConfigError,
     CountsDisagreementError,
-    GatherMismatch,
-    RankFailed,
-    RoundTripConfigError,
+    GatherMismatchError,
+    RankFailedError,
     RoundTripError,
     RoundTripSession,
-    RoundTripTimeout,
-    TargetAborted,
+    RoundTripTimeoutError,
+    TargetAbortedError,
     check_counts_consistency,
     counts_disagreement,
     driver,
@@ -220,7 +220,7 @@ def test_a_rank_judges_its_slice_with_the_batterys_own_judgement() -> None:
 @pytest.mark.usefixtures("one_rank_world")
 def test_collectives_that_disagree_with_the_model_are_the_harness_failure() -> None:
     """A buffer the model would not build ends the run with no verdict: never the target's FAIL."""
-    with pytest.raises(GatherMismatch, match="the collectives' buffer") as raised:
+    with pytest.raises(GatherMismatchError, match="the collectives' buffer") as raised:
         check_layout(
             DPLayout((2,), Mode.MAX_LEN), 0, load_target(REFERENCE), OneRankGatherer(True),
             torch.device("cpu"),
@@ -362,12 +362,12 @@ def test_a_killed_rank_is_blamed_not_its_peer() -> None:
     """SIGKILL rank 1 between layouts: rank 0's gather breaks, but rank 1 is the cause."""
     with RoundTripSession(dp_size=2, layout_timeout=30) as session:
         assert session.check(DPLayout((2, 3)), REFERENCE) == (None, None)
-        with pytest.raises(RoundTripConfigError):
+        with pytest.raises(CheckConfigError):
             session.check(DPLayout((1, 2, 3)), REFERENCE)  # wrong DP size: refused unsent
         pids = session.pids
         os.kill(pids[1], signal.SIGKILL)
         began = time.monotonic()
-        with pytest.raises(RankFailed) as failed:
+        with pytest.raises(RankFailedError) as failed:
             session.check(DPLayout((4, 1), Mode.MAX_LEN), REFERENCE)
         assert time.monotonic() - began < 10
     assert failed.value.rank == 1
@@ -378,11 +378,11 @@ def test_a_killed_rank_is_blamed_not_its_peer() -> None:
 
 @pytest.mark.usefixtures("no_orphans")
 def test_a_stuck_rank_times_out_instead_of_hanging() -> None:
-    """A rank stuck outside any call of the target raises RoundTripTimeout within its budget."""
+    """A rank stuck outside any call of the target raises RoundTripTimeoutError in its budget."""
     with RoundTripSession(dp_size=2, layout_timeout=2) as session:
         pids = session.pids
         began = time.monotonic()
-        with pytest.raises(RoundTripTimeout) as timed_out:
+        with pytest.raises(RoundTripTimeoutError) as timed_out:
             session.check(DPLayout((1, 1)), target("hang_on_rank_1"))
         assert time.monotonic() - began < 15
     assert timed_out.value.phase == "layout"
@@ -397,7 +397,7 @@ def test_a_call_that_hangs_is_the_targets_failure_with_the_call() -> None:
     with RoundTripSession(dp_size=2, layout_timeout=60, call_timeout=1) as session:
         pids = session.pids
         began = time.monotonic()
-        with pytest.raises(TargetAborted) as aborted:
+        with pytest.raises(TargetAbortedError) as aborted:
             session.check(DPLayout((1, 1)), target("hang_on_rank_1"))
         assert time.monotonic() - began < 10
     found = aborted.value.counterexample
@@ -539,20 +539,20 @@ def test_bad_targets_are_refused_before_any_rank_starts(spec: str, match: str) -
 def test_bad_arguments_are_refused_before_any_rank_starts(
     arguments: dict[str, object], match: str
 ) -> None:
-    with pytest.raises(RoundTripConfigError, match=re.escape(match)):
+    with pytest.raises(CheckConfigError, match=re.escape(match)):
         run_round_trip(REFERENCE, **arguments)  # type: ignore[arg-type]
 
 
 @pytest.mark.usefixtures("no_orphans")
 def test_more_ranks_than_the_round_trip_runs_are_refused_before_any_starts() -> None:
-    with pytest.raises(RoundTripConfigError, match="640 ranks: the round trip runs at most 64,"):
+    with pytest.raises(CheckConfigError, match="640 ranks: the round trip runs at most 64,"):
         run_round_trip(REFERENCE, dp_size=640)
 
 
 def test_ranks_that_would_not_fit_in_memory_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(driver, "available_memory", lambda: 2**30)
     assert check_rank_count(4) == 4  # 1.0 GiB for 1 GiB: they fit
-    with pytest.raises(RoundTripConfigError) as refused:
+    with pytest.raises(CheckConfigError) as refused:
         RoundTripSession(dp_size=5)
     assert str(refused.value) == (
         "5 ranks need about 1.2 GiB of memory (250 MiB each: every rank is a process that "
@@ -567,10 +567,10 @@ def test_ranks_that_would_not_fit_in_the_open_files_limit_are_refused() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
     try:
-        with pytest.raises(RoundTripConfigError, match=r"^40 ranks need about \d+ open files, "):
+        with pytest.raises(CheckConfigError, match=r"^40 ranks need about \d+ open files, "):
             check_rank_count(40)
         at_most = re.escape("raise it (ulimit -n 1024) or run at most 48 ranks")
-        with pytest.raises(RoundTripConfigError, match=at_most):
+        with pytest.raises(CheckConfigError, match=at_most):
             check_rank_count(49, spawning=False)  # a rank: one socket per peer
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -578,7 +578,7 @@ def test_ranks_that_would_not_fit_in_the_open_files_limit_are_refused() -> None:
 
 def test_nccl_without_enough_gpus_is_refused() -> None:
     too_many = torch.cuda.device_count() + 1
-    with pytest.raises(RoundTripConfigError, match="one GPU per rank"):
+    with pytest.raises(CheckConfigError, match="one GPU per rank"):
         run_round_trip(REFERENCE, dp_size=too_many, backend="nccl")
 
 

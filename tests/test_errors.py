@@ -12,26 +12,31 @@ from pathlib import Path
 import pytest
 
 import dpslice.errors
-from dpslice.distributed.errors import GatherMismatch, RankFailed, RoundTripTimeout, TargetAborted
+from dpslice.distributed.errors import (
+    GatherMismatchError,
+    RankFailedError,
+    RoundTripTimeoutError,
+    TargetAbortedError,
+)
 from dpslice.errors import (
     BadTargetError,
     CheckBrokeError,
+    CheckConfigError,
     CheckError,
     CountExceedsExtentError,
     CountsDisagreementError,
     CountsLengthError,
     CountsUnavailableError,
     DeviceError,
-    DPSliceError,
     ImplicitSyncError,
     InvalidContractError,
     InvalidDPSizeError,
     InvalidGraphExtentError,
+    InvalidInputError,
     InvalidLayoutError,
     NegativeCountError,
     NonIntegerError,
     RankOutOfRangeError,
-    RoundTripConfigError,
     RoundTripError,
     SyncError,
     SyncModeUnavailableError,
@@ -39,11 +44,12 @@ from dpslice.errors import (
     UnknownPropertyError,
 )
 
-#: The three roots and the one builtin each sits under.
+#: The four roots, one per kind of fault, and the one builtin each sits under.
 ROOTS: dict[type[Exception], type[Exception]] = {
-    DPSliceError: ValueError,
+    InvalidInputError: ValueError,
     SyncError: RuntimeError,
     CheckError: Exception,
+    TargetAbortedError: Exception,
 }
 
 #: Where users import the slice's input errors from, besides dpslice.errors.
@@ -53,18 +59,18 @@ _ROUND_TRIP = ("dpslice.distributed", "dpslice.distributed.errors")
 
 #: Every public exception: its one parent, its root, and the modules that re-export it.
 TABLE: list[tuple[type[Exception], type[Exception], type[Exception], tuple[str, ...]]] = [
-    (DPSliceError, ValueError, DPSliceError, _SLICE),
-    (CountsUnavailableError, DPSliceError, DPSliceError, _SLICE),
-    (InvalidGraphExtentError, DPSliceError, DPSliceError, _SLICE),
-    (CountExceedsExtentError, DPSliceError, DPSliceError, _SLICE),
-    (CountsLengthError, DPSliceError, DPSliceError, _SLICE),
-    (RankOutOfRangeError, DPSliceError, DPSliceError, _SLICE),
-    (InvalidDPSizeError, DPSliceError, DPSliceError, _SLICE),
-    (NegativeCountError, DPSliceError, DPSliceError, _SLICE),
-    (NonIntegerError, DPSliceError, DPSliceError, _SLICE),
-    (TensorInputError, DPSliceError, DPSliceError, _SLICE),
-    (InvalidLayoutError, DPSliceError, DPSliceError, _SLICE),
-    (CountsDisagreementError, DPSliceError, DPSliceError, _ROUND_TRIP),
+    (InvalidInputError, ValueError, InvalidInputError, _SLICE),
+    (CountsUnavailableError, InvalidInputError, InvalidInputError, _SLICE),
+    (InvalidGraphExtentError, InvalidInputError, InvalidInputError, _SLICE),
+    (CountExceedsExtentError, InvalidInputError, InvalidInputError, _SLICE),
+    (CountsLengthError, InvalidInputError, InvalidInputError, _SLICE),
+    (RankOutOfRangeError, InvalidInputError, InvalidInputError, _SLICE),
+    (InvalidDPSizeError, InvalidInputError, InvalidInputError, _SLICE),
+    (NegativeCountError, InvalidInputError, InvalidInputError, _SLICE),
+    (NonIntegerError, InvalidInputError, InvalidInputError, _SLICE),
+    (TensorInputError, InvalidInputError, InvalidInputError, _SLICE),
+    (InvalidLayoutError, InvalidInputError, InvalidInputError, _SLICE),
+    (CountsDisagreementError, InvalidInputError, InvalidInputError, _ROUND_TRIP),
     (SyncError, RuntimeError, SyncError, _SYNC),
     (ImplicitSyncError, SyncError, SyncError, _SYNC),
     (SyncModeUnavailableError, SyncError, SyncError, _SYNC),
@@ -75,24 +81,37 @@ TABLE: list[tuple[type[Exception], type[Exception], type[Exception], tuple[str, 
     (InvalidContractError, CheckError, CheckError, ("dpslice",)),
     (CheckBrokeError, CheckError, CheckError, ("dpslice.supervision.supervisor",)),
     (RoundTripError, CheckError, CheckError, _ROUND_TRIP),
-    (RoundTripConfigError, RoundTripError, CheckError, _ROUND_TRIP),
+    (CheckConfigError, CheckError, CheckError, _ROUND_TRIP),
 ]
 
 #: Defined in dpslice.distributed.errors: their constructors take the round trip's own types.
 ROUND_TRIP_RICH: list[type[Exception]] = [
-    RoundTripTimeout,
-    RankFailed,
-    TargetAborted,
-    GatherMismatch,
+    RoundTripTimeoutError,
+    RankFailedError,
+    GatherMismatchError,
+    TargetAbortedError,
 ]
 
-ROWS = [
-    pytest.param(error, parent, root, homes, id=error.__name__)
-    for error, parent, root, homes in TABLE
-] + [
-    pytest.param(error, RoundTripError, CheckError, ("dpslice.distributed",), id=error.__name__)
-    for error in ROUND_TRIP_RICH
-]
+ROWS = (
+    [
+        pytest.param(error, parent, root, homes, id=error.__name__)
+        for error, parent, root, homes in TABLE
+    ]
+    + [
+        pytest.param(error, RoundTripError, CheckError, ("dpslice.distributed",), id=error.__name__)
+        for error in ROUND_TRIP_RICH[:-1]
+    ]
+    + [
+        # The target's fault: a verdict the round trip reports, not a harness failure.
+        pytest.param(
+            TargetAbortedError,
+            Exception,
+            TargetAbortedError,
+            ("dpslice.distributed",),
+            id="TargetAbortedError",
+        )
+    ]
+)
 
 
 def test_the_table_holds_every_public_exception() -> None:
@@ -154,15 +173,16 @@ def test_crosses_a_process_boundary(error: type[Exception]) -> None:
 
 
 def test_the_roots_sit_under_the_builtin_that_fits() -> None:
-    assert issubclass(DPSliceError, ValueError)
+    assert issubclass(InvalidInputError, ValueError)
     assert not issubclass(SyncError, ValueError)  # a sync is not a value error
     assert issubclass(SyncError, RuntimeError)  # like torch's own sync debug mode's error
     assert not issubclass(CheckError, (ValueError, RuntimeError))
+    assert not issubclass(TargetAbortedError, CheckError)  # the target's fault, not the check's
 
 
 def test_a_malformed_contract_is_not_a_slice_input_error() -> None:
-    """It concerns how a check is set up: ``except DPSliceError`` must not swallow it."""
-    assert not issubclass(InvalidContractError, DPSliceError)
+    """It concerns how a check is set up: ``except InvalidInputError`` must not swallow it."""
+    assert not issubclass(InvalidContractError, InvalidInputError)
 
 
 def test_the_module_imports_nothing_of_dpslice() -> None:

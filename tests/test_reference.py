@@ -25,9 +25,9 @@ from dpslice import (
     CountsLengthError,
     CountsUnavailableError,
     DPSlice,
-    DPSliceError,
     InvalidDPSizeError,
     InvalidGraphExtentError,
+    InvalidInputError,
     NegativeCountError,
     NonIntegerError,
     RankOutOfRangeError,
@@ -625,13 +625,13 @@ EXPLICIT_ERRORS = [
 class TestExplicitErrors:
     @pytest.mark.parametrize(("function", "kwargs", "error", "message"), EXPLICIT_ERRORS)
     def test_raises_the_exact_error_and_says_what_to_do(self, function, kwargs, error, message):
-        with pytest.raises(DPSliceError) as raised:
+        with pytest.raises(InvalidInputError) as raised:
             function(**kwargs)
         assert type(raised.value) is error
         assert str(raised.value) == message
 
     def test_root_error_is_a_value_error(self):
-        assert issubclass(DPSliceError, ValueError)
+        assert issubclass(InvalidInputError, ValueError)
         with pytest.raises(ValueError, match="dp_size = 0"):
             dp_local_slice([1], 0, dp_size=0)
 

@@ -22,7 +22,7 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument, NoSuchExample
 
-from dpslice import DPLayout, DPSliceError, InvalidLayoutError, Mode, NegativeCountError
+from dpslice import DPLayout, InvalidInputError, InvalidLayoutError, Mode, NegativeCountError
 from dpslice.contracts import PRESETS, SGLANG_CAPTURER, SGLANG_GATHER, VLLM_CHUNKED, VLLM_DP
 from dpslice.strategies import (
     _DRAWN_APART,
@@ -728,7 +728,7 @@ class TestInvalidCalls:
         invalid = data.draw(invalid_calls(causes=[cause]))
         assert invalid.expected is cause
         assert invalid.defect
-        with pytest.raises(DPSliceError) as raised:
+        with pytest.raises(InvalidInputError) as raised:
             reference_slice(invalid.call)
         assert type(raised.value) is cause
 
@@ -1240,8 +1240,8 @@ INVALID_ARGUMENTS = [
     ),
     pytest.param(
         invalid_calls,
-        {"causes": [DPSliceError]},
-        f"causes holds {DPSliceError!r}; choose from dpslice.strategies.INVALID_CAUSES",
+        {"causes": [InvalidInputError]},
+        f"causes holds {InvalidInputError!r}; choose from dpslice.strategies.INVALID_CAUSES",
         id="invalid_calls-causes-root",
     ),
     pytest.param(

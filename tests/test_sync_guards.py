@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from dpslice import DPSliceError
+from dpslice import InvalidInputError
 from dpslice.pytest_plugin import cuda_available
 from dpslice.sync import (
     CpuSyncGuard,
@@ -46,7 +46,7 @@ class TestImplicitSyncError:
     def test_is_a_runtime_error_not_a_dpslice_error(self) -> None:
         assert issubclass(ImplicitSyncError, SyncError)
         assert issubclass(SyncError, RuntimeError)
-        assert not issubclass(SyncError, (DPSliceError, ValueError))
+        assert not issubclass(SyncError, (InvalidInputError, ValueError))
 
     def test_a_sync_inside_a_library_function_points_at_that_library_line(self) -> None:
         from dpslice.specimens.tensor_path import ForwardBatch, capturer_slice

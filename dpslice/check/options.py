@@ -79,8 +79,9 @@ def contract_name(text: str) -> str:
 def seed_number(text: str) -> int:
     """A ``--seed``: an int >= 0 (an argparse type)."""
     from dpslice.check.results import check_seed
+    from dpslice.errors import CheckConfigError
 
     try:
         return check_seed(int(text))
-    except ValueError:
+    except (ValueError, CheckConfigError):
         raise argparse.ArgumentTypeError(f"{text!r} is not an int >= 0") from None

@@ -16,6 +16,7 @@ from dpslice._version import __version__
 from dpslice.check.registry import Counterexample, Tier
 from dpslice.check.target import Target
 from dpslice.contracts import Contract
+from dpslice.errors import CheckConfigError
 
 __all__ = [
     "ROUND_TRIP_ROWS",
@@ -25,6 +26,7 @@ __all__ = [
     "RoundTrip",
     "Stop",
     "Verdict",
+    "check_max_examples",
     "check_seed",
     "round_trip_result",
     "versions",
@@ -36,15 +38,27 @@ ROUND_TRIP_ROWS = "round_trip_rows"
 ROUND_TRIP_STATEMENT = "Through real collectives, every rank's slice holds exactly its own rows."
 
 
+def check_max_examples(max_examples: object) -> int:
+    """``max_examples`` if a search can draw that many layouts: an int >= 1.
+
+    Raises:
+        CheckConfigError: not an int >= 1, in every mode (the battery, the round trip,
+            the pytest plugin).
+    """
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        raise CheckConfigError(f"max_examples={max_examples!r} must be an int >= 1")
+    return max_examples
+
+
 def check_seed(seed: object) -> int:
     """``seed`` if a check can be seeded with it, and rerun from it by ``--seed``.
 
     Raises:
-        ValueError: not an int >= 0 (a bool, a float, a string: a report would
+        CheckConfigError: not an int >= 0 (a bool, a float, a string: a report would
             record a seed its reproduce line cannot pass).
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be an int >= 0, as --seed takes it")
+        raise CheckConfigError(f"seed={seed!r} must be an int >= 0, as --seed takes it")
     return seed
 
 

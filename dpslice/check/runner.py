@@ -48,10 +48,17 @@ from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
 from hypothesis.errors import Flaky
 
 from dpslice.check.registry import Counterexample, Property, Tier, registered, select
-from dpslice.check.results import CheckReport, PropertyResult, Verdict, check_seed, versions
+from dpslice.check.results import (
+    CheckReport,
+    PropertyResult,
+    Verdict,
+    check_max_examples,
+    check_seed,
+    versions,
+)
 from dpslice.check.target import Target, check_device, load_target, target_from_callable
 from dpslice.contracts import Contract
-from dpslice.errors import BadTargetError
+from dpslice.errors import BadTargetError, CheckConfigError
 from dpslice.isolation import DEFAULT_MAX_EXAMPLES
 
 __all__ = [
@@ -381,15 +388,14 @@ def run_check(
         DeviceError: an unknown device, or ``"cuda"`` without a GPU.
         UnknownPropertyError: a property name is not registered.
         InvalidContractError: ``contract`` names no contract.
-        ValueError: ``max_examples`` is below 1, ``seed`` is no int >= 0, or
+        CheckConfigError: ``max_examples`` is below 1, ``seed`` is no int >= 0, or
             ``properties`` names none.
     """
-    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
-        raise ValueError(f"max_examples={max_examples!r} must be an int >= 1")
+    check_max_examples(max_examples)
     if seed is not None:
         check_seed(seed)
     if properties is not None and not isinstance(properties, str) and len(properties) == 0:
-        raise ValueError(
+        raise CheckConfigError(
             "properties=[] names no property to run, and a run of none would pass; name "
             "some, or pass None for the whole battery"
         )

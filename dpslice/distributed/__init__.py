@@ -23,26 +23,26 @@ Under ``torchrun``, see :mod:`dpslice.distributed.torchrun`.
 from dpslice.distributed.consistency import check_counts_consistency, counts_disagreement
 from dpslice.distributed.driver import RoundTripSession
 from dpslice.distributed.errors import (
+    CheckConfigError,
     CountsDisagreementError,
-    GatherMismatch,
-    RankFailed,
-    RoundTripConfigError,
+    GatherMismatchError,
+    RankFailedError,
     RoundTripError,
-    RoundTripTimeout,
-    TargetAborted,
+    RoundTripTimeoutError,
+    TargetAbortedError,
 )
 from dpslice.distributed.round_trip import run_round_trip
 from dpslice.distributed.search import round_trip_layouts
 
 __all__ = [
+    "CheckConfigError",
     "CountsDisagreementError",
-    "GatherMismatch",
-    "RankFailed",
-    "RoundTripConfigError",
+    "GatherMismatchError",
+    "RankFailedError",
     "RoundTripError",
     "RoundTripSession",
-    "RoundTripTimeout",
-    "TargetAborted",
+    "RoundTripTimeoutError",
+    "TargetAbortedError",
     "check_counts_consistency",
     "counts_disagreement",
     "round_trip_layouts",

@@ -34,13 +34,13 @@ from dpslice._numpy_notice import torch
 from dpslice.check.inflight import AbortedCall, ended, hung
 from dpslice.check.outcome import OutcomeKind
 from dpslice.check.registry import Counterexample
-from dpslice.check.results import PropertyResult
+from dpslice.check.results import PropertyResult, check_max_examples
 from dpslice.check.target import Target, load_target, resolve_spec
 from dpslice.distributed.errors import (
-    RankFailed,
-    RoundTripConfigError,
-    RoundTripTimeout,
-    TargetAborted,
+    CheckConfigError,
+    RankFailedError,
+    RoundTripTimeoutError,
+    TargetAbortedError,
 )
 from dpslice.distributed.search import (
     aborted_round_trip,
@@ -102,13 +102,13 @@ def check_rank_count(dp_size: int, *, spawning: bool = True) -> int:
     already running: only the count and their sockets are checked.
 
     Raises:
-        RoundTripConfigError: not an int from 1 to :data:`MAX_RANKS`, or the ranks
+        CheckConfigError: not an int from 1 to :data:`MAX_RANKS`, or the ranks
             would not fit here; the message says what they need and what to do.
     """
     if isinstance(dp_size, bool) or not isinstance(dp_size, int) or dp_size < 1:
-        raise RoundTripConfigError(f"dp_size={dp_size!r} must be an int >= 1")
+        raise CheckConfigError(f"dp_size={dp_size!r} must be an int >= 1")
     if dp_size > MAX_RANKS:
-        raise RoundTripConfigError(
+        raise CheckConfigError(
             f"{dp_size} ranks: the round trip runs at most {MAX_RANKS}, the largest DP size "
             "dpslice models; check with fewer ranks"
         )
@@ -123,14 +123,14 @@ def check_rank_count(dp_size: int, *, spawning: bool = True) -> int:
         )
         needed = fixed + per_rank * dp_size
         if needed > limit:
-            raise RoundTripConfigError(
+            raise CheckConfigError(
                 f"{dp_size} ranks need about {needed} open files, and the limit here is "
                 f"{limit} (ulimit -n); raise it (ulimit -n {max(1024, needed)}) or run at "
                 f"most {max(0, (limit - fixed) // per_rank)} ranks"
             )
     available = available_memory() if spawning else None
     if available is not None and dp_size * RANK_MEMORY > available:
-        raise RoundTripConfigError(
+        raise CheckConfigError(
             f"{dp_size} ranks need about {dp_size * RANK_MEMORY / 2**30:.1f} GiB of memory "
             f"({RANK_MEMORY // 2**20} MiB each: every rank is a process that imports torch), "
             f"and {available / 2**30:.1f} GiB is available here (MemAvailable in "
@@ -152,7 +152,7 @@ def _check_positive(name: str, value: float) -> float:
         or not math.isfinite(value)  # inf would reach the report's JSON, which is strict
         or not value > 0
     ):
-        raise RoundTripConfigError(f"{name}={value!r} must be a finite number of seconds > 0")
+        raise CheckConfigError(f"{name}={value!r} must be a finite number of seconds > 0")
     return float(value)
 
 
@@ -168,8 +168,7 @@ def _signal_name(exitcode: int | None) -> str | None:
 
 def check_search_arguments(max_examples: int, timeout: float) -> float:
     """Validate a search's budget before anything starts; return the timeout as a float."""
-    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
-        raise RoundTripConfigError(f"max_examples={max_examples!r} must be an int >= 1")
+    check_max_examples(max_examples)
     return _check_positive("timeout", timeout)
 
 
@@ -188,11 +187,11 @@ class RoundTripSession:
         layout_timeout: seconds every rank gets to answer one layout; also
             the collectives' own timeout inside the ranks.
         call_timeout: seconds one call of the target may take; a call that
-            takes longer is the target's failure (:class:`TargetAborted`), not
+            takes longer is the target's failure (:class:`TargetAbortedError`), not
             a stuck rank.  ``None``: only ``layout_timeout`` bounds it.
 
     Raises:
-        RoundTripConfigError: bad arguments, too few GPUs for NCCL, or more ranks than
+        CheckConfigError: bad arguments, too few GPUs for NCCL, or more ranks than
             fit here (:func:`check_rank_count`).
     """
 
@@ -207,13 +206,13 @@ class RoundTripSession:
     ) -> None:
         check_rank_count(dp_size)
         if backend not in BACKENDS:
-            raise RoundTripConfigError(
+            raise CheckConfigError(
                 f"backend={backend!r}: choose 'gloo' (CPU) or 'nccl' (one GPU per rank)"
             )
         if backend == "nccl":
             gpus = torch.cuda.device_count()  # asks NVML; does not initialise CUDA here
             if not dist.is_nccl_available() or gpus < dp_size:
-                raise RoundTripConfigError(
+                raise CheckConfigError(
                     f"the NCCL round trip needs one GPU per rank: dp_size={dp_size}, but "
                     f"{gpus} GPU(s) are visible; lower dp_size or set CUDA_VISIBLE_DEVICES"
                 )
@@ -258,11 +257,11 @@ class RoundTripSession:
         """Spawn the ranks and wait until every one has joined and warmed up the group.
 
         Raises:
-            RankFailed: a rank raised or died while starting.
-            RoundTripTimeout: the group did not start within ``startup_timeout``.
+            RankFailedError: a rank raised or died while starting.
+            RoundTripTimeoutError: the group did not start within ``startup_timeout``.
         """
         if self._pids or self._closed:
-            raise RoundTripConfigError("a RoundTripSession starts once; make a new one")
+            raise CheckConfigError("a RoundTripSession starts once; make a new one")
         began = time.monotonic()
         self._store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
         context = torch_mp.get_context("spawn")
@@ -342,17 +341,17 @@ class RoundTripSession:
                 fails the group).
 
         Raises:
-            RankFailed: a rank raised in the harness or died; the group is down.
-            RoundTripTimeout: a rank did not answer in time; the group is down.
-            TargetAborted: a rank's call of the target did not return within
+            RankFailedError: a rank raised in the harness or died; the group is down.
+            RoundTripTimeoutError: a rank did not answer in time; the group is down.
+            TargetAbortedError: a rank's call of the target did not return within
                 ``call_timeout``, or ended the rank's process; the group is down.
         """
         if self._closed or not self._processes:
-            raise RoundTripConfigError("the session is not running: use it as a context manager")
+            raise CheckConfigError("the session is not running: use it as a context manager")
         if not isinstance(layout, DPLayout) or layout.dp_size != self.dp_size:
-            raise RoundTripConfigError(f"{layout!r} is not a layout of {self.dp_size} ranks")
+            raise CheckConfigError(f"{layout!r} is not a layout of {self.dp_size} ranks")
         if layout.mode is Mode.GRAPH_CAPTURE:
-            raise RoundTripConfigError("capture layouts have no CPU counts to round-trip")
+            raise CheckConfigError("capture layouts have no CPU counts to round-trip")
         spec = resolve_spec(target if isinstance(target, str) else target.spec)
         self._seq += 1
         own_deadline = time.monotonic() + self.layout_timeout
@@ -392,12 +391,12 @@ class RoundTripSession:
 
         When ``timeout`` runs out the search stops between two layouts and the
         result stands on the layouts checked so far (its note says so); a call
-        that aborts (:class:`TargetAborted`) is the result's counterexample,
+        that aborts (:class:`TargetAbortedError`) is the result's counterexample,
         unshrunk, and the group is down.
 
         Raises:
             BadTargetError: the target cannot be loaded (checked before any layout).
-            RankFailed, RoundTripTimeout: as :meth:`check`; the group is down.
+            RankFailedError, RoundTripTimeoutError: as :meth:`check`; the group is down.
         """
         timeout = check_search_arguments(max_examples, timeout)
         loaded = load_target(resolve_spec(target)) if isinstance(target, str) else target
@@ -412,7 +411,7 @@ class RoundTripSession:
                 max_count=max_count,
                 timeout=timeout,
             )
-        except TargetAborted as aborted:
+        except TargetAbortedError as aborted:
             return aborted_round_trip(
                 aborted.counterexample,
                 examples=self.layouts_checked - checked_before,
@@ -446,7 +445,7 @@ class RoundTripSession:
                         remaining = min(remaining, began + self.call_timeout - now)
             if deadline - now <= 0:
                 self._kill_all()
-                raise RoundTripTimeout(phase, budget, pending, layout)
+                raise RoundTripTimeoutError(phase, budget, pending, layout)
             watched: list[Any] = [self._conns[rank] for rank in pending]
             watched += list(by_sentinel)
             for ready in wait(watched, timeout=max(0.0, remaining)):
@@ -502,7 +501,7 @@ class RoundTripSession:
             why="the target did not come back from the call with a slice or an Exception",
         )
         self._kill_all()
-        raise TargetAborted(counterexample)
+        raise TargetAbortedError(counterexample)
 
     def _receive(self, rank: int) -> tuple[Any, ...] | None:
         """The rank's next message, or None if it died (pipe closed, or exited silently)."""
@@ -555,7 +554,7 @@ class RoundTripSession:
             if rank != root
         ]
         self._kill_all()
-        raise RankFailed(
+        raise RankFailedError(
             root,
             exitcode=exitcodes[root],
             traceback_text=failures[root],

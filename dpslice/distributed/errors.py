@@ -3,16 +3,17 @@
 Every other exception dpslice defines is in :mod:`dpslice.errors`.  These
 four stay here because their attributes are a :class:`~dpslice.layout.DPLayout`
 or a :class:`~dpslice.check.registry.Counterexample`, types of layers above
-:mod:`dpslice.errors`, which imports nothing of dpslice's.  Each derives from
+:mod:`dpslice.errors`, which imports nothing of dpslice's.  Three derive from
 :class:`~dpslice.errors.RoundTripError` (a :class:`~dpslice.errors.CheckError`):
-the round trip could not reach a verdict, or, for :class:`TargetAborted`, had to
-kill the group to report one.
+the round trip could not reach a verdict.  :class:`TargetAbortedError` is a root of
+its own: the target's fault, whose counterexample the round trip reports after it
+had to kill the group.
 
 The module also re-exports, from :mod:`dpslice.errors`, the round trip's
 other errors: :class:`~dpslice.errors.RoundTripError`,
-:class:`~dpslice.errors.RoundTripConfigError` and
+:class:`~dpslice.errors.CheckConfigError` and
 :class:`~dpslice.errors.CountsDisagreementError` (a
-:class:`~dpslice.errors.DPSliceError`: the engine state a slice reads is
+:class:`~dpslice.errors.InvalidInputError`: the engine state a slice reads is
 invalid input, not a harness failure).
 
 A wrong slice is none of these: it is a counterexample, in the
@@ -27,8 +28,8 @@ from typing import TYPE_CHECKING
 
 from dpslice.check.inflight import signal_cause, signal_name
 from dpslice.errors import (
+    CheckConfigError,
     CountsDisagreementError,
-    RoundTripConfigError,
     RoundTripError,
 )
 
@@ -37,17 +38,17 @@ if TYPE_CHECKING:
     from dpslice.layout import DPLayout
 
 __all__ = [
+    "CheckConfigError",
     "CountsDisagreementError",
-    "GatherMismatch",
-    "RankFailed",
-    "RoundTripConfigError",
+    "GatherMismatchError",
+    "RankFailedError",
     "RoundTripError",
-    "RoundTripTimeout",
-    "TargetAborted",
+    "RoundTripTimeoutError",
+    "TargetAbortedError",
 ]
 
 
-class RoundTripTimeout(RoundTripError):
+class RoundTripTimeoutError(RoundTripError):
     """The process group did not start, or did not answer a layout, in time.
 
     Attributes:
@@ -86,7 +87,7 @@ class RoundTripTimeout(RoundTripError):
         return (type(self), (self.phase, self.seconds, self.pending_ranks, self.layout))
 
 
-class RankFailed(RoundTripError):
+class RankFailedError(RoundTripError):
     """A rank raised in the harness, or died, so the whole group was brought down.
 
     Attributes:
@@ -141,7 +142,7 @@ class RankFailed(RoundTripError):
         return (rebuild, (self.rank,))
 
 
-class GatherMismatch(RoundTripError):
+class GatherMismatchError(RoundTripError):
     """The collectives did not produce what the layout model says the engine hands the slicer.
 
     Raised in a rank before the target runs: the harness (or the model) is
@@ -163,7 +164,7 @@ class GatherMismatch(RoundTripError):
         return (type(self), (self.layout, self.rank, self.detail))
 
 
-class TargetAborted(RoundTripError):
+class TargetAbortedError(Exception):
     """The target never returned from a call, or ended its rank's process while in one.
 
     Not a harness failure: the call is the counterexample (the layout in

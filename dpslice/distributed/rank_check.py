@@ -5,7 +5,7 @@ counts and the buffer come from real collectives instead of the layout model.
 Before the target runs, what the collectives produced is compared with the
 model: the CPU count list (every rank derives the same), its agreement with the
 GPU count tensor, and the buffer.  A difference there is the harness's failure
-(:class:`GatherMismatch`, which ends the rank and so the run, with no
+(:class:`GatherMismatchError`, which ends the rank and so the run, with no
 verdict), never the target's.
 
 The target is then called with the counts this rank gathered, through the
@@ -33,7 +33,7 @@ from dpslice.check.rows import render_rows
 from dpslice.check.target import Target
 from dpslice.distributed.collectives import RowGatherer, gather_forward
 from dpslice.distributed.consistency import counts_disagreement
-from dpslice.distributed.errors import GatherMismatch
+from dpslice.distributed.errors import GatherMismatchError
 from dpslice.layout import DPLayout
 
 __all__ = ["check_layout"]
@@ -59,7 +59,7 @@ def check_layout(
     should it never return, or end the process, the driver can still show it.
 
     Raises:
-        GatherMismatch: the collectives did not produce what the layout model
+        GatherMismatchError: the collectives did not produce what the layout model
             says the engine hands the slicer (a harness failure).
         Exception: a collective broke.
     """
@@ -68,11 +68,11 @@ def check_layout(
     cpu, gpu = gathered.global_num_tokens_cpu, gathered.global_num_tokens_gpu
     first = gathered.peer_lists[0]
     if any(row != first for row in gathered.peer_lists):
-        raise GatherMismatch(
+        raise GatherMismatchError(
             layout, rank, f"the ranks derived different count lists: {gathered.peer_lists}"
         )
     if cpu != call.global_num_tokens_cpu:
-        raise GatherMismatch(
+        raise GatherMismatchError(
             layout,
             rank,
             f"the gathered CPU counts {cpu} are not the {call.global_num_tokens_cpu} the "
@@ -80,10 +80,10 @@ def check_layout(
         )
     disagreement = counts_disagreement(cpu, gpu, dp_rank=rank)
     if disagreement is not None:
-        raise GatherMismatch(layout, rank, disagreement)
+        raise GatherMismatchError(layout, rank, disagreement)
     model = layout.gathered(rank, device=device)
     if not torch.equal(gathered.buffer, model):
-        raise GatherMismatch(
+        raise GatherMismatchError(
             layout,
             rank,
             f"the collectives' buffer {render_rows(gathered.buffer.cpu())} differs from the "

@@ -16,7 +16,7 @@ from dpslice.check.target import Target, load_target, resolve_spec
 from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.distributed.driver import RoundTripSession, check_search_arguments
 from dpslice.distributed.search import broken_round_trip
-from dpslice.errors import BadTargetError, RoundTripConfigError, RoundTripError
+from dpslice.errors import BadTargetError, RoundTripError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_MAX_EXAMPLES,
@@ -80,7 +80,7 @@ def run_round_trip(
         max_count: the largest token count of a rank.
 
     Raises:
-        RoundTripConfigError: bad arguments, or too few GPUs for NCCL; raised
+        CheckConfigError: bad arguments, or too few GPUs for NCCL; raised
             before any rank starts.
         BadTargetError: the target cannot be loaded (before any rank starts).
     """
@@ -88,10 +88,7 @@ def run_round_trip(
     timeout = check_search_arguments(max_examples, timeout)
     if seed is None:
         seed = secrets.randbelow(2**32)
-    try:
-        check_seed(seed)
-    except ValueError as exc:
-        raise RoundTripConfigError(str(exc)) from None
+    check_seed(seed)
     loaded = load_round_trip_target(target)
     session = RoundTripSession(
         dp_size=dp_size,
@@ -109,8 +106,6 @@ def run_round_trip(
                 timeout=max(1e-3, timeout - (time.monotonic() - began)),
                 max_count=max_count,
             )
-    except RoundTripConfigError:
-        raise
     except RoundTripError as error:
         result = broken_round_trip(
             error, examples=session.layouts_checked, seconds=time.monotonic() - began

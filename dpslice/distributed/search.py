@@ -32,7 +32,7 @@ from dpslice.check.results import (
 )
 from dpslice.check.runner import run_property
 from dpslice.check.target import Target
-from dpslice.distributed.errors import RoundTripTimeout
+from dpslice.distributed.errors import RoundTripTimeoutError, TargetAbortedError
 from dpslice.errors import RoundTripError
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import dp_layouts
@@ -73,7 +73,7 @@ def round_trip_layouts(*, dp_size: int, max_count: int = 64) -> st.SearchStrateg
 
 class _GroupDown(BaseException):
     # Carries a RoundTripError through Hypothesis and the runner, unshrunk.
-    def __init__(self, error: RoundTripError) -> None:
+    def __init__(self, error: RoundTripError | TargetAbortedError) -> None:
         super().__init__(str(error))
         self.error = error
 
@@ -100,7 +100,7 @@ def _round_trip_property(evaluate: Evaluate, *, dp_size: int, max_count: int) ->
     def check(target: Target, layout: DPLayout) -> Counterexample | None:
         try:
             return first_failure(evaluate(layout))
-        except RoundTripError as error:
+        except (RoundTripError, TargetAbortedError) as error:
             raise _GroupDown(error) from error
 
     return Property(
@@ -130,7 +130,7 @@ def search_round_trip(
 
     Raises:
         RoundTripError: from ``evaluate``, unshrunk, as soon as it happens.
-        RoundTripTimeout: the budget ran out before a layout was checked.
+        RoundTripTimeoutError: the budget ran out before a layout was checked.
     """
     began = time.monotonic()
     checked = 0
@@ -155,7 +155,7 @@ def search_round_trip(
     except _BudgetSpent:
         assert timeout is not None
         if not checked:  # nothing to stand on: no verdict
-            raise RoundTripTimeout("run", timeout, range(dp_size)) from None
+            raise RoundTripTimeoutError("run", timeout, range(dp_size)) from None
         so_far = " (the counterexample is the smallest failing one so far)" if failing else ""
         return stopped_round_trip(
             failing[-1] if failing else None,

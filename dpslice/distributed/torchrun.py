@@ -43,7 +43,7 @@ from dpslice.check.results import CheckReport, RoundTrip, versions
 from dpslice.check.runner import hypothesis_storage
 from dpslice.check.target import BadTargetError, Target
 from dpslice.distributed.driver import check_rank_count
-from dpslice.distributed.errors import RoundTripConfigError, RoundTripError
+from dpslice.distributed.errors import CheckConfigError, RoundTripError
 from dpslice.distributed.rank_check import check_layout
 from dpslice.distributed.round_trip import load_round_trip_target
 from dpslice.distributed.search import search_round_trip
@@ -128,7 +128,7 @@ def _target(spec: str, world: int) -> Target:
     try:
         check_rank_count(world, spawning=False)
         return load_round_trip_target(spec)
-    except (BadTargetError, RoundTripConfigError) as exc:
+    except (BadTargetError, CheckConfigError) as exc:
         raise _Usage(" ".join(str(exc).split())) from None
 
 

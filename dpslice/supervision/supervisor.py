@@ -51,7 +51,7 @@ from dpslice.check.inflight import (
 )
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict
 from dpslice.check.target import BadTargetError, Target
-from dpslice.errors import CheckBrokeError, UnknownPropertyError
+from dpslice.errors import CheckBrokeError, CheckConfigError, UnknownPropertyError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
@@ -429,7 +429,7 @@ class BatterySupervisor:
     ) -> None:
         check_call_timeout(timeout)
         if jobs < 1:
-            raise ValueError(f"jobs={jobs}: at least one worker must run the battery")
+            raise CheckConfigError(f"jobs={jobs}: at least one worker must run the battery")
         self.spec = spec
         self.strict = strict
         self.device = device

@@ -236,7 +236,7 @@ def _battery(job: Job, channel: _Channel) -> None:
 def _round_trip(job: Job, channel: _Channel) -> None:
     from dpslice.check.inflight import portable_result, portable_target
     from dpslice.check.results import versions
-    from dpslice.distributed import RoundTripConfigError, run_round_trip
+    from dpslice.distributed import CheckConfigError, run_round_trip
     from dpslice.distributed.round_trip import load_round_trip_target
     from dpslice.errors import BadTargetError
 
@@ -261,7 +261,7 @@ def _round_trip(job: Job, channel: _Channel) -> None:
             call_timeout=job.call_timeout,
             timeout=job.run_timeout,
         )
-    except RoundTripConfigError as exc:  # too few GPUs, a bad backend
+    except CheckConfigError as exc:  # too few GPUs, a bad backend
         channel.event("bad_target", " ".join(str(exc).split()))
         return
     report = replace(

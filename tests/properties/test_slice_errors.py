@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dpslice import CountsUnavailableError, DPSliceError, Mode
+from dpslice import CountsUnavailableError, InvalidInputError, Mode
 from dpslice.strategies import dp_layouts, invalid_calls, layouts_and_ranks
 from tests.engine import engine_slice, reference_slice
 
@@ -22,7 +22,7 @@ from tests.engine import engine_slice, reference_slice
 def test_every_invalid_call_raises_exactly_its_labelled_error(invalid):
     """A call with one defect raises the error its label names: that class, not a
     subclass, a sibling or an incidental TypeError/IndexError."""
-    with pytest.raises(DPSliceError) as raised:
+    with pytest.raises(InvalidInputError) as raised:
         reference_slice(invalid.call)
     assert type(raised.value) is invalid.expected, invalid.defect
 
