@@ -7,10 +7,14 @@ Usage::
 ``RESULTS.json`` is what ``python -m pytest benchmarks -k reference_vs_bare
 --benchmark-json=RESULTS.json`` wrote (``test_reference_vs_bare`` on a GPU,
 ``test_reference_vs_bare_cpu`` anywhere).  For each layout, queue depth and host
-state it prints the medians of the three paths and their ratios to ``bare``,
-the slice of precomputed ints: every ratio is taken within the one run the
-JSON holds.  ``reference / bare`` is the target's ratio; ``unchecked / bare``
-is the arithmetic alone, no check, no call: what bounds any reference from below.
+state it prints the medians of the paths and their ratios to ``bare``, the
+slice of precomputed ints: every ratio is taken within the one run the JSON
+holds.  ``reference / bare`` is the target's ratio; ``unchecked / bare`` is the
+arithmetic alone, no check, no call: what bounds any reference from below;
+``no checks / bare`` is that arithmetic behind the reference's signature and
+``DPSlice``, checking nothing: what bounds any reference of that signature
+(runs before it had that path show no value there).  ``reference / unchecked``
+is what the call and the checks add to the arithmetic.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 #: The benchmarks this script reads, and where each runs.
 BENCHMARKS = {"test_reference_vs_bare": "GPU", "test_reference_vs_bare_cpu": "CPU"}
+#: The paths every row needs; ``no_checks``, which older runs lack, is shown where timed.
 PATHS = ("reference", "unchecked", "bare")
 
 
@@ -60,11 +65,12 @@ def describe_machine(results: dict[str, Any]) -> str:
 
 
 def floor_table(results: dict[str, Any], target: float) -> str:
-    """Markdown: the three medians per case and the ratios to ``bare``."""
+    """Markdown: the medians per case, their ratios to ``bare`` and reference / unchecked."""
     lines = [
-        f"| where | layout | GPU queue | host | bare | unchecked | reference "
-        f"| unchecked / bare | reference / bare | <= {target:g}x |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| where | layout | GPU queue | host | bare | unchecked | no checks | reference "
+        f"| unchecked / bare | no checks / bare | reference / bare "
+        f"| reference / unchecked | <= {target:g}x |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for (where, dp_size, mode, queue_ms, host), paths in sorted(medians(results).items()):
         if not all(path in paths for path in PATHS):
@@ -73,10 +79,13 @@ def floor_table(results: dict[str, Any], target: float) -> str:
         queue = "" if queue_ms < 0 else ("idle" if queue_ms == 0 else f"{queue_ms:g} ms")
         ratio = paths["reference"] / bare
         met = "yes" if ratio <= target else "no"
+        no_checks = paths.get("no_checks")
         lines.append(
             f"| {where} | DP {dp_size} {mode} | {queue} | {host} | {_us(bare)} "
-            f"| {_us(paths['unchecked'])} | {_us(paths['reference'])} "
-            f"| {paths['unchecked'] / bare:.2f}x | {ratio:.2f}x | {met} |"
+            f"| {_us(paths['unchecked'])} | {'' if no_checks is None else _us(no_checks)} "
+            f"| {_us(paths['reference'])} | {paths['unchecked'] / bare:.2f}x "
+            f"| {'' if no_checks is None else f'{no_checks / bare:.2f}x'} | {ratio:.2f}x "
+            f"| {paths['reference'] / paths['unchecked']:.2f}x | {met} |"
         )
     return "\n".join(lines)
 

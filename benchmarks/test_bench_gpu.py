@@ -30,9 +30,10 @@ while the tensor path waits >= 9 ms; on an idle GPU the reference is >= 5x faste
 ``test_reference_vs_bare`` times the reference the same way against its floor,
 every path slicing with ``gathered[start : start + length]``: ``bare`` with both
 ints computed beforehand, ``unchecked`` with the reference's arithmetic inline
-and none of its checks; DP 8 and 64, eager and graph replay, idle and behind
-10 ms.  Target: reference / bare <= 1.2 (``python benchmarks/floor.py
-RESULTS.json`` prints the ratios).
+and none of its checks, ``no_checks`` with that arithmetic behind the
+reference's signature and ``DPSlice`` (a call that checks nothing); DP 8 and
+64, eager and graph replay, idle and behind 10 ms.  Target: reference / bare
+<= 1.2 (``python benchmarks/floor.py RESULTS.json`` prints the ratios).
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ def test_reference_vs_bare(
     """The reference + slice against the bare slice of precomputed ints, same protocol.
 
     The last rank of a DP 8 or 64 layout, eager (prefix sum) or graph replay;
-    ``unchecked`` computes the reference's ints inline with none of its checks.
+    ``unchecked`` computes the reference's ints inline with none of its checks;
+    ``no_checks`` returns them from a call of the reference's signature, as a ``DPSlice``.
     ``python benchmarks/floor.py RESULTS.json`` prints the ratios to ``bare``.
     """
     layout, rank = bench_layout(dp_size, FLOOR_MODES[mode]), dp_size - 1

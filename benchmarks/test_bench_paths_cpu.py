@@ -7,9 +7,10 @@ nothing waits for a device: the gap here is pure host overhead (tensor ops and
 ``item()`` against integer arithmetic); test_bench_gpu.py shows the stall.
 
 ``test_reference_vs_bare_cpu`` is the CPU side of test_bench_gpu.py's floor:
-the reference + slice against the same slice of precomputed ints (``bare``)
-and against the reference's arithmetic inline without its checks
-(``unchecked``).  ``python benchmarks/floor.py RESULTS.json`` prints the ratios.
+the reference + slice against the same slice of precomputed ints (``bare``),
+against the reference's arithmetic inline without its checks (``unchecked``)
+and against that arithmetic returned by a call of the reference's signature
+that checks nothing (``no_checks``).  ``python benchmarks/floor.py RESULTS.json`` prints the ratios.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from call_parts import named_call
 
 from dpslice import DPLayout, DPSlice, Mode, SliceCall
 from dpslice.specimens.tensor_path import ForwardBatch, capturer_slice
@@ -23,13 +24,16 @@ PATHS = ("reference", "tensor")
 #: The reference against the floor under it, every path slicing the same way:
 #: ``bare``: ``gathered[start : start + length]`` with both ints computed beforehand;
 #: ``unchecked``: the same ints computed inline from the counts with no check
-#: (the prefix sum, or rank * extent): the arithmetic any per-forward slice does.
-FLOOR_PATHS = ("reference", "unchecked", "bare")
+#: (the prefix sum, or rank * extent): the arithmetic any per-forward slice does;
+#: ``no_checks``: that arithmetic behind ``dp_local_slice``'s signature, called
+#: with its keywords and returning its ``DPSlice`` (``call_parts.named_call``),
+#: checking nothing: what any reference of this signature pays before its checks.
+FLOOR_PATHS = ("reference", "no_checks", "unchecked", "bare")
 #: The layouts the floor is measured on: the last rank of DP 8 and DP 64, eager
 #: (the prefix sum) and CUDA-graph replay (rank * extent).
 FLOOR_DP_SIZES = (8, 64)
 FLOOR_MODES = {"eager": Mode.SUM_LEN, "graph": Mode.GRAPH_REPLAY}
-_ALL_PATHS = (*PATHS, "unchecked", "bare")
+_ALL_PATHS = (*PATHS, "no_checks", "unchecked", "bare")
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,8 @@ class SlicePaths:
         self, path: str, layout: DPLayout, rank: int, gathered: torch.Tensor
     ) -> Callable[[], torch.Tensor]:
         call = layout.call(rank)
-        if path == "reference":
-            reference_slice = self.reference_slice
+        if path in ("reference", "no_checks"):
+            reference_slice = self.reference_slice if path == "reference" else named_call
             counts, dp_size = call.global_num_tokens_cpu, call.dp_size
             can_run_graph, graph_extent = call.can_run_graph, call.graph_extent
 
