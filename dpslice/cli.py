@@ -69,8 +69,7 @@ _CHECK_EPILOG = """\
 TARGET is called with keyword arguments only, those its signature names among
 global_num_tokens_cpu, global_num_tokens_gpu, dp_rank, dp_size, can_run_graph,
 graph_extent, cuda_graph_batch, num_tokens_per_bs, chunk_size and chunk_index,
-and returns (start, length) as ints or 0-dim tensors (docs/check.md, Calling
-convention, describes each)
+and returns (start, length) as ints or 0-dim tensors
 the properties and what each draws:  dpslice check --list
 the call sites a target is judged as:  dpslice check --list-contracts
 
