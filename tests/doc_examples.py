@@ -8,7 +8,8 @@ example, named by file and line.
 * **Python blocks** run in order, in one namespace per document.  A block
   whose first line is a file-name comment (``# my_engine_slice.py``,
   ``# my_engine/dp.py``) is also written, under that name, into the
-  document's scratch directory, where the document's commands run: a later
+  document's scratch directory, where the document's commands run (before
+  each console block below it that runs one): a later
   ``dpslice check my_engine_slice.py:local_slice`` checks that very block.
   An example shows all the set-up it needs, so that it runs as pasted: no
   document hides any in an ``<!-- invisible-code-block -->`` (``tests/test_docs.py``).
@@ -25,7 +26,9 @@ example, named by file and line.
     torch's version aside; ``FAILED`` 1; ``PASSED`` 0), and the verdict table,
     where one is shown, must name the same properties with the same verdicts
     in the same order.  Without output shown the status must be 0 or 1 (a
-    verdict, not a usage error or a bad target).
+    verdict, not a usage error or a bad target).  A block that runs such a
+    command is marked ``slow`` (a worker process that imports torch per
+    command): the README's test command leaves it to CI's slow stage.
   - Not run: ``--distributed`` (it starts a process group per command;
     ``tests/test_distributed.py`` runs the round trip), and ``--device cuda``
     or ``--backend nccl`` where torch sees no GPU, unless the block shows the
@@ -65,6 +68,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from sybil import Document, Example, Region, Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
@@ -80,6 +84,7 @@ COMMAND_TIMEOUT = 300
 
 _SCRATCH = "_dpslice_docs_dir"
 _FILE_COMMENT = re.compile(r"#\s*(?P<name>[\w./-]+\.py)\s*$")
+_PYTHON_BLOCK = re.compile(r"^```python\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
 _VERDICT_ROW = re.compile(r"^(?P<name>[a-z_]+)\s+(?P<verdict>PASS|FAIL|WARN|N/A|ERROR)\s+\d+\s")
 _TORCH_VERSION = re.compile(r"torch \d[\w.+-]*")
 _REPO_DIRS = ("tests/", "benchmarks/", "requirements/", "docs/", "dpslice/", ".ci/", "scripts/")
@@ -104,24 +109,21 @@ def _teardown(namespace: dict[str, Any]) -> None:
     shutil.rmtree(namespace.pop(_SCRATCH), ignore_errors=True)
 
 
-class FilePythonCodeBlockParser(PythonCodeBlockParser):
-    """Sybil's Python block parser, which also writes a named block to a file."""
+def _skipped(text: str, start: int) -> bool:
+    """Whether the block at ``start`` follows a ``<!-- skip: next ... -->``."""
+    return text[:start].rstrip().rpartition("\n")[2].startswith("<!-- skip: next")
 
-    def __call__(self, document: Document) -> Iterable[Region]:
-        for region in super().__call__(document):
-            run = region.evaluator
-            assert run is not None
 
-            def evaluate(example: Example, run: Any = run) -> Any:
-                match = _FILE_COMMENT.match(str(example.parsed).lstrip().splitlines()[0])
-                if match:
-                    path = example.namespace[_SCRATCH] / match["name"]
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(str(example.parsed))
-                return run(example)
-
-            region.evaluator = evaluate
-            yield region
+def _write_files(text: str, before: int, scratch: Path) -> None:
+    """Write each Python block of ``text`` above ``before`` whose first line names a file
+    (and that is not skipped) under that name into ``scratch``, in the document's order:
+    a later block of the same name replaces an earlier one, as it does for a reader."""
+    for block in _PYTHON_BLOCK.finditer(text, 0, before):
+        match = _FILE_COMMENT.match(block["code"].lstrip().partition("\n")[0])
+        if match and not _skipped(text, block.start()):
+            path = scratch / match["name"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(block["code"])
 
 
 class Command:
@@ -209,16 +211,21 @@ def _verdicts(lines: list[str]) -> list[tuple[str, str]]:
     return [m.group("name", "verdict") for m in map(_VERDICT_ROW.match, lines) if m]
 
 
-def _run(command: Command, args: list[str], scratch: Path) -> None:
-    shown = [line for line in command.output if line.strip()]
+def _runs(command: Command, args: list[str]) -> bool:
+    """Whether the documented dpslice command ``args`` runs here."""
     needs_gpu = "--device=cuda" in args or "nccl" in args or "--backend=nccl" in args
     needs_gpu = needs_gpu or any(
         a == "--device" and b == "cuda" for a, b in itertools.pairwise(args)
     )
     if "--distributed" in args:
-        return  # a process group per command: tests/test_distributed.py runs the round trip
-    if needs_gpu and not _gpu() and not shown:
-        return  # a GPU command, no GPU here and no output shown for that case
+        return False  # a process group per command: tests/test_distributed.py runs the round trip
+    shown = any(line.strip() for line in command.output)
+    # A GPU command, with no GPU here and no output shown for that case, does not run.
+    return not needs_gpu or _gpu() or shown
+
+
+def _run(command: Command, args: list[str], scratch: Path) -> None:
+    shown = [line for line in command.output if line.strip()]
     done = subprocess.run(
         [sys.executable, "-m", "dpslice", *_capped(args)],
         cwd=scratch,
@@ -267,18 +274,52 @@ class ConsoleParser:
             yield region
 
     def evaluate(self, example: Example) -> None:
+        scratch = example.namespace[_SCRATCH]
+        commands = list(self.commands(example))
+        if any(args is not None for _, args in commands):
+            # What the commands check is the document's own code, as written above them,
+            # whether or not this run evaluated those blocks (``-m slow`` runs these alone).
+            _write_files(example.document.text, example.start, scratch)
+        for command, args in commands:
+            if args is None:
+                _check_paths(command)
+            else:
+                _run(command, args, scratch)
+
+    @staticmethod
+    def commands(example: Example) -> Iterator[tuple[Command, list[str] | None]]:
+        """The block's commands: each dpslice command that runs, with its arguments, and
+        each other command (its paths are checked; it is not run), with None."""
         after_unrun = False  # a command after one not run may depend on it (an install)
         for command in _commands(str(example.parsed), example.line + 1):
             args = _dpslice_args(command.words())
             if args is None:
-                _check_paths(command)
                 after_unrun = True
-            elif not after_unrun:
-                _run(command, args, example.namespace[_SCRATCH])
+                yield command, None
+            elif not after_unrun and _runs(command, args):
+                yield command, args
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Mark ``slow`` each console block that runs a dpslice command: a worker process that
+    imports torch per command, about a second and a half of CPU each.  CI's slow stage
+    runs them (``-m slow``); the README's test command runs the rest of the documents."""
+    for item in items:
+        example = getattr(item, "example", None)
+        if not isinstance(example, Example):
+            continue
+        evaluator = example.region.evaluator
+        if (
+            getattr(evaluator, "__func__", None) is ConsoleParser.evaluate
+            and not _skipped(example.document.text, example.start)  # its reason is shown
+            and any(args is not None for _, args in ConsoleParser.commands(example))
+        ):
+            item.add_marker(pytest.mark.slow)
 
 
 DOCUMENTS = Sybil(
-    parsers=[SkipParser(), FilePythonCodeBlockParser(), ConsoleParser()],
+    parsers=[SkipParser(), PythonCodeBlockParser(), ConsoleParser()],
     path=str(ROOT),
     patterns=["README.md", "docs/*.md"],
     setup=_setup,
