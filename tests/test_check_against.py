@@ -141,7 +141,7 @@ def test_the_as_merged_model_against_the_tensor_path_exits_1_with_the_oracles_ve
         "--seed",
         "1",
         "--max-examples",
-        "300",
+        "100",
         "--json",
         str(report_path),
     )
@@ -167,7 +167,7 @@ def test_the_as_merged_model_against_the_tensor_path_exits_1_with_the_oracles_ve
     assert "  against    tensor_path_slice(global_num_tokens_gpu=tensor([1]), dp_rank=0" in text
     assert (
         f"reproduce  dpslice check {AS_MERGED} --against {TENSOR_PATH} --seed 1 "
-        "--max-examples 300 --property same_slice_as_against" in text
+        "--max-examples 100 --property same_slice_as_against" in text
     )
     # The tensor path's bounds are 0-dim tensors: slicing with them syncs, reported for it.
     (old_sync,) = (p for p in document["properties"] if p["name"] == "against_sync_free")

@@ -163,14 +163,17 @@ def test_list_names_every_property(capsys: pytest.CaptureFixture[str]) -> None:
 # -- the same command line, called in-process: usage errors --------------------------------
 
 #: A usage error found in a worker (property names, the target): a process that imports
-#: torch each.  The default run keeps one of each kind (--property, a target's attribute).
+#: torch each.  The default run keeps --property's; test_a_bad_target_is_one_line_on_stderr_
+#: and_exit_2 runs a target's, and tests/test_check_target.py checks each message in process.
 SLOW_USAGE = pytest.mark.slow
 
 
 BAD_TARGETS = [
     pytest.param(["nocolon"], "has no ':function' part", id="no-colon"),
     pytest.param(["missing/impl.py:f"], "file 'missing/impl.py' not found", id="no-file"),
-    pytest.param(["dpslice.reference:nope"], "has no attribute 'nope'", id="no-attribute"),
+    pytest.param(
+        ["dpslice.reference:nope"], "has no attribute 'nope'", id="no-attribute", marks=SLOW_USAGE
+    ),
     pytest.param(["--property", "nope"], "no property named 'nope'; choose from", id="property"),
     pytest.param(
         ["--exclude-property", "nope"],
@@ -376,6 +379,7 @@ def test_contract_names_the_call_site_and_reaches_the_report(tmp_path: Path) -> 
     assert read_json(tmp_path / "r.json")["contract"] == "vllm-dp"
 
 
+@pytest.mark.slow  # a process; tests/test_contracts.py checks the message in this one
 def test_an_unknown_contract_is_one_line_and_exit_2() -> None:
     result = run("check", CAPTURER, "--contract", "sglang")
     assert result.returncode == 2
