@@ -269,6 +269,7 @@ def test_a_file_target_with_a_selected_property(
 # -- --distributed: the round trip through gloo ------------------------------------------
 
 
+@pytest.mark.slow  # two ranks; test_check_supervisor.py runs --distributed 2 by default
 def test_the_round_trip_passes_for_the_reference_and_writes_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -358,6 +359,7 @@ def test_a_hardening_warning_exits_0_and_strict_makes_it_exit_1(tmp_path: Path) 
     assert "--strict --property invalid_inputs_refused" in strict.stdout  # the reproduce line
 
 
+@pytest.mark.slow  # the option's plumbing; test_check_runner.py renders the contract's line here
 def test_contract_names_the_call_site_and_reaches_the_report(tmp_path: Path) -> None:
     result = run(
         "check",
