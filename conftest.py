@@ -17,8 +17,8 @@ import os
 from hypothesis import HealthCheck, settings
 
 # README.md and docs/*.md: every Python block and dpslice command runs (Sybil;
-# tests/doc_examples.py says how).
-from tests.doc_examples import pytest_collect_file  # noqa: F401
+# tests/doc_examples.py says how); the blocks that run dpslice commands are `slow`.
+from tests.doc_examples import pytest_collect_file, pytest_collection_modifyitems  # noqa: F401
 
 CI_EXAMPLES = 500
 

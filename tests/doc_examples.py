@@ -24,6 +24,10 @@ example, named by file and line.
     quote is trimmed, apart from what differs from one run to the next (the
     times, the examples a search took, versions: ``doc_reports.masked``).
     ``python scripts/doc_reports.py`` rewrites a quote that went stale.
+    A block that runs such a command is marked ``slow`` (a worker process
+    that imports torch per command): the README's test command leaves it to
+    CI's slow stage, and the document's named Python blocks above it are
+    written into the scratch directory before it runs, evaluated or not.
     Without output shown the command only has to reach a verdict (exit
     status 0 or 1, not a usage error or a bad target), and runs with
     ``--max-examples`` capped at ``DPSLICE_DOCS_MAX_EXAMPLES`` (default 50)
@@ -70,6 +74,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from sybil import Document, Example, Region, Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
@@ -85,6 +90,7 @@ COMMAND_TIMEOUT = 300
 
 _SCRATCH = "_dpslice_docs_dir"
 _FILE_COMMENT = re.compile(r"#\s*(?P<name>[\w./-]+\.py)\s*$")
+_PYTHON_BLOCK = re.compile(r"^```python\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
 _REPO_DIRS = ("tests/", "benchmarks/", "requirements/", "docs/", "dpslice/", ".ci/", "scripts/")
 
 
@@ -232,18 +238,40 @@ def _expected_status(shown: list[str]) -> tuple[int, ...]:
     return (0, 1)
 
 
-def _run(command: Command, args: list[str], scratch: Path) -> None:
+def _skipped(text: str, start: int) -> bool:
+    """Whether the block at ``start`` follows a ``<!-- skip: next ... -->``."""
+    return text[:start].rstrip().rpartition("\n")[2].startswith("<!-- skip: next")
+
+
+def _write_files(text: str, before: int, scratch: Path) -> None:
+    """Write each Python block of ``text`` above ``before`` whose first line names a file
+    (and that is not skipped) under that name into ``scratch``, in the document's order:
+    a later block of the same name replaces an earlier one, as it does for a reader."""
+    for block in _PYTHON_BLOCK.finditer(text, 0, before):
+        match = _FILE_COMMENT.match(block["code"].lstrip().partition("\n")[0])
+        if match and not _skipped(text, block.start()):
+            path = scratch / match["name"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(block["code"])
+
+
+def _runs(command: Command, args: list[str]) -> bool:
+    """Whether the documented dpslice command ``args`` runs here."""
     shown = [line for line in command.output if line.strip()]
-    said = f"line {command.line}: `{command.text}`"
     if shown:
-        if doc_reports.needs_gpu(args) and _gpu() == doc_reports.shows_no_gpu(shown):
-            return  # the output shown is another machine's: with a GPU, or without one
+        # Not where the output shown is another machine's: with a GPU, or without one.
+        return not (doc_reports.needs_gpu(args) and _gpu() == doc_reports.shows_no_gpu(shown))
+    if "--distributed" in args:
+        return False  # a process group per command: tests/test_distributed.py runs the round trip
+    # A GPU command, with no GPU here and no output shown for that case, does not run.
+    return not doc_reports.needs_gpu(args) or _gpu()
+
+
+def _run(command: Command, args: list[str], scratch: Path) -> None:
+    said = f"line {command.line}: `{command.text}`"
+    if any(line.strip() for line in command.output):
         _compare(command, scratch, said)
         return
-    if "--distributed" in args:
-        return  # a process group per command: tests/test_distributed.py runs the round trip
-    if doc_reports.needs_gpu(args) and not _gpu():
-        return  # a GPU command, no GPU here and no output shown for that case
     done = subprocess.run(
         [sys.executable, "-m", "dpslice", *_capped(args)],
         cwd=scratch,
@@ -296,14 +324,30 @@ class ConsoleParser:
             yield region
 
     def evaluate(self, example: Example) -> None:
+        scratch = example.namespace[_SCRATCH]
+        commands = list(self.commands(example))
+        if any(args is not None for _, args in commands):
+            # What the commands check is the document's own code, as written above them,
+            # whether or not this run evaluated those blocks (``-m slow`` runs these alone).
+            _write_files(example.document.text, example.start, scratch)
+        for command, args in commands:
+            if args is None:
+                _check_paths(command)
+            else:
+                _run(command, args, scratch)
+
+    @staticmethod
+    def commands(example: Example) -> Iterator[tuple[Command, list[str] | None]]:
+        """The block's commands: each dpslice command that runs, with its arguments, and
+        each other command (its paths are checked; it is not run), with None."""
         after_unrun = False  # a command after one not run may depend on it (an install)
         for command in _commands(str(example.parsed), example.line + 1):
             args = _dpslice_args(command.words())
             if args is None:
-                _check_paths(command)
                 after_unrun = True
-            elif not after_unrun:
-                _run(command, args, example.namespace[_SCRATCH])
+                yield command, None
+            elif not after_unrun and _runs(command, args):
+                yield command, args
 
 
 class JsonReportParser:
@@ -321,6 +365,25 @@ class JsonReportParser:
         )
         shown = match["body"].rstrip("\n").splitlines()
         _same_report(doc_reports.masked(shown), doc_reports.masked(regenerated), said)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Mark ``slow`` each block that runs a dpslice command (a console block, or a JSON
+    report's command): a worker process that imports torch per command, about a second
+    and a half of CPU each.  CI's slow stage runs them (``-m slow``); the README's test
+    command runs the rest of the documents."""
+    for item in items:
+        example = getattr(item, "example", None)
+        if not isinstance(example, Example):
+            continue
+        evaluator = getattr(example.region.evaluator, "__func__", None)
+        if evaluator is JsonReportParser.evaluate or (
+            evaluator is ConsoleParser.evaluate
+            and not _skipped(example.document.text, example.start)  # its reason is shown
+            and any(args is not None for _, args in ConsoleParser.commands(example))
+        ):
+            item.add_marker(pytest.mark.slow)
 
 
 DOCUMENTS = Sybil(

@@ -99,6 +99,7 @@ def test_two_correct_implementations_agree_under_their_contract(
     assert report.passed
 
 
+@pytest.mark.slow  # the command line's --against: the as-merged model's run, in the default run
 def test_the_cli_exits_0_when_two_correct_implementations_agree() -> None:
     done = run(
         f"{LOOPS}:capturer_loop", "--against", REFERENCE, "--seed", "0", "--max-examples", "100"
@@ -140,7 +141,7 @@ def test_the_as_merged_model_against_the_tensor_path_exits_1_with_the_oracles_ve
         "--seed",
         "1",
         "--max-examples",
-        "300",
+        "100",
         "--json",
         str(report_path),
     )
@@ -166,7 +167,7 @@ def test_the_as_merged_model_against_the_tensor_path_exits_1_with_the_oracles_ve
     assert "  against    tensor_path_slice(global_num_tokens_gpu=tensor([1]), dp_rank=0" in text
     assert (
         f"reproduce  dpslice check {AS_MERGED} --against {TENSOR_PATH} --seed 1 "
-        "--max-examples 300 --property same_slice_as_against" in text
+        "--max-examples 100 --property same_slice_as_against" in text
     )
     # The tensor path's bounds are 0-dim tensors: slicing with them syncs, reported for it.
     (old_sync,) = (p for p in document["properties"] if p["name"] == "against_sync_free")
@@ -197,6 +198,7 @@ def test_a_pair_that_differs_only_in_syncing_the_exit_status_follows_sync_free()
     assert "\nsync_free                      PASS " in text
 
 
+@pytest.mark.slow  # two runs; the verdicts behind the exit status are checked in this process
 def test_the_cli_exit_status_for_syncing_pairs() -> None:
     syncs, clean = f"{AGAINST}:reads_device_counts", f"{LOOPS}:capturer_loop"
     options = (
@@ -217,7 +219,7 @@ def test_the_cli_exit_status_for_syncing_pairs() -> None:
 
 def test_the_same_seed_gives_the_same_verdicts_and_counterexamples() -> None:
     first, second = (
-        to_json(compared(AS_MERGED, TENSOR_PATH, seed=5, max_examples=100)) for _ in range(2)
+        to_json(compared(AS_MERGED, TENSOR_PATH, seed=5, max_examples=30)) for _ in range(2)
     )
     for document in (first, second):
         for prop in document["properties"]:
@@ -236,14 +238,11 @@ def test_a_bad_against_target_is_exit_2_naming_against() -> None:
     assert done.stderr.startswith(
         "dpslice: error: bad --against target dpslice.specimens.tensor_path:no_such_slice: "
     )
-    done = run(REFERENCE, "--against", "no_colon")
-    assert done.returncode == 2
-    assert "bad --against target no_colon: " in done.stderr
-    done = run(REFERENCE, "--against", "no_such_module_here:f")
-    assert done.returncode == 2
-    assert "bad --against target no_such_module_here:f: module" in done.stderr
+    # The command line prints the loader's error as it is: the other causes, in this process.
     with pytest.raises(BadTargetError, match=r"^bad --against target no_colon: "):
         run_check(against="no_colon")
+    with pytest.raises(BadTargetError, match=r"^bad --against target no_such_module_here:f: mod"):
+        run_check(against="no_such_module_here:f")
 
 
 def test_without_against_the_comparisons_do_not_run() -> None:
@@ -265,14 +264,15 @@ test_refactor = check_properties(
 )
 """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "against")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "against")
     result.assert_outcomes(passed=2, failed=1, deselected=14)
     result.stdout.fnmatch_lines(["*FAILED*test_refactor[[]same_slice_as_against[]]*"])
 
 
+@pytest.mark.slow  # two sessions; check_properties(against=...) runs the same in the default run
 def test_the_against_option_of_the_plugin(pytester: pytest.Pytester) -> None:
     args = ("-p", "no:cacheprovider", "--dpslice-target", f"{LOOPS}:capturer_loop")
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest(
         *args,
         "--dpslice-against",
         REFERENCE,
@@ -284,7 +284,7 @@ def test_the_against_option_of_the_plugin(pytester: pytest.Pytester) -> None:
         "same_slice_as_against",
     )
     result.assert_outcomes(passed=1, deselected=16)
-    result = pytester.runpytest_subprocess(*args, "--dpslice-against", "no_colon", "--co")
+    result = pytester.runpytest(*args, "--dpslice-against", "no_colon", "--co")
     assert "bad --against target no_colon" in result.stderr.str() + result.stdout.str()
 
 

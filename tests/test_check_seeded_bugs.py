@@ -154,6 +154,7 @@ def test_a_mutant_crash_is_located_in_the_mutant(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # through gloo: tests/test_distributed.py shrinks this bug in the default run
 def test_the_off_by_one_mutant_fails_the_round_trip_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

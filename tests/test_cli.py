@@ -15,7 +15,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import torch
@@ -33,9 +33,10 @@ AS_MERGED = "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
 DPSLICE = shutil.which("dpslice") or str(Path(sys.executable).with_name("dpslice"))
 
 
-def run(*args: str, module: bool = False) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "dpslice", *args] if module else [DPSLICE, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DPSLICE, *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -73,39 +74,41 @@ atexit.register(lambda: print("loaded:", *sorted({"torch", "hypothesis"} & set(s
 sys.exit(main(sys.argv[1:]))
 """
 
-
-def test_the_supervising_process_imports_neither_torch_nor_hypothesis(tmp_path: Path) -> None:
-    # Only the worker runs the target, so only the worker pays for importing torch;
-    # the process that reports stays light, and a failing FAIL report still renders.
-    report = tmp_path / "report.json"
-    args = ["check", AS_MERGED, "--max-examples", "5", "--seed", "1", "--json", str(report)]
-    done = subprocess.run(
-        [sys.executable, "-c", _PARENT_MODULES, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert done.stdout.splitlines()[-1] == "loaded:", done.stdout
-    assert read_json(report)["versions"]["torch"] == torch.__version__
-
-
 FAILING_ARGS = ("check", AS_MERGED, "--max-examples", "30", "--seed", "1")
 
 
+class FailingRun(NamedTuple):
+    returncode: int
+    stdout: str  # the report, without the line the watching program added
+    document: dict[str, Any]
+    loaded: str  # "loaded: ...": which of torch and Hypothesis the reporting process imported
+
+
 @pytest.fixture(scope="module")
-def failing_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, dict[str, Any]]:
-    """``python -m dpslice check`` on the as-merged upstream model, once for the module."""
+def failing_run(tmp_path_factory: pytest.TempPathFactory) -> FailingRun:
+    """``dpslice check`` on the as-merged upstream model, once for the module, in a
+    process that says at its exit which of torch and Hypothesis it imported."""
     report = tmp_path_factory.mktemp("failing") / "report.json"
-    done = run(*FAILING_ARGS, "--json", str(report), module=True)
-    return done.returncode, done.stdout, read_json(report)
+    done = subprocess.run(
+        [sys.executable, "-c", _PARENT_MODULES, *FAILING_ARGS, "--json", str(report)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    stdout, _, loaded = done.stdout.rstrip("\n").rpartition("\n")
+    return FailingRun(done.returncode, stdout + "\n", read_json(report), loaded)
 
 
-def test_a_failing_target_exits_1_and_keeps_its_results(
-    failing_run: tuple[int, str, dict[str, Any]],
+def test_the_supervising_process_imports_neither_torch_nor_hypothesis(
+    failing_run: FailingRun,
 ) -> None:
-    returncode, stdout, document = failing_run
+    # Only the worker runs the target, so only the worker pays for importing torch;
+    # the process that reports stays light, and a failing FAIL report still renders.
+    assert failing_run.returncode == 1, failing_run.stdout
+    assert failing_run.loaded == "loaded:", failing_run.loaded
+    assert failing_run.document["versions"]["torch"] == torch.__version__
+
+
+def test_a_failing_target_exits_1_and_keeps_its_results(failing_run: FailingRun) -> None:
+    returncode, stdout, document = failing_run[:3]
     assert returncode == 1
     assert "FAIL capture_phase_explicit (hazard):" in stdout
     assert "WARN invalid_inputs_refused (hardening):" in stdout
@@ -119,7 +122,7 @@ def test_a_failing_target_exits_1_and_keeps_its_results(
 
 
 def test_the_same_seed_reproduces_the_counterexamples_in_another_process(
-    failing_run: tuple[int, str, dict[str, Any]],
+    failing_run: FailingRun,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -130,7 +133,7 @@ def test_the_same_seed_reproduces_the_counterexamples_in_another_process(
     def counterexamples(document: dict[str, Any]) -> dict[str, Any]:
         return {prop["name"]: prop["counterexample"] for prop in document["properties"]}
 
-    first = counterexamples(failing_run[2])
+    first = counterexamples(failing_run.document)
     assert counterexamples(read_json(again)) == first
     assert first["graph_replay_rows"] is not None
 
@@ -159,21 +162,30 @@ def test_list_names_every_property(capsys: pytest.CaptureFixture[str]) -> None:
 
 # -- the same command line, called in-process: usage errors --------------------------------
 
+#: A usage error found in a worker (property names, the target): a process that imports
+#: torch each.  The default run keeps --property's; test_a_bad_target_is_one_line_on_stderr_
+#: and_exit_2 runs a target's, and tests/test_check_target.py checks each message in process.
+SLOW_USAGE = pytest.mark.slow
+
 
 BAD_TARGETS = [
     pytest.param(["nocolon"], "has no ':function' part", id="no-colon"),
     pytest.param(["missing/impl.py:f"], "file 'missing/impl.py' not found", id="no-file"),
-    pytest.param(["dpslice.reference:nope"], "has no attribute 'nope'", id="no-attribute"),
+    pytest.param(
+        ["dpslice.reference:nope"], "has no attribute 'nope'", id="no-attribute", marks=SLOW_USAGE
+    ),
     pytest.param(["--property", "nope"], "no property named 'nope'; choose from", id="property"),
     pytest.param(
         ["--exclude-property", "nope"],
         "no property named 'nope'; choose from sum_len_rows, ",
         id="exclude-property",
+        marks=SLOW_USAGE,
     ),
     pytest.param(
         ["--property", "sum_len_rows", "--exclude-property", "sum_len_rows"],
         "every property is excluded",
         id="exclude-everything",
+        marks=SLOW_USAGE,
     ),
     pytest.param(
         ["--distributed", "2", "--exclude-property", "sync_free"],
@@ -208,6 +220,7 @@ BAD_TARGETS = [
         ["dpslice.no_such_module:f", "--distributed", "2"],
         "module 'dpslice.no_such_module' not found",
         id="distributed-bad-target",
+        marks=SLOW_USAGE,
     ),
 ]
 
@@ -256,6 +269,7 @@ def test_a_file_target_with_a_selected_property(
 # -- --distributed: the round trip through gloo ------------------------------------------
 
 
+@pytest.mark.slow  # two ranks; test_check_supervisor.py runs --distributed 2 by default
 def test_the_round_trip_passes_for_the_reference_and_writes_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -322,6 +336,7 @@ def test_list_contracts_names_each_preset_with_one_line(capsys: pytest.CaptureFi
     assert "sglang-capturer (default)" in out
 
 
+@pytest.mark.slow  # two runs; test_check_contracts.py checks the strict verdicts in this process
 def test_a_hardening_warning_exits_0_and_strict_makes_it_exit_1(tmp_path: Path) -> None:
     args = ["check", CAPTURER, "--max-examples", "10", "--seed", "1", "--quiet"]
     args += ["--property", "invalid_inputs_refused", "--property", "sum_len_rows"]
@@ -346,6 +361,7 @@ def test_a_hardening_warning_exits_0_and_strict_makes_it_exit_1(tmp_path: Path) 
     assert "--strict --property invalid_inputs_refused" in strict.stdout  # the reproduce line
 
 
+@pytest.mark.slow  # the option's plumbing; test_check_runner.py renders the contract's line here
 def test_contract_names_the_call_site_and_reaches_the_report(tmp_path: Path) -> None:
     result = run(
         "check",
@@ -367,6 +383,7 @@ def test_contract_names_the_call_site_and_reaches_the_report(tmp_path: Path) -> 
     assert read_json(tmp_path / "r.json")["contract"] == "vllm-dp"
 
 
+@pytest.mark.slow  # a process; tests/test_contracts.py checks the message in this one
 def test_an_unknown_contract_is_one_line_and_exit_2() -> None:
     result = run("check", CAPTURER, "--contract", "sglang")
     assert result.returncode == 2
@@ -473,6 +490,7 @@ def test_exclude_property_runs_every_other_one_and_a_pipe_gets_no_progress_rows(
     assert not any(line.startswith(tuple(expected)) for line in done.stderr.splitlines())
 
 
+@pytest.mark.slow  # two runs; tests/test_check_report.py renders both forms in this process
 def test_a_warn_is_one_line_per_kind_and_verbose_shows_each_in_full(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -525,7 +543,12 @@ def test_progress_rows_go_only_to_a_terminal() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["check", "--list"], ["check", "--list-contracts"], ["--help"], ["check", "--help"]],
+    [
+        pytest.param(["check", "--list"], marks=pytest.mark.slow),  # it imports the battery
+        ["check", "--list-contracts"],
+        ["--help"],
+        ["check", "--help"],
+    ],
     ids=["list", "list-contracts", "help", "check-help"],
 )
 def test_a_reader_that_closes_early_ends_the_output_quietly(args: list[str]) -> None:
@@ -601,6 +624,7 @@ def interrupted_run(
     return process.returncode, read_json(report) if report.exists() else None
 
 
+@pytest.mark.slow  # 21 runs; tests/test_check_supervisor.py interrupts one in the default run
 def test_a_run_interrupted_at_any_moment_never_says_it_passed_nor_leaves_a_process(
     tmp_path: Path,
 ) -> None:

@@ -134,6 +134,7 @@ def _open_files(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 
+@pytest.mark.slow  # a process under the limit; tests/test_distributed.py checks the count here
 def test_too_many_ranks_for_the_open_files_limit_is_one_line(tmp_path: Path) -> None:
     done = run(
         "check", "--distributed", "40", "--max-examples", "2", "--seed", "0",
@@ -243,6 +244,7 @@ def test_a_path_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
         shutil.rmtree(sealed)
 
 
+@pytest.mark.slow  # a whole run for the write; the paths refused before a run are checked here
 def test_a_report_is_written_through_a_symlink(tmp_path: Path) -> None:
     real, link = tmp_path / "reports" / "r.json", tmp_path / "r.json"
     real.parent.mkdir()
@@ -288,6 +290,8 @@ def counterexample_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith(("  layout ", "  call "))]
 
 
+# Two runs each: tests/test_check_report.py checks both reproduce lines in this process.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("source", "given", "named"),
     [
@@ -386,6 +390,7 @@ def two_signals(directory: Path, first: int, second: int, settle: float, gap: fl
     return f"{first.name}, {gap * 1000:.0f} ms, {second.name}: {found}\n{err}" if found else ""
 
 
+@pytest.mark.slow  # 20 runs at random moments; test_check_supervisor.py interrupts one by default
 def test_a_second_signal_while_stopping_changes_nothing(tmp_path: Path) -> None:
     rng = random.Random(20)
     trials = []
@@ -413,6 +418,7 @@ def test_an_empty_contract_or_a_seed_no_rerun_takes_is_a_usage_error(
     assert "Traceback" not in err
 
 
+@pytest.mark.slow  # the command line's line for it; tests/test_contracts.py checks the error here
 def test_a_contract_module_that_fails_to_import_is_named_not_the_target(tmp_path: Path) -> None:
     (tmp_path / "mycontract.py").write_text("raise RuntimeError('the contract module broke')\n")
     (tmp_path / "impl.py").write_text(OFF_BY_ONE)

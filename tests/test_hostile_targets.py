@@ -3,6 +3,11 @@
 Whatever a target does to its own process, the check ends in a report and a
 JSON, blames the target for what the target did, never itself, and leaves
 nothing behind.
+
+Each test is a ``dpslice check`` process (and its worker, which imports torch),
+so most are ``slow``: CI's slow stage runs them.  The README's test command
+keeps a forged verdict and a target that ends its process leaving a child
+behind; tests/test_check_supervisor.py hangs, kills and interrupts others there.
 """
 
 from __future__ import annotations
@@ -27,11 +32,17 @@ DPSLICE = str(Path(sys.executable).with_name("dpslice"))
 
 
 def check(
-    tmp_path: Path, function: str, *args: str, env: dict[str, str] | None = None
+    tmp_path: Path,
+    function: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    examples: int = 10,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``dpslice check`` of one hostile target, on ``examples`` layouts a property: each
+    target misbehaves from its first call (or in every call of one state)."""
     report = tmp_path / "report.json"
     result = subprocess.run(
-        [DPSLICE, "check", f"{HOSTILE}:{function}", "--max-examples", "50", "--seed", "1",
+        [DPSLICE, "check", f"{HOSTILE}:{function}", "--max-examples", str(examples), "--seed", "1",
          "--quiet", "--json", str(report), *args],
         capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
     )  # fmt: skip
@@ -51,6 +62,7 @@ def none_left(marker: str) -> bool:
     return marked_processes(marker) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("function", ["unprintable_interrupt", "unprintable_error"])
 def test_an_exception_whose_str_raises_is_the_targets_fail(tmp_path: Path, function: str) -> None:
     result, document = check(tmp_path, function)
@@ -70,6 +82,7 @@ def test_an_exception_whose_str_raises_is_the_targets_fail(tmp_path: Path, funct
         "forgets_dpslice",  # records still pickle with the check's own classes
     ],
 )
+@pytest.mark.slow
 def test_a_correct_target_that_disturbs_its_process_passes(tmp_path: Path, function: str) -> None:
     result, document = check(tmp_path, function)
     assert result.returncode == 0, result.stdout
@@ -88,6 +101,7 @@ def test_a_verdict_forged_in_the_worker_does_not_stand(tmp_path: Path) -> None:
     assert "no call of the target seen" in prop["note"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("distributed", [False, True], ids=["battery", "round-trip"])
 def test_children_in_a_session_of_their_own_die_with_the_check(
     tmp_path: Path, distributed: bool
@@ -98,6 +112,7 @@ def test_children_in_a_session_of_their_own_die_with_the_check(
     assert none_left(marker)
 
 
+@pytest.mark.slow  # the whole battery, 500 layouts a property: chances for a late clock
 def test_a_short_timeout_times_the_call_alone(tmp_path: Path) -> None:
     """The per-call clock stops when the call returns, not at the check's next record."""
     report = tmp_path / "report.json"
@@ -114,22 +129,24 @@ def test_a_timeout_below_what_can_be_measured_is_refused() -> None:
         BatterySupervisor("dpslice.reference:dp_local_slice", timeout=MIN_CALL_TIMEOUT / 10)
 
 
+@pytest.mark.slow
 def test_a_target_whose_every_call_hangs_ends_after_three_timeouts(tmp_path: Path) -> None:
     began = time.monotonic()
-    result, document = check(tmp_path, "hangs_always", "--timeout", "1")
+    result, document = check(tmp_path, "hangs_always", "--timeout", "0.5")
     took = time.monotonic() - began
     assert result.returncode == 1
     # Three timeouts, the start-up of one worker and the check's own few seconds.
-    assert took < 3 * 1 + 15, took
+    assert took < 3 * 0.5 + 15, took
     assert document["complete"] is False
     assert [prop["verdict"] for prop in document["properties"]] == ["FAIL"] * 3
     assert "first call hung in three properties in a row" in document["incomplete_reason"]
     assert len(document["not_run"]) == 11
-    assert "did not return within 1 s" in result.stdout
+    assert "did not return within 0.5 s" in result.stdout
 
 
+@pytest.mark.slow  # a timeout and a new worker for each property that draws a graph
 def test_a_target_that_hangs_in_one_state_has_every_property_judged(tmp_path: Path) -> None:
-    result, document = check(tmp_path, "hangs_in_graph_replay", "--timeout", "1")
+    result, document = check(tmp_path, "hangs_in_graph_replay", "--timeout", "1", examples=50)
     assert result.returncode == 1
     assert document["complete"] is True
     found = verdicts(document)

@@ -60,6 +60,7 @@ def test_importing_dpslice_leaves_the_warning_filters_alone() -> None:
     assert result.stdout.strip() == "True", result.stderr
 
 
+@pytest.mark.slow  # the way in that every module takes: the command above takes it too
 def test_dpslice_modules_can_import_torch_without_the_notice(tmp_path: Path) -> None:
     """``from dpslice._numpy_notice import torch``: how dpslice's modules import torch."""
     program = (
@@ -77,6 +78,7 @@ def test_dpslice_modules_can_import_torch_without_the_notice(tmp_path: Path) -> 
     assert NUMPY_NOTICE not in result.stderr, result.stderr
 
 
+@pytest.mark.slow  # a process that imports torch each; the command's own is checked above
 @pytest.mark.parametrize(
     "first_use",
     [

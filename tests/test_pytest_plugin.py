@@ -414,8 +414,9 @@ CAPTURER = MINIMAL_CAPTURER
 
 
 def run_battery(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    """The battery as tests, on few layouts, in a fresh process (it starts workers)."""
-    return pytester.runpytest_subprocess(
+    """The battery as tests, on few layouts.  In this process: the targets run in the
+    plugin's own worker processes, which the inner session stops when it ends."""
+    return pytester.runpytest(
         "-p", "no:cacheprovider", "-rsw", "--dpslice-max-examples", "20", *args
     )
 
@@ -470,6 +471,7 @@ class TestBatteryAsTests:
         strict.assert_outcomes(failed=1, deselected=13)
         strict.stdout.fnmatch_lines(["*FAIL invalid_inputs_refused (hardening)*"])
 
+    @pytest.mark.slow  # a timeout and a new worker; test_check_supervisor.py hangs calls by default
     def test_a_call_that_hangs_fails_after_the_timeout(self, pytester: pytest.Pytester) -> None:
         pytester.makepyfile(
             slicer="import time\n\ndef local_slice(*, global_num_tokens_cpu, dp_rank):\n"
@@ -525,9 +527,7 @@ class TestBatteryAsTests:
             test_slicer="from dpslice.pytest_plugin import check_properties\n\n"
             "test_local_slice = check_properties('slicer.py:local_slice', max_examples=20)\n"
         )
-        result = pytester.runpytest_subprocess(
-            "-p", "no:cacheprovider", "-k", "sum_len_rows or dp_chunk_rows"
-        )
+        result = pytester.runpytest("-p", "no:cacheprovider", "-k", "sum_len_rows or dp_chunk_rows")
         result.assert_outcomes(failed=1, skipped=1, deselected=12)
         result.stdout.fnmatch_lines(["FAILED test_slicer.py::test_local_slice[[]sum_len_rows[]]*"])
 

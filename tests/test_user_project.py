@@ -10,6 +10,11 @@ comes in through its entry point only.
 
 Every pytest run here is a fresh process: each documented test is the first
 test of its session, as it is when a user pastes it into an empty project.
+
+The whole module is ``slow`` (a virtual environment built and dpslice installed
+from a copy, then a pytest process per test): CI's slow stage runs it; the
+README's test command checks the same plugin in this process
+(``tests/test_pytest_plugin.py``) and the documents' examples through Sybil.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import pytest
 
 from dpslice.check.registry import registered
 from tests.targets.sources import MINIMAL_CAPTURER
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 
