@@ -163,8 +163,8 @@ def test_list_names_every_property(capsys: pytest.CaptureFixture[str]) -> None:
 # -- the same command line, called in-process: usage errors --------------------------------
 
 #: A usage error found in a worker (property names, the target): a process that imports
-#: torch each.  The default run keeps --property's; test_a_bad_target_is_one_line_on_stderr_
-#: and_exit_2 runs a target's, and tests/test_check_target.py checks each message in process.
+#: torch each.  The default run keeps --property's and, in the test above, a bad target's;
+#: tests/test_check_target.py checks each target's message in this process.
 SLOW_USAGE = pytest.mark.slow
 
 

@@ -32,17 +32,11 @@ DPSLICE = str(Path(sys.executable).with_name("dpslice"))
 
 
 def check(
-    tmp_path: Path,
-    function: str,
-    *args: str,
-    env: dict[str, str] | None = None,
-    examples: int = 10,
+    tmp_path: Path, function: str, *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """``dpslice check`` of one hostile target, on ``examples`` layouts a property: each
-    target misbehaves from its first call (or in every call of one state)."""
     report = tmp_path / "report.json"
     result = subprocess.run(
-        [DPSLICE, "check", f"{HOSTILE}:{function}", "--max-examples", str(examples), "--seed", "1",
+        [DPSLICE, "check", f"{HOSTILE}:{function}", "--max-examples", "50", "--seed", "1",
          "--quiet", "--json", str(report), *args],
         capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
     )  # fmt: skip
@@ -132,21 +126,21 @@ def test_a_timeout_below_what_can_be_measured_is_refused() -> None:
 @pytest.mark.slow
 def test_a_target_whose_every_call_hangs_ends_after_three_timeouts(tmp_path: Path) -> None:
     began = time.monotonic()
-    result, document = check(tmp_path, "hangs_always", "--timeout", "0.5")
+    result, document = check(tmp_path, "hangs_always", "--timeout", "1")
     took = time.monotonic() - began
     assert result.returncode == 1
     # Three timeouts, the start-up of one worker and the check's own few seconds.
-    assert took < 3 * 0.5 + 15, took
+    assert took < 3 * 1 + 15, took
     assert document["complete"] is False
     assert [prop["verdict"] for prop in document["properties"]] == ["FAIL"] * 3
     assert "first call hung in three properties in a row" in document["incomplete_reason"]
     assert len(document["not_run"]) == 11
-    assert "did not return within 0.5 s" in result.stdout
+    assert "did not return within 1 s" in result.stdout
 
 
 @pytest.mark.slow  # a timeout and a new worker for each property that draws a graph
 def test_a_target_that_hangs_in_one_state_has_every_property_judged(tmp_path: Path) -> None:
-    result, document = check(tmp_path, "hangs_in_graph_replay", "--timeout", "1", examples=50)
+    result, document = check(tmp_path, "hangs_in_graph_replay", "--timeout", "1")
     assert result.returncode == 1
     assert document["complete"] is True
     found = verdicts(document)
