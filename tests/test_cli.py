@@ -254,6 +254,7 @@ def test_max_examples_below_one_is_an_argparse_error(
     assert "--max-examples" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the JUnit test below checks a file target's reproduce line by default
 def test_a_file_target_with_a_selected_property(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -451,6 +451,7 @@ class TestBatteryAsTests:
             assert line in output
         assert "Traceback" not in result.stdout.str()
 
+    @pytest.mark.slow  # test_check_properties_in_a_test_module skips the same property by default
     def test_not_applicable_is_a_skip_with_its_reason(self, pytester: pytest.Pytester) -> None:
         pytester.makepyfile(slicer=CAPTURER)
         result = run_battery(
