@@ -414,7 +414,13 @@ def _comparable(report: Any) -> dict[str, Any]:
     return document
 
 
-@pytest.mark.parametrize("target", ["dpslice.specimens.tensor_path:tensor_path_slice", None])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "dpslice.specimens.tensor_path:tensor_path_slice",
+        pytest.param(None, marks=pytest.mark.slow, id="as-merged"),
+    ],
+)
 def test_side_by_side_the_report_is_the_one_of_a_single_worker(target: str | None) -> None:
     spec = target or "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
     reports = [BatterySupervisor(spec, max_examples=60, seed=5, jobs=jobs).run() for jobs in (1, 3)]
@@ -445,6 +451,7 @@ def test_properties_run_in_workers_side_by_side(
     )
 
 
+@pytest.mark.slow  # a timeout per graph state; a hanging call is judged by default (above)
 def test_side_by_side_a_hang_in_one_state_leaves_every_other_property_judged(
     tmp_path: Path,
 ) -> None:
