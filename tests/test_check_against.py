@@ -16,6 +16,7 @@ import pytest
 from dpslice.check import Verdict, run_check
 from dpslice.check.report import render_text, to_json
 from dpslice.errors import BadTargetError
+from tests.targets.sources import MINIMAL_CAPTURER
 
 TARGETS = Path(__file__).parent / "targets"
 LOOPS = str(TARGETS / "loops.py")
@@ -29,20 +30,6 @@ DPSLICE = shutil.which("dpslice") or str(Path(sys.executable).with_name("dpslice
 pytest_plugins = ["pytester"]
 
 COMPARED = ["same_slice_as_against", "same_refusals_as_against", "against_sync_free"]
-
-README_CAPTURER = """
-def local_slice(*, global_num_tokens_cpu, dp_rank, dp_size, can_run_graph, graph_extent):
-    counts = global_num_tokens_cpu
-    if counts is None:
-        raise ValueError("no CPU counts during CUDA-graph capture; skip the slice")
-    if len(counts) not in (1, dp_size):
-        raise ValueError(f"{len(counts)} counts for a DP gather of {dp_size}")
-    slot = 0 if len(counts) == 1 else dp_rank  # one entry: the all-gather was skipped
-    if can_run_graph and graph_extent is not None:  # a decode graph: fixed blocks
-        return slot * graph_extent, counts[slot]
-    # Eager, or a prefill graph, whose counts the engine padded to its bucket.
-    return sum(counts[:slot]), counts[slot]
-"""
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -88,7 +75,7 @@ def test_two_correct_implementations_agree_under_their_contract(
     new: str, old: str, tmp_path: Path
 ) -> None:
     if new == "README_CAPTURER":
-        (tmp_path / "my_engine_slice.py").write_text(README_CAPTURER)
+        (tmp_path / "my_engine_slice.py").write_text(MINIMAL_CAPTURER)
         new = f"{tmp_path / 'my_engine_slice.py'}:local_slice"
     report = compared(new, old)
     same = report.result("same_slice_as_against")
