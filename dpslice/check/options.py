@@ -1,8 +1,6 @@
-"""The types of ``dpslice check``'s options, shared with the torchrun entry point.
+"""``argparse`` types of ``dpslice check``'s options, shared with the torchrun entry point.
 
-Each is an ``argparse`` type: it returns the value, or raises
-``argparse.ArgumentTypeError`` with what was wrong, which argparse prints as a
-usage error (exit 2).
+Each returns the value or raises ``argparse.ArgumentTypeError``, a usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ __all__ = [
 
 
 def positive_int(text: str) -> int:
-    """An option's value, an int >= 1 (an argparse type)."""
+    """An int >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -32,7 +30,7 @@ def positive_int(text: str) -> int:
 
 
 def job_count(text: str) -> int:
-    """``-j``: ``auto`` (:func:`~dpslice.isolation.auto_jobs`) or an int >= 1 (an argparse type)."""
+    """``-j``: ``auto`` (:func:`~dpslice.isolation.auto_jobs`) or an int >= 1."""
     if text.strip().lower() == "auto":
         from dpslice.isolation import auto_jobs
 
@@ -44,7 +42,7 @@ def job_count(text: str) -> int:
 
 
 def positive_seconds(text: str) -> float:
-    """An option's value, a finite number of seconds above 0 (an argparse type)."""
+    """A finite number of seconds above 0."""
     try:
         value = float(text)
     except ValueError:
@@ -57,7 +55,7 @@ def positive_seconds(text: str) -> float:
 
 
 def call_seconds(text: str) -> float:
-    """``--timeout``: seconds the check can time one call by (an argparse type)."""
+    """``--timeout``: seconds the check can time one call by."""
     from dpslice.isolation import check_call_timeout
 
     try:
@@ -77,7 +75,7 @@ def contract_name(text: str) -> str:
 
 
 def seed_number(text: str) -> int:
-    """A ``--seed``: an int >= 0 (an argparse type)."""
+    """``--seed``: an int >= 0."""
     from dpslice.check.results import check_seed
     from dpslice.errors import CheckConfigError
 
