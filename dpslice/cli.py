@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING
 from dpslice._numpy_notice import silence_numpy_notice
 from dpslice._version import __version__
 from dpslice.check.options import (
-    call_seconds,
-    contract_name,
+    SHARED,
     job_count,
+    load_options,
     positive_int,
     positive_seconds,
-    seed_number,
 )
-from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT
+from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT, DEFAULT_MAX_EXAMPLES
 
 if TYPE_CHECKING:
     from dpslice.check.progress import Progress
@@ -80,16 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("target", nargs="?", default=DEFAULT_TARGET, metavar="TARGET")
-    check.add_argument(
-        "--max-examples",
-        type=positive_int,
-        default=500,
-        metavar="N",
-        help="examples per property, before shrinking (default: 500)",
-    )
-    check.add_argument(
-        "--seed", type=seed_number, metavar="S", help="Hypothesis seed (default: random, printed)"
-    )
+    check.add_argument("--max-examples", default=DEFAULT_MAX_EXAMPLES, **SHARED["max-examples"])
+    check.add_argument("--seed", **SHARED["seed"])
     check.add_argument(
         "--json", type=Path, metavar="PATH", help="also write the report as JSON to PATH"
     )
@@ -121,13 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "reported as not run",
     )
     check.add_argument("--list", action="store_true", help="list the properties and exit")
-    check.add_argument(
-        "--timeout",
-        type=call_seconds,
-        metavar="SECONDS",
-        help="seconds one call of the target may take before it fails as "
-        f"hung (default: {DEFAULT_CALL_TIMEOUT:g})",
-    )
+    check.add_argument("--timeout", **SHARED["timeout"])
     check.add_argument(
         "--import-timeout",
         type=positive_seconds,
@@ -152,35 +137,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show every counterexample of a WARN in full, not one line per kind",
     )
-    check.add_argument(
-        "--contract",
-        type=contract_name,
-        metavar="NAME",
-        help="the call site the target is judged as: a preset (--list-contracts) or "
-        "module:NAME of your own (default: the one the target names, else sglang-capturer)",
-    )
+    check.add_argument("--contract", **SHARED["contract"])
     check.add_argument(
         "--list-contracts", action="store_true", help="list the contract presets and exit"
     )
-    check.add_argument(
-        "--against",
-        metavar="OLD",
-        help="compare TARGET with OLD (named as TARGET is): both are called with the same "
-        "inputs in every state the contract (TARGET's, or --contract) reaches; a different "
-        "answer FAILs, a different refusal of an invalid input WARNs",
-    )
-    check.add_argument(
-        "--strict",
-        action="store_true",
-        help="a hardening property's failure (an input no engine produces, accepted) "
-        "FAILs instead of WARNing",
-    )
-    check.add_argument(
-        "--device",
-        metavar="DEVICE",
-        help="where global_num_tokens_gpu is built: cpu (default) or cuda, which also runs "
-        "the sync property in CUDA mode and the CUDA view property",
-    )
+    for name in ("against", "strict", "device"):
+        check.add_argument(f"--{name}", **SHARED[name])
     round_trip = check.add_argument_group(
         "round trip", "check against buffers gathered by real torch.distributed collectives"
     )
@@ -244,31 +206,27 @@ def _list_properties() -> int:
     return EXIT_HOLDS
 
 
+def _given(args: argparse.Namespace, *flags: str) -> list[str]:
+    """Those of ``flags`` given on the command line."""
+    dests = {"--property": "properties", "--exclude-property": "excluded"}
+    return [
+        flag
+        for flag in flags
+        if getattr(args, dests.get(flag, flag[2:].replace("-", "_"))) not in (None, False)
+    ]
+
+
 def _incompatible(args: argparse.Namespace) -> str | None:
     """Why these options cannot run together, or ``None``."""
     if args.distributed is None:
-        alone = [
-            flag
-            for flag in ("--backend", "--run-timeout")
-            if getattr(args, flag[2:].replace("-", "_")) is not None
-        ]
+        alone = _given(args, "--backend", "--run-timeout")
         if alone:
             return f"{' and '.join(alone)}: only for the round trip; add --distributed N"
         return None
-    clashes = [
-        flag
-        for flag, given in (
-            ("--property", args.properties),
-            ("--exclude-property", args.excluded),
-            ("--device", args.device is not None),
-            ("--list", args.list),
-            ("--contract", args.contract is not None),
-            ("--strict", args.strict),
-            ("--against", args.against is not None),
-            ("--jobs", args.jobs is not None),
-        )
-        if given
-    ]
+    clashes = _given(
+        args, "--property", "--exclude-property", "--device", "--list", "--contract", "--strict"
+    )
+    clashes += _given(args, "--against", "--jobs")
     if clashes:
         return (
             f"{', '.join(clashes)} cannot be combined with --distributed: the round trip is "
@@ -338,9 +296,6 @@ def _battery(args: argparse.Namespace, progress: Progress) -> CheckReport | str:
         device = check_device(args.device or "cpu")
     except DeviceError as exc:
         return str(exc)
-    options: dict[str, str] = {"contract": args.contract} if args.contract is not None else {}
-    if args.against is not None:
-        options["against"] = args.against
     # The worker checks the property names: here that would import torch.
     supervisor = BatterySupervisor(
         args.target,
@@ -352,7 +307,7 @@ def _battery(args: argparse.Namespace, progress: Progress) -> CheckReport | str:
         timeout=args.timeout or DEFAULT_CALL_TIMEOUT,
         import_timeout=args.import_timeout or DEFAULT_IMPORT_TIMEOUT,
         listener=progress,
-        load_options=options,
+        load_options=load_options(args.contract, args.against),
         strict=args.strict,
         jobs=args.jobs,
     )

@@ -25,6 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from dpslice.check.options import (
+    SHARED,
+    call_seconds,
+    contract_name,
+    load_options,
+    positive_int,
+    seed_number,
+)
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
@@ -93,41 +101,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="collect one test per property of `dpslice check TARGET` "
         "(package.module:function or path/to/file.py:function)",
     )
-    group.addoption(
-        "--dpslice-contract",
-        metavar="NAME",
-        help="the call site TARGET is judged as: a preset or module:NAME "
-        "(default: the one the target names, else sglang-capturer)",
-    )
-    group.addoption(
-        "--dpslice-against",
-        metavar="OLD",
-        help="compare TARGET with OLD, as `dpslice check TARGET --against OLD`",
-    )
-    group.addoption(
-        "--dpslice-strict",
-        action="store_true",
-        help="a hardening property's failure fails instead of warning",
-    )
-    group.addoption(
-        "--dpslice-device", metavar="DEVICE", help="cpu (default) or cuda, as `dpslice check`"
-    )
-    group.addoption(
-        "--dpslice-max-examples",
-        type=int,
-        metavar="N",
-        help=f"layouts per property, before shrinking (default: {DEFAULT_MAX_EXAMPLES})",
-    )
-    group.addoption(
-        "--dpslice-seed", type=int, metavar="S", help="Hypothesis seed (default: random, shown)"
-    )
-    group.addoption(
-        "--dpslice-timeout",
-        type=float,
-        metavar="SECONDS",
-        help=f"seconds one call may take before it fails as hung (default: "
-        f"{DEFAULT_CALL_TIMEOUT:g})",
-    )
+    # As dpslice check's, but BatteryOptions checks the values (a usage error that says so).
+    plain = {positive_int: int, seed_number: int, call_seconds: float, contract_name: str}
+    for name, keywords in SHARED.items():
+        if "type" in keywords:
+            keywords = {**keywords, "type": plain[keywords["type"]]}
+        group.addoption(f"--dpslice-{name}", **keywords)
 
 
 @pytest.hookimpl(trylast=True)  # after the project's conftest files declared theirs
@@ -267,7 +246,7 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
         seed=seed,
         timeout=options.timeout,
         import_timeout=DEFAULT_IMPORT_TIMEOUT,
-        load_options=_load_options(options),
+        load_options=load_options(options.contract, options.against),
         strict=options.strict,
         workers=_workers(config),
     )
@@ -287,13 +266,6 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
         pytest.fail(_text(report, result), pytrace=False)
     if result.verdict is Verdict.WARN:
         warnings.warn(HardeningWarning(_text(report, result)), stacklevel=1)
-
-
-def _load_options(options: BatteryOptions) -> dict[str, str]:
-    loaded = {"contract": options.contract} if options.contract else {}
-    if options.against is not None:
-        loaded["against"] = options.against
-    return loaded
 
 
 def _text(report: CheckReport, result: PropertyResult) -> str:

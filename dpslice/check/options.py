@@ -1,17 +1,22 @@
-"""``argparse`` types of ``dpslice check``'s options, shared with the torchrun entry point.
+"""``dpslice check``'s options: their ``argparse`` types, and those the pytest plugin shares.
 
-Each returns the value or raises ``argparse.ArgumentTypeError``, a usage error (exit 2).
+Each type returns the value or raises ``argparse.ArgumentTypeError``, a usage error (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
+
+from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_EXAMPLES
 
 __all__ = [
+    "SHARED",
     "call_seconds",
     "contract_name",
     "job_count",
+    "load_options",
     "positive_int",
     "positive_seconds",
     "seed_number",
@@ -83,3 +88,52 @@ def seed_number(text: str) -> int:
         return check_seed(int(text))
     except (ValueError, CheckConfigError):
         raise argparse.ArgumentTypeError(f"{text!r} is not an int >= 0") from None
+
+
+def load_options(contract: str | None, against: str | None) -> dict[str, str]:
+    """The keywords, besides the spec, a worker passes ``load_target``: those given."""
+    return {name: value for name, value in (("contract", contract), ("against", against)) if value}
+
+
+#: The options of ``dpslice check --NAME`` that ``pytest --dpslice-NAME`` shares, as
+#: ``argparse`` keywords by NAME.
+SHARED: dict[str, dict[str, Any]] = {
+    "contract": {
+        "type": contract_name,
+        "metavar": "NAME",
+        "help": "the call site the target is judged as: a preset (--list-contracts) or "
+        "module:NAME of your own (default: the one the target names, else sglang-capturer)",
+    },
+    "against": {
+        "metavar": "OLD",
+        "help": "compare TARGET with OLD (named as TARGET is): both are called with the same "
+        "inputs in every state the contract (TARGET's, or --contract) reaches; a different "
+        "answer FAILs, a different refusal of an invalid input WARNs",
+    },
+    "strict": {
+        "action": "store_true",
+        "help": "a hardening property's failure (an input no engine produces, accepted) "
+        "FAILs instead of WARNing",
+    },
+    "device": {
+        "metavar": "DEVICE",
+        "help": "where global_num_tokens_gpu is built: cpu (default) or cuda, which also runs "
+        "the sync property in CUDA mode and the CUDA view property",
+    },
+    "max-examples": {
+        "type": positive_int,
+        "metavar": "N",
+        "help": f"examples per property, before shrinking (default: {DEFAULT_MAX_EXAMPLES})",
+    },
+    "seed": {
+        "type": seed_number,
+        "metavar": "S",
+        "help": "Hypothesis seed (default: random, printed)",
+    },
+    "timeout": {
+        "type": call_seconds,
+        "metavar": "SECONDS",
+        "help": "seconds one call of the target may take before it fails as "
+        f"hung (default: {DEFAULT_CALL_TIMEOUT:g})",
+    },
+}

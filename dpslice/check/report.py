@@ -13,6 +13,7 @@ import re
 import shlex
 import tempfile
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -101,15 +102,8 @@ def _render_call(counterexample: Counterexample) -> str:
     return render_call(counterexample.function, counterexample.arguments)
 
 
-def _counts(report: CheckReport) -> dict[Verdict, int]:
-    counts = dict.fromkeys(Verdict, 0)
-    for result in report.results:
-        counts[result.verdict] += 1
-    return counts
-
-
 def _summary(report: CheckReport) -> str:
-    counts = _counts(report)
+    counts = Counter(result.verdict for result in report.results)
     rate = report.examples / report.seconds if report.seconds > 0 else 0.0
     return (
         f"{len(report.results)} {'property' if len(report.results) == 1 else 'properties'}: "
@@ -348,7 +342,7 @@ def _round_trip_json(report: CheckReport) -> dict[str, Any] | None:
 
 def to_json(report: CheckReport) -> dict[str, Any]:
     """The report as a JSON-native dict (schema :data:`JSON_SCHEMA`), every string bounded."""
-    counts = _counts(report)
+    counts = Counter(result.verdict for result in report.results)
     document: dict[str, Any] = {
         "schema": JSON_SCHEMA,
         "mode": report.mode,

@@ -91,12 +91,8 @@ def check_device(device: str) -> str:
     return device
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _describe(exc: BaseException) -> str:
-    message = _one_line(str(exc))
+    message = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
@@ -172,17 +168,9 @@ class Target:
 
             # Host memory on purpose, whatever the device: that is where vLLM keeps it.
             counts = torch.tensor(counts, dtype=torch.int32)
-        values: dict[str, object] = {
-            "global_num_tokens_cpu": counts,
-            "dp_rank": call.dp_rank,
-            "dp_size": call.dp_size,
-            "can_run_graph": call.can_run_graph,
-            "graph_extent": call.graph_extent,
-            "cuda_graph_batch": call.cuda_graph_batch,
-            "num_tokens_per_bs": call.num_tokens_per_bs,
-            "chunk_size": call.chunk_size,
-            "chunk_index": call.chunk_index,
-        }
+        # Every name of the convention but the GPU tensor is a field of the call.
+        values = {name: getattr(call, name) for name in self.accepts - {"global_num_tokens_gpu"}}
+        values["global_num_tokens_cpu"] = counts
         if self.reads("global_num_tokens_gpu"):
             from dpslice._numpy_notice import torch
 
