@@ -462,10 +462,11 @@ def _check(args: argparse.Namespace) -> int:
         args.jobs = auto_jobs()
     from dpslice.check.progress import Progress
 
-    progress = Progress(None if args.quiet else sys.stderr, exitfirst=args.exitfirst)
+    battery = args.distributed is None
+    progress = Progress(None if args.quiet else sys.stderr, exitfirst=args.exitfirst and battery)
     progress.header(_header(args))
     try:
-        ran = _battery(args, progress) if args.distributed is None else _round_trip(args, progress)
+        ran = _battery(args, progress) if battery else _round_trip(args, progress)
     except _Stopped as stopped:
         progress.close()
         if stopped.report is not None:

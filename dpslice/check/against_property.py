@@ -9,7 +9,6 @@ both can see; ``against_sync_free`` (hardening): ``sync_free`` on OLD.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
@@ -19,7 +18,7 @@ from dpslice.check.calls import LayoutCall, slice_with
 from dpslice.check.draws import COUNTED, SMALL_COUNT, SMALL_DP_SIZE, RankExample, drawn
 from dpslice.check.judge import outside
 from dpslice.check.outcome import Outcome, OutcomeKind
-from dpslice.check.registry import Counterexample, Property, RelatedCall, Tier, render_call
+from dpslice.check.registry import Counterexample, Property, Tier
 from dpslice.check.rows import render_rows, rows_phrase
 from dpslice.check.sync_property import _describe as _sync_describe
 from dpslice.check.sync_property import _sync_free
@@ -88,15 +87,6 @@ def _compared(
     return new, old, new_view, old_view
 
 
-def _beside(new: LayoutCall, old: LayoutCall, old_view: Any) -> RelatedCall:
-    return RelatedCall(
-        rank=old.rank,
-        call=render_call(old.target.name, old.arguments),
-        outcome=_shown(old.outcome, old_view),
-        label="against",
-    )
-
-
 def _right(called: LayoutCall, capture: bool) -> bool:
     """Whether one side is right: the oracle's slice, or a deliberate error in capture."""
     if capture and called.outcome.kind is OutcomeKind.DELIBERATE:
@@ -138,15 +128,15 @@ def _same_slice(target: Target, example: RankExample) -> Counterexample | None:
         differ = "the same bounds slice different views of the buffer"
     else:
         differ = f"the target {_what(new.outcome)}, --against {_what(old.outcome)}"
-    found_ce = new.counterexample(
+    return new.counterexample(
         "the --against implementation's answer; the oracle's slice is "
         f"{expected_slice}: {rows_phrase(expected_tags)}",
         f"{differ}: {_verdict(new, old, capture)}",
         expected_slice=expected_slice,
         got_rows=None if new_view is None else render_rows(new_view.cpu()),
         expected_rows=render_rows(expected_tags),
+        related=(old.beside(_shown(old.outcome, old_view), "against"),),
     )
-    return replace(found_ce, related=(_beside(new, old, old_view),))
 
 
 def _same_refusal(target: Target, invalid: InvalidCall) -> Counterexample | None:
@@ -155,13 +145,13 @@ def _same_refusal(target: Target, invalid: InvalidCall) -> Counterexample | None
         return None
     new, old, new_view, old_view = found
     label = f"{invalid.expected.__name__} ({invalid.defect})"
-    found_ce = new.counterexample(
+    return new.counterexample(
         f"the --against implementation's answer; a deliberate error, such as {label}, is right",
         f"the call is invalid ({invalid.defect}): the target {_what(new.outcome)}, "
         f"--against {_what(old.outcome)}",
         got_rows=None if new_view is None else render_rows(new_view.cpu()),
+        related=(old.beside(_shown(old.outcome, old_view), "against"),),
     )
-    return replace(found_ce, related=(_beside(new, old, old_view),))
 
 
 def _layouts(target: Target) -> st.SearchStrategy[RankExample]:

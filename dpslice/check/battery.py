@@ -8,7 +8,6 @@ slice formula.  docs/check-reference.md lists them.
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 
 from hypothesis import strategies as st
 
@@ -21,7 +20,7 @@ from dpslice.check.draws import (
 )
 from dpslice.check.judge import judge_inputs, judge_rows, not_a_slice, outside
 from dpslice.check.outcome import OutcomeKind
-from dpslice.check.registry import Counterexample, Property, RelatedCall, Tier, render_call
+from dpslice.check.registry import Counterexample, Property, Tier
 from dpslice.check.target import Target
 from dpslice.contracts import CountsForm
 from dpslice.errors import CheckBrokeError
@@ -147,14 +146,9 @@ def _other_rank(ranked: _RankSlice) -> str:
 
 def _clash(blamed: LayoutCall, other: LayoutCall, expected: str, why: str) -> Counterexample:
     """``blamed``'s counterexample, with ``other``'s call and outcome beside it."""
-    assert other.rank is not None, "every rank of a valid layout is called"
-    related = RelatedCall(
-        rank=other.rank,
-        call=render_call(other.target.name, other.arguments),
-        outcome=other.outcome.describe(),
+    return blamed.counterexample(
+        expected, why, expected_slice=blamed.expected_slice, related=(other.beside(),)
     )
-    found = blamed.counterexample(expected, why, expected_slice=blamed.expected_slice)
-    return replace(found, related=(related,))
 
 
 def _disjoint(target: Target, layout: DPLayout) -> Counterexample | None:

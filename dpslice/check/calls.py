@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dpslice.check.outcome import Outcome, call_target, is_tensor
-from dpslice.check.registry import Counterexample
+from dpslice.check.registry import Counterexample, RelatedCall, render_call
 from dpslice.check.target import Target
 from dpslice.layout import DPLayout, Owns, SliceCall
 
@@ -159,6 +159,7 @@ class LayoutCall:
         expected_slice: tuple[int, int] | None = None,
         got_rows: str | None = None,
         expected_rows: str | None = None,
+        related: tuple[RelatedCall, ...] = (),
     ) -> Counterexample:
         """This call as the counterexample of a property (see :class:`Counterexample`)."""
         return Counterexample(
@@ -172,4 +173,14 @@ class LayoutCall:
             expected_slice=expected_slice,
             got_rows=got_rows,
             expected_rows=expected_rows,
+            related=related,
+        )
+
+    def beside(self, outcome: str | None = None, label: str | None = None) -> RelatedCall:
+        """This call, shown beside another's counterexample; ``outcome`` as it describes it."""
+        return RelatedCall(
+            rank=self.rank,
+            call=render_call(self.target.name, self.arguments),
+            outcome=self.outcome.describe() if outcome is None else outcome,
+            label=label,
         )
