@@ -181,7 +181,9 @@ def _write_stdout(text: str) -> None:
         os.close(devnull)
 
 
-def _list_contracts() -> int:
+def _list(args: argparse.Namespace) -> int:
+    """``--list-contracts``, else ``--list``: the contract presets, or the properties."""
+    from dpslice.check.registry import registered
     from dpslice.contracts import DEFAULT_CONTRACT, PRESETS
 
     _write_stdout(
@@ -190,15 +192,8 @@ def _list_contracts() -> int:
             f"    {contract.summary}\n    {contract.describe()}\n"
             for contract in PRESETS.values()
         )
-    )
-    return EXIT_HOLDS
-
-
-def _list_properties() -> int:
-    from dpslice.check.registry import registered
-
-    _write_stdout(
-        "".join(
+        if args.list_contracts
+        else "".join(
             f"{prop.name}\n    {prop.statement}\n    draws: {prop.draws}\n"
             for prop in registered(compared=True)
         )
@@ -388,16 +383,18 @@ def _header(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def _outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The ``--json`` and ``--junit-xml`` files asked for, by option."""
+    named = (("--json", args.json), ("--junit-xml", args.junit_xml))
+    return [(flag, path) for flag, path in named if path is not None]
+
+
 def _unwritable(args: argparse.Namespace) -> str | None:
     """Why the ``--json`` or ``--junit-xml`` file cannot be written, asked before the run."""
     from dpslice.check.report import output_problem
     from dpslice.check.target import spec_source
 
-    asked = [
-        (flag, path)
-        for flag, path in (("--json", args.json), ("--junit-xml", args.junit_xml))
-        if path is not None
-    ]
+    asked = _outputs(args)
     if len(asked) == 2 and os.path.realpath(args.json) == os.path.realpath(args.junit_xml):
         return "--json and --junit-xml name the same file; name two files"
     source = spec_source(args.target) if asked else None
@@ -413,15 +410,11 @@ def _write_files(report: CheckReport, args: argparse.Namespace) -> bool:
     on stderr)."""
     from dpslice.check.report import write_json, write_junit_xml
 
+    writers = {"--json": write_json, "--junit-xml": write_junit_xml}
     written = True
-    for flag, path, write in (
-        ("--json", args.json, write_json),
-        ("--junit-xml", args.junit_xml, write_junit_xml),
-    ):
-        if path is None:
-            continue
+    for flag, path in _outputs(args):
         try:
-            write(report, path)
+            writers[flag](report, path)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             print(f"dpslice: error: cannot write {flag} {path}: {reason}", file=sys.stderr)
@@ -441,10 +434,8 @@ def _check(args: argparse.Namespace) -> int:
     clash = _incompatible(args)
     if clash is not None:
         return _error(clash)
-    if args.list_contracts:
-        return _list_contracts()
-    if args.list:
-        return _list_properties()
+    if args.list_contracts or args.list:
+        return _list(args)
     from dpslice.check.target import BadTargetError, check_spec
 
     try:
