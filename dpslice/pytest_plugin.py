@@ -123,13 +123,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_BATTERY] = None if spec is None else BatteryOptions.from_config(config, spec)
 
 
-def _ours(config: pytest.Config, marker: str) -> bool:
-    """Whether ``marker`` is dpslice's in this run, not one the project declared itself."""
-    return marker not in config.stash.get(_PROJECT_MARKERS, frozenset())
-
-
 def _marker(item: pytest.Item, name: str) -> pytest.Mark | None:
-    return item.get_closest_marker(name) if _ours(item.config, name) else None
+    """The item's marker ``name``, unless the project declared a marker of that name."""
+    if name in item.config.stash.get(_PROJECT_MARKERS, frozenset()):
+        return None
+    return item.get_closest_marker(name)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: the battery's tests are selectable
@@ -206,16 +204,10 @@ class BatteryOptions:
         """The options of ``pytest --dpslice-target``; a bad one is a usage error."""
         from dpslice.errors import CheckError
 
-        given = {
-            name: config.getoption(f"dpslice_{name}")
-            for name in ("contract", "device", "max_examples", "seed", "timeout", "against")
-        }
+        keys = [name.replace("-", "_") for name in SHARED]
+        given = {key: config.getoption(f"dpslice_{key}") for key in keys}
         try:
-            return cls(
-                target,
-                strict=bool(config.getoption("dpslice_strict")),
-                **{name: value for name, value in given.items() if value is not None},
-            )
+            return cls(target, **{key: value for key, value in given.items() if value is not None})
         except (CheckError, ValueError) as exc:  # BadTargetError, DeviceError
             raise pytest.UsageError(f"--dpslice-target {target}: {exc}") from None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from dpslice.check.report import render_row
+from dpslice.check.report import render_row, takes_line
 from dpslice.check.results import PropertyResult, Verdict
 from dpslice.check.target import Target
 
@@ -66,10 +66,8 @@ class Progress:
         self._write(text + "\n")
 
     def loaded(self, target: Target) -> None:
-        for line in self._header:
+        for line in [*self._header, takes_line(target)]:
             self.line(line)
-        takes = ", ".join(sorted(target.accepts)) or "nothing from the convention"
-        self.line(f"the target takes: {takes}")
 
     def started(self, name: str) -> None:
         self._drawn_at = -_REDRAW

@@ -21,6 +21,7 @@ from dpslice.check.outcome import OutcomeKind
 from dpslice.check.outcome import bounded as _cut
 from dpslice.check.registry import Counterexample, render_call
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict, versions
+from dpslice.check.target import Target
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "render_row",
     "render_text",
     "reproduce_command",
+    "takes_line",
     "to_json",
     "to_junit_xml",
     "write_document",
@@ -217,16 +219,20 @@ def _render_counterexample(
     return [f"  {label:<10} {value}" for label, value in fields]
 
 
+def takes_line(target: Target) -> str:
+    """The header's line of the convention's parameters the target takes."""
+    return f"the target takes: {', '.join(sorted(target.accepts)) or 'nothing from the convention'}"
+
+
 def _header(report: CheckReport) -> list[str]:
     target, trip = report.target, report.round_trip
-    takes = ", ".join(sorted(target.accepts)) or "nothing from the convention"
+    judged = [f"contract {report.contract.name}: {report.contract.summary}", takes_line(target)]
     if trip is None:
         return [
             f"dpslice check {target.spec}"
             + (f" --against {target.against.spec}" if target.against is not None else ""),
             f"seed {report.seed}  max examples {report.max_examples}  device {target.device}",
-            f"contract {report.contract.name}: {report.contract.summary}",
-            f"the target takes: {takes}",
+            *judged,
         ]
     devices = ", ".join(sorted(set(trip.devices)))
     gathered = (
@@ -240,8 +246,7 @@ def _header(report: CheckReport) -> list[str]:
         f"seed {report.seed}  max examples {report.max_examples}  timeout "
         f"{trip.call_timeout:g} s per call, {trip.run_timeout:g} s per run",
         gathered,
-        f"contract {report.contract.name}: {report.contract.summary}",
-        f"the target takes: {takes}",
+        *judged,
     ]
 
 
@@ -251,15 +256,6 @@ def _verdict_line(report: CheckReport) -> str:
     if report.stopped is not None:
         return "INCOMPLETE"
     return "PASSED" if report.passed else "FAILED"
-
-
-def _incomplete_line(report: CheckReport) -> str:
-    """Why the run is incomplete, and what it left out."""
-    assert report.stopped is not None
-    line = f"incomplete: {report.stopped.reason}"
-    if report.not_run:
-        line += f"; not run: {', '.join(report.not_run)}"
-    return line
 
 
 def render_text(report: CheckReport, *, verbose: bool = False) -> str:
@@ -272,7 +268,8 @@ def render_text(report: CheckReport, *, verbose: bool = False) -> str:
         _summary(report),
     ]
     if report.stopped is not None:
-        lines.append(_incomplete_line(report))
+        not_run = f"; not run: {', '.join(report.not_run)}" if report.not_run else ""
+        lines.append(f"incomplete: {report.stopped.reason}{not_run}")
     for result in report.results:
         block = render_result(report, result, verbose=verbose)
         if block:
