@@ -218,10 +218,8 @@ def _incompatible(args: argparse.Namespace) -> str | None:
         if alone:
             return f"{' and '.join(alone)}: only for the round trip; add --distributed N"
         return None
-    clashes = _given(
-        args, "--property", "--exclude-property", "--device", "--list", "--contract", "--strict"
-    )
-    clashes += _given(args, "--against", "--jobs")
+    clashes = _given(args, "--property", "--exclude-property", "--device", "--list")
+    clashes += _given(args, "--contract", "--strict", "--against", "--jobs")
     if clashes:
         return (
             f"{', '.join(clashes)} cannot be combined with --distributed: the round trip is "
