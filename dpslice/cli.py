@@ -1,25 +1,10 @@
 """The ``dpslice`` command line: a thin face over :mod:`dpslice.check`.
 
-``dpslice check`` runs the property battery (``--device cuda`` builds the
-count tensor on the GPU); ``dpslice check --distributed N`` runs the round
-trip through real collectives instead (:func:`dpslice.distributed.run_round_trip`):
-one property, judged, shrunk and reported as the battery's are.
-
-The target runs in a supervised worker process (:mod:`dpslice.supervision.supervisor`):
-whatever it does, this process prints the report, writes the JSON and JUnit
-XML and decides the exit status.  Progress goes to stderr as the run goes,
-when stderr is a terminal.
-
-Exit status: 0 when every property holds (N/A counts as holding), 1 when one
-fails (a call that hangs past ``--timeout``, exits or crashes the process
-fails too) or ends in ERROR, 2 for a bad target (one that cannot be imported,
-including an import that exits, crashes or hangs) or bad usage, and 2 when
-every property holds but the ``--json`` or ``--junit-xml`` file could not be
-written (a failure stays 1).  When the check itself breaks (its worker cannot
-start, or its own code fails), the report of what finished is printed and
-written, then one line ``dpslice: error: the check itself broke: <cause>`` on
-stderr, and the status is 2.  Ctrl-C: 130, SIGTERM: 143, after the partial
-report, which says it is incomplete.  Nothing ends in a traceback.
+``dpslice check`` runs the property battery, ``--distributed N`` the round trip,
+in supervised workers (:mod:`dpslice.supervision.supervisor`): whatever the
+target does, this process prints the report, writes its files and decides the
+exit status (the ``--help`` epilog and docs/check-reference.md list them).
+Nothing ends in a traceback.
 """
 
 from __future__ import annotations
@@ -38,19 +23,17 @@ from typing import TYPE_CHECKING
 from dpslice._numpy_notice import silence_numpy_notice
 from dpslice._version import __version__
 from dpslice.check.options import (
-    call_seconds,
-    contract_name,
+    SHARED,
     job_count,
+    load_options,
     positive_int,
     positive_seconds,
-    seed_number,
 )
-from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT
+from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT, DEFAULT_MAX_EXAMPLES
 
 if TYPE_CHECKING:
-    from dpslice.check.results import CheckReport, PropertyResult, Stop
-    from dpslice.check.target import Target
-    from dpslice.supervision.supervisor import Listener
+    from dpslice.check.progress import Progress
+    from dpslice.check.results import CheckReport, Stop
 
 __all__ = ["DEFAULT_TARGET", "main"]
 
@@ -96,16 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("target", nargs="?", default=DEFAULT_TARGET, metavar="TARGET")
-    check.add_argument(
-        "--max-examples",
-        type=positive_int,
-        default=500,
-        metavar="N",
-        help="examples per property, before shrinking (default: 500)",
-    )
-    check.add_argument(
-        "--seed", type=seed_number, metavar="S", help="Hypothesis seed (default: random, printed)"
-    )
+    check.add_argument("--max-examples", default=DEFAULT_MAX_EXAMPLES, **SHARED["max-examples"])
+    check.add_argument("--seed", **SHARED["seed"])
     check.add_argument(
         "--json", type=Path, metavar="PATH", help="also write the report as JSON to PATH"
     )
@@ -137,13 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "reported as not run",
     )
     check.add_argument("--list", action="store_true", help="list the properties and exit")
-    check.add_argument(
-        "--timeout",
-        type=call_seconds,
-        metavar="SECONDS",
-        help="seconds one call of the target may take before it fails as "
-        f"hung (default: {DEFAULT_CALL_TIMEOUT:g})",
-    )
+    check.add_argument("--timeout", **SHARED["timeout"])
     check.add_argument(
         "--import-timeout",
         type=positive_seconds,
@@ -168,35 +137,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show every counterexample of a WARN in full, not one line per kind",
     )
-    check.add_argument(
-        "--contract",
-        type=contract_name,
-        metavar="NAME",
-        help="the call site the target is judged as: a preset (--list-contracts) or "
-        "module:NAME of your own (default: the one the target names, else sglang-capturer)",
-    )
+    check.add_argument("--contract", **SHARED["contract"])
     check.add_argument(
         "--list-contracts", action="store_true", help="list the contract presets and exit"
     )
-    check.add_argument(
-        "--against",
-        metavar="OLD",
-        help="compare TARGET with OLD (named as TARGET is): both are called with the same "
-        "inputs in every state the contract (TARGET's, or --contract) reaches; a different "
-        "answer FAILs, a different refusal of an invalid input WARNs",
-    )
-    check.add_argument(
-        "--strict",
-        action="store_true",
-        help="a hardening property's failure (an input no engine produces, accepted) "
-        "FAILs instead of WARNing",
-    )
-    check.add_argument(
-        "--device",
-        metavar="DEVICE",
-        help="where global_num_tokens_gpu is built: cpu (default) or cuda, which also runs "
-        "the sync property in CUDA mode and the CUDA view property",
-    )
+    for name in ("against", "strict", "device"):
+        check.add_argument(f"--{name}", **SHARED[name])
     round_trip = check.add_argument_group(
         "round trip", "check against buffers gathered by real torch.distributed collectives"
     )
@@ -229,15 +175,15 @@ def _write_stdout(text: str) -> None:
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
-    except BrokenPipeError:
-        # Nobody reads it: point stdout at /dev/null, so that nothing written later,
-        # nor the flush at exit, raises again.
+    except BrokenPipeError:  # later writes, and the flush at exit, go to /dev/null
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
 
 
-def _list_contracts() -> int:
+def _list(args: argparse.Namespace) -> int:
+    """``--list-contracts``, else ``--list``: the contract presets, or the properties."""
+    from dpslice.check.registry import registered
     from dpslice.contracts import DEFAULT_CONTRACT, PRESETS
 
     _write_stdout(
@@ -246,15 +192,8 @@ def _list_contracts() -> int:
             f"    {contract.summary}\n    {contract.describe()}\n"
             for contract in PRESETS.values()
         )
-    )
-    return EXIT_HOLDS
-
-
-def _list_properties() -> int:
-    from dpslice.check.registry import registered
-
-    _write_stdout(
-        "".join(
+        if args.list_contracts
+        else "".join(
             f"{prop.name}\n    {prop.statement}\n    draws: {prop.draws}\n"
             for prop in registered(compared=True)
         )
@@ -262,31 +201,25 @@ def _list_properties() -> int:
     return EXIT_HOLDS
 
 
+def _given(args: argparse.Namespace, *flags: str) -> list[str]:
+    """Those of ``flags`` given on the command line."""
+    dests = {"--property": "properties", "--exclude-property": "excluded"}
+    return [
+        flag
+        for flag in flags
+        if getattr(args, dests.get(flag, flag[2:].replace("-", "_"))) not in (None, False)
+    ]
+
+
 def _incompatible(args: argparse.Namespace) -> str | None:
     """Why these options cannot run together, or ``None``."""
     if args.distributed is None:
-        alone = [
-            flag
-            for flag in ("--backend", "--run-timeout")
-            if getattr(args, flag[2:].replace("-", "_")) is not None
-        ]
+        alone = _given(args, "--backend", "--run-timeout")
         if alone:
             return f"{' and '.join(alone)}: only for the round trip; add --distributed N"
         return None
-    clashes = [
-        flag
-        for flag, given in (
-            ("--property", args.properties),
-            ("--exclude-property", args.excluded),
-            ("--device", args.device is not None),
-            ("--list", args.list),
-            ("--contract", args.contract is not None),
-            ("--strict", args.strict),
-            ("--against", args.against is not None),
-            ("--jobs", args.jobs is not None),
-        )
-        if given
-    ]
+    clashes = _given(args, "--property", "--exclude-property", "--device", "--list")
+    clashes += _given(args, "--contract", "--strict", "--against", "--jobs")
     if clashes:
         return (
             f"{', '.join(clashes)} cannot be combined with --distributed: the round trip is "
@@ -301,8 +234,7 @@ class _Terminated(KeyboardInterrupt):
 
 
 class _Stopped(Exception):
-    """The run ended early: ``report`` is what finished, if anything, ``status`` the exit
-    status; ``broke`` what broke, or ``None`` for an interrupt."""
+    """The run ended early: what finished, the exit status, what broke (``None``: interrupted)."""
 
     def __init__(self, report: CheckReport | None, status: int, broke: str | None) -> None:
         super().__init__(broke or "interrupted")
@@ -325,8 +257,7 @@ def _broke(exc: Exception) -> str:
 
 
 def _ended(exc: BaseException) -> tuple[Stop, int, str | None]:
-    """How ``exc`` ends a run early: why it stopped, the exit status, and what broke
-    (``None`` for an interrupt)."""
+    """How ``exc`` ends a run early, as :class:`_Stopped` says it."""
     from dpslice.check.results import Stop
 
     if isinstance(exc, KeyboardInterrupt):
@@ -342,46 +273,14 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
     return 128 + signal.SIGTERM if terminated else 130
 
 
-class _FirstFailure(Exception):
-    """-x: a property FAILed or ended in ERROR; the run stops there."""
-
-
-class _ExitFirst:
-    """A listener that stops the run at the first FAIL or ERROR (``-x``), passing every
-    event on to ``progress``; the supervisor kills its worker as the exception leaves it."""
-
-    def __init__(self, progress: Listener | None) -> None:
-        self.progress = progress
-        self.live = progress is not None and progress.live
-
-    def loaded(self, target: Target) -> None:
-        if self.progress is not None:
-            self.progress.loaded(target)
-
-    def started(self, name: str) -> None:
-        if self.progress is not None:
-            self.progress.started(name)
-
-    def tick(self, name: str | None, calls: int, seconds: float) -> None:
-        if self.progress is not None:
-            self.progress.tick(name, calls, seconds)
-
-    def finished(self, result: PropertyResult) -> None:
-        from dpslice.check.results import Verdict
-
-        if self.progress is not None:
-            self.progress.finished(result)
-        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
-            raise _FirstFailure(result.name)
-
-
-def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport | str:
+def _battery(args: argparse.Namespace, progress: Progress) -> CheckReport | str:
     """Run the property battery; a usage error's message instead if it cannot start.
 
     Raises:
-        _Stopped: interrupted, or the check itself broke; with what finished.
+        _Stopped: interrupted, or the check itself broke.
     """
     from dpslice.check import BadTargetError, DeviceError, UnknownPropertyError
+    from dpslice.check.progress import FirstFailure
     from dpslice.check.results import Stop
     from dpslice.check.target import check_device
     from dpslice.supervision.supervisor import BatterySupervisor
@@ -390,11 +289,7 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
         device = check_device(args.device or "cpu")
     except DeviceError as exc:
         return str(exc)
-    options: dict[str, str] = {"contract": args.contract} if args.contract is not None else {}
-    if args.against is not None:
-        options["against"] = args.against
-    # The property names are the worker's to check: this process would have to
-    # import the battery, and torch with it, to know them.
+    # The worker checks the property names: here that would import torch.
     supervisor = BatterySupervisor(
         args.target,
         device=device,
@@ -404,8 +299,8 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
         seed=args.seed,
         timeout=args.timeout or DEFAULT_CALL_TIMEOUT,
         import_timeout=args.import_timeout or DEFAULT_IMPORT_TIMEOUT,
-        listener=_ExitFirst(progress) if args.exitfirst else progress,
-        load_options=options,
+        listener=progress,
+        load_options=load_options(args.contract, args.against),
         strict=args.strict,
         jobs=args.jobs,
     )
@@ -413,15 +308,12 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
         return supervisor.run()
     except (BadTargetError, UnknownPropertyError) as exc:
         return str(exc)
-    except _FirstFailure:
+    except FirstFailure:
         stopped = supervisor.partial_report()
         assert stopped is not None  # a property finished, so the target had loaded
-        not_run = supervisor.remaining()
-        # The first failure may have been the last property: then the run is complete.
+        not_run = supervisor.remaining()  # none: the failure was the last property
         return replace(stopped, stopped=Stop.EXITFIRST, not_run=not_run) if not_run else stopped
     except (KeyboardInterrupt, Exception) as exc:
-        # Interrupted, or the check broke (CheckBrokeError, or a bug of its own):
-        # what finished is still reported, never a traceback.
         why, status, broke = _ended(exc)
         finished = supervisor.partial_report()
         if finished is not None:
@@ -431,12 +323,11 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
         raise _Stopped(finished, status, broke) from None
 
 
-def _round_trip(args: argparse.Namespace, progress: Listener | None) -> CheckReport | str:
+def _round_trip(args: argparse.Namespace, progress: Progress) -> CheckReport | str:
     """Run the round trip; a usage error's message instead if it cannot start.
 
     Raises:
-        _Stopped: interrupted, or the check itself broke; with the round trip's
-            report if its target had loaded.
+        _Stopped: interrupted, or the check itself broke.
     """
     from dpslice.check import BadTargetError
     from dpslice.isolation import DEFAULT_RUN_TIMEOUT
@@ -490,17 +381,18 @@ def _header(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def _outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The ``--json`` and ``--junit-xml`` files asked for, by option."""
+    named = (("--json", args.json), ("--junit-xml", args.junit_xml))
+    return [(flag, path) for flag, path in named if path is not None]
+
+
 def _unwritable(args: argparse.Namespace) -> str | None:
-    """Why the ``--json`` or ``--junit-xml`` file cannot be written, asked before the run:
-    a run that cannot keep its report would be lost, or would replace the target's source."""
+    """Why the ``--json`` or ``--junit-xml`` file cannot be written, asked before the run."""
     from dpslice.check.report import output_problem
     from dpslice.check.target import spec_source
 
-    asked = [
-        (flag, path)
-        for flag, path in (("--json", args.json), ("--junit-xml", args.junit_xml))
-        if path is not None
-    ]
+    asked = _outputs(args)
     if len(asked) == 2 and os.path.realpath(args.json) == os.path.realpath(args.junit_xml):
         return "--json and --junit-xml name the same file; name two files"
     source = spec_source(args.target) if asked else None
@@ -512,19 +404,15 @@ def _unwritable(args: argparse.Namespace) -> str | None:
 
 
 def _write_files(report: CheckReport, args: argparse.Namespace) -> bool:
-    """Write the ``--json`` and ``--junit-xml`` files asked for; on a failure say why on
-    stderr, write the others still, and return False."""
+    """Write the ``--json`` and ``--junit-xml`` files asked for; False if one failed (said
+    on stderr)."""
     from dpslice.check.report import write_json, write_junit_xml
 
+    writers = {"--json": write_json, "--junit-xml": write_junit_xml}
     written = True
-    for flag, path, write in (
-        ("--json", args.json, write_json),
-        ("--junit-xml", args.junit_xml, write_junit_xml),
-    ):
-        if path is None:
-            continue
+    for flag, path in _outputs(args):
         try:
-            write(report, path)
+            writers[flag](report, path)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             print(f"dpslice: error: cannot write {flag} {path}: {reason}", file=sys.stderr)
@@ -544,21 +432,14 @@ def _check(args: argparse.Namespace) -> int:
     clash = _incompatible(args)
     if clash is not None:
         return _error(clash)
-    if args.list_contracts:
-        return _list_contracts()
-    if args.list:
-        return _list_properties()
+    if args.list_contracts or args.list:
+        return _list(args)
     from dpslice.check.target import BadTargetError, check_spec
 
-    try:  # a typo is an error at once, before a worker starts
-        check_spec(args.target)
+    try:
+        check_spec(args.target, against=args.against)
     except BadTargetError as exc:
         return _error(str(exc))
-    if args.against is not None:
-        try:
-            check_spec(args.against)
-        except BadTargetError as exc:
-            return _error(f"bad --against target {args.against}: {exc}")
     unwritable = _unwritable(args)
     if unwritable is not None:
         return _error(unwritable)
@@ -570,14 +451,13 @@ def _check(args: argparse.Namespace) -> int:
         args.jobs = auto_jobs()
     from dpslice.check.progress import Progress
 
-    progress = None if args.quiet else Progress(sys.stderr)
-    if progress is not None:
-        progress.header(_header(args))
+    battery = args.distributed is None
+    progress = Progress(None if args.quiet else sys.stderr, exitfirst=args.exitfirst and battery)
+    progress.header(_header(args))
     try:
-        ran = _battery(args, progress) if args.distributed is None else _round_trip(args, progress)
+        ran = _battery(args, progress) if battery else _round_trip(args, progress)
     except _Stopped as stopped:
-        if progress is not None:
-            progress.close()
+        progress.close()
         if stopped.report is not None:
             _report(stopped.report, args)
         if stopped.broke is None:
@@ -585,13 +465,11 @@ def _check(args: argparse.Namespace) -> int:
         else:
             _error(stopped.broke)
         return stopped.status
-    if progress is not None:
-        progress.close()
+    progress.close()
     if isinstance(ran, str):
         return _error(ran)
     status = EXIT_HOLDS if ran.passed else EXIT_FAILS
-    if not _report(ran, args):
-        # The verdict is not hidden: a failure stays 1; a pass without its files is 2.
+    if not _report(ran, args):  # a failure stays 1; a pass without its files is 2
         return EXIT_USAGE if status == EXIT_HOLDS else status
     return status
 
@@ -599,9 +477,7 @@ def _check(args: argparse.Namespace) -> int:
 def _on_signal(signum: int, frame: object) -> None:
     from dpslice.isolation import request_stop, stop_requested
 
-    if stop_requested() is not None:
-        # Already stopping: the first signal decides the exit status, and this one must
-        # not break the partial report being written, nor the cleanup after it.
+    if stop_requested() is not None:  # the first signal decides; the report is being written
         return
     request_stop(signum)  # seen by the supervisor even if the exception below is swallowed
     raise _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
@@ -622,9 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     from dpslice.isolation import become_subreaper, kill_descendants, request_stop, stop_requested
 
-    if argv is None:
-        # This process is the command's own: what a worker that ended leaves
-        # behind (a child in a session of its own) comes to it, and dies with it.
+    if argv is None:  # the command's own process: what a worker leaves behind dies with it
         become_subreaper()
     request_stop(None)
     handled = (signal.SIGINT, signal.SIGTERM)
@@ -638,8 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dpslice: interrupted", file=sys.stderr)
         return _interrupted(exc)
     finally:
-        # The process's own command line (no argv), stopped by a signal, exits next with
-        # that signal's status: a later signal must not end it otherwise.
+        # The command's own process, stopped by a signal, exits next: a later signal waits.
         exiting = argv is None and stop_requested() is not None
         with contextlib.suppress(ValueError, TypeError):
             for signum, handler in previous.items():

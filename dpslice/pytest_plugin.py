@@ -1,30 +1,14 @@
 """dpslice's pytest plugin, loaded through the ``pytest11`` entry point.
 
-* The property battery as tests: ``pytest --dpslice-target TARGET`` collects
-  one test per property of ``dpslice check``, and
-  ``test_slice = check_properties(TARGET)`` does the same from a test module.
-  Each runs through the check's own supervised worker (its per-call timeout,
-  judgement and report): a FAIL is the counterexample, N/A a skip, a hardening
-  WARN a :class:`HardeningWarning` (a FAIL under strict).
-* Markers, registered in ``pytest_configure`` so downstream ``--strict-markers``
-  runs pass: ``cuda`` (skipped cleanly where no CUDA device exists) and
-  ``no_sync`` (the test body fails on a host-device sync).  A project that
-  declares a marker of the same name keeps its own: dpslice neither registers
-  nor acts on it.
-* A ``no_sync`` fixture: requesting it guards the test body (the marker's
-  mode if the test has one, else ``"auto"``), and it makes nested guards:
-  ``with no_sync(mode="cpu", record=True) as guard:``.
-* Opt-in repository rules, off unless a project's pytest configuration turns
-  them on: every test under a directory named in ``dpslice_cuda_dirs``
-  (default: none) must carry ``@pytest.mark.cuda``, detected at collection and
-  an error at setup on every machine; with ``dpslice_strict_cuda = true``, a
-  GPU run also fails any unmarked test that allocates CUDA memory (it would
-  error or pass vacuously on CPU CI).
+* The battery as tests: ``pytest --dpslice-target TARGET``, or
+  ``test_slice = check_properties(TARGET)`` in a test module, collects one test
+  per property, run through the check's supervised worker.
+* The ``cuda`` and ``no_sync`` markers, unless the project declares its own,
+  and the ``no_sync`` fixture.
+* Opt-in rules: ``dpslice_cuda_dirs`` and ``dpslice_strict_cuda``.
 
-pytest loads this plugin in every run of every project that has dpslice
-installed, so a project that uses neither marker nor the fixture sees no
-change: nothing here imports torch at import time or initialises CUDA, and
-no rule applies until configured.
+It loads in every pytest run where dpslice is installed, so importing it
+imports no torch, initialises no CUDA, and applies no rule until configured.
 """
 
 from __future__ import annotations
@@ -41,6 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from dpslice.check.options import (
+    SHARED,
+    call_seconds,
+    contract_name,
+    load_options,
+    positive_int,
+    seed_number,
+)
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
@@ -71,15 +63,15 @@ NO_SYNC_MARKER = (
     "'probe' or 'cpu'"
 )
 _MISSING_CUDA_MARKER = pytest.StashKey[str]()
-#: Set by the ``no_sync`` fixture: the test asked for its body to be guarded.
+#: The test requested the ``no_sync`` fixture: its body is guarded.
 _GUARD_BODY = pytest.StashKey[bool]()
-#: The markers this run leaves to the project, which declares its own of that name.
+#: The markers the project declares itself: dpslice leaves them alone.
 _PROJECT_MARKERS = pytest.StashKey[frozenset[str]]()
-#: Targets that could not be loaded in this run, with why: the other tests of
-#: that target fail at once rather than import it again.
+#: Targets that could not be loaded, with why: their other tests fail at once.
 _BAD_TARGETS = pytest.StashKey[dict[str, str]]()
-#: ``--dpslice-target`` and its options, checked when pytest starts.
 _BATTERY = pytest.StashKey["BatteryOptions | None"]()
+_SEED = pytest.StashKey[int]()
+_WORKERS = pytest.StashKey["Workers"]()
 
 
 def cuda_available() -> bool:
@@ -109,52 +101,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="collect one test per property of `dpslice check TARGET` "
         "(package.module:function or path/to/file.py:function)",
     )
-    group.addoption(
-        "--dpslice-contract",
-        metavar="NAME",
-        help="the call site TARGET is judged as: a preset or module:NAME "
-        "(default: the one the target names, else sglang-capturer)",
-    )
-    group.addoption(
-        "--dpslice-against",
-        metavar="OLD",
-        help="compare TARGET with OLD, as `dpslice check TARGET --against OLD`",
-    )
-    group.addoption(
-        "--dpslice-strict",
-        action="store_true",
-        help="a hardening property's failure fails instead of warning",
-    )
-    group.addoption(
-        "--dpslice-device", metavar="DEVICE", help="cpu (default) or cuda, as `dpslice check`"
-    )
-    group.addoption(
-        "--dpslice-max-examples",
-        type=int,
-        metavar="N",
-        help=f"layouts per property, before shrinking (default: {DEFAULT_MAX_EXAMPLES})",
-    )
-    group.addoption(
-        "--dpslice-seed", type=int, metavar="S", help="Hypothesis seed (default: random, shown)"
-    )
-    group.addoption(
-        "--dpslice-timeout",
-        type=float,
-        metavar="SECONDS",
-        help=f"seconds one call may take before it fails as hung (default: "
-        f"{DEFAULT_CALL_TIMEOUT:g})",
-    )
-
-
-def _declared_markers(config: pytest.Config) -> set[str]:
-    """The names of the markers declared in the project's configuration so far."""
-    lines: list[str] = config.getini("markers")
-    return {line.split(":")[0].split("(")[0].strip() for line in lines}
+    # As dpslice check's, but BatteryOptions checks the values (a usage error that says so).
+    plain = {positive_int: int, seed_number: int, call_seconds: float, contract_name: str}
+    for name, keywords in SHARED.items():
+        if "type" in keywords:
+            keywords = {**keywords, "type": plain[keywords["type"]]}
+        group.addoption(f"--dpslice-{name}", **keywords)
 
 
 @pytest.hookimpl(trylast=True)  # after the project's conftest files declared theirs
 def pytest_configure(config: pytest.Config) -> None:
-    declared = _declared_markers(config)
+    lines: list[str] = config.getini("markers")
+    declared = {line.split(":")[0].split("(")[0].strip() for line in lines}
     config.stash[_PROJECT_MARKERS] = frozenset(declared & {"cuda", "no_sync"})
     if "cuda" not in declared:
         config.addinivalue_line("markers", CUDA_MARKER)
@@ -165,13 +123,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_BATTERY] = None if spec is None else BatteryOptions.from_config(config, spec)
 
 
-def _ours(config: pytest.Config, marker: str) -> bool:
-    """Whether ``marker`` is dpslice's in this run, not one the project declared itself."""
-    return marker not in config.stash.get(_PROJECT_MARKERS, frozenset())
-
-
 def _marker(item: pytest.Item, name: str) -> pytest.Mark | None:
-    return item.get_closest_marker(name) if _ours(item.config, name) else None
+    """The item's marker ``name``, unless the project declared a marker of that name."""
+    if name in item.config.stash.get(_PROJECT_MARKERS, frozenset()):
+        return None
+    return item.get_closest_marker(name)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: the battery's tests are selectable
@@ -189,9 +145,7 @@ def pytest_collection_modifyitems(
     if not cuda_dirs:
         return
     for item in items:
-        path = Path(item.path)
-        # Relative to the rootdir, so a checkout that itself sits in a folder
-        # named "cuda" does not mark every test.
+        path = Path(item.path)  # from the rootdir: a checkout inside a "cuda/" is not marked
         if path.is_relative_to(config.rootpath):
             path = path.relative_to(config.rootpath)
         folders = set(path.parent.parts)
@@ -217,23 +171,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 class HardeningWarning(UserWarning):
-    """A hardening property's WARN: the target accepts an input no engine produces.
-
-    pytest lists it in the warnings summary; the test itself passes, unless
-    the run is strict (``--dpslice-strict``, ``strict=True``), where it fails.
-    """
+    """A hardening property's WARN: the target accepts an input no engine produces
+    (a failure under ``--dpslice-strict`` or ``strict=True``)."""
 
 
 @dataclass(frozen=True)
 class BatteryOptions:
-    """How the battery's tests check their target; the defaults are ``dpslice check``'s.
-
-    Attributes:
-        target: ``package.module:function`` or ``path/to/file.py:function``; a
-            path is relative to the directory pytest runs in.
-        contract, strict, device, max_examples, seed, timeout, against: as the options
-            of ``dpslice check`` of the same names.
-    """
+    """How the battery's tests check ``target``: ``dpslice check``'s options and defaults."""
 
     target: str
     contract: str | None = None
@@ -248,14 +192,7 @@ class BatteryOptions:
         from dpslice.check.results import check_max_examples, check_seed
         from dpslice.check.target import check_device, check_spec
 
-        check_spec(self.target)  # a typo is an error at collection, before any worker
-        if self.against is not None:
-            from dpslice.errors import BadTargetError
-
-            try:
-                check_spec(self.against)
-            except BadTargetError as exc:
-                raise BadTargetError(f"bad --against target {self.against}: {exc}") from None
+        check_spec(self.target, against=self.against)
         check_device(self.device)
         if self.seed is not None:
             check_seed(self.seed)
@@ -267,16 +204,10 @@ class BatteryOptions:
         """The options of ``pytest --dpslice-target``; a bad one is a usage error."""
         from dpslice.errors import CheckError
 
-        given = {
-            name: config.getoption(f"dpslice_{name}")
-            for name in ("contract", "device", "max_examples", "seed", "timeout", "against")
-        }
+        keys = [name.replace("-", "_") for name in SHARED]
+        given = {key: config.getoption(f"dpslice_{key}") for key in keys}
         try:
-            return cls(
-                target,
-                strict=bool(config.getoption("dpslice_strict")),
-                **{name: value for name, value in given.items() if value is not None},
-            )
+            return cls(target, **{key: value for key, value in given.items() if value is not None})
         except (CheckError, ValueError) as exc:  # BadTargetError, DeviceError
             raise pytest.UsageError(f"--dpslice-target {target}: {exc}") from None
 
@@ -288,12 +219,7 @@ def _property_names(*, compared: bool = False) -> tuple[str, ...]:
 
 
 def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str) -> None:
-    """Check one property of ``options.target`` and end the test with its verdict.
-
-    Raises:
-        pytest.fail.Exception: FAIL or ERROR (the counterexample, or what broke).
-        pytest.skip.Exception: N/A, with the reason.
-    """
+    """Check one property of ``options.target``: a FAIL or ERROR fails the test, N/A skips."""
     __tracebackhide__ = True
     from dpslice.check.results import Verdict
     from dpslice.errors import BadTargetError
@@ -312,7 +238,7 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
         seed=seed,
         timeout=options.timeout,
         import_timeout=DEFAULT_IMPORT_TIMEOUT,
-        load_options=_load_options(options),
+        load_options=load_options(options.contract, options.against),
         strict=options.strict,
         workers=_workers(config),
     )
@@ -334,25 +260,14 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
         warnings.warn(HardeningWarning(_text(report, result)), stacklevel=1)
 
 
-def _load_options(options: BatteryOptions) -> dict[str, str]:
-    loaded = {"contract": options.contract} if options.contract else {}
-    if options.against is not None:
-        loaded["against"] = options.against
-    return loaded
-
-
 def _text(report: CheckReport, result: PropertyResult) -> str:
     from dpslice.check.report import render_result
 
     return render_result(report, result).rstrip("\n")
 
 
-_SEED = pytest.StashKey[int]()
-_WORKERS = pytest.StashKey["Workers"]()
-
-
 def _workers(config: pytest.Config) -> Workers:
-    """This pytest process's workers: one that finished a test takes the next at once."""
+    """This pytest process's workers, kept from test to test."""
     if _WORKERS not in config.stash:
         import shutil
         import tempfile
@@ -360,8 +275,7 @@ def _workers(config: pytest.Config) -> Workers:
         from dpslice.supervision.supervisor import Workers
 
         env = dict(os.environ)
-        if "HYPOTHESIS_STORAGE_DIRECTORY" not in env:
-            # The checks' own Hypothesis files, never the project's .hypothesis/.
+        if "HYPOTHESIS_STORAGE_DIRECTORY" not in env:  # not the project's .hypothesis/
             storage = tempfile.mkdtemp(prefix="dpslice-hypothesis-")
             env["HYPOTHESIS_STORAGE_DIRECTORY"] = storage
             config.add_cleanup(lambda: shutil.rmtree(storage, ignore_errors=True))
@@ -404,7 +318,7 @@ class TargetNode(pytest.Collector):
     def collect_battery(cls, session: pytest.Session, options: BatteryOptions) -> list[pytest.Item]:
         """Collect the battery's tests as pytest collects a file's, reported and counted."""
         name = f"dpslice-check/{options.target}"
-        # Named from the root: under the session a node's id would begin with "::".
+        # Named from the root: under the session its id would begin with "::".
         node = cls.from_parent(session, name=name, path=session.path, nodeid=name, options=options)
         report = session.ihook.pytest_make_collect_report(collector=node)
         session.ihook.pytest_collectreport(report=report)
@@ -428,21 +342,13 @@ def check_properties(
     timeout: float = DEFAULT_CALL_TIMEOUT,
     against: str | None = None,
 ) -> Callable[..., None]:
-    """A test function, parametrized by property, that runs the battery against ``target``.
+    """A test function, parametrized by property, that runs the battery against ``target``:
+    ``test_local_slice = check_properties("my_engine/dp.py:local_slice")``.
 
-    One line in a test module puts ``dpslice check`` into the project's suite::
-
-        test_local_slice = check_properties("my_engine/dp.py:local_slice")
-
-    collects ``test_local_slice[sum_len_rows]`` and one test for every other
-    property, so ``-k``, ``-x``, ``-n`` and ``--junitxml`` apply.  The options
-    are ``dpslice check``'s, with its defaults; ``against=OLD`` compares
-    ``target`` with OLD (``dpslice check TARGET --against OLD``) and adds the
-    comparisons' tests.
+    The options are ``dpslice check``'s, with its defaults.
 
     Raises:
-        BadTargetError: ``target`` cannot name a target (no ``:function`` part,
-            a missing file), at import of the test module.
+        BadTargetError: ``target`` cannot name a target, at import of the test module.
         DeviceError: an unknown device.
         ValueError: ``max_examples`` below 1 or ``timeout`` not above 0.
     """
@@ -523,23 +429,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 def _make_guard(mode: str = "auto", **options: Any) -> SyncGuard:
     from dpslice.sync import no_sync as make_guard
 
-    # A whole test is guarded: its own reads of its results (tolist(), equal)
-    # count only on device memory, which a CPU-only run sees only where named.
+    # A whole test is guarded: its own reads of its results count only on device memory.
     options.setdefault("read_back", False)
     return make_guard(mode, **options)  # type: ignore[arg-type]
 
 
 class NoSyncFixture:
-    """What the ``no_sync`` fixture gives: a guard factory that is also a guard.
-
-    The test body is already guarded once the fixture is requested; inside
-    it, ``with no_sync(mode="cpu", record=True) as guard:`` records a block,
-    and ``with no_sync:`` opens a nested guard in the automatic mode.
-    """
+    """What the ``no_sync`` fixture gives: a guard factory (``no_sync(mode="cpu")``) that is
+    also a guard in the automatic mode (``with no_sync:``)."""
 
     def __init__(self) -> None:
-        # Per context, so blocks opened by overlapping threads or asyncio
-        # tasks close their own guard, not the one another task opened last.
+        # Per context: overlapping threads or tasks each close their own guard.
         self._open: ContextVar[tuple[SyncGuard, ...]] = ContextVar("no_sync_fixture", default=())
 
     def __call__(self, mode: str = "auto", **options: Any) -> SyncGuard:

@@ -5,18 +5,8 @@
 >>> report.passed
 True
 
-Everything a user imports from the check is listed in :data:`__all__` and
-documented in docs/check-reference.md: running it (:func:`run_check`), the
-report (:class:`CheckReport` and the renderers :func:`render_text`,
-:func:`to_json`, :func:`write_json`, ...), targets (:func:`load_target`) and
-properties of one's own (:class:`Property`, :func:`drawn`, :class:`LayoutCall`,
-:func:`register`).  The submodules (``dpslice.check.runner``,
-``dpslice.check.report``, ...) are private: their names may change.
-
-``dpslice check --distributed`` (:mod:`dpslice.distributed`) reuses this core:
-the same runner, judgement, counterexamples and report; only its buffers come
-from real collectives.  The check's own errors derive from :class:`CheckError`
-(see :mod:`dpslice.errors`).
+:data:`__all__` is the public face, documented in docs/check-reference.md; the
+submodules are private.
 """
 
 from typing import TYPE_CHECKING
@@ -80,8 +70,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # The runner and the draws import Hypothesis: loaded on first use, so that
-    # the process supervising a check (it only reports) starts without it.
+    # These import Hypothesis: loaded on first use, so that a supervising process never does.
     if name == "run_check":
         from dpslice.check.runner import run_check
 

@@ -1,38 +1,14 @@
 """Two implementations compared: ``dpslice check NEW --against OLD``.
 
-A slice refactor's review asks whether the new function gives the same rows
-as the old one in every state the engine reaches.  These properties answer it
-with the battery's own draws: both targets are called with the same inputs,
-each with the arguments its own signature names (fresh copies each), OLD on
-the same device and judged as NEW's contract
-(:meth:`~dpslice.check.target.Target.compared_with`).
-
-* ``same_slice_as_against`` (hazard): in every state the contract reaches
-  (:func:`~dpslice.strategies.contract_layouts`, skipped gathers and capture
-  included), both return the same slice, compared as values (ints or tensor
-  bounds alike), and give the same view of the gathered buffer; or both raise
-  an error of the same kind (deliberate, or incidental: whether an error is
-  acceptable is the battery's own properties' question).  A disagreement
-  shows NEW's call, OLD's beside it, and the oracle's slice and rows, so the
-  report says which side is right.
-* ``same_refusals_as_against`` (hardening): the same, for the invalid calls
-  ``invalid_inputs_refused`` draws, kind by kind: inputs no engine produces.
-  Only the kinds of defect both sides can see are compared: a side whose
-  signature lacks the parameter holding the defect was never given it, so
-  its slice is no answer to the invalid call.
-* ``against_sync_free`` (hardening): ``sync_free``, run on OLD.  OLD is not
-  what is under check: its syncs are reported (a WARN, exit status 0 unless
-  ``--strict``) so that "same answers, OLD syncs, NEW does not" reads plainly
-  in the table; NEW's own ``sync_free`` is a hazard as always.
-
-On ``--device cuda`` the views are slices of a real CUDA buffer.  The bounds
-are read after the calls, outside any sync guard: comparing them adds no sync
-to the side ``sync_free`` judges.
+Both are called with the same inputs, each with the arguments its signature
+names, OLD judged as NEW's contract.  ``same_slice_as_against`` (hazard): in
+every state the contract reaches, the same slice and view, or the same kind of
+error; ``same_refusals_as_against`` (hardening): the same on the invalid calls
+both can see; ``against_sync_free`` (hardening): ``sync_free`` on OLD.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
@@ -42,8 +18,8 @@ from dpslice.check.calls import LayoutCall, slice_with
 from dpslice.check.draws import COUNTED, SMALL_COUNT, SMALL_DP_SIZE, RankExample, drawn
 from dpslice.check.judge import outside
 from dpslice.check.outcome import Outcome, OutcomeKind
-from dpslice.check.registry import Counterexample, Property, RelatedCall, Tier, render_call
-from dpslice.check.rows import render_rows
+from dpslice.check.registry import Counterexample, Property, Tier
+from dpslice.check.rows import render_rows, rows_phrase
 from dpslice.check.sync_property import _describe as _sync_describe
 from dpslice.check.sync_property import _sync_free
 from dpslice.check.target import Target
@@ -68,8 +44,8 @@ def _against(target: Target) -> Target:
 
 
 def _view(layout: DPLayout, rank: int | None, target: Target, outcome: Outcome) -> Any:
-    """The rows ``outcome``'s bounds, as returned, slice out of the rank's gathered buffer
-    on the target's device; ``None`` where there is no slice or it leaves the buffer."""
+    """The rows ``outcome``'s bounds slice out of the rank's gathered buffer; ``None`` where
+    there is no slice in the buffer."""
     if rank is None or outcome.slice is None or outcome.bounds is None:
         return None
     buffer = layout.gathered(rank, device=target.device)
@@ -95,9 +71,7 @@ def _agree(new: Outcome, old: Outcome) -> bool:
 
 def _shown(outcome: Outcome, view: torch.Tensor | None) -> str:
     text = outcome.describe()
-    if view is None:
-        return text
-    return f"{text}: rows {render_rows(view.cpu())}" if len(view) else f"{text}: no rows"
+    return text if view is None else f"{text}: {rows_phrase(view.cpu())}"
 
 
 def _compared(
@@ -113,18 +87,8 @@ def _compared(
     return new, old, new_view, old_view
 
 
-def _beside(new: LayoutCall, old: LayoutCall, old_view: Any) -> RelatedCall:
-    return RelatedCall(
-        rank=old.rank,
-        call=render_call(old.target.name, old.arguments),
-        outcome=_shown(old.outcome, old_view),
-        label="against",
-    )
-
-
 def _right(called: LayoutCall, capture: bool) -> bool:
-    """The oracle's verdict on one side: its slice is the oracle's (during capture a
-    deliberate error is right too)."""
+    """Whether one side is right: the oracle's slice, or a deliberate error in capture."""
     if capture and called.outcome.kind is OutcomeKind.DELIBERATE:
         return True
     return called.outcome.slice == called.expected_slice
@@ -159,20 +123,20 @@ def _same_slice(target: Target, example: RankExample) -> Counterexample | None:
     new, old, new_view, old_view = found
     expected_slice = new.expected_slice
     expected_tags = new.expected_rows()
-    rows = f"rows {render_rows(expected_tags)}" if len(expected_tags) else "no rows"
     capture = layout.mode is Mode.GRAPH_CAPTURE
     if _agree(new.outcome, old.outcome):
         differ = "the same bounds slice different views of the buffer"
     else:
         differ = f"the target {_what(new.outcome)}, --against {_what(old.outcome)}"
-    found_ce = new.counterexample(
-        f"the --against implementation's answer; the oracle's slice is {expected_slice}: {rows}",
+    return new.counterexample(
+        "the --against implementation's answer; the oracle's slice is "
+        f"{expected_slice}: {rows_phrase(expected_tags)}",
         f"{differ}: {_verdict(new, old, capture)}",
         expected_slice=expected_slice,
         got_rows=None if new_view is None else render_rows(new_view.cpu()),
         expected_rows=render_rows(expected_tags),
+        related=(old.beside(_shown(old.outcome, old_view), "against"),),
     )
-    return replace(found_ce, related=(_beside(new, old, old_view),))
 
 
 def _same_refusal(target: Target, invalid: InvalidCall) -> Counterexample | None:
@@ -181,13 +145,13 @@ def _same_refusal(target: Target, invalid: InvalidCall) -> Counterexample | None
         return None
     new, old, new_view, old_view = found
     label = f"{invalid.expected.__name__} ({invalid.defect})"
-    found_ce = new.counterexample(
+    return new.counterexample(
         f"the --against implementation's answer; a deliberate error, such as {label}, is right",
         f"the call is invalid ({invalid.defect}): the target {_what(new.outcome)}, "
         f"--against {_what(old.outcome)}",
         got_rows=None if new_view is None else render_rows(new_view.cpu()),
+        related=(old.beside(_shown(old.outcome, old_view), "against"),),
     )
-    return replace(found_ce, related=(_beside(new, old, old_view),))
 
 
 def _layouts(target: Target) -> st.SearchStrategy[RankExample]:

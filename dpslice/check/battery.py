@@ -1,25 +1,13 @@
 """The property battery every DP-local slice implementation is checked against.
 
-:data:`PROPERTIES` lists them in report order; the registry reads it
-(:mod:`dpslice.check.registry`).  Each
-property draws only the states the target's contract reaches
-(:mod:`dpslice.contracts`), built as the engine builds them, and judges the
-rows the contract says the rank owns.  The rows properties materialise the
-gathered buffer of small layouts and compare the rows the target's slice
-covers with those rows; the others compare against :meth:`DPLayout.span` or
-ask for a deliberate error.  The oracle is always the layout, never a slice
-formula.
-
-Every property is a *hazard* (wrong rows, an incidental crash, a mutated input
-in a state the engine reaches: FAIL) except ``invalid_inputs_refused``, a
-*hardening* property: inputs no engine produces should be refused, and
-accepting them WARNs.
+Each property draws the states the target's contract reaches and judges the
+rows the contract says the rank owns; the oracle is always the layout, never a
+slice formula.  docs/check-reference.md lists them.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 
 from hypothesis import strategies as st
 
@@ -27,36 +15,19 @@ from dpslice.check.calls import LayoutCall
 from dpslice.check.draws import (
     COUNTED,
     SMALL_COUNT,
-    SMALL_DP_SIZE,
     RankExample,
     drawn,
 )
 from dpslice.check.judge import judge_inputs, judge_rows, not_a_slice, outside
 from dpslice.check.outcome import OutcomeKind
-from dpslice.check.registry import Counterexample, Property, RelatedCall, Tier, render_call
+from dpslice.check.registry import Counterexample, Property, Tier
 from dpslice.check.target import Target
 from dpslice.contracts import CountsForm
 from dpslice.errors import CheckBrokeError
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import DEFECT_KINDS, InvalidCall, invalid_calls
 
-__all__ = [
-    "CAPTURE_PHASE_EXPLICIT",
-    "DP_CHUNK_ROWS",
-    "GRAPH_REPLAY_ROWS",
-    "INPUTS_UNCHANGED",
-    "INVALID_INPUTS_REFUSED",
-    "LARGE_COUNTS_EXACT",
-    "MAX_LEN_ROWS",
-    "PREFILL_GRAPH_ROWS",
-    "PROPERTIES",
-    "RANKS_DISJOINT_IN_BOUNDS",
-    "SKIPPED_GATHER_ROWS",
-    "SMALL_COUNT",
-    "SMALL_DP_SIZE",
-    "SUM_LEN_ROWS",
-    "SUM_LEN_TILES_BUFFER",
-]
+__all__ = ["PROPERTIES", "RANKS_DISJOINT_IN_BOUNDS", "SUM_LEN_TILES_BUFFER"]
 
 _CPU = "global_num_tokens_cpu"
 _GPU = "global_num_tokens_gpu"
@@ -123,8 +94,7 @@ def _every_rank(
 ) -> tuple[list[_RankSlice] | None, Counterexample | None]:
     """Call every rank; their in-bounds slices, or the first rank whose result is no slice.
 
-    A rank whose call raises is judged by the property of its state, not here:
-    ``None`` slices then, and nothing to judge across the ranks.
+    A call that raises is the rows properties' to judge: ``None`` slices then.
     """
     buffer_rows = layout.gathered_rows(0)
     slices: list[_RankSlice] = []
@@ -151,10 +121,8 @@ def _is_oracles(ranked: _RankSlice) -> bool:
 
 
 def _culprit(lower: _RankSlice, higher: _RankSlice) -> tuple[_RankSlice, _RankSlice]:
-    """Of two ranks whose slices clash, the one to blame, then the other.
-
-    The rank whose own slice is not the oracle's, the lower one if neither
-    is: a rank returning its oracle slice is right whatever its neighbour does.
+    """Of two ranks whose slices clash, the one to blame (whose slice is not the oracle's,
+    the lower if neither is), then the other.
 
     Raises:
         CheckBrokeError: both slices are the oracle's, which tile the buffer.
@@ -178,14 +146,9 @@ def _other_rank(ranked: _RankSlice) -> str:
 
 def _clash(blamed: LayoutCall, other: LayoutCall, expected: str, why: str) -> Counterexample:
     """``blamed``'s counterexample, with ``other``'s call and outcome beside it."""
-    assert other.rank is not None, "every rank of a valid layout is called"
-    related = RelatedCall(
-        rank=other.rank,
-        call=render_call(other.target.name, other.arguments),
-        outcome=other.outcome.describe(),
+    return blamed.counterexample(
+        expected, why, expected_slice=blamed.expected_slice, related=(other.beside(),)
     )
-    found = blamed.counterexample(expected, why, expected_slice=blamed.expected_slice)
-    return replace(found, related=(related,))
 
 
 def _disjoint(target: Target, layout: DPLayout) -> Counterexample | None:
@@ -367,9 +330,7 @@ def _need(*parameters: str) -> frozenset[str]:
     return frozenset(parameters)
 
 
-#: For each kind of defect, the parameter sets a target must read (any one set)
-#: to be able to see it: a wrong-length list is invisible without the DP size,
-#: a count over the extent without the extent in rows.
+#: For each kind of defect, the parameter sets a target must read (any one) to see it.
 _DETECTABLE_WITH: dict[str, tuple[frozenset[str], ...]] = {
     "count over the extent": (
         _need(_CPU, "graph_extent"),

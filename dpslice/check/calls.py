@@ -1,16 +1,4 @@
-"""Call a target about one layout, and turn what it did into a counterexample.
-
-The building block of every property: :class:`LayoutCall` builds the
-convention's keyword arguments for a :class:`~dpslice.SliceCall` of a layout
-(including the GPU count tensor, from the layout's *valid* counts even when the
-call carries a defect, filled as the target's contract says), calls the target
-once and keeps everything a :class:`~dpslice.check.registry.Counterexample`
-needs.
-
-The target gets fresh copies of the lists and tensors it is passed: the
-arguments shown in a counterexample are the call as it was made, and a target
-that writes into its inputs is caught (:attr:`LayoutCall.mutated`).
-"""
+"""Call a target about one layout (:class:`LayoutCall`), the building block of every property."""
 
 from __future__ import annotations
 
@@ -19,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dpslice.check.outcome import Outcome, call_target, is_tensor
-from dpslice.check.registry import Counterexample
+from dpslice.check.registry import Counterexample, RelatedCall, render_call
 from dpslice.check.target import Target
 from dpslice.layout import DPLayout, Owns, SliceCall
 
@@ -43,11 +31,8 @@ def oracle_slice(layout: DPLayout, rank: int, owns: Owns = Owns.REAL_ROWS) -> tu
 
 
 def slice_with(buffer: torch.Tensor, bounds: tuple[Any, Any]) -> torch.Tensor:
-    """``buffer`` sliced as an engine's capturer slices it, with the bounds as returned.
-
-    Python ints slice for free; each 0-dim tensor bound is read on the host here.
-    Any other bound is read as Python reads a slice bound, through ``__index__``.
-    """
+    """``buffer`` sliced as an engine's capturer slices it, with the bounds as returned
+    (a tensor bound is read on the host here, any other through ``__index__``)."""
     start, length = (bound if is_tensor(bound) else operator.index(bound) for bound in bounds)
     return buffer[start : start + length]
 
@@ -97,12 +82,8 @@ Invoke = Callable[[Target, Mapping[str, object]], Outcome]
 
 
 class CallObserver(Protocol):
-    """Told of every call of the target: just before it runs, and once it is back.
-
-    A supervised worker (:mod:`dpslice.supervision.worker`) records the call in flight,
-    so that a call that hangs or kills the process can still be shown, and
-    its return, so that the parent times the call alone.
-    """
+    """Told of every call of the target, before it runs and once it is back: a
+    supervised worker records the call in flight."""
 
     def calling(self, layout: DPLayout, call: SliceCall, gpu_counts: list[int]) -> None: ...
 
@@ -116,11 +97,9 @@ call_observer: CallObserver | None = None
 class LayoutCall:
     """One call of ``target`` with ``call``, made about ``layout``, already run.
 
-    The arguments are built first, then ``invoke`` calls the target with them
-    (a property that watches the call itself, for syncs say, passes its own).
-    ``arguments`` hands over arguments built elsewhere instead: the round trip
-    passes the counts its collectives gathered.  Either way the target is given
-    copies, so that what it changes in place shows in :attr:`mutated`.
+    ``invoke`` calls the target (a property that watches the call passes its own);
+    ``arguments`` replaces the convention's (the round trip's gathered counts).
+    The target is given copies, so that what it changes in place shows in :attr:`mutated`.
 
     Attributes:
         rank: the call's rank if valid for the layout, else ``None``.
@@ -180,6 +159,7 @@ class LayoutCall:
         expected_slice: tuple[int, int] | None = None,
         got_rows: str | None = None,
         expected_rows: str | None = None,
+        related: tuple[RelatedCall, ...] = (),
     ) -> Counterexample:
         """This call as the counterexample of a property (see :class:`Counterexample`)."""
         return Counterexample(
@@ -193,4 +173,14 @@ class LayoutCall:
             expected_slice=expected_slice,
             got_rows=got_rows,
             expected_rows=expected_rows,
+            related=related,
+        )
+
+    def beside(self, outcome: str | None = None, label: str | None = None) -> RelatedCall:
+        """This call, shown beside another's counterexample; ``outcome`` as it describes it."""
+        return RelatedCall(
+            rank=self.rank,
+            call=render_call(self.target.name, self.arguments),
+            outcome=self.outcome.describe() if outcome is None else outcome,
+            label=label,
         )

@@ -1,19 +1,9 @@
 """``cuda_view``: on a GPU, the bounds as returned slice exactly the oracle's view.
 
-With ``--device cuda`` the target gets its count tensor on the GPU and may
-return 0-dim CUDA tensors as bounds.  This property slices the real gathered
-buffer on the GPU (``layout.gathered(rank, device="cuda")``) with the bounds
-exactly as returned, ints or tensors, and requires the very view the oracle's
-``(start, length)`` gives: the same storage, storage offset and shape, and
-contents that are the rank's own rows (``layout.expected_rows``).  Two empty
-views count as the same wherever they start: no row is read through either.
-
-The comparison itself works on any device (it uses the target's); only its
-applicability is CUDA's, so it can be tested without a GPU.
-
-Tensor bounds sync while slicing here; whether they should is ``sync_free``'s
-question.  A call that raises or returns no slice is judged by the rows
-properties, which run on the same device.
+The real gathered buffer is sliced with the bounds as returned; the view must
+have the oracle's storage, offset, shape and rows (two empty views agree).  The
+comparison works on any device, so it is tested without a GPU; only its
+applicability is CUDA's.
 """
 
 from __future__ import annotations

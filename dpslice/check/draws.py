@@ -1,11 +1,4 @@
-"""The layouts properties draw, each with the text ``--list`` shows for it.
-
-Every built-in property draws from :func:`dpslice.strategies.contract_layouts`:
-the states the target's contract reaches, narrowed to the modes the property
-judges.  :func:`drawn` makes such a property, with the expression
-that reads as its source, so ``dpslice check --list`` and the docs say exactly
-what was drawn.
-"""
+"""Properties that draw the contract's layouts (:func:`drawn`), with what ``--list`` shows."""
 
 from __future__ import annotations
 
@@ -19,13 +12,7 @@ from dpslice.check.target import Target
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import contract_layouts, layouts_and_ranks
 
-__all__ = [
-    "COUNTED",
-    "SMALL_COUNT",
-    "SMALL_DP_SIZE",
-    "RankExample",
-    "drawn",
-]
+__all__ = ["COUNTED", "SMALL_COUNT", "SMALL_DP_SIZE", "RankExample", "drawn"]
 
 #: Bounds of the layouts whose gathered buffer is materialised (at most ~1,600 rows).
 SMALL_COUNT, SMALL_DP_SIZE = 32, 16
@@ -70,10 +57,9 @@ def drawn(
 ) -> Property[Any]:
     """A property that draws the contract's layouts in ``modes``.
 
-    ``per_rank`` draws a layout and one of its ranks (shrinking towards the
-    last rank), else a layout alone; ``small`` layouts can be materialised
-    (see :data:`SMALL_COUNT`); ``gather_skipped`` draws one-entry count lists
-    only, and the property then applies only to contracts that reach them.
+    ``per_rank`` draws a layout and one of its ranks, else a layout alone;
+    ``small`` bounds them (:data:`SMALL_COUNT`); ``gather_skipped`` draws
+    one-entry count lists only, for contracts that reach them.
     """
     chosen = tuple(mode for mode in Mode if mode in frozenset(modes))
     sizes = {"max_count": SMALL_COUNT, "max_dp_size": SMALL_DP_SIZE} if small else {}

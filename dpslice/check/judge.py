@@ -1,13 +1,7 @@
 """The judgements one call gets, whatever gathered the buffer it slices.
 
-The battery slices the layout model's buffer; the round trip
-(:mod:`dpslice.distributed`) slices the buffer its collectives gathered.  Both
-judge the call here, so a slice is held to one standard in either mode:
-
-* :func:`judge_rows`: the call returned a ``(start, length)`` inside the
-  buffer, and those rows are exactly the ones the rank owns (its contract says
-  which), else a :class:`~dpslice.check.registry.Counterexample` that says why;
-* :func:`judge_inputs`: the call left its inputs as it received them.
+The battery slices the layout model's buffer, the round trip the buffer its
+collectives gathered: both judge the call here, to one standard.
 """
 
 from __future__ import annotations
@@ -17,7 +11,7 @@ from typing import TYPE_CHECKING
 from dpslice.check.calls import LayoutCall
 from dpslice.check.outcome import Outcome, OutcomeKind
 from dpslice.check.registry import Counterexample
-from dpslice.check.rows import render_rows
+from dpslice.check.rows import render_rows, rows_phrase
 
 if TYPE_CHECKING:
     import torch
@@ -41,10 +35,6 @@ def outside(start: int, length: int, buffer_rows: int) -> str | None:
     return None
 
 
-def _rows_phrase(tags: torch.Tensor) -> str:
-    return f"rows {render_rows(tags)}" if len(tags) else "no rows"
-
-
 def _why_rows(got: torch.Tensor, expected: torch.Tensor, rank: int) -> str:
     foreign = sorted({owner for owner, _ in got.tolist() if owner != rank})
     if foreign:
@@ -58,22 +48,18 @@ def _why_rows(got: torch.Tensor, expected: torch.Tensor, rank: int) -> str:
 
 
 def judge_rows(called: LayoutCall, buffer: torch.Tensor) -> Counterexample | None:
-    """Whether the call's slice of ``buffer`` holds exactly the rows its rank owns.
-
-    ``buffer`` is the gathered buffer of ``called.layout`` as seen by the
-    call's rank, tagged as :meth:`~dpslice.DPLayout.gathered` tags it.
-    """
+    """Whether the call's slice of ``buffer`` (the gathered buffer as its rank sees it,
+    tagged) holds exactly the rows its rank owns."""
     from dpslice._numpy_notice import torch
 
     rank = called.rank
     assert rank is not None, "a valid layout's call has a rank"
     expected_slice = called.expected_slice
     expected_tags = called.expected_rows(device=str(buffer.device))
-    expected = f"{expected_slice}: {_rows_phrase(expected_tags)}"
 
     def fail(why: str, got_rows: str | None = None) -> Counterexample:
         return called.counterexample(
-            expected,
+            f"{expected_slice}: {rows_phrase(expected_tags)}",
             why,
             expected_slice=expected_slice,
             got_rows=got_rows,
@@ -96,9 +82,8 @@ def judge_inputs(called: LayoutCall) -> Counterexample | None:
     """Whether the call left its inputs (the count list and tensors) as it received them."""
     if not called.mutated:
         return None
-    names = " and ".join(called.mutated)
     return called.counterexample(
         "the inputs left as they were: the engine reads them again after the slice",
-        f"it changed {names} in place",
+        f"it changed {' and '.join(called.mutated)} in place",
         expected_slice=called.expected_slice,
     )

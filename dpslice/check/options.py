@@ -1,19 +1,22 @@
-"""The types of ``dpslice check``'s options, shared with the torchrun entry point.
+"""``dpslice check``'s options: their ``argparse`` types, and those the pytest plugin shares.
 
-Each is an ``argparse`` type: it returns the value, or raises
-``argparse.ArgumentTypeError`` with what was wrong, which argparse prints as a
-usage error (exit 2).
+Each type returns the value or raises ``argparse.ArgumentTypeError``, a usage error (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
+
+from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_EXAMPLES
 
 __all__ = [
+    "SHARED",
     "call_seconds",
     "contract_name",
     "job_count",
+    "load_options",
     "positive_int",
     "positive_seconds",
     "seed_number",
@@ -21,7 +24,7 @@ __all__ = [
 
 
 def positive_int(text: str) -> int:
-    """An option's value, an int >= 1 (an argparse type)."""
+    """An int >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -32,7 +35,7 @@ def positive_int(text: str) -> int:
 
 
 def job_count(text: str) -> int:
-    """``-j``: ``auto`` (:func:`~dpslice.isolation.auto_jobs`) or an int >= 1 (an argparse type)."""
+    """``-j``: ``auto`` (:func:`~dpslice.isolation.auto_jobs`) or an int >= 1."""
     if text.strip().lower() == "auto":
         from dpslice.isolation import auto_jobs
 
@@ -44,7 +47,7 @@ def job_count(text: str) -> int:
 
 
 def positive_seconds(text: str) -> float:
-    """An option's value, a finite number of seconds above 0 (an argparse type)."""
+    """A finite number of seconds above 0."""
     try:
         value = float(text)
     except ValueError:
@@ -57,7 +60,7 @@ def positive_seconds(text: str) -> float:
 
 
 def call_seconds(text: str) -> float:
-    """``--timeout``: seconds the check can time one call by (an argparse type)."""
+    """``--timeout``: seconds the check can time one call by."""
     from dpslice.isolation import check_call_timeout
 
     try:
@@ -77,7 +80,7 @@ def contract_name(text: str) -> str:
 
 
 def seed_number(text: str) -> int:
-    """A ``--seed``: an int >= 0 (an argparse type)."""
+    """``--seed``: an int >= 0."""
     from dpslice.check.results import check_seed
     from dpslice.errors import CheckConfigError
 
@@ -85,3 +88,52 @@ def seed_number(text: str) -> int:
         return check_seed(int(text))
     except (ValueError, CheckConfigError):
         raise argparse.ArgumentTypeError(f"{text!r} is not an int >= 0") from None
+
+
+def load_options(contract: str | None, against: str | None) -> dict[str, str]:
+    """The keywords, besides the spec, a worker passes ``load_target``: those given."""
+    return {name: value for name, value in (("contract", contract), ("against", against)) if value}
+
+
+#: The options of ``dpslice check --NAME`` that ``pytest --dpslice-NAME`` shares, as
+#: ``argparse`` keywords by NAME.
+SHARED: dict[str, dict[str, Any]] = {
+    "contract": {
+        "type": contract_name,
+        "metavar": "NAME",
+        "help": "the call site the target is judged as: a preset (--list-contracts) or "
+        "module:NAME of your own (default: the one the target names, else sglang-capturer)",
+    },
+    "against": {
+        "metavar": "OLD",
+        "help": "compare TARGET with OLD (named as TARGET is): both are called with the same "
+        "inputs in every state the contract (TARGET's, or --contract) reaches; a different "
+        "answer FAILs, a different refusal of an invalid input WARNs",
+    },
+    "strict": {
+        "action": "store_true",
+        "help": "a hardening property's failure (an input no engine produces, accepted) "
+        "FAILs instead of WARNing",
+    },
+    "device": {
+        "metavar": "DEVICE",
+        "help": "where global_num_tokens_gpu is built: cpu (default) or cuda, which also runs "
+        "the sync property in CUDA mode and the CUDA view property",
+    },
+    "max-examples": {
+        "type": positive_int,
+        "metavar": "N",
+        "help": f"examples per property, before shrinking (default: {DEFAULT_MAX_EXAMPLES})",
+    },
+    "seed": {
+        "type": seed_number,
+        "metavar": "S",
+        "help": "Hypothesis seed (default: random, printed)",
+    },
+    "timeout": {
+        "type": call_seconds,
+        "metavar": "SECONDS",
+        "help": "seconds one call of the target may take before it fails as "
+        f"hung (default: {DEFAULT_CALL_TIMEOUT:g})",
+    },
+}

@@ -1,21 +1,9 @@
-"""Call a target once and classify what happened.
+"""Call a target once and classify what happened (:class:`OutcomeKind`).
 
-Four outcomes:
-
-* **returned** a slice: ``(start, length)`` as exact ints;
-* **malformed**: it returned, but not a slice (a bool or float bound, a
-  multi-element tensor, a list, ``None``...): a wrong result;
-* **deliberate** error: it refused the input on purpose;
-* **incidental** crash: an error nobody chose to raise.
-
-The difference is the cause, not the class.  An error is deliberate when a
-``raise`` statement with an exception (``raise ValueError(...)``,
-``raise TypeError(...)`` alike) raised it in the code under check: the
-target, its helpers, the engine it wraps.  It is incidental when an operation
-raised it (subscripting ``None``, ``rank * None``, an index out of range, a
-call into Python's standard library, torch or NumPy), and always for the
-errors in :data:`NEVER_REFUSALS` (a failed ``assert``, ``MemoryError``,
-``ImportError``, ...), which say the code fell over, whoever raised them.
+An error is deliberate when a ``raise X`` statement in the code under check
+(the target, its helpers, the engine it wraps) raised it; incidental when an
+operation, the standard library, torch or NumPy raised it, and always for
+:data:`NEVER_REFUSALS`.  docs/check-reference.md says more.
 """
 
 from __future__ import annotations
@@ -40,9 +28,11 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "MAX_TEXT",
     "NEVER_REFUSALS",
     "Outcome",
     "OutcomeKind",
+    "bounded",
     "call_target",
     "error_location",
     "error_outcome",
@@ -77,6 +67,8 @@ _THE_CHECK = ("hypothesis", "dpslice")
 
 
 class OutcomeKind(enum.Enum):
+    """Returned a slice; returned something else; refused deliberately; crashed."""
+
     RETURNED = "returned"
     MALFORMED = "malformed"
     DELIBERATE = "deliberate"
@@ -87,11 +79,9 @@ class OutcomeKind(enum.Enum):
 class Outcome:
     """What one call of the target did.
 
-    ``slice`` is set when it returned a slice, and ``bounds`` then holds its start
-    and length exactly as returned (ints or 0-dim tensors, for properties that
-    slice a buffer with them); ``value`` (a repr) when it returned anything;
-    ``error``, ``message`` and ``location`` (``file:line`` where it was raised)
-    when it raised; ``problem`` says why a return was malformed.
+    ``slice`` when it returned a slice, ``bounds`` its start and length as
+    returned; ``value`` (a repr) when it returned anything, ``problem`` why
+    that is malformed; ``error``, ``message`` and ``location`` when it raised.
     """
 
     kind: OutcomeKind
@@ -114,23 +104,15 @@ class Outcome:
             return f"returned {self.slice}"
         if self.kind is OutcomeKind.MALFORMED:
             return f"returned {self.value}, not a slice: {self.problem}"
-        verb = (
-            "raised deliberate"
-            if self.kind is OutcomeKind.DELIBERATE
-            else ("crashed with incidental")
-        )
+        deliberate = self.kind is OutcomeKind.DELIBERATE
+        verb = "raised deliberate" if deliberate else "crashed with incidental"
         message = f": {self.message}" if self.message else ""
         return f"{verb} {self.error}{message} at {self.location}"
 
 
 def _library_dirs() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """The standard library's directories, torch's and NumPy's, and installed packages'.
-
-    The standard library, torch and NumPy perform operations for the target
-    and never decide for it.  Other installed packages (an engine under check,
-    a user's package) are code under check, even inside the standard
-    library's directory, as a virtual environment's site-packages is.
-    """
+    """The standard library's directories, torch's and NumPy's, and installed packages'
+    (code under check, even inside the standard library's directory)."""
     paths = sysconfig.get_paths()
     stdlib = {os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib")}
     installed = {os.path.abspath(paths[key]) for key in ("purelib", "platlib")}
@@ -176,10 +158,7 @@ def _innermost(tb: TracebackType | None) -> TracebackType | None:
 
 
 def is_incidental(exc: BaseException) -> bool:
-    """Whether ``exc`` is an accident rather than a refusal (see the module docstring).
-
-    An exception that was never raised has no traceback to tell: incidental.
-    """
+    """Whether ``exc`` is an accident rather than a refusal (one never raised is)."""
     if isinstance(exc, NEVER_REFUSALS):
         return True
     innermost = _innermost(exc.__traceback__)
@@ -191,8 +170,10 @@ def is_incidental(exc: BaseException) -> bool:
     return not _is_raise_statement(code, innermost.tb_lasti)
 
 
-def _bounded(text: str) -> str:
-    if len(text) <= MAX_TEXT:
+def bounded(text: str, slack: int = 0) -> str:
+    """``text`` cut to :data:`MAX_TEXT` characters, with a note of how many more there
+    were, if it is longer than that plus ``slack``."""
+    if len(text) <= MAX_TEXT + slack:
         return text
     return f"{text[:MAX_TEXT]}... ({len(text) - MAX_TEXT:,} more characters)"
 
@@ -200,22 +181,18 @@ def _bounded(text: str) -> str:
 def safe_repr(value: object) -> str:
     """``repr(value)``, bounded; a placeholder when the target's ``__repr__`` raises."""
     try:
-        return _bounded(repr(value))
+        return bounded(repr(value))
     except Exception as exc:
         return f"<{type(value).__name__}; its repr raised {type(exc).__name__}>"
 
 
 def exception_text(exc: BaseException) -> str:
-    """``str(exc)`` on one line, bounded: the target's exception, however broken its ``__str__``.
-
-    An exception whose ``__str__`` raises or returns a non-string is the
-    target's to answer for, never the check's crash.
-    """
+    """``str(exc)`` on one line, bounded, however broken its ``__str__``."""
     try:
         text = str(exc)
     except Exception as broken:
         return f"<its str() raised {type(broken).__name__}>"
-    return _bounded(" ".join(text.split()))
+    return bounded(" ".join(text.split()))
 
 
 def _raised(exc: Exception) -> str:
@@ -224,12 +201,7 @@ def _raised(exc: Exception) -> str:
 
 
 def _bound(value: object, what: str) -> int | str:
-    """``value`` as an int, or the reason it is not a slice bound.
-
-    Reading a bound runs the target's code (``__index__``, a tensor's ``item()``
-    on a device that has no data, a subclass's ``__repr__``): what that raises
-    is the target's malformed result, never the check's crash.
-    """
+    """``value`` as an int, or why it is not a slice bound (what reading it raises too)."""
     try:
         return _read_bound(value, what)
     except Exception as exc:
@@ -237,11 +209,7 @@ def _bound(value: object, what: str) -> int | str:
 
 
 def is_tensor(value: object) -> TypeGuard[torch.Tensor]:
-    """Whether ``value`` is a torch tensor, without importing torch.
-
-    A tensor exists only once torch is loaded, so a process that never loaded
-    it (the supervisor of ``dpslice check``) never pays for the import here.
-    """
+    """Whether ``value`` is a torch tensor, without importing torch."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, torch.Tensor)
 
@@ -298,12 +266,8 @@ def short_path(path: str) -> str:
 def error_location(exc: BaseException, target: Target) -> str | None:
     """``file:line`` where the code under check raised ``exc``; ``None`` without a traceback.
 
-    The innermost frame in the target's own file or outside the standard
-    library, torch, NumPy and the check (Hypothesis, dpslice): a helper of the
-    target, or the engine it wraps, installed or not, is where the code
-    broke, and those others only performed an operation it asked for or
-    called it.  Without such a frame (a target that is library code itself),
-    the innermost frame below the check's call.
+    The innermost frame in the target's file or outside the standard library,
+    torch, NumPy and the check; else the innermost frame below the check's call.
     """
     frames = [
         frame
@@ -333,12 +297,9 @@ def error_outcome(exc: Exception, target: Target) -> Outcome:
 
 
 def result_outcome(result: object) -> Outcome:
-    """The outcome of a call that returned ``result``.
-
-    It reads tensor bounds on the host (a sync on CUDA): call it outside any
-    sync guard.
-    """
-    value = safe_repr(result)  # the target's __repr__: unreadable is not our crash
+    """The outcome of a call that returned ``result``; it reads tensor bounds on the host
+    (a sync on CUDA): call it outside any sync guard."""
+    value = safe_repr(result)
     parts = _parts(result)
     if isinstance(parts, str):
         return Outcome(kind=OutcomeKind.MALFORMED, value=value, problem=parts)
@@ -349,18 +310,13 @@ def result_outcome(result: object) -> Outcome:
 
 
 class _Home:
-    """The working directory the check runs in, held open so that a call cannot lose it."""
+    """The check's working directory, held open: a target that moves away is moved back."""
 
     def __init__(self) -> None:
         self.path = os.getcwd()
         self.fd = os.open(self.path, os.O_RDONLY)
 
     def restore(self) -> None:
-        """Go back there if the call moved away (or removed the directory it moved to).
-
-        The target's ``os.chdir`` is its own business, but the check resolves
-        its paths (Hypothesis's, the target's file) from here.
-        """
         try:
             moved = os.getcwd() != self.path
         except OSError:  # the directory the call moved to is gone
@@ -377,8 +333,7 @@ def _home() -> _Home:
 def call_target(target: Target, arguments: Mapping[str, object]) -> Outcome:
     """Call ``target`` with ``arguments`` as keywords and classify the outcome.
 
-    ``KeyboardInterrupt`` and other non-``Exception`` errors propagate.  The
-    working directory is the check's again afterwards.
+    Non-``Exception`` errors propagate.  The working directory is restored.
     """
     home = _home()
     try:

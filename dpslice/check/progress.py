@@ -1,37 +1,41 @@
 """Live progress of ``dpslice check`` on stderr: the run's header, then each property's row.
 
-The header (target, seed, budget) comes first, as soon as the target has
-imported (a target that cannot be imported stays one line of error), so a run
-that hangs still says what it was running, in a CI log too.  On a terminal
-each property's row follows as it finishes, and a status line shows the
-property in progress, its calls so far and its time, redrawn a few times a
-second.  When stderr is not a terminal only the header is printed: the rows
-would repeat the report's table wherever stderr and stdout end up together
-(``2>&1 | tee``).  A stream that fails (closed) silences the progress; it
-never stops the check.
+The header comes as soon as the target has imported, so a run that hangs still
+says what it runs.  Only on a terminal do the rows and a redrawn status line
+follow (elsewhere they would repeat the report's table).  A stream that fails
+silences the progress, never the check.
 """
 
 from __future__ import annotations
 
 from typing import TextIO
 
-from dpslice.check.report import render_row
-from dpslice.check.results import PropertyResult
+from dpslice.check.report import render_row, takes_line
+from dpslice.check.results import PropertyResult, Verdict
 from dpslice.check.target import Target
 
-__all__ = ["Progress"]
+__all__ = ["FirstFailure", "Progress"]
 
 #: Redraw the status line at most this often, in seconds.
 _REDRAW = 0.2
 
 
-class Progress:
-    """Writes progress to ``stream`` (a :class:`~dpslice.supervision.supervisor.Listener`)."""
+class FirstFailure(Exception):
+    """``-x``: a property FAILed or ended in ERROR; the run stops there."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self.stream: TextIO | None = stream
+
+class Progress:
+    """A :class:`~dpslice.supervision.supervisor.Listener` that writes to ``stream``.
+
+    ``None`` writes nothing; ``exitfirst`` raises :class:`FirstFailure` once a
+    property FAILs or ends in ERROR.
+    """
+
+    def __init__(self, stream: TextIO | None, *, exitfirst: bool = False) -> None:
+        self.stream = stream
+        self.exitfirst = exitfirst
         try:
-            self.live = stream.isatty()
+            self.live = stream is not None and stream.isatty()
         except (AttributeError, ValueError, OSError):
             self.live = False
         self._status = False
@@ -62,10 +66,8 @@ class Progress:
         self._write(text + "\n")
 
     def loaded(self, target: Target) -> None:
-        for line in self._header:
+        for line in [*self._header, takes_line(target)]:
             self.line(line)
-        takes = ", ".join(sorted(target.accepts)) or "nothing from the convention"
-        self.line(f"the target takes: {takes}")
 
     def started(self, name: str) -> None:
         self._drawn_at = -_REDRAW
@@ -81,6 +83,8 @@ class Progress:
     def finished(self, result: PropertyResult) -> None:
         if self.live:
             self.line(render_row(result))
+        if self.exitfirst and result.verdict in (Verdict.FAIL, Verdict.ERROR):
+            raise FirstFailure(result.name)
 
     def close(self) -> None:
         """Clear the status line, if one is drawn."""

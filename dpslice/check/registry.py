@@ -1,15 +1,8 @@
 """What a property of the battery is, and the registry the runner reads.
 
-A :class:`Property` names a statement, the Hypothesis strategy its examples
-come from and a check that turns one example into a :class:`Counterexample`
-or ``None``.  The runner knows nothing else about it.
-
-The built-in battery is explicit: the ``PROPERTIES`` tuple of each module
-named in :data:`BUILTIN_MODULES`, in that order, imported the first time the
-battery is asked for (they import torch; the supervising process that only
-reports never does).  :func:`register` appends a property of your own.  The
-properties that compare a target with another implementation (``--against``,
-:data:`AGAINST_MODULE`) join the run only when it has one.
+The battery is the ``PROPERTIES`` of each of :data:`BUILTIN_MODULES`, imported
+when first asked for (they import torch), then those of :data:`AGAINST_MODULE`
+in a run with ``--against``, then those :func:`register` added.
 """
 
 from __future__ import annotations
@@ -48,13 +41,9 @@ Example = TypeVar("Example")
 
 
 class Tier(enum.Enum):
-    """How much a property's failure says about the target."""
+    """How much a property's failure says: a hazard FAILs, a hardening property WARNs."""
 
-    #: Wrong rows, an incidental crash, a sync or a mutated input, in a state the
-    #: contract says the engine reaches: a FAIL, exit status 1.
     HAZARD = "hazard"
-    #: An input the engine never produces was not refused: a WARN, exit status 0
-    #: unless ``--strict``.
     HARDENING = "hardening"
 
 
@@ -65,17 +54,10 @@ def render_call(function: str, arguments: Mapping[str, object]) -> str:
 
 
 class RelatedCall(NamedTuple):
-    """Another rank's call that a property judged together with the counterexample's.
+    """Another call a property judged with the counterexample's, as the report shows it.
 
-    Text as the report shows it, made where the call ran: plain data that
-    crosses from the check's worker as it is.
-
-    Attributes:
-        rank: the other rank (the same rank, for the implementation compared with).
-        call: its call, as :func:`render_call` renders it.
-        outcome: what it did (:meth:`Outcome.describe <dpslice.check.outcome.Outcome.describe>`).
-        label: how the report names it; ``None``: ``rank N``.  ``"against"`` for
-            the implementation ``--against`` named, called with the same inputs.
+    ``label`` names it in the report: ``None`` for another rank (``rank N``),
+    ``"against"`` for the implementation ``--against`` named.
     """
 
     rank: int | None
@@ -89,20 +71,12 @@ class Counterexample:
     """One call that broke a property, with everything needed to read and rerun it.
 
     Attributes:
-        layout: the buffer the call was about (its repr rebuilds it).
         rank: the DP rank called, or ``None`` if the rank itself was the defect.
         function: the name shown in the rendered call.
-        arguments: the keyword arguments the target was given.
-        outcome: what the call did.
-        expected: what the property required, one line.
-        why: what is wrong with the outcome, one line.
-        expected_slice: the oracle's ``(start, length)``, where there is one.
-        got_rows: the tags of the rows the returned slice covers, rendered.
-        expected_rows: the tags it should have covered, rendered.
+        expected, why: what the property required, and what is wrong; one line each.
+        got_rows, expected_rows: the rows the slice covers, and should cover, rendered.
         kind: for a property searched kind by kind, the kind this one shows.
-        related: the other ranks' calls of the same forward that the property
-            weighed this one against: for two ranks whose slices clash, the
-            other rank (this one is the rank whose own slice is wrong).
+        related: the calls the property weighed this one against.
     """
 
     layout: DPLayout
@@ -126,25 +100,11 @@ _NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 class Property(Generic[Example]):
     """A statement every DP-local slice must satisfy, and how to check it.
 
+    The fields are described in docs/check-reference.md ("Adding properties"), and:
+
     Attributes:
-        name: snake_case, unique in the registry; what ``--property`` selects.
-        statement: the property in one line.
-        draws: the strategy, as a readable expression (for ``--list`` and docs).
-        strategy: builds the strategy for a target; it may narrow the draw to
-            the inputs that target reads.
-        check: one example against the target; a counterexample or ``None``.
-        exercises: the convention parameters whose handling the property
-            judges.  The property is not applicable to a target that reads none
-            of them; empty means it always applies.
-        requires: extra applicability (a device, a backend): returns why the
-            property does not apply to a target, or ``None`` if it does.
-        describe: how the property runs against a target, where that varies
-            (which sync guard, say); shown in its row of the report.
-        tier: hazard (a failure FAILs) or hardening (a failure WARNs).
-        modes: the engine states it judges; it does not apply to a target
-            whose contract reaches none of them.  Empty means any.
-        kinds: instead of ``strategy``, one strategy per kind of example,
-            searched apart, so that one run lists every kind that fails.
+        modes: the engine states it judges (N/A where the contract reaches none); empty: any.
+        kinds: instead of ``strategy``, one strategy per kind of example, searched apart.
     """
 
     name: str
@@ -182,16 +142,14 @@ class Property(Generic[Example]):
         return self.requires(target) if self.requires is not None else None
 
 
-#: The modules whose ``PROPERTIES`` make the built-in battery, in the order
-#: of the report's rows.
+#: The modules whose ``PROPERTIES`` make the built-in battery, in report order.
 BUILTIN_MODULES = (
     "dpslice.check.battery",
     "dpslice.check.sync_property",
     "dpslice.check.cuda_property",
 )
 
-#: The module whose ``PROPERTIES`` compare a target with the implementation
-#: ``--against`` names; they follow the built-in ones in a run that has one.
+#: The module whose ``PROPERTIES`` compare a target with ``--against``.
 AGAINST_MODULE = "dpslice.check.against_property"
 
 _BUILTIN: tuple[Property[Any], ...] = ()
@@ -200,7 +158,7 @@ _ADDED: dict[str, Property[Any]] = {}
 
 
 def builtin() -> tuple[Property[Any], ...]:
-    """The built-in battery: the ``PROPERTIES`` of each of :data:`BUILTIN_MODULES`, in order."""
+    """The built-in battery, in order."""
     global _BUILTIN
     if not _BUILTIN:
         _BUILTIN = tuple(
@@ -221,16 +179,10 @@ def register(prop: Property[Example]) -> Property[Example]:
     return prop
 
 
-def against() -> tuple[Property[Any], ...]:
-    """The properties that compare a target with another implementation (``--against``)."""
-    properties: tuple[Property[Any], ...] = importlib.import_module(AGAINST_MODULE).PROPERTIES
-    return properties
-
-
 def registered(*, compared: bool = False) -> tuple[Property[Any], ...]:
-    """Every property of the battery: the built-in ones, then those added, in order;
-    with ``compared`` (a run with ``--against``), the comparisons after the built-in ones."""
-    return (*builtin(), *(against() if compared else ()), *_ADDED.values())
+    """Every property of the battery, in order; ``compared``: with ``--against``'s."""
+    against = importlib.import_module(AGAINST_MODULE).PROPERTIES if compared else ()
+    return (*builtin(), *against, *_ADDED.values())
 
 
 def select(names: Iterable[str]) -> tuple[Property[Any], ...]:

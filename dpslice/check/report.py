@@ -1,16 +1,7 @@
-"""Render a :class:`~dpslice.check.runner.CheckReport` as text, JSON or JUnit XML.
+"""Render a :class:`~dpslice.check.results.CheckReport` as text, JSON or JUnit XML.
 
-The text is for people: a header, one row per property, then each shrunk
-counterexample with the exact call, what it did, what was expected and a
-command that reproduces it (:func:`render_result` renders one property's
-block).  The JSON (schema :data:`JSON_SCHEMA`) carries the same facts for
-machines; every value in it is JSON-native, arguments are reprs.  The JUnit
-XML is for CI dashboards: one test case per property, its text the block
-:func:`render_result` renders.
-
-A target's messages and reprs can be any size: every line of the text and
-every string of the JSON is cut to :data:`~dpslice.check.outcome.MAX_TEXT`
-characters (:func:`bounded`), with a note of how many more there were.
+The formats are described in docs/check-reference.md.  Every line of the text
+and every string of the JSON is :func:`bounded`.
 """
 
 from __future__ import annotations
@@ -22,12 +13,15 @@ import re
 import shlex
 import tempfile
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dpslice.check.outcome import MAX_TEXT, OutcomeKind
+from dpslice.check.outcome import OutcomeKind
+from dpslice.check.outcome import bounded as _cut
 from dpslice.check.registry import Counterexample, render_call
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict, versions
+from dpslice.check.target import Target
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
 
 __all__ = [
@@ -38,32 +32,27 @@ __all__ = [
     "render_row",
     "render_text",
     "reproduce_command",
+    "takes_line",
     "to_json",
     "to_junit_xml",
-    "versions",
     "write_document",
     "write_json",
     "write_junit_xml",
 ]
 
-#: Identifies the layout of the JSON document; bumped on incompatible changes.
-#: One schema for the battery and the round trip (``"mode"`` says which).
+#: The JSON document's layout, for the battery and the round trip; bumped on incompatible changes.
 JSON_SCHEMA = "dpslice-check/4"
 
 _NAME_WIDTH = 30
 
-#: Characters past :data:`MAX_TEXT` a text may have and pass as it is: room for the
-#: note of a text already bounded where it was captured (the worker bounds the
-#: target's messages the same way), which is not cut twice.
+#: Room past MAX_TEXT for the note of a text bounded where it was captured: not cut twice.
 _NOTE_ROOM = 64
 
 
 def bounded(text: str) -> str:
-    """``text``, cut to :data:`~dpslice.check.outcome.MAX_TEXT` characters with a note
-    of how many more there were: a target's 5 MB message must not make a 40 MB report."""
-    if len(text) <= MAX_TEXT + _NOTE_ROOM:
-        return text
-    return f"{text[:MAX_TEXT]}... ({len(text) - MAX_TEXT:,} more characters)"
+    """``text`` cut to :data:`~dpslice.check.outcome.MAX_TEXT` characters, with a note of
+    how many more there were."""
+    return _cut(text, _NOTE_ROOM)
 
 
 def _bounded_lines(text: str) -> str:
@@ -82,11 +71,8 @@ def _bounded_json(value: Any) -> Any:
 
 
 def reproduce_command(report: CheckReport, property_name: str | None = None) -> str:
-    """The shell command that reruns ``report`` (one property, if named) with its seed.
-
-    Without a property name it reruns what the report ran: the whole
-    battery, the properties it was asked for, or the round trip.
-    """
+    """The shell command that reruns ``report`` with its seed: one property, if named,
+    else what the report ran."""
     words = ["dpslice", "check", report.target.spec]
     if report.target.against is not None:
         words += ["--against", report.target.against.spec]
@@ -119,9 +105,7 @@ def _render_call(counterexample: Counterexample) -> str:
 
 
 def _summary(report: CheckReport) -> str:
-    counts = dict.fromkeys(Verdict, 0)
-    for result in report.results:
-        counts[result.verdict] += 1
+    counts = Counter(result.verdict for result in report.results)
     rate = report.examples / report.seconds if report.seconds > 0 else 0.0
     return (
         f"{len(report.results)} {'property' if len(report.results) == 1 else 'properties'}: "
@@ -135,7 +119,7 @@ def _summary(report: CheckReport) -> str:
 
 
 def render_row(result: PropertyResult) -> str:
-    """The property's row of the report's table (live progress prints it as it finishes)."""
+    """The property's row of the report's table."""
     return bounded(_row(result))
 
 
@@ -148,12 +132,10 @@ def _row(result: PropertyResult) -> str:
 
 
 def render_result(report: CheckReport, result: PropertyResult, *, verbose: bool = False) -> str:
-    """One property's block of the text report, without a trailing newline.
+    """One property's block of the text report (of the run ``report``), no trailing newline.
 
-    A FAIL shows every counterexample in full with its ``reproduce`` line; a
-    WARN one line per kind of defect accepted, and every counterexample in
-    full when ``verbose``; an ERROR what broke.  PASS and N/A have no block:
-    ``""``.  ``report`` is the run the result belongs to (its reproduce command).
+    A FAIL shows every counterexample in full; a WARN one line per kind, in full
+    when ``verbose``; an ERROR what broke.  PASS and N/A have none: ``""``.
     """
     if result.verdict is Verdict.ERROR:
         return bounded(f"ERROR {result.name}: {result.note}")
@@ -194,8 +176,6 @@ def _found(result: PropertyResult) -> str:
 
 
 def _warn_summary(report: CheckReport, result: PropertyResult) -> list[str]:
-    # A hardening WARN lists one counterexample per kind of defect accepted, ten
-    # lines each: in full they bury the report's hazards, so by default one line each.
     kinds = [ce.kind or "counterexample" for ce in result.counterexamples]
     width = max(map(len, kinds), default=0)
     noun = "kind" if len(kinds) == 1 else "kinds"
@@ -230,7 +210,6 @@ def _render_counterexample(
         ("outcome", outcome),
         ("expected", counterexample.expected),
         ("why", counterexample.why),
-        # The other ranks' calls the property weighed this one against (a clash).
         *(
             (other.label or f"rank {other.rank}", f"{other.call} -> {other.outcome}")
             for other in counterexample.related
@@ -240,16 +219,20 @@ def _render_counterexample(
     return [f"  {label:<10} {value}" for label, value in fields]
 
 
+def takes_line(target: Target) -> str:
+    """The header's line of the convention's parameters the target takes."""
+    return f"the target takes: {', '.join(sorted(target.accepts)) or 'nothing from the convention'}"
+
+
 def _header(report: CheckReport) -> list[str]:
     target, trip = report.target, report.round_trip
-    takes = ", ".join(sorted(target.accepts)) or "nothing from the convention"
+    judged = [f"contract {report.contract.name}: {report.contract.summary}", takes_line(target)]
     if trip is None:
         return [
             f"dpslice check {target.spec}"
             + (f" --against {target.against.spec}" if target.against is not None else ""),
             f"seed {report.seed}  max examples {report.max_examples}  device {target.device}",
-            f"contract {report.contract.name}: {report.contract.summary}",
-            f"the target takes: {takes}",
+            *judged,
         ]
     devices = ", ".join(sorted(set(trip.devices)))
     gathered = (
@@ -263,8 +246,7 @@ def _header(report: CheckReport) -> list[str]:
         f"seed {report.seed}  max examples {report.max_examples}  timeout "
         f"{trip.call_timeout:g} s per call, {trip.run_timeout:g} s per run",
         gathered,
-        f"contract {report.contract.name}: {report.contract.summary}",
-        f"the target takes: {takes}",
+        *judged,
     ]
 
 
@@ -276,20 +258,8 @@ def _verdict_line(report: CheckReport) -> str:
     return "PASSED" if report.passed else "FAILED"
 
 
-def _incomplete_line(report: CheckReport) -> str:
-    """Why the run is incomplete, and what it left out."""
-    assert report.stopped is not None
-    line = f"incomplete: {report.stopped.reason}"
-    if report.not_run:
-        line += f"; not run: {', '.join(report.not_run)}"
-    return line
-
-
 def render_text(report: CheckReport, *, verbose: bool = False) -> str:
-    """The human-readable report, ending with a newline.
-
-    ``verbose`` shows every counterexample of a WARN in full, not one line per kind.
-    """
+    """The human-readable report, ending with a newline (``verbose``: see :func:`render_result`)."""
     lines = [*_header(report), ""]
     lines += [
         f"{'property':<{_NAME_WIDTH}} {'verdict':<7} {'examples':>9} {'time':>9}",
@@ -298,7 +268,8 @@ def render_text(report: CheckReport, *, verbose: bool = False) -> str:
         _summary(report),
     ]
     if report.stopped is not None:
-        lines.append(_incomplete_line(report))
+        not_run = f"; not run: {', '.join(report.not_run)}" if report.not_run else ""
+        lines.append(f"incomplete: {report.stopped.reason}{not_run}")
     for result in report.results:
         block = render_result(report, result, verbose=verbose)
         if block:
@@ -344,7 +315,6 @@ def _counterexample_json(counterexample: Counterexample) -> dict[str, Any]:
                 "rank": other.rank,
                 "call": other.call,
                 "outcome": other.outcome,
-                # Only the --against implementation's call is labelled.
                 **({"label": other.label} if other.label is not None else {}),
             }
             for other in counterexample.related
@@ -368,11 +338,8 @@ def _round_trip_json(report: CheckReport) -> dict[str, Any] | None:
 
 
 def to_json(report: CheckReport) -> dict[str, Any]:
-    """The report as a JSON-native dict (schema :data:`JSON_SCHEMA`), every string in it
-    :func:`bounded`."""
-    counts = dict.fromkeys(Verdict, 0)
-    for result in report.results:
-        counts[result.verdict] += 1
+    """The report as a JSON-native dict (schema :data:`JSON_SCHEMA`), every string bounded."""
+    counts = Counter(result.verdict for result in report.results)
     document: dict[str, Any] = {
         "schema": JSON_SCHEMA,
         "mode": report.mode,
@@ -436,12 +403,8 @@ def _destination(path: Path) -> Path:
 
 
 def output_problem(path: str | Path, *, keep: Path | None = None) -> str | None:
-    """Why a report cannot be written to ``path``, found before a run; ``None`` if it can.
-
-    Refused: ``keep`` (the target's source file, which the report would replace), a
-    directory, a missing directory, a file or directory that is not writable.  A
-    symlink is judged, and later written, as the file it points at.
-    """
+    """Why a report cannot be written to ``path`` (nor replace ``keep``, the target's
+    source), asked before a run; ``None`` if it can."""
     path = Path(path)
     if path.is_dir():
         return "it is a directory; name a file, e.g. a report.json in it"
@@ -465,15 +428,8 @@ def output_problem(path: str | Path, *, keep: Path | None = None) -> str | None:
 
 
 def _write_atomically(text: str, path: str | Path) -> None:
-    """Write ``text`` to ``path`` (UTF-8) so that the file appears whole or not at all.
-
-    It is written beside ``path`` and renamed over it; through a symlink, beside
-    and over the file it points at.  A path that is not a regular file
-    (``/dev/stdout``, a FIFO) is written directly.
-
-    Raises:
-        OSError: the file cannot be written.
-    """
+    """Write ``text`` to ``path`` (UTF-8), whole or not at all: beside it (or the file a
+    symlink points at), then renamed over it; ``/dev/stdout`` or a FIFO directly."""
     path = _destination(Path(path))
     if _in_place(path):
         path.write_text(text, encoding="utf-8")
@@ -493,10 +449,7 @@ def _write_atomically(text: str, path: str | Path) -> None:
 
 
 def write_document(document: dict[str, Any], path: str | Path) -> None:
-    """Write a JSON-native ``document`` to ``path`` (UTF-8, indented, newline-terminated).
-
-    The JSON is strict (no ``NaN`` or ``Infinity``), and the file appears whole
-    or not at all: it is written beside ``path`` and renamed over it.
+    """Write a JSON-native ``document`` to ``path``: strict JSON, indented, whole or not at all.
 
     Raises:
         OSError: the file cannot be written.
@@ -506,7 +459,7 @@ def write_document(document: dict[str, Any], path: str | Path) -> None:
 
 
 def write_json(report: CheckReport, path: str | Path) -> None:
-    """Write :func:`to_json` to ``path`` (see :func:`write_document`).
+    """Write :func:`to_json` to ``path``, whole or not at all.
 
     Raises:
         OSError: the file cannot be written.
@@ -542,22 +495,13 @@ def _testcase(report: CheckReport, result: PropertyResult, classname: str) -> ET
     elif result.verdict is Verdict.NOT_APPLICABLE:
         ET.SubElement(case, "skipped", message=_xml_text(bounded(result.note or "N/A")))
     elif result.verdict is Verdict.WARN:
-        # A WARN holds (exit status 0): the case passes, and says what it accepted.
         ET.SubElement(case, "system-out").text = block
     return case
 
 
 def to_junit_xml(report: CheckReport) -> str:
-    """The report as a JUnit XML document: one ``<testcase>`` per property.
-
-    The class name is ``dpslice.<contract>``, the name the property's.  A FAIL
-    is a ``<failure>`` whose text is its block of the text report (every
-    counterexample, ``reproduce`` lines), an ERROR an ``<error>``, an N/A a
-    ``<skipped>`` with its reason; a WARN passes, its counterexamples in
-    ``<system-out>`` (under ``--strict`` it is a FAIL).  A property the run
-    never reached (:attr:`CheckReport.not_run`) is ``<skipped>`` with why the
-    run stopped; the suite's properties say whether the run is complete.
-    """
+    """The report as a JUnit XML document: one ``<testcase>`` per property, a property
+    not run included (docs/check-reference.md)."""
     classname = f"dpslice.{report.contract.name}"
     cases = [_testcase(report, result, classname) for result in report.results]
     if report.stopped is not None:
@@ -600,7 +544,7 @@ def to_junit_xml(report: CheckReport) -> str:
 
 
 def write_junit_xml(report: CheckReport, path: str | Path) -> None:
-    """Write :func:`to_junit_xml` to ``path``, whole or not at all (see :func:`write_document`).
+    """Write :func:`to_junit_xml` to ``path``, whole or not at all.
 
     Raises:
         OSError: the file cannot be written.

@@ -1,7 +1,6 @@
 """What a check found: a verdict per property, and the report of the whole run.
 
-Plain data, free of torch and Hypothesis: the supervising process of
-``dpslice check`` builds, renders and writes these without importing either.
+Plain data: a supervising process builds and renders them without torch or Hypothesis.
 """
 
 from __future__ import annotations
@@ -32,31 +31,21 @@ __all__ = [
     "versions",
 ]
 
-#: The round trip's one property (:mod:`dpslice.distributed.search`), named here so
-#: that the process supervising it reports it without importing torch.
+#: The round trip's one property (:mod:`dpslice.distributed.search`).
 ROUND_TRIP_ROWS = "round_trip_rows"
 ROUND_TRIP_STATEMENT = "Through real collectives, every rank's slice holds exactly its own rows."
 
 
 def check_max_examples(max_examples: object) -> int:
-    """``max_examples`` if a search can draw that many layouts: an int >= 1.
-
-    Raises:
-        CheckConfigError: not an int >= 1, in every mode (the battery, the round trip,
-            the pytest plugin).
-    """
+    """``max_examples`` if it is an int >= 1, else :class:`~dpslice.errors.CheckConfigError`."""
     if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
         raise CheckConfigError(f"max_examples={max_examples!r} must be an int >= 1")
     return max_examples
 
 
 def check_seed(seed: object) -> int:
-    """``seed`` if a check can be seeded with it, and rerun from it by ``--seed``.
-
-    Raises:
-        CheckConfigError: not an int >= 0 (a bool, a float, a string: a report would
-            record a seed its reproduce line cannot pass).
-    """
+    """``seed`` if ``--seed`` can pass it (an int >= 0), else
+    :class:`~dpslice.errors.CheckConfigError`."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise CheckConfigError(f"seed={seed!r} must be an int >= 0, as --seed takes it")
     return seed
@@ -73,13 +62,8 @@ def _version(package: str) -> str:
 
 
 def versions() -> dict[str, str]:
-    """dpslice's, torch's, Hypothesis's and Python's versions in this process.
-
-    From the loaded module where there is one (torch's carries its build, as
-    in ``2.1.2+cu121``), else from the installed package's metadata (which
-    may not: ``2.1.2``).  A check records them where it ran, in the process
-    that loaded torch.
-    """
+    """dpslice's, torch's, Hypothesis's and Python's versions, from the loaded module where
+    there is one (torch's carries its build, ``2.1.2+cu121``), else from the metadata."""
     return {
         "dpslice": __version__,
         "torch": _version("torch"),
@@ -89,6 +73,8 @@ def versions() -> dict[str, str]:
 
 
 class Verdict(enum.Enum):
+    """A property's verdict (docs/check-reference.md)."""
+
     PASS = "PASS"
     #: A hazard property broke, or a hardening property in a strict check.
     FAIL = "FAIL"
@@ -103,17 +89,10 @@ class PropertyResult:
     """How one property fared.
 
     Attributes:
-        name, statement: the property's.
-        verdict: PASS, FAIL, WARN (a hardening property broke), N/A (the
-            target reads none of its inputs, or its contract never reaches
-            the states it judges) or ERROR (the check itself broke, not the target).
         examples: calls of the check, shrinking included.
-        seconds: wall time spent on the property.
-        counterexamples: the minimal failing examples, for FAIL and WARN: one,
-            or one per failing kind of a property searched kind by kind.
-        note: why it is N/A, what broke for ERROR, or else how the property
-            ran (:attr:`Property.describe`), if it says.
-        tier: the property's tier.
+        counterexamples: the minimal failing examples of a FAIL or WARN: one, or
+            one per failing kind of a property searched kind by kind.
+        note: why it is N/A, what broke for ERROR, or how the property ran.
     """
 
     name: str
@@ -161,12 +140,8 @@ class RoundTrip:
     """How a round trip ran (``dpslice check --distributed``): where its buffers were gathered.
 
     Attributes:
-        dp_size: ranks in the process group.
-        backend: ``"gloo"`` (CPU) or ``"nccl"`` (one GPU per rank).
         devices: each rank's device, in rank order; empty if the group never started.
         startup_seconds: spawning the ranks and joining the group.
-        call_timeout: seconds one call of the target could take.
-        run_timeout: seconds the whole run could take, start-up and shrinking included.
         nccl: NCCL's version, under NCCL.
     """
 
@@ -182,13 +157,9 @@ class RoundTrip:
 class Stop(enum.Enum):
     """Why a run ended before every property it was asked for had run."""
 
-    #: Ctrl-C or SIGTERM.
     INTERRUPTED = "interrupted"
-    #: ``dpslice check -x``: a property FAILed or ended in ERROR, and the run stopped there.
     EXITFIRST = "exitfirst"
-    #: The check's own code failed; what broke is on stderr (``dpslice check``).
     BROKE = "broke"
-    #: The target's first call hung in several properties in a row: every call hangs.
     HUNG = "hung"
 
     @property
@@ -211,21 +182,12 @@ class CheckReport:
     """The outcome of one ``dpslice check`` run.
 
     Attributes:
-        target: the target as loaded, with its device and contract.
-        seed, max_examples, strict: as run.
         results: one per property, in the order run.
-        seconds: wall time of the run.
-        properties: the property names the run was asked for; ``None`` for
-            the whole battery.
-        round_trip: for the round trip, how its buffers were gathered through
-            real collectives; ``None`` for the battery, which gathers with the
-            layout model.
-        versions: :func:`versions` where the check ran; ``None``: unknown (read
-            again when the report is written).
-        stopped: why the run ended early, or ``None`` if it ran to its end.
-            A run that stopped early has not passed, whatever its results say.
-        not_run: the properties it was asked for that never ran (the one in
-            progress when it stopped included), in the order planned.
+        properties: the property names the run was asked for; ``None``: the battery.
+        round_trip: how a round trip gathered; ``None`` for the battery.
+        versions: :func:`versions` where the check ran; ``None``: read when written.
+        stopped: why the run ended early (it has not passed), or ``None``.
+        not_run: the properties asked for that never ran, in the order planned.
 
     Raises:
         ValueError: ``not_run`` names properties of a run that did not stop early.
@@ -275,11 +237,7 @@ class CheckReport:
         return sum(result.examples for result in self.results)
 
     def result(self, name: str) -> PropertyResult:
-        """The result of the property ``name``.
-
-        Raises:
-            KeyError: no property of that name ran.
-        """
+        """The result of the property ``name`` (:class:`KeyError` if none ran)."""
         for result in self.results:
             if result.name == name:
                 return result

@@ -1,9 +1,4 @@
-"""Render tagged buffer rows compactly: ``r0[0..3] r0[pad]*2 r1[0]``.
-
-Rows come from :meth:`dpslice.DPLayout.gathered`: ``(rank, local_row)`` for a
-real token, ``(rank, PAD_ROW)`` for padding.  Consecutive real rows of one rank
-collapse to a range, consecutive padding rows of one rank to a count.
-"""
+"""Render tagged buffer rows compactly: ``r0[0..3] r0[pad]*2 r1[0]``."""
 
 from __future__ import annotations
 
@@ -14,7 +9,7 @@ from dpslice.layout import PAD_ROW
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["render_rows"]
+__all__ = ["render_rows", "rows_phrase"]
 
 
 def _render_run(rank: int, first: int, last: int, count: int) -> str:
@@ -24,9 +19,11 @@ def _render_run(rank: int, first: int, last: int, count: int) -> str:
 
 
 def render_rows(tags: torch.Tensor, *, max_runs: int = 8) -> str:
-    """``tags`` (an ``(n, 2)`` tensor) as runs; ``(none)`` when empty.
+    """``tags`` (rows as :meth:`dpslice.DPLayout.gathered` tags them) as runs; ``(none)``
+    when empty.
 
-    At most ``max_runs`` runs are shown, then how many more there are.
+    A rank's consecutive real rows collapse to a range, its padding rows to a
+    count; at most ``max_runs`` runs are shown, then how many more there are.
     """
     runs: list[list[int]] = []  # [rank, first local row, last local row, count]
     for rank, local in tags.tolist():
@@ -43,3 +40,8 @@ def render_rows(tags: torch.Tensor, *, max_runs: int = 8) -> str:
     shown = " ".join(_render_run(*run) for run in runs[:max_runs])
     hidden = len(runs) - max_runs
     return f"{shown} ... (+{hidden} more runs)" if hidden > 0 else shown
+
+
+def rows_phrase(tags: torch.Tensor) -> str:
+    """``rows r0[0..3]``, or ``no rows``."""
+    return f"rows {render_rows(tags)}" if len(tags) else "no rows"

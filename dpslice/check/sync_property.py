@@ -1,22 +1,9 @@
 """``sync_free``: locating the rank's rows, and slicing them out, never syncs the host.
 
-Two things are watched, each under its own recording guard
-(:func:`dpslice.sync.find_syncs`):
-
-1. **the call**, with its arguments built beforehand: making a CUDA tensor from
-   a list syncs, and that is the check's doing, not the target's;
-2. **the use** of what it returned: the gathered buffer sliced with the bounds
-   exactly as returned (:func:`~dpslice.check.calls.slice_with`), as an
-   engine's capturer slices it.  Python ints slice for free; every 0-dim tensor bound
-   is read on the host there (sglang #24514).  A target that computes tensor
-   bounds without a sync has only moved the sync to this line, which is
-   where upstream's tensor path synced too.
-
-On ``--device cuda`` the guard is CUDA mode (torch's sync debug mode plus
-hooks: what really syncs on the GPU); otherwise it is CPU-only mode (the
-operations that would sync on CUDA, seen on CPU tensors).  The report's row
-says which ran.  A call that raises is not judged here (the other properties
-judge errors), and a result that is not a slice is not used.
+Two things are watched, each under a recording guard: the call (its arguments
+built beforehand: building them is the check's doing), and slicing the gathered
+buffer with the bounds exactly as returned, as an engine's capturer does (a
+0-dim tensor bound syncs there).  CUDA mode on ``--device cuda``, else CPU-only mode.
 """
 
 from __future__ import annotations
@@ -60,11 +47,8 @@ def _describe(target: Target) -> str:
 class _Watched:
     """Calls a target under a recording guard; keeps the syncs the call caused.
 
-    CPU-only mode counts reads of what stands in for device memory (the GPU
-    count tensor, the gathered buffer) and of what is derived from it, and
-    nothing else: host-resident inputs (the CPU count list, vLLM's int32 CPU
-    count tensor) never wait for a GPU.  ``device_memory`` keeps that
-    provenance from the call to the use of its bounds; CUDA mode ignores it.
+    ``device_memory`` is what CPU-only mode counts reads of (the GPU count tensor,
+    the gathered buffer, what derives from them), from the call to the use of its bounds.
     """
 
     def __init__(self, mode: SyncMode) -> None:
@@ -86,8 +70,7 @@ class _Watched:
         except Exception as exc:
             return error_outcome(exc, target)
         if not returned:
-            # CUDA mode aborted the call to stop a sync outside torch's Python
-            # API (the event is recorded); call again, unguarded, for the outcome.
+            # CUDA mode aborted the call at a sync (recorded): call again for the outcome.
             return call_target(target, arguments)
         # Classified outside the guard: reading tensor bounds syncs by design.
         return result_outcome(returned[0])

@@ -1,52 +1,9 @@
 """Load the implementation under check, and the convention it is called with.
 
 A target is named ``package.module:function`` or ``path/to/file.py:function``
-(the part after the colon may be dotted, ``module:Class.method``).  A file is
-loaded through importlib under a module name of its own, so two files with
-the same stem never collide.
-
-Calling convention
-------------------
-
-The target is called with **keyword arguments only**, and only those its
-signature names (all of them if it takes ``**kwargs``), drawn from:
-
-``global_num_tokens_cpu``
-    ``list[int] | None``: the per-rank counts as the forward batch carries
-    them; ``None`` during CUDA-graph capture, one entry when the all-gather
-    was skipped.
-``global_num_tokens_gpu``
-    a 1-D int64 ``torch.Tensor`` of the per-rank counts on the check's device
-    (CPU by default); populated even during capture.  The distributed round
-    trip passes the tensor each rank gathered, on that rank's device.
-``dp_rank``, ``dp_size``
-    this rank and the DP size (the width of the gather).
-``can_run_graph``
-    ``bool``: the forward replays (or captures) a CUDA graph.
-``graph_extent``
-    rows each rank owns under graph replay, ``bs * num_tokens_per_bs``, or ``None``.
-``cuda_graph_batch``
-    the graph's batch size ``bs`` as upstream passes it: a request count.
-``num_tokens_per_bs``
-    rows per request in the graph (above 1 under speculative decoding).
-``chunk_size``, ``chunk_index``
-    under DP chunking (the ``vllm-chunked`` contract): the most tokens a rank
-    sends per chunk, and which chunk this buffer gathered; else ``None``.
-
-The contract (:mod:`dpslice.contracts`) decides what these hold: under
-``vllm-dp`` and ``vllm-chunked`` the CPU counts are an int32 CPU tensor; under
-``sglang-gather`` the GPU count tensor holds every rank's block in a
-decode-graph replay.  A target names its own contract with a function
-attribute, ``target.__dpslice_contract__ = "sglang-gather"`` (a preset name or
-a :class:`~dpslice.contracts.Contract`); ``--contract`` overrides it.
-
-It returns ``(start, length)``: a 2-tuple, a NamedTuple such as
-:class:`dpslice.DPSlice`, or any object with ``.start`` and ``.length``; each
-an ``int`` or a 0-dim integer tensor.
-
-A parameter outside this set must have a default (it is never passed);
-a positional-only parameter cannot be passed by keyword, so it is refused
-unless it has a default and a name outside the set.
+(``module:Class.method`` too); a file loads under a module name of its own.
+It is called with keyword arguments only, those of :data:`CONVENTION` its
+signature names, and returns ``(start, length)``: docs/check.md#calling-convention.
 """
 
 from __future__ import annotations
@@ -134,12 +91,8 @@ def check_device(device: str) -> str:
     return device
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _describe(exc: BaseException) -> str:
-    message = _one_line(str(exc))
+    message = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
@@ -149,18 +102,14 @@ class Target:
 
     Attributes:
         spec: how it was named, reused in reproduce commands.
-        function: the callable itself.
         name: the name shown in a rendered call.
         accepts: the convention's parameters it is passed.
         source_file: the file it is defined in, where failures are located.
         device: where ``global_num_tokens_gpu`` is built.
         contract: the call site it is judged as (see :mod:`dpslice.contracts`).
-        contract_spec: what ``--contract`` takes to judge it by that contract again, for
-            reproduce commands: a preset's name, or ``module:NAME`` as it was given;
-            ``None`` where no option is needed (the default, or a contract of its own
-            that the target names itself).
-        against: the implementation it is compared with (``--against OLD``), loaded
-            with the same device and judged as the same contract; ``None`` if none.
+        contract_spec: what a reproduce command passes ``--contract``; ``None``: nothing.
+        against: the implementation it is compared with (``--against OLD``), on the
+            same device and contract; ``None`` if none.
     """
 
     spec: str
@@ -179,7 +128,7 @@ class Target:
 
     def judged_as(self, contract: str | Contract) -> Target:
         """This target, judged as ``contract`` (a preset's name, ``module:NAME`` or a
-        :class:`~dpslice.contracts.Contract`) instead of its own.
+        :class:`~dpslice.contracts.Contract`).
 
         Raises:
             InvalidContractError: ``contract`` names no contract.
@@ -204,11 +153,10 @@ class Target:
     def arguments(
         self, call: SliceCall, gpu_counts: Sequence[int] | torch.Tensor
     ) -> dict[str, object]:
-        """The keyword arguments for ``call``, limited to the ones the target names.
+        """The keyword arguments for ``call`` that the target names.
 
-        ``gpu_counts`` are the per-rank counts the GPU tensor carries; the tensor is
-        only built (on :attr:`device`) when the target reads it.  A tensor already
-        in hand (a rank's gathered counts) is passed as it is, not copied.
+        ``gpu_counts`` fill the GPU count tensor, built on :attr:`device` only when the
+        target reads it; a tensor in hand (a rank's gathered counts) is passed as it is.
         """
         counts: object = call.global_num_tokens_cpu
         if (
@@ -220,17 +168,9 @@ class Target:
 
             # Host memory on purpose, whatever the device: that is where vLLM keeps it.
             counts = torch.tensor(counts, dtype=torch.int32)
-        values: dict[str, object] = {
-            "global_num_tokens_cpu": counts,
-            "dp_rank": call.dp_rank,
-            "dp_size": call.dp_size,
-            "can_run_graph": call.can_run_graph,
-            "graph_extent": call.graph_extent,
-            "cuda_graph_batch": call.cuda_graph_batch,
-            "num_tokens_per_bs": call.num_tokens_per_bs,
-            "chunk_size": call.chunk_size,
-            "chunk_index": call.chunk_index,
-        }
+        # Every name of the convention but the GPU tensor is a field of the call.
+        values = {name: getattr(call, name) for name in self.accepts - {"global_num_tokens_gpu"}}
+        values["global_num_tokens_cpu"] = counts
         if self.reads("global_num_tokens_gpu"):
             from dpslice._numpy_notice import torch
 
@@ -280,12 +220,12 @@ def _source_file(function: Callable[..., object]) -> str | None:
 
 
 def _contract_spec(contract: Contract, given: str | Contract | None) -> str | None:
-    """What ``--contract`` takes to judge a target by ``contract`` again (``given`` is how
-    it was asked for; ``None``: the target named it itself)."""
+    """:attr:`Target.contract_spec` for ``contract``, asked for as ``given`` (``None``: the
+    target names it)."""
     if PRESETS.get(contract.name) == contract:
         return None if contract == DEFAULT_CONTRACT else contract.name
     if given is None:
-        return None  # the target names it: a rerun finds it there
+        return None
     if isinstance(given, str):
         return given
     # A Contract handed over in Python: only the module that defines it can name it.
@@ -304,11 +244,7 @@ def _own_contract(function: Callable[..., object], spec: str) -> Contract:
 
 
 def _refuse_lazy(function: Callable[..., object], spec: str) -> None:
-    """Refuse a function whose call returns a coroutine or generator instead of a slice.
-
-    Calling one runs none of its body, so every property would judge the
-    coroutine object (and an ``async def`` leaves "never awaited" warnings).
-    """
+    """Refuse a function whose call returns a coroutine or generator, not a slice."""
     inner = inspect.unwrap(function)
     # An instance whose class defines ``async def __call__`` is as lazy.
     called = None if inspect.isroutine(inner) else vars(type(inner)).get("__call__")
@@ -336,10 +272,8 @@ def target_from_callable(
 ) -> Target:
     """Wrap a callable already in hand as a :class:`Target`.
 
-    ``contract`` (a preset name, ``module:NAME`` or a
-    :class:`~dpslice.contracts.Contract`) overrides the one the function names
-    in ``__dpslice_contract__``; without either it is the default,
-    ``sglang-capturer``.
+    ``contract`` overrides the one the function names in ``__dpslice_contract__``;
+    without either it is the default.
 
     Raises:
         BadTargetError: it is not callable or its signature breaks the convention.
@@ -383,13 +317,8 @@ def resolve_spec(spec: str) -> str:
 
 
 def spec_source(spec: str) -> Path | None:
-    """The file that defines the module ``spec`` names, found without importing anything.
-
-    A file spec's own file; for ``package.module:function``, the module's source as the
-    check's worker would import it (``sys.path``, then the working directory), found
-    without running any package's ``__init__``.  ``None`` where there is no such file
-    (a built-in module, a name that does not resolve).
-    """
+    """The file that defines the module ``spec`` names, found without importing anything
+    (``sys.path``, then the working directory); ``None`` where there is none."""
     location = spec.rpartition(":")[0]
     if is_file_spec(location):
         return Path(location).resolve()
@@ -431,7 +360,6 @@ def _load_file(location: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise BadTargetError(f"{location!r} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
-    # Registered before running so dataclasses and pickling inside it can find it.
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
@@ -441,7 +369,7 @@ def _load_file(location: str) -> ModuleType:
     return module
 
 
-def _attribute(module: ModuleType, location: str, path: str) -> object:
+def _attribute(module: ModuleType, location: str, path: str) -> Any:
     value: Any = module
     # Python keeps identifiers in NFKC form: a name typed in another form finds them too.
     for part in unicodedata.normalize("NFKC", path).split("."):
@@ -454,18 +382,21 @@ def _attribute(module: ModuleType, location: str, path: str) -> object:
     return value
 
 
-def check_spec(spec: str) -> None:
-    """Refuse a spec that cannot name a target, without importing anything.
-
-    A spec is ``package.module:function`` or ``path/to/file.py:function``; a
-    file it names must exist.  ``dpslice check`` asks this before it starts
-    a worker, so a typo is an error at once.
+def check_spec(spec: str, *, against: str | None = None) -> None:
+    """Refuse a spec (and an ``--against`` spec) that cannot name a target, without
+    importing anything: a typo is an error before any worker starts.
 
     Raises:
         BadTargetError: not a string, no ``:function`` part, no Python name
-            after the colon (any identifier Python accepts, dotted for an
-            attribute of an attribute), or a file that does not exist.
+            after the colon, or a file that does not exist.
     """
+    if against is not None:
+        check_spec(spec)
+        try:
+            check_spec(against)
+        except BadTargetError as exc:
+            raise BadTargetError(f"bad --against target {against}: {exc}") from None
+        return
     if not isinstance(spec, str):
         raise BadTargetError(f"target {spec!r} is not a string; {_SPEC_HINT}")
     location, colon, path = spec.rpartition(":")
@@ -486,30 +417,19 @@ def load_target(
 ) -> Target:
     """Load ``package.module:function`` or ``path/to/file.py:function``.
 
-    ``contract`` as for :func:`target_from_callable`.  ``against`` names another
-    implementation to compare it with (``--against OLD``): loaded the same way, on
-    the same device, and judged as this target's contract (see :meth:`Target.compared_with`).
+    ``contract`` as for :func:`target_from_callable`; ``against`` names another
+    implementation to compare it with (see :meth:`Target.compared_with`).
 
     Raises:
-        BadTargetError: no colon, the module or file is missing or fails to
-            import, the attribute is missing or not callable, or its signature
-            breaks the calling convention (see the module docstring).
+        BadTargetError: the spec names no target, its module fails to import, or
+            the function is not callable with the calling convention.
         DeviceError: see :func:`check_device` (checked before anything is imported).
     """
     check_device(device)
-    check_spec(spec)
-    if against is not None:
-        try:
-            check_spec(against)
-        except BadTargetError as exc:
-            raise BadTargetError(f"bad --against target {against}: {exc}") from None
+    check_spec(spec, against=against)
     location, _, path = spec.rpartition(":")
     module = _load_file(location) if is_file_spec(location) else _import_module(location)
     function = _attribute(module, location, path)
-    if not callable(function):
-        raise BadTargetError(
-            f"{spec} is a {type(function).__name__}, not callable; name a function"
-        )
     target = target_from_callable(function, spec=spec, device=device, contract=contract)
     if against is None:
         return target
