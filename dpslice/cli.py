@@ -381,9 +381,9 @@ def _battery(args: argparse.Namespace, progress: Listener | None) -> CheckReport
     Raises:
         _Stopped: interrupted, or the check itself broke; with what finished.
     """
-    from dpslice.check import BadTargetError, DeviceError, UnknownPropertyError
     from dpslice.check.results import Stop
     from dpslice.check.target import check_device
+    from dpslice.errors import BadTargetError, DeviceError, UnknownPropertyError
     from dpslice.supervision.supervisor import BatterySupervisor
 
     try:
@@ -438,13 +438,13 @@ def _round_trip(args: argparse.Namespace, progress: Listener | None) -> CheckRep
         _Stopped: interrupted, or the check itself broke; with the round trip's
             report if its target had loaded.
     """
-    from dpslice.check import BadTargetError
+    from dpslice.errors import BadTargetError
     from dpslice.isolation import DEFAULT_RUN_TIMEOUT
     from dpslice.supervision.supervisor import RoundTripSupervisor
 
     if (args.backend or "gloo") != "gloo":  # an unknown backend, or NCCL without the GPUs
-        from dpslice.distributed import CheckConfigError
         from dpslice.distributed.driver import RoundTripSession
+        from dpslice.errors import CheckConfigError
 
         try:  # before any process starts; gloo needs no check (and no torch here)
             RoundTripSession(dp_size=args.distributed, backend=args.backend)
@@ -548,7 +548,8 @@ def _check(args: argparse.Namespace) -> int:
         return _list_contracts()
     if args.list:
         return _list_properties()
-    from dpslice.check.target import BadTargetError, check_spec
+    from dpslice.check.target import check_spec
+    from dpslice.errors import BadTargetError
 
     try:  # a typo is an error at once, before a worker starts
         check_spec(args.target)

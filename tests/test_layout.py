@@ -14,7 +14,8 @@ import torch
 from hypothesis import given
 from hypothesis.vendor.pretty import pretty
 
-from dpslice import PAD_ROW, DPLayout, InvalidLayoutError, Mode, Owns, RowSpan, SliceCall
+from dpslice import PAD_ROW, DPLayout, Mode, Owns, RowSpan, SliceCall
+from dpslice.errors import InvalidLayoutError
 from dpslice.strategies import dp_layouts, layouts_and_ranks
 from tests.engine import pad_rows, real_rows
 

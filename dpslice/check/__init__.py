@@ -15,8 +15,8 @@ properties of one's own (:class:`Property`, :func:`drawn`, :class:`LayoutCall`,
 
 ``dpslice check --distributed`` (:mod:`dpslice.distributed`) reuses this core:
 the same runner, judgement, counterexamples and report; only its buffers come
-from real collectives.  The check's own errors derive from :class:`CheckError`
-(see :mod:`dpslice.errors`).
+from real collectives.  The check's own errors derive from
+:class:`dpslice.errors.CheckError`.
 """
 
 from typing import TYPE_CHECKING
@@ -27,7 +27,6 @@ from dpslice.check.registry import (
     Counterexample,
     Property,
     Tier,
-    UnknownPropertyError,
     register,
 )
 from dpslice.check.report import (
@@ -40,8 +39,7 @@ from dpslice.check.report import (
     write_junit_xml,
 )
 from dpslice.check.results import CheckReport, PropertyResult, RoundTrip, Stop, Verdict
-from dpslice.check.target import CONVENTION, BadTargetError, DeviceError, Target, load_target
-from dpslice.errors import CheckError
+from dpslice.check.target import CONVENTION, Target, load_target
 
 if TYPE_CHECKING:
     from dpslice.check.draws import drawn
@@ -49,11 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONVENTION",
-    "BadTargetError",
-    "CheckError",
     "CheckReport",
     "Counterexample",
-    "DeviceError",
     "LayoutCall",
     "Outcome",
     "OutcomeKind",
@@ -63,7 +58,6 @@ __all__ = [
     "Stop",
     "Target",
     "Tier",
-    "UnknownPropertyError",
     "Verdict",
     "drawn",
     "load_target",

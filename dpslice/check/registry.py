@@ -36,7 +36,6 @@ __all__ = [
     "Property",
     "RelatedCall",
     "Tier",
-    "UnknownPropertyError",
     "builtin",
     "register",
     "registered",

@@ -55,8 +55,8 @@ from contextlib import contextmanager
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from dpslice.check.target import BadTargetError
 from dpslice.engines import import_engine_module
+from dpslice.errors import BadTargetError
 
 __all__ = [
     "INSTALL_HINT",

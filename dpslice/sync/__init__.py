@@ -37,15 +37,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from dpslice._numpy_notice import torch
-from dpslice.sync._core import (
-    ImplicitSyncError,
-    SyncError,
-    SyncEvent,
-    SyncGuard,
-    SyncMode,
-    SyncModeUnavailableError,
-    allow_sync,
-)
+from dpslice.errors import ImplicitSyncError
+from dpslice.sync._core import SyncEvent, SyncGuard, SyncMode, allow_sync
 from dpslice.sync.cpu_mode import CpuSyncGuard, DeviceResidentSet
 from dpslice.sync.cuda_mode import CudaSyncGuard
 from dpslice.sync.probe import StreamProbeGuard
@@ -54,21 +47,17 @@ __all__ = [
     "CpuSyncGuard",
     "CudaSyncGuard",
     "DeviceResidentSet",
-    "ImplicitSyncError",
     "StreamProbeGuard",
-    "SyncError",
     "SyncEvent",
     "SyncGuard",
     "SyncMode",
-    "SyncModeUnavailableError",
     "allow_sync",
     "find_syncs",
     "no_sync",
     "resolve_mode",
 ]
 
-# Tracebacks and reprs name the public home, not the private module.  (The
-# errors' home is dpslice.errors, a public module: they keep its name.)
+# Tracebacks and reprs name the public home, not the private module.
 for _public in (DeviceResidentSet, SyncEvent, SyncGuard):
     _public.__module__ = __name__
 

@@ -1,7 +1,5 @@
 """What every sync guard shares: the event, ``allow_sync`` and the user's line.
 
-The guards' errors are :mod:`dpslice.errors`'s, re-exported here.
-
 A guard watches a block of code for host-device synchronisations.  Guards
 nest; in any one thread (more exactly, any one ``contextvars`` context) the
 innermost active guard owns what is seen, so ``find_syncs`` inside a test
@@ -24,15 +22,12 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, ClassVar, Literal, TypeVar
 
-from dpslice.errors import ImplicitSyncError, SyncError, SyncModeUnavailableError
+from dpslice.errors import ImplicitSyncError, SyncError
 
 __all__ = [
-    "ImplicitSyncError",
-    "SyncError",
     "SyncEvent",
     "SyncGuard",
     "SyncMode",
-    "SyncModeUnavailableError",
     "active_guards",
     "allow_sync",
     "innermost_guard",

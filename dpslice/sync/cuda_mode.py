@@ -34,11 +34,11 @@ from typing import Any
 from torch.overrides import TorchFunctionMode
 
 from dpslice._numpy_notice import torch
+from dpslice.errors import SyncModeUnavailableError
 from dpslice.sync._core import (
     ALLOW_LISTENERS,
     SyncEvent,
     SyncGuard,
-    SyncModeUnavailableError,
     active_guards,
     allow_sync,
     innermost_guard,

@@ -36,10 +36,10 @@ from typing import Any
 from torch.overrides import TorchFunctionMode
 
 from dpslice._numpy_notice import torch
+from dpslice.errors import SyncModeUnavailableError
 from dpslice.sync._core import (
     SyncEvent,
     SyncGuard,
-    SyncModeUnavailableError,
     allow_sync,
     is_internal,
     is_machinery,

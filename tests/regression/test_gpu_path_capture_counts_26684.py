@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from dpslice import CountsUnavailableError, DPLayout, dp_local_slice
+from dpslice import DPLayout, dp_local_slice
+from dpslice.errors import CountsUnavailableError
 from dpslice.specimens.tensor_path import tensor_path_slice
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
