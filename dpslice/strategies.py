@@ -35,7 +35,7 @@ from dpslice.errors import (
     RankOutOfRangeError,
     TensorInputError,
 )
-from dpslice.layout import DPLayout, Mode, SliceCall
+from dpslice.layout import DPLayout, Mode, SliceCall, _round_up
 
 __all__ = [
     "DEFECT_KINDS",
@@ -238,20 +238,11 @@ def _check_modes(modes: Sequence[Mode]) -> tuple[Mode, ...]:
     return tuple(modes)
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
 def _choice_among(values: Sequence[_T]) -> st.SearchStrategy[_T]:
     """One of ``values``, shrinking to the first (a range is not listed)."""
     if isinstance(values, range):
         return st.integers(values[0], values[-1])  # type: ignore[return-value]
     return st.sampled_from(values)
-
-
-#: The fields of a layout besides its counts, in the order its header holds
-#: them (see :class:`_Layouts`).
-_MODE, _SKIPPED, _TP_SIZE, _TOKENS_PER_BS, _PADDING = range(5)
 
 
 class _Layouts:
