@@ -51,10 +51,6 @@ _PLAIN_SEQUENCES = (list, tuple)
 _NEW_TUPLE = tuple.__new__
 
 
-def _new_slice(start: int, length: int) -> DPSlice:
-    return _NEW_TUPLE(DPSlice, (start, length))
-
-
 class ForwardBatchLike(Protocol):
     """The one field of an engine's forward batch that the slice reads."""
 
@@ -239,7 +235,7 @@ def _validated_slice(
     length = counts[slot]
     # A graph without a decode extent is a prefill graph: the running sum.
     if not _as_flag(can_run_graph, "can_run_graph") or graph_extent is None:
-        return _new_slice(sum(counts[:slot]), length)
+        return _NEW_TUPLE(DPSlice, (sum(counts[:slot]), length))
 
     extent = _as_int(graph_extent, "graph_extent")
     if extent < 0:
@@ -255,7 +251,7 @@ def _validated_slice(
                 "(bs * num_tokens_per_bs, not the request count bs) of the graph that "
                 "actually replays this batch"
             )
-    return _new_slice(slot * extent, length)
+    return _NEW_TUPLE(DPSlice, (slot * extent, length))
 
 
 def get_dp_local_slice_cpu(
