@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import importlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dpslice.errors import InvalidContractError
 from dpslice.layout import DPLayout, Mode, Owns, RowSpan
@@ -236,15 +236,11 @@ VLLM_DP = Contract(
 )
 
 #: vLLM's DP chunking: one gathered buffer per chunk of ``max_num_tokens_per_dp_rank``.
-VLLM_CHUNKED = Contract(
+VLLM_CHUNKED = replace(
+    VLLM_DP,
     name="vllm-chunked",
     summary="vLLM's chunked DP: one gathered buffer per chunk, int32 CPU counts of the forward",
     modes=frozenset({Mode.DP_CHUNK}),
-    owns=Owns.PADDED_BLOCK,
-    counts_form=CountsForm.INT32_CPU_TENSOR,
-    min_count=1,
-    attn_tp_sizes=(1,),
-    max_num_tokens_per_bs=1,
 )
 
 #: The presets by name, in the order ``--list-contracts`` prints them.
