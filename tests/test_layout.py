@@ -248,6 +248,12 @@ class TestSliceCall:
             (3, 3), Mode.GRAPH_CAPTURE, graph_batch_size=3
         )
 
+    def test_capture_of_several_tokens_per_request(self):
+        # Built at run time, not at import: CAPTURE above is built before any test runs.
+        assert DPLayout.capture(2, graph_batch_size=2, num_tokens_per_bs=3) == DPLayout(
+            (6, 6), Mode.GRAPH_CAPTURE, graph_batch_size=2, num_tokens_per_bs=3
+        )
+
     def test_layout_is_frozen(self):
         with pytest.raises(dataclasses.FrozenInstanceError):
             DPLayout((1,)).counts = (2,)  # type: ignore[misc]
