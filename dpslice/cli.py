@@ -279,10 +279,10 @@ def _battery(args: argparse.Namespace, progress: Progress) -> CheckReport | str:
     Raises:
         _Stopped: interrupted, or the check itself broke.
     """
-    from dpslice.check import BadTargetError, DeviceError, UnknownPropertyError
     from dpslice.check.progress import FirstFailure
     from dpslice.check.results import Stop
     from dpslice.check.target import check_device
+    from dpslice.errors import BadTargetError, DeviceError, UnknownPropertyError
     from dpslice.supervision.supervisor import BatterySupervisor
 
     try:
@@ -329,13 +329,13 @@ def _round_trip(args: argparse.Namespace, progress: Progress) -> CheckReport | s
     Raises:
         _Stopped: interrupted, or the check itself broke.
     """
-    from dpslice.check import BadTargetError
+    from dpslice.errors import BadTargetError
     from dpslice.isolation import DEFAULT_RUN_TIMEOUT
     from dpslice.supervision.supervisor import RoundTripSupervisor
 
     if (args.backend or "gloo") != "gloo":  # an unknown backend, or NCCL without the GPUs
-        from dpslice.distributed import CheckConfigError
         from dpslice.distributed.driver import RoundTripSession
+        from dpslice.errors import CheckConfigError
 
         try:  # before any process starts; gloo needs no check (and no torch here)
             RoundTripSession(dp_size=args.distributed, backend=args.backend)
@@ -434,7 +434,8 @@ def _check(args: argparse.Namespace) -> int:
         return _error(clash)
     if args.list_contracts or args.list:
         return _list(args)
-    from dpslice.check.target import BadTargetError, check_spec
+    from dpslice.check.target import check_spec
+    from dpslice.errors import BadTargetError
 
     try:
         check_spec(args.target, against=args.against)

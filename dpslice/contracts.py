@@ -1,26 +1,11 @@
 """Contracts: what one call site hands its slice function, and which rows it owns.
 
-A DP-local slice is right or wrong only for the call site it serves.  sglang's
-routed-experts capturer pairs the slice with the rank's own batch and needs its
-real rows; ``get_dp_local_info`` feeds an in-graph scatter that hands every
-rank its whole padded block; vLLM passes its counts as an int32 CPU tensor and
-never reaches a CUDA-graph capture with ``None`` counts.  A :class:`Contract`
-says, declaratively:
-
-* which engine states the call site is reached in (:class:`~dpslice.Mode`,
-  plus whether the all-gather can be skipped);
-* what the call receives there: the CPU counts as a list or an int32 CPU
-  tensor, the GPU count tensor live or filled with every rank's block in a
-  decode-graph replay;
-* which rows the rank owns (:class:`~dpslice.Owns`);
-* whether the bounds are used on the host (a Python slice: tensor bounds would
-  sync) or on the device (a kernel reads them: only the call itself may not sync).
-
-``dpslice check --contract NAME`` judges a target only in the states its
-contract reaches, with the inputs the engine really builds there.  The presets
-(:data:`PRESETS`) are written from the engines' described behaviour;
-docs/contracts.md gives the facts behind each line.  A contract of your own is
-a :class:`Contract` instance, named on the command line as ``module:NAME``.
+A DP-local slice is right or wrong only for the call site it serves.  A
+:class:`Contract` says which engine states the call site is reached in, what the
+call receives there, which rows the rank owns and where the bounds are used.
+``dpslice check --contract NAME`` judges a target only in those states.  The
+presets (:data:`PRESETS`) and the facts behind them are in docs/contracts.md; a
+contract of your own is a :class:`Contract`, named on the command line as ``module:NAME``.
 """
 
 from __future__ import annotations
@@ -28,7 +13,7 @@ from __future__ import annotations
 import enum
 import importlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dpslice.errors import InvalidContractError
 from dpslice.layout import DPLayout, Mode, Owns, RowSpan
@@ -54,8 +39,7 @@ class CountsForm(enum.Enum):
 
     #: A Python list of ints (sglang's ``global_num_tokens_cpu``), ``None`` in capture.
     LIST = "list"
-    #: A host-resident int32 tensor (vLLM's ``num_tokens_across_dp_cpu``): reading
-    #: it never waits for a GPU.
+    #: A host-resident int32 tensor (vLLM's ``num_tokens_across_dp_cpu``).
     INT32_CPU_TENSOR = "int32_cpu_tensor"
 
 
@@ -64,8 +48,7 @@ class GpuCounts(enum.Enum):
 
     #: The same counts as the CPU list (the dummy batch's during capture).
     LIVE = "live"
-    #: In a decode-graph replay, every rank's whole block
-    #: (``bs * num_tokens_per_bs``): the graph's static tensor, as replay fills it.
+    #: In a decode-graph replay, every rank's whole block (the graph's static tensor).
     BLOCKS_IN_REPLAY = "blocks_in_replay"
 
 
@@ -81,11 +64,8 @@ class BoundsUse(enum.Enum):
 _NAME = re.compile(r"[a-z0-9]+([-_.][a-z0-9]+)*")
 
 #: The largest ``min_count``, attention-TP size and ``max_num_tokens_per_bs`` a
-#: contract may name.  The check builds every rank's rows of the buffers it
-#: draws (up to 16 ranks, each count padded up to the attention-TP size, a graph
-#: extent up to four times its rows per request beyond it), and at this bound
-#: the largest buffer is under 100,000 rows, far inside what a layout builds
-#: (:data:`dpslice.layout.DEFAULT_MAX_ROWS`); engines name far smaller values.
+#: contract may name: the check builds every rank's rows of the buffers it draws,
+#: and at this bound the largest is under 100,000 rows.
 MAX_CONTRACT_ROWS = 1024
 
 
@@ -256,15 +236,11 @@ VLLM_DP = Contract(
 )
 
 #: vLLM's DP chunking: one gathered buffer per chunk of ``max_num_tokens_per_dp_rank``.
-VLLM_CHUNKED = Contract(
+VLLM_CHUNKED = replace(
+    VLLM_DP,
     name="vllm-chunked",
     summary="vLLM's chunked DP: one gathered buffer per chunk, int32 CPU counts of the forward",
     modes=frozenset({Mode.DP_CHUNK}),
-    owns=Owns.PADDED_BLOCK,
-    counts_form=CountsForm.INT32_CPU_TENSOR,
-    min_count=1,
-    attn_tp_sizes=(1,),
-    max_num_tokens_per_bs=1,
 )
 
 #: The presets by name, in the order ``--list-contracts`` prints them.
@@ -277,8 +253,7 @@ DEFAULT_CONTRACT = SGLANG_CAPTURER
 
 
 def _own_name(contract: Contract, named: str | None = None) -> Contract:
-    """``contract``, unless it takes a preset's name without being that preset: reports
-    and JUnit classes name a contract by its name, and would name the preset.
+    """``contract``, unless it takes a preset's name without being that preset.
 
     ``named`` is how it was asked for (``module:NAME``), for the message.
     """

@@ -1,35 +1,18 @@
 """Every exception dpslice defines, under four roots that say whose fault it is.
 
-* :class:`InvalidInputError`, a :class:`ValueError`: the *inputs* are invalid -- the
-  arguments of a slice call (:func:`dpslice.dp_local_slice`), a layout
-  description (:class:`dpslice.DPLayout`), or the engine state a slice reads (a
-  rank's CPU and GPU count lists that disagree).  Callers that already catch
-  ``ValueError`` keep working.
-* :class:`SyncError`, a :class:`RuntimeError` like the error torch's own sync
-  debug mode raises: a sync guard (:mod:`dpslice.sync`) caught code
-  synchronising the host with the GPU, or cannot run here.  Not a value error:
-  nothing was wrong with the values, the code did something it must not.
-* :class:`CheckError`, an :class:`Exception`: the check tool (``dpslice
-  check``, :mod:`dpslice.check`, :mod:`dpslice.distributed`) could not do its
-  job -- a bad target, device, property name or contract, or a round trip
-  that could not reach a verdict, or options it cannot run with
-  (:class:`CheckConfigError`, in every mode).  A wrong slice is none of these:
-  it is a counterexample in the check's report.
-* :class:`~dpslice.distributed.errors.TargetAbortedError`, an
-  :class:`Exception`: the *target* never returned from a call of a round trip,
-  or ended its rank's process, so the group had to be killed; it carries the
-  counterexample.  The target's fault, and a verdict, not a harness failure.
+* :class:`InvalidInputError` (a ``ValueError``): a slice call's arguments, a layout,
+  or the engine state a slice reads are invalid.
+* :class:`SyncError` (a ``RuntimeError``, like torch's sync debug mode): a sync
+  guard caught a host-device sync, or cannot run here.
+* :class:`CheckError`: the check tool could not judge the target (a wrong slice is
+  a counterexample in its report, not an error).
+* :class:`~dpslice.distributed.errors.TargetAbortedError`: the target never returned
+  from a round trip's call; the target's fault, and a verdict.
 
-Every class has exactly one parent.  Each is also importable where it is used
-(``dpslice``, :mod:`dpslice.sync`, :mod:`dpslice.check`,
-:mod:`dpslice.distributed`).  Three round-trip errors whose constructors take
-the round trip's own types (:class:`~dpslice.distributed.errors.RoundTripTimeoutError`,
-:class:`~dpslice.distributed.errors.RankFailedError`,
-:class:`~dpslice.distributed.errors.GatherMismatchError`, under :class:`RoundTripError`,
-and :class:`~dpslice.distributed.errors.TargetAbortedError`) live in
-:mod:`dpslice.distributed.errors`.
-
-Each message says what was wrong, why it matters, and what to do instead.
+Every class has one parent and is imported from here, except the four round-trip
+errors whose constructors take the round trip's own types, imported from
+:mod:`dpslice.distributed.errors`.  Each message says what was wrong, why it
+matters, and what to do instead.
 """
 
 from __future__ import annotations
@@ -62,9 +45,6 @@ __all__ = [
     "TensorInputError",
     "UnknownPropertyError",
 ]
-
-
-# -- invalid inputs -----------------------------------------------------------
 
 
 class InvalidInputError(ValueError):
@@ -100,18 +80,11 @@ class NegativeCountError(InvalidInputError):
 
 
 class NonIntegerError(InvalidInputError):
-    """A count, rank, size or extent is not an int (bool, float, str, ...).
-
-    Also raised when the graph flag is not a bool.
-    """
+    """A count, rank, size or extent is not an int, or the graph flag not a bool."""
 
 
 class TensorInputError(InvalidInputError):
-    """A tensor or array was passed where Python ints are expected.
-
-    Reading its value could force a host-device synchronisation, which is the
-    very stall the CPU slice exists to avoid, so it is refused unread.
-    """
+    """A tensor or array where Python ints are expected: refused unread, as reading it may sync."""
 
 
 class InvalidLayoutError(InvalidInputError):
@@ -119,16 +92,7 @@ class InvalidLayoutError(InvalidInputError):
 
 
 class CountsDisagreementError(InvalidInputError):
-    """A rank's ``global_num_tokens_cpu`` disagrees with its ``global_num_tokens_gpu``.
-
-    The CPU slice trusts the list and the old GPU path trusts the tensor; both
-    are filled from the same all-gather and must agree (the consistency
-    assumption flagged in review of sglang PR 24550).  Raised by
-    :func:`dpslice.distributed.check_counts_consistency`.
-    """
-
-
-# -- host-device syncs --------------------------------------------------------
+    """A rank's ``global_num_tokens_cpu`` disagrees with its ``global_num_tokens_gpu``."""
 
 
 class _SyncEventLike(Protocol):
@@ -148,11 +112,7 @@ class _SyncEventLike(Protocol):
 
 
 class SyncError(RuntimeError):
-    """Root of the sync guards' errors (:mod:`dpslice.sync`).
-
-    A ``RuntimeError``, like the error torch's own sync debug mode raises, so
-    code written against that keeps catching it.
-    """
+    """Root of the sync guards' errors (:mod:`dpslice.sync`)."""
 
 
 class ImplicitSyncError(SyncError):
@@ -195,18 +155,12 @@ class SyncModeUnavailableError(SyncError):
     """The requested guard cannot run here (e.g. CUDA or probe mode without a GPU)."""
 
 
-# -- the check tool -----------------------------------------------------------
-
-
 class CheckError(Exception):
     """Root of the check tool's errors: it could not judge the target, which is not a verdict."""
 
 
 class BadTargetError(CheckError):
-    """The target cannot be loaded or cannot be called with the check's convention.
-
-    The message is one line: what is wrong and what to do.
-    """
+    """The target cannot be loaded or cannot be called with the check's convention."""
 
 
 class DeviceError(CheckError):
@@ -218,10 +172,7 @@ class UnknownPropertyError(CheckError):
 
 
 class InvalidContractError(CheckError):
-    """A contract (see :mod:`dpslice.contracts`) is malformed or cannot be found.
-
-    It concerns how a check is set up, not a slice's inputs.
-    """
+    """A contract (see :mod:`dpslice.contracts`) is malformed or cannot be found."""
 
 
 class CheckBrokeError(CheckError):
@@ -229,8 +180,7 @@ class CheckBrokeError(CheckError):
 
 
 class CheckConfigError(CheckError):
-    """The check cannot run as asked: a bad option (``max_examples``, a seed, a timeout), or,
-    for a round trip, a DP size, backend or machine it cannot run on (too few GPUs)."""
+    """The check cannot run as asked: a bad option, or a round trip this machine cannot run."""
 
 
 class RoundTripError(CheckError):

@@ -1,21 +1,10 @@
 """Ground truth: what one forward's gathered DP buffer really looks like.
 
-A :class:`DPLayout` describes the per-rank token counts and how the engine
-gathered them (SUM_LEN, MAX_LEN, CUDA-graph replay or capture, attention-TP
-rounding, a skipped all-gather).  From that description it derives
-
-* what the engine hands the slicer for a rank (:meth:`DPLayout.call`), and
-* the gathered buffer itself (:meth:`DPLayout.gathered`), built by
-  concatenating every rank's contribution with its padding, whose rows are
-  tagged ``(rank, local_row)``, padding rows ``(rank, PAD_ROW)``.
-
-Which of the rows a rank *owns* depends on who consumes the slice
-(:class:`Owns`): a capturer pairs it with the rank's own batch (its real rows,
-as the CPU count list says), an in-graph scatter or a reduce-scatter hands
-every rank its whole padded block.
-
-The buffer is the oracle.  It is assembled piece by piece and never asks the
-slice formula under test where a rank starts.
+A :class:`DPLayout` describes the per-rank counts and how the engine gathered
+them; from that it derives what the engine hands the slicer (:meth:`DPLayout.call`)
+and the gathered buffer itself (:meth:`DPLayout.gathered`), whose rows are tagged
+``(rank, local_row)``, padding ``(rank, PAD_ROW)``.  The buffer is the oracle: it
+is assembled piece by piece and never asks the slice under test where a rank starts.
 """
 
 from __future__ import annotations
@@ -42,23 +31,18 @@ DEFAULT_MAX_ROWS = 1 << 20
 class Mode(enum.Enum):
     """How the engine laid the ranks out in the gathered buffer."""
 
-    #: Eager; ranks packed back to back (any extend with more than one rank).
+    #: Eager; ranks packed back to back.
     SUM_LEN = "sum_len"
-    #: Eager; every rank padded to the largest count.  As in sglang, the CPU
-    #: count list the slicer sees is then the padded list ``[max] * dp_size``.
+    #: Eager; every rank padded to the largest count, and the CPU list padded too.
     MAX_LEN = "max_len"
-    #: Decode CUDA-graph replay; every rank owns ``graph_batch_size * num_tokens_per_bs``
-    #: rows, and the CPU count list holds the raw counts.
+    #: Decode CUDA-graph replay; each rank owns ``graph_batch_size * num_tokens_per_bs`` rows.
     GRAPH_REPLAY = "graph_replay"
     #: CUDA-graph capture; a uniform dummy batch and no CPU counts at all.
     GRAPH_CAPTURE = "graph_capture"
-    #: Prefill CUDA-graph replay (sglang #30712, #31116): every rank padded to the
-    #: bucket ``graph_batch_size`` (in tokens), the padded list written back into
-    #: the CPU counts, and no decode-graph batch size (``cuda_graph_batch`` is None).
+    #: Prefill CUDA-graph replay (sglang #30712): every rank padded to the bucket
+    #: ``graph_batch_size`` in tokens, the padded list written back into the CPU counts.
     PREFILL_GRAPH = "prefill_graph"
-    #: One chunk of DP chunking (vLLM ``max_num_tokens_per_dp_rank``): chunk ``k``
-    #: of a rank with ``n`` tokens holds ``min(chunk_size, n - chunk_size * k)``
-    #: rows, at least one (a dummy row once the rank has run out); ranks packed.
+    #: One chunk of DP chunking (vLLM): at most ``chunk_size`` rows a rank, at least one.
     DP_CHUNK = "dp_chunk"
 
     @property
@@ -78,12 +62,9 @@ class Mode(enum.Enum):
 class Owns(enum.Enum):
     """Which rows of the gathered buffer a rank's slice must cover."""
 
-    #: The rows of the rank's own batch, as many as its CPU count says: a capturer
-    #: pairs the slice with the rank's ``out_cache_loc``.  Under MAX_LEN and the
-    #: prefill graph the engine padded the batch (and its count) itself.
+    #: The rows of the rank's own batch, as many as its CPU count says (a capturer).
     REAL_ROWS = "real_rows"
-    #: The rank's whole block, padding included: in-graph scatter, reduce-scatter
-    #: and vLLM's combine give each rank every row it contributed.
+    #: The rank's whole block, padding included (in-graph scatter, vLLM's combine).
     PADDED_BLOCK = "padded_block"
 
     def __repr__(self) -> str:
@@ -94,14 +75,10 @@ class Owns(enum.Enum):
 class SliceCall:
     """What an engine hands its slice function for one rank of one forward.
 
-    ``global_num_tokens_cpu`` mirrors the forward batch's field of that name:
-    ``None`` during capture, a one-entry list when the all-gather was skipped.
-    ``graph_extent`` is the rows each rank owns under graph replay
-    (``cuda_graph_batch * num_tokens_per_bs``).  ``cuda_graph_batch`` is what
-    upstream passes under that name: the graph's batch size ``bs``, a request
-    count, which is *not* the extent under speculative decoding; both are
-    ``None`` in a prefill graph.  ``chunk_size`` and ``chunk_index`` are set
-    for one chunk of DP chunking, whose counts are the whole forward's.
+    ``global_num_tokens_cpu`` is ``None`` during capture and one entry when the gather
+    was skipped; ``graph_extent`` is the rows each rank owns under decode-graph replay
+    and ``cuda_graph_batch`` the graph's request count ``bs`` (both ``None`` in a
+    prefill graph); ``chunk_size`` and ``chunk_index`` are set for one chunk of DP chunking.
     """
 
     global_num_tokens_cpu: list[int] | None
@@ -254,8 +231,7 @@ class DPLayout:
             )
 
     def __repr__(self) -> str:
-        # Only what differs from the defaults, so a shrunk counterexample reads
-        # as the smallest expression that rebuilds it.
+        # Only what differs from the defaults: the smallest expression that rebuilds it.
         fields = [f"counts={self.counts!r}"]
         if self.mode is not Mode.SUM_LEN:
             fields.append(f"mode={self.mode!r}")
@@ -273,8 +249,7 @@ class DPLayout:
         return f"DPLayout({', '.join(fields)})"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        # Hypothesis prints falsifying examples with its pretty-printer, which
-        # would otherwise list every field; keep the minimal repr there too.
+        # Hypothesis's pretty-printer would list every field.
         printer.text(repr(self))
 
     @classmethod
@@ -308,7 +283,6 @@ class DPLayout:
     @cached_property
     def widest_rows(self) -> int:
         """The largest rank's token count after attention-TP rounding (the MAX_LEN pad)."""
-        # Cached: MAX_LEN asks it once per rank, which made walking a layout quadratic.
         return max(self.rows(rank) for rank in range(self.dp_size))
 
     def _chunk_rows(self, rank: int) -> tuple[int, int]:
@@ -342,11 +316,9 @@ class DPLayout:
     def owned_rows(self, rank: int, owns: Owns = Owns.REAL_ROWS) -> int:
         """Rows of the gathered buffer that belong to rank ``rank``: its slice's length.
 
-        With :attr:`Owns.REAL_ROWS`, the rows its own batch (``out_cache_loc``)
-        has, which is what its CPU count says: under MAX_LEN and in a prefill
-        graph the engine padded the batch itself, so the padding rows are its
-        own; in a decode-graph replay the count is raw.  With
-        :attr:`Owns.PADDED_BLOCK`, its whole contribution.
+        With :attr:`Owns.REAL_ROWS`, the rows of its own batch (its CPU count, padded by
+        the engine under MAX_LEN and in a prefill graph); with :attr:`Owns.PADDED_BLOCK`,
+        its whole contribution.
         """
         if owns is Owns.PADDED_BLOCK or self.mode in (
             Mode.MAX_LEN,
@@ -382,11 +354,7 @@ class DPLayout:
         return list(self.counts)  # capture's dummy batch
 
     def block_counts(self, dp_rank: int) -> list[int]:
-        """Every gathered rank's whole block, in the order of the list it sees.
-
-        What a graph replay fills the static GPU count tensor with
-        (``bs * num_tokens_per_bs`` for every rank).
-        """
+        """Every gathered rank's whole block: what a graph replay fills the GPU counts with."""
         return [self.region(rank) for rank in self.gathered_ranks(dp_rank)]
 
     def global_num_tokens_gpu(
@@ -429,19 +397,16 @@ class DPLayout:
         return sum(self.region(rank) for rank in self.gathered_ranks(dp_rank))
 
     def span(self, dp_rank: int, owns: Owns = Owns.REAL_ROWS) -> RowSpan:
-        """Where rank ``dp_rank``'s own rows sit, found by walking the contributions.
-
-        The cheap form of the oracle, for layouts too large to materialise.
-        """
+        """Where rank ``dp_rank``'s own rows sit, found by walking the contributions (no buffer)."""
         ranks = self.gathered_ranks(dp_rank)
         ahead = ranks[: ranks.index(dp_rank)]
         return RowSpan(sum(self.region(rank) for rank in ahead), self.owned_rows(dp_rank, owns))
 
     def contribution(self, rank: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Rank ``rank``'s tagged rows as it sends them to the gather, padding included.
+        """Rank ``rank``'s tagged rows as it sends them, padding included.
 
-        A real row's tag is its row in the rank's whole batch, so the rows of
-        chunk ``k`` start at ``chunk_size * k``.
+        A real row's tag is its row in the rank's whole batch (chunk ``k`` starts at
+        ``chunk_size * k``).
         """
         from dpslice._numpy_notice import torch
 
@@ -462,12 +427,8 @@ class DPLayout:
     ) -> torch.Tensor:
         """Materialise rank ``dp_rank``'s gathered buffer: ``(rows, 2)`` int64 tags.
 
-        Row ``i`` is ``(rank, local_row)`` for a real token or ``(rank, PAD_ROW)``
-        for padding that ``rank`` contributed.
-
         Raises:
-            InvalidLayoutError: the buffer would exceed ``max_rows`` rows; use
-                :meth:`span` for layouts that large.
+            InvalidLayoutError: the buffer would exceed ``max_rows`` rows; use :meth:`span`.
         """
         from dpslice._numpy_notice import torch
 

@@ -1,19 +1,10 @@
 """The reference DP-local slice: exact Python ints, explicit errors, no device reads.
 
-Rules, for the rank's slot in the count list (its rank, or slot 0 when the
-all-gather was skipped and the list has one entry):
-
-* eager: ``start = sum(counts[:slot])``
-* decode CUDA-graph replay: ``start = slot * graph_extent``, the extent in rows
-  (``bs * num_tokens_per_bs``), never the graph's request count
-* prefill CUDA-graph replay (``can_run_graph`` with no extent, sglang #30712):
-  the engine padded every count to the graph's bucket and wrote the padded
-  list back, so the running sum is the start, as in eager mode
-* ``length = counts[slot]`` in all three
-
-The reference never reads a tensor's value: a tensor or array where ints are
-expected is refused with :class:`~dpslice.errors.TensorInputError`, because
-reading it on CUDA would block the host until the GPU drains.
+For the rank's slot in the count list (its rank, or 0 when the gather was skipped):
+eager and prefill-graph ``start = sum(counts[:slot])`` (a prefill graph's counts
+are padded to its bucket); decode-graph replay ``start = slot * graph_extent``, the
+extent in rows; ``length = counts[slot]``.  A tensor where ints are expected is
+refused with :class:`~dpslice.errors.TensorInputError`, since reading it may sync.
 """
 
 from __future__ import annotations
@@ -60,10 +51,6 @@ _PLAIN_SEQUENCES = (list, tuple)
 _NEW_TUPLE = tuple.__new__
 
 
-def _new_slice(start: int, length: int) -> DPSlice:
-    return _NEW_TUPLE(DPSlice, (start, length))
-
-
 class ForwardBatchLike(Protocol):
     """The one field of an engine's forward batch that the slice reads."""
 
@@ -72,9 +59,7 @@ class ForwardBatchLike(Protocol):
 
 
 def _is_tensor_like(value: object) -> bool:
-    # Looked up in sys.modules rather than imported: if torch (or numpy) was
-    # never imported, no value can be one of its tensors, and checking a value
-    # must not import anything.  isinstance also covers engine-side subclasses.
+    # From sys.modules: without torch (or numpy) imported, no value is its tensor.
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         return True
@@ -182,20 +167,11 @@ def dp_local_slice(
         NonIntegerError: a bool, float, str or other non-integer.
         TensorInputError: a tensor or array where ints are expected.
     """
-    # Typed loosely on purpose: the fast path checks the types itself, and
-    # anything it is unsure of goes to the validating path.
-    counts: Any = global_num_tokens_cpu
-    # Fast path for what engines pass: a list of plain ints, an int rank and
-    # size, a bool flag.  Any doubt falls through to the validating path below,
-    # which raises the explicit error.  One bytecode loop checks every count,
-    # its type before anything that could call into it.  benchmarks/count_checks.py
-    # times the other ways (C passes of map(type) with min or array, an all()
-    # generator, marshal's exact encoding, and a cache of the last list, which
-    # must compare the same objects one by one to be safe): on CPython 3.11 and
-    # 3.12 none is faster at DP 8, and at DP 64 the closest are within 20%
-    # either way, not enough to pay for a second path.  A decode graph is told
-    # by its flag and extent first: three tests to its loop instead of five,
-    # eager two instead of one (benchmarks/call_parts.py times each part of a call).
+    counts: Any = global_num_tokens_cpu  # the fast path checks the types itself
+    # Fast path for what engines pass (a list of plain ints, int rank and size, a
+    # bool flag); any doubt falls through to the validating path, which raises the
+    # explicit error.  benchmarks/count_checks.py and call_parts.py time the
+    # alternatives: none was faster.
     kind, exact = type, int  # locals: cheaper to load than builtins, in the loops most
     if (
         kind(counts) in _PLAIN_SEQUENCES
@@ -257,10 +233,9 @@ def _validated_slice(
             "was skipped. Another length means the counts belong to another group"
         )
     length = counts[slot]
-    # A graph without a decode extent is a prefill graph (sglang #30712), whose
-    # counts were padded to its bucket: the running sum locates the rank there.
+    # A graph without a decode extent is a prefill graph: the running sum.
     if not _as_flag(can_run_graph, "can_run_graph") or graph_extent is None:
-        return _new_slice(sum(counts[:slot]), length)
+        return _NEW_TUPLE(DPSlice, (sum(counts[:slot]), length))
 
     extent = _as_int(graph_extent, "graph_extent")
     if extent < 0:
@@ -276,7 +251,7 @@ def _validated_slice(
                 "(bs * num_tokens_per_bs, not the request count bs) of the graph that "
                 "actually replays this batch"
             )
-    return _new_slice(slot * extent, length)
+    return _NEW_TUPLE(DPSlice, (slot * extent, length))
 
 
 def get_dp_local_slice_cpu(
@@ -290,10 +265,8 @@ def get_dp_local_slice_cpu(
 ) -> DPSlice:
     """sglang-shaped entry point to :func:`dp_local_slice`.
 
-    ``cuda_graph_batch`` is the graph's batch size ``bs``; the extent used is
-    ``cuda_graph_batch * num_tokens_per_bs``, so pass ``num_tokens_per_bs`` under
-    speculative decoding.  ``None`` with ``can_run_graph`` is a prefill graph.
-    The rank and DP size are explicit rather than read from global state.
+    The extent is ``cuda_graph_batch * num_tokens_per_bs``; ``None`` with
+    ``can_run_graph`` is a prefill graph.  Rank and DP size are explicit.
 
     Raises:
         InvalidGraphExtentError: a negative ``cuda_graph_batch``, ``num_tokens_per_bs`` below 1.

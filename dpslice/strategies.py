@@ -1,26 +1,17 @@
 """Hypothesis strategies for DP layouts, valid and invalid.
 
-Every strategy validates its arguments before drawing anything and raises
+Every strategy validates its arguments before drawing and raises
 :class:`hypothesis.errors.InvalidArgument` with a hint of what to pass instead.
-
-Generation and shrinking: DP sizes are drawn small most of the time and shrink
-towards the smallest allowed; counts shrink towards zero, modes towards
-SUM_LEN, the attention-TP size towards the first one given, graph batch sizes
-towards the smallest that holds every rank and ``num_tokens_per_bs`` towards 1.
-A counterexample therefore shrinks to something like
-``DPLayout(counts=(0, 1), mode=Mode.GRAPH_REPLAY, graph_batch_size=1, num_tokens_per_bs=2)``.
-
-Drawing layouts is most of a check's time, and Hypothesis's cost is per
-choice and per draw, so a layout is mostly one choice: a byte string whose
-header holds its mode and other fields, a byte each (:class:`_Layouts`), and
-then a byte per rank for the counts (:class:`_CountLists`).  Every strategy a
-layout draws from is built once, with the layout strategy.
+Counts shrink towards zero, modes towards the first given, graph batch sizes
+towards the smallest that holds every rank.  A layout is mostly one choice: a
+byte string whose header holds its mode and other fields and then a byte per
+rank (:class:`_Layouts`), since Hypothesis's cost is per choice and per draw.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
@@ -28,10 +19,8 @@ from typing import Any, TypeVar
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-# Imported here, not on a layout's first materialisation: a test module that
-# draws layouts imports this one at collection, so the first example of its
-# first test does not pay torch's import (about a second) against
-# Hypothesis's deadline.
+# Imported now, so that a test's first example does not pay torch's import
+# against Hypothesis's deadline.
 from dpslice._numpy_notice import torch
 from dpslice.contracts import Contract
 from dpslice.errors import (
@@ -46,7 +35,7 @@ from dpslice.errors import (
     RankOutOfRangeError,
     TensorInputError,
 )
-from dpslice.layout import DPLayout, Mode, SliceCall
+from dpslice.layout import DPLayout, Mode, SliceCall, _round_up
 
 __all__ = [
     "DEFECT_KINDS",
@@ -105,19 +94,12 @@ def dp_sizes(*, min_size: int = 1, max_size: int = MAX_DP_SIZE) -> st.SearchStra
     """DP sizes in ``[min_size, max_size]``, mostly small (up to 8), shrinking to ``min_size``."""
     _check_sizes("min_size", min_size, "max_size", max_size)
     small = st.integers(min_size, min(max_size, max(min_size, 8)))
-    # Each branch once: one_of drops a branch it already holds (st.integers is
-    # cached, so even a second call gives the same object), so listing `small`
-    # again would not weight it.
+    # Each branch once: one_of drops a branch it already holds (st.integers is cached).
     return st.one_of(small, st.integers(min_size, max_size))
 
 
 class _Built:
-    """Strategies built on first use and kept, for what is known only once drawn.
-
-    A rank below the DP size, an invalid call's wrong lengths: building a
-    strategy costs more than drawing from it, so each is built once per key.
-    Only for keys of few values (a DP size, not a count).
-    """
+    """Strategies built once per key (a DP size, not a count): building costs more than drawing."""
 
     def __init__(self) -> None:
         self._built: dict[Hashable, st.SearchStrategy[Any]] = {}
@@ -136,29 +118,21 @@ class _Built:
 
 # -- count lists, drawn in few choices -----------------------------------------------
 
-#: How a count byte decodes, by bands of its 256 values: the lowest to the
-#: least count, the next to the small counts above it (each a run of bytes),
-#: the next to any count of the range, the rest to the largest count.  About a
-#: fifth least counts, two fifths small, a quarter anywhere and a sixth the
-#: largest: near the mix that a choice among small, any and extreme counts
-#: (one in three each) drew before.
+#: How a count byte decodes, by bands of its 256 values: the least count, the
+#: small counts above it, any count of the range, and the largest count.
 _LEAST_BYTES, _SMALL_BYTES, _ANY_BYTES = 52, 96, 64
 
 #: The small counts are the least count plus 1 to 16.
 _SMALL_TOP = 16
 
-#: A count of the "any" band where the range has more counts than the band
-#: has bytes: drawn apart, a choice of its own from the whole range.
+#: A count of the "any" band where the range has more counts than the band has
+#: bytes: a choice of its own.
 _DRAWN_APART = -1
 
-#: How long a count list is.  Hypothesis's own mix for lists (about six
-#: entries on average, the most allowed a few times in a hundred up to 16)
-#: serves lists of up to ``_SMALL_SIZE`` entries.  Where more are allowed, a
-#: choice among ``_SIZE_ODDS`` values picks that mix for all but the last two,
-#: a long list (more than ``_SMALL_SIZE`` entries, 34 on average up to 64) for
-#: the next and the most entries allowed for the last.  It picks which
-#: strategy draws the bytes, not what they mean, so it shrinks to the plain
-#: mix keeping the bytes, which then shrink as any list does.
+#: How long a count list is: Hypothesis's own mix up to ``_SMALL_SIZE`` entries;
+#: where more are allowed, one of ``_SIZE_ODDS`` values picks that mix but for the
+#: last two, a long list and the most entries allowed.  It picks the strategy that
+#: draws the bytes, not what they mean, so it shrinks to the plain mix.
 _SIZE_ODDS, _SMALL_SIZE = 32, 16
 
 
@@ -186,12 +160,8 @@ def _count_table(min_count: int, max_count: int) -> tuple[int, ...]:
 class _CountLists:
     """Count lists of ``min_size`` to ``max_size`` entries from ``min_count`` to ``max_count``.
 
-    A list is one byte string, a byte per rank (see :func:`_count_table`)
-    after ``header`` bytes that the caller reads: one choice, plus one for its
-    length (see :data:`_SIZE_ODDS`) and one for each count drawn apart.
-    Hypothesis shrinks a byte string as it shrinks a list: it deletes entries
-    anywhere, sorts them and lowers each, and a lower byte never decodes to a
-    larger count within its band.
+    One byte string, a byte per rank after ``header`` bytes the caller reads; Hypothesis
+    shrinks it as a list, and a lower byte never decodes to a larger count in its band.
     """
 
     def __init__(
@@ -235,14 +205,11 @@ def token_counts(
 ) -> st.SearchStrategy[tuple[int, ...]]:
     """Per-rank token counts: zeros, all-zero ranks, small values and values up to ``max_count``.
 
-    The number of ranks is mostly small (about six on average); where
-    ``max_size`` is above 16, one list in 32 is long (more than 16 entries) and
-    one in 32 has ``max_size`` entries.  Each count is ``min_count`` (0 by
-    default; vLLM never gathers an empty rank, so its contracts draw from 1)
-    about a fifth of the time, 1 to 16 above it two fifths, ``max_count`` a
-    sixth and anywhere from ``min_count`` to ``max_count`` a quarter.  A count
-    shrinks to ``min_count``; a tuple shrinks towards ``min_size`` entries by
-    dropping ranks anywhere, so ranks that play no part in a failure disappear.
+    The number of ranks is mostly small (about six); above 16 allowed, one list in 32
+    is long and one in 32 has ``max_size`` entries.  A count is ``min_count`` about a
+    fifth of the time, 1 to 16 above it two fifths, ``max_count`` a sixth and anywhere
+    a quarter.  Counts shrink to ``min_count``, and ranks that play no part in a
+    failure are dropped.
     """
     _check_sizes("min_size", min_size, "max_size", max_size)
     _check_int("min_count", min_count, 0)
@@ -251,8 +218,7 @@ def token_counts(
     return _drawn_counts(lists)
 
 
-# The composites are decorated once, at import: decorating one reads its
-# source, which costs as much as drawing a few hundred layouts.
+# Composites are decorated once, at import: decorating reads the source.
 
 
 @st.composite
@@ -272,10 +238,6 @@ def _check_modes(modes: Sequence[Mode]) -> tuple[Mode, ...]:
     return tuple(modes)
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
 def _choice_among(values: Sequence[_T]) -> st.SearchStrategy[_T]:
     """One of ``values``, shrinking to the first (a range is not listed)."""
     if isinstance(values, range):
@@ -283,20 +245,12 @@ def _choice_among(values: Sequence[_T]) -> st.SearchStrategy[_T]:
     return st.sampled_from(values)
 
 
-#: The fields of a layout besides its counts, in the order its header holds
-#: them (see :class:`_Layouts`).
-_MODE, _SKIPPED, _TP_SIZE, _TOKENS_PER_BS, _PADDING = range(5)
-
-
 class _Layouts:
     """How :func:`dp_layouts` draws a layout, every strategy it draws from built once.
 
-    The mode, whether the gather was skipped, the attention-TP size, a
-    replay's ``num_tokens_per_bs`` and a graph's padding (0 to 3) are the
-    header of the count bytes (:class:`_CountLists`), a byte each where there
-    is a choice: a byte picks among a field's values in order, so that it
-    shrinks to the first.  A field of more than 256 values (a large
-    ``max_num_tokens_per_bs``) is a choice of its own.
+    The fields besides the counts are the header of the count bytes, a byte each
+    where there is a choice, picking among the values in order (so it shrinks to the
+    first); a field of more than 256 values is a choice of its own.
     """
 
     def __init__(
@@ -381,14 +335,9 @@ class _Layouts:
     def layout_and_rank(self, draw: st.DrawFn) -> tuple[DPLayout, int]:
         """A layout and one of its ranks in one draw (see :func:`layouts_and_ranks`).
 
-        The rank holds the last count drawn, and the first ``after`` counts
-        drawn follow it, ``after`` the last header byte's share of the ranks.
-        As that byte shrinks, those ranks move to the front, the rank keeping
-        its count, and a counterexample can then lose them as ranks ahead of
-        it.  A share rather than a number of ranks: as counts are deleted a
-        rank stays last or first.  (A rank counted from the end of counts in
-        the order drawn could not lose the ranks after it: each one deleted
-        would move the rank.)
+        The rank holds the last count drawn and the first ``after`` counts follow it,
+        ``after`` the last header byte's share of the ranks, so that as that byte shrinks
+        those ranks move to the front and a counterexample can lose them.
         """
         counts, mode, fields, raw = self.fields(draw, self.ranked)
         after = _share(raw[self.ranked.header - 1], len(counts))
@@ -417,8 +366,7 @@ def _drawn_layout_and_rank(draw: st.DrawFn, plan: _Layouts) -> tuple[DPLayout, i
 def _with_rank(
     draw: st.DrawFn, layouts: st.SearchStrategy[DPLayout], built: _Built
 ) -> tuple[DPLayout, int]:
-    # A composite rather than flatmap: flatmap builds a new strategy for every
-    # draw, which costs more than the draw itself.
+    # Not flatmap, which builds a strategy per draw.
     layout = draw(layouts)
     back = draw(built.integers(0, layout.dp_size - 1))
     return layout, layout.dp_size - 1 - back
@@ -455,9 +403,6 @@ def dp_layouts(
             under speculative decoding).
         gather_skipped: ``True`` for one-entry count lists only, ``False`` for
             full gathers only, ``None`` for both.  Capture layouts never skip it.
-
-    A prefill graph's bucket is drawn from the widest rank up, a DP chunk's
-    size from 1 to the largest count and its index among that count's chunks.
     """
     chosen_modes = _check_modes(modes)
     _check_int("min_count", min_count, 0)
@@ -491,6 +436,18 @@ def dp_layouts(
     return layouts
 
 
+def _check_contract(contract: object) -> None:
+    if not isinstance(contract, Contract):
+        raise InvalidArgument(f"contract={contract!r} must be a dpslice.contracts.Contract")
+
+
+def _reaches_none(contract: Contract, reached: Iterable[Mode]) -> InvalidArgument:
+    return InvalidArgument(
+        f"contract {contract.name} reaches none of the modes asked for; it reaches "
+        f"{', '.join(mode.name for mode in reached)}"
+    )
+
+
 def contract_layouts(
     contract: Contract,
     *,
@@ -508,8 +465,7 @@ def contract_layouts(
             reach them), ``False`` for full gathers, ``None`` for both where reached.
         max_count, max_dp_size: as for :func:`dp_layouts`.
     """
-    if not isinstance(contract, Contract):
-        raise InvalidArgument(f"contract={contract!r} must be a dpslice.contracts.Contract")
+    _check_contract(contract)
     wanted = contract.modes if modes is None else _check_modes(modes)
     reached = [mode for mode in Mode if mode in wanted and contract.reaches(mode)]
     if gather_skipped is True:
@@ -517,10 +473,7 @@ def contract_layouts(
             raise InvalidArgument(f"contract {contract.name} never skips the all-gather")
         reached = [mode for mode in reached if mode is not Mode.GRAPH_CAPTURE]
     if not reached:
-        raise InvalidArgument(
-            f"contract {contract.name} reaches none of the modes asked for; it reaches "
-            f"{', '.join(mode.name for mode in contract.modes)}"
-        )
+        raise _reaches_none(contract, contract.modes)
     if gather_skipped is None and not contract.skipped_gather:
         gather_skipped = False
     return dp_layouts(
@@ -539,12 +492,9 @@ def layouts_and_ranks(
 ) -> st.SearchStrategy[tuple[DPLayout, int]]:
     """A layout and one of its ranks; the rank shrinks towards the last rank.
 
-    Counting from the last rank lets a counterexample lose the ranks ahead of
-    the one that fails: ``counts=(0, 0, 0, 1)`` at rank 3 shrinks to
-    ``counts=(0, 1)`` at rank 1.  From :func:`dp_layouts` (and so
-    :func:`contract_layouts`) the layout and its rank are one draw, in which
-    the ranks after the failing one can be lost too: ``counts=(0, 1, 0)`` at
-    rank 1 shrinks to ``counts=(0, 1)`` at rank 1.
+    A counterexample loses the ranks ahead of the one that fails (``counts=(0, 0, 0, 1)``
+    at rank 3 shrinks to ``counts=(0, 1)`` at rank 1) and, from :func:`dp_layouts` or
+    :func:`contract_layouts`, the ranks after it too.
 
     Args:
         layouts: where layouts come from; :func:`dp_layouts` by default.
@@ -557,8 +507,6 @@ def layouts_and_ranks(
         )
     plan = _PLANS.get(layouts)
     if plan is not None:
-        # One draw for both (a draw inside another costs about a tenth of
-        # the layout), and ranks after the rank that shrink away.
         return _drawn_layout_and_rank(plan)
     return _with_rank(layouts, _Built())
 
@@ -567,9 +515,8 @@ def layouts_and_ranks(
 class InvalidCall:
     """A slice call with exactly one defect, and the error it must raise.
 
-    ``call`` may hold values of the wrong type on purpose (that is the defect);
-    ``layout`` is the valid layout it was derived from, for the GPU counts.
-    ``kind`` names the defect's kind (a key of :data:`DEFECT_KINDS`), ``defect``
+    ``call`` may hold values of the wrong type on purpose; ``layout`` is the valid
+    layout it derives from; ``kind`` is a key of :data:`DEFECT_KINDS`, ``defect``
     the defect itself.
     """
 
@@ -586,8 +533,7 @@ def _bools() -> st.SearchStrategy[object]:
 
 def _non_integers() -> st.SearchStrategy[object]:
     return st.one_of(
-        # No allow_nan=False: NaN fails the filter, which Hypothesis rewrites as
-        # min_value=0.0, a bound that rules NaN out by itself.
+        # The filter becomes min_value=0.0, which rules NaN out too.
         st.floats(allow_infinity=False).filter(lambda v: v >= 0),
         st.sampled_from(["3", "0", None, b"1"]),
     )
@@ -609,96 +555,81 @@ class _Values:
         self.wrong_types = _Built()  # by the function that builds them
 
 
-#: How one kind of defect is put into a valid call: ``(draw, layout, call, slot,
-#: values) -> (call, defect)``; ``slot`` is an entry of its count list.
-_Builder = Callable[[st.DrawFn, DPLayout, SliceCall, int, _Values], tuple[SliceCall, str]]
+@dataclass(frozen=True)
+class _Site:
+    """Where one defect goes: the valid call drawn, ``slot`` an entry of its count list."""
+
+    draw: st.DrawFn
+    layout: DPLayout
+    call: SliceCall
+    slot: int
+    values: _Values
+
+    def with_count(self, value: object) -> SliceCall:
+        counts = self.call.global_num_tokens_cpu
+        assert counts is not None
+        spoiled = [*counts[: self.slot], value, *counts[self.slot + 1 :]]
+        return replace(self.call, global_num_tokens_cpu=spoiled)  # type: ignore[arg-type]
 
 
-def _with_count(call: SliceCall, slot: int, value: object) -> SliceCall:
-    counts = call.global_num_tokens_cpu
+#: How one kind of defect is put into a valid call: the call and the defect.
+_Builder = Callable[[_Site], tuple[SliceCall, str]]
+
+
+def _counts_none(at: _Site) -> tuple[SliceCall, str]:
+    return replace(at.call, global_num_tokens_cpu=None), "global_num_tokens_cpu is None"
+
+
+def _count_over_extent(at: _Site) -> tuple[SliceCall, str]:
+    assert at.call.graph_extent is not None
+    over = at.call.graph_extent + at.draw(at.values.up_to_max_count)
+    return at.with_count(over), f"count {over} over the extent"
+
+
+def _wrong_length(at: _Site) -> tuple[SliceCall, str]:
+    counts = at.call.global_num_tokens_cpu
     assert counts is not None
-    return replace(call, global_num_tokens_cpu=[*counts[:slot], value, *counts[slot + 1 :]])  # type: ignore[list-item]
-
-
-def _counts_none(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
-) -> tuple[SliceCall, str]:
-    return replace(call, global_num_tokens_cpu=None), "global_num_tokens_cpu is None"
-
-
-def _count_over_extent(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
-) -> tuple[SliceCall, str]:
-    assert call.graph_extent is not None
-    over = call.graph_extent + draw(values.up_to_max_count)
-    return _with_count(call, slot, over), f"count {over} over the extent"
-
-
-def _wrong_length(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
-) -> tuple[SliceCall, str]:
-    counts = call.global_num_tokens_cpu
-    assert counts is not None
-    n = layout.dp_size
-    lengths = values.lengths.get(
+    n = at.layout.dp_size
+    lengths = at.values.lengths.get(
         n,
         lambda: st.sampled_from([length for length in range(n + 5) if length not in (1, n)]),
     )
-    k = draw(lengths)
+    k = at.draw(lengths)
     bad = [counts[index % n] for index in range(k)]  # the counts again, cut or cycled
-    return replace(call, global_num_tokens_cpu=bad), f"{k} counts for dp_size={n}"
+    return replace(at.call, global_num_tokens_cpu=bad), f"{k} counts for dp_size={n}"
 
 
-def _rank_out_of_range(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
-) -> tuple[SliceCall, str]:
-    n = layout.dp_size
-    ranks = values.ranks.get(n, lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1)))
-    rank = draw(ranks)
-    return replace(call, dp_rank=rank), f"dp_rank = {rank}"
+def _rank_out_of_range(at: _Site) -> tuple[SliceCall, str]:
+    n = at.layout.dp_size
+    ranks = at.values.ranks.get(n, lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1)))
+    rank = at.draw(ranks)
+    return replace(at.call, dp_rank=rank), f"dp_rank = {rank}"
 
 
-def _size_below_one(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
-) -> tuple[SliceCall, str]:
-    size = draw(values.sizes_below_one)
-    return replace(call, dp_size=size, dp_rank=0), f"dp_size = {size}"
+def _size_below_one(at: _Site) -> tuple[SliceCall, str]:
+    size = at.draw(at.values.sizes_below_one)
+    return replace(at.call, dp_size=size, dp_rank=0), f"dp_size = {size}"
 
 
-def _negative_count(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
-) -> tuple[SliceCall, str]:
-    negative = -draw(values.up_to_max_count)
-    return _with_count(call, slot, negative), f"count {negative}"
+def _negative_count(at: _Site) -> tuple[SliceCall, str]:
+    negative = -at.draw(at.values.up_to_max_count)
+    return at.with_count(negative), f"count {negative}"
 
 
-def _negative_extent(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
-) -> tuple[SliceCall, str]:
-    extent = -draw(values.up_to_max_count)
-    return replace(call, graph_extent=extent), f"graph_extent = {extent}"
+def _negative_extent(at: _Site) -> tuple[SliceCall, str]:
+    extent = -at.draw(at.values.up_to_max_count)
+    return replace(at.call, graph_extent=extent), f"graph_extent = {extent}"
 
 
 def _wrong_type(
-    where: str,
-    make: Callable[[], st.SearchStrategy[object]],
-    draw: st.DrawFn,
-    layout: DPLayout,
-    call: SliceCall,
-    slot: int,
-    values: _Values,
+    where: str, make: Callable[[], st.SearchStrategy[object]], at: _Site
 ) -> tuple[SliceCall, str]:
-    """A value of the wrong type at ``where`` (a count, or the field of that name),
-    drawn from the strategy ``make`` builds.
-
-    A builder once ``where`` and ``make`` are bound (:func:`functools.partial`),
-    so that it runs, and can be judged, when a call is drawn.
-    """
-    value = draw(values.wrong_types.get(make, make))
+    """A value of the wrong type at ``where`` (a count, or that field), from ``make``'s strategy."""
+    value = at.draw(at.values.wrong_types.get(make, make))
     if where == "count":
-        return _with_count(call, slot, value), f"count is {value!r}"
+        return at.with_count(value), f"count is {value!r}"
     wrong: dict[str, Any] = {where: value}  # the wrong type is the defect
-    return replace(call, **wrong), f"{where} is {value!r}"
+    return replace(at.call, **wrong), f"{where} is {value!r}"
 
 
 def _non_integer_extents() -> st.SearchStrategy[object]:
@@ -706,25 +637,19 @@ def _non_integer_extents() -> st.SearchStrategy[object]:
     return _non_integers().filter(lambda value: value is not None)
 
 
-def _tensor_counts(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
-) -> tuple[SliceCall, str]:
-    tensor = _tensor_values(call.global_num_tokens_cpu)
-    return replace(call, global_num_tokens_cpu=tensor), "a tensor as counts"  # type: ignore[arg-type]
+def _tensor_counts(at: _Site) -> tuple[SliceCall, str]:
+    tensor = _tensor_values(at.call.global_num_tokens_cpu)
+    return replace(at.call, global_num_tokens_cpu=tensor), "a tensor as counts"  # type: ignore[arg-type]
 
 
-def _tensor_count(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
-) -> tuple[SliceCall, str]:
-    counts = call.global_num_tokens_cpu
+def _tensor_count(at: _Site) -> tuple[SliceCall, str]:
+    counts = at.call.global_num_tokens_cpu
     assert counts is not None
-    return _with_count(call, slot, _tensor_values(counts[slot])), "a tensor as count"
+    return at.with_count(_tensor_values(counts[at.slot])), "a tensor as count"
 
 
-def _tensor_rank(
-    draw: st.DrawFn, layout: DPLayout, call: SliceCall, slot: int, values: _Values
-) -> tuple[SliceCall, str]:
-    return replace(call, dp_rank=_tensor_values(call.dp_rank)), "a tensor as dp_rank"  # type: ignore[arg-type]
+def _tensor_rank(at: _Site) -> tuple[SliceCall, str]:
+    return replace(at.call, dp_rank=_tensor_values(at.call.dp_rank)), "a tensor as dp_rank"  # type: ignore[arg-type]
 
 
 #: Every kind of defect :func:`invalid_calls` puts in a call, with the error it
@@ -793,7 +718,7 @@ def _invalid_call(
     assert counts is not None
     slot = draw(values.slots.integers(0, len(counts) - 1))
     cause, build = _KINDS[kind]
-    call, defect = build(draw, layout, call, slot, values)
+    call, defect = build(_Site(draw, layout, call, slot, values))
     return InvalidCall(layout=layout, call=call, expected=cause, defect=defect, kind=kind)
 
 
@@ -831,8 +756,8 @@ def invalid_calls(
                 f"causes holds {cause!r}; choose from dpslice.strategies.INVALID_CAUSES"
             )
     _check_int("max_count", max_count, 1)
-    if contract is not None and not isinstance(contract, Contract):
-        raise InvalidArgument(f"contract={contract!r} must be a dpslice.contracts.Contract")
+    if contract is not None:
+        _check_contract(contract)
     if modes is None:
         modes = _CALL_MODES if contract is None else contract.counted_modes
     chosen_modes = tuple(mode for mode in _check_modes(modes) if mode is not Mode.GRAPH_CAPTURE)
@@ -841,10 +766,7 @@ def invalid_calls(
     if contract is not None:
         chosen_modes = tuple(mode for mode in chosen_modes if contract.reaches(mode))
         if not chosen_modes:
-            raise InvalidArgument(
-                f"contract {contract.name} reaches none of the modes asked for; it reaches "
-                f"{', '.join(mode.name for mode in contract.counted_modes)}"
-            )
+            raise _reaches_none(contract, contract.counted_modes)
     if kinds is None:
         wanted = [kind for kind, cause in DEFECT_KINDS.items() if cause in causes]
     elif isinstance(kinds, str) or not isinstance(kinds, Sequence) or not kinds:
@@ -863,8 +785,6 @@ def invalid_calls(
             "no kind of defect fits these causes, kinds and modes (a defect of the graph "
             "extent needs Mode.GRAPH_REPLAY among the modes)"
         )
-    # Built once per kind, not per draw: building a layout strategy costs far
-    # more than drawing from it.
     values = _Values(max_count)
     per_kind = [
         _invalid_call(kind, _base_layouts(kind, max_count, chosen_modes, contract), values)

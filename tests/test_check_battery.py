@@ -11,13 +11,13 @@ import torch
 from hypothesis import strategies as st
 
 from dpslice import DPLayout, Mode, dp_local_slice
-from dpslice.check import Property, UnknownPropertyError, Verdict, register, run_check
+from dpslice.check import Property, Verdict, register, run_check
 from dpslice.check.battery import RANKS_DISJOINT_IN_BOUNDS, SUM_LEN_TILES_BUFFER
 from dpslice.check.calls import LayoutCall
 from dpslice.check.registry import RelatedCall, registered, select
 from dpslice.check.rows import render_rows
 from dpslice.check.target import target_from_callable
-from dpslice.errors import CheckBrokeError
+from dpslice.errors import CheckBrokeError, UnknownPropertyError
 
 BUILT_IN = (
     "sum_len_rows",

@@ -23,12 +23,14 @@ from typing import Any
 import pytest
 import torch
 
-from dpslice.check import BadTargetError, Verdict, run_check
+from dpslice.check import Verdict, run_check
 from dpslice.check.inflight import ended
 from dpslice.check.report import write_document
 from dpslice.check.target import target_from_callable
 from dpslice.cli import main
-from dpslice.distributed import CheckConfigError, RankFailedError, run_round_trip
+from dpslice.distributed import run_round_trip
+from dpslice.distributed.errors import RankFailedError
+from dpslice.errors import BadTargetError, CheckConfigError
 from dpslice.supervision.supervisor import BatterySupervisor
 from tests.processes import marked_processes
 

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from dpslice import DPLayout, DPSlice, Mode
-from dpslice.check import CONVENTION, BadTargetError, load_target
+from dpslice.check import CONVENTION, load_target
 from dpslice.check.outcome import OutcomeKind, call_target, is_incidental
 from dpslice.check.target import check_spec, spec_source, target_from_callable
+from dpslice.errors import BadTargetError
 
 REFERENCE_READS = {"global_num_tokens_cpu", "dp_rank", "dp_size", "can_run_graph", "graph_extent"}
 

@@ -21,18 +21,11 @@ import pytest
 import torch
 
 from dpslice import DPLayout, Mode
-from dpslice.check import BadTargetError, CheckReport, Counterexample, PropertyResult, Verdict
+from dpslice.check import CheckReport, Counterexample, PropertyResult, Verdict
 from dpslice.check.report import render_text
 from dpslice.check.target import load_target, target_from_callable
 from dpslice.distributed import (
-    CheckConfigError,
-    CountsDisagreementError,
-    GatherMismatchError,
-    RankFailedError,
-    RoundTripError,
     RoundTripSession,
-    RoundTripTimeoutError,
-    TargetAbortedError,
     check_counts_consistency,
     counts_disagreement,
     driver,
@@ -41,7 +34,14 @@ from dpslice.distributed import (
 )
 from dpslice.distributed.collectives import RowGatherer
 from dpslice.distributed.driver import check_rank_count
+from dpslice.distributed.errors import (
+    GatherMismatchError,
+    RankFailedError,
+    RoundTripTimeoutError,
+    TargetAbortedError,
+)
 from dpslice.distributed.rank_check import check_layout
+from dpslice.errors import BadTargetError, CheckConfigError, CountsDisagreementError, RoundTripError
 
 REFERENCE = "dpslice.reference:dp_local_slice"
 TARGETS = Path(__file__).with_name("distributed_targets.py")

@@ -14,7 +14,8 @@ import torch
 from hypothesis import given
 from hypothesis.vendor.pretty import pretty
 
-from dpslice import PAD_ROW, DPLayout, InvalidLayoutError, Mode, Owns, RowSpan, SliceCall
+from dpslice import PAD_ROW, DPLayout, Mode, Owns, RowSpan, SliceCall
+from dpslice.errors import InvalidLayoutError
 from dpslice.strategies import dp_layouts, layouts_and_ranks
 from tests.engine import pad_rows, real_rows
 
@@ -245,6 +246,12 @@ class TestSliceCall:
     def test_capture_defaults_to_one_token_per_request(self):
         assert DPLayout.capture(2, graph_batch_size=3) == DPLayout(
             (3, 3), Mode.GRAPH_CAPTURE, graph_batch_size=3
+        )
+
+    def test_capture_of_several_tokens_per_request(self):
+        # Built at run time, not at import: CAPTURE above is built before any test runs.
+        assert DPLayout.capture(2, graph_batch_size=2, num_tokens_per_bs=3) == DPLayout(
+            (6, 6), Mode.GRAPH_CAPTURE, graph_batch_size=2, num_tokens_per_bs=3
         )
 
     def test_layout_is_frozen(self):

@@ -20,11 +20,11 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import dpslice.reference
-from dpslice import (
+from dpslice import DPSlice, dp_local_slice, get_dp_local_slice_cpu
+from dpslice.errors import (
     CountExceedsExtentError,
     CountsLengthError,
     CountsUnavailableError,
-    DPSlice,
     InvalidDPSizeError,
     InvalidGraphExtentError,
     InvalidInputError,
@@ -32,8 +32,6 @@ from dpslice import (
     NonIntegerError,
     RankOutOfRangeError,
     TensorInputError,
-    dp_local_slice,
-    get_dp_local_slice_cpu,
 )
 from tests.engine import ForwardBatch
 

@@ -22,8 +22,9 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument, NoSuchExample
 
-from dpslice import DPLayout, InvalidInputError, InvalidLayoutError, Mode, NegativeCountError
+from dpslice import DPLayout, Mode
 from dpslice.contracts import PRESETS, SGLANG_CAPTURER, SGLANG_GATHER, VLLM_CHUNKED, VLLM_DP
+from dpslice.errors import InvalidInputError, InvalidLayoutError, NegativeCountError
 from dpslice.strategies import (
     _DRAWN_APART,
     _PLANS,

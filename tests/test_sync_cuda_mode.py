@@ -18,14 +18,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dpslice.sync import (
-    CudaSyncGuard,
-    ImplicitSyncError,
-    allow_sync,
-    cuda_mode,
-    find_syncs,
-    no_sync,
-)
+from dpslice.errors import ImplicitSyncError
+from dpslice.sync import CudaSyncGuard, allow_sync, cuda_mode, find_syncs, no_sync
 from dpslice.sync.cuda_mode import DEBUG_MODE_ERROR_TEXT, pageable_copy_reason
 
 ERROR, WARN, DEFAULT = 2, 1, 0

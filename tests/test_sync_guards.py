@@ -12,15 +12,12 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from dpslice import InvalidInputError
+from dpslice.errors import ImplicitSyncError, InvalidInputError, SyncError, SyncModeUnavailableError
 from dpslice.pytest_plugin import cuda_available
 from dpslice.sync import (
     CpuSyncGuard,
     CudaSyncGuard,
-    ImplicitSyncError,
     StreamProbeGuard,
-    SyncError,
-    SyncModeUnavailableError,
     allow_sync,
     find_syncs,
     no_sync,

@@ -12,7 +12,8 @@ import time
 import pytest
 import torch
 
-from dpslice.sync import ImplicitSyncError, StreamProbeGuard, allow_sync, find_syncs, probe
+from dpslice.errors import ImplicitSyncError
+from dpslice.sync import StreamProbeGuard, allow_sync, find_syncs, probe
 
 
 class FakeStream:

@@ -26,7 +26,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from dpslice import CountsUnavailableError, DPLayout, Mode, dp_local_slice
+from dpslice import DPLayout, Mode, dp_local_slice
+from dpslice.errors import CountsUnavailableError
 from dpslice.specimens.tensor_path import ForwardBatch, capturer_bounds
 from dpslice.strategies import dp_layouts
 

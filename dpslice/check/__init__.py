@@ -7,6 +7,7 @@ True
 
 :data:`__all__` is the public face, documented in docs/check-reference.md; the
 submodules are private.
+The check's own errors derive from :class:`dpslice.errors.CheckError`.
 """
 
 from typing import TYPE_CHECKING
@@ -17,7 +18,6 @@ from dpslice.check.registry import (
     Counterexample,
     Property,
     Tier,
-    UnknownPropertyError,
     register,
 )
 from dpslice.check.report import (
@@ -30,8 +30,7 @@ from dpslice.check.report import (
     write_junit_xml,
 )
 from dpslice.check.results import CheckReport, PropertyResult, RoundTrip, Stop, Verdict
-from dpslice.check.target import CONVENTION, BadTargetError, DeviceError, Target, load_target
-from dpslice.errors import CheckError
+from dpslice.check.target import CONVENTION, Target, load_target
 
 if TYPE_CHECKING:
     from dpslice.check.draws import drawn
@@ -39,11 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONVENTION",
-    "BadTargetError",
-    "CheckError",
     "CheckReport",
     "Counterexample",
-    "DeviceError",
     "LayoutCall",
     "Outcome",
     "OutcomeKind",
@@ -53,7 +49,6 @@ __all__ = [
     "Stop",
     "Target",
     "Tier",
-    "UnknownPropertyError",
     "Verdict",
     "drawn",
     "load_target",

@@ -29,7 +29,6 @@ __all__ = [
     "Property",
     "RelatedCall",
     "Tier",
-    "UnknownPropertyError",
     "builtin",
     "register",
     "registered",

@@ -36,8 +36,6 @@ __all__ = [
     "CONTRACT_ATTRIBUTE",
     "CONVENTION",
     "DEVICES",
-    "BadTargetError",
-    "DeviceError",
     "Target",
     "check_device",
     "check_spec",

@@ -22,27 +22,11 @@ Under ``torchrun``, see :mod:`dpslice.distributed.torchrun`.
 
 from dpslice.distributed.consistency import check_counts_consistency, counts_disagreement
 from dpslice.distributed.driver import RoundTripSession
-from dpslice.distributed.errors import (
-    CheckConfigError,
-    CountsDisagreementError,
-    GatherMismatchError,
-    RankFailedError,
-    RoundTripError,
-    RoundTripTimeoutError,
-    TargetAbortedError,
-)
 from dpslice.distributed.round_trip import run_round_trip
 from dpslice.distributed.search import round_trip_layouts
 
 __all__ = [
-    "CheckConfigError",
-    "CountsDisagreementError",
-    "GatherMismatchError",
-    "RankFailedError",
-    "RoundTripError",
     "RoundTripSession",
-    "RoundTripTimeoutError",
-    "TargetAbortedError",
     "check_counts_consistency",
     "counts_disagreement",
     "round_trip_layouts",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dpslice._numpy_notice import torch
-from dpslice.distributed.errors import CountsDisagreementError
+from dpslice.errors import CountsDisagreementError
 
 __all__ = ["check_counts_consistency", "counts_disagreement"]
 

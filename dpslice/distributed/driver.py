@@ -36,17 +36,13 @@ from dpslice.check.outcome import OutcomeKind
 from dpslice.check.registry import Counterexample
 from dpslice.check.results import PropertyResult, check_max_examples
 from dpslice.check.target import Target, load_target, resolve_spec
-from dpslice.distributed.errors import (
-    CheckConfigError,
-    RankFailedError,
-    RoundTripTimeoutError,
-    TargetAbortedError,
-)
+from dpslice.distributed.errors import RankFailedError, RoundTripTimeoutError, TargetAbortedError
 from dpslice.distributed.search import (
     aborted_round_trip,
     search_round_trip,
 )
 from dpslice.distributed.worker import BACKENDS, spawned_worker
+from dpslice.errors import CheckConfigError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_LAYOUT_TIMEOUT,

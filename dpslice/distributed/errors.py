@@ -9,13 +9,6 @@ the round trip could not reach a verdict.  :class:`TargetAbortedError` is a root
 its own: the target's fault, whose counterexample the round trip reports after it
 had to kill the group.
 
-The module also re-exports, from :mod:`dpslice.errors`, the round trip's
-other errors: :class:`~dpslice.errors.RoundTripError`,
-:class:`~dpslice.errors.CheckConfigError` and
-:class:`~dpslice.errors.CountsDisagreementError` (a
-:class:`~dpslice.errors.InvalidInputError`: the engine state a slice reads is
-invalid input, not a harness failure).
-
 A wrong slice is none of these: it is a counterexample, in the
 :class:`~dpslice.check.CheckReport` the round trip returns.
 """
@@ -27,22 +20,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dpslice.check.inflight import signal_cause, signal_name
-from dpslice.errors import (
-    CheckConfigError,
-    CountsDisagreementError,
-    RoundTripError,
-)
+from dpslice.errors import RoundTripError
 
 if TYPE_CHECKING:
     from dpslice.check.registry import Counterexample
     from dpslice.layout import DPLayout
 
 __all__ = [
-    "CheckConfigError",
-    "CountsDisagreementError",
     "GatherMismatchError",
     "RankFailedError",
-    "RoundTripError",
     "RoundTripTimeoutError",
     "TargetAbortedError",
 ]

@@ -41,13 +41,13 @@ from dpslice.check.registry import Counterexample
 from dpslice.check.report import render_text
 from dpslice.check.results import CheckReport, RoundTrip, versions
 from dpslice.check.runner import hypothesis_storage
-from dpslice.check.target import BadTargetError, Target
+from dpslice.check.target import Target
 from dpslice.distributed.driver import check_rank_count
-from dpslice.distributed.errors import CheckConfigError, RoundTripError
 from dpslice.distributed.rank_check import check_layout
 from dpslice.distributed.round_trip import load_round_trip_target
 from dpslice.distributed.search import search_round_trip
 from dpslice.distributed.worker import BACKENDS, device_name, join_group
+from dpslice.errors import BadTargetError, CheckConfigError, RoundTripError
 from dpslice.isolation import DEFAULT_LAYOUT_TIMEOUT, DEFAULT_MAX_EXAMPLES, DEFAULT_RUN_TIMEOUT
 from dpslice.layout import DPLayout
 

@@ -1,47 +1,15 @@
 """The installed sglang's own DP-local slice code, in ``dpslice check``'s calling convention.
 
-These adapters run the engine's real functions, imported from the sglang installed
-next to dpslice, never transcribed: each call builds a ``SimpleNamespace`` forward
-batch holding the fields the engine reads, points the engine's parallel-state
-lookups at the drawn rank and DP size for the length of that one call, and
-returns the ``(start, length)`` the engine computed::
-
-    dpslice check dpslice.engines.sglang:get_dp_local_slice_cpu
-    dpslice check dpslice.engines.sglang:get_dp_local_info
-    dpslice check dpslice.engines.sglang:routed_experts_capturer_slice
-
-Each adapter names its call site's contract (``__dpslice_contract__``):
-
-``get_dp_local_slice_cpu`` (``sglang-capturer``)
-    ``sglang.srt.layers.dp_attention.get_dp_local_slice_cpu(forward_batch,
-    can_run_graph, cuda_graph_batch)``, added by sglang PR 24550 (first released in
-    0.5.12).  It reads ``forward_batch.global_num_tokens_cpu``.
-``get_dp_local_info`` (``sglang-gather``)
-    ``sglang.srt.layers.dp_attention.get_dp_local_info(forward_batch)``, in every
-    release: 0-dim tensors from the cumulative sum of
-    ``forward_batch.global_num_tokens_gpu``, cached on the batch.  Each call gets a
-    fresh batch, so the cache starts empty.
-``routed_experts_capturer_slice`` (``sglang-capturer``)
-    the routed-experts capturer's slice of its gathered device buffer:
-    ``RoutedExpertsCapturer._get_local_slice`` (``sglang.srt.state_capturer``,
-    0.5.12 on) or ``_RoutedExpertsCapturerReal._sync_fwd_experts_buffer_DtoH``
-    (``sglang.srt.layers.moe.routed_experts_capturer``, 0.5.8 to 0.5.11, where the
-    bounds came from ``get_dp_local_info``).  The method runs on an instance that
-    holds no buffers: its device buffer records the bounds it is sliced with, and
-    those bounds are returned as given (tensors where the release used tensors).
-
-Which lookups are pointed at the drawn rank depends on the release:
-``dp_gather_width`` and ``dp_gather_slot`` where sglang has ``dp_slot_in``
-(0.5.21 on), ``get_attention_dp_rank`` before.  The capturer's call also sees DP
-attention enabled and a non-DeepEP all-to-all backend, the path that slices by
-rank.  Every patched name is restored after the call, also when it raises; a lock
-keeps concurrent calls from interleaving their patches.
-
-Without sglang, importing this module raises :class:`ImportError` with the command
-that installs the engine environment.  An adapter whose function the installed
-release lacks is not defined; naming it raises
-:class:`~dpslice.check.target.BadTargetError` with the release and the PR that
-added it.
+Each adapter runs the engine's real function on a ``SimpleNamespace`` forward batch
+holding the fields it reads, with the engine's parallel-state lookups pointed at the
+drawn rank and DP size for that one call (``dp_gather_width`` and ``dp_gather_slot``
+where sglang has ``dp_slot_in``, ``get_attention_dp_rank`` before), and returns the
+``(start, length)`` the engine computed.  ``get_dp_local_slice_cpu``
+(``sglang-capturer``, 0.5.12 on), ``get_dp_local_info`` (``sglang-gather``) and
+``routed_experts_capturer_slice`` (``sglang-capturer``, 0.5.8 on: the bounds the
+capturer slices its device buffer with); docs/engines.md has the table.  Without
+sglang the import raises :class:`ImportError` with the install command; an adapter
+the installed release lacks raises :class:`~dpslice.errors.BadTargetError` when named.
 """
 
 from __future__ import annotations
@@ -55,8 +23,8 @@ from contextlib import contextmanager
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from dpslice.check.target import BadTargetError
 from dpslice.engines import import_engine_module
+from dpslice.errors import BadTargetError
 
 __all__ = [
     "INSTALL_HINT",
@@ -166,89 +134,69 @@ class _BoundsRecorder:
         return start, stop - start
 
 
-def _tag(adapter: Callable[..., Any], contract: str, engine_function: Callable[..., Any]) -> None:
-    """Name the adapter's contract, and lead failure locations into the engine's source.
+def _define(name: str, contract: str, engine_function: Any, params: str, run: Any) -> None:
+    """Define the adapter ``name``: keyword-only ``params``, each call ``run(**arguments)``.
 
-    ``__wrapped__`` makes the check report a crash at the engine's line, not the
-    adapter's; ``__signature__`` keeps the adapter's own keyword-only signature,
-    which ``inspect.signature`` would otherwise take from the engine function.
+    ``__wrapped__`` leads failure locations into the engine's source; ``__signature__``
+    is the adapter's own, as the installed release takes it.
     """
-    adapter.__signature__ = inspect.signature(adapter)  # type: ignore[attr-defined]
+
+    def adapter(**arguments: Any) -> Any:
+        return run(**arguments)
+
+    adapter.__name__ = adapter.__qualname__ = name
+    adapter.__doc__ = f"sglang's {name}, its parallel-state lookups answering the drawn rank."
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [inspect.Parameter(param, keyword, annotation="Any") for param in params.split()]
+    adapter.__signature__ = inspect.Signature(parameters, return_annotation="Any")  # type: ignore[attr-defined]
     adapter.__wrapped__ = engine_function  # type: ignore[attr-defined]
     adapter.__dpslice_contract__ = contract  # type: ignore[attr-defined]
+    globals()[name] = _adapters[name] = adapter
 
 
 _adapters: dict[str, Callable[..., Any]] = {}
-
-# -- get_dp_local_slice_cpu ---------------------------------------------------------
-
-if hasattr(_dp_attention, "get_dp_local_slice_cpu"):
-    if _READS_WIDTH:
-
-        def get_dp_local_slice_cpu(
-            *,
-            global_num_tokens_cpu: Any,
-            dp_rank: Any,
-            dp_size: Any,
-            can_run_graph: Any,
-            cuda_graph_batch: Any,
-        ) -> Any:
-            """sglang's ``get_dp_local_slice_cpu``, with its gather slot and width answered."""
-            forward_batch = SimpleNamespace(global_num_tokens_cpu=global_num_tokens_cpu)
-            with patched(_dp_attention, **_slot_lookups(dp_rank, dp_size)):
-                return _dp_attention.get_dp_local_slice_cpu(
-                    forward_batch, can_run_graph, cuda_graph_batch
-                )
-
-    else:
-
-        def get_dp_local_slice_cpu(  # type: ignore[misc]
-            *,
-            global_num_tokens_cpu: Any,
-            dp_rank: Any,
-            can_run_graph: Any,
-            cuda_graph_batch: Any,
-        ) -> Any:
-            """sglang's ``get_dp_local_slice_cpu``, with its attention-DP rank answered."""
-            forward_batch = SimpleNamespace(global_num_tokens_cpu=global_num_tokens_cpu)
-            with patched(_dp_attention, **_slot_lookups(dp_rank, 0)):
-                return _dp_attention.get_dp_local_slice_cpu(
-                    forward_batch, can_run_graph, cuda_graph_batch
-                )
-
-    _tag(get_dp_local_slice_cpu, "sglang-capturer", _dp_attention.get_dp_local_slice_cpu)
-    _adapters["get_dp_local_slice_cpu"] = get_dp_local_slice_cpu
-
-# -- get_dp_local_info --------------------------------------------------------------
+#: The ``dp_size`` parameter, where the installed release reads the gather's width.
+_WIDTH = " dp_size" if _READS_WIDTH else ""
 
 
-def _fresh_gather_batch(global_num_tokens_gpu: Any) -> SimpleNamespace:
-    return SimpleNamespace(
+def _slice_cpu(
+    *,
+    global_num_tokens_cpu: Any,
+    dp_rank: Any,
+    can_run_graph: Any,
+    cuda_graph_batch: Any,
+    dp_size: Any = 0,
+) -> Any:
+    forward_batch = SimpleNamespace(global_num_tokens_cpu=global_num_tokens_cpu)
+    with patched(_dp_attention, **_slot_lookups(dp_rank, dp_size)):
+        return _dp_attention.get_dp_local_slice_cpu(forward_batch, can_run_graph, cuda_graph_batch)
+
+
+def _local_info(*, global_num_tokens_gpu: Any, dp_rank: Any, dp_size: Any = 0) -> Any:
+    forward_batch = SimpleNamespace(
         global_num_tokens_gpu=global_num_tokens_gpu,
-        dp_local_start_pos=None,
+        dp_local_start_pos=None,  # a fresh batch: the cache starts empty
         dp_local_num_tokens=None,
     )
+    with patched(_dp_attention, **_slot_lookups(dp_rank, dp_size)):
+        return _dp_attention.get_dp_local_info(forward_batch)
 
 
-if _READS_WIDTH:
-
-    def get_dp_local_info(*, global_num_tokens_gpu: Any, dp_rank: Any, dp_size: Any) -> Any:
-        """sglang's ``get_dp_local_info`` on a fresh batch, its gather slot and width answered."""
-        forward_batch = _fresh_gather_batch(global_num_tokens_gpu)
-        with patched(_dp_attention, **_slot_lookups(dp_rank, dp_size)):
-            return _dp_attention.get_dp_local_info(forward_batch)
-
-else:
-
-    def get_dp_local_info(*, global_num_tokens_gpu: Any, dp_rank: Any) -> Any:  # type: ignore[misc]
-        """sglang's ``get_dp_local_info`` on a fresh batch, its attention-DP rank answered."""
-        forward_batch = _fresh_gather_batch(global_num_tokens_gpu)
-        with patched(_dp_attention, **_slot_lookups(dp_rank, 0)):
-            return _dp_attention.get_dp_local_info(forward_batch)
-
-
-_tag(get_dp_local_info, "sglang-gather", _dp_attention.get_dp_local_info)
-_adapters["get_dp_local_info"] = get_dp_local_info
+if hasattr(_dp_attention, "get_dp_local_slice_cpu"):
+    _define(
+        "get_dp_local_slice_cpu",
+        "sglang-capturer",
+        _dp_attention.get_dp_local_slice_cpu,
+        f"global_num_tokens_cpu dp_rank{_WIDTH} can_run_graph cuda_graph_batch",
+        _slice_cpu,
+    )
+_define(
+    "get_dp_local_info",
+    "sglang-gather",
+    _dp_attention.get_dp_local_info,
+    f"global_num_tokens_gpu dp_rank{_WIDTH}",
+    _local_info,
+)
 
 # -- the routed-experts capturer's slice ----------------------------------------------
 
@@ -284,26 +232,26 @@ def _capturer_module() -> tuple[ModuleType, str] | None:
 _capturer = _capturer_module()
 
 if _capturer is not None:
+    from dpslice._numpy_notice import torch
+
     _capturer_mod, _capturer_class_name = _capturer
     _capturer_class: Any = getattr(_capturer_mod, _capturer_class_name)
-    # The capturer's own view of the parallel state: DP attention on, and (0.5.12 on)
-    # not a DeepEP backend, whose capture is rank-local and never sliced by rank.
+    # DP attention on, and (0.5.12 on) not a DeepEP backend, which never slices by rank.
     _capturer_lookups: dict[str, object] = {"is_dp_attention_enabled": lambda: True}
     if hasattr(_capturer_mod, "_is_scattered_a2a_backend"):
         _capturer_lookups["_is_scattered_a2a_backend"] = lambda: False
-    if hasattr(_capturer_class, "_get_local_slice"):
-        _capturer_method = "_get_local_slice"
-    else:
-        _capturer_method = "_sync_fwd_experts_buffer_DtoH"
+    _takes_cpu_counts = hasattr(_capturer_class, "_get_local_slice")  # 0.5.12 on
+    _capturer_method = "_get_local_slice" if _takes_cpu_counts else "_sync_fwd_experts_buffer_DtoH"
+    _EMPTY_LOCATIONS = torch.empty(0, dtype=torch.int64)
 
     def _run_capturer(
         *,
-        global_num_tokens_cpu: Any,
-        global_num_tokens_gpu: Any,
         dp_rank: Any,
-        dp_size: Any,
         can_run_graph: Any,
         cuda_graph_batch: Any,
+        global_num_tokens_cpu: Any = None,
+        global_num_tokens_gpu: Any = None,
+        dp_size: Any = 0,
     ) -> Any:
         capturer = object.__new__(_capturer_class)
         device_buffer = _BoundsRecorder()
@@ -334,74 +282,16 @@ if _capturer is not None:
             )
         return device_buffer.bounds()
 
-    from dpslice._numpy_notice import torch
-
-    _EMPTY_LOCATIONS = torch.empty(0, dtype=torch.int64)
-
-    if _capturer_method == "_get_local_slice" and _READS_WIDTH:
-
-        def routed_experts_capturer_slice(
-            *,
-            global_num_tokens_cpu: Any,
-            dp_rank: Any,
-            dp_size: Any,
-            can_run_graph: Any,
-            cuda_graph_batch: Any,
-        ) -> Any:
-            """sglang's routed-experts capturer: the rows it copies out of its device buffer."""
-            return _run_capturer(
-                global_num_tokens_cpu=global_num_tokens_cpu,
-                global_num_tokens_gpu=None,
-                dp_rank=dp_rank,
-                dp_size=dp_size,
-                can_run_graph=can_run_graph,
-                cuda_graph_batch=cuda_graph_batch,
-            )
-
-    elif _capturer_method == "_get_local_slice":
-
-        def routed_experts_capturer_slice(  # type: ignore[misc]
-            *,
-            global_num_tokens_cpu: Any,
-            dp_rank: Any,
-            can_run_graph: Any,
-            cuda_graph_batch: Any,
-        ) -> Any:
-            """sglang's routed-experts capturer: the rows it copies out of its device buffer."""
-            return _run_capturer(
-                global_num_tokens_cpu=global_num_tokens_cpu,
-                global_num_tokens_gpu=None,
-                dp_rank=dp_rank,
-                dp_size=0,
-                can_run_graph=can_run_graph,
-                cuda_graph_batch=cuda_graph_batch,
-            )
-
-    else:
-
-        def routed_experts_capturer_slice(  # type: ignore[misc]
-            *,
-            global_num_tokens_gpu: Any,
-            dp_rank: Any,
-            can_run_graph: Any,
-            cuda_graph_batch: Any,
-        ) -> Any:
-            """sglang's routed-experts capturer (before PR 24550): bounds from get_dp_local_info."""
-            return _run_capturer(
-                global_num_tokens_cpu=None,
-                global_num_tokens_gpu=global_num_tokens_gpu,
-                dp_rank=dp_rank,
-                dp_size=0,
-                can_run_graph=can_run_graph,
-                cuda_graph_batch=cuda_graph_batch,
-            )
-
-    _tag(
-        routed_experts_capturer_slice,
+    _define(
+        "routed_experts_capturer_slice",
         "sglang-capturer",
         getattr(_capturer_class, _capturer_method),
+        # Before PR 24550 the capturer took its bounds from get_dp_local_info.
+        f"global_num_tokens_cpu dp_rank{_WIDTH} can_run_graph cuda_graph_batch"
+        if _takes_cpu_counts
+        else "global_num_tokens_gpu dp_rank can_run_graph cuda_graph_batch",
+        _run_capturer,
     )
-    _adapters["routed_experts_capturer_slice"] = routed_experts_capturer_slice
 
 
 def available() -> dict[str, Callable[..., Any]]:

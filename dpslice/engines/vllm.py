@@ -1,25 +1,10 @@
 """The installed vLLM's own DP-local slice code, in ``dpslice check``'s calling convention.
 
-These adapters run vLLM's real code, imported, never transcribed::
-
-    dpslice check dpslice.engines.vllm:restore_local_topk_ids
-
-``restore_local_topk_ids`` (``vllm-dp``)
-    ``RoutedExpertsCapturer._restore_local_topk_ids(topk_ids, ctx)``
-    (``vllm/model_executor/layers/fused_moe/routed_experts_capturer.py``, vLLM
-    0.33): the routed-experts capturer picks this rank's rows out of the top-k ids
-    gathered over DP, from ``ctx.dp_metadata.num_tokens_across_dp_cpu`` (an int32
-    CPU tensor, as the ``vllm-dp`` contract hands it).  The method runs on an
-    instance that holds no buffers (``dp_rank`` set, ``tp_size`` 1), with a
-    ``ForwardContext`` stand-in holding a real ``vllm.forward_context.DPMetadata``;
-    ``topk_ids`` is the gathered buffer (one row per gathered token, the sum of the
-    counts), on the meta device: the rows the method returns are a view of it, so
-    their storage offset and length are the slice it chose, and no memory is
-    allocated for large counts.
-
-Without vLLM, importing this module raises :class:`ImportError` saying how to
-install it (docs/engines.md).  vLLM needs no parallel state patched here: the
-rank is an attribute of the capturer instance.
+``restore_local_topk_ids`` (``vllm-dp``) runs vLLM 0.33's
+``RoutedExpertsCapturer._restore_local_topk_ids`` on an instance that holds no
+buffers, with a real ``DPMetadata``; the gathered top-k ids are on the meta device,
+so the rows it returns, a view, give the slice by their offset and length
+(docs/engines.md).
 """
 
 from __future__ import annotations

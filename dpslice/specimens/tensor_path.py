@@ -1,28 +1,12 @@
 """The GPU-tensor DP-local slice that the reference replaces, kept faithful to upstream.
 
 Before sglang #24550 the routed-experts capturer located a rank's rows with
-``get_dp_local_info``: a ``torch.cumsum`` over the per-rank count tensor on its
-device, the rank's start and length taken out as 0-dim tensors and cached on
-the forward batch.  The capturer then sliced the gathered buffer with those
-tensors, and every tensor slice bound is a ``Tensor.__index__`` -> ``item()``
--> ``cudaStreamSynchronize`` on CUDA.
-
-This module reproduces that shape, hazards included, so the suite can show
-what the reference fixes.  It is a specimen, not a recommendation (the hazards
-are numbered as in docs/hazards.md):
-
-* hazard 1: :func:`capturer_slice` syncs twice in eager mode (tensor start and
-  tensor stop) and once under graph replay (tensor stop);
-* hazard 3: ``can_run_graph`` with ``cuda_graph_batch=None`` fails with the
-  incidental ``TypeError`` of ``rank * None``;
-* hazard 4: upstream passed the graph's request count ``bs`` as the start
-  multiplier, which is not the extent in rows under speculative decoding;
-* hazard 7: a one-entry (skipped all-gather) count tensor is indexed by the
-  rank anyway, so any rank above 0 gets an ``IndexError``;
-* hazard 8: the bounds are computed once per batch object, so reusing the
-  object with new counts returns stale bounds;
-* hazard 9: ``torch.cumsum`` promotes int32 counts to int64; forcing
-  ``cumsum_dtype=torch.int32`` wraps past ``2**31 - 1``.
+``get_dp_local_info`` (a ``torch.cumsum`` on the device, start and length cached on
+the batch as 0-dim tensors) and sliced with them: every tensor bound is an
+``item()``, a ``cudaStreamSynchronize`` on CUDA.  A specimen with its hazards
+(numbered as in docs/hazards.md): 1, syncs per bound; 3, ``TypeError`` on
+``rank * None``; 4, ``bs`` as the start multiplier; 7, a one-entry count tensor
+indexed by the rank; 8, stale cached bounds; 9, an int32 ``cumsum`` that wraps.
 """
 
 from __future__ import annotations
@@ -49,9 +33,8 @@ __all__ = [
 class ForwardBatch:
     """Mutable stand-in for an engine's forward batch: the fields the slice touches.
 
-    ``dp_local_start_pos`` and ``dp_local_num_tokens`` start empty and are
-    filled by the first :func:`get_dp_local_info` on this object; nothing
-    clears them when the counts are replaced (hazard 8).
+    The cached bounds are filled by the first :func:`get_dp_local_info` and never
+    cleared when the counts are replaced (hazard 8).
     """
 
     global_num_tokens_gpu: torch.Tensor
@@ -75,10 +58,7 @@ class ForwardBatch:
         )
 
     def set_counts(self, counts_gpu: torch.Tensor, counts_cpu: list[int] | None) -> None:
-        """Reuse this object for another forward, as engines that keep a batch do.
-
-        The cached bounds are deliberately left alone: that is upstream's shape.
-        """
+        """Reuse this object for another forward, leaving the cached bounds (upstream's shape)."""
         self.global_num_tokens_gpu = counts_gpu
         self.global_num_tokens_cpu = counts_cpu
 
@@ -122,15 +102,12 @@ def capturer_bounds(
 ) -> tuple[int | torch.Tensor, torch.Tensor]:
     """The pre-#24550 capturer's ``(start, length)``: no value is read on the host.
 
-    Eager: the cached tensor start.  Graph replay: ``dp_rank * cuda_graph_batch``,
-    a Python int, because every rank owns a fixed extent of the graph buffer.
-    The length is the cached tensor in both.
+    Eager: the cached tensor start; graph replay: ``dp_rank * cuda_graph_batch``.
     """
     start, length = get_dp_local_info(forward_batch, dp_rank)
     if not can_run_graph:
         return start, length
-    # cast, not a check: None must fail here with upstream's incidental
-    # TypeError (hazard 3, sglang #30712), not with a friendlier error.
+    # cast, not a check: None fails with upstream's incidental TypeError (hazard 3).
     return dp_rank * cast(int, cuda_graph_batch), length
 
 
@@ -142,11 +119,7 @@ def capturer_slice(
     can_run_graph: bool,
     cuda_graph_batch: int | None,
 ) -> torch.Tensor:
-    """Slice the gathered buffer as the pre-#24550 capturer did.
-
-    Each tensor bound goes through ``Tensor.__index__`` -> ``item()``; on CUDA
-    that is a ``cudaStreamSynchronize`` per bound (two eager, one under replay).
-    """
+    """Slice the gathered buffer as the pre-#24550 capturer did: a sync per tensor bound."""
     start, length = capturer_bounds(
         forward_batch,
         dp_rank=dp_rank,
@@ -166,13 +139,8 @@ def tensor_path_slice(
 ) -> tuple[int | torch.Tensor, torch.Tensor]:
     """The tensor path in the ``dpslice check`` calling convention, extent in rows.
 
-    It runs :func:`capturer_bounds` on a fresh :class:`ForwardBatch`, so no
-    stale cache can leak between calls.  It is handed ``graph_extent``, the
-    rows each rank owns (``bs * num_tokens_per_bs``), where upstream handed
-    ``bs`` (see :func:`upstream_tensor_path_slice`): with the extent in rows
-    the tensor path locates the same rows as the oracle, which isolates what
-    the tensor path itself does (device reads, int32 wrap, capture) from
-    hazard 4.
+    On a fresh :class:`ForwardBatch` and with the extent in rows, where upstream
+    handed ``bs``: this isolates what the tensor path itself does from hazard 4.
     """
     batch = ForwardBatch(global_num_tokens_gpu)
     return capturer_bounds(
@@ -187,12 +155,7 @@ def upstream_tensor_path_slice(
     can_run_graph: bool = False,
     cuda_graph_batch: int | None = None,
 ) -> tuple[int | torch.Tensor, torch.Tensor]:
-    """The tensor path handed what upstream handed it: the graph's request count ``bs``.
-
-    Under speculative decoding (``num_tokens_per_bs > 1``) a rank's extent is
-    ``bs * num_tokens_per_bs`` rows, so every rank above 0 starts too early
-    and reads another rank's rows (hazard 4).
-    """
+    """The tensor path handed upstream's ``bs``: wrong under speculative decoding (hazard 4)."""
     batch = ForwardBatch(global_num_tokens_gpu)
     return capturer_bounds(
         batch, dp_rank=dp_rank, can_run_graph=can_run_graph, cuda_graph_batch=cuda_graph_batch

@@ -1,37 +1,11 @@
 """Models of the engines' DP-local slices, for ``dpslice check`` to demonstrate on.
 
-Specimens, not API to call in production: they carry the engines' hazards on
-purpose.  Written here from the engines' described behaviour (docs/hazards.md
-and docs/contracts.md give the facts and issue numbers), not copied: the
-arithmetic is the engine's, the inputs are passed in the check's calling
-convention instead of being read from ``forward_batch`` and global state.
-Each names the contract of its call site (``__dpslice_contract__``), so
-``dpslice check dpslice.specimens.upstream:NAME`` judges it where the engine calls it.
-
-sglang's capturer slice (``sglang-capturer``), both taking
-``cuda_graph_batch``, the graph's *request* count ``bs``, as upstream does;
-neither handles ``None`` nor validates anything:
-
-* :func:`get_dp_local_slice_cpu_as_merged`: ``get_dp_local_slice_cpu`` as
-  merged in sglang PR 24550.
-* :func:`get_dp_local_slice_cpu_dp_slot_in`: the later variant that picks the
-  rank's entry through ``dp_slot_in`` (a one-entry list is slot 0).
-
-Their hazards: the ``None`` counts of CUDA-graph capture crash with a
-``TypeError``, so does a prefill graph's ``None`` ``cuda_graph_batch`` (sglang
-#30712), under speculative decoding (``num_tokens_per_bs > 1``) rank r > 0
-starts at ``r * bs`` instead of ``r * bs * num_tokens_per_bs`` and reads
-another rank's rows, and the version as merged indexes a one-entry (skipped
-gather) list by the rank.
-
-And the slices that are right where they are called:
-
-* :func:`get_dp_local_info_in_graph` (``sglang-gather``): the prefix sum over
-  the device-side count tensor, bounds as 0-dim tensors that a kernel reads.
-* :func:`vllm_combine_slice` (``vllm-dp``): the prefix sum over vLLM's int32
-  CPU count tensor, as its all-to-all combine sizes the reduce-scatter.
-* :func:`vllm_chunked_slice` (``vllm-chunked``): the same over one chunk of
-  DP chunking.
+Specimens that carry the engines' hazards on purpose, written from the engines'
+described behaviour (docs/hazards.md, docs/contracts.md): the engine's arithmetic,
+in the check's calling convention.  Each names its call site's contract
+(``__dpslice_contract__``).  sglang's capturer slices take ``cuda_graph_batch``,
+the request count ``bs``, and validate nothing; the in-graph and vLLM slices are
+right where they are called.
 """
 
 from __future__ import annotations
@@ -113,12 +87,7 @@ get_dp_local_slice_cpu_dp_slot_in.__dpslice_contract__ = "sglang-capturer"  # ty
 def get_dp_local_info_in_graph(
     *, global_num_tokens_gpu: torch.Tensor, dp_rank: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``get_dp_local_info``: start and length as 0-dim tensors on the counts' device.
-
-    In a decode-graph replay the engine fills the count tensor with every
-    rank's block (``bs * num_tokens_per_bs``), so the bounds are the rank's
-    whole block; its callers read them on the device, so nothing syncs.
-    """
+    """``get_dp_local_info``: start and length as 0-dim tensors, read on the device."""
     from dpslice._numpy_notice import torch
 
     ends = torch.cumsum(global_num_tokens_gpu, dim=0)
@@ -131,11 +100,7 @@ get_dp_local_info_in_graph.__dpslice_contract__ = "sglang-gather"  # type: ignor
 
 
 def vllm_combine_slice(*, global_num_tokens_cpu: torch.Tensor, dp_rank: int) -> tuple[int, int]:
-    """The rank's rows of a combine: ``cumsum[r - 1]`` to ``cumsum[r]`` of the CPU counts.
-
-    The counts are vLLM's int32 CPU tensor (``num_tokens_across_dp_cpu``):
-    reading them is a host read, never a GPU sync.
-    """
+    """The rank's rows of a combine from vLLM's int32 CPU counts (a host read, never a sync)."""
     from dpslice._numpy_notice import torch
 
     ends = torch.cumsum(global_num_tokens_cpu, dim=0)  # int64: no int32 wrap
@@ -149,11 +114,7 @@ vllm_combine_slice.__dpslice_contract__ = "vllm-dp"  # type: ignore[attr-defined
 def vllm_chunked_slice(
     *, global_num_tokens_cpu: torch.Tensor, dp_rank: int, chunk_size: int, chunk_index: int
 ) -> tuple[int, int]:
-    """The rank's rows in chunk ``chunk_index`` of DP chunking.
-
-    Chunk ``k`` of a rank with ``n`` tokens holds ``min(chunk_size, n - chunk_size * k)``
-    rows, and at least one: a rank that has run out sends a dummy row.
-    """
+    """The rank's rows in chunk ``chunk_index`` of DP chunking (at least one: a dummy row)."""
     from dpslice._numpy_notice import torch
 
     left = global_num_tokens_cpu.to(torch.int64) - chunk_size * chunk_index

@@ -50,8 +50,8 @@ from dpslice.check.inflight import (
     started_result,
 )
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict
-from dpslice.check.target import BadTargetError, Target
-from dpslice.errors import CheckBrokeError, CheckConfigError, UnknownPropertyError
+from dpslice.check.target import Target
+from dpslice.errors import BadTargetError, CheckBrokeError, CheckConfigError, UnknownPropertyError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
@@ -69,7 +69,6 @@ from dpslice.supervision.worker import Job
 
 __all__ = [
     "BatterySupervisor",
-    "CheckBrokeError",
     "Listener",
     "RoundTripSupervisor",
     "Workers",

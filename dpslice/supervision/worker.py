@@ -236,9 +236,9 @@ def _battery(job: Job, channel: _Channel) -> None:
 def _round_trip(job: Job, channel: _Channel) -> None:
     from dpslice.check.inflight import portable_result, portable_target
     from dpslice.check.results import versions
-    from dpslice.distributed import CheckConfigError, run_round_trip
+    from dpslice.distributed import run_round_trip
     from dpslice.distributed.round_trip import load_round_trip_target
-    from dpslice.errors import BadTargetError
+    from dpslice.errors import BadTargetError, CheckConfigError
 
     channel.event("loading", job.spec)
     try:

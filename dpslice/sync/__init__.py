@@ -1,21 +1,12 @@
 """Guards that catch host-device synchronisation, on a GPU or without one.
 
-Three modes, one interface (context manager, decorator, pytest fixture and
-marker through :mod:`dpslice.pytest_plugin`):
-
-* ``"cuda"``  -- torch's sync debug mode in ``"error"`` plus hooks for what it
-  misses (device, event and stream ``synchronize()``, pageable non-blocking
-  copies).  Stops the sync before it happens.  Needs a GPU.
-* ``"probe"`` -- ground truth: a calibrated kernel keeps the stream busy and an
-  idle stream after a call means the host waited.  Needs a GPU.
-* ``"cpu"``   -- torch dispatch and function modes that see, on any device,
-  the operations that would sync on CUDA.  Runs anywhere.  Every tensor
-  counts as device memory unless ``device_resident=`` names the CPU tensors
-  that stand in for it; then only reads of those, and of what is derived
-  from them, count (host-resident data, such as a CPU count tensor, is free).
-
-``"auto"`` is CUDA mode where a CUDA device exists, else CPU-only mode.
-Importing this package never initialises CUDA.
+Three modes behind one interface (context manager, decorator, and the pytest
+fixture and marker of :mod:`dpslice.pytest_plugin`): ``"cuda"`` (torch's sync
+debug mode plus hooks; needs a GPU), ``"probe"`` (ground truth from the stream's
+state; needs a GPU) and ``"cpu"`` (torch modes that see, on any device, the
+operations that would sync on CUDA).  ``"auto"`` is CUDA mode where a CUDA device
+exists, else CPU-only mode.  Importing this package never initialises CUDA.
+docs/sync.md has the details.
 
 Example::
 
@@ -26,9 +17,8 @@ Example::
         with allow_sync():
             print(rows)             # intended
 
-    events = find_syncs(lambda: my_slice(...), mode="cpu")   # record, don't raise
-    events = find_syncs(lambda: my_slice(...), mode="cpu",   # only the GPU stand-ins count
-                        device_resident=(gpu_counts, buffer))
+    events = find_syncs(lambda: my_slice(...), mode="cpu",   # record, don't raise
+                        device_resident=(gpu_counts, buffer))  # only these count
 """
 
 from __future__ import annotations
@@ -37,15 +27,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from dpslice._numpy_notice import torch
-from dpslice.sync._core import (
-    ImplicitSyncError,
-    SyncError,
-    SyncEvent,
-    SyncGuard,
-    SyncMode,
-    SyncModeUnavailableError,
-    allow_sync,
-)
+from dpslice.errors import ImplicitSyncError
+from dpslice.sync._core import SyncEvent, SyncGuard, SyncMode, allow_sync
 from dpslice.sync.cpu_mode import CpuSyncGuard, DeviceResidentSet
 from dpslice.sync.cuda_mode import CudaSyncGuard
 from dpslice.sync.probe import StreamProbeGuard
@@ -54,21 +37,17 @@ __all__ = [
     "CpuSyncGuard",
     "CudaSyncGuard",
     "DeviceResidentSet",
-    "ImplicitSyncError",
     "StreamProbeGuard",
-    "SyncError",
     "SyncEvent",
     "SyncGuard",
     "SyncMode",
-    "SyncModeUnavailableError",
     "allow_sync",
     "find_syncs",
     "no_sync",
     "resolve_mode",
 ]
 
-# Tracebacks and reprs name the public home, not the private module.  (The
-# errors' home is dpslice.errors, a public module: they keep its name.)
+# Tracebacks and reprs name the public home, not the private module.
 for _public in (DeviceResidentSet, SyncEvent, SyncGuard):
     _public.__module__ = __name__
 
@@ -109,22 +88,16 @@ def no_sync(
     """A guard that fails on a host-device sync: ``with no_sync():`` or ``@no_sync()``.
 
     Args:
-        mode: ``"auto"``, ``"cuda"``, ``"probe"`` or ``"cpu"`` (see the module docs).
+        mode: ``"auto"``, ``"cuda"``, ``"probe"`` or ``"cpu"``.
         record: record syncs in ``guard.events`` instead of raising.
-        device_resident: CPU-only mode: the CPU tensors that stand in for
-            device memory (a :class:`DeviceResidentSet`, kept and extended
-            with what the block derives from them, or the tensors).  Only
-            reads of those, and of tensors derived from them, count as syncs.
-            ``None``: every tensor counts.  The GPU modes see real devices and
-            ignore it, so one call serves every mode.
-        read_back: CPU-only mode without ``device_resident``: whether a whole
-            tensor read back to the host (``tolist()``, ``.cpu()``, ``repr``,
-            ``torch.equal``...) counts; value reads (``item``, ``int``, a
-            tensor bound) always do.  The pytest marker and fixture pass
-            ``False``: there the test reads its own results back.  The GPU
-            modes ignore it.
+        device_resident: CPU-only mode: the CPU tensors that stand in for device memory
+            (a :class:`DeviceResidentSet`, kept and extended, or the tensors); only reads
+            of those and of what derives from them count.  ``None``: every tensor counts.
+        read_back: CPU-only mode without ``device_resident``: whether a whole-tensor
+            read back to the host (``tolist()``, ``.cpu()``, ``repr``, ``torch.equal``)
+            counts; value reads always do.  The pytest marker and fixture pass ``False``.
         options: passed to the mode's guard (``extra_hooks`` for CUDA mode,
-            ``sleep_ms`` for the probe).
+            ``sleep_ms`` for the probe).  The GPU modes ignore the CPU-only options.
 
     Raises:
         ValueError: an unknown mode.
@@ -148,15 +121,9 @@ def find_syncs(
 ) -> tuple[SyncEvent, ...]:
     """Run ``fn()`` under a recording guard and return every sync it caused.
 
-    Each event names the operation and the user's ``file:line``.  Errors that
-    ``fn`` raises propagate, except a sync that CUDA mode could only catch by
-    aborting ``fn``; that one is returned as the last event.
-    ``device_resident`` is as for :func:`no_sync`.
-
-    Raises:
-        ValueError: an unknown mode.
-        TypeError: ``device_resident`` holds something other than tensors.
-        SyncModeUnavailableError: a GPU mode without a GPU.
+    Errors ``fn`` raises propagate, except a sync that CUDA mode could only catch by
+    aborting ``fn``: that one is the last event.  Arguments and errors are
+    :func:`no_sync`'s.
     """
     guard = no_sync(mode, record=True, device_resident=device_resident, **options)
     try:

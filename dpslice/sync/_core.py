@@ -1,12 +1,7 @@
 """What every sync guard shares: the event, ``allow_sync`` and the user's line.
 
-The guards' errors are :mod:`dpslice.errors`'s, re-exported here.
-
-A guard watches a block of code for host-device synchronisations.  Guards
-nest; in any one thread (more exactly, any one ``contextvars`` context) the
-innermost active guard owns what is seen, so ``find_syncs`` inside a test
-marked ``no_sync`` records instead of failing the test.  Syncs inside
-:func:`allow_sync` are intended and reported by nobody.
+Guards nest; in one context the innermost active guard owns what is seen, and
+syncs inside :func:`allow_sync` are reported by nobody.
 """
 
 from __future__ import annotations
@@ -24,26 +19,7 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, ClassVar, Literal, TypeVar
 
-from dpslice.errors import ImplicitSyncError, SyncError, SyncModeUnavailableError
-
-__all__ = [
-    "ImplicitSyncError",
-    "SyncError",
-    "SyncEvent",
-    "SyncGuard",
-    "SyncMode",
-    "SyncModeUnavailableError",
-    "active_guards",
-    "allow_sync",
-    "innermost_guard",
-    "is_internal",
-    "is_machinery",
-    "op_name",
-    "sync_allowed",
-    "torch_dir",
-    "traceback_site",
-    "user_site",
-]
+from dpslice.errors import ImplicitSyncError, SyncError
 
 #: ``"auto"`` picks ``"cuda"`` where a CUDA device exists, else ``"cpu"``.
 SyncMode = Literal["auto", "cuda", "probe", "cpu"]
@@ -117,10 +93,8 @@ def sync_allowed() -> bool:
 def allow_sync() -> Iterator[None]:
     """Mark a sync as intended: no guard reports what happens inside.
 
-    Usable as ``with allow_sync():`` and as ``@allow_sync()``.  In CUDA mode
-    torch's debug mode is process-global, so while any allow scope is open the
-    debug mode is relaxed for every thread: a concurrently guarded thread can
-    miss a sync then (a false negative, never a false positive).
+    Usable as ``with allow_sync():`` and ``@allow_sync()``.  In CUDA mode it relaxes
+    the process-global debug mode for every thread while open (docs/sync.md).
     """
     token = _ALLOWED.set(_ALLOWED.get() + 1)
     for listener in ALLOW_LISTENERS:
@@ -151,11 +125,7 @@ def is_internal(filename: str) -> bool:
 
 
 def user_site(frame: FrameType | None = None) -> tuple[str, int]:
-    """``(filename, lineno)`` of the innermost frame outside torch and the guards.
-
-    Args:
-        frame: where to start walking outwards; the caller's frame by default.
-    """
+    """``(filename, lineno)`` of the innermost frame outside torch and the guards."""
     current: FrameType | None = frame if frame is not None else sys._getframe(1)
     while current is not None:
         filename = current.f_code.co_filename
@@ -194,12 +164,10 @@ class SyncGuard:
     """Base of the guards: a context manager, and a decorator when called on a function.
 
     Args:
-        record: ``False`` (default) raises :class:`ImplicitSyncError` at the
-            first sync; ``True`` records every sync in :attr:`events` and lets
-            the code run on (what :func:`~dpslice.sync.find_syncs` uses).
+        record: ``False`` raises :class:`~dpslice.errors.ImplicitSyncError` at the first
+            sync; ``True`` records every sync in :attr:`events` and lets the code run on.
 
-    A guard object is not reentrant; as a decorator it makes a fresh copy for
-    every call, so decorated functions may recurse and run in threads.
+    A guard object is not reentrant; as a decorator it makes a fresh copy per call.
     """
 
     mode: ClassVar[str]
@@ -265,12 +233,10 @@ class SyncGuard:
         raise error from self._raised[0]  # the traceback of the sync itself
 
     def _surfaced(self, exc: BaseException | None) -> bool:
-        """Whether ``exc`` is leaving the block with this guard's error in it, or must win.
+        """Whether ``exc`` leaves the block with this guard's error in its chain, or must win.
 
-        This guard's own error, or an error raised while handling it (its
-        ``__cause__`` or ``__context__`` chain holds it), already fails the
-        block.  A ``BaseException`` that is no ``Exception`` (KeyboardInterrupt,
-        SystemExit, pytest's skip and fail) is never replaced.
+        A ``BaseException`` that is no ``Exception`` (KeyboardInterrupt, pytest's skip) is
+        never replaced.
         """
         if exc is None:
             return False

@@ -1,21 +1,10 @@
 """Torch modes shared by every guard of one mode in one thread.
 
-Torch keeps its function-mode and dispatch-mode stacks per thread and pops
-them last in, first out.  Guards, though, are per context: two asyncio tasks
-interleave in one thread, each with its own guards.  Were each guard to push
-its own torch mode, the task whose guard left first would pop the *other*
-task's mode, and that task's guard would stop seeing anything.
-
-So each thread holds one set of watches per guard mode, pushed by the first
-guard that arms in that thread and removed by the last one that disarms.  The
-watches hold no guard: on every call they ask the context's guard stack
-(:func:`dpslice.sync._core.active_guards`, a ``ContextVar``) which guard, if
-any, the call belongs to.  Code of an unguarded task that runs while another
-task's guard is armed passes through the watches and is reported to nobody.
-
-A thread started inside a guarded block has torch mode stacks of its own,
-empty: it is not watched, even where it runs in a copy of the guarded
-context (``asyncio.to_thread``), until it enters a guard itself.
+Torch keeps its mode stacks per thread, last in, first out, while guards are per
+context (two asyncio tasks interleave in one thread).  So each thread holds one
+set of watches per guard mode, pushed by the first guard armed there and removed
+by the last; on every call they ask the context's guard stack which guard, if any,
+the call belongs to (docs/sync.md, "Nesting, threads, asyncio tasks").
 """
 
 from __future__ import annotations
@@ -43,8 +32,7 @@ class ThreadWatches:
     """One set of torch modes per thread, shared by the guards armed in it.
 
     Args:
-        make: builds the modes, outermost first; called once per thread at
-            the first :meth:`acquire` there.
+        make: builds the modes, outermost first, once per thread.
     """
 
     def __init__(self, make: Callable[[], Sequence[Any]]) -> None:
@@ -89,10 +77,8 @@ class ThreadWatches:
 def _remove(mode: Any) -> None:
     """Take ``mode`` off this thread's stack, wherever it is on it.
 
-    On top (the usual case) it leaves through its own ``__exit__``.  Below
-    another mode, pushed by an interleaved task and still active, it is taken
-    out from under that mode, which stays: torch's own ``__exit__`` would pop
-    the other task's mode instead.
+    Below another task's mode, it is taken out from under it (torch's own
+    ``__exit__`` would pop the other mode instead).
     """
     if isinstance(mode, TorchDispatchMode):
         length: Callable[[], int] = torch._C._len_torch_dispatch_stack

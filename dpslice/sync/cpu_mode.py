@@ -1,50 +1,10 @@
 """CPU-only mode: see, without a GPU, the operations that would sync on one.
 
-Two torch modes work together.  A ``TorchDispatchMode`` sees aten operators:
-``_local_scalar_dense`` (what ``item()``, ``int()``, ``bool()``, a tensor
-slice bound, a 0-dim tensor index and a tensor ``narrow`` start all reach) and
-the operators whose output size depends on the data (``nonzero``, a boolean
-mask index, ``unique``, ``repeat_interleave`` without ``output_size``...).  A
-``TorchFunctionMode`` sees what never reaches the dispatcher on a CPU tensor
-(``tolist()``, ``.cpu()``, ``.numpy()``, ``repr``) and names the user-level
-call, so one ``buf[t0:t1]`` is reported as ``Tensor.__getitem__`` rather than
-as two anonymous aten calls.
-
-False positives are kept low on purpose: an integer-tensor index,
-``repeat_interleave`` with ``output_size``, ``nonzero_static``,
-``index_select``, ``searchsorted``, ``cumsum`` and Python-int slicing are
-not flagged.  Known misses: ``.to("cpu")`` on a tensor already on the CPU
-(no copy happens there), masked assignment with a tensor value, and anything
-that is not a torch call (``torch.cuda.synchronize``, events, streams,
-pageable non-blocking copies); use CUDA or probe mode on a GPU for those.
-
-Which tensors stand for device memory
--------------------------------------
-By default every tensor counts as if it lived on the GPU.  Code that also
-holds real host data (vLLM keeps its per-rank token counts in an int32 CPU
-tensor; reading it never waits for a GPU) is judged right only if the guard
-knows which CPU tensors stand in for device memory: ``device_resident=``
-(a :class:`DeviceResidentSet` or the tensors themselves).  The dispatch watch
-then tracks provenance: the outputs of an operator with a device-resident
-tensor input are device-resident too (views, slices, ``cumsum``, ``3 + t``,
-``zeros_like``...), and a sync-class operation is reported only when it reads
-a device-resident tensor.  Copying device-resident data into a host tensor
-(``host.copy_(t)``, ``host[:] = t``) is the device-to-host copy it stands for,
-and is reported.  Residency is recorded per tensor and per storage, weakly,
-so a view, ``.data`` or an in-place write through a view share their base's.
-Tensors made inside the block from Python data (``torch.tensor(list)``,
-``torch.zeros(n)``) are host tensors: on a CPU-only run nothing tells
-``device=buf.device`` apart from ``device="cpu"``.
-
-A whole test under one guard (the ``no_sync`` marker and fixture) reads its
-own results back with ``tolist()``, ``torch.equal`` or ``repr``; on a GPU those
-are syncs only where the tensor lives on the device.  ``read_back=False``
-counts such whole-tensor reads only on device-resident tensors, while a value
-read (a Python number out of a tensor: the bound that syncs) counts on any.
-
-Threads and tasks: one pair of watches per thread, shared by the CPU-mode
-guards armed there (see :mod:`dpslice.sync._modes`); each call is reported
-to the innermost guard of its own context.
+A ``TorchDispatchMode`` sees the aten operators that read a value on the host or
+whose output size depends on the data; a ``TorchFunctionMode`` sees what never
+reaches the dispatcher on a CPU tensor (``tolist()``, ``.cpu()``, ``repr``) and
+names the user-level call.  docs/sync.md says what is flagged and missed, how
+``device_resident=`` tracks provenance, and how ``read_back`` judges a whole test.
 """
 
 from __future__ import annotations
@@ -99,39 +59,26 @@ _REPEAT_INTERLEAVE = frozenset(
 )
 _MASK_DTYPES = (torch.bool, torch.uint8)
 
-# User-level calls that read data on the host whatever the dispatcher sees.
-_FUNCTION_SYNCS: dict[str, str] = {
-    "Tensor.item": _READS_VALUE,
-    "Tensor.__index__": _READS_VALUE,
-    "Tensor.__int__": _READS_VALUE,
-    "Tensor.__float__": _READS_VALUE,
-    "Tensor.__complex__": _READS_VALUE,
-    "Tensor.__bool__": _READS_VALUE,
-    "Tensor.tolist": "copies every element into a Python list on the host",
-    "Tensor.cpu": "copies the tensor to host memory and waits for it",
-    "Tensor.numpy": "exposes the data to numpy on the host",
-    "Tensor.__array__": "exposes the data to numpy on the host",
-    "Tensor.__repr__": "formats the values, which copies them to the host",
-    "Tensor.__format__": "formats the values, which copies them to the host",
-}
+_TO_HOST = "copies the tensor to host memory and waits for it"
+_NUMPY = "exposes the data to numpy on the host"
+_FORMATS = "formats the values, which copies them to the host"
 
-
-#: Whole-tensor reads back to the host: how a test looks at its results.  With
+#: Whole-tensor reads back to the host (how a test looks at its results): with
 #: ``read_back=False`` they count only on device-resident tensors.
-_READ_BACK_FUNCTIONS = frozenset(
-    (
-        "Tensor.tolist",
-        "Tensor.cpu",
-        "Tensor.numpy",
-        "Tensor.__array__",
-        "Tensor.__repr__",
-        "Tensor.__format__",
-        "Tensor.to",
-    )
-)
-_READ_BACK_ATEN = frozenset(
-    getattr(_aten, name).default for name in ("equal", "allclose") if hasattr(_aten, name)
-)
+_READ_BACKS: dict[str, str] = {
+    "Tensor.tolist": "copies every element into a Python list on the host",
+    "Tensor.cpu": _TO_HOST,
+    "Tensor.numpy": _NUMPY,
+    "Tensor.__array__": _NUMPY,
+    "Tensor.__repr__": _FORMATS,
+    "Tensor.__format__": _FORMATS,
+}
+_READ_BACK_FUNCTIONS = frozenset((*_READ_BACKS, "Tensor.to"))
+_READ_BACK_ATEN = frozenset(func for func, why in _ATEN_SYNCS.items() if why is _EQUALS)
+
+# User-level calls that read data on the host whatever the dispatcher sees.
+_VALUE_READS = ("item", "__index__", "__int__", "__float__", "__complex__", "__bool__")
+_FUNCTION_SYNCS = {**{f"Tensor.{name}": _READS_VALUE for name in _VALUE_READS}, **_READ_BACKS}
 
 
 def aten_sync_reason(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -161,11 +108,10 @@ def function_sync_reason(
         device, _, non_blocking, _ = torch._C._nn._parse_to(*args[1:], **kwargs)
     except (TypeError, RuntimeError):
         return None  # let the call itself report its bad arguments
-    # Only a real device-to-host copy: ``x.to(some_device)`` on a CPU run is
-    # usually ``x.to(buf.device)``, a no-op on the GPU too.  A non-blocking
-    # copy to the CPU gets a pinned output and does not wait.
+    # Only a real device-to-host copy (``x.to(buf.device)`` is a no-op on the GPU
+    # too); a non-blocking one gets a pinned output and does not wait.
     if device is not None and device.type == "cpu" and source.device.type != "cpu":
-        return None if non_blocking else "copies the tensor to host memory and waits for it"
+        return None if non_blocking else _TO_HOST
     return None
 
 
@@ -175,32 +121,21 @@ _D2H_COPY = "copies device memory into host memory; the host waits for the copy"
 class DeviceResidentSet:
     """The CPU tensors that stand in for device memory, and every tensor derived from them.
 
-    Give one to :class:`CpuSyncGuard` (``device_resident=``) and the guard
-    reports a sync only where device-resident data is read.  While a guard
-    holds it, the outputs of every operator with a device-resident input are
-    added to it; pass the same set to a later guard to keep that provenance
-    (bounds computed under one guard, used under the next).
-
-    Membership is weak (it keeps no tensor alive) and by tensor and by
-    storage: a view, ``.data`` or another alias of a member is a member while
-    a member on that memory lives.
+    While a guard holds it, the outputs of every operator with a member input are
+    added; pass the same set to a later guard to keep that provenance.  Membership
+    is weak, and by tensor and by storage (a view or ``.data`` of a member is one).
 
     Args:
-        tensors: the tensors that stand for device memory (e.g. the GPU
-            count tensor and the gathered buffer).
+        tensors: the tensors that stand for device memory.
 
     Raises:
         TypeError: an item of ``tensors`` is not a ``torch.Tensor``.
     """
 
     def __init__(self, tensors: Iterable[torch.Tensor] = ()) -> None:
-        # Keyed by id, each entry dropped by its weakref's callback when the
-        # tensor dies (so a reused id never matches).  weakref.WeakSet would
-        # compare tensors with ==, which is elementwise for tensors.
+        # By id, dropped by the weakref's callback (weakref.WeakSet compares with ==).
         self._tensors: dict[int, weakref.ref[torch.Tensor]] = {}
-        # Keyed by the address of the memory, each entry a member living on it,
-        # which keeps the address from being reused.  Not weak references to
-        # the storage objects: torch 2.1 crashes collecting those.
+        # By memory address, a member living there (torch 2.1 crashes on weak storages).
         self._storages: dict[int, weakref.ref[torch.Tensor]] = {}
         for tensor in tensors:
             self.add(tensor)
@@ -248,11 +183,7 @@ def _remember(table: dict[int, weakref.ref[torch.Tensor]], key: int, tensor: tor
 
 
 def _memory(tensor: torch.Tensor) -> int | None:
-    """The address of the tensor's storage, or ``None`` (no memory, or storage-less tensors).
-
-    Every alias of the memory (a view, ``.data``) shares it.  Empty storages
-    all sit at address 0 and hold nothing to read, so they have none.
-    """
+    """The address of the tensor's storage, or ``None`` (no memory, or no storage)."""
     try:
         # Past the function watch: this bookkeeping is no user call to name.
         with _NO_TORCH_FUNCTION():
@@ -266,11 +197,7 @@ _NO_TORCH_FUNCTION: Any = torch._C.DisableTorchFunction
 
 
 def _tensors_in(tree: object) -> list[torch.Tensor]:
-    """Every tensor in an operator's arguments or results (tuples, lists, dicts of them).
-
-    Hand-rolled: torch's pytree flattening cost more than the operators it
-    watched, on every operator while provenance is tracked.
-    """
+    """Every tensor in an operator's arguments or results (hand-rolled: pytree cost more)."""
     found: list[torch.Tensor] = []
     pending = [tree]
     while pending:
@@ -337,8 +264,7 @@ class _FunctionWatch(TorchFunctionMode):
 class _DispatchWatch(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Reports the aten operators that read device data or have data-sized outputs.
 
-    With a :class:`DeviceResidentSet` in play it also carries provenance from
-    each operator's inputs to its outputs.
+    With a :class:`DeviceResidentSet` in play it also carries provenance to the outputs.
     """
 
     @classmethod
@@ -406,18 +332,7 @@ class CpuSyncGuard(SyncGuard):
 
     Args:
         record: record every sync instead of raising at the first.
-        device_resident: the CPU tensors that stand in for device memory, as a
-            :class:`DeviceResidentSet` (kept, and added to as the block derives
-            tensors from its members) or an iterable of tensors.  ``None``
-            (default): every tensor counts as device memory.
-        read_back: without ``device_resident``, whether a whole tensor read
-            back to the host (``tolist()``, ``.cpu()``, ``.numpy()``, ``repr``,
-            ``torch.equal``, ``allclose``) counts.  ``False`` is how a test
-            guarded as a whole is judged (the ``no_sync`` marker and fixture):
-            the test reads its results back that way, and a CPU-only run cannot
-            tell its host tensors from device memory.  A value read (``item``,
-            ``int``, ``bool``, a tensor slice bound or index) and a data-sized
-            output count either way.
+        device_resident, read_back: as for :func:`dpslice.sync.no_sync`.
 
     Raises:
         TypeError: ``device_resident`` holds something other than tensors.
@@ -440,12 +355,7 @@ class CpuSyncGuard(SyncGuard):
             self.device_resident = DeviceResidentSet(device_resident)
 
     def reads_device(self, inputs: Iterable[object], *, read_back: bool = False) -> bool:
-        """Whether an operation on ``inputs`` reads device memory, as this guard sees it.
-
-        Without ``device_resident`` every operation does, but a whole-tensor
-        read back (``read_back``) only when the guard counts those; with it,
-        one whose ``inputs`` hold a device-resident tensor.
-        """
+        """Whether an operation on ``inputs`` (a whole-tensor read if ``read_back``) reads it."""
         if self.device_resident is None:
             return self.read_back or not read_back
         return any(item in self.device_resident for item in inputs)

@@ -1,26 +1,9 @@
 """CUDA mode: torch's sync debug mode in ``"error"``, plus hooks for what it misses.
 
-``torch.cuda.set_sync_debug_mode("error")`` makes torch raise *before* a
-synchronising ``memcpy_and_sync`` or ``stream_synchronize``.  It misses
-``torch.cuda.synchronize()``, ``Event.synchronize()``, ``Stream.synchronize()``
-and non-blocking copies to or from pageable host memory, so this mode also
-hooks those while armed.
-
-Process-global state, and how it is kept safe
----------------------------------------------
-The debug mode is one process-wide setting.  Guards arm it through a
-refcount under a lock: the first guard to arm saves the previous mode and
-installs the hooks, the last to disarm restores both, whatever the order in
-which threads leave.  What is *reported* is scoped per context: a guard reports
-only syncs seen in its own context (thread or asyncio task): one
-``TorchFunctionMode`` per thread, shared by the guards armed there, and the
-hooks consult a ``ContextVar``.  Two consequences, by design:
-
-* while any guard is armed, a sync in another, unguarded thread raises
-  torch's own ``RuntimeError`` there (torch offers no per-thread setting);
-* :func:`~dpslice.sync.allow_sync` relaxes the debug mode process-wide while
-  open, so a guarded thread running at the same moment can miss a sync
-  (a false negative, never a false positive).
+The debug mode misses ``synchronize()`` of the device, events and streams, and
+pageable non-blocking copies; this mode hooks those while armed.  The debug mode
+is process-wide: guards arm it through a refcount under a lock, and report only
+syncs seen in their own context (docs/sync.md, "Nesting, threads, asyncio tasks").
 """
 
 from __future__ import annotations
@@ -34,11 +17,11 @@ from typing import Any
 from torch.overrides import TorchFunctionMode
 
 from dpslice._numpy_notice import torch
+from dpslice.errors import SyncModeUnavailableError
 from dpslice.sync._core import (
     ALLOW_LISTENERS,
     SyncEvent,
     SyncGuard,
-    SyncModeUnavailableError,
     active_guards,
     allow_sync,
     innermost_guard,
@@ -66,8 +49,7 @@ class _DebugModeSwitch:
         return int(torch.cuda.get_sync_debug_mode())
 
     def set(self, mode: int) -> None:
-        # torch may announce the prototype feature each time it is set; that
-        # notice must not trip a suite running with warnings as errors.
+        # torch may announce the prototype feature, which must not trip -W error.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             torch.cuda.set_sync_debug_mode(mode)
@@ -167,8 +149,7 @@ def _make_hook(original: Any, op: str, why: str) -> Any:
 
 def _install_hooks() -> None:
     for owner, attribute, op, why in _hook_targets():
-        # A class attribute is read from the class's own dict, so restoring it
-        # puts back exactly what was there (not an inherited binding).
+        # From the class's own dict, so restoring puts back exactly what was there.
         namespace = vars(owner) if isinstance(owner, type) else None
         original = namespace.get(attribute) if namespace is not None else getattr(owner, attribute)
         if original is None:
@@ -194,9 +175,7 @@ def _pageable(tensor: torch.Tensor) -> bool:
 def pageable_copy_reason(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """Why a ``to``/``cuda``/``copy_`` call is a non-blocking copy that still waits, or ``None``.
 
-    ``non_blocking=True`` only avoids the wait with pinned host memory; with
-    pageable memory the driver stages the copy and the host waits for it.
-    A non-blocking ``.to("cpu")`` is not flagged: torch pins its output.
+    Only pinned host memory avoids the wait; a non-blocking ``.to("cpu")`` gets a pinned output.
     """
     h2d = "non_blocking copy from pageable host memory: the host waits while the driver stages it"
     if func is torch.Tensor.to:
@@ -220,12 +199,7 @@ def pageable_copy_reason(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any
 
 
 class _CudaWatch(TorchFunctionMode):
-    """Names the torch call that tripped the debug mode, and checks non-blocking copies.
-
-    One per thread, shared by the CUDA-mode guards armed there (see
-    :mod:`dpslice.sync._modes`): a call is reported to the innermost guard of
-    its own context, if that is a CUDA-mode guard.
-    """
+    """Names the torch call that tripped the debug mode, and checks non-blocking copies."""
 
     def __torch_function__(
         self,
@@ -250,9 +224,7 @@ class _CudaWatch(TorchFunctionMode):
             if owner is not None:
                 event = SyncEvent(op_name(func), *user_site(), "cuda", _DEBUG_MODE_WHY)
                 owner.report(event, cause=error)
-        # Recording, or no CUDA-mode guard owns this context: error mode raised
-        # before the synchronising call, so the op has produced nothing yet;
-        # run it again with the debug mode relaxed and carry on.
+        # Not raised: the debug mode stopped the op before it ran; run it relaxed.
         with allow_sync():
             return func(*args, **kwargs)
 
@@ -265,9 +237,7 @@ class CudaSyncGuard(SyncGuard):
 
     Args:
         record: record every sync instead of raising at the first.
-        extra_hooks: also catch what the debug mode misses (``synchronize()``
-            of the device, events and streams, pageable non-blocking copies).
-            ``False`` measures the debug mode alone.
+        extra_hooks: also catch what the debug mode misses; ``False`` measures it alone.
 
     Raises:
         SyncModeUnavailableError: on entry, where no CUDA device exists.
@@ -292,8 +262,7 @@ class CudaSyncGuard(SyncGuard):
         _WATCHES.release()
         _disarm_process()
         if isinstance(error, RuntimeError) and DEBUG_MODE_ERROR_TEXT in str(error):
-            # The debug mode fired outside any torch call the watch could name
-            # (a C++ extension, say): the traceback still has the user's line.
+            # Fired outside any torch call the watch could name (a C++ extension, say).
             where = traceback_site(error.__traceback__)
             return SyncEvent("(a call outside torch's Python API)", *where, "cuda", _DEBUG_MODE_WHY)
         return None

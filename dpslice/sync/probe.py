@@ -1,26 +1,9 @@
 """Stream-probe mode: ground truth on a GPU, by asking the stream whether the host waited.
 
-Enqueue a long kernel (``torch.cuda._sleep``, calibrated with CUDA events),
-run the code, then ``query()`` the stream.  If the stream is already idle,
-the host was blocked until the GPU drained: that is a sync, whatever caused
-it, torch or not.  Nothing is hooked or assumed about which calls sync.
-
-To name the operation and the line, the probe checks around each outermost
-torch call (a ``TorchFunctionMode``) and around each C call into torch
-(``sys.setprofile``: ``torch.cuda.synchronize``, ``Event.synchronize`` and
-``Stream.synchronize`` are not torch functions), topping the queue up before
-each call so that at least half a sleep is pending when it starts.  An idle
-stream right after one call then means that call waited.
-
-It sees every host wait, including ones no hook knows about: the first
-launch of a kernel (lazy module loading) and a fresh ``cudaMalloc`` can block
-the host too, so warm code up once before probing it.
-
-Limits: it watches the stream that was current on entry; a single host call
-that computes on the CPU for longer than half a sleep is indistinguishable
-from a wait (raise ``sleep_ms``); a wait outside any torch call is reported
-at block exit only if the queue could not have drained by itself by then.
-It raises at block exit, listing every sync, because it only knows afterwards.
+A calibrated ``torch.cuda._sleep`` kernel keeps the stream busy; an idle stream
+right after a torch call (a ``TorchFunctionMode``) or a C call into torch
+(``sys.setprofile``) means that call waited.  It raises at block exit, because it
+only knows afterwards.  docs/sync.md gives its limits (warm code up first).
 """
 
 from __future__ import annotations
@@ -36,10 +19,10 @@ from typing import Any
 from torch.overrides import TorchFunctionMode
 
 from dpslice._numpy_notice import torch
+from dpslice.errors import SyncModeUnavailableError
 from dpslice.sync._core import (
     SyncEvent,
     SyncGuard,
-    SyncModeUnavailableError,
     allow_sync,
     is_internal,
     is_machinery,
@@ -65,11 +48,7 @@ _rates_lock = threading.Lock()
 
 
 def cycles_per_ms(device_index: int) -> float:
-    """GPU clock cycles per millisecond of ``torch.cuda._sleep``, measured once per device.
-
-    The fastest of three timed runs is kept, so a sleep sized from it lasts
-    at least as long as asked even when the clock boosts.
-    """
+    """GPU clock cycles per millisecond of ``torch.cuda._sleep``: the fastest of three runs."""
     with _rates_lock:
         if device_index in _rates:
             return _rates[device_index]
@@ -139,13 +118,11 @@ class StreamProbeGuard(SyncGuard):
 
     Args:
         record: record every sync instead of raising at block exit.
-        sleep_ms: how long each probe kernel runs; longer tolerates slower
-            host code between torch calls, shorter makes each block cheaper
-            (a block that never syncs still waits for the last probe at exit).
+        sleep_ms: how long each probe kernel runs; longer tolerates slower host code
+            between torch calls, shorter makes each block cheaper.
 
     Raises:
-        SyncModeUnavailableError: on entry, without a CUDA device or inside
-            CUDA-graph capture (nothing executes there, so idleness means nothing).
+        SyncModeUnavailableError: on entry, without a CUDA device or inside CUDA-graph capture.
     """
 
     mode = "probe"

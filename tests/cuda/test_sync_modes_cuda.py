@@ -8,14 +8,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from dpslice.sync import (
-    ImplicitSyncError,
-    StreamProbeGuard,
-    SyncModeUnavailableError,
-    allow_sync,
-    find_syncs,
-    no_sync,
-)
+from dpslice.errors import ImplicitSyncError, SyncModeUnavailableError
+from dpslice.sync import StreamProbeGuard, allow_sync, find_syncs, no_sync
 from dpslice.sync.probe import cycles_per_ms
 
 pytestmark = pytest.mark.cuda

@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from dpslice import DPLayout, Mode
-from dpslice.check import BadTargetError, CheckReport, Verdict, load_target, run_check
+from dpslice.check import CheckReport, Verdict, load_target, run_check
 from dpslice.check.outcome import OutcomeKind
 from dpslice.check.registry import Tier
+from dpslice.errors import BadTargetError
 from tests.engines.conftest import import_engine
 
 SEED = 0

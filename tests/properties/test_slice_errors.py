@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dpslice import CountsUnavailableError, InvalidInputError, Mode
+from dpslice import Mode
+from dpslice.errors import CountsUnavailableError, InvalidInputError
 from dpslice.strategies import dp_layouts, invalid_calls, layouts_and_ranks
 from tests.engine import engine_slice, reference_slice
 

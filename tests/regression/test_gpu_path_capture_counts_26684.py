@@ -3,7 +3,7 @@
 Counts during capture.
 
 During CUDA-graph capture ``global_num_tokens_cpu`` is None.  The reference
-refuses explicitly (:class:`~dpslice.CountsUnavailableError`) instead of
+refuses explicitly (:class:`~dpslice.errors.CountsUnavailableError`) instead of
 failing with upstream's incidental ``TypeError``.  The pre-#24550 GPU path
 never read the CPU counts: it reads ``global_num_tokens_gpu``, which capture
 does populate with the uniform dummy batch, so it returns bounds, and given
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from dpslice import CountsUnavailableError, DPLayout, dp_local_slice
+from dpslice import DPLayout, dp_local_slice
+from dpslice.errors import CountsUnavailableError
 from dpslice.specimens.tensor_path import tensor_path_slice
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]

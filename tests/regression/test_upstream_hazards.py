@@ -10,16 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dpslice import (
-    CountExceedsExtentError,
-    CountsLengthError,
-    CountsUnavailableError,
-    DPLayout,
-    DPSlice,
-    Mode,
-    RowSpan,
-    dp_local_slice,
-)
+from dpslice import DPLayout, DPSlice, Mode, RowSpan, dp_local_slice
+from dpslice.errors import CountExceedsExtentError, CountsLengthError, CountsUnavailableError
 from tests.engine import engine_slice, pad_rows, real_rows, reference_slice
 
 
