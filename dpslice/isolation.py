@@ -1,13 +1,11 @@
-"""Child processes that never outlive the check: the one mechanism for every worker.
+"""The defaults every mode shares, and children that never outlive the check.
 
-The check runs code it does not trust, so it runs it in children it can kill:
-the battery's worker and the round trip's driver (:mod:`dpslice.supervision.worker`)
-and the round trip's ranks (:mod:`dpslice.distributed.worker`).  Two rules
-keep any of them from being left behind:
+The runner (:mod:`dpslice.runner`) starts every worker that runs a target; these
+rules keep any of them from being left behind:
 
 * a child dies with its parent (:func:`die_with_parent`): a parent killed
   outright (SIGKILL, the OOM killer) runs no cleanup of its own;
-* a worker leads a process group of its own (:func:`start_worker`), and the
+* a worker leads a process group of its own, and the
   parent kills the whole group (:func:`kill_group`) when it stops the worker,
   for any reason: whatever the target spawned (the round trip's ranks, the
   multiprocessing resource tracker, a subprocess) goes with it;
@@ -24,10 +22,7 @@ import contextlib
 import ctypes
 import os
 import signal
-import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from typing import IO
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
@@ -37,6 +32,7 @@ __all__ = [
     "DEFAULT_RUN_TIMEOUT",
     "GATHER_ALLOWANCE",
     "MIN_CALL_TIMEOUT",
+    "OWN_WORK_ALLOWANCE",
     "STARTUP_ALLOWANCE",
     "auto_jobs",
     "available_memory",
@@ -48,7 +44,6 @@ __all__ = [
     "kill_group",
     "kill_tree",
     "request_stop",
-    "start_worker",
     "stop_requested",
     "wait_exit_unreaped",
 ]
@@ -78,6 +73,10 @@ DEFAULT_RUN_TIMEOUT = 600.0
 #: and warm up the group: a first NCCL collective can take tens of seconds), on
 #: top of the call timeout for importing the target.
 STARTUP_ALLOWANCE = 120.0
+
+#: Seconds the check's own work may take between two events of a worker (drawing,
+#: the oracle, Hypothesis's bookkeeping), when that exceeds the call timeout.
+OWN_WORK_ALLOWANCE = 60.0
 
 #: Seconds each layout's collectives get in a round trip, on top of the call timeout.
 GATHER_ALLOWANCE = 50.0
@@ -236,30 +235,6 @@ def kill_tree(pid: int) -> None:
     """
     kill_group(pid)
     kill_descendants(pid)
-
-
-def start_worker(
-    argv: Sequence[str],
-    *,
-    pass_fds: Sequence[int],
-    stdin: int | IO[bytes] | None,
-    stdout: int | None,
-    env: Mapping[str, str],
-) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as the leader of a new session and process group.
-
-    Its group id is its pid, so :func:`kill_group` reaches everything it
-    starts; terminal signals (Ctrl-C) reach only the parent, which decides.
-    """
-    return subprocess.Popen(
-        list(argv),
-        pass_fds=tuple(pass_fds),
-        stdin=stdin,
-        stdout=stdout,
-        env=dict(env),
-        start_new_session=True,
-        close_fds=True,
-    )
 
 
 def kill_group(pgid: int) -> None:

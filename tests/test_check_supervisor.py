@@ -1,6 +1,6 @@
 """``dpslice check`` cannot be fooled or hung by the code it checks.
 
-The target runs in a supervised worker (dpslice.supervision.supervisor): a call
+The target runs in a runner worker (dpslice.runner): a call
 that hangs, exits, raises a BaseException or crashes the interpreter is a FAIL
 of the property being checked, with the call in flight; the parent prints the
 report, writes the JSON and decides the exit status; nothing is left behind.
@@ -25,6 +25,7 @@ import torch
 
 from dpslice.check import BadTargetError, Verdict, run_check
 from dpslice.check.inflight import ended
+from dpslice.runner import Ending
 from dpslice.check.report import write_document
 from dpslice.check.target import target_from_callable
 from dpslice.cli import main
@@ -172,7 +173,7 @@ def test_a_killed_rank_is_described_by_what_its_signal_may_mean(
     number = signal.Signals[signal_name].value
     failed = RankFailedError(1, exitcode=-number, traceback_text="")
     assert f"rank 1 was killed by signal {number} ({signal_name}: {says}" in str(failed)
-    assert says in ended(None, signal_name).describe()
+    assert says in ended(Ending(None, signal_name)).describe()
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dpslice import DPLayout, Mode
+from dpslice import DPLayout, Mode, SliceCall
 from dpslice.check import BadTargetError, CheckReport, Counterexample, PropertyResult, Verdict
 from dpslice.check.report import render_text
 from dpslice.check.target import load_target, target_from_callable
@@ -207,15 +207,23 @@ def test_a_rank_judges_its_slice_with_the_batterys_own_judgement() -> None:
     layout, cpu = DPLayout((3,)), torch.device("cpu")
     reference = load_target(REFERENCE)
     assert check_layout(layout, 0, reference, OneRankGatherer(), cpu) is None
-    calls: list[dict[str, object]] = []
+    calls: list[object] = []
+
+    class Observer:
+        def calling(self, layout: DPLayout, call: SliceCall, gpu_counts: list[int]) -> None:
+            calls.append((layout, call.global_num_tokens_cpu, gpu_counts))
+
+        def returned(self) -> None:
+            calls.append("returned")
+
     found = check_layout(
         layout, 0, target_from_callable(sum_of_all_counts), OneRankGatherer(), cpu,
-        on_call=lambda arguments: calls.append(dict(arguments)),
+        observer=Observer(),
     )  # fmt: skip
     assert found is not None
     assert (found.rank, found.outcome.slice, found.expected_slice) == (0, (3, 3), (0, 3))
     assert found.why == "rows [3, 6) run outside the 3-row buffer"
-    assert [repr(call["global_num_tokens_cpu"]) for call in calls] == ["[3]"]
+    assert calls == [(layout, [3], [3]), "returned"]
     assert repr(found.arguments["dp_rank"]) == "0"  # rendered: safe to send to the driver
 
 

@@ -26,12 +26,12 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dpslice.check.inflight import signal_cause, signal_name
 from dpslice.errors import (
     CheckConfigError,
     CountsDisagreementError,
     RoundTripError,
 )
+from dpslice.runner import Ending
 
 if TYPE_CHECKING:
     from dpslice.check.registry import Counterexample
@@ -116,9 +116,8 @@ class RankFailedError(RoundTripError):
         if traceback_text:
             how = f"raised:\n{traceback_text.rstrip()}"
         elif exitcode is not None and exitcode < 0:
-            name = signal_name(-exitcode)
-            cause = signal_cause(name)
-            described = f"{name}: {cause}" if cause else name
+            ending = Ending.of(exitcode)
+            described = f"{ending.signal}: {ending.cause}" if ending.cause else ending.signal
             how = f"was killed by signal {-exitcode} ({described}) without a traceback"
         else:
             how = (

@@ -20,12 +20,12 @@ that raises on one rank leaves the group in step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 
 from dpslice._numpy_notice import torch
-from dpslice.check.calls import LayoutCall
-from dpslice.check.inflight import portable_counterexample, shown
+from dpslice.check.calls import CallObserver, LayoutCall
+from dpslice.check.inflight import portable_counterexample
 from dpslice.check.judge import judge_inputs, judge_rows
 from dpslice.check.outcome import Outcome, call_target
 from dpslice.check.registry import Counterexample
@@ -38,9 +38,6 @@ from dpslice.layout import DPLayout
 
 __all__ = ["check_layout"]
 
-#: Told the call's arguments, as the report shows them, just before the target runs.
-OnCall = Callable[[Mapping[str, object]], None]
-
 
 def check_layout(
     layout: DPLayout,
@@ -49,14 +46,14 @@ def check_layout(
     gatherer: RowGatherer,
     device: torch.device,
     *,
-    on_call: OnCall | None = None,
+    observer: CallObserver | None = None,
 ) -> Counterexample | None:
     """Rank ``rank``'s side of one round trip; every rank of the group must call it together.
 
     Returns ``None`` when the rank's slice holds exactly its own rows, else
     the counterexample, ready to cross to another process (its arguments
-    rendered).  ``on_call`` is told the call just before the target runs:
-    should it never return, or end the process, the driver can still show it.
+    rendered).  ``observer`` is told of the call just before the target runs and
+    once it is back: should it never return, the supervisor can still show it.
 
     Raises:
         GatherMismatchError: the collectives did not produce what the layout model
@@ -90,13 +87,19 @@ def check_layout(
             f"layout model's {render_rows(model.cpu())}",
         )
 
-    def invoke(target: Target, arguments: Mapping[str, object]) -> Outcome:
-        if on_call is not None:
-            on_call(shown(arguments))
-        return call_target(target, arguments)
-
     # The counts this rank gathered, not the model's (equal, as checked above).
-    arguments = target.arguments(replace(call, global_num_tokens_cpu=cpu), gpu)
+    call = replace(call, global_num_tokens_cpu=cpu)
+
+    def invoke(target: Target, arguments: Mapping[str, object]) -> Outcome:
+        if observer is None:
+            return call_target(target, arguments)
+        observer.calling(layout, call, list(cpu))
+        try:
+            return call_target(target, arguments)
+        finally:
+            observer.returned()
+
+    arguments = target.arguments(call, gpu)
     called = LayoutCall(target, layout, call, invoke=invoke, arguments=arguments)
     found = judge_rows(called, gathered.buffer) or judge_inputs(called)
     return None if found is None else portable_counterexample(found)

@@ -39,15 +39,15 @@ import torch.distributed as dist
 from dpslice.check.options import positive_int, positive_seconds, seed_number
 from dpslice.check.registry import Counterexample
 from dpslice.check.report import render_text
-from dpslice.check.results import CheckReport, RoundTrip, versions
+from dpslice.check.results import versions
 from dpslice.check.runner import hypothesis_storage
 from dpslice.check.target import BadTargetError, Target
-from dpslice.distributed.driver import check_rank_count
+from dpslice.distributed.driver import BACKENDS, check_rank_count
 from dpslice.distributed.errors import CheckConfigError, RoundTripError
 from dpslice.distributed.rank_check import check_layout
-from dpslice.distributed.round_trip import load_round_trip_target
+from dpslice.distributed.round_trip import load_round_trip_target, round_trip_report
 from dpslice.distributed.search import search_round_trip
-from dpslice.distributed.worker import BACKENDS, device_name, join_group
+from dpslice.distributed.worker import device_name, join_group
 from dpslice.isolation import DEFAULT_LAYOUT_TIMEOUT, DEFAULT_MAX_EXAMPLES, DEFAULT_RUN_TIMEOUT
 from dpslice.layout import DPLayout
 
@@ -207,19 +207,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2  # the other ranks are stuck or gone; torchrun stops them
     dist.broadcast_object_list([None], src=0, group=objects)
-    report = CheckReport(
-        target=target,
+    report = round_trip_report(
+        target,
+        result,
         seed=seed,
         max_examples=args.max_examples,
-        results=(result,),
         seconds=time.monotonic() - began,
-        round_trip=RoundTrip(
-            dp_size=world,
-            backend=args.backend,
-            call_timeout=args.layout_timeout,
-            run_timeout=args.timeout,
-            devices=tuple(str(name) for name in devices),
-        ),
+        dp_size=world,
+        backend=args.backend,
+        call_timeout=args.layout_timeout,
+        run_timeout=args.timeout,
+        devices=[str(name) for name in devices],
         versions=versions(),
     )
     print(render_text(report), end="", flush=True)
