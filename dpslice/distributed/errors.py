@@ -1,28 +1,13 @@
 """The round trip's errors whose constructors take the round trip's own types.
 
-Every other exception dpslice defines is in :mod:`dpslice.errors`.  These
-four stay here because their attributes are a :class:`~dpslice.layout.DPLayout`
-or a :class:`~dpslice.check.registry.Counterexample`, types of layers above
-:mod:`dpslice.errors`, which imports nothing of dpslice's.  Three derive from
-:class:`~dpslice.errors.RoundTripError` (a :class:`~dpslice.errors.CheckError`):
-the round trip could not reach a verdict.  :class:`TargetAbortedError` is a root of
-its own: the target's fault, whose counterexample the round trip reports after it
-had to kill the group.
-
-The module also re-exports, from :mod:`dpslice.errors`, the round trip's
-other errors: :class:`~dpslice.errors.RoundTripError`,
-:class:`~dpslice.errors.CheckConfigError` and
-:class:`~dpslice.errors.CountsDisagreementError` (a
-:class:`~dpslice.errors.InvalidInputError`: the engine state a slice reads is
-invalid input, not a harness failure).
-
-A wrong slice is none of these: it is a counterexample, in the
-:class:`~dpslice.check.CheckReport` the round trip returns.
+Every other exception dpslice defines is in :mod:`dpslice.errors` (which imports
+nothing of dpslice's); the round trip's others are re-exported here.  Three derive
+from :class:`~dpslice.errors.RoundTripError`: no verdict was reached.
+:class:`TargetAbortedError` is the target's fault: its counterexample is reported.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -83,9 +68,6 @@ class RoundTripTimeoutError(RoundTripError):
             "merely slow (a first NCCL collective can take tens of seconds)"
         )
 
-    def __reduce__(self) -> tuple[object, ...]:  # crosses from the check's worker to its parent
-        return (type(self), (self.phase, self.seconds, self.pending_ranks, self.layout))
-
 
 class RankFailedError(RoundTripError):
     """A rank raised in the harness, or died, so the whole group was brought down.
@@ -130,16 +112,6 @@ class RankFailedError(RoundTripError):
         lines.append("the whole process group was brought down")
         super().__init__("\n".join(lines))
 
-    def __reduce__(self) -> tuple[object, ...]:  # crosses from the check's worker to its parent
-        rebuild = functools.partial(
-            type(self),
-            exitcode=self.exitcode,
-            traceback_text=self.traceback_text,
-            layout=self.layout,
-            others=self.others,
-        )
-        return (rebuild, (self.rank,))
-
 
 class GatherMismatchError(RoundTripError):
     """The collectives did not produce what the layout model says the engine hands the slicer.
@@ -159,9 +131,6 @@ class GatherMismatchError(RoundTripError):
         self.detail = detail
         super().__init__(f"rank {rank}, gathering {layout!r}: {detail}")
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.layout, self.rank, self.detail))
-
 
 class TargetAbortedError(Exception):
     """The target never returned from a call, or ended its rank's process while in one.
@@ -179,6 +148,3 @@ class TargetAbortedError(Exception):
             f"rank {counterexample.rank}: {counterexample.outcome.describe()} "
             f"on {counterexample.layout!r}"
         )
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.counterexample,))
