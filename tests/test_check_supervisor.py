@@ -32,8 +32,8 @@ from dpslice.check.report import write_document
 from dpslice.check.target import target_from_callable
 from dpslice.cli import main
 from dpslice.distributed import CheckConfigError, RankFailedError, run_round_trip
-from dpslice.runner import Ending
-from dpslice.supervision.supervisor import BatterySupervisor
+from dpslice.runner import Ending, environment
+from dpslice.supervision.supervisor import BatterySupervisor, Workers
 from tests.processes import marked_processes
 
 DPSLICE = str(Path(sys.executable).with_name("dpslice"))
@@ -442,7 +442,11 @@ def _comparable(report: Any) -> dict[str, Any]:
 )
 def test_side_by_side_the_report_is_the_one_of_a_single_worker(target: str | None) -> None:
     spec = target or "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
-    reports = [BatterySupervisor(spec, max_examples=60, seed=5, jobs=jobs).run() for jobs in (1, 2)]
+    with environment() as env, Workers(env) as workers:  # -j 2 takes the worker -j 1 used
+        reports = [
+            BatterySupervisor(spec, max_examples=30, seed=5, jobs=jobs, workers=workers).run()
+            for jobs in (1, 2)
+        ]
     one, two = map(_comparable, reports)
     assert [prop["verdict"] for prop in one["properties"]].count("FAIL") >= 2
     assert two == one

@@ -41,7 +41,7 @@ from dpslice.distributed import (
 )
 from dpslice.distributed.collectives import RowGatherer
 from dpslice.distributed.driver import check_rank_count
-from dpslice.distributed.rank_check import check_layout
+from dpslice.distributed.worker import check_layout
 
 REFERENCE = "dpslice.reference:dp_local_slice"
 TARGETS = Path(__file__).with_name("distributed_targets.py")

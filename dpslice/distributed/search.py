@@ -7,7 +7,7 @@ result is a :class:`~dpslice.check.PropertyResult` in a
 :class:`~dpslice.check.CheckReport`, rendered and written by
 :mod:`dpslice.check.report`.  What differs is how a layout is evaluated: every
 rank of a process group gathers it through real collectives and judges its own
-slice (:mod:`dpslice.distributed.rank_check`).
+slice (:func:`dpslice.distributed.worker.check_layout`).
 
 A harness failure (a dead rank, a timeout) must not be shrunk, since the group is
 gone: it leaves the search as a ``BaseException`` carrier, which Hypothesis

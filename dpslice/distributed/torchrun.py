@@ -44,10 +44,9 @@ from dpslice.check.runner import hypothesis_storage
 from dpslice.check.target import BadTargetError, Target
 from dpslice.distributed.driver import BACKENDS, check_rank_count
 from dpslice.distributed.errors import CheckConfigError, RoundTripError
-from dpslice.distributed.rank_check import check_layout
 from dpslice.distributed.round_trip import load_round_trip_target, round_trip_report
 from dpslice.distributed.search import search_round_trip
-from dpslice.distributed.worker import device_name, join_group
+from dpslice.distributed.worker import check_layout, device_name, join_group
 from dpslice.isolation import DEFAULT_LAYOUT_TIMEOUT, DEFAULT_MAX_EXAMPLES, DEFAULT_RUN_TIMEOUT
 from dpslice.layout import DPLayout
 

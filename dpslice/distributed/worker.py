@@ -1,9 +1,16 @@
-"""The rank side of the round trip: join the process group, then answer layouts.
+"""The rank side of the round trip: join the process group, gather, judge.
 
-:func:`join_group` serves both ways of starting ranks: runner workers, whose jobs
-are this module's :func:`join`, :func:`load` and :func:`evaluate` (sent by
-:class:`~dpslice.distributed.driver.RoundTripSession`), and ``torchrun``
-(:mod:`dpslice.distributed.torchrun`).
+:func:`join_group` and :func:`check_layout` serve both ways of starting ranks:
+runner workers, whose jobs are this module's :func:`join`, :func:`load` and
+:func:`evaluate` (sent by :class:`~dpslice.distributed.driver.RoundTripSession`),
+and ``torchrun`` (:mod:`dpslice.distributed.torchrun`).
+
+One rank's side of one layout: gather as the engine does, compare what the
+collectives produced with the layout model (a difference is the harness's
+:class:`GatherMismatchError`, never the target's), then call the target with the
+gathered counts and judge it with the battery's own judgement (its slice holds
+exactly its own rows; it left the counts as it got them).  Only the gathers are
+collective, so a target that raises on one rank leaves the group in step.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -18,20 +27,33 @@ import torch.distributed as dist
 from torch._C._distributed_c10d import FileStore, Store
 
 from dpslice._numpy_notice import torch
-from dpslice.check.inflight import exited_at_import, portable_target
+from dpslice.check.calls import CallObserver, LayoutCall
+from dpslice.check.inflight import exited_at_import, portable_counterexample, portable_target
+from dpslice.check.judge import judge_inputs, judge_rows
+from dpslice.check.outcome import Outcome, call_target
 from dpslice.check.registry import Counterexample
 from dpslice.check.results import versions
+from dpslice.check.rows import render_rows
 from dpslice.check.target import Target, load_target
-from dpslice.distributed.collectives import RowGatherer
+from dpslice.distributed.collectives import RowGatherer, gather_forward
+from dpslice.distributed.consistency import counts_disagreement
 from dpslice.distributed.driver import BACKENDS
-from dpslice.distributed.rank_check import check_layout
+from dpslice.distributed.errors import GatherMismatchError
 from dpslice.errors import BadTargetError
 from dpslice.layout import DPLayout, SliceCall
 
 if TYPE_CHECKING:
     from dpslice.runner.worker import Channel
 
-__all__ = ["BACKENDS", "device_name", "evaluate", "exit_rank", "join", "join_group", "load"]
+__all__ = [
+    "check_layout",
+    "device_name",
+    "evaluate",
+    "exit_rank",
+    "join",
+    "join_group",
+    "load",
+]
 
 _INIT_PARAMETERS = frozenset(inspect.signature(dist.init_process_group).parameters)
 
@@ -92,6 +114,72 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device}: {torch.cuda.get_device_name(device)}"
     return str(device)
+
+
+def check_layout(
+    layout: DPLayout,
+    rank: int,
+    target: Target,
+    gatherer: RowGatherer,
+    device: torch.device,
+    *,
+    observer: CallObserver | None = None,
+) -> Counterexample | None:
+    """Rank ``rank``'s side of one round trip; every rank of the group must call it together.
+
+    Returns ``None`` when the rank's slice holds exactly its own rows, else
+    the counterexample, ready to cross to another process (its arguments
+    rendered).  ``observer`` is told of the call just before the target runs and
+    once it is back: should it never return, the supervisor can still show it.
+
+    Raises:
+        GatherMismatchError: the collectives did not produce what the layout model
+            says the engine hands the slicer (a harness failure).
+        Exception: a collective broke.
+    """
+    gathered = gather_forward(layout, rank, gatherer, device)
+    call = layout.call(rank)
+    cpu, gpu = gathered.global_num_tokens_cpu, gathered.global_num_tokens_gpu
+    first = gathered.peer_lists[0]
+    if any(row != first for row in gathered.peer_lists):
+        raise GatherMismatchError(
+            layout, rank, f"the ranks derived different count lists: {gathered.peer_lists}"
+        )
+    if cpu != call.global_num_tokens_cpu:
+        raise GatherMismatchError(
+            layout,
+            rank,
+            f"the gathered CPU counts {cpu} are not the {call.global_num_tokens_cpu} the "
+            "layout model hands the slicer",
+        )
+    disagreement = counts_disagreement(cpu, gpu, dp_rank=rank)
+    if disagreement is not None:
+        raise GatherMismatchError(layout, rank, disagreement)
+    model = layout.gathered(rank, device=device)
+    if not torch.equal(gathered.buffer, model):
+        raise GatherMismatchError(
+            layout,
+            rank,
+            f"the collectives' buffer {render_rows(gathered.buffer.cpu())} differs from the "
+            f"layout model's {render_rows(model.cpu())}",
+        )
+
+    # The counts this rank gathered, not the model's (equal, as checked above).
+    call = replace(call, global_num_tokens_cpu=cpu)
+
+    def invoke(target: Target, arguments: Mapping[str, object]) -> Outcome:
+        if observer is None:
+            return call_target(target, arguments)
+        observer.calling(layout, call, list(cpu))
+        try:
+            return call_target(target, arguments)
+        finally:
+            observer.returned()
+
+    arguments = target.arguments(call, gpu)
+    called = LayoutCall(target, layout, call, invoke=invoke, arguments=arguments)
+    found = judge_rows(called, gathered.buffer) or judge_inputs(called)
+    return None if found is None else portable_counterexample(found)
 
 
 #: This rank: its number, device and gatherer, and the targets it loaded.
