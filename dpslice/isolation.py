@@ -23,6 +23,7 @@ import ctypes
 import os
 import signal
 import sys
+from collections.abc import Iterator
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
@@ -44,6 +45,7 @@ __all__ = [
     "kill_group",
     "kill_tree",
     "request_stop",
+    "signal_order",
     "stop_requested",
     "wait_exit_unreaped",
 ]
@@ -141,19 +143,49 @@ def check_call_timeout(seconds: float) -> float:
 
 
 _stop_signal: int | None = None
+#: The read end of the signal wakeup pipe while :func:`signal_order` lasts.
+_arrivals: int | None = None
 
 
 def request_stop(signum: int | None) -> None:
-    """Record that the user asked to stop (a signal handler calls it before raising).
-
+    """Record that the user asked to stop (a signal handler calls it before raising);
     ``None`` clears the request (a new run starts).
 
     The ``KeyboardInterrupt`` a handler raises can land in code that swallows
-    it (an import's ``except BaseException``); a supervisor that polls
-    :func:`stop_requested` still stops.
+    it; a supervisor that polls :func:`stop_requested` still stops.  Within
+    :func:`signal_order`, the signal recorded is the one that arrived first.
     """
     global _stop_signal
+    if signum is not None and _arrivals is not None:
+        with contextlib.suppress(OSError):
+            first = os.read(_arrivals, 1)
+            signum = first[0] if first else signum
     _stop_signal = signum
+
+
+@contextlib.contextmanager
+def signal_order() -> Iterator[None]:
+    """Keep the order signals arrive in, for :func:`request_stop`: when two are pending
+    at once (a busy or descheduled process), Python runs their handlers in signal-number
+    order, SIGINT before a SIGTERM that came first.  Main thread only; else it does nothing."""
+    global _arrivals
+    read, write = os.pipe()
+    for fd in (read, write):
+        os.set_blocking(fd, False)
+    try:
+        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        if previous is not None:
+            _arrivals = read
+        yield
+    finally:
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
+            _arrivals = None
+        os.close(read)
+        os.close(write)
 
 
 def stop_requested() -> int | None:

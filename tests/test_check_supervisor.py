@@ -284,6 +284,52 @@ def test_a_rank_whose_call_hangs_fails_with_its_call(
     assert prop["examples"] >= 1
 
 
+@pytest.mark.slow  # a group of two ranks for each; the hanging call runs by default (above)
+@pytest.mark.parametrize(
+    ("body", "told"),
+    [
+        ("os._exit(0)", "ended the process with exit code 0 (sys.exit or os._exit)"),
+        ("sys.exit(0)", "raised SystemExit: 0, a BaseException that is no Exception"),
+        ("ctypes.string_at(0)", "crashed the process: killed by SIGSEGV (a crash in native code)"),
+        ("os.kill(os.getpid(), 9)", "ended the process: killed by SIGKILL (the kernel's"),
+    ],
+    ids=["os-exit", "sys-exit", "segfault", "sigkill"],
+)
+def test_a_rank_whose_call_ends_its_process_fails_with_its_call(
+    tmp_path: Path, body: str, told: str
+) -> None:
+    spec = target_file(
+        tmp_path,
+        f"""
+        def misbehave(counts, dp_size, can_run_graph):
+            if sum(counts) >= 3:
+                {body}
+        """,
+    )
+    report = tmp_path / "r.json"
+    assert main(["check", spec, "--distributed", "2", "--max-examples", "20", "--seed", "1",
+                 "--quiet", "--json", str(report)]) == 1  # fmt: skip
+    (prop,) = read_json(report)["properties"]
+    assert prop["verdict"] == "FAIL"
+    (found,) = prop["counterexamples"]
+    assert found["outcome"]["text"].startswith(told)
+    assert found["call"]["text"].startswith("f(global_num_tokens_cpu=")
+
+
+@pytest.mark.slow  # two ranks and a timeout; the battery's import hang runs by default
+def test_a_round_trip_whose_import_hangs_is_a_bad_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    impl = tmp_path / "impl.py"
+    impl.write_text("import time\ntime.sleep(3600)\ndef f(*, dp_rank):\n    return 0, 0\n")
+    assert main(["check", f"{impl}:f", "--distributed", "2", "--import-timeout", "1"]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(
+        f"dpslice: error: importing the target {impl}:f did not finish within 1 s "
+        "(--import-timeout)"
+    )
+
+
 # -- 7, 9: the JSON and stdout -----------------------------------------------------------
 
 
@@ -373,7 +419,14 @@ def test_the_working_directory_cannot_shadow_the_check_nor_be_written_nor_keep_i
 # -- Ctrl-C and SIGTERM: the partial report, nothing left behind ------------------------------
 
 
-def test_ctrl_c_prints_what_finished_writes_its_json_and_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "distributed",
+    [False, pytest.param(True, marks=pytest.mark.slow)],
+    ids=["battery", "round-trip"],
+)
+def test_ctrl_c_prints_what_finished_writes_its_json_and_leaves_nothing(
+    tmp_path: Path, distributed: bool
+) -> None:
     hanging = tmp_path / "hanging"
     spec = target_file(
         tmp_path,
@@ -386,13 +439,18 @@ def test_ctrl_c_prints_what_finished_writes_its_json_and_leaves_nothing(tmp_path
     )
     report = tmp_path / "r.json"
     marker = uuid.uuid4().hex
+    mode = (
+        ["--distributed", "2"]
+        if distributed
+        else ["--property", "sum_len_rows", "--property", "graph_replay_rows"]
+    )
     process = subprocess.Popen(
-        [DPSLICE, "check", spec, "--property", "sum_len_rows", "--property", "graph_replay_rows",
-         "--max-examples", "10", "--seed", "0", "--timeout", "60", "--json", str(report)],
+        [DPSLICE, "check", spec, *mode, "--max-examples", "10", "--seed", "0", "--timeout", "60",
+         "--json", str(report)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "DPSLICE_TEST_MARKER": marker},
     )  # fmt: skip
-    # Interrupt once sum_len_rows has finished and graph_replay_rows hangs in a call.
+    # Interrupt once a call hangs (in the battery, once sum_len_rows has finished).
     deadline = time.monotonic() + 120
     while not hanging.exists():
         assert time.monotonic() < deadline, "the target never reached its hanging call"
@@ -401,9 +459,14 @@ def test_ctrl_c_prints_what_finished_writes_its_json_and_leaves_nothing(tmp_path
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 130
-    assert "sum_len_rows" in out
     assert out.endswith("\nINTERRUPTED\n")
-    assert [prop["name"] for prop in read_json(report)["properties"]] == ["sum_len_rows"]
+    names = [prop["name"] for prop in read_json(report)["properties"]]
+    if distributed:
+        assert names == ["round_trip_rows"]
+        assert read_json(report)["properties"][0]["verdict"] == "ERROR"
+    else:
+        assert "sum_len_rows" in out
+        assert names == ["sum_len_rows"]
     time.sleep(0.2)
     assert marked_processes(marker) == []
 

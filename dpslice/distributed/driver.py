@@ -67,20 +67,13 @@ BACKENDS = {"gloo": "cpu", "nccl": "cuda"}
 
 #: The most ranks a round trip runs: the largest DP size the layouts model.
 MAX_RANKS = MAX_DP_SIZE
-#: Host memory one spawned rank takes, in bytes: a gloo rank held 235 MiB resident
-#: (RSS in /proc/PID/smaps_rollup; 158 to 172 MiB proportional, PSS) with 2, 4 and 8
-#: ranks on torch 2.13.0+cpu, Python 3.11, after checking a layout.  A rank that
-#: initialises CUDA (NCCL) takes more: this is the least a rank costs.
+#: Host memory one rank takes, in bytes: the least (a gloo rank after a layout held
+#: 235 MiB resident; docs/distributed.md#how-many-ranks).
 RANK_MEMORY = 250 * 2**20
-#: Open files the starting process holds per rank (the rank's pipe, its process
-#: sentinel, its connection to the store, and spawn's pipes while it starts):
-#: 4 to 5 measured with 2, 4 and 8 ranks, beside what the process held before.
-_STARTER_FILES_PER_RANK = 5
-#: Open files the starting process needs besides: the store and its threads, spawn's
-#: resource tracker, the files Python opens while it spawns.
-_STARTER_FILES = 24
-#: Open files a rank holds besides one socket per peer: 13 measured (torch, the store,
-#: the pipe to the driver), and a margin.
+#: Open files the starting process holds per rank (its two pipes and its pidfd, with
+#: a margin), and besides them.
+_STARTER_FILES_PER_RANK, _STARTER_FILES = 5, 24
+#: Open files a rank holds besides one socket per peer: 13 measured, and a margin.
 _RANK_FILES = 16
 
 
@@ -92,17 +85,12 @@ def _open_files_now() -> int:
 
 
 def check_rank_count(dp_size: int, *, spawning: bool = True) -> int:
-    """``dp_size`` if a round trip can run that many ranks here; refused before any starts.
-
-    At most :data:`MAX_RANKS`, and every rank's sockets (one per peer) within the
-    open-files limit.  ``spawning``: this process will start the ranks, so their
-    memory (:data:`RANK_MEMORY` each) must fit in what is available, and the pipes
-    to them within its own open-files limit.  Under ``torchrun`` the ranks are
-    already running: only the count and their sockets are checked.
+    """``dp_size`` if a round trip can run that many ranks here: at most :data:`MAX_RANKS`,
+    their sockets within the open-files limit and, when this process starts them
+    (``spawning``; not under torchrun), their memory and pipes too.
 
     Raises:
-        CheckConfigError: not an int from 1 to :data:`MAX_RANKS`, or the ranks
-            would not fit here; the message says what they need and what to do.
+        CheckConfigError: they would not fit; the message says what they need and what to do.
     """
     if isinstance(dp_size, bool) or not isinstance(dp_size, int) or dp_size < 1:
         raise CheckConfigError(f"dp_size={dp_size!r} must be an int >= 1")
@@ -113,8 +101,6 @@ def check_rank_count(dp_size: int, *, spawning: bool = True) -> int:
         )
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if limit != resource.RLIM_INFINITY:
-        # The process that starts the ranks holds their pipes, which is more than a
-        # rank's one socket per peer; under torchrun only the rank's count.
         per_rank, fixed = (
             (_STARTER_FILES_PER_RANK, _open_files_now() + _STARTER_FILES)
             if spawning

@@ -171,10 +171,9 @@ def check_layout(
         if observer is None:
             return call_target(target, arguments)
         observer.calling(layout, call, list(cpu))
-        try:
-            return call_target(target, arguments)
-        finally:
-            observer.returned()
+        outcome = call_target(target, arguments)  # a BaseException leaves it in flight
+        observer.returned()
+        return outcome
 
     arguments = target.arguments(call, gpu)
     called = LayoutCall(target, layout, call, invoke=invoke, arguments=arguments)

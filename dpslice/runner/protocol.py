@@ -159,16 +159,9 @@ class Ending:
 
 @dataclass(frozen=True)
 class Stopped:
-    """Why a worker was stopped before its job returned, and where it was.
-
-    Attributes:
-        how: a deadline passed, the process ended, or the job raised.
-        phase: where the worker was.
-        limit: which deadline passed, and ``seconds`` its length (``HUNG`` only).
-        ending: how the process ended (``ENDED`` only).
-        broke: the job's traceback (``BROKE`` only).
-        record: the call in flight, as the job recorded it (``phase`` ``CALL`` only).
-    """
+    """Why a worker was stopped before its job returned, and where it was: ``limit`` (and
+    its ``seconds``) for ``HUNG``, ``ending`` for ``ENDED``, ``broke`` for ``BROKE``, and
+    the call in flight as the job recorded it (``record``) in phase ``CALL``."""
 
     how: How
     phase: Phase

@@ -12,8 +12,9 @@ import that hangs, exits or crashes is a bad target;
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
@@ -35,6 +36,9 @@ from dpslice.isolation import (
     DEFAULT_RUN_TIMEOUT,
     OWN_WORK_ALLOWANCE,
     check_call_timeout,
+    request_stop,
+    signal_order,
+    stop_requested,
 )
 from dpslice.runner import How, Job, Limits, Phase, Stopped, Worker, environment, follow
 from dpslice.runner import Workers as _Workers
@@ -361,6 +365,7 @@ class BatterySupervisor:
         """
         self._began = time.perf_counter()
         with contextlib.ExitStack() as stack:
+            stack.enter_context(signal_order())
             workers = self._workers
             if workers is None:
                 workers = stack.enter_context(Workers(stack.enter_context(environment())))
@@ -564,6 +569,28 @@ class BatterySupervisor:
         return True
 
 
+def _request_stop(signum: int, frame: object) -> None:
+    if stop_requested() is None:
+        request_stop(signum)
+
+
+@contextlib.contextmanager
+def _stop_between_calls() -> Iterator[None]:
+    """SIGINT and SIGTERM only ask to stop while the round trip's search runs in this
+    process: the runner's loop stops it at once, never inside Hypothesis's own code."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    try:
+        previous = {signum: signal.signal(signum, _request_stop) for signum in stops}
+    except ValueError:  # not the main thread: signals are not this thread's to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class RoundTripSupervisor:
     """The round trip of ``spec`` on ``dp_size`` runner ranks: ``timeout`` bounds each call,
     ``import_timeout`` the target's import, ``run_timeout`` the run.  :meth:`run` returns
@@ -590,16 +617,16 @@ class RoundTripSupervisor:
         self.target: Target | None = None
         self.versions: dict[str, str] | None = None
         self._began = time.monotonic()
+        self._report: Callable[..., CheckReport] | None = None  # round_trip_report, once imported
 
     def partial_report(self, why: str = "interrupted before a verdict") -> CheckReport | None:
         """The report of a run that reached no verdict; ``None`` before the target loaded."""
         from dpslice.check.results import round_trip_result
-        from dpslice.distributed.round_trip import round_trip_report
 
-        if self.target is None:
+        if self.target is None or self._report is None:
             return None
         seconds = time.monotonic() - self._began
-        return round_trip_report(
+        return self._report(
             self.target,
             round_trip_result(Verdict.ERROR, seconds=seconds, note=why),
             seed=self.seed,
@@ -620,10 +647,6 @@ class RoundTripSupervisor:
                 ``import_timeout`` or ended a rank), or the round trip cannot run
                 here (a bad backend, too few GPUs).
         """
-        from dpslice.distributed import CheckConfigError as ConfigError
-        from dpslice.distributed.driver import RoundTripSession
-        from dpslice.distributed.round_trip import run_on
-
         self._began = time.monotonic()
         listener = self.listener
         tick = None
@@ -632,7 +655,13 @@ class RoundTripSupervisor:
             def tick() -> None:
                 listener.tick(None, 0, time.monotonic() - self._began)
 
-        with environment() as env:
+        with signal_order(), _stop_between_calls(), environment() as env:
+            # Imported here: a signal that comes meanwhile only asks to stop.
+            from dpslice.distributed import CheckConfigError as ConfigError
+            from dpslice.distributed.driver import RoundTripSession
+            from dpslice.distributed.round_trip import round_trip_report, run_on
+
+            self._report = round_trip_report
             try:
                 session = RoundTripSession(
                     dp_size=self.dp_size, backend=self.backend, call_timeout=self.timeout,
