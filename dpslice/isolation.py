@@ -1,19 +1,10 @@
 """The defaults every mode shares, and children that never outlive the check.
 
-The runner (:mod:`dpslice.runner`) starts every worker that runs a target; these
-rules keep any of them from being left behind:
-
-* a child dies with its parent (:func:`die_with_parent`): a parent killed
-  outright (SIGKILL, the OOM killer) runs no cleanup of its own;
-* a worker leads a process group of its own, and the
-  parent kills the whole group (:func:`kill_group`) when it stops the worker,
-  for any reason: whatever the target spawned (the round trip's ranks, the
-  multiprocessing resource tracker, a subprocess) goes with it;
-* a worker is a subreaper (:func:`become_subreaper`): a process the target
-  starts in a session or group of its own, even one whose parent has exited,
-  stays below the worker, and :func:`kill_tree` kills every process below
-  it with its group.  ``dpslice check``'s own process is one too, so what a
-  worker that ended leaves behind comes to it, to be killed in turn.
+Every worker the runner (:mod:`dpslice.runner`) starts dies with its parent
+(:func:`die_with_parent`), leads a process group of its own, and is a subreaper
+(:func:`become_subreaper`), so that whatever the target starts, in any session or
+group, stays below it and :func:`kill_tree` kills it with the worker.  ``dpslice
+check``'s own process is a subreaper too, for what a worker that ended left behind.
 """
 
 from __future__ import annotations

@@ -2,27 +2,15 @@
 
 ::
 
-    torchrun --standalone --nproc-per-node 2 -m dpslice.distributed \\
-        --target dpslice.reference:dp_local_slice --backend gloo --max-examples 200
+    torchrun --standalone --nproc-per-node 2 -m dpslice.distributed --max-examples 200
 
-Each rank reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (its GPU under NCCL)
-and ``MASTER_ADDR``/``MASTER_PORT`` from the environment torchrun sets, and
-joins the group through ``env://``.  Rank 0 runs Hypothesis; each layout is
-broadcast to every rank and the counterexamples gathered back over a gloo
-group (objects never travel over NCCL).  Rank 0 prints the report
-(:func:`dpslice.check.report.render_text`, as ``dpslice check --distributed``
-does); the exit code is 0 on a pass, 1 on a counterexample, 2 on a harness error.
-
-Options are parsed as ``dpslice check`` parses them, and what cannot run is a
-usage error, one line on stderr (from rank 0) and exit 2, before any rank joins
-the group: a bad option, an environment torchrun did not set up, a target that
-cannot be loaded, more ranks than the round trip runs
-(:func:`~dpslice.distributed.driver.check_rank_count`).  Hypothesis's storage
-goes where ``HYPOTHESIS_STORAGE_DIRECTORY`` says, else to a temporary directory.
-
-There is no driver watching the ranks here: a rank stuck in a collective
-raises once the collective timeout (``--layout-timeout``) passes, and torchrun
-then stops the other ranks.  ``--timeout`` bounds the search on rank 0.
+Each rank joins through ``env://``; rank 0 runs Hypothesis, broadcasts each layout
+and gathers the counterexamples over a gloo group (objects never travel over
+NCCL), then prints ``dpslice check --distributed``'s report: exit 0 on a pass, 1 on
+a counterexample, 2 on a harness error.  What cannot run (a bad option, no torchrun
+environment, a bad target, too many ranks) is one line on stderr and exit 2, before
+any rank joins.  No runner watches the ranks here: a stuck collective raises after
+``--layout-timeout`` and torchrun stops the rest; ``--timeout`` bounds the search.
 """
 
 from __future__ import annotations
