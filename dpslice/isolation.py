@@ -149,8 +149,10 @@ def request_stop(signum: int | None) -> None:
     global _stop_signal
     if signum is not None and _arrivals is not None:
         with contextlib.suppress(OSError):
-            first = os.read(_arrivals, 1)
-            signum = first[0] if first else signum
+            # Another thread may run a signal's C handler, and write its byte, late: the
+            # byte of an earlier signal counts only where this signal's byte is there too.
+            arrived = os.read(_arrivals, 64)
+            signum = arrived[0] if signum in arrived else signum
     _stop_signal = signum
 
 
