@@ -187,10 +187,12 @@ class RoundTripSession:
                 f"backend={backend!r}: choose 'gloo' (CPU) or 'nccl' (one GPU per rank)"
             )
         if backend == "nccl":
+            import torch.distributed as dist
+
             from dpslice._numpy_notice import torch
 
             gpus = torch.cuda.device_count()  # asks NVML; does not initialise CUDA here
-            if not torch.distributed.is_nccl_available() or gpus < dp_size:
+            if not dist.is_nccl_available() or gpus < dp_size:
                 raise CheckConfigError(
                     f"the NCCL round trip needs one GPU per rank: dp_size={dp_size}, but "
                     f"{gpus} GPU(s) are visible; lower dp_size or set CUDA_VISIBLE_DEVICES"
