@@ -1,21 +1,10 @@
-"""Child processes that never outlive the check: the one mechanism for every worker.
+"""The defaults every mode shares, and children that never outlive the check.
 
-The check runs code it does not trust, so it runs it in children it can kill:
-the battery's worker and the round trip's driver (:mod:`dpslice.supervision.worker`)
-and the round trip's ranks (:mod:`dpslice.distributed.worker`).  Two rules
-keep any of them from being left behind:
-
-* a child dies with its parent (:func:`die_with_parent`): a parent killed
-  outright (SIGKILL, the OOM killer) runs no cleanup of its own;
-* a worker leads a process group of its own (:func:`start_worker`), and the
-  parent kills the whole group (:func:`kill_group`) when it stops the worker,
-  for any reason: whatever the target spawned (the round trip's ranks, the
-  multiprocessing resource tracker, a subprocess) goes with it;
-* a worker is a subreaper (:func:`become_subreaper`): a process the target
-  starts in a session or group of its own, even one whose parent has exited,
-  stays below the worker, and :func:`kill_tree` kills every process below
-  it with its group.  ``dpslice check``'s own process is one too, so what a
-  worker that ended leaves behind comes to it, to be killed in turn.
+Every worker the runner (:mod:`dpslice.runner`) starts dies with its parent
+(:func:`die_with_parent`), leads a process group of its own, and is a subreaper
+(:func:`become_subreaper`), so that whatever the target starts, in any session or
+group, stays below it and :func:`kill_tree` kills it with the worker.  ``dpslice
+check``'s own process is a subreaper too, for what a worker that ended left behind.
 """
 
 from __future__ import annotations
@@ -24,10 +13,8 @@ import contextlib
 import ctypes
 import os
 import signal
-import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from typing import IO
+from collections.abc import Iterator
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
@@ -37,6 +24,7 @@ __all__ = [
     "DEFAULT_RUN_TIMEOUT",
     "GATHER_ALLOWANCE",
     "MIN_CALL_TIMEOUT",
+    "OWN_WORK_ALLOWANCE",
     "STARTUP_ALLOWANCE",
     "auto_jobs",
     "available_memory",
@@ -48,7 +36,7 @@ __all__ = [
     "kill_group",
     "kill_tree",
     "request_stop",
-    "start_worker",
+    "signal_order",
     "stop_requested",
     "wait_exit_unreaped",
 ]
@@ -78,6 +66,10 @@ DEFAULT_RUN_TIMEOUT = 600.0
 #: and warm up the group: a first NCCL collective can take tens of seconds), on
 #: top of the call timeout for importing the target.
 STARTUP_ALLOWANCE = 120.0
+
+#: Seconds the check's own work may take between two events of a worker (drawing,
+#: the oracle, Hypothesis's bookkeeping), when that exceeds the call timeout.
+OWN_WORK_ALLOWANCE = 60.0
 
 #: Seconds each layout's collectives get in a round trip, on top of the call timeout.
 GATHER_ALLOWANCE = 50.0
@@ -142,19 +134,51 @@ def check_call_timeout(seconds: float) -> float:
 
 
 _stop_signal: int | None = None
+#: The read end of the signal wakeup pipe while :func:`signal_order` lasts.
+_arrivals: int | None = None
 
 
 def request_stop(signum: int | None) -> None:
-    """Record that the user asked to stop (a signal handler calls it before raising).
-
+    """Record that the user asked to stop (a signal handler calls it before raising);
     ``None`` clears the request (a new run starts).
 
     The ``KeyboardInterrupt`` a handler raises can land in code that swallows
-    it (an import's ``except BaseException``); a supervisor that polls
-    :func:`stop_requested` still stops.
+    it; a supervisor that polls :func:`stop_requested` still stops.  Within
+    :func:`signal_order`, the signal recorded is the one that arrived first.
     """
     global _stop_signal
+    if signum is not None and _arrivals is not None:
+        with contextlib.suppress(OSError):
+            # Another thread may run a signal's C handler, and write its byte, late: the
+            # byte of an earlier signal counts only where this signal's byte is there too.
+            arrived = os.read(_arrivals, 64)
+            signum = arrived[0] if signum in arrived else signum
     _stop_signal = signum
+
+
+@contextlib.contextmanager
+def signal_order() -> Iterator[None]:
+    """Keep the order signals arrive in, for :func:`request_stop`: when two are pending
+    at once (a busy or descheduled process), Python runs their handlers in signal-number
+    order, SIGINT before a SIGTERM that came first.  Main thread only; else it does nothing."""
+    global _arrivals
+    read, write = os.pipe()
+    for fd in (read, write):
+        os.set_blocking(fd, False)
+    try:
+        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        if previous is not None:
+            _arrivals = read
+        yield
+    finally:
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
+            _arrivals = None
+        os.close(read)
+        os.close(write)
 
 
 def stop_requested() -> int | None:
@@ -236,30 +260,6 @@ def kill_tree(pid: int) -> None:
     """
     kill_group(pid)
     kill_descendants(pid)
-
-
-def start_worker(
-    argv: Sequence[str],
-    *,
-    pass_fds: Sequence[int],
-    stdin: int | IO[bytes] | None,
-    stdout: int | None,
-    env: Mapping[str, str],
-) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as the leader of a new session and process group.
-
-    Its group id is its pid, so :func:`kill_group` reaches everything it
-    starts; terminal signals (Ctrl-C) reach only the parent, which decides.
-    """
-    return subprocess.Popen(
-        list(argv),
-        pass_fds=tuple(pass_fds),
-        stdin=stdin,
-        stdout=stdout,
-        env=dict(env),
-        start_new_session=True,
-        close_fds=True,
-    )
 
 
 def kill_group(pgid: int) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dpslice import DPLayout, Mode
+from dpslice import DPLayout, Mode, SliceCall
 from dpslice.check import CheckReport, Counterexample, PropertyResult, Verdict
 from dpslice.check.report import render_text
 from dpslice.check.target import load_target, target_from_callable
@@ -40,7 +40,7 @@ from dpslice.distributed.errors import (
     RoundTripTimeoutError,
     TargetAbortedError,
 )
-from dpslice.distributed.rank_check import check_layout
+from dpslice.distributed.worker import check_layout
 from dpslice.errors import BadTargetError, CheckConfigError, CountsDisagreementError, RoundTripError
 
 REFERENCE = "dpslice.reference:dp_local_slice"
@@ -160,7 +160,8 @@ def test_reference_recovers_own_rows_through_four_gloo_ranks() -> None:
     assert report.target.spec == REFERENCE
 
 
-@pytest.mark.parametrize("dp_size", [1, pytest.param(3, marks=pytest.mark.slow)])
+@pytest.mark.slow  # every collective trivial, or more ranks than cores: the default runs two
+@pytest.mark.parametrize("dp_size", [1, 3])
 @pytest.mark.usefixtures("no_orphans")
 def test_round_trip_smoke_at_the_edges(dp_size: int) -> None:
     """One rank (every collective trivial) and an odd number of ranks, more than the
@@ -207,15 +208,23 @@ def test_a_rank_judges_its_slice_with_the_batterys_own_judgement() -> None:
     layout, cpu = DPLayout((3,)), torch.device("cpu")
     reference = load_target(REFERENCE)
     assert check_layout(layout, 0, reference, OneRankGatherer(), cpu) is None
-    calls: list[dict[str, object]] = []
+    calls: list[object] = []
+
+    class Observer:
+        def calling(self, layout: DPLayout, call: SliceCall, gpu_counts: list[int]) -> None:
+            calls.append((layout, call.global_num_tokens_cpu, gpu_counts))
+
+        def returned(self) -> None:
+            calls.append("returned")
+
     found = check_layout(
         layout, 0, target_from_callable(sum_of_all_counts), OneRankGatherer(), cpu,
-        on_call=lambda arguments: calls.append(dict(arguments)),
+        observer=Observer(),
     )  # fmt: skip
     assert found is not None
     assert (found.rank, found.outcome.slice, found.expected_slice) == (0, (3, 3), (0, 3))
     assert found.why == "rows [3, 6) run outside the 3-row buffer"
-    assert [repr(call["global_num_tokens_cpu"]) for call in calls] == ["[3]"]
+    assert calls == [(layout, [3], [3]), "returned"]
     assert repr(found.arguments["dp_rank"]) == "0"  # rendered: safe to send to the driver
 
 
@@ -655,7 +664,8 @@ def refused(
     What it cannot run it refuses before any rank joins a group, so here it never
     joins one: a ``main`` that tried would fail the test.  ``python -m
     dpslice.distributed`` is this ``main`` and an exit with its code
-    (test_the_torchrun_entry_runs_one_rank_and_leaves_no_hypothesis_directory runs it).
+    (test_the_torchrun_entry_runs_one_rank_and_keeps_the_verdict_when_its_budget_runs_out
+    runs it).
     """
     if env is None:
         env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
@@ -677,23 +687,18 @@ def refused(
     return status, out, err
 
 
-def test_the_torchrun_entry_runs_one_rank_and_leaves_no_hypothesis_directory(
+def test_the_torchrun_entry_runs_one_rank_and_keeps_the_verdict_when_its_budget_runs_out(
     tmp_path: Path,
 ) -> None:
-    status, out, err = one_rank("--max-examples", "20", "--seed", "0", cwd=tmp_path)
-    assert status == 0, out + err
-    assert "round_trip_rows                PASS" in out
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_the_torchrun_entry_keeps_the_verdict_when_its_budget_runs_out(tmp_path: Path) -> None:
-    """As the driver does: the search stops between layouts and stands on those checked."""
+    """As the driver does: the search stops between layouts and stands on those checked;
+    and it leaves no Hypothesis directory behind."""
     status, out, err = one_rank(
         "--max-examples", "100000", "--seed", "0", "--timeout", "2", cwd=tmp_path
     )
     assert status == 0, out + err
     assert "round_trip_rows                PASS" in out
     assert "stopped early: the run's budget of 2 s ran out after" in out
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

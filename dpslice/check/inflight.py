@@ -1,17 +1,16 @@
 """The call in flight, and the FAIL of a call that never came back with a value or an error.
 
-A supervised worker (:mod:`dpslice.supervision.worker`) records every call of the
-target just before it runs, as a :data:`CallRecord`: the layout, the
-:class:`~dpslice.SliceCall` and the counts its GPU tensor is built from,
-all the check's own plain data, cheap to pickle.  If the call hangs, ends the
-process or raises a ``BaseException``, the record is all that is left, and
-:func:`aborted_result` turns it into the property's counterexample: the
-arguments are rebuilt from it exactly as the check built them for the call.
+A runner worker (the battery's, or a rank of the round trip) records every call of
+the target just before it runs, as a :data:`CallRecord`: the layout, the
+:class:`~dpslice.SliceCall` and the counts its GPU tensor is built from, plain
+data, cheap to pickle.  If the call hangs, ends the process or raises a
+``BaseException``, the record is all that is left, and
+:func:`aborted_counterexample` turns it into the counterexample: the arguments
+are rebuilt from it exactly as the check built them for the call.
 """
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
@@ -28,24 +27,29 @@ from dpslice.check.outcome import (
 from dpslice.check.registry import Counterexample
 from dpslice.check.results import PropertyResult, Verdict
 from dpslice.check.target import Target
+from dpslice.errors import BadTargetError
 from dpslice.layout import DPLayout, SliceCall
+from dpslice.runner.protocol import Ending, How, Limit, Stopped
 
 __all__ = [
     "AbortedCall",
     "CallRecord",
     "Shown",
+    "aborted",
+    "aborted_counterexample",
     "aborted_result",
     "ended",
+    "exited_at_import",
     "hung",
+    "import_failed",
     "portable_counterexample",
     "portable_result",
     "portable_target",
     "raised_base",
     "shown",
     "shown_arguments",
-    "signal_cause",
-    "signal_name",
     "started_result",
+    "stopped_text",
 ]
 
 #: A call about to run: its layout, the call, and the counts of its GPU tensor.
@@ -130,9 +134,8 @@ class AbortedCall(Outcome):
 
     It hung past the call timeout, ended the process (``sys.exit``,
     ``os._exit``, a crash in native code, a SIGKILL) or raised a ``BaseException``
-    (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``, pytest's
-    ``skip``...), which an engine's serving loop would not survive either.
-    ``message`` says which, in words.
+    (``SystemExit``, ``KeyboardInterrupt``, pytest's ``skip``...), which an
+    engine's serving loop would not survive either.  ``message`` says which.
     """
 
     def describe(self) -> str:
@@ -149,74 +152,56 @@ def hung(seconds: float, killed: str = "the worker") -> AbortedCall:
     )
 
 
-_NATIVE_CRASH = "a crash in native code"
-#: What the signal that killed a process says of why, for the signals that say something.
-_SIGNAL_CAUSES = {
-    **dict.fromkeys(("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"), _NATIVE_CRASH),
-    # No fault of the process's own raises SIGKILL: it was sent, most often by the
-    # kernel out of memory.
-    "SIGKILL": (
-        "the kernel's out-of-memory killer or a kill from outside the check, not a crash of its own"
-    ),
-}
-
-
-def signal_name(number: int) -> str:
-    """The name of signal ``number`` (``SIGKILL``), or ``signal N`` if it has none here."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def signal_cause(name: str) -> str | None:
-    """Why a process killed by the signal ``name`` died, in words; ``None`` if it does not say."""
-    return _SIGNAL_CAUSES.get(name)
-
-
-def ended(exitcode: int | None, signal_name: str | None) -> AbortedCall:
+def ended(ending: Ending) -> AbortedCall:
     """The process ended in the call: with an exit code, or killed by a signal."""
-    if signal_name is not None:
-        cause = signal_cause(signal_name)
-        verb = "crashed" if cause == _NATIVE_CRASH else "ended"
-        because = f" ({cause})" if cause else ""
-        message = f"{verb} the process: killed by {signal_name}{because}"
-        return AbortedCall(kind=OutcomeKind.INCIDENTAL, error=signal_name, message=message)
+    if ending.signal is not None:
+        verb = "crashed" if ending.crashed else "ended"
+        because = f" ({ending.cause})" if ending.cause else ""
+        message = f"{verb} the process: killed by {ending.signal}{because}"
+        return AbortedCall(kind=OutcomeKind.INCIDENTAL, error=ending.signal, message=message)
     message = (
-        f"ended the process with exit code {exitcode} (sys.exit or os._exit), which would "
-        "end an engine's process"
+        f"ended the process with exit code {ending.exitcode} (sys.exit or os._exit), which "
+        "would end an engine's process"
     )
     return AbortedCall(kind=OutcomeKind.INCIDENTAL, error="exit", message=message)
+
+
+def _raised(error: str, text: str, location: str | None = None) -> AbortedCall:
+    return AbortedCall(
+        kind=OutcomeKind.INCIDENTAL,
+        error=error,
+        message=f"raised {text}, a BaseException that is no Exception (it would end an "
+        "engine's process)",
+        location=location,
+    )
 
 
 def raised_base(exc: BaseException, target: Target) -> AbortedCall:
     """The call raised ``exc``, a ``BaseException`` that is no ``Exception``."""
     text = exception_text(exc)
-    error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return AbortedCall(
-        kind=OutcomeKind.INCIDENTAL,
-        error=type(exc).__name__,
-        message=f"raised {error}, a BaseException that is no Exception (it would end an "
-        "engine's process)",
-        location=error_location(exc, target),
-    )
+    name = type(exc).__name__
+    return _raised(name, f"{name}: {text}" if text else name, error_location(exc, target))
 
 
-def aborted_result(
-    started: PropertyResult,
-    *,
-    examples: int,
-    seconds: float,
-    target: Target,
-    record: CallRecord,
-    outcome: AbortedCall,
-) -> PropertyResult:
-    """The FAIL of the property ``started`` describes: the recorded call, which did ``outcome``.
+def aborted(stopped: Stopped, killed: str) -> AbortedCall:
+    """What the call in flight did, from how the runner stopped its worker."""
+    if stopped.how is How.HUNG:
+        return hung(stopped.seconds, killed)
+    if stopped.how is How.ENDED:
+        assert stopped.ending is not None
+        return ended(stopped.ending)
+    assert stopped.broke is not None  # the job raised out of the call: its last line
+    line = stopped.broke.last_line
+    return _raised(line.partition(":")[0], line)
 
-    A FAIL whatever the property's tier: an engine's process would not survive the call either.
-    """
+
+def aborted_counterexample(
+    target: Target, record: CallRecord, outcome: AbortedCall
+) -> Counterexample:
+    """The counterexample of the recorded call, which did ``outcome``: the one builder, for
+    the battery and the round trip."""
     layout, call, _ = record
-    counterexample = Counterexample(
+    return Counterexample(
         layout=layout,
         rank=valid_rank(layout, call.dp_rank),
         function=target.name,
@@ -225,13 +210,47 @@ def aborted_result(
         expected="the call returns, or raises an Exception, within the call timeout",
         why="the target did not come back from the call with a slice or an Exception",
     )
+
+
+def aborted_result(
+    started: PropertyResult, found: Counterexample, *, examples: int, seconds: float
+) -> PropertyResult:
+    """The FAIL of the property ``started`` describes, whatever its tier: an engine's
+    process would not survive the call either."""
     return replace(
         started,
         verdict=Verdict.FAIL,
         examples=examples,
         seconds=seconds,
-        counterexamples=(counterexample,),
+        counterexamples=(found,),
         note=None,
+    )
+
+
+def stopped_text(stopped: Stopped) -> str:
+    """What a worker the runner stopped did, in words."""
+    if stopped.how is How.HUNG:
+        flag = "--import-timeout" if stopped.limit is Limit.LOAD else "--timeout"
+        return f"did not finish within {stopped.seconds:g} s ({flag})"
+    if stopped.how is How.ENDED:
+        return f"ended the process ({stopped.ending})"
+    assert stopped.broke is not None
+    return f"broke ({stopped.broke.last_line})"
+
+
+def exited_at_import(spec: str, exc: BaseException) -> str:
+    """A target whose import raised a ``BaseException`` (``sys.exit()``): a bad target."""
+    return (
+        f"importing the target {spec} raised {type(exc).__name__}({exc}); a target must "
+        "import without exiting, crashing or blocking"
+    )
+
+
+def import_failed(spec: str, what: str) -> BadTargetError:
+    """A target whose import did ``what`` (hung, ended the process): a bad target."""
+    return BadTargetError(
+        f"importing the target {spec} {what}; a target must import without exiting, "
+        "crashing or blocking (raise --import-timeout if it is merely slow)"
     )
 
 

@@ -1,33 +1,14 @@
 """Run properties against a target with Hypothesis and collect the verdicts.
 
-Each property runs as its own ``@given`` test, seeded with ``hypothesis.seed``,
-no example database and no deadline, so a seed reproduces a run.  On a failure
-Hypothesis shrinks, then replays the minimal example last: the counterexample
-recorded is the one from that final replay.
-
-The search draws a batch of layouts per Hypothesis example, at most
-:data:`MAX_BATCH`, and stops each Hypothesis run after :data:`RUN_EXAMPLES`
-examples, starting another with a derived seed until ``max_examples`` layouts
-are checked.  Setting up an example costs Hypothesis about as much as drawing
-a layout, so batches raise the throughput; and after its tenth example
-Hypothesis starts mutating earlier examples (copying one part over another),
-which for a batch repeats most of its layouts: with ten layouts per example
-and one long run, only 147 of 500 layouts checked were distinct.  Short runs
-of large batches check 80 to 90% distinct layouts.  A batch's length is drawn
-too, so that Hypothesis's first example, every choice at its simplest, is a
-single layout rather than many copies of it.
-
-A hardening property that names its kinds (:attr:`Property.kinds`) searches
-each kind apart, with an even share of the budget, so that one run lists one
-shrunk counterexample for every kind the target accepts.  Its failures are
-WARNs unless the check is strict.
-
-Batches are not shrunk, though: the shrinker would have to shrink every
-passing layout of the batch as well, which took 10 to 50 times the checks.
-Once a batch fails, the property runs again with one layout per example, as
-Hypothesis would on its own, and that run shrinks the failure.  Should it not
-meet the failure again (a rare bug), the failing run of batches is repeated
-and shrunk after all.  The counts reported include every run.
+Each property runs as its own ``@given`` test, seeded, with no example
+database and no deadline, so a seed reproduces a run; the counterexample is
+the one of Hypothesis's final replay, after shrinking.  For throughput the
+search draws a batch of up to :data:`MAX_BATCH` layouts per example and stops
+each Hypothesis run after :data:`RUN_EXAMPLES` examples (past its tenth,
+Hypothesis mutates earlier examples, which repeats most of a batch), starting
+another with a derived seed until ``max_examples`` layouts are checked.
+Batches are not shrunk: once one fails, the property runs again one layout per
+example, and that run shrinks.  A property with kinds searches each kind apart.
 """
 
 from __future__ import annotations
@@ -124,12 +105,8 @@ def _error_note(exc: BaseException) -> str:
 
 
 def _batches(strategy: st.SearchStrategy[Any], size: int) -> st.SearchStrategy[list[Any]]:
-    """Batches of ``size`` examples of ``strategy``; their length is drawn too.
-
-    Hypothesis begins a run with its simplest example, every choice at its
-    minimum: ``size`` copies of the minimal layout.  With the length drawn,
-    that example is one layout, as is one random batch in ``_SHORT_BATCH_ODDS``.
-    """
+    """Batches of ``size`` examples of ``strategy``; their length is drawn too, so that
+    Hypothesis's simplest example is one layout, not ``size`` copies of it."""
     full = st.lists(strategy, min_size=size, max_size=size)
     if size == 1:
         return full
@@ -143,11 +120,8 @@ def _batches(strategy: st.SearchStrategy[Any], size: int) -> st.SearchStrategy[l
 
 
 def _batch_size(layouts: int, max_batch: int) -> int:
-    """The batch size for a run of :data:`RUN_EXAMPLES` examples to check ``layouts``.
-
-    At most ``max_batch``; the first example of a run is a single layout (see
-    :func:`_batches`).
-    """
+    """The batch size (at most ``max_batch``) for a run of :data:`RUN_EXAMPLES` examples
+    to check ``layouts``."""
     return max(1, min(max_batch, -(-(layouts - 1) // (RUN_EXAMPLES - 1))))
 
 
@@ -175,14 +149,9 @@ def run_property(
     prop: Property[Any], target: Target, *, max_examples: int, seed: int, strict: bool = False
 ) -> PropertyResult:
     """Run one property against ``target``; never raises for what the target does, nor for
-    what breaks in the check (an ERROR result).
-
-    The search checks ``max_examples`` layouts; after a failure the search
-    with one layout per example, which shrinks it, checks up to as many again,
-    plus its shrinking.  A property with kinds runs one such search per kind,
-    each with an even share of ``max_examples`` (at least 20).  A hardening
-    property's failure is a WARN, or a FAIL when ``strict``.
-    """
+    what breaks in the check (an ERROR result).  A property with kinds searches each
+    with an even share of ``max_examples`` (at least 20); a hardening property's
+    failure is a WARN, or a FAIL when ``strict``."""
     started = time.perf_counter()
     examples = 0
 
@@ -325,14 +294,9 @@ def _load_against(against: str | Target | Callable[..., object], target: Target)
 
 @contextlib.contextmanager
 def hypothesis_storage() -> Iterator[None]:
-    """Hypothesis's storage in a temporary directory for the duration, unless
-    ``HYPOTHESIS_STORAGE_DIRECTORY`` names one.
-
-    The runs keep no example database, but Hypothesis still caches the
-    constants of the code it runs, by default in ``.hypothesis/`` under the
-    working directory: a check must leave the caller's directory as it was.
-    The home directory is Hypothesis's global, so it is restored after.
-    """
+    """Hypothesis's storage (it caches constants even without a database) in a temporary
+    directory for the duration, unless ``HYPOTHESIS_STORAGE_DIRECTORY`` names one: a
+    check leaves the working directory as it was."""
     if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
         yield
         return

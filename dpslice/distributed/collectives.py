@@ -1,20 +1,11 @@
 """One forward's gathers, done as engines do them, with real torch.distributed collectives.
 
-Each rank knows only what an engine's rank knows: its own token count, the
-layout mode, the attention-TP size and the graph extent.  The other ranks'
-counts arrive through an all-gather, and the buffer is assembled by the
-collective the mode calls for:
-
-* SUM_LEN: a zero buffer of the summed length, own rows written at the prefix
-  sum of the counts before this rank, ``all_reduce(SUM)``;
-* MAX_LEN: own rows padded to the largest count, all-gathered into one tensor;
-* GRAPH_REPLAY: own rows padded to the graph extent, all-gathered likewise;
-* a skipped gather: no collective, the buffer is the rank's own rows, padded to
-  its region.
-
-Counts are first rounded up to a multiple of the attention-TP size.  Rows are
-tagged ``(rank, local_row)``, padding ``(rank, PAD_ROW)``, as in
-:meth:`dpslice.DPLayout.gathered`, which the result is then compared with.
+Each rank knows only its own token count, the mode, the attention-TP size and the
+graph extent; the other counts arrive through an all-gather, and the buffer through
+the mode's collective: SUM_LEN an ``all_reduce(SUM)`` of a zero buffer holding the
+rank's rows at its prefix sum, MAX_LEN and GRAPH_REPLAY an all-gather of the rows
+padded to the largest count or the graph extent, a skipped gather none.  Rows are
+tagged as in :meth:`dpslice.DPLayout.gathered`, which the result is compared with.
 """
 
 from __future__ import annotations
@@ -38,15 +29,9 @@ _all_gather_tensor: Callable[..., object] = getattr(
 
 
 class RowGatherer:
-    """All-gathers equal-sized row blocks into one tensor, as engines do.
-
-    Gloo in torch 2.13 implements the tensor form (checked: it gathers
-    correctly, including empty tensors).  Older gloo builds raised "does not
-    support" for it, so :meth:`probe` tries it once at start-up, when every
-    rank runs the same probe and a local refusal cannot desynchronise the
-    group; if refused, blocks are gathered with ``all_gather`` into a list and
-    concatenated.
-    """
+    """All-gathers equal-sized row blocks into one tensor, as engines do; where gloo
+    refuses the tensor form (before torch 2.13), into a list, concatenated.  :meth:`probe`
+    decides once at start-up, when every rank runs the same probe."""
 
     def __init__(self) -> None:
         self.tensor_form = True

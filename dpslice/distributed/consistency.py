@@ -10,9 +10,12 @@ the GPU drains: call it in debug runs and harnesses, never on a hot path.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from dpslice._numpy_notice import torch
 from dpslice.errors import CountsDisagreementError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["check_counts_consistency", "counts_disagreement"]
 

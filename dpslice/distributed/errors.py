@@ -15,12 +15,11 @@ A wrong slice is none of these: it is a counterexample, in the
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dpslice.check.inflight import signal_cause, signal_name
 from dpslice.errors import RoundTripError
+from dpslice.runner import Ending
 
 if TYPE_CHECKING:
     from dpslice.check.registry import Counterexample
@@ -69,9 +68,6 @@ class RoundTripTimeoutError(RoundTripError):
             "merely slow (a first NCCL collective can take tens of seconds)"
         )
 
-    def __reduce__(self) -> tuple[object, ...]:  # crosses from the check's worker to its parent
-        return (type(self), (self.phase, self.seconds, self.pending_ranks, self.layout))
-
 
 class RankFailedError(RoundTripError):
     """A rank raised in the harness, or died, so the whole group was brought down.
@@ -102,9 +98,8 @@ class RankFailedError(RoundTripError):
         if traceback_text:
             how = f"raised:\n{traceback_text.rstrip()}"
         elif exitcode is not None and exitcode < 0:
-            name = signal_name(-exitcode)
-            cause = signal_cause(name)
-            described = f"{name}: {cause}" if cause else name
+            ending = Ending.of(exitcode)
+            described = f"{ending.signal}: {ending.cause}" if ending.cause else ending.signal
             how = f"was killed by signal {-exitcode} ({described}) without a traceback"
         else:
             how = (
@@ -116,16 +111,6 @@ class RankFailedError(RoundTripError):
         lines += [f"  also rank {other}: {summary}" for other, summary in self.others]
         lines.append("the whole process group was brought down")
         super().__init__("\n".join(lines))
-
-    def __reduce__(self) -> tuple[object, ...]:  # crosses from the check's worker to its parent
-        rebuild = functools.partial(
-            type(self),
-            exitcode=self.exitcode,
-            traceback_text=self.traceback_text,
-            layout=self.layout,
-            others=self.others,
-        )
-        return (rebuild, (self.rank,))
 
 
 class GatherMismatchError(RoundTripError):
@@ -146,9 +131,6 @@ class GatherMismatchError(RoundTripError):
         self.detail = detail
         super().__init__(f"rank {rank}, gathering {layout!r}: {detail}")
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.layout, self.rank, self.detail))
-
 
 class TargetAbortedError(Exception):
     """The target never returned from a call, or ended its rank's process while in one.
@@ -166,6 +148,3 @@ class TargetAbortedError(Exception):
             f"rank {counterexample.rank}: {counterexample.outcome.describe()} "
             f"on {counterexample.layout!r}"
         )
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.counterexample,))

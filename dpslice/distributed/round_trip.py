@@ -3,15 +3,16 @@
 :func:`run_round_trip` returns the same :class:`~dpslice.check.CheckReport` as
 :func:`dpslice.check.run_check`, with one property, ``round_trip_rows``, and
 :attr:`~dpslice.check.CheckReport.round_trip` saying how the buffers were
-gathered; :mod:`dpslice.check.report` renders and writes it.
+gathered; :func:`round_trip_report` assembles it for every way of running.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 
-from dpslice.check.results import CheckReport, RoundTrip, check_seed, versions
+from dpslice.check.results import CheckReport, PropertyResult, RoundTrip, check_seed, versions
 from dpslice.check.target import Target, load_target, resolve_spec
 from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.distributed.driver import RoundTripSession, check_search_arguments
@@ -25,7 +26,7 @@ from dpslice.isolation import (
     STARTUP_ALLOWANCE,
 )
 
-__all__ = ["load_round_trip_target", "run_round_trip"]
+__all__ = ["load_round_trip_target", "round_trip_report", "run_on", "run_round_trip"]
 
 
 def load_round_trip_target(spec: str) -> Target:
@@ -45,6 +46,88 @@ def load_round_trip_target(spec: str) -> Target:
     return target
 
 
+def round_trip_report(
+    target: Target,
+    result: PropertyResult,
+    *,
+    seed: int,
+    max_examples: int,
+    seconds: float,
+    dp_size: int,
+    backend: str,
+    call_timeout: float,
+    run_timeout: float,
+    devices: Sequence[str] = (),
+    startup_seconds: float = 0.0,
+    versions: dict[str, str] | None = None,
+) -> CheckReport:
+    """The round trip's report, however it ran."""
+    nccl = None
+    if backend == "nccl":
+        from dpslice._numpy_notice import torch
+
+        nccl = ".".join(map(str, torch.cuda.nccl.version()))  # type: ignore[no-untyped-call]
+    return CheckReport(
+        target=target,
+        seed=seed,
+        max_examples=max_examples,
+        results=(result,),
+        seconds=seconds,
+        round_trip=RoundTrip(
+            dp_size=dp_size,
+            backend=backend,
+            call_timeout=call_timeout,
+            run_timeout=run_timeout,
+            devices=tuple(devices),
+            startup_seconds=startup_seconds,
+            nccl=nccl,
+        ),
+        versions=versions,
+    )
+
+
+def run_on(
+    session: RoundTripSession,
+    target: Target,
+    *,
+    seed: int,
+    max_examples: int,
+    began: float,
+    run_timeout: float,
+    versions: dict[str, str] | None,
+    max_count: int = 64,
+) -> CheckReport:
+    """The round trip of ``target`` on a started ``session``, as a report; the run's
+    budget counts from ``began`` (a ``time.monotonic()``).  A harness failure is the
+    property's ERROR."""
+    try:
+        result = session.round_trip(
+            target,
+            max_examples=max_examples,
+            seed=seed,
+            timeout=max(1e-3, run_timeout - (time.monotonic() - began)),
+            max_count=max_count,
+        )
+    except RoundTripError as error:
+        result = broken_round_trip(
+            error, examples=session.layouts_checked, seconds=time.monotonic() - began
+        )
+    return round_trip_report(
+        target,
+        result,
+        seed=seed,
+        max_examples=max_examples,
+        seconds=time.monotonic() - began,
+        dp_size=session.dp_size,
+        backend=session.backend,
+        call_timeout=session.call_timeout or DEFAULT_CALL_TIMEOUT,
+        run_timeout=run_timeout,
+        devices=session.devices,
+        startup_seconds=session.startup_seconds,
+        versions=versions,
+    )
+
+
 def run_round_trip(
     target: str,
     *,
@@ -58,23 +141,23 @@ def run_round_trip(
 ) -> CheckReport:
     """Check ``target`` against buffers gathered by real collectives on ``dp_size`` ranks.
 
-    One process group is started and evaluates every layout Hypothesis draws
-    (SUM_LEN, MAX_LEN and graph replay, attention-TP rounding and skipped
-    gathers included); a failure is shrunk to a minimal layout and reported
-    with the rank that saw it.  The group is torn down before this returns.
-    A harness failure (a rank that died or got stuck outside the target's
-    call) is a result too: the property's verdict is ERROR and its note says why.
+    One process group evaluates every layout Hypothesis draws (SUM_LEN, MAX_LEN
+    and graph replay, attention-TP rounding and skipped gathers included); a
+    failure is shrunk to a minimal layout and reported with the rank that saw
+    it.  The group is torn down before this returns.  A harness failure (a rank
+    that died or got stuck outside the target's call) is a result too: the
+    property's verdict is ERROR and its note says why.
 
     Args:
         target: ``package.module:function`` or ``path/to/file.py:function``;
-            the spawned ranks import it with the caller's ``sys.path``.
+            loaded here first, then in every rank, with the caller's ``sys.path``.
         dp_size: ranks in the group (one GPU each under NCCL).
         backend: ``"gloo"`` (CPU) or ``"nccl"``.
         max_examples: layouts to draw before a pass (shrinking comes on top).
         seed: Hypothesis seed; a random one (recorded) if ``None``.
-        call_timeout: seconds one call of the target may take: a call that
-            takes longer FAILs.  Each layout gets it plus
-            :data:`GATHER_ALLOWANCE`, the start-up :data:`STARTUP_ALLOWANCE` plus it.
+        call_timeout: seconds one call of the target may take: a call that takes
+            longer FAILs.  Each layout gets it plus :data:`GATHER_ALLOWANCE`, the
+            start-up :data:`STARTUP_ALLOWANCE` plus it.
         timeout: seconds for the whole run, start-up and shrinking included;
             when it runs out the verdict stands on the layouts checked.
         max_count: the largest token count of a rank.
@@ -99,37 +182,19 @@ def run_round_trip(
     )
     try:
         with session:
-            result = session.round_trip(
+            return run_on(
+                session,
                 loaded,
-                max_examples=max_examples,
                 seed=seed,
-                timeout=max(1e-3, timeout - (time.monotonic() - began)),
+                max_examples=max_examples,
+                began=began,
+                run_timeout=timeout,
+                versions=versions(),
                 max_count=max_count,
             )
-    except RoundTripError as error:
-        result = broken_round_trip(
-            error, examples=session.layouts_checked, seconds=time.monotonic() - began
-        )
-    return CheckReport(
-        target=loaded,
-        seed=seed,
-        max_examples=max_examples,
-        results=(result,),
-        seconds=time.monotonic() - began,
-        round_trip=RoundTrip(
-            dp_size=dp_size,
-            backend=backend,
-            call_timeout=call_timeout,
-            run_timeout=timeout,
-            devices=session.devices,
-            startup_seconds=session.startup_seconds,
-            nccl=_nccl_version() if backend == "nccl" else None,
-        ),
-        versions=versions(),
-    )
-
-
-def _nccl_version() -> str:
-    from dpslice._numpy_notice import torch
-
-    return ".".join(map(str, torch.cuda.nccl.version()))  # type: ignore[no-untyped-call]
+    except RoundTripError as error:  # the group did not start
+        result = broken_round_trip(error, examples=0, seconds=time.monotonic() - began)
+        return round_trip_report(loaded, result, seed=seed, max_examples=max_examples,
+                                 seconds=time.monotonic() - began, dp_size=dp_size,
+                                 backend=backend, call_timeout=call_timeout,
+                                 run_timeout=timeout, versions=versions())  # fmt: skip

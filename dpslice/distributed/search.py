@@ -1,17 +1,10 @@
-"""The round trip as a check: one property, searched and shrunk by the check's own runner.
-
-``round_trip_rows`` is a :class:`~dpslice.check.Property` like the battery's:
-Hypothesis draws the layouts (:func:`round_trip_layouts`), the check's runner
-(:func:`dpslice.check.runner.run_property`) searches and shrinks them, and the
-result is a :class:`~dpslice.check.PropertyResult` in a
-:class:`~dpslice.check.CheckReport`, rendered and written by
-:mod:`dpslice.check.report`.  What differs is how a layout is evaluated: every
-rank of a process group gathers it through real collectives and judges its own
-slice (:mod:`dpslice.distributed.rank_check`).
+"""The round trip as a check: one property, ``round_trip_rows``, searched and shrunk by
+the check's own runner; only how a layout is evaluated differs (every rank gathers it
+and judges its own slice, :func:`dpslice.distributed.worker.check_layout`).
 
 A harness failure (a dead rank, a timeout) must not be shrunk, since the group is
-gone: it leaves the search as a ``BaseException`` carrier, which Hypothesis
-does not catch, and is raised again unchanged.
+gone: it leaves the search as a ``BaseException`` carrier, which Hypothesis does not
+catch, and is raised again unchanged.
 """
 
 from __future__ import annotations

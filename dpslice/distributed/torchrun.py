@@ -2,27 +2,15 @@
 
 ::
 
-    torchrun --standalone --nproc-per-node 2 -m dpslice.distributed \\
-        --target dpslice.reference:dp_local_slice --backend gloo --max-examples 200
+    torchrun --standalone --nproc-per-node 2 -m dpslice.distributed --max-examples 200
 
-Each rank reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (its GPU under NCCL)
-and ``MASTER_ADDR``/``MASTER_PORT`` from the environment torchrun sets, and
-joins the group through ``env://``.  Rank 0 runs Hypothesis; each layout is
-broadcast to every rank and the counterexamples gathered back over a gloo
-group (objects never travel over NCCL).  Rank 0 prints the report
-(:func:`dpslice.check.report.render_text`, as ``dpslice check --distributed``
-does); the exit code is 0 on a pass, 1 on a counterexample, 2 on a harness error.
-
-Options are parsed as ``dpslice check`` parses them, and what cannot run is a
-usage error, one line on stderr (from rank 0) and exit 2, before any rank joins
-the group: a bad option, an environment torchrun did not set up, a target that
-cannot be loaded, more ranks than the round trip runs
-(:func:`~dpslice.distributed.driver.check_rank_count`).  Hypothesis's storage
-goes where ``HYPOTHESIS_STORAGE_DIRECTORY`` says, else to a temporary directory.
-
-There is no driver watching the ranks here: a rank stuck in a collective
-raises once the collective timeout (``--layout-timeout``) passes, and torchrun
-then stops the other ranks.  ``--timeout`` bounds the search on rank 0.
+Each rank joins through ``env://``; rank 0 runs Hypothesis, broadcasts each layout
+and gathers the counterexamples over a gloo group (objects never travel over
+NCCL), then prints ``dpslice check --distributed``'s report: exit 0 on a pass, 1 on
+a counterexample, 2 on a harness error.  What cannot run (a bad option, no torchrun
+environment, a bad target, too many ranks) is one line on stderr and exit 2, before
+any rank joins.  No runner watches the ranks here: a stuck collective raises after
+``--layout-timeout`` and torchrun stops the rest; ``--timeout`` bounds the search.
 """
 
 from __future__ import annotations
@@ -39,14 +27,13 @@ import torch.distributed as dist
 from dpslice.check.options import positive_int, positive_seconds, seed_number
 from dpslice.check.registry import Counterexample
 from dpslice.check.report import render_text
-from dpslice.check.results import CheckReport, RoundTrip, versions
+from dpslice.check.results import versions
 from dpslice.check.runner import hypothesis_storage
 from dpslice.check.target import Target
-from dpslice.distributed.driver import check_rank_count
-from dpslice.distributed.rank_check import check_layout
-from dpslice.distributed.round_trip import load_round_trip_target
+from dpslice.distributed.driver import BACKENDS, check_rank_count
+from dpslice.distributed.round_trip import load_round_trip_target, round_trip_report
 from dpslice.distributed.search import search_round_trip
-from dpslice.distributed.worker import BACKENDS, device_name, join_group
+from dpslice.distributed.worker import check_layout, device_name, join_group
 from dpslice.errors import BadTargetError, CheckConfigError, RoundTripError
 from dpslice.isolation import DEFAULT_LAYOUT_TIMEOUT, DEFAULT_MAX_EXAMPLES, DEFAULT_RUN_TIMEOUT
 from dpslice.layout import DPLayout
@@ -207,19 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2  # the other ranks are stuck or gone; torchrun stops them
     dist.broadcast_object_list([None], src=0, group=objects)
-    report = CheckReport(
-        target=target,
+    report = round_trip_report(
+        target,
+        result,
         seed=seed,
         max_examples=args.max_examples,
-        results=(result,),
         seconds=time.monotonic() - began,
-        round_trip=RoundTrip(
-            dp_size=world,
-            backend=args.backend,
-            call_timeout=args.layout_timeout,
-            run_timeout=args.timeout,
-            devices=tuple(str(name) for name in devices),
-        ),
+        dp_size=world,
+        backend=args.backend,
+        call_timeout=args.layout_timeout,
+        run_timeout=args.timeout,
+        devices=[str(name) for name in devices],
         versions=versions(),
     )
     print(render_text(report), end="", flush=True)

@@ -1,45 +1,59 @@
-"""The rank side of the round trip: join the process group, then answer layouts.
+"""The rank side of the round trip: join the process group, gather, judge.
 
-:func:`join_group` is shared by both ways of starting ranks: the spawned
-workers of :class:`~dpslice.distributed.driver.RoundTripSession` (this
-module's :func:`spawned_worker`) and ``torchrun``
-(:mod:`dpslice.distributed.torchrun`).
+:func:`join_group` and :func:`check_layout` serve both ways of starting ranks:
+runner workers, whose jobs are this module's :func:`join`, :func:`load` and
+:func:`evaluate` (sent by :class:`~dpslice.distributed.driver.RoundTripSession`),
+and ``torchrun`` (:mod:`dpslice.distributed.torchrun`).
 
-Protocol of a spawned worker over its pipe to the driver::
-
-    driver -> worker   ("layout", seq, DPLayout, target spec) | ("stop",)
-    worker -> driver   ("ready", rank, device name)
-                       | ("calling", seq, the call's arguments as the report shows them)
-                       | ("outcome", seq, Counterexample or None)
-                       | ("error", rank, traceback text)   (then it exits 1)
+One rank's side of one layout: gather as the engine does, compare what the
+collectives produced with the layout model (a difference is the harness's
+:class:`GatherMismatchError`, never the target's), then call the target with the
+gathered counts and judge it with the battery's own judgement (its slice holds
+exactly its own rows; it left the counts as it got them).  Only the gathers are
+collective, so a target that raises on one rank leaves the group in step.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 import sys
-import traceback
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
-from functools import partial
-from multiprocessing.connection import Connection
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch.distributed as dist
-from torch._C._distributed_c10d import Store, TCPStore
+from torch._C._distributed_c10d import FileStore, Store
 
 from dpslice._numpy_notice import torch
+from dpslice.check.calls import CallObserver, LayoutCall
+from dpslice.check.inflight import exited_at_import, portable_counterexample, portable_target
+from dpslice.check.judge import judge_inputs, judge_rows
+from dpslice.check.outcome import Outcome, call_target
+from dpslice.check.registry import Counterexample
+from dpslice.check.results import versions
+from dpslice.check.rows import render_rows
 from dpslice.check.target import Target, load_target
-from dpslice.distributed.collectives import RowGatherer
-from dpslice.distributed.rank_check import check_layout
-from dpslice.isolation import die_with_parent
+from dpslice.distributed.collectives import RowGatherer, gather_forward
+from dpslice.distributed.consistency import counts_disagreement
+from dpslice.distributed.driver import BACKENDS
+from dpslice.distributed.errors import GatherMismatchError
+from dpslice.errors import BadTargetError
+from dpslice.layout import DPLayout, SliceCall
 
-__all__ = ["BACKENDS", "device_name", "exit_rank", "join_group", "spawned_worker"]
+if TYPE_CHECKING:
+    from dpslice.runner.worker import Channel
 
-#: The backends the harness runs on, and the device kind each gathers on.
-BACKENDS = {"gloo": "cpu", "nccl": "cuda"}
+__all__ = [
+    "check_layout",
+    "device_name",
+    "evaluate",
+    "exit_rank",
+    "join",
+    "join_group",
+    "load",
+]
 
 _INIT_PARAMETERS = frozenset(inspect.signature(dist.init_process_group).parameters)
 
@@ -48,13 +62,9 @@ def exit_rank(code: int) -> NoReturn:
     """End this rank's process with ``code``, leaving its process group as it is.
 
     Call it once every collective of the rank has completed.  The group is not
-    destroyed: ``~ProcessGroupGloo`` joins gloo's worker threads while holding
-    the GIL, and a worker thread that drops the last reference to a finished
-    collective's tensor waits for the GIL to free the tensor's Python object,
-    so ``destroy_process_group`` deadlocked now and then (torch 2.4 and 2.6, up
-    to one exit in three on a loaded machine; docs/distributed.md tells the story).
-    The exit itself closes the sockets and frees the GPU memory, and skips the
-    interpreter's teardown of torch, which takes about two seconds.
+    destroyed: ``destroy_process_group`` deadlocked now and then in gloo's
+    teardown (docs/distributed.md tells the story); the exit closes the sockets,
+    frees the GPU memory, and skips two seconds of the interpreter's teardown.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -72,12 +82,12 @@ def join_group(
 ) -> tuple[torch.device, RowGatherer]:
     """Initialise this rank's process group and warm it up; return its device and gatherer.
 
-    With ``store`` None the group is set up from the environment (``env://``:
-    ``MASTER_ADDR``, ``MASTER_PORT``), as under ``torchrun``.  Collectives
-    time out after ``timeout_s``.
+    With ``store`` None the group is set up from the environment (``env://``), as
+    under ``torchrun``.  Collectives time out after ``timeout_s``.
     """
     torch.set_num_threads(1)  # ranks share the cores; intra-op threads only contend
     timeout = timedelta(seconds=timeout_s)
+    bound: dict[str, Any] = {}
     if BACKENDS[backend] == "cuda":
         # The harness gathers kilobytes: it never needs NVLink SHARP, whose
         # multicast objects can take a shared host's GPUs out of service.
@@ -85,17 +95,15 @@ def join_group(
         os.environ.setdefault("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-        # Binding the group to its GPU up front (torch >= 2.3) makes NCCL set up
-        # its communicator eagerly, in the start-up budget, not in the first layout's.
-        bound: dict[str, Any] = {"device_id": device} if "device_id" in _INIT_PARAMETERS else {}
-        dist.init_process_group(
-            backend, store=store, rank=rank, world_size=world_size, timeout=timeout, **bound
-        )
+        # Binding the group to its GPU (torch >= 2.3) makes NCCL set up its
+        # communicator eagerly, in the start-up budget, not in the first layout's.
+        if "device_id" in _INIT_PARAMETERS:
+            bound["device_id"] = device
     else:
         device = torch.device("cpu")
-        dist.init_process_group(
-            backend, store=store, rank=rank, world_size=world_size, timeout=timeout
-        )
+    dist.init_process_group(
+        backend, store=store, rank=rank, world_size=world_size, timeout=timeout, **bound
+    )
     gatherer = RowGatherer()
     gatherer.probe(device)
     return device, gatherer
@@ -108,61 +116,131 @@ def device_name(device: torch.device) -> str:
     return str(device)
 
 
-def _calling(conn: Connection, seq: int, arguments: Mapping[str, object]) -> None:
-    conn.send(("calling", seq, dict(arguments)))
-
-
-def spawned_worker(
+def check_layout(
+    layout: DPLayout,
     rank: int,
-    world_size: int,
-    backend: str,
-    store_address: tuple[str, int],
-    conn: Connection,
-    parent_pid: int,
-    startup_timeout_s: float,
-    timeout_s: float,
-) -> None:
-    """Entry point of one spawned rank: join the group, answer layouts until told to stop.
+    target: Target,
+    gatherer: RowGatherer,
+    device: torch.device,
+    *,
+    observer: CallObserver | None = None,
+) -> Counterexample | None:
+    """Rank ``rank``'s side of one round trip; every rank of the group must call it together.
 
-    Collectives time out after ``timeout_s`` (the driver's layout timeout);
-    reaching the driver's store may take up to ``startup_timeout_s``.
+    Returns ``None`` when the rank's slice holds exactly its own rows, else
+    the counterexample, ready to cross to another process (its arguments
+    rendered).  ``observer`` is told of the call just before the target runs and
+    once it is back: should it never return, the supervisor can still show it.
 
-    Any exception is sent to the driver as text and the process exits 1 at
-    once, without tearing the group down: a peer may be blocked in a
-    collective, and the driver kills the whole group anyway.
+    Raises:
+        GatherMismatchError: the collectives did not produce what the layout model
+            says the engine hands the slicer (a harness failure).
+        Exception: a collective broke.
     """
-    # A driver killed outright (SIGKILL, OOM) runs no cleanup; without this its
-    # ranks would sit in a collective for the whole collective timeout.
-    die_with_parent(parent_pid)
-    targets: dict[str, Target] = {}
-    try:
-        host, port = store_address
-        connect = timedelta(seconds=startup_timeout_s)
-        store = TCPStore(host, port, is_master=False, timeout=connect)
-        device, gatherer = join_group(
-            backend, rank, world_size, local_rank=rank, timeout_s=timeout_s, store=store
+    gathered = gather_forward(layout, rank, gatherer, device)
+    call = layout.call(rank)
+    cpu, gpu = gathered.global_num_tokens_cpu, gathered.global_num_tokens_gpu
+    first = gathered.peer_lists[0]
+    if any(row != first for row in gathered.peer_lists):
+        raise GatherMismatchError(
+            layout, rank, f"the ranks derived different count lists: {gathered.peer_lists}"
         )
-        conn.send(("ready", rank, device_name(device)))
-        while True:
-            message = conn.recv()
-            if message[0] == "stop":
-                break
-            _, seq, layout, spec = message
-            if spec not in targets:
-                targets[spec] = load_target(spec)
-            outcome = check_layout(
-                layout,
-                rank,
-                targets[spec],
-                gatherer,
-                device,
-                # The call in flight, for the driver to show if it never returns.
-                on_call=partial(_calling, conn, seq),
-            )
-            conn.send(("outcome", seq, outcome))
-    except BaseException:
-        with contextlib.suppress(OSError, ValueError):  # else the driver is gone
-            conn.send(("error", rank, traceback.format_exc()))
-        exit_rank(1)
-    conn.close()
-    exit_rank(0)
+    if cpu != call.global_num_tokens_cpu:
+        raise GatherMismatchError(
+            layout,
+            rank,
+            f"the gathered CPU counts {cpu} are not the {call.global_num_tokens_cpu} the "
+            "layout model hands the slicer",
+        )
+    disagreement = counts_disagreement(cpu, gpu, dp_rank=rank)
+    if disagreement is not None:
+        raise GatherMismatchError(layout, rank, disagreement)
+    model = layout.gathered(rank, device=device)
+    if not torch.equal(gathered.buffer, model):
+        raise GatherMismatchError(
+            layout,
+            rank,
+            f"the collectives' buffer {render_rows(gathered.buffer.cpu())} differs from the "
+            f"layout model's {render_rows(model.cpu())}",
+        )
+
+    # The counts this rank gathered, not the model's (equal, as checked above).
+    call = replace(call, global_num_tokens_cpu=cpu)
+
+    def invoke(target: Target, arguments: Mapping[str, object]) -> Outcome:
+        if observer is None:
+            return call_target(target, arguments)
+        observer.calling(layout, call, list(cpu))
+        outcome = call_target(target, arguments)  # a BaseException leaves it in flight
+        observer.returned()
+        return outcome
+
+    arguments = target.arguments(call, gpu)
+    called = LayoutCall(target, layout, call, invoke=invoke, arguments=arguments)
+    found = judge_rows(called, gathered.buffer) or judge_inputs(called)
+    return None if found is None else portable_counterexample(found)
+
+
+#: This rank: its number, device and gatherer, and the targets it loaded.
+_RANK: dict[str, Any] = {"targets": {}}
+
+
+def join(
+    channel: Channel, rank: int, world_size: int, backend: str, store: str, timeout_s: float
+) -> str:
+    """Join the group through the file ``store``; collectives time out after
+    ``timeout_s``.  Returns the device's name."""
+    device, gatherer = join_group(
+        backend,
+        rank,
+        world_size,
+        local_rank=rank,
+        timeout_s=timeout_s,
+        store=FileStore(store, world_size),
+    )
+    _RANK.update(rank=rank, device=device, gatherer=gatherer)
+    return device_name(device)
+
+
+def load(channel: Channel, spec: str) -> tuple[Target, dict[str, str]] | str:
+    """Load the target as the round trip does; the target (without its function) and the
+    versions, or why it cannot be checked."""
+    from dpslice.distributed.round_trip import load_round_trip_target
+
+    channel.loading(spec)
+    try:
+        target = load_round_trip_target(spec)
+    except BadTargetError as exc:
+        return " ".join(str(exc).split())
+    except BaseException as exc:  # sys.exit() or the like at import: a bad target too
+        return exited_at_import(spec, exc)
+    _RANK["targets"][spec] = _RANK["targets"][target.spec] = target
+    return portable_target(target), versions()
+
+
+class _Recorder:
+    """Tells the supervisor of the call in flight, for it to show if the call never returns."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def calling(self, layout: DPLayout, call: SliceCall, gpu_counts: list[int]) -> None:
+        self.channel.calling((layout, call, gpu_counts))
+
+    def returned(self) -> None:
+        self.channel.returned()
+
+
+def evaluate(channel: Channel, layout: DPLayout, spec: str) -> Counterexample | None:
+    """This rank's side of ``layout``: gather, call the target, judge its slice."""
+    targets = _RANK["targets"]
+    if spec not in targets:
+        targets[spec] = load_target(spec)
+    return check_layout(
+        layout,
+        _RANK["rank"],
+        targets[spec],
+        _RANK["gatherer"],
+        _RANK["device"],
+        observer=_Recorder(channel),
+    )

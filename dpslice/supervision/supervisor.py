@@ -1,53 +1,30 @@
-"""Run the check in a supervised worker: the parent owns the verdict, whatever the target does.
+"""The battery and the round trip run through the runner: the verdict is this process's.
 
-``BatterySupervisor(...).run()`` runs the battery, ``RoundTripSupervisor(...).run()`` the
-round trip, each in a worker process (:mod:`dpslice.supervision.worker`) that
-imports the target; this process never does.  The worker reports every step
-(see its module docstring); the parent keeps the results, watches the clock
-and the worker's life, and:
-
-* a call that takes longer than ``timeout`` seconds (measured from the
-  worker's record of the call to its next event), or a worker that dies in a
-  call (``os._exit``, a segfault), is a FAIL of the property being checked,
-  with the layout and the call in flight; the worker's process group is
-  killed and a fresh worker runs the remaining properties;
-* a target whose import hangs past ``timeout``, ends the process or crashes
-  is a bad target (:class:`~dpslice.check.target.BadTargetError`), like an
-  import that raises;
-* ``KeyboardInterrupt`` (and anything else raised here) kills the worker's
-  process group before propagating; :meth:`BatterySupervisor.partial_report`
-  (or :meth:`RoundTripSupervisor.partial_report`) then holds what finished.
-
-Every worker's group is killed before the worker is reaped, at every exit.
+:class:`BatterySupervisor` gives the battery's jobs (:func:`run_battery`) to runner
+workers, one or several side by side (``-j``); :class:`RoundTripSupervisor`
+runs the round trip on the runner's ranks (:class:`~dpslice.distributed.RoundTripSession`).
+This process never imports the target.  A call that hangs past ``timeout`` or ends
+its process is a FAIL of the property in progress, with the call in flight; an
+import that hangs, exits or crashes is a bad target;
+``KeyboardInterrupt`` stops every worker, and ``partial_report`` holds what finished.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
-import fcntl
-import os
-import pickle
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from multiprocessing.connection import Connection, wait
-from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-import dpslice
 from dpslice.check.inflight import (
+    aborted,
+    aborted_counterexample,
     aborted_result,
-    ended,
-    hung,
-    signal_cause,
-    signal_name,
+    import_failed,
     started_result,
+    stopped_text,
 )
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict
 from dpslice.check.target import Target
@@ -57,40 +34,178 @@ from dpslice.isolation import (
     DEFAULT_IMPORT_TIMEOUT,
     DEFAULT_MAX_EXAMPLES,
     DEFAULT_RUN_TIMEOUT,
-    GATHER_ALLOWANCE,
-    STARTUP_ALLOWANCE,
+    OWN_WORK_ALLOWANCE,
     check_call_timeout,
-    kill_tree,
-    start_worker,
+    request_stop,
+    signal_order,
     stop_requested,
-    wait_exit_unreaped,
 )
-from dpslice.supervision.worker import Job
+from dpslice.runner import How, Job, Limits, Phase, Stopped, Worker, environment, follow
+from dpslice.runner import Workers as _Workers
 
-__all__ = [
-    "BatterySupervisor",
-    "Listener",
-    "RoundTripSupervisor",
-    "Workers",
-]
+if TYPE_CHECKING:
+    from dpslice.layout import DPLayout, SliceCall
+    from dpslice.runner.worker import Channel
 
-#: Seconds the check's own work may take between two events (drawing, the
-#: oracle, Hypothesis's bookkeeping), when that exceeds the call timeout.
-OWN_WORK_ALLOWANCE = 60.0
-#: Seconds a call may be in flight before a spare worker starts, in case it hangs.
-_SPARE_AFTER = 1.0
-#: Seconds between progress ticks while a property runs.
-_TICK = 0.25
-#: Seconds the parent lets the worker's records accumulate between two reads.
-_BATCH_S = 0.02
-#: The event pipe's capacity (Linux default 64 KiB: about 150 call records).
-_PIPE_BYTES = 1 << 20
+__all__ = ["BatterySupervisor", "Listener", "RoundTripSupervisor", "Workers"]
+
 #: Consecutive workers that may die outside any call before the check gives up.
 _MAX_JOBS_WITHOUT_RESULT = 2
 #: Properties in a row whose first call hangs before the check concludes that
 #: every call hangs and runs no more: a target that hangs in one state only
 #: has its first call, the simplest layout, return in most properties.
 HANGS_BEFORE_GIVING_UP = 3
+
+
+@dataclass(frozen=True)
+class BatteryJob:
+    """What one worker runs.
+
+    Attributes:
+        spec: the target, as named.
+        device: where ``global_num_tokens_gpu`` is built.
+        properties: the properties to run, in order; ``None``: every registered one.
+        exclude: properties not to run.
+        limit: run only the first ``limit`` of them; :class:`Loaded` still names them
+            all (the plan), so that other workers can take the rest.
+        max_examples, seed, strict: as for :func:`~dpslice.check.runner.run_property`.
+        load_options: more keywords for :func:`~dpslice.check.target.load_target`.
+    """
+
+    spec: str
+    device: str = "cpu"
+    properties: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    limit: int | None = None
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    seed: int = 0
+    strict: bool = False
+    load_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The job cannot run: a property that does not exist (``usage``), or a bad target."""
+
+    message: str
+    usage: bool = False
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The target (without its function), the properties planned, the versions it runs with."""
+
+    target: Target
+    plan: tuple[str, ...]
+    versions: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PropertyStarted:
+    result: PropertyResult
+
+
+@dataclass(frozen=True)
+class PropertyDone:
+    result: PropertyResult
+
+
+def warm() -> None:
+    """What a spare worker imports while it waits: the battery, and torch with it."""
+    from dpslice.check.registry import builtin
+
+    builtin()
+
+
+def run_battery(channel: Channel, job: BatteryJob) -> None:
+    """The battery's job, in a runner worker: load the target, run the properties, tell
+    the supervisor every step.  A ``BaseException`` from the target is the property's
+    FAIL here; a hang or an ended process is judged by the supervisor."""
+    from dpslice.check import calls
+    from dpslice.check.inflight import (
+        aborted_counterexample,
+        aborted_result,
+        exited_at_import,
+        portable_result,
+        portable_target,
+        raised_base,
+        started_result,
+    )
+    from dpslice.check.outcome import safe_repr
+    from dpslice.check.registry import registered, select
+    from dpslice.check.results import versions
+    from dpslice.check.runner import run_property
+    from dpslice.check.target import load_target
+    from dpslice.errors import (
+        BadTargetError,
+        DeviceError,
+        InvalidContractError,
+        UnknownPropertyError,
+    )
+
+    try:  # the names first: a typo is a usage error before the target is imported
+        chosen = (
+            select(job.properties)
+            if job.properties is not None
+            else registered(compared=job.load_options.get("against") is not None)
+        )
+        select(job.exclude)
+    except UnknownPropertyError as exc:
+        return channel.note(Refused(str(exc), usage=True))
+    chosen = tuple(prop for prop in chosen if prop.name not in job.exclude)
+    if not chosen:
+        return channel.note(
+            Refused(
+                "every property is excluded: nothing would run; exclude fewer, or drop --property",
+                usage=True,
+            )
+        )
+    channel.loading(job.spec)
+    try:
+        target = load_target(job.spec, device=job.device, **job.load_options)
+    except (BadTargetError, DeviceError, InvalidContractError) as exc:
+        return channel.note(Refused(str(exc)))
+    except BaseException as exc:  # sys.exit() or the like at import: a bad target too
+        return channel.note(Refused(exited_at_import(job.spec, exc)))
+    channel.note(Loaded(portable_target(target), tuple(prop.name for prop in chosen), versions()))
+
+    last: list[Any] = [None, 0]  # the call in flight, and calls in this property
+
+    class Recorder:
+        def calling(self, layout: DPLayout, call: SliceCall, gpu_counts: list[int]) -> None:
+            last[0] = (layout, call, gpu_counts)
+            last[1] += 1
+            channel.calling(last[0])
+
+        def returned(self) -> None:
+            channel.returned()
+
+    calls.call_observer = Recorder()
+    channel.keep_modules()
+    for prop in chosen[: job.limit]:
+        started = started_result(prop.name, prop.statement, tier=prop.tier)
+        channel.note(PropertyStarted(started))
+        last[:] = [None, 0]
+        began = time.perf_counter()
+        try:
+            result = run_property(
+                prop, target, max_examples=job.max_examples, seed=job.seed, strict=job.strict
+            )
+        except BaseException as exc:
+            seconds = time.perf_counter() - began
+            if last[0] is None:
+                note = f"the check itself broke, before calling the target ({safe_repr(exc)})"
+                result = replace(started, seconds=seconds, note=note)
+            else:
+                found = aborted_counterexample(target, last[0], raised_base(exc, target))
+                result = aborted_result(started, found, examples=last[1], seconds=seconds)
+        result = portable_result(result)
+        try:
+            channel.note(PropertyDone(result))
+        except Exception as exc:  # a result that cannot be pickled: say so instead
+            note = f"its counterexample could not be reported ({exc!r})"
+            channel.note(PropertyDone(replace(result, counterexamples=(), note=note)))
+    return None
 
 
 class Listener(Protocol):
@@ -107,290 +222,29 @@ class Listener(Protocol):
     def finished(self, result: PropertyResult) -> None: ...
 
 
-# -- one worker ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Died:
-    """How the worker's process ended: an exit code, or a signal's name."""
-
-    exitcode: int | None
-    signal_name: str | None
-
-    def __str__(self) -> str:
-        if self.signal_name is not None:
-            cause = signal_cause(self.signal_name)
-            return f"killed by {self.signal_name}" + (f": {cause}" if cause else "")
-        return f"exit code {self.exitcode}"
-
-
-_BOOT = (
-    "import os, sys\n"
-    "cwd = os.getcwd()\n"
-    # The check's imports come from the installed packages, never from the
-    # working directory (a local numpy.py); targets in it still load (appended).
-    "sys.path[:] = [p for p in sys.path if p not in ('', cwd)] + [sys.argv[3], cwd]\n"
-    "from dpslice.supervision.worker import main\n"
-    "main(sys.argv[1:3] + sys.argv[4:])\n"
-)
-
-
-class _Worker:
-    """One worker process, the leader of its own process group, and its event pipe."""
-
-    def __init__(self, env: dict[str, str], *, warm: bool = False) -> None:
-        # ``warm``: a spare, started ahead of need, also imports the battery (and
-        # torch) while it waits, so that it starts on its job at once.
-        read_fd, write_fd = os.pipe()
-        # Room for a few thousand call records: the parent reads them in batches
-        # (see :meth:`receive`), and the worker must not block on a full pipe meanwhile.
-        with contextlib.suppress(AttributeError, OSError):
-            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # type: ignore[attr-defined,unused-ignore]
-        root = str(Path(dpslice.__file__).resolve().parents[1])
-        # Ctrl-C or SIGTERM between starting the process and registering it
-        # would leave it unkillable from here: both wait until it is registered.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        try:
-            self.process = start_worker(
-                [sys.executable, "-c", _BOOT, str(write_fd), str(os.getpid()), root]
-                + (["warm"] if warm else []),
-                pass_fds=[write_fd],
-                stdin=subprocess.PIPE,
-                # What the target prints goes to stderr: stdout is the report's.
-                stdout=2,
-                env=env,
-            )
-            _LIVE[self.process.pid] = self
-            self.conn = Connection(read_fd, writable=False)
-            self.pidfd: int | None = None
-            with contextlib.suppress(AttributeError, OSError):
-                self.pidfd = os.pidfd_open(self.process.pid)  # type: ignore[attr-defined,unused-ignore]
-        finally:
-            os.close(write_fd)
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-    def give(self, job: Job) -> None:
-        """Send a job; a worker imports the check first, so a spare one is ready at once.
-
-        A worker that ended its last job with ``done`` takes another.
-        """
-        assert self.process.stdin is not None
-        with contextlib.suppress(OSError):  # it died: seen as a death below
-            self.process.stdin.write(pickle.dumps(job))
-            self.process.stdin.flush()
-
-    def receive(self, timeout: float) -> list[bytes] | None:
-        """The messages that arrive within ``timeout`` s (maybe none); ``None`` once it died.
-
-        Raises:
-            KeyboardInterrupt: a stop was requested (:func:`~dpslice.isolation.request_stop`).
-        """
-        if stop_requested() is not None:
-            raise KeyboardInterrupt
-        watched: list[Any] = [self.conn]
-        if self.pidfd is not None:
-            watched.append(self.pidfd)
-        ready = wait(watched, timeout=max(0.0, min(timeout, 1.0)))
-        messages = self.drain()
-        if messages:
-            # Let records pile up a moment: one wake-up per batch, not per call, so
-            # this process takes little of the CPU the worker checks with.
-            time.sleep(_BATCH_S)
-        elif messages is not None and (self.pidfd in ready or (not ready and self.exited())):
-            return None
-        return messages
-
-    def drain(self) -> list[bytes] | None:
-        """The messages waiting in the pipe, without blocking; ``None`` once it closed
-        with none left."""
-        messages: list[bytes] = []
-        try:
-            while self.conn.poll():
-                messages.append(self.conn.recv_bytes())
-        except (EOFError, OSError):
-            return messages or None
-        return messages
-
-    def exited(self) -> bool:
-        """Whether the process has ended (it is not reaped yet)."""
-        return wait_exit_unreaped(self.process.pid, 0.0)
-
-    def death(self) -> _Died:
-        """How it ended, once it has (it is not reaped yet)."""
-        wait_exit_unreaped(self.process.pid, 5.0)
-        try:
-            found = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            code = self.process.returncode
-            return _Died(code, None) if code is None or code >= 0 else _signal(-code)
-        if found is None:
-            return _Died(None, None)
-        if found.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
-            return _signal(found.si_status)
-        return _Died(found.si_status, None)
-
-    def stop(self) -> None:
-        """Kill its whole process group, then reap it; safe to call again."""
-        _LIVE.pop(self.process.pid, None)
-        kill_tree(self.process.pid)  # before reaping: the group id is still reserved
-        with contextlib.suppress(OSError):
-            self.process.wait()
-        self.conn.close()
-        if self.pidfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.pidfd)
-            self.pidfd = None
-
-
-#: Every worker started and not yet stopped, by pid: :func:`_stop_all` ends them.
-_LIVE: dict[int, _Worker] = {}
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-def _stop_all() -> None:
-    for worker in list(_LIVE.values()):
-        worker.stop()
-
-
-def _signal(number: int) -> _Died:
-    return _Died(None, signal_name(number))
-
-
-@contextlib.contextmanager
-def _environment() -> Any:
-    """The worker's environment: Hypothesis's directory where the user asked, or a temporary one."""
-    env = dict(os.environ)
-    if "HYPOTHESIS_STORAGE_DIRECTORY" in env:
-        yield env
-        return
-    directory = tempfile.mkdtemp(prefix="dpslice-hypothesis-")
-    env["HYPOTHESIS_STORAGE_DIRECTORY"] = directory
-    try:
-        yield env
-    finally:
-        # A signal arriving now waits until the directory is gone.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        try:
-            shutil.rmtree(directory, ignore_errors=True)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
-class Workers:
-    """Where the battery's workers come from, and where one goes back when its job is done.
-
-    A worker that finished its job is kept and takes the next one at once: a
-    run of single-property jobs (the pytest plugin's tests, ``-j N``) pays one
-    start-up per worker.  A worker that had to be stopped is replaced; with
-    ``warm_ahead`` the replacement is started beside the worker handed out,
-    importing the battery (and torch) while that one runs, so that a target
-    that hangs every property costs the timeout, not a restart, each.
-    :meth:`close` stops the workers kept; a worker handed out is its taker's to
-    stop or give back.
-
-    Use it as a context manager: ``with Workers(env) as workers:``.
-    """
+class Workers(_Workers):
+    """The battery's workers: a spare imports the battery (and torch) while it waits."""
 
     def __init__(self, env: dict[str, str], *, warm_ahead: bool = False) -> None:
-        self.env = env
-        self.warm_ahead = warm_ahead
-        self._idle: list[_Worker] = []
-        self._spares: list[_Worker] = []
-
-    def take(self) -> _Worker:
-        """A worker for the next job: one that finished its last, a warm spare, or a new one."""
-        if self._idle:
-            return self._idle.pop()
-        worker = self._spares.pop(0) if self._spares else _Worker(self.env)
-        if self.warm_ahead and not self._spares:
-            try:
-                self._spares.append(_Worker(self.env, warm=True))
-            except BaseException:
-                worker.stop()
-                raise
-        return worker
-
-    def prepare(self, ready: int = 1) -> None:
-        """Start warm spares until ``ready`` workers wait for a job: the worker in use may
-        have to be stopped, or more jobs are about to run side by side."""
-        while len(self._idle) + len(self._spares) < ready:
-            self._spares.append(_Worker(self.env, warm=True))
-
-    def give_back(self, worker: _Worker) -> None:
-        """Keep ``worker``, which finished its job, for the next one."""
-        self._idle.append(worker)
-
-    def close(self) -> None:
-        for worker in (*self._idle, *self._spares):
-            worker.stop()
-        self._idle, self._spares = [], []
-
-    def __enter__(self) -> Workers:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-# -- the battery -----------------------------------------------------------------
-
-
-class _Phase(enum.Enum):
-    """Where a worker is in its job, as its events tell."""
-
-    STARTING = "starting"  # Python and the check's imports
-    LOADING = "loading"  # the target's import
-    BETWEEN = "between"  # between two properties
-    PROPERTY = "property"  # in a property, outside any call of the target
-    CALL = "call"  # in a call of the target
-    DONE = "done"  # the job finished
-
-
-class _How(enum.Enum):
-    """How a worker was stopped before it finished its job."""
-
-    HUNG = "hung"  # no event within the phase's deadline
-    DIED = "died"  # its process ended
-    BROKE = "broke"  # the check's own code failed in it
-
-
-@dataclass
-class _Abort:
-    """Why a worker was stopped before it finished, and in which phase; ``broke``: how
-    the check's own code failed, in one line."""
-
-    how: _How
-    phase: _Phase
-    died: _Died | None = None
-    broke: str | None = None
+        super().__init__(env, warm=(f"{__name__}:warm",), warm_ahead=warm_ahead)
 
 
 @dataclass
 class _Assignment:
-    """One worker on one job, as this process follows it."""
+    """One worker on one battery job, as this process follows it."""
 
-    worker: _Worker
+    worker: Worker
     #: The properties the job runs, once known (the plan's, for a job sent before it).
     runs: tuple[str, ...] | None
-    phase: _Phase = _Phase.STARTING
-    deadline: float = 0.0
-    #: When a spare worker starts, in case the call in flight hangs.
-    spare_at: float | None = None
-    #: The property in progress and when it started.
-    current: tuple[PropertyResult, float] | None = None
-    #: Calls of the target seen in the current property.
-    calls: int = 0
-    #: The last call's record (``b"C"``), while it may be in flight.
-    record: bytes | None = None
+    #: The property in progress, when it started, and the worker's calls before it.
+    current: tuple[PropertyResult, float, int] | None = None
     #: Properties this job finished.
     finished: int = 0
-    abort: _Abort | None = None
 
-
-def _last_line(text: str) -> str:
-    """The last line of a traceback: the error, as one line."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no traceback"
+    @property
+    def calls(self) -> int:
+        """Calls of the target seen in the current property."""
+        return self.worker.calls - (self.current[2] if self.current else 0)
 
 
 def _never_loaded(**_: object) -> NoReturn:
@@ -423,7 +277,7 @@ class BatterySupervisor:
         load_options: dict[str, Any] | None = None,
         strict: bool = False,
         import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
-        workers: Workers | None = None,
+        workers: _Workers | None = None,
         jobs: int = 1,
     ) -> None:
         check_call_timeout(timeout)
@@ -437,7 +291,9 @@ class BatterySupervisor:
         self.max_examples = max_examples
         self.seed = seed
         self.timeout = timeout
-        self.import_timeout = import_timeout
+        self.limits = Limits(
+            load=import_timeout, call=timeout, work=max(timeout, OWN_WORK_ALLOWANCE)
+        )
         self.listener = listener
         self.load_options = dict(load_options or {})
         self.jobs = jobs
@@ -449,7 +305,7 @@ class BatterySupervisor:
         self._plan: tuple[str, ...] | None = None
         self._began = time.perf_counter()
         self._workers = workers
-        self._running: list[_Assignment] = []
+        self._running: dict[Worker, _Assignment] = {}
         self._first_calls_hung: list[str] = []  # properties in a row whose first call hung
         self._stopped: Stop | None = None
 
@@ -459,12 +315,7 @@ class BatterySupervisor:
         return sorted(self._done.values(), key=lambda result: order.get(result.name, 0))
 
     def unloaded_report(self) -> CheckReport:
-        """The report of a run that never loaded its target: no property ran.
-
-        For a check that broke before the target loaded (torch failing to import
-        in the worker, say): the JSON still says what was asked and that nothing
-        was judged.
-        """
+        """The report of a run that never loaded its target: no property ran."""
         target = Target(
             spec=self.spec,
             function=_never_loaded,
@@ -509,13 +360,15 @@ class BatterySupervisor:
         Raises:
             BadTargetError: the target cannot be loaded (its import raised, hung
                 past the timeout, ended the process), or breaks the convention.
+            UnknownPropertyError: a property named does not exist.
             CheckBrokeError: the check itself broke.
         """
         self._began = time.perf_counter()
         with contextlib.ExitStack() as stack:
+            stack.enter_context(signal_order())
             workers = self._workers
             if workers is None:
-                workers = stack.enter_context(Workers(stack.enter_context(_environment())))
+                workers = stack.enter_context(Workers(stack.enter_context(environment())))
             try:
                 self._run(workers)
             finally:
@@ -533,34 +386,37 @@ class BatterySupervisor:
             return self.properties
         return tuple(name for name in self._plan if name not in self._done)
 
-    def _run(self, workers: Workers) -> None:
+    def _run(self, workers: _Workers) -> None:
         fruitless = 0  # jobs in a row stopped before they finished a property
         while True:
             self._start_jobs(workers)
             if not self._running:
                 return
-            for job in self._step(workers):
-                self._running.remove(job)
-                abort = job.abort
-                if abort is None:
-                    workers.give_back(job.worker)
+            tick = self._tick if self.listener is not None and self.listener.live else None
+            for worker in follow(list(self._running), self._note, tick=tick, spares=workers):
+                job = self._running.pop(worker)
+                if worker.stopped is None:
+                    workers.give_back(worker)
                     fruitless = 0
                     continue
-                if abort.how is _How.DIED:
-                    abort.died = job.worker.death()
-                job.worker.stop()
+                worker.stop()
                 workers.warm_ahead = True
-                judged = self._judge(job, abort)
+                judged = self._judge(job, worker.stopped)
                 if len(self._first_calls_hung) >= HANGS_BEFORE_GIVING_UP:
                     self._stopped = Stop.HUNG
                     return
                 fruitless = fruitless + 1 if job.finished == 0 and not judged else 0
                 if fruitless > _MAX_JOBS_WITHOUT_RESULT:
                     self._stop_running()
-                    self._give_up(abort)
+                    for name in self._remaining() or ():
+                        note = (
+                            "not run: the check's worker kept failing outside any call "
+                            f"({worker.stopped.how.value})"
+                        )
+                        self._finish(started_result(name, "", note=note))
                     return
 
-    def _start_jobs(self, workers: Workers) -> None:
+    def _start_jobs(self, workers: _Workers) -> None:
         """Give jobs to idle slots: before the plan is known, one job that loads the
         target (and, with ``jobs > 1``, runs only the first property); then the rest,
         all in one job with ``jobs == 1``, one property a job otherwise."""
@@ -571,7 +427,7 @@ class BatterySupervisor:
                 workers.prepare(self.jobs)  # all start now; one loads the target
             self._give(workers, self.properties, limit=1 if self.jobs > 1 else None)
             return
-        taken = {name for job in self._running for name in job.runs or ()}
+        taken = {name for job in self._running.values() for name in job.runs or ()}
         free = [name for name in self._plan if name not in self._done and name not in taken]
         if self.jobs == 1:
             if free and not self._running:
@@ -581,156 +437,68 @@ class BatterySupervisor:
             self._give(workers, (name,))
 
     def _give(
-        self, workers: Workers, properties: tuple[str, ...] | None, limit: int | None = None
+        self, workers: _Workers, properties: tuple[str, ...] | None, limit: int | None = None
     ) -> None:
+        job = BatteryJob(
+            spec=self.spec,
+            device=self.device,
+            properties=properties,
+            exclude=self.exclude,
+            limit=limit,
+            max_examples=self.max_examples,
+            seed=self.seed,
+            strict=self.strict,
+            load_options=self.load_options,
+        )
         worker = workers.take()
         try:
-            worker.give(
-                Job(
-                    spec=self.spec,
-                    device=self.device,
-                    properties=properties,
-                    exclude=self.exclude,
-                    limit=limit,
-                    max_examples=self.max_examples,
-                    seed=self.seed,
-                    strict=self.strict,
-                    load_options=self.load_options,
-                )
-            )
+            worker.give(Job(f"{__name__}:run_battery", (job,)), self.limits)
         except BaseException:
             worker.stop()
             raise
         runs = properties if self._plan is not None else None
-        job = _Assignment(worker, runs, deadline=time.monotonic() + STARTUP_ALLOWANCE)
-        self._running.append(job)
+        self._running[worker] = _Assignment(worker, runs)
 
     def _stop_running(self) -> None:
-        for job in self._running:
-            job.worker.stop()
-        self._running = []
-
-    def _step(self, workers: Workers) -> list[_Assignment]:
-        """Wait for the running workers' events (or a deadline), handle them, and return
-        the jobs that ended: done (``abort`` is ``None``), or stopped answering, or died.
-
-        A call still in flight after :data:`_SPARE_AFTER` seconds (or half the
-        timeout) may hang: a spare worker starts then, so that the next
-        property need not wait for one.
-
-        Raises:
-            KeyboardInterrupt: a stop was requested (:func:`~dpslice.isolation.request_stop`).
-        """
-        if stop_requested() is not None:
-            raise KeyboardInterrupt
-        live = self.listener is not None and self.listener.live
-        now = time.monotonic()
-        wake = min(
-            min(job.deadline, job.spare_at if job.spare_at is not None else job.deadline)
-            for job in self._running
-        )
-        watched: list[Any] = [job.worker.conn for job in self._running]
-        watched += [job.worker.pidfd for job in self._running if job.worker.pidfd is not None]
-        timeout = min(wake - now, _TICK) if live else wake - now
-        ready = set(wait(watched, timeout=max(0.0, min(timeout, 1.0))))
-        ended: list[_Assignment] = []
-        received = False
-        for job in list(self._running):
-            now = time.monotonic()
-            if job.spare_at is not None and now >= job.spare_at:
-                workers.prepare()
-                job.spare_at = None
-            quiet = job.worker.conn not in ready and job.worker.pidfd not in ready
-            # Without a pidfd, only polling tells a worker that ended without a word.
-            unseen_end = job.worker.pidfd is None and job.worker.exited()
-            if quiet and now < job.deadline and not unseen_end:
-                continue
-            messages = job.worker.drain()
-            if messages is None or (not messages and job.worker.exited()):
-                job.abort = _Abort(_How.DIED, job.phase)
-            elif not messages and now >= job.deadline:
-                # What arrived while this process was busy counts: a call whose
-                # return is already in the pipe did not hang (drained just now).
-                job.abort = _Abort(_How.HUNG, job.phase)
-            else:
-                received = received or bool(messages)
-                self._handle(job, messages or [])
-            if job.abort is not None or job.phase is _Phase.DONE:
-                ended.append(job)
-        if live and self.listener is not None:
-            self._tick()
-        if received and not ended:
-            # Let records pile up a moment: one wake-up per batch, not per call, so
-            # this process takes little of the CPU the workers check with.
-            time.sleep(_BATCH_S)
-        return ended
+        for worker in self._running:
+            worker.stop()
+        self._running = {}
 
     def _tick(self) -> None:
         assert self.listener is not None
-        current = [job.current for job in self._running if job.current is not None]
+        current = [job for job in self._running.values() if job.current is not None]
         if current:
-            started, began = min(current, key=lambda pair: pair[1])
-            calls = sum(job.calls for job in self._running)
-            self.listener.tick(started.name, calls, time.perf_counter() - began)
+            first = min(current, key=lambda job: job.current[1] if job.current else 0.0)
+            assert first.current is not None
+            calls = sum(job.calls for job in self._running.values())
+            self.listener.tick(first.current[0].name, calls, time.perf_counter() - first.current[1])
         else:
             self.listener.tick(None, 0, time.perf_counter() - self._began)
 
-    def _handle(self, job: _Assignment, messages: list[bytes]) -> None:
-        """One worker's events, in order; a ``broke`` event sets ``job.abort``."""
-        now = time.monotonic()
-        own_work = max(self.timeout, OWN_WORK_ALLOWANCE)
-        for data in messages:
-            tag = data[:1]
-            if tag == b"C":
-                job.record = data
-                job.calls += 1
-                job.phase, job.deadline = _Phase.CALL, now + self.timeout
-                job.spare_at = now + min(_SPARE_AFTER, self.timeout / 2)
-                continue
-            if tag == b"R":
-                job.phase, job.deadline, job.spare_at = _Phase.PROPERTY, now + own_work, None
-                continue
-            event = pickle.loads(data[1:])
-            kind = event[0]
-            if kind == "loading":
-                job.phase, job.deadline = _Phase.LOADING, now + self.import_timeout
-            elif kind == "loaded":
-                if self._plan is None:
-                    self.target, self.versions, self._plan = event[1], event[3], event[2]
-                    # Timed from here, as run_check is: the start-up is not the check's.
-                    self._began = time.perf_counter()
-                    if self.listener is not None:
-                        self.listener.loaded(event[1])
-                if job.runs is None:
-                    job.runs = event[2][:1] if self.jobs > 1 else event[2]
-                job.phase, job.deadline = _Phase.BETWEEN, now + own_work
-            elif kind == "bad_usage":
-                raise UnknownPropertyError(event[1])
-            elif kind == "bad_target":
-                raise BadTargetError(event[1])
-            elif kind == "start":
-                job.current = (event[1], time.perf_counter())
-                job.calls, job.record = 0, None
+    def _note(self, worker: Worker, note: object) -> None:
+        """One of a worker's battery events."""
+        job = self._running[worker]
+        if isinstance(note, Loaded):
+            if self._plan is None:
+                self.target, self.versions, self._plan = note.target, note.versions, note.plan
+                # Timed from here, as run_check is: the start-up is not the check's.
+                self._began = time.perf_counter()
                 if self.listener is not None:
-                    self.listener.started(event[1].name)
-                job.phase, job.deadline = _Phase.PROPERTY, now + own_work
-            elif kind == "result":
-                job.current = None
-                job.finished += 1
-                self._first_calls_hung.clear()
-                self._finish(self._as_seen(job, event[1]))
-                job.phase, job.deadline = _Phase.BETWEEN, now + own_work
-            elif kind == "broke":
-                job.abort = _Abort(_How.BROKE, job.phase, broke=_last_line(event[1]))
-                return
-            elif kind == "done":
-                job.phase = _Phase.DONE
-                return
-
-    def _give_up(self, abort: _Abort) -> None:
-        for name in self._remaining() or ():
-            note = f"not run: the check's worker kept failing outside any call ({abort.how.value})"
-            self._finish(started_result(name, "", note=note))
+                    self.listener.loaded(note.target)
+            if job.runs is None:
+                job.runs = note.plan[:1] if self.jobs > 1 else note.plan
+        elif isinstance(note, Refused):
+            raise (UnknownPropertyError if note.usage else BadTargetError)(note.message)
+        elif isinstance(note, PropertyStarted):
+            job.current = (note.result, time.perf_counter(), worker.calls)
+            if self.listener is not None:
+                self.listener.started(note.result.name)
+        elif isinstance(note, PropertyDone):
+            seen = self._as_seen(job, note.result)
+            job.current = None
+            job.finished += 1
+            self._first_calls_hung.clear()
+            self._finish(seen)
 
     def _finish(self, result: PropertyResult) -> None:
         """Keep ``result``; tell the listener of every result now due, in the plan's order."""
@@ -743,11 +511,8 @@ class BatterySupervisor:
             self.listener.finished(self._done[plan[self._told - 1]])
 
     def _as_seen(self, job: _Assignment, result: PropertyResult) -> PropertyResult:
-        """The worker's result, held to what this process saw of the property's calls.
-
-        Code in the worker's process could rewrite the check there; a verdict
-        on a property that applies stands only on calls this process saw.
-        """
+        """The worker's result, held to what this process saw of the property's calls:
+        code in the worker's process could rewrite the check there."""
         if result.verdict in (Verdict.NOT_APPLICABLE, Verdict.ERROR):
             return result
         if job.calls == 0:
@@ -762,93 +527,74 @@ class BatterySupervisor:
             )
         return replace(result, examples=min(result.examples, job.calls))
 
-    def _judge(self, job: _Assignment, abort: _Abort) -> bool:
+    def _judge(self, job: _Assignment, stopped: Stopped) -> bool:
         """Turn a stopped worker into its current property's result, or an error; whether
         a property was in progress (and so has its result)."""
-        limit, flag = (
-            (self.import_timeout, "--import-timeout")
-            if abort.phase is _Phase.LOADING
-            else (self.timeout, "--timeout")
-        )
-        what = {
-            _How.HUNG: f"did not finish within {limit:g} s ({flag})",
-            _How.DIED: f"ended the process ({abort.died})",
-            _How.BROKE: f"broke ({abort.broke})",
-        }[abort.how]
-        if abort.phase is _Phase.STARTING or (
-            abort.how is _How.BROKE and abort.phase is _Phase.LOADING
+        what = stopped_text(stopped)
+        if stopped.phase is Phase.STARTING or (
+            stopped.how is How.BROKE and stopped.phase is Phase.LOADING
         ):
             raise CheckBrokeError(
                 f"the check's worker {what} before loading the target; "
                 "run `python -c 'import dpslice.check'` to see why"
             )
-        if abort.phase is _Phase.LOADING:
-            raise BadTargetError(
-                f"importing the target {self.spec} {what}; a target must import without "
-                "exiting, crashing or blocking (raise --import-timeout if it is merely slow)"
-            )
+        if stopped.phase is Phase.LOADING:
+            raise import_failed(self.spec, what)
         if job.current is None:
             return False  # between properties: the next worker runs the rest
-        started, began = job.current
+        started, began, _ = job.current
         seconds = time.perf_counter() - began
-        if abort.how is _How.BROKE:
-            note = f"the check itself broke, not the target: {abort.broke}"
-            self._finish(
-                replace(
-                    started, verdict=Verdict.ERROR, examples=job.calls, seconds=seconds, note=note
-                )
-            )
-            return True
-        if abort.phase is _Phase.CALL and job.record is not None and self.target is not None:
-            if abort.how is _How.HUNG and job.calls == 1:
+        if stopped.broke is not None:
+            note = f"the check itself broke, not the target: {stopped.broke.last_line}"
+        elif stopped.record is not None and self.target is not None:
+            if stopped.how is How.HUNG and job.calls == 1:
                 self._first_calls_hung.append(started.name)
             else:
                 self._first_calls_hung.clear()
-            record = pickle.loads(job.record[1:])
-            outcome = (
-                hung(self.timeout)
-                if abort.how is _How.HUNG
-                else ended(
-                    abort.died.exitcode if abort.died else None,
-                    abort.died.signal_name if abort.died else None,
-                )
+            found = aborted_counterexample(
+                self.target, stopped.record, aborted(stopped, "the worker")
             )
-            self._finish(
-                aborted_result(
-                    started,
-                    examples=job.calls,
-                    seconds=seconds,
-                    target=self.target,
-                    record=record,
-                    outcome=outcome,
-                )
-            )
+            self._finish(aborted_result(started, found, examples=job.calls, seconds=seconds))
             return True
-        stalled = (
-            f"stopped answering for {max(self.timeout, OWN_WORK_ALLOWANCE):g} s"
-            if abort.how is _How.HUNG
-            else f"ended ({abort.died})"
-        )
-        self._finish(
-            replace(
-                started,
-                verdict=Verdict.ERROR,
-                examples=job.calls,
-                seconds=seconds,
-                note=f"the check's worker {stalled} outside any call of the target",
+        elif stopped.how is How.HUNG:
+            note = (
+                f"the check's worker stopped answering for {self.limits.work:g} s outside "
+                "any call of the target"
             )
+        else:
+            note = f"the check's worker ended ({stopped.ending}) outside any call of the target"
+        self._finish(
+            replace(started, verdict=Verdict.ERROR, examples=job.calls, seconds=seconds, note=note)
         )
         return True
 
 
-# -- the round trip ----------------------------------------------------------------
+def _request_stop(signum: int, frame: object) -> None:
+    if stop_requested() is None:
+        request_stop(signum)
+
+
+@contextlib.contextmanager
+def _stop_between_calls() -> Iterator[None]:
+    """SIGINT and SIGTERM only ask to stop while the round trip's search runs in this
+    process: the runner's loop stops it at once, never inside Hypothesis's own code."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    try:
+        previous = {signum: signal.signal(signum, _request_stop) for signum in stops}
+    except ValueError:  # not the main thread: signals are not this thread's to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class RoundTripSupervisor:
-    """The round trip of ``spec`` (:func:`dpslice.distributed.run_round_trip`),
-    driven from a supervised worker: ``timeout`` bounds each call, ``import_timeout``
-    the target's import.  :meth:`run` returns its report.
-    """
+    """The round trip of ``spec`` on ``dp_size`` runner ranks: ``timeout`` bounds each call,
+    ``import_timeout`` the target's import, ``run_timeout`` the run.  :meth:`run` returns
+    its report."""
 
     def __init__(
         self,
@@ -856,7 +602,7 @@ class RoundTripSupervisor:
         *,
         dp_size: int,
         backend: str = "gloo",
-        max_examples: int = 500,
+        max_examples: int = DEFAULT_MAX_EXAMPLES,
         seed: int = 0,
         timeout: float = DEFAULT_CALL_TIMEOUT,
         run_timeout: float = DEFAULT_RUN_TIMEOUT,
@@ -864,119 +610,69 @@ class RoundTripSupervisor:
         listener: Listener | None = None,
     ) -> None:
         self.spec = spec
-        self.job = Job(
-            spec=spec,
-            max_examples=max_examples,
-            seed=seed,
-            dp_size=dp_size,
-            backend=backend,
-            call_timeout=timeout,
-            run_timeout=run_timeout,
-        )
-        self.import_timeout = import_timeout
+        self.dp_size, self.backend = dp_size, backend
+        self.max_examples, self.seed = max_examples, seed
+        self.timeout, self.run_timeout, self.import_timeout = timeout, run_timeout, import_timeout
         self.listener = listener
         self.target: Target | None = None
         self.versions: dict[str, str] | None = None
-        self._began = time.perf_counter()
+        self._began = time.monotonic()
+        self._report: Callable[..., CheckReport] | None = None  # round_trip_report, once imported
 
     def partial_report(self, why: str = "interrupted before a verdict") -> CheckReport | None:
         """The report of a run that reached no verdict; ``None`` before the target loaded."""
-        from dpslice.check.results import RoundTrip, round_trip_result
+        from dpslice.check.results import round_trip_result
 
-        if self.target is None:
+        if self.target is None or self._report is None:
             return None
-        job = self.job
-        assert job.dp_size is not None
-        return CheckReport(
-            target=self.target,
-            seed=job.seed,
-            max_examples=job.max_examples,
-            results=(
-                round_trip_result(
-                    Verdict.ERROR, seconds=time.perf_counter() - self._began, note=why
-                ),
-            ),
-            seconds=time.perf_counter() - self._began,
-            round_trip=RoundTrip(
-                dp_size=job.dp_size,
-                backend=job.backend,
-                call_timeout=job.call_timeout,
-                run_timeout=job.run_timeout,
-            ),
+        seconds = time.monotonic() - self._began
+        return self._report(
+            self.target,
+            round_trip_result(Verdict.ERROR, seconds=seconds, note=why),
+            seed=self.seed,
+            max_examples=self.max_examples,
+            seconds=seconds,
+            dp_size=self.dp_size,
+            backend=self.backend,
+            call_timeout=self.timeout,
+            run_timeout=self.run_timeout,
             versions=self.versions,
         )
 
     def run(self) -> CheckReport:
-        """Run the round trip in a worker.
-
-        Returns:
-            The report, with the one property ``round_trip_rows``; its verdict
-            is ERROR when the driver itself died or stopped answering.
+        """Run the round trip on the runner's ranks.
 
         Raises:
-            BadTargetError: the target cannot be loaded, or the round trip
-                cannot run here (a bad backend, too few GPUs).
-            CheckBrokeError: the check itself broke.
+            BadTargetError: the target cannot be loaded (its import raised, hung past
+                ``import_timeout`` or ended a rank), or the round trip cannot run
+                here (a bad backend, too few GPUs).
         """
-        job, listener = self.job, self.listener
-        # The driver enforces every budget itself; this one only catches a driver
-        # that stopped answering: the run, a start-up and a layout, and margin.
-        driver_budget = (
-            job.run_timeout + STARTUP_ALLOWANCE + 2 * (job.call_timeout + GATHER_ALLOWANCE) + 30.0
-        )
-        self._began = began = time.perf_counter()
-        with _environment() as env:
+        self._began = time.monotonic()
+        listener = self.listener
+        tick = None
+        if listener is not None and listener.live:
+
+            def tick() -> None:
+                listener.tick(None, 0, time.monotonic() - self._began)
+
+        with signal_order(), _stop_between_calls(), environment() as env:
+            # Imported here: a signal that comes meanwhile only asks to stop.
+            from dpslice.distributed.driver import RoundTripSession
+            from dpslice.distributed.round_trip import round_trip_report, run_on
+
+            self._report = round_trip_report
             try:
-                worker = _Worker(env)
-                worker.give(job)
-                phase, deadline = "starting", time.monotonic() + STARTUP_ALLOWANCE
-                while True:
-                    now = time.monotonic()
-                    if now >= deadline:
-                        how, died = "hung", None
-                        break
-                    messages = worker.receive(deadline - now)
-                    if messages is None:
-                        how, died = "died", worker.death()
-                        break
-                    if listener is not None and listener.live:
-                        listener.tick(None, 0, time.perf_counter() - began)
-                    for data in messages:
-                        event = pickle.loads(data[1:])
-                        if event[0] == "loading":
-                            phase, deadline = "loading", time.monotonic() + self.import_timeout
-                        elif event[0] == "loaded":
-                            self.target, self.versions = event[1], event[3]
-                            if listener is not None:
-                                listener.loaded(event[1])
-                            phase, deadline = "round trip", time.monotonic() + driver_budget
-                        elif event[0] == "bad_target":
-                            raise BadTargetError(event[1])
-                        elif event[0] == "broke":
-                            if self.target is None:
-                                raise CheckBrokeError(
-                                    f"the check's worker broke: {_last_line(event[1])}"
-                                )
-                            stopped = self.partial_report(
-                                f"the check itself broke, not the target: {_last_line(event[1])}"
-                            )
-                            assert stopped is not None
-                            return stopped
-                        elif event[0] == "distributed":
-                            report: CheckReport = event[1]
-                            return report
-            finally:
-                _stop_all()
-        budget = {"round trip": driver_budget, "loading": self.import_timeout}.get(
-            phase, job.call_timeout
-        )
-        what = f"did not finish within {budget:g} s" if how == "hung" else f"ended ({died})"
-        if phase == "loading":
-            raise BadTargetError(
-                f"importing the target {self.spec} {what}; a target must import without "
-                "exiting, crashing or blocking (raise --import-timeout if it is merely slow)"
-            )
-        stopped = self.partial_report(f"the round trip's driver {what}")
-        if phase == "starting" or stopped is None:
-            raise CheckBrokeError(f"the check's worker {what} before loading the target")
-        return stopped
+                session = RoundTripSession(
+                    dp_size=self.dp_size, backend=self.backend, call_timeout=self.timeout,
+                    env=env, tick=tick,
+                )  # fmt: skip
+            except CheckConfigError as exc:
+                raise BadTargetError(" ".join(str(exc).split())) from None
+            with session:
+                self.target, self.versions = session.load(self.spec, self.import_timeout)
+                if listener is not None:
+                    listener.loaded(self.target)
+                return run_on(
+                    session, self.target, seed=self.seed, max_examples=self.max_examples,
+                    began=self._began, run_timeout=self.run_timeout, versions=self.versions,
+                )  # fmt: skip

@@ -1,0 +1,385 @@
+"""The supervisor's side: start workers, give them jobs, follow their events against
+the clock, and stop them, with everything they started, at every exit.
+
+One event loop (:func:`follow`) holds every deadline of every worker: its
+start-up, the target's import, each call of the target, the job's own work
+between two events and the whole job.  A worker that passes one, or whose
+process ends, or whose job raises, is stopped, and its :class:`Stopped` says
+how and where, with the call in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from dpslice.isolation import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_IMPORT_TIMEOUT,
+    OWN_WORK_ALLOWANCE,
+    STARTUP_ALLOWANCE,
+    kill_tree,
+    stop_requested,
+    wait_exit_unreaped,
+)
+from dpslice.runner.protocol import (
+    Broke,
+    Done,
+    Ending,
+    How,
+    Job,
+    Limit,
+    Loading,
+    Note,
+    Phase,
+    Stopped,
+)
+
+__all__ = ["Limits", "Worker", "Workers", "environment", "follow", "stop_all"]
+
+#: Seconds a call may be in flight before a spare worker starts, in case it hangs.
+_SPARE_AFTER = 1.0
+#: Seconds between ticks while a listener shows progress.
+_TICK = 0.25
+#: Seconds the parent lets the workers' records accumulate between two reads.
+_BATCH_S = 0.02
+#: The event pipe's capacity (Linux default 64 KiB: about 150 call records).
+_PIPE_BYTES = 1 << 20
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+_BOOT = (
+    "import os, sys\n"
+    "cwd = os.getcwd()\n"
+    # dpslice's imports come from the installed packages, never from the working
+    # directory (a local numpy.py); targets in it still load (appended).
+    "sys.path[:] = [p for p in sys.path if p not in ('', cwd)] + [sys.argv[3], cwd]\n"
+    "from dpslice.runner.worker import main\n"
+    "main(sys.argv[1:3] + sys.argv[4:])\n"
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Seconds a worker gets: to start, to import the target, for one call of it,
+    between two events outside calls, and for the whole job."""
+
+    start: float = STARTUP_ALLOWANCE
+    load: float = DEFAULT_IMPORT_TIMEOUT
+    call: float = DEFAULT_CALL_TIMEOUT
+    work: float = OWN_WORK_ALLOWANCE
+    job: float = math.inf
+
+
+class Worker:
+    """One worker process, the leader of its own process group, and its event pipe.
+
+    While it runs a job: its :attr:`phase`, the calls of the target it made, the
+    record of the last one, and at the end :attr:`value` or :attr:`stopped`.
+    """
+
+    def __init__(self, env: dict[str, str], *, warm: Sequence[str] = ()) -> None:
+        read_fd, write_fd = os.pipe()
+        # Room for a few thousand call records: the parent reads them in batches,
+        # and the worker must not block on a full pipe meanwhile.
+        with contextlib.suppress(AttributeError, OSError):
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # type: ignore[attr-defined,unused-ignore]
+        root = str(Path(__file__).resolve().parents[2])
+        # Ctrl-C or SIGTERM between starting the process and registering it
+        # would leave it unkillable from here: both wait until it is registered.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            # A new session and process group: kill_tree reaches everything it starts,
+            # and terminal signals (Ctrl-C) reach only this process, which decides.
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(write_fd), str(os.getpid()), root, *warm],
+                pass_fds=(write_fd,),
+                stdin=subprocess.PIPE,
+                stdout=2,  # what the target prints goes to stderr: stdout is the report's
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
+            _LIVE[self.process.pid] = self
+            self.conn = Connection(read_fd, writable=False)
+            self.pidfd: int | None = None
+            with contextlib.suppress(AttributeError, OSError):
+                self.pidfd = os.pidfd_open(self.process.pid)  # type: ignore[attr-defined,unused-ignore]
+        finally:
+            os.close(write_fd)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        self.phase = Phase.DONE
+        self.limits = Limits()
+        self.deadline = self.job_deadline = self.spare_at = math.inf
+        self.calls = 0
+        self.record: bytes | None = None
+        self.value: Any = None
+        self.stopped: Stopped | None = None
+
+    def give(self, job: Job, limits: Limits) -> None:
+        """Send ``job``; a worker that finished its last job takes the next at once."""
+        now = time.monotonic()
+        self.phase, self.limits = Phase.STARTING, limits
+        self.deadline, self.job_deadline = now + limits.start, now + limits.job
+        self.spare_at, self.calls, self.record = math.inf, 0, None
+        self.value, self.stopped = None, None
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):  # it died: seen as an ending by follow()
+            self.process.stdin.write(pickle.dumps(job))
+            self.process.stdin.flush()
+
+    @property
+    def busy(self) -> bool:
+        return self.phase is not Phase.DONE and self.stopped is None
+
+    def drain(self) -> list[bytes] | None:
+        """The messages waiting, without blocking; ``None`` once the pipe closed with none."""
+        messages: list[bytes] = []
+        try:
+            while self.conn.poll():
+                messages.append(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            return messages or None
+        return messages
+
+    def exited(self) -> bool:
+        """Whether the process has ended (it is not reaped yet)."""
+        return wait_exit_unreaped(self.process.pid, 0.0)
+
+    def ending(self) -> Ending:
+        """How it ended, once it has (it is not reaped yet)."""
+        wait_exit_unreaped(self.process.pid, 5.0)
+        try:
+            found = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return Ending.of(self.process.returncode)
+        if found is None:
+            return Ending(None)
+        if found.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+            return Ending.of(-found.si_status)
+        return Ending(found.si_status)
+
+    def stop(self) -> None:
+        """Kill its whole process group and what it adopted, then reap it; safe to repeat."""
+        _LIVE.pop(self.process.pid, None)
+        kill_tree(self.process.pid)  # before reaping: the group id is still reserved
+        with contextlib.suppress(OSError):
+            self.process.wait()
+        self.conn.close()
+        if self.pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)
+            self.pidfd = None
+
+    def _stop_as(self, how: How, **details: Any) -> None:
+        record = None
+        if self.phase is Phase.CALL and self.record is not None:
+            record = pickle.loads(self.record[1:])
+        self.stopped = Stopped(how, self.phase, record=record, **details)
+
+    def _handle(self, messages: list[bytes], on_note: Callable[[Worker, Any], None]) -> None:
+        now = time.monotonic()
+        limits = self.limits
+        for data in messages:
+            tag = data[:1]
+            if tag == b"C":
+                self.record, self.calls = data, self.calls + 1
+                self.phase, self.deadline = Phase.CALL, now + limits.call
+                self.spare_at = now + min(_SPARE_AFTER, limits.call / 2)
+                continue
+            if tag == b"R":
+                self.phase, self.deadline, self.spare_at = (
+                    Phase.WORKING,
+                    now + limits.work,
+                    math.inf,
+                )
+                continue
+            event = pickle.loads(data[1:])
+            if isinstance(event, Loading):
+                self.phase, self.deadline = Phase.LOADING, now + limits.load
+            elif isinstance(event, Note):
+                self.phase, self.deadline = Phase.WORKING, now + limits.work
+                on_note(self, event.payload)
+            elif isinstance(event, Done):
+                self.phase, self.value = Phase.DONE, event.value
+                return
+            elif isinstance(event, Broke):
+                self._stop_as(How.BROKE, broke=event)
+                return
+            if self.stopped is not None:  # on_note stopped it
+                return
+
+    def _late(self, now: float) -> None:
+        if now >= self.job_deadline and self.job_deadline <= self.deadline:
+            self._stop_as(How.HUNG, limit=Limit.JOB, seconds=self.limits.job)
+            return
+        limit = {
+            Phase.STARTING: Limit.START,
+            Phase.LOADING: Limit.LOAD,
+            Phase.CALL: Limit.CALL,
+        }.get(self.phase, Limit.WORK)
+        self._stop_as(How.HUNG, limit=limit, seconds=getattr(self.limits, limit.value))
+
+
+#: Every worker started and not yet stopped, by pid: :func:`stop_all` ends them.
+_LIVE: dict[int, Worker] = {}
+
+
+def stop_all() -> None:
+    """Stop every worker still running."""
+    for worker in list(_LIVE.values()):
+        worker.stop()
+
+
+def follow(
+    workers: Sequence[Worker],
+    on_note: Callable[[Worker, Any], None] = lambda worker, payload: None,
+    *,
+    until: float = math.inf,
+    tick: Callable[[], None] | None = None,
+    spares: Workers | None = None,
+) -> list[Worker]:
+    """Wait for the busy workers' events, handle them in order, and return the workers
+    whose job ended in this step: done (:attr:`Worker.value`), or :attr:`Worker.stopped`.
+
+    Returns ``[]`` once ``until`` (a ``time.monotonic()``) passes first.  ``tick`` is
+    called about every 0.25 s; with ``spares``, a call in flight for a second starts a
+    spare worker, in case it hangs.  A stopped worker is not killed here: its taker does.
+
+    Raises:
+        KeyboardInterrupt: a stop was requested (:func:`~dpslice.isolation.request_stop`).
+    """
+    received = False
+    while True:
+        if stop_requested() is not None:
+            raise KeyboardInterrupt
+        busy = [worker for worker in workers if worker.busy]
+        now = time.monotonic()
+        if not busy or now >= until:
+            return []
+        wake = min(until, *(min(w.deadline, w.job_deadline, w.spare_at) for w in busy))
+        watched: list[Any] = [worker.conn for worker in busy]
+        watched += [worker.pidfd for worker in busy if worker.pidfd is not None]
+        timeout = min(wake - now, _TICK if tick is not None else 1.0, 1.0)
+        ready = set(wait(watched, timeout=max(0.0, timeout)))
+        ended = []
+        for worker in busy:
+            now = time.monotonic()
+            if now >= worker.spare_at:
+                worker.spare_at = math.inf
+                if spares is not None:
+                    spares.prepare()
+            quiet = worker.conn not in ready and worker.pidfd not in ready
+            # Without a pidfd, only polling tells a worker that ended without a word.
+            unseen_end = worker.pidfd is None and worker.exited()
+            if quiet and now < min(worker.deadline, worker.job_deadline) and not unseen_end:
+                continue
+            messages = worker.drain()
+            if messages:
+                received = True
+                worker._handle(messages, on_note)
+            elif messages is None or worker.exited():
+                worker._stop_as(How.ENDED, ending=worker.ending())
+            else:
+                # What arrived while this process was busy counts: a call whose
+                # return is already in the pipe did not hang (drained just now).
+                worker._late(now)
+            if not worker.busy:
+                ended.append(worker)
+        if tick is not None:
+            tick()
+        if ended:
+            return ended
+        if received:
+            # Let records pile up a moment: one wake-up per batch, not per call, so
+            # this process takes little of the CPU the workers check with.
+            time.sleep(_BATCH_S)
+            received = False
+
+
+class Workers:
+    """Where workers come from, and where one goes back when its job is done.
+
+    A worker that finished its job is kept and takes the next at once: a run of
+    single-property jobs (the pytest plugin's tests, ``-j N``) pays one start-up
+    per worker.  With ``warm_ahead``, a replacement for the worker handed out is
+    started beside it, importing ``warm`` while that one runs, so that a target
+    that hangs every property costs the timeout, not a restart, each.
+    Use it as a context manager.
+    """
+
+    def __init__(
+        self, env: dict[str, str], *, warm: Sequence[str] = (), warm_ahead: bool = False
+    ) -> None:
+        self.env = env
+        self.warm = tuple(warm)
+        self.warm_ahead = warm_ahead
+        self._idle: list[Worker] = []
+        self._spares: list[Worker] = []
+
+    def take(self) -> Worker:
+        """A worker for the next job: one that finished its last, a warm spare, or a new one."""
+        if self._idle:
+            return self._idle.pop()
+        worker = self._spares.pop(0) if self._spares else Worker(self.env)
+        if self.warm_ahead and not self._spares:
+            try:
+                self._spares.append(Worker(self.env, warm=self.warm))
+            except BaseException:
+                worker.stop()
+                raise
+        return worker
+
+    def prepare(self, ready: int = 1) -> None:
+        """Start warm spares until ``ready`` workers wait for a job."""
+        while len(self._idle) + len(self._spares) < ready:
+            self._spares.append(Worker(self.env, warm=self.warm))
+
+    def give_back(self, worker: Worker) -> None:
+        """Keep ``worker``, which finished its job, for the next one."""
+        self._idle.append(worker)
+
+    def close(self) -> None:
+        for worker in (*self._idle, *self._spares):
+            worker.stop()
+        self._idle, self._spares = [], []
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def environment() -> Iterator[dict[str, str]]:
+    """The workers' environment: Hypothesis's directory where the user asked, or a
+    temporary one, removed after."""
+    env = dict(os.environ)
+    if "HYPOTHESIS_STORAGE_DIRECTORY" in env:
+        yield env
+        return
+    directory = tempfile.mkdtemp(prefix="dpslice-hypothesis-")
+    env["HYPOTHESIS_STORAGE_DIRECTORY"] = directory
+    try:
+        yield env
+    finally:
+        # A signal arriving now waits until the directory is gone.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            shutil.rmtree(directory, ignore_errors=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
