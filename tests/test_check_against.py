@@ -122,6 +122,9 @@ def test_the_as_merged_model_against_the_tensor_path_exits_1_with_the_oracles_ve
     tmp_path: Path,
 ) -> None:
     report_path = tmp_path / "report.json"
+    # The comparisons alone, in one worker: test_the_as_merged_model_fails_exactly_its_hazards
+    # (tests/test_check_contracts.py) judges the rest of the battery on the same target.
+    comparisons = [arg for name in COMPARED for arg in ("--property", name)]
     done = run(
         AS_MERGED,
         "--against",
@@ -132,6 +135,9 @@ def test_the_as_merged_model_against_the_tensor_path_exits_1_with_the_oracles_ve
         "100",
         "--json",
         str(report_path),
+        "-j",
+        "1",
+        *comparisons,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     document = json.loads(report_path.read_text())

@@ -49,14 +49,23 @@ def test_version() -> None:
     assert (done.returncode, done.stdout) == (0, f"dpslice {__version__}\n")
 
 
-def test_the_reference_passes_with_exit_0(tmp_path: Path) -> None:
+def test_the_reference_passes_with_exit_0_and_excluded_properties_do_not_run(
+    tmp_path: Path,
+) -> None:
+    # One run of the command for both: the reference's pass, and --exclude-property.
     report = tmp_path / "report.json"
-    done = run("check", "--max-examples", "10", "--seed", "0", "--json", str(report))
+    excluded = ["max_len_rows", "inputs_unchanged"]
+    done = run(
+        "check", "--max-examples", "10", "--seed", "0", "--json", str(report),
+        "--exclude-property", excluded[0], "--exclude-property", excluded[1],
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("dpslice check dpslice.reference:dp_local_slice\nseed 0  ")
     assert done.stdout.endswith("\nPASSED\n")
     document = read_json(report)
     assert document["passed"] is True
+    expected = [prop.name for prop in builtin() if prop.name not in excluded]
+    assert [prop["name"] for prop in document["properties"]] == expected
     totals = document["totals"]
     # On the CPU the CUDA view property does not apply, and sglang's capturer never chunks.
     assert (totals["passed"], totals["not_applicable"]) == (totals["properties"] - 2, 2)
@@ -65,6 +74,9 @@ def test_the_reference_passes_with_exit_0(tmp_path: Path) -> None:
     assert all(prop["counterexample"] is None for prop in document["properties"])
     sync_free = next(prop for prop in document["properties"] if prop["name"] == "sync_free")
     assert sync_free["note"].startswith("dpslice.sync CPU-only mode")
+    # stderr is a pipe here: the header says what runs, the rows are the report's alone.
+    assert done.stderr.startswith("dpslice check dpslice.reference:dp_local_slice\nseed 0 ")
+    assert not any(line.startswith(tuple(expected)) for line in done.stderr.splitlines())
 
 
 _PARENT_MODULES = """
@@ -74,7 +86,12 @@ atexit.register(lambda: print("loaded:", *sorted({"torch", "hypothesis"} & set(s
 sys.exit(main(sys.argv[1:]))
 """
 
-FAILING_ARGS = ("check", AS_MERGED, "--max-examples", "30", "--seed", "1")
+#: One worker (``-j 1``) wherever a test is not about running properties side by side:
+#: each worker is a process that imports torch, and the report is the same for every N
+#: (tests/test_check_supervisor.py compares them).  The reference's run below keeps -j auto.
+ONE_WORKER = ("-j", "1")
+
+FAILING_ARGS = ("check", AS_MERGED, "--max-examples", "30", "--seed", "1", *ONE_WORKER)
 
 
 class FailingRun(NamedTuple):
@@ -139,7 +156,7 @@ def test_the_same_seed_reproduces_the_counterexamples_in_another_process(
 
 
 def test_a_bad_target_is_one_line_on_stderr_and_exit_2() -> None:
-    done = run("check", "dpslice.no_such_module:f")
+    done = run("check", "dpslice.no_such_module:f", *ONE_WORKER)
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr == (
@@ -174,7 +191,9 @@ BAD_TARGETS = [
     pytest.param(
         ["dpslice.reference:nope"], "has no attribute 'nope'", id="no-attribute", marks=SLOW_USAGE
     ),
-    pytest.param(["--property", "nope"], "no property named 'nope'; choose from", id="property"),
+    pytest.param(
+        ["--property", "nope", *ONE_WORKER], "no property named 'nope'; choose from", id="property"
+    ),
     pytest.param(
         ["--exclude-property", "nope"],
         "no property named 'nope'; choose from sum_len_rows, ",
@@ -413,7 +432,7 @@ def test_junit_xml_has_a_case_per_property_and_each_failure_its_counterexample(
 ) -> None:
     report, junit = tmp_path / "r.json", tmp_path / "junit.xml"
     args = ["check", off_by_one(tmp_path), "--max-examples", "10", "--seed", "1", "--quiet"]
-    assert main([*args, "--json", str(report), "--junit-xml", str(junit)]) == 1
+    assert main([*args, *ONE_WORKER, "--json", str(report), "--junit-xml", str(junit)]) == 1
     out = capsys.readouterr().out
     properties = {prop["name"]: prop for prop in read_json(report)["properties"]}
     suite = ET.parse(junit).getroot().find("testsuite")
@@ -453,7 +472,7 @@ def test_exitfirst_stops_at_the_first_failure_and_reports_the_rest_not_run(
 ) -> None:
     report, junit = tmp_path / "r.json", tmp_path / "junit.xml"
     args = ["check", off_by_one(tmp_path), "--max-examples", "10", "--seed", "1", "--quiet", "-x"]
-    assert main([*args, "--json", str(report), "--junit-xml", str(junit)]) == 1
+    assert main([*args, *ONE_WORKER, "--json", str(report), "--junit-xml", str(junit)]) == 1
     out = capsys.readouterr().out
     rest = [prop.name for prop in builtin()][1:]
     reason = "stopped after the first FAIL or ERROR (-x/--exitfirst)"
@@ -472,23 +491,6 @@ def test_exitfirst_stops_at_the_first_failure_and_reports_the_rest_not_run(
     assert [node.get("message") if node is not None else None for node in skipped] == [
         f"not run: {reason}"
     ] * len(rest)
-
-
-def test_exclude_property_runs_every_other_one_and_a_pipe_gets_no_progress_rows(
-    tmp_path: Path,
-) -> None:
-    report = tmp_path / "r.json"
-    excluded = ["sync_free", "inputs_unchanged"]
-    done = run(
-        "check", "--max-examples", "2", "--seed", "0", "--json", str(report),
-        "--exclude-property", excluded[0], "--exclude-property", excluded[1],
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    expected = [prop.name for prop in builtin() if prop.name not in excluded]
-    assert [prop["name"] for prop in read_json(report)["properties"]] == expected
-    # stderr is a pipe here: the header says what runs, the rows are the report's alone.
-    assert done.stderr.startswith("dpslice check dpslice.reference:dp_local_slice\nseed 0 ")
-    assert not any(line.startswith(tuple(expected)) for line in done.stderr.splitlines())
 
 
 @pytest.mark.slow  # two runs; tests/test_check_report.py renders both forms in this process
