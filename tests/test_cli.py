@@ -180,8 +180,9 @@ def test_list_names_every_property(capsys: pytest.CaptureFixture[str]) -> None:
 # -- the same command line, called in-process: usage errors --------------------------------
 
 #: A usage error found in a worker (property names, the target): a process that imports
-#: torch each.  The default run keeps --property's and, in the test above, a bad target's;
-#: tests/test_check_target.py checks each target's message in this process.
+#: torch each.  The default run keeps one, a bad target's in the test above;
+#: tests/test_check_target.py checks each target's message in this process, and
+#: tests/test_check_battery.py an unknown property's.
 SLOW_USAGE = pytest.mark.slow
 
 
@@ -192,7 +193,10 @@ BAD_TARGETS = [
         ["dpslice.reference:nope"], "has no attribute 'nope'", id="no-attribute", marks=SLOW_USAGE
     ),
     pytest.param(
-        ["--property", "nope", *ONE_WORKER], "no property named 'nope'; choose from", id="property"
+        ["--property", "nope", *ONE_WORKER],
+        "no property named 'nope'; choose from",
+        id="property",
+        marks=SLOW_USAGE,
     ),
     pytest.param(
         ["--exclude-property", "nope"],
