@@ -99,19 +99,24 @@ class FailingRun(NamedTuple):
     stdout: str  # the report, without the line the watching program added
     document: dict[str, Any]
     loaded: str  # "loaded: ...": which of torch and Hypothesis the reporting process imported
+    junit: ET.Element  # the same run's --junit-xml
 
 
 @pytest.fixture(scope="module")
 def failing_run(tmp_path_factory: pytest.TempPathFactory) -> FailingRun:
     """``dpslice check`` on the as-merged upstream model, once for the module, in a
-    process that says at its exit which of torch and Hypothesis it imported."""
-    report = tmp_path_factory.mktemp("failing") / "report.json"
+    process that says at its exit which of torch and Hypothesis it imported.  Its
+    verdicts are of every kind (PASS, FAIL, WARN, N/A): the JUnit test reads them too."""
+    directory = tmp_path_factory.mktemp("failing")
+    report, junit = directory / "report.json", directory / "junit.xml"
     done = subprocess.run(
-        [sys.executable, "-c", _PARENT_MODULES, *FAILING_ARGS, "--json", str(report)],
+        [sys.executable, "-c", _PARENT_MODULES, *FAILING_ARGS, "--json", str(report),
+         "--junit-xml", str(junit)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     stdout, _, loaded = done.stdout.rstrip("\n").rpartition("\n")
-    return FailingRun(done.returncode, stdout + "\n", read_json(report), loaded)
+    root = ET.parse(junit).getroot()
+    return FailingRun(done.returncode, stdout + "\n", read_json(report), loaded, root)
 
 
 def test_the_supervising_process_imports_neither_torch_nor_hypothesis(
@@ -277,7 +282,7 @@ def test_max_examples_below_one_is_an_argparse_error(
     assert "--max-examples" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # the JUnit test below checks a file target's reproduce line by default
+@pytest.mark.slow  # the -x test below checks a file target's reproduce line by default
 def test_a_file_target_with_a_selected_property(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -432,14 +437,12 @@ def off_by_one(tmp_path: Path) -> str:
 
 
 def test_junit_xml_has_a_case_per_property_and_each_failure_its_counterexample(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    failing_run: FailingRun,
 ) -> None:
-    report, junit = tmp_path / "r.json", tmp_path / "junit.xml"
-    args = ["check", off_by_one(tmp_path), "--max-examples", "10", "--seed", "1", "--quiet"]
-    assert main([*args, *ONE_WORKER, "--json", str(report), "--junit-xml", str(junit)]) == 1
-    out = capsys.readouterr().out
-    properties = {prop["name"]: prop for prop in read_json(report)["properties"]}
-    suite = ET.parse(junit).getroot().find("testsuite")
+    out = failing_run.stdout
+    properties = {prop["name"]: prop for prop in failing_run.document["properties"]}
+    assert {prop["verdict"] for prop in properties.values()} == {"PASS", "FAIL", "WARN", "N/A"}
+    suite = failing_run.junit.find("testsuite")
     assert suite is not None
     cases = {case.get("name"): case for case in suite.iter("testcase")}
     assert list(cases) == list(properties)
@@ -450,10 +453,10 @@ def test_junit_xml_has_a_case_per_property_and_each_failure_its_counterexample(
         tags = [child.tag for child in case]
         expected = {"FAIL": ["failure"], "N/A": ["skipped"], "WARN": ["system-out"], "PASS": []}
         assert tags == expected[verdict], (name, verdict)
-    failure = cases["sum_len_rows"].find("failure")
+    failure = cases["graph_replay_rows"].find("failure")
     assert failure is not None
     assert failure.text is not None
-    shown = properties["sum_len_rows"]["counterexample"]
+    shown = properties["graph_replay_rows"]["counterexample"]
     for label, value in (
         ("layout", shown["layout"]),
         ("rank", str(shown["rank"])),
@@ -463,7 +466,7 @@ def test_junit_xml_has_a_case_per_property_and_each_failure_its_counterexample(
         ("why", shown["why"]),
         (
             "reproduce",
-            f"dpslice check {args[1]} --seed 1 --max-examples 10 --property sum_len_rows",
+            f"dpslice check {AS_MERGED} --seed 1 --max-examples 30 --property graph_replay_rows",
         ),
     ):
         assert f"\n  {label:<10} {value}" in failure.text, label
@@ -478,6 +481,9 @@ def test_exitfirst_stops_at_the_first_failure_and_reports_the_rest_not_run(
     args = ["check", off_by_one(tmp_path), "--max-examples", "10", "--seed", "1", "--quiet", "-x"]
     assert main([*args, *ONE_WORKER, "--json", str(report), "--junit-xml", str(junit)]) == 1
     out = capsys.readouterr().out
+    # A file target's reproduce line (the JUnit test above reads a module target's).
+    assert f"\n  reproduce  dpslice check {args[1]} --seed 1 --max-examples 10 " in out
+    assert "--max-examples 10 --property sum_len_rows\n" in out
     rest = [prop.name for prop in builtin()][1:]
     reason = "stopped after the first FAIL or ERROR (-x/--exitfirst)"
     assert f"\nincomplete: {reason}; not run: {', '.join(rest)}\n" in out
