@@ -160,6 +160,10 @@ def test_the_same_seed_reproduces_the_counterexamples_in_another_process(
     assert first["graph_replay_rows"] is not None
 
 
+# A process and its worker: a target that fails to load in the worker is one line and exit 2
+# by default in tests/engines/test_sglang_missing.py; tests/test_check_target.py checks
+# this target's message in this process.
+@pytest.mark.slow
 def test_a_bad_target_is_one_line_on_stderr_and_exit_2() -> None:
     done = run("check", "dpslice.no_such_module:f", *ONE_WORKER)
     assert done.returncode == 2
@@ -185,9 +189,9 @@ def test_list_names_every_property(capsys: pytest.CaptureFixture[str]) -> None:
 # -- the same command line, called in-process: usage errors --------------------------------
 
 #: A usage error found in a worker (property names, the target): a process that imports
-#: torch each.  The default run keeps one, a bad target's in the test above;
-#: tests/test_check_target.py checks each target's message in this process, and
-#: tests/test_check_battery.py an unknown property's.
+#: torch each.  The default run keeps one, sglang's missing engine in
+#: tests/engines/test_sglang_missing.py; tests/test_check_target.py checks each target's
+#: message in this process, and tests/test_check_battery.py an unknown property's.
 SLOW_USAGE = pytest.mark.slow
 
 
