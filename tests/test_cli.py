@@ -49,14 +49,23 @@ def test_version() -> None:
     assert (done.returncode, done.stdout) == (0, f"dpslice {__version__}\n")
 
 
-def test_the_reference_passes_with_exit_0(tmp_path: Path) -> None:
+def test_the_reference_passes_with_exit_0_and_excluded_properties_do_not_run(
+    tmp_path: Path,
+) -> None:
+    # One run of the command for both: the reference's pass, and --exclude-property.
     report = tmp_path / "report.json"
-    done = run("check", "--max-examples", "10", "--seed", "0", "--json", str(report))
+    excluded = ["max_len_rows", "inputs_unchanged"]
+    done = run(
+        "check", "--max-examples", "10", "--seed", "0", "--json", str(report),
+        "--exclude-property", excluded[0], "--exclude-property", excluded[1],
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("dpslice check dpslice.reference:dp_local_slice\nseed 0  ")
     assert done.stdout.endswith("\nPASSED\n")
     document = read_json(report)
     assert document["passed"] is True
+    expected = [prop.name for prop in builtin() if prop.name not in excluded]
+    assert [prop["name"] for prop in document["properties"]] == expected
     totals = document["totals"]
     # On the CPU the CUDA view property does not apply, and sglang's capturer never chunks.
     assert (totals["passed"], totals["not_applicable"]) == (totals["properties"] - 2, 2)
@@ -65,6 +74,9 @@ def test_the_reference_passes_with_exit_0(tmp_path: Path) -> None:
     assert all(prop["counterexample"] is None for prop in document["properties"])
     sync_free = next(prop for prop in document["properties"] if prop["name"] == "sync_free")
     assert sync_free["note"].startswith("dpslice.sync CPU-only mode")
+    # stderr is a pipe here: the header says what runs, the rows are the report's alone.
+    assert done.stderr.startswith("dpslice check dpslice.reference:dp_local_slice\nseed 0 ")
+    assert not any(line.startswith(tuple(expected)) for line in done.stderr.splitlines())
 
 
 _PARENT_MODULES = """
@@ -74,7 +86,12 @@ atexit.register(lambda: print("loaded:", *sorted({"torch", "hypothesis"} & set(s
 sys.exit(main(sys.argv[1:]))
 """
 
-FAILING_ARGS = ("check", AS_MERGED, "--max-examples", "30", "--seed", "1")
+#: One worker (``-j 1``) wherever a test is not about running properties side by side:
+#: each worker is a process that imports torch, and the report is the same for every N
+#: (tests/test_check_supervisor.py compares them).  The reference's run below keeps -j auto.
+ONE_WORKER = ("-j", "1")
+
+FAILING_ARGS = ("check", AS_MERGED, "--max-examples", "30", "--seed", "1", *ONE_WORKER)
 
 
 class FailingRun(NamedTuple):
@@ -82,19 +99,24 @@ class FailingRun(NamedTuple):
     stdout: str  # the report, without the line the watching program added
     document: dict[str, Any]
     loaded: str  # "loaded: ...": which of torch and Hypothesis the reporting process imported
+    junit: ET.Element  # the same run's --junit-xml
 
 
 @pytest.fixture(scope="module")
 def failing_run(tmp_path_factory: pytest.TempPathFactory) -> FailingRun:
     """``dpslice check`` on the as-merged upstream model, once for the module, in a
-    process that says at its exit which of torch and Hypothesis it imported."""
-    report = tmp_path_factory.mktemp("failing") / "report.json"
+    process that says at its exit which of torch and Hypothesis it imported.  Its
+    verdicts are of every kind (PASS, FAIL, WARN, N/A): the JUnit test reads them too."""
+    directory = tmp_path_factory.mktemp("failing")
+    report, junit = directory / "report.json", directory / "junit.xml"
     done = subprocess.run(
-        [sys.executable, "-c", _PARENT_MODULES, *FAILING_ARGS, "--json", str(report)],
+        [sys.executable, "-c", _PARENT_MODULES, *FAILING_ARGS, "--json", str(report),
+         "--junit-xml", str(junit)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     stdout, _, loaded = done.stdout.rstrip("\n").rpartition("\n")
-    return FailingRun(done.returncode, stdout + "\n", read_json(report), loaded)
+    root = ET.parse(junit).getroot()
+    return FailingRun(done.returncode, stdout + "\n", read_json(report), loaded, root)
 
 
 def test_the_supervising_process_imports_neither_torch_nor_hypothesis(
@@ -138,8 +160,12 @@ def test_the_same_seed_reproduces_the_counterexamples_in_another_process(
     assert first["graph_replay_rows"] is not None
 
 
+# A process and its worker: a target that fails to load in the worker is one line and exit 2
+# by default in tests/engines/test_sglang_missing.py; tests/test_check_target.py checks
+# this target's message in this process.
+@pytest.mark.slow
 def test_a_bad_target_is_one_line_on_stderr_and_exit_2() -> None:
-    done = run("check", "dpslice.no_such_module:f")
+    done = run("check", "dpslice.no_such_module:f", *ONE_WORKER)
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr == (
@@ -163,8 +189,9 @@ def test_list_names_every_property(capsys: pytest.CaptureFixture[str]) -> None:
 # -- the same command line, called in-process: usage errors --------------------------------
 
 #: A usage error found in a worker (property names, the target): a process that imports
-#: torch each.  The default run keeps --property's and, in the test above, a bad target's;
-#: tests/test_check_target.py checks each target's message in this process.
+#: torch each.  The default run keeps one, sglang's missing engine in
+#: tests/engines/test_sglang_missing.py; tests/test_check_target.py checks each target's
+#: message in this process, and tests/test_check_battery.py an unknown property's.
 SLOW_USAGE = pytest.mark.slow
 
 
@@ -174,7 +201,12 @@ BAD_TARGETS = [
     pytest.param(
         ["dpslice.reference:nope"], "has no attribute 'nope'", id="no-attribute", marks=SLOW_USAGE
     ),
-    pytest.param(["--property", "nope"], "no property named 'nope'; choose from", id="property"),
+    pytest.param(
+        ["--property", "nope", *ONE_WORKER],
+        "no property named 'nope'; choose from",
+        id="property",
+        marks=SLOW_USAGE,
+    ),
     pytest.param(
         ["--exclude-property", "nope"],
         "no property named 'nope'; choose from sum_len_rows, ",
@@ -254,7 +286,7 @@ def test_max_examples_below_one_is_an_argparse_error(
     assert "--max-examples" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # the JUnit test below checks a file target's reproduce line by default
+@pytest.mark.slow  # the -x test below checks a file target's reproduce line by default
 def test_a_file_target_with_a_selected_property(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -409,14 +441,12 @@ def off_by_one(tmp_path: Path) -> str:
 
 
 def test_junit_xml_has_a_case_per_property_and_each_failure_its_counterexample(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    failing_run: FailingRun,
 ) -> None:
-    report, junit = tmp_path / "r.json", tmp_path / "junit.xml"
-    args = ["check", off_by_one(tmp_path), "--max-examples", "10", "--seed", "1", "--quiet"]
-    assert main([*args, "--json", str(report), "--junit-xml", str(junit)]) == 1
-    out = capsys.readouterr().out
-    properties = {prop["name"]: prop for prop in read_json(report)["properties"]}
-    suite = ET.parse(junit).getroot().find("testsuite")
+    out = failing_run.stdout
+    properties = {prop["name"]: prop for prop in failing_run.document["properties"]}
+    assert {prop["verdict"] for prop in properties.values()} == {"PASS", "FAIL", "WARN", "N/A"}
+    suite = failing_run.junit.find("testsuite")
     assert suite is not None
     cases = {case.get("name"): case for case in suite.iter("testcase")}
     assert list(cases) == list(properties)
@@ -427,10 +457,10 @@ def test_junit_xml_has_a_case_per_property_and_each_failure_its_counterexample(
         tags = [child.tag for child in case]
         expected = {"FAIL": ["failure"], "N/A": ["skipped"], "WARN": ["system-out"], "PASS": []}
         assert tags == expected[verdict], (name, verdict)
-    failure = cases["sum_len_rows"].find("failure")
+    failure = cases["graph_replay_rows"].find("failure")
     assert failure is not None
     assert failure.text is not None
-    shown = properties["sum_len_rows"]["counterexample"]
+    shown = properties["graph_replay_rows"]["counterexample"]
     for label, value in (
         ("layout", shown["layout"]),
         ("rank", str(shown["rank"])),
@@ -440,7 +470,7 @@ def test_junit_xml_has_a_case_per_property_and_each_failure_its_counterexample(
         ("why", shown["why"]),
         (
             "reproduce",
-            f"dpslice check {args[1]} --seed 1 --max-examples 10 --property sum_len_rows",
+            f"dpslice check {AS_MERGED} --seed 1 --max-examples 30 --property graph_replay_rows",
         ),
     ):
         assert f"\n  {label:<10} {value}" in failure.text, label
@@ -453,8 +483,11 @@ def test_exitfirst_stops_at_the_first_failure_and_reports_the_rest_not_run(
 ) -> None:
     report, junit = tmp_path / "r.json", tmp_path / "junit.xml"
     args = ["check", off_by_one(tmp_path), "--max-examples", "10", "--seed", "1", "--quiet", "-x"]
-    assert main([*args, "--json", str(report), "--junit-xml", str(junit)]) == 1
+    assert main([*args, *ONE_WORKER, "--json", str(report), "--junit-xml", str(junit)]) == 1
     out = capsys.readouterr().out
+    # A file target's reproduce line (the JUnit test above reads a module target's).
+    assert f"\n  reproduce  dpslice check {args[1]} --seed 1 --max-examples 10 " in out
+    assert "--max-examples 10 --property sum_len_rows\n" in out
     rest = [prop.name for prop in builtin()][1:]
     reason = "stopped after the first FAIL or ERROR (-x/--exitfirst)"
     assert f"\nincomplete: {reason}; not run: {', '.join(rest)}\n" in out
@@ -472,23 +505,6 @@ def test_exitfirst_stops_at_the_first_failure_and_reports_the_rest_not_run(
     assert [node.get("message") if node is not None else None for node in skipped] == [
         f"not run: {reason}"
     ] * len(rest)
-
-
-def test_exclude_property_runs_every_other_one_and_a_pipe_gets_no_progress_rows(
-    tmp_path: Path,
-) -> None:
-    report = tmp_path / "r.json"
-    excluded = ["sync_free", "inputs_unchanged"]
-    done = run(
-        "check", "--max-examples", "2", "--seed", "0", "--json", str(report),
-        "--exclude-property", excluded[0], "--exclude-property", excluded[1],
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    expected = [prop.name for prop in builtin() if prop.name not in excluded]
-    assert [prop["name"] for prop in read_json(report)["properties"]] == expected
-    # stderr is a pipe here: the header says what runs, the rows are the report's alone.
-    assert done.stderr.startswith("dpslice check dpslice.reference:dp_local_slice\nseed 0 ")
-    assert not any(line.startswith(tuple(expected)) for line in done.stderr.splitlines())
 
 
 @pytest.mark.slow  # two runs; tests/test_check_report.py renders both forms in this process

@@ -35,29 +35,35 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     )
 
 
-def test_dpslice_check_prints_no_numpy_notice_where_numpy_is_missing(tmp_path: Path) -> None:
-    env = without_numpy(tmp_path)
-    torch_alone = run(["-c", "import torch"], env, tmp_path)
-    assert NUMPY_NOTICE in torch_alone.stderr, "the blocker no longer provokes torch's notice"
+@pytest.fixture(scope="module")
+def torch_first(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """A process without NumPy that imports torch itself, then dpslice's modules; it
+    prints whether the warning filters are as torch's import left them.  One process
+    for two checks (each imports torch): that the blocker provokes torch's notice,
+    and that importing dpslice changes no warning filter."""
+    directory = tmp_path_factory.mktemp("torch_first")
+    program = (
+        "import torch, warnings; before = list(warnings.filters);"
+        " import dpslice, dpslice.sync, dpslice.check; print(warnings.filters == before)"
+    )
+    return run(["-c", program], without_numpy(directory), directory)
+
+
+def test_dpslice_check_prints_no_numpy_notice_where_numpy_is_missing(
+    tmp_path: Path, torch_first: subprocess.CompletedProcess[str]
+) -> None:
+    assert NUMPY_NOTICE in torch_first.stderr, "the blocker no longer provokes torch's notice"
+    # One worker (-j 1): each worker imports torch the same way.
     check = ["-m", "dpslice", "check", "--property", "sum_len_rows", "--max-examples", "5"]
-    result = run([*check, "--seed", "1"], env, tmp_path)
+    result = run([*check, "--seed", "1", "-j", "1"], without_numpy(tmp_path), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert NUMPY_NOTICE not in result.stderr, result.stderr
 
 
-def test_importing_dpslice_leaves_the_warning_filters_alone() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import torch, warnings; before = list(warnings.filters);"
-            " import dpslice, dpslice.sync, dpslice.check; print(warnings.filters == before)",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.stdout.strip() == "True", result.stderr
+def test_importing_dpslice_leaves_the_warning_filters_alone(
+    torch_first: subprocess.CompletedProcess[str],
+) -> None:
+    assert torch_first.stdout.strip() == "True", torch_first.stderr
 
 
 @pytest.mark.slow  # the way in that every module takes: the command above takes it too

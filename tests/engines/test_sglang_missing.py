@@ -20,7 +20,16 @@ def test_check_without_sglang_exits_2_with_one_line_that_says_how_to_install(
     (tmp_path / "sglang" / "__init__.py").write_text(_ABSENT)
     path = [str(tmp_path), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     child = subprocess.run(
-        [sys.executable, "-m", "dpslice", "check", "dpslice.engines.sglang:get_dp_local_slice_cpu"],
+        # One worker (-j 1): the error comes from the first that loads the target.
+        [
+            sys.executable,
+            "-m",
+            "dpslice",
+            "check",
+            "-j",
+            "1",
+            "dpslice.engines.sglang:get_dp_local_slice_cpu",
+        ],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
         capture_output=True,
         text=True,
