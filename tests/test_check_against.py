@@ -268,6 +268,7 @@ def test_without_against_the_comparisons_do_not_run() -> None:
     assert "--against" in (alone.results[0].note or "")
 
 
+@pytest.mark.slow
 def test_the_comparisons_run_as_pytest_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_refactor_pair=f"""

@@ -143,6 +143,7 @@ def test_a_failing_target_exits_1_and_keeps_its_results(failing_run: FailingRun)
     assert crash["counterexample"]["outcome"]["error"] == "TypeError"
 
 
+@pytest.mark.slow
 def test_the_same_seed_reproduces_the_counterexamples_in_another_process(
     failing_run: FailingRun,
     tmp_path: Path,
@@ -586,6 +587,7 @@ def test_help_points_to_what_an_installed_user_has() -> None:
     assert "dpslice check --list-contracts" in check.stdout
 
 
+@pytest.mark.slow
 def test_run_check_leaves_no_hypothesis_directory_behind(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "HYPOTHESIS_STORAGE_DIRECTORY"}
     program = (

@@ -687,6 +687,7 @@ def refused(
     return status, out, err
 
 
+@pytest.mark.slow
 def test_the_torchrun_entry_runs_one_rank_and_keeps_the_verdict_when_its_budget_runs_out(
     tmp_path: Path,
 ) -> None:
