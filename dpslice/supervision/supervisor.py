@@ -66,8 +66,8 @@ class BatteryJob:
         device: where ``global_num_tokens_gpu`` is built.
         properties: the properties to run, in order; ``None``: every registered one.
         exclude: properties not to run.
-        limit: run only the first ``limit`` of them; :class:`Loaded` still names them
-            all (the plan), so that other workers can take the rest.
+        skip, limit: run only ``limit`` of them, after the first ``skip``; :class:`Loaded`
+            still names them all (the plan), so that other workers can take the rest.
         max_examples, seed, strict: as for :func:`~dpslice.check.runner.run_property`.
         load_options: more keywords for :func:`~dpslice.check.target.load_target`.
     """
@@ -76,6 +76,7 @@ class BatteryJob:
     device: str = "cpu"
     properties: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
+    skip: int = 0
     limit: int | None = None
     max_examples: int = DEFAULT_MAX_EXAMPLES
     seed: int = 0
@@ -182,7 +183,7 @@ def run_battery(channel: Channel, job: BatteryJob) -> None:
 
     calls.call_observer = Recorder()
     channel.keep_modules()
-    for prop in chosen[: job.limit]:
+    for prop in chosen[job.skip :][: job.limit]:
         started = started_result(prop.name, prop.statement, tier=prop.tier)
         channel.note(PropertyStarted(started))
         last[:] = [None, 0]
@@ -236,6 +237,8 @@ class _Assignment:
     worker: Worker
     #: The properties the job runs, once known (the plan's, for a job sent before it).
     runs: tuple[str, ...] | None
+    #: For a job sent before the plan was known, where in the plan its property is.
+    skip: int = 0
     #: The property in progress, when it started, and the worker's calls before it.
     current: tuple[PropertyResult, float, int] | None = None
     #: Properties this job finished.
@@ -418,14 +421,20 @@ class BatterySupervisor:
 
     def _start_jobs(self, workers: _Workers) -> None:
         """Give jobs to idle slots: before the plan is known, one job that loads the
-        target (and, with ``jobs > 1``, runs only the first property); then the rest,
-        all in one job with ``jobs == 1``, one property a job otherwise."""
+        target and runs every property, or with ``jobs > 1`` one job a worker that runs
+        the plan's first, second... property (each worker names the plan before it
+        imports the target: the first to do so tells it); then one property a job."""
         if self._plan is None:
             if self._running:
                 return
-            if self.jobs > 1:
-                workers.prepare(self.jobs)  # all start now; one loads the target
-            self._give(workers, self.properties, limit=1 if self.jobs > 1 else None)
+            if self.jobs == 1:
+                self._give(workers, self.properties)
+                return
+            # No more workers import the target than there are properties to run.
+            first = self.jobs if self.properties is None else min(self.jobs, len(self.properties))
+            workers.prepare(first)  # all start now
+            for skip in range(first):
+                self._give(workers, self.properties, skip=skip, limit=1)
             return
         taken = {name for job in self._running.values() for name in job.runs or ()}
         free = [name for name in self._plan if name not in self._done and name not in taken]
@@ -437,13 +446,18 @@ class BatterySupervisor:
             self._give(workers, (name,))
 
     def _give(
-        self, workers: _Workers, properties: tuple[str, ...] | None, limit: int | None = None
+        self,
+        workers: _Workers,
+        properties: tuple[str, ...] | None,
+        skip: int = 0,
+        limit: int | None = None,
     ) -> None:
         job = BatteryJob(
             spec=self.spec,
             device=self.device,
             properties=properties,
             exclude=self.exclude,
+            skip=skip,
             limit=limit,
             max_examples=self.max_examples,
             seed=self.seed,
@@ -457,7 +471,7 @@ class BatterySupervisor:
             worker.stop()
             raise
         runs = properties if self._plan is not None else None
-        self._running[worker] = _Assignment(worker, runs)
+        self._running[worker] = _Assignment(worker, runs, skip)
 
     def _stop_running(self) -> None:
         for worker in self._running:
@@ -485,8 +499,11 @@ class BatterySupervisor:
                 self._began = time.perf_counter()
                 if self.listener is not None:
                     self.listener.loaded(note.target)
-            if job.runs is None:
-                job.runs = note.plan[:1] if self.jobs > 1 else note.plan
+                # Every job sent before the plan was known runs the property at its place.
+                for started in self._running.values():
+                    if started.runs is None:
+                        skip = started.skip
+                        started.runs = note.plan[skip : skip + 1] if self.jobs > 1 else note.plan
         elif isinstance(note, Refused):
             raise (UnknownPropertyError if note.usage else BadTargetError)(note.message)
         elif isinstance(note, PropertyStarted):
