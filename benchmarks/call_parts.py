@@ -34,13 +34,13 @@ import argparse
 import ast
 import inspect
 import platform
-import random
 import sys
 import textwrap
 import timeit
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from count_checks import best_of
 from layouts import bench_layout
 
 from dpslice import DPSlice, Mode, dp_local_slice
@@ -154,14 +154,7 @@ def time_parts(dp_size: int, mode: str, rounds: int) -> dict[str, float]:
         assert tuple(function(*args, **kwargs)) == expected, function
     statements = _statements(mode)
     timers = {step: timeit.Timer(code, globals=namespace) for step, code in statements.items()}
-    number = 2000
-    best = dict.fromkeys(statements, float("inf"))
-    order = list(statements)
-    for _ in range(rounds):
-        random.shuffle(order)
-        for step in order:
-            best[step] = min(best[step], timers[step].timeit(number) / number * 1e9)
-    return best
+    return best_of(timers, rounds)
 
 
 def parts_table(timings: dict[str, dict[str, float]]) -> str:

@@ -147,9 +147,14 @@ def time_checks(dp_size: int, rounds: int) -> dict[str, float]:
         name: timeit.Timer("check(counts)", globals={"check": check, "counts": counts})
         for name, check in candidates.items()
     }
-    number = 2000
-    best = dict.fromkeys(candidates, float("inf"))
-    order = list(candidates)
+    return best_of(timers, rounds)
+
+
+def best_of(timers: dict[str, timeit.Timer], rounds: int, number: int = 2000) -> dict[str, float]:
+    """ns per run of each timer, the best of ``rounds`` rounds of ``number`` runs, the
+    timers taken in a new random order each round (no one always runs after another)."""
+    best = dict.fromkeys(timers, float("inf"))
+    order = list(timers)
     for _ in range(rounds):
         random.shuffle(order)
         for name in order:
