@@ -507,14 +507,41 @@ def _comparable(report: Any) -> dict[str, Any]:
 )
 def test_side_by_side_the_report_is_the_one_of_a_single_worker(target: str | None) -> None:
     spec = target or "dpslice.specimens.upstream:get_dp_local_slice_cpu_as_merged"
+    started = {1: _Started(), 2: _Started()}
     with environment() as env, Workers(env) as workers:  # -j 2 takes the worker -j 1 used
         reports = [
-            BatterySupervisor(spec, max_examples=30, seed=5, jobs=jobs, workers=workers).run()
+            BatterySupervisor(
+                spec, max_examples=30, seed=5, jobs=jobs, workers=workers, listener=started[jobs]
+            ).run()
             for jobs in (1, 2)
         ]
     one, two = map(_comparable, reports)
     assert [prop["verdict"] for prop in one["properties"]].count("FAIL") >= 2
     assert two == one
+    # Side by side, each property still runs once, in one worker (in whatever order).
+    assert started[1].names == [prop["name"] for prop in one["properties"]]
+    assert sorted(started[2].names) == sorted(started[1].names)
+
+
+class _Started:
+    """A listener that keeps the name of each property as a worker starts it."""
+
+    live = False
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def loaded(self, target: object) -> None:
+        pass
+
+    def started(self, name: str) -> None:
+        self.names.append(name)
+
+    def tick(self, name: str | None, calls: int, seconds: float) -> None:
+        pass
+
+    def finished(self, result: object) -> None:
+        pass
 
 
 @pytest.mark.slow  # the report of -j 2 is the one of -j 1 (above): this times the workers
