@@ -251,7 +251,7 @@ class RoundTripSession:
             env = self.env if self.env is not None else dict(os.environ)
             for rank in range(self.dp_size):
                 self._ranks.append(Worker(env))
-                self._pids += (self._ranks[-1].process.pid,)
+                self._pids += (self._ranks[-1].pid,)
                 args = (rank, self.dp_size, self.backend, store, self.layout_timeout)
                 self._ranks[-1].give(Job(f"{_JOBS}:join", args), limits)
             self.devices = tuple(self._collect("startup", self.startup_timeout))

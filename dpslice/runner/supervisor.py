@@ -17,14 +17,11 @@ import os
 import pickle
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 from typing import Any
 
 from dpslice.isolation import (
@@ -34,8 +31,8 @@ from dpslice.isolation import (
     STARTUP_ALLOWANCE,
     kill_tree,
     stop_requested,
-    wait_exit_unreaped,
 )
+from dpslice.runner.forkserver import ForkServer
 from dpslice.runner.protocol import (
     Broke,
     Done,
@@ -60,16 +57,6 @@ _BATCH_S = 0.02
 #: The event pipe's capacity (Linux default 64 KiB: about 150 call records).
 _PIPE_BYTES = 1 << 20
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-_BOOT = (
-    "import os, sys\n"
-    "cwd = os.getcwd()\n"
-    # dpslice's imports come from the installed packages, never from the working
-    # directory (a local numpy.py); targets in it still load (appended).
-    "sys.path[:] = [p for p in sys.path if p not in ('', cwd)] + [sys.argv[3], cwd]\n"
-    "from dpslice.runner.worker import main\n"
-    "main(sys.argv[1:3] + sys.argv[4:])\n"
-)
 
 
 @dataclass(frozen=True)
@@ -97,30 +84,23 @@ class Worker:
         # and the worker must not block on a full pipe meanwhile.
         with contextlib.suppress(AttributeError, OSError):
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # type: ignore[attr-defined,unused-ignore]
-        root = str(Path(__file__).resolve().parents[2])
-        # Ctrl-C or SIGTERM between starting the process and registering it
-        # would leave it unkillable from here: both wait until it is registered.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        jobs_read, jobs_write = os.pipe()
+        self.conn = Connection(read_fd, writable=False)
+        self._jobs = os.fdopen(jobs_write, "wb")
         try:
-            # A new session and process group: kill_tree reaches everything it starts,
-            # and terminal signals (Ctrl-C) reach only this process, which decides.
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(write_fd), str(os.getpid()), root, *warm],
-                pass_fds=(write_fd,),
-                stdin=subprocess.PIPE,
-                stdout=2,  # what the target prints goes to stderr: stdout is the report's
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
-            _LIVE[self.process.pid] = self
-            self.conn = Connection(read_fd, writable=False)
-            self.pidfd: int | None = None
-            with contextlib.suppress(AttributeError, OSError):
-                self.pidfd = os.pidfd_open(self.process.pid)  # type: ignore[attr-defined,unused-ignore]
+            self._server = ForkServer.for_env(env)
+            self.pid = self._server.fork(env, warm, write_fd, jobs_read)
+        except BaseException:
+            self.conn.close()
+            self._jobs.close()
+            raise
         finally:
             os.close(write_fd)
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(jobs_read)
+        _LIVE[self.pid] = self
+        self.pidfd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self.pidfd = os.pidfd_open(self.pid)  # type: ignore[attr-defined,unused-ignore]
         self.phase = Phase.DONE
         self.limits = Limits()
         self.deadline = self.job_deadline = self.spare_at = math.inf
@@ -136,10 +116,9 @@ class Worker:
         self.deadline, self.job_deadline = now + limits.start, now + limits.job
         self.spare_at, self.calls, self.record = math.inf, 0, None
         self.value, self.stopped = None, None
-        assert self.process.stdin is not None
         with contextlib.suppress(OSError):  # it died: seen as an ending by follow()
-            self.process.stdin.write(pickle.dumps(job))
-            self.process.stdin.flush()
+            self._jobs.write(pickle.dumps(job))
+            self._jobs.flush()
 
     @property
     def busy(self) -> bool:
@@ -157,28 +136,27 @@ class Worker:
 
     def exited(self) -> bool:
         """Whether the process has ended (it is not reaped yet)."""
-        return wait_exit_unreaped(self.process.pid, 0.0)
+        return self._server.peek(self.pid) is not None
 
     def ending(self) -> Ending:
         """How it ended, once it has (it is not reaped yet)."""
-        wait_exit_unreaped(self.process.pid, 5.0)
-        try:
-            found = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return Ending.of(self.process.returncode)
-        if found is None:
-            return Ending(None)
-        if found.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
-            return Ending.of(-found.si_status)
-        return Ending(found.si_status)
+        deadline = time.monotonic() + 5.0
+        while (status := self._server.peek(self.pid)) is None:
+            if time.monotonic() >= deadline:
+                return Ending(None)
+            time.sleep(0.01)
+        return Ending.of(status)
 
     def stop(self) -> None:
         """Kill its whole process group and what it adopted, then reap it; safe to repeat."""
-        _LIVE.pop(self.process.pid, None)
-        kill_tree(self.process.pid)  # before reaping: the group id is still reserved
-        with contextlib.suppress(OSError):
-            self.process.wait()
+        if _LIVE.pop(self.pid, None) is None:
+            return
+        if not self._server.broken:  # else it died with the server, which killed all below
+            kill_tree(self.pid)  # before reaping: the group id is still reserved
+        self._server.release(self.pid)
         self.conn.close()
+        with contextlib.suppress(OSError):
+            self._jobs.close()
         if self.pidfd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.pidfd)
@@ -239,9 +217,10 @@ _LIVE: dict[int, Worker] = {}
 
 
 def stop_all() -> None:
-    """Stop every worker still running."""
+    """Stop every worker still running, and the fork servers."""
     for worker in list(_LIVE.values()):
         worker.stop()
+    ForkServer.close_all()
 
 
 def follow(

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from dpslice.isolation import become_subreaper, die_with_parent
 from dpslice.runner.protocol import Broke, Done, Job, Loading, Note
 
-__all__ = ["Channel", "main"]
+__all__ = ["Channel", "function", "main"]
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
@@ -78,15 +78,15 @@ class Channel:
         self._send(b"R")
 
 
-def _function(path: str) -> Callable[..., Any]:
+def function(path: str) -> Callable[..., Any]:
     module, _, name = path.partition(":")
     function: Callable[..., Any] = getattr(importlib.import_module(module), name)
     return function
 
 
-def main(argv: Sequence[str]) -> NoReturn:
-    """``argv``: the event pipe's fd, the parent's pid, then functions to call first
-    (a spare worker imports what its job will need while it waits)."""
+def main(argv: Sequence[str], broke: str | None = None) -> NoReturn:
+    """``argv``: the event pipe's fd and the parent's pid; ``broke``: the traceback of
+    the fork server's warm-up, which failed, to report instead of taking jobs."""
     fd, parent_pid = int(argv[0]), int(argv[1])
     die_with_parent(parent_pid)
     become_subreaper()  # what the target detaches stays below, for the parent to kill
@@ -102,15 +102,16 @@ def main(argv: Sequence[str]) -> NoReturn:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    if broke is not None:
+        channel.event(Broke(broke))
+        os._exit(1)
     try:
-        for warm in argv[2:]:
-            _function(warm)()
         while True:
             try:
                 job: Job = pickle.load(jobs)
             except EOFError:
                 break
-            channel.event(Done(_function(job.function)(channel, *job.args)))
+            channel.event(Done(function(job.function)(channel, *job.args)))
     except BaseException as exc:
         try:
             text = traceback.format_exc()

@@ -1,0 +1,104 @@
+"""The runner's fork server: workers forked from one process that imported once."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dpslice.runner import How, Job, Limits, Worker, environment, follow, stop_all
+
+JOBS = """
+import os
+import signal
+import sys
+
+
+def warm():
+    import torch  # noqa: F401
+
+
+def broken_warm():
+    raise RuntimeError("the warm-up broke")
+
+
+def state(channel, name):
+    return "torch" in sys.modules, os.getppid(), os.environ.get(name)
+
+
+def kill_parent(channel):
+    os.kill(os.getppid(), signal.SIGKILL)
+    signal.pause()
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    (tmp_path / "runner_jobs.py").write_text(textwrap.dedent(JOBS))
+    with environment() as env:
+        env["PYTHONPATH"] = str(tmp_path)
+        yield env
+    stop_all()
+
+
+def run(worker: Worker, job: Job) -> Worker:
+    worker.give(job, Limits(start=60, job=60))
+    while not (ended := follow([worker])):
+        pass
+    assert ended == [worker]
+    return worker
+
+
+def ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat.rpartition(b")")[2].split()[1])
+
+
+def test_workers_are_forked_from_one_server_that_imported_for_them(
+    env: dict[str, str],
+) -> None:
+    workers = [Worker(env, warm=("runner_jobs:warm",)) for _ in range(2)]
+    server = ppid(workers[0].pid)
+    assert server != os.getpid()
+    assert ppid(server) == os.getpid()
+    for worker in workers:
+        imported, parent, _ = run(worker, Job("runner_jobs:state", ("X",))).value
+        assert imported  # before the job imported anything
+        assert parent == server
+    for worker in workers:
+        worker.stop()
+    # The server ends with its last worker: nothing is left below this process.
+    assert not Path(f"/proc/{server}").exists()
+
+
+def test_each_worker_gets_its_own_environment(env: dict[str, str]) -> None:
+    first = Worker(env)
+    second = Worker({**env, "HYPOTHESIS_STORAGE_DIRECTORY": "elsewhere"})
+    assert ppid(first.pid) == ppid(second.pid)
+    job = Job("runner_jobs:state", ("HYPOTHESIS_STORAGE_DIRECTORY",))
+    own = [run(worker, job).value[2] for worker in (first, second)]
+    assert own == [env["HYPOTHESIS_STORAGE_DIRECTORY"], "elsewhere"]
+
+
+def test_a_warm_up_that_raises_breaks_the_worker_with_its_traceback(
+    env: dict[str, str],
+) -> None:
+    worker = run(Worker(env, warm=("runner_jobs:broken_warm",)), Job("runner_jobs:state", ("X",)))
+    assert worker.stopped is not None
+    assert worker.stopped.how is How.BROKE
+    assert worker.stopped.broke is not None
+    assert "the warm-up broke" in worker.stopped.broke.text
+
+
+def test_a_target_that_kills_the_server_ends_its_own_worker_only(env: dict[str, str]) -> None:
+    worker = run(Worker(env), Job("runner_jobs:kill_parent", ()))
+    assert worker.stopped is not None
+    assert worker.stopped.how is How.ENDED
+    assert worker.stopped.ending is not None
+    assert worker.stopped.ending.signal == "SIGKILL"
+    worker.stop()
+    # The next worker comes from a new server.
+    assert run(Worker(env), Job("runner_jobs:state", ("X",))).value[0] is False
