@@ -48,8 +48,6 @@ from dpslice.runner.protocol import (
 
 __all__ = ["Limits", "Worker", "Workers", "environment", "follow", "stop_all"]
 
-#: Seconds a call may be in flight before a spare worker starts, in case it hangs.
-_SPARE_AFTER = 1.0
 #: Seconds between ticks while a listener shows progress.
 _TICK = 0.25
 #: Seconds the parent lets the workers' records accumulate between two reads.
@@ -103,7 +101,7 @@ class Worker:
             self.pidfd = os.pidfd_open(self.pid)  # type: ignore[attr-defined,unused-ignore]
         self.phase = Phase.DONE
         self.limits = Limits()
-        self.deadline = self.job_deadline = self.spare_at = math.inf
+        self.deadline = self.job_deadline = math.inf
         self.calls = 0
         self.record: bytes | None = None
         self.value: Any = None
@@ -114,7 +112,7 @@ class Worker:
         now = time.monotonic()
         self.phase, self.limits = Phase.STARTING, limits
         self.deadline, self.job_deadline = now + limits.start, now + limits.job
-        self.spare_at, self.calls, self.record = math.inf, 0, None
+        self.calls, self.record = 0, None
         self.value, self.stopped = None, None
         with contextlib.suppress(OSError):  # it died: seen as an ending by follow()
             self._jobs.write(pickle.dumps(job))
@@ -176,14 +174,9 @@ class Worker:
             if tag == b"C":
                 self.record, self.calls = data, self.calls + 1
                 self.phase, self.deadline = Phase.CALL, now + limits.call
-                self.spare_at = now + min(_SPARE_AFTER, limits.call / 2)
                 continue
             if tag == b"R":
-                self.phase, self.deadline, self.spare_at = (
-                    Phase.WORKING,
-                    now + limits.work,
-                    math.inf,
-                )
+                self.phase, self.deadline = Phase.WORKING, now + limits.work
                 continue
             event = pickle.loads(data[1:])
             if isinstance(event, Loading):
@@ -229,14 +222,12 @@ def follow(
     *,
     until: float = math.inf,
     tick: Callable[[], None] | None = None,
-    spares: Workers | None = None,
 ) -> list[Worker]:
     """Wait for the busy workers' events, handle them in order, and return the workers
     whose job ended in this step: done (:attr:`Worker.value`), or :attr:`Worker.stopped`.
 
     Returns ``[]`` once ``until`` (a ``time.monotonic()``) passes first.  ``tick`` is
-    called about every 0.25 s; with ``spares``, a call in flight for a second starts a
-    spare worker, in case it hangs.  A stopped worker is not killed here: its taker does.
+    called about every 0.25 s.  A stopped worker is not killed here: its taker does.
 
     Raises:
         KeyboardInterrupt: a stop was requested (:func:`~dpslice.isolation.request_stop`).
@@ -249,7 +240,7 @@ def follow(
         now = time.monotonic()
         if not busy or now >= until:
             return []
-        wake = min(until, *(min(w.deadline, w.job_deadline, w.spare_at) for w in busy))
+        wake = min(until, *(min(w.deadline, w.job_deadline) for w in busy))
         watched: list[Any] = [worker.conn for worker in busy]
         watched += [worker.pidfd for worker in busy if worker.pidfd is not None]
         timeout = min(wake - now, _TICK if tick is not None else 1.0, 1.0)
@@ -257,10 +248,6 @@ def follow(
         ended = []
         for worker in busy:
             now = time.monotonic()
-            if now >= worker.spare_at:
-                worker.spare_at = math.inf
-                if spares is not None:
-                    spares.prepare()
             quiet = worker.conn not in ready and worker.pidfd not in ready
             # Without a pidfd, only polling tells a worker that ended without a word.
             unseen_end = worker.pidfd is None and worker.exited()
@@ -292,49 +279,28 @@ def follow(
 class Workers:
     """Where workers come from, and where one goes back when its job is done.
 
-    A worker that finished its job is kept and takes the next at once: a run of
-    single-property jobs (the pytest plugin's tests, ``-j N``) pays one start-up
-    per worker.  With ``warm_ahead``, a replacement for the worker handed out is
-    started beside it, importing ``warm`` while that one runs, so that a target
-    that hangs every property costs the timeout, not a restart, each.
-    Use it as a context manager.
+    A worker that finished its job is kept and takes the next at once; a new one is
+    forked from the fork server, which imported ``warm`` for it.  Use it as a
+    context manager.
     """
 
-    def __init__(
-        self, env: dict[str, str], *, warm: Sequence[str] = (), warm_ahead: bool = False
-    ) -> None:
+    def __init__(self, env: dict[str, str], *, warm: Sequence[str] = ()) -> None:
         self.env = env
         self.warm = tuple(warm)
-        self.warm_ahead = warm_ahead
         self._idle: list[Worker] = []
-        self._spares: list[Worker] = []
 
     def take(self) -> Worker:
-        """A worker for the next job: one that finished its last, a warm spare, or a new one."""
-        if self._idle:
-            return self._idle.pop()
-        worker = self._spares.pop(0) if self._spares else Worker(self.env)
-        if self.warm_ahead and not self._spares:
-            try:
-                self._spares.append(Worker(self.env, warm=self.warm))
-            except BaseException:
-                worker.stop()
-                raise
-        return worker
-
-    def prepare(self, ready: int = 1) -> None:
-        """Start warm spares until ``ready`` workers wait for a job."""
-        while len(self._idle) + len(self._spares) < ready:
-            self._spares.append(Worker(self.env, warm=self.warm))
+        """A worker for the next job: one that finished its last, or a new one."""
+        return self._idle.pop() if self._idle else Worker(self.env, warm=self.warm)
 
     def give_back(self, worker: Worker) -> None:
         """Keep ``worker``, which finished its job, for the next one."""
         self._idle.append(worker)
 
     def close(self) -> None:
-        for worker in (*self._idle, *self._spares):
+        for worker in self._idle:
             worker.stop()
-        self._idle, self._spares = [], []
+        self._idle = []
 
     def __enter__(self) -> Workers:
         return self

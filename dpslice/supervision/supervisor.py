@@ -112,7 +112,7 @@ class PropertyDone:
 
 
 def warm() -> None:
-    """What a spare worker imports while it waits: the battery, and torch with it."""
+    """What the fork server imports for the battery's workers: the battery, and torch."""
     from dpslice.check.registry import builtin
 
     builtin()
@@ -224,10 +224,10 @@ class Listener(Protocol):
 
 
 class Workers(_Workers):
-    """The battery's workers: a spare imports the battery (and torch) while it waits."""
+    """The battery's workers: their fork server imports the battery (and torch)."""
 
-    def __init__(self, env: dict[str, str], *, warm_ahead: bool = False) -> None:
-        super().__init__(env, warm=(f"{__name__}:warm",), warm_ahead=warm_ahead)
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(env, warm=(f"{__name__}:warm",))
 
 
 @dataclass
@@ -396,14 +396,13 @@ class BatterySupervisor:
             if not self._running:
                 return
             tick = self._tick if self.listener is not None and self.listener.live else None
-            for worker in follow(list(self._running), self._note, tick=tick, spares=workers):
+            for worker in follow(list(self._running), self._note, tick=tick):
                 job = self._running.pop(worker)
                 if worker.stopped is None:
                     workers.give_back(worker)
                     fruitless = 0
                     continue
                 worker.stop()
-                workers.warm_ahead = True
                 judged = self._judge(job, worker.stopped)
                 if len(self._first_calls_hung) >= HANGS_BEFORE_GIVING_UP:
                     self._stopped = Stop.HUNG
@@ -432,7 +431,6 @@ class BatterySupervisor:
                 return
             # No more workers import the target than there are properties to run.
             first = self.jobs if self.properties is None else min(self.jobs, len(self.properties))
-            workers.prepare(first)  # all start now
             for skip in range(first):
                 self._give(workers, self.properties, skip=skip, limit=1)
             return
