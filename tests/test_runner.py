@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dpslice.runner import How, Job, Limits, Worker, environment, follow, stop_all
+from dpslice.runner import How, Job, Limit, Limits, Worker, environment, follow, stop_all
 
 JOBS = """
 import os
@@ -27,6 +27,15 @@ def broken_warm():
 
 def state(channel, name):
     return "torch" in sys.modules, os.getppid(), os.environ.get(name)
+
+
+def calls(channel, count, size):
+    for number in range(count):
+        channel.calling(("call", number))
+        channel.returned()
+    channel.note("after")
+    channel.calling("x" * size)
+    signal.pause()
 
 
 def kill_parent(channel):
@@ -102,3 +111,20 @@ def test_a_target_that_kills_the_server_ends_its_own_worker_only(env: dict[str, 
     worker.stop()
     # The next worker comes from a new server.
     assert run(Worker(env), Job("runner_jobs:state", ("X",))).value[0] is False
+
+
+def test_the_call_in_flight_and_the_calls_made_come_from_the_call_board(
+    env: dict[str, str],
+) -> None:
+    seen = []
+    worker = Worker(env)
+    size = 200_000  # larger than the board's first size: it grows
+    worker.give(Job("runner_jobs:calls", (5, size)), Limits(start=60, call=0.5, job=60))
+    while not follow([worker], lambda worker, payload: seen.append((payload, worker.calls))):
+        pass
+    assert seen == [("after", 5)]  # the calls made before the note, exactly
+    assert worker.stopped is not None
+    assert worker.stopped.how is How.HUNG
+    assert worker.stopped.limit is Limit.CALL
+    assert worker.stopped.record == "x" * size
+    assert worker.calls == 6

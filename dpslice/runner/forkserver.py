@@ -138,11 +138,11 @@ class ForkServer:
             raise CheckBrokeError("the check's fork server ended; start the run again")
         return pickle.loads(answer)
 
-    def fork(self, env: dict[str, str], warm: Sequence[str], events: int, jobs: int) -> int:
-        """Fork a worker that writes its events to fd ``events`` and reads its jobs
-        from fd ``jobs``; its pid.  The first fork also imports what ``warm`` names,
-        within the start-up allowance."""
-        pid = self._ask(_Fork(env, tuple(warm)), (events, jobs), STARTUP_ALLOWANCE)
+    def fork(self, env: dict[str, str], warm: Sequence[str], fds: Sequence[int]) -> int:
+        """Fork a worker with ``fds``: its event pipe, its job pipe and its call board;
+        its pid.  The first fork also imports what ``warm`` names, within the
+        start-up allowance."""
+        pid = self._ask(_Fork(env, tuple(warm)), fds, STARTUP_ALLOWANCE)
         assert isinstance(pid, int)
         self.workers.add(pid)
         return pid
@@ -211,7 +211,7 @@ def _become_worker(
     try:
         server.close()
         os.setsid()  # its own session and group: kill_tree reaches all it starts
-        events, jobs = fds
+        events, jobs, board = fds
         os.dup2(jobs, 0)
         os.close(jobs)
         os.environ.clear()
@@ -221,7 +221,9 @@ def _become_worker(
             configuration.set_hypothesis_home_dir(None)
         from dpslice.runner.worker import main
 
-        main([str(events), str(server_pid)], broke=broke)
+        main([str(events), str(board), str(server_pid)], broke=broke)
+    except BaseException:
+        traceback.print_exc()  # before the worker could report anything itself
     finally:
         os._exit(1)
 
@@ -238,7 +240,7 @@ def serve(argv: Sequence[str]) -> NoReturn:
     warmed: dict[str, str | None] = {}
     while True:
         try:
-            data, fds, _flags, _address = socket.recv_fds(server, 1 << 20, 2)
+            data, fds, _flags, _address = socket.recv_fds(server, 1 << 20, 3)
         except OSError:
             break
         if not data:

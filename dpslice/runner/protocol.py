@@ -1,10 +1,11 @@
 """What the supervisor and its workers say to each other, and how a worker's job can end.
 
 Parent to worker, on the worker's stdin: one pickled :class:`Job` after another.
-Worker to parent, one ``send_bytes`` each on the event pipe: ``b"C"`` and a
-pickled record (a call of the target is about to run), ``b"R"`` (it came back),
-or ``b"E"`` and a pickled event: :class:`Loading`, :class:`Note`, :class:`Done`
-or :class:`Broke`.  The call records are the hot path: one pair per call.
+Worker to parent, one ``send_bytes`` each on the event pipe: the call sequence
+it follows and a pickled :class:`Loading`, :class:`Note`, :class:`Done` or
+:class:`Broke`.  The calls of the target, the hot path, go on the call board
+instead (:class:`dpslice.runner.worker.Channel`), which the parent reads when
+it looks: a call costs no write to a pipe and no wake-up of the parent.
 """
 
 from __future__ import annotations

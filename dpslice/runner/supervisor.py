@@ -11,7 +11,6 @@ how and where, with the call in flight.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import os
 import pickle
@@ -45,15 +44,14 @@ from dpslice.runner.protocol import (
     Phase,
     Stopped,
 )
+from dpslice.runner.worker import BOARD
 
 __all__ = ["Limits", "Worker", "Workers", "environment", "follow", "stop_all"]
 
 #: Seconds between ticks while a listener shows progress.
 _TICK = 0.25
-#: Seconds the parent lets the workers' records accumulate between two reads.
-_BATCH_S = 0.02
-#: The event pipe's capacity (Linux default 64 KiB: about 150 call records).
-_PIPE_BYTES = 1 << 20
+#: Seconds between two looks at the call boards of workers that are busy.
+_LOOK = 0.05
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
@@ -78,19 +76,19 @@ class Worker:
 
     def __init__(self, env: dict[str, str], *, warm: Sequence[str] = ()) -> None:
         read_fd, write_fd = os.pipe()
-        # Room for a few thousand call records: the parent reads them in batches,
-        # and the worker must not block on a full pipe meanwhile.
-        with contextlib.suppress(AttributeError, OSError):
-            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # type: ignore[attr-defined,unused-ignore]
         jobs_read, jobs_write = os.pipe()
         self.conn = Connection(read_fd, writable=False)
         self._jobs = os.fdopen(jobs_write, "wb")
+        self._board, path = tempfile.mkstemp(prefix="dpslice-calls-")
+        os.unlink(path)
+        os.ftruncate(self._board, BOARD.size)
         try:
             self._server = ForkServer.for_env(env)
-            self.pid = self._server.fork(env, warm, write_fd, jobs_read)
+            self.pid = self._server.fork(env, warm, (write_fd, jobs_read, self._board))
         except BaseException:
             self.conn.close()
             self._jobs.close()
+            os.close(self._board)
             raise
         finally:
             os.close(write_fd)
@@ -103,7 +101,7 @@ class Worker:
         self.limits = Limits()
         self.deadline = self.job_deadline = math.inf
         self.calls = 0
-        self.record: bytes | None = None
+        self._sequence = self._first = 0  # on the call board: now, and at the job's start
         self.value: Any = None
         self.stopped: Stopped | None = None
 
@@ -112,7 +110,7 @@ class Worker:
         now = time.monotonic()
         self.phase, self.limits = Phase.STARTING, limits
         self.deadline, self.job_deadline = now + limits.start, now + limits.job
-        self.calls, self.record = 0, None
+        self.calls, self._first = 0, self._sequence
         self.value, self.stopped = None, None
         with contextlib.suppress(OSError):  # it died: seen as an ending by follow()
             self._jobs.write(pickle.dumps(job))
@@ -155,6 +153,7 @@ class Worker:
         self.conn.close()
         with contextlib.suppress(OSError):
             self._jobs.close()
+        os.close(self._board)
         if self.pidfd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.pidfd)
@@ -162,23 +161,37 @@ class Worker:
 
     def _stop_as(self, how: How, **details: Any) -> None:
         record = None
-        if self.phase is Phase.CALL and self.record is not None:
-            record = pickle.loads(self.record[1:])
+        if self.phase is Phase.CALL:
+            size = BOARD.unpack(os.pread(self._board, BOARD.size, 0))[2]
+            data = os.pread(self._board, size, BOARD.size)
+            with contextlib.suppress(Exception):  # a record the worker died writing
+                record = pickle.loads(data)
         self.stopped = Stopped(how, self.phase, record=record, **details)
+
+    def _calls_to(self, sequence: int) -> None:
+        self._sequence = sequence
+        self.calls = (sequence + 1) // 2 - (self._first + 1) // 2
+
+    def _look(self) -> None:
+        """Read the call board: a call started or came back since the last look."""
+        if self.phase is Phase.DONE or self.stopped is not None:
+            return
+        sequence, when, _ = BOARD.unpack(os.pread(self._board, BOARD.size, 0))
+        if sequence == self._sequence:
+            return
+        self._calls_to(sequence)
+        if sequence % 2:
+            self.phase, self.deadline = Phase.CALL, when + self.limits.call
+        elif self.phase is Phase.CALL:
+            self.phase, self.deadline = Phase.WORKING, when + self.limits.work
 
     def _handle(self, messages: list[bytes], on_note: Callable[[Worker, Any], None]) -> None:
         now = time.monotonic()
         limits = self.limits
         for data in messages:
-            tag = data[:1]
-            if tag == b"C":
-                self.record, self.calls = data, self.calls + 1
-                self.phase, self.deadline = Phase.CALL, now + limits.call
-                continue
-            if tag == b"R":
-                self.phase, self.deadline = Phase.WORKING, now + limits.work
-                continue
-            event = pickle.loads(data[1:])
+            # The calls before the event count, and the worker is out of any call.
+            self._calls_to(int.from_bytes(data[:8], "little"))
+            event = pickle.loads(data[8:])
             if isinstance(event, Loading):
                 self.phase, self.deadline = Phase.LOADING, now + limits.load
             elif isinstance(event, Note):
@@ -232,7 +245,7 @@ def follow(
     Raises:
         KeyboardInterrupt: a stop was requested (:func:`~dpslice.isolation.request_stop`).
     """
-    received = False
+    next_tick = time.monotonic() + _TICK
     while True:
         if stop_requested() is not None:
             raise KeyboardInterrupt
@@ -243,37 +256,31 @@ def follow(
         wake = min(until, *(min(w.deadline, w.job_deadline) for w in busy))
         watched: list[Any] = [worker.conn for worker in busy]
         watched += [worker.pidfd for worker in busy if worker.pidfd is not None]
-        timeout = min(wake - now, _TICK if tick is not None else 1.0, 1.0)
-        ready = set(wait(watched, timeout=max(0.0, timeout)))
+        ready = set(wait(watched, timeout=max(0.0, min(wake - now, _LOOK))))
         ended = []
         for worker in busy:
-            now = time.monotonic()
-            quiet = worker.conn not in ready and worker.pidfd not in ready
-            # Without a pidfd, only polling tells a worker that ended without a word.
-            unseen_end = worker.pidfd is None and worker.exited()
-            if quiet and now < min(worker.deadline, worker.job_deadline) and not unseen_end:
-                continue
-            messages = worker.drain()
-            if messages:
-                received = True
-                worker._handle(messages, on_note)
-            elif messages is None or worker.exited():
-                worker._stop_as(How.ENDED, ending=worker.ending())
+            if worker.conn in ready or worker.pidfd in ready:
+                messages = worker.drain()
+                if messages:
+                    worker._handle(messages, on_note)
             else:
-                # What arrived while this process was busy counts: a call whose
-                # return is already in the pipe did not hang (drained just now).
+                messages = []
+            worker._look()
+            now = time.monotonic()
+            if not worker.busy:
+                pass
+            elif messages is None or (worker.pidfd is None and worker.exited()):
+                # A worker that ended without a word: without a pidfd, only polling tells.
+                worker._stop_as(How.ENDED, ending=worker.ending())
+            elif now >= min(worker.deadline, worker.job_deadline):
                 worker._late(now)
             if not worker.busy:
                 ended.append(worker)
-        if tick is not None:
+        if tick is not None and time.monotonic() >= next_tick:
             tick()
+            next_tick = time.monotonic() + _TICK
         if ended:
             return ended
-        if received:
-            # Let records pile up a moment: one wake-up per batch, not per call, so
-            # this process takes little of the CPU the workers check with.
-            time.sleep(_BATCH_S)
-            received = False
 
 
 class Workers:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import faulthandler
 import importlib
+import mmap
 import os
 import pickle
 import signal
+import struct
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -23,17 +26,30 @@ from typing import Any, NoReturn
 from dpslice.isolation import become_subreaper, die_with_parent
 from dpslice.runner.protocol import Broke, Done, Job, Loading, Note
 
-__all__ = ["Channel", "function", "main"]
+__all__ = ["BOARD", "Channel", "function", "main"]
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
+#: The call board's header: the call sequence (odd while a call is in flight), the
+#: ``time.monotonic()`` it last changed at, and the length of the call's record,
+#: which follows the header.
+BOARD = struct.Struct("<QdQ")
+#: The call board's first size; a larger record grows it.
+_BOARD_BYTES = 1 << 16
+
 
 class Channel:
-    """The pipe to the supervisor; a write that fails means the supervisor is gone: leave."""
+    """What the worker tells the supervisor: events on a pipe (a write that fails means
+    the supervisor is gone: leave), and the calls of the target on the call board, a
+    file both map, which the supervisor reads when it looks (no write per call)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, board: int) -> None:
         self.conn = Connection(fd, readable=False)
         self._modules: dict[str, ModuleType] = {}
+        self._board_fd = board
+        os.ftruncate(board, _BOARD_BYTES)
+        self._board = mmap.mmap(board, _BOARD_BYTES)
+        self._sequence = 0
 
     def keep_modules(self) -> None:
         """Remember dpslice's modules, which the records' classes live in: a target that
@@ -58,7 +74,8 @@ class Channel:
             os._exit(1)
 
     def event(self, event: Loading | Note | Done | Broke) -> None:
-        self._send(b"E" + self._dumps(event))
+        """Send ``event``, with the call sequence it follows."""
+        self._send(self._sequence.to_bytes(8, "little") + self._dumps(event))
 
     def loading(self, spec: str) -> None:
         """The target's import starts now: the import timeout runs."""
@@ -71,11 +88,19 @@ class Channel:
     def calling(self, record: object) -> None:
         """A call of the target starts: the call timeout runs; ``record`` is what the
         supervisor shows should the call never come back."""
-        self._send(b"C" + self._dumps(record))
+        data = self._dumps(record)
+        end = BOARD.size + len(data)
+        if end > len(self._board):
+            os.ftruncate(self._board_fd, 2 * end)
+            self._board = mmap.mmap(self._board_fd, 2 * end)
+        self._board[BOARD.size : end] = data  # before the header that announces it
+        self._sequence += 1
+        BOARD.pack_into(self._board, 0, self._sequence, time.monotonic(), len(data))
 
     def returned(self) -> None:
         """The call came back (with a value or an exception): its clock stops."""
-        self._send(b"R")
+        self._sequence += 1
+        BOARD.pack_into(self._board, 0, self._sequence, time.monotonic(), 0)
 
 
 def function(path: str) -> Callable[..., Any]:
@@ -85,16 +110,18 @@ def function(path: str) -> Callable[..., Any]:
 
 
 def main(argv: Sequence[str], broke: str | None = None) -> NoReturn:
-    """``argv``: the event pipe's fd and the parent's pid; ``broke``: the traceback of
+    """``argv``: the event pipe's fd, the call board's fd and the parent's pid;
+    ``broke``: the traceback of
     the fork server's warm-up, which failed, to report instead of taking jobs."""
-    fd, parent_pid = int(argv[0]), int(argv[1])
+    fd, board, parent_pid = (int(arg) for arg in argv)
     die_with_parent(parent_pid)
     become_subreaper()  # what the target detaches stays below, for the parent to kill
     # The parent blocks these while it starts a worker; the target gets them as usual.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    os.set_inheritable(fd, False)  # a subprocess of the target must not hold the pipe open
+    for own in (fd, board):  # a subprocess of the target must not hold them open
+        os.set_inheritable(own, False)
     faulthandler.enable()  # a crash in native code prints the Python stack to stderr
-    channel = Channel(fd)
+    channel = Channel(fd, board)
     # Jobs come on what was stdin; the target's stdin is /dev/null, so that
     # nothing it reads (input(), a subprocess) takes the next job's bytes.
     jobs = os.fdopen(os.dup(0), "rb")
