@@ -20,13 +20,11 @@ from dpslice._numpy_notice import torch
 from dpslice.sync._core import (
     SyncEvent,
     SyncGuard,
+    ThreadWatches,
     active_guards,
-    innermost_guard,
     op_name,
-    sync_allowed,
     user_site,
 )
-from dpslice.sync._modes import ThreadWatches
 
 __all__ = ["CpuSyncGuard", "DeviceResidentSet", "aten_sync_reason", "function_sync_reason"]
 
@@ -211,14 +209,6 @@ def _tensors_in(tree: object) -> list[torch.Tensor]:
     return found
 
 
-def _reporter() -> CpuSyncGuard | None:
-    """The CPU-mode guard a sync seen now belongs to: innermost here, and not allowed."""
-    guard = innermost_guard()
-    if isinstance(guard, CpuSyncGuard) and not sync_allowed():
-        return guard
-    return None
-
-
 def _trackers() -> list[DeviceResidentSet]:
     """The provenance sets of the CPU-mode guards active in this context."""
     return [
@@ -250,7 +240,7 @@ class _FunctionWatch(TorchFunctionMode):
         self.current, self.reported = name, False
         try:
             why = function_sync_reason(name, func, args, kwargs)
-            guard = _reporter() if why is not None else None
+            guard = CpuSyncGuard.owner() if why is not None else None
             # Every call named in the table is a method: its data is args[0].
             whole = name in _READ_BACK_FUNCTIONS
             if guard is not None and guard.reads_device(args[:1], read_back=whole):
@@ -292,7 +282,7 @@ class _DispatchWatch(TorchDispatchMode):  # type: ignore[no-untyped-call]
         why = aten_sync_reason(func, args, kwargs)
         # One user call that the function watch already reported is one sync.
         if (why is not None or func is _aten.copy_.default) and not self.functions.reported:
-            guard = _reporter()
+            guard = CpuSyncGuard.owner()
             if guard is None:
                 why = None
             elif why is not None:

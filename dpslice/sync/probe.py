@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 from dpslice._numpy_notice import torch
 from dpslice.errors import SyncModeUnavailableError
 from dpslice.sync._core import (
+    TORCH_DIR,
     SyncEvent,
     SyncGuard,
     allow_sync,
@@ -28,7 +29,6 @@ from dpslice.sync._core import (
     is_machinery,
     op_name,
     sync_allowed,
-    torch_dir,
     user_site,
 )
 
@@ -80,7 +80,7 @@ def _api_name(frame: FrameType, builtin: object) -> str:
     api = None
     current: FrameType | None = frame
     while current is not None and is_internal(current.f_code.co_filename):
-        if current.f_code.co_filename.startswith(torch_dir()):
+        if current.f_code.co_filename.startswith(TORCH_DIR):
             api = current
         current = current.f_back
     if api is None:
@@ -189,7 +189,7 @@ class StreamProbeGuard(SyncGuard):
         try:
             if not self._stream.query():
                 return
-            if self.owns_reports:
+            if StreamProbeGuard.owner() is self:
                 self.report(SyncEvent(op, *where, "probe", _WHY))
             self._drains_at = 0.0
             self._enqueue()
