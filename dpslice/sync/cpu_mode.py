@@ -9,9 +9,9 @@ names the user-level call.  docs/sync.md says what is flagged and missed, how
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from typing import Any
+from weakref import WeakValueDictionary
 
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -131,10 +131,10 @@ class DeviceResidentSet:
     """
 
     def __init__(self, tensors: Iterable[torch.Tensor] = ()) -> None:
-        # By id, dropped by the weakref's callback (weakref.WeakSet compares with ==).
-        self._tensors: dict[int, weakref.ref[torch.Tensor]] = {}
+        # By id (a weakref.WeakSet would compare tensors with ==).
+        self._tensors: WeakValueDictionary[int, torch.Tensor] = WeakValueDictionary()
         # By memory address, a member living there (torch 2.1 crashes on weak storages).
-        self._storages: dict[int, weakref.ref[torch.Tensor]] = {}
+        self._storages: WeakValueDictionary[int, torch.Tensor] = WeakValueDictionary()
         for tensor in tensors:
             self.add(tensor)
 
@@ -145,10 +145,11 @@ class DeviceResidentSet:
                 f"device_resident holds tensors that stand in for device memory; got "
                 f"{type(tensor).__name__}: pass torch.Tensor objects (leave out a None)"
             )
-        _remember(self._tensors, id(tensor), tensor)
+        # setdefault keeps a live member at the key and replaces a dead one.
+        self._tensors.setdefault(id(tensor), tensor)
         address = _memory(tensor)
         if address is not None:
-            _remember(self._storages, address, tensor)
+            self._storages.setdefault(address, tensor)
 
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, torch.Tensor):
@@ -156,9 +157,7 @@ class DeviceResidentSet:
         if id(item) in self._tensors:
             return True
         address = _memory(item)
-        if address is None or address not in self._storages:
-            return False
-        return self._storages[address]() is not None
+        return address is not None and address in self._storages
 
     def any_of(self, tensors: Iterable[torch.Tensor]) -> bool:
         """Whether any of ``tensors`` is device-resident."""
@@ -166,18 +165,6 @@ class DeviceResidentSet:
 
     def __repr__(self) -> str:
         return f"<DeviceResidentSet of {len(self._tensors)} live tensors>"
-
-
-def _remember(table: dict[int, weakref.ref[torch.Tensor]], key: int, tensor: torch.Tensor) -> None:
-    known = table.get(key)
-    if known is not None and known() is not None:
-        return
-
-    def forget(dead: weakref.ref[torch.Tensor]) -> None:
-        if table.get(key) is dead:
-            table.pop(key, None)
-
-    table[key] = weakref.ref(tensor, forget)
 
 
 def _memory(tensor: torch.Tensor) -> int | None:
