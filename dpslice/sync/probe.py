@@ -8,8 +8,8 @@ only knows afterwards.  docs/sync.md gives its limits (warm code up first).
 
 from __future__ import annotations
 
+import functools
 import sys
-import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -43,15 +43,10 @@ _WHY = "the stream went idle during this call: the host waited for queued GPU wo
 _sleep: Callable[[int], None] = torch.cuda._sleep
 _Event: Callable[..., Any] = torch.cuda.Event
 
-_rates: dict[int, float] = {}
-_rates_lock = threading.Lock()
 
-
+@functools.cache  # once per device
 def cycles_per_ms(device_index: int) -> float:
     """GPU clock cycles per millisecond of ``torch.cuda._sleep``: the fastest of three runs."""
-    with _rates_lock:
-        if device_index in _rates:
-            return _rates[device_index]
     best = 0.0
     with allow_sync(), torch.cuda.device(device_index):
         _sleep(1000)  # loads the kernel outside the timed runs
@@ -63,8 +58,6 @@ def cycles_per_ms(device_index: int) -> float:
             end.record()
             end.synchronize()
             best = max(best, _CALIBRATION_CYCLES / start.elapsed_time(end))
-    with _rates_lock:
-        _rates[device_index] = best
     return best
 
 
