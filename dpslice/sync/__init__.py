@@ -39,9 +39,7 @@ for _public in (DeviceResidentSet, SyncEvent, SyncGuard):
     _public.__module__ = __name__
 
 _GUARDS: dict[str, type[SyncGuard]] = {
-    "cuda": CudaSyncGuard,
-    "probe": StreamProbeGuard,
-    "cpu": CpuSyncGuard,
+    guard.mode: guard for guard in (CudaSyncGuard, StreamProbeGuard, CpuSyncGuard)
 }
 
 

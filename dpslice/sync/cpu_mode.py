@@ -296,12 +296,7 @@ class _DispatchWatch(TorchDispatchMode):  # type: ignore[no-untyped-call]
         return result
 
 
-def _make_watches() -> tuple[_FunctionWatch, _DispatchWatch]:
-    functions = _FunctionWatch()
-    return functions, _DispatchWatch(functions)
-
-
-_WATCHES = ThreadWatches(_make_watches)
+_WATCHES = ThreadWatches(lambda: (functions := _FunctionWatch(), _DispatchWatch(functions)))
 
 
 class CpuSyncGuard(SyncGuard):

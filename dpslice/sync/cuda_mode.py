@@ -91,9 +91,6 @@ def _on_allow(delta: int) -> None:
 ALLOW_LISTENERS.append(_on_allow)
 
 
-# -- hooks for what the debug mode misses ------------------------------------
-
-
 def _install_hooks() -> None:
     """Wrap the waits the debug mode misses; ``_STATE.hooks`` keeps what to put back."""
     targets: list[tuple[Any, str, str, str]] = [
