@@ -294,18 +294,14 @@ class SyncGuard:
         raise error
 
 
-# -- torch modes shared by every guard of one mode in one thread --------------
-#
-# Torch keeps its mode stacks per thread, last in, first out, while guards are
-# per context (two asyncio tasks interleave in one thread).  So each thread
-# holds one set of watches per guard mode, pushed by the first guard armed there
-# and removed by the last; on every call they ask the context's guard stack
-# which guard, if any, the call belongs to (docs/sync.md, "Nesting, threads,
-# asyncio tasks").
-
-
 class ThreadWatches(threading.local):
     """One set of torch modes per thread, shared by the guards armed in it.
+
+    Torch keeps its mode stacks per thread, last in, first out, while guards are
+    per context (two asyncio tasks interleave in one thread): the first guard
+    armed in a thread pushes the modes, the last removes them, and on every call
+    they ask the context's guard stack which guard, if any, the call belongs to
+    (docs/sync.md, "Nesting, threads, asyncio tasks").
 
     Args:
         make: builds the modes, outermost first, once per thread.

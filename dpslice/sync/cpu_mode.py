@@ -302,12 +302,7 @@ _WATCHES = ThreadWatches(lambda: (functions := _FunctionWatch(), _DispatchWatch(
 class CpuSyncGuard(SyncGuard):
     """Flags operations that would sync on CUDA, on any device, without a GPU.
 
-    Args:
-        record: record every sync instead of raising at the first.
-        device_resident, read_back: as for :func:`dpslice.sync.no_sync`.
-
-    Raises:
-        TypeError: ``device_resident`` holds something other than tensors.
+    Arguments and errors are :func:`dpslice.sync.no_sync`'s.
     """
 
     mode = "cpu"
