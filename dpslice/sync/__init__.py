@@ -4,21 +4,8 @@ Three modes behind one interface (context manager, decorator, and the pytest
 fixture and marker of :mod:`dpslice.pytest_plugin`): ``"cuda"`` (torch's sync
 debug mode plus hooks; needs a GPU), ``"probe"`` (ground truth from the stream's
 state; needs a GPU) and ``"cpu"`` (torch modes that see, on any device, the
-operations that would sync on CUDA).  ``"auto"`` is CUDA mode where a CUDA device
-exists, else CPU-only mode.  Importing this package never initialises CUDA.
-docs/sync.md has the details.
-
-Example::
-
-    from dpslice.sync import allow_sync, find_syncs, no_sync
-
-    with no_sync():                 # raises ImplicitSyncError at the first sync
-        rows = buffer[start:stop]   # ints: fine; 0-dim tensors: op + file:line reported
-        with allow_sync():
-            print(rows)             # intended
-
-    events = find_syncs(lambda: my_slice(...), mode="cpu",   # record, don't raise
-                        device_resident=(gpu_counts, buffer))  # only these count
+operations that would sync on CUDA).  Importing this package never initialises
+CUDA.  docs/sync.md has the details and examples.
 """
 
 from __future__ import annotations
@@ -52,9 +39,7 @@ for _public in (DeviceResidentSet, SyncEvent, SyncGuard):
     _public.__module__ = __name__
 
 _GUARDS: dict[str, type[SyncGuard]] = {
-    "cuda": CudaSyncGuard,
-    "probe": StreamProbeGuard,
-    "cpu": CpuSyncGuard,
+    guard.mode: guard for guard in (CudaSyncGuard, StreamProbeGuard, CpuSyncGuard)
 }
 
 
@@ -65,8 +50,6 @@ def resolve_mode(mode: str = "auto") -> str:
         ValueError: ``mode`` is not one of ``"auto"``, ``"cuda"``, ``"probe"``, ``"cpu"``.
     """
     if mode == "auto":
-        from dpslice._numpy_notice import torch
-
         return "cuda" if torch.cuda.is_available() else "cpu"
     if mode not in _GUARDS:
         raise ValueError(f"mode={mode!r}; choose one of 'auto', 'cuda', 'probe', 'cpu'")
@@ -106,9 +89,7 @@ def no_sync(
     """
     resolved = resolve_mode(mode)
     if resolved == "cpu":
-        return CpuSyncGuard(
-            record=record, device_resident=device_resident, read_back=read_back, **options
-        )
+        options.update(device_resident=device_resident, read_back=read_back)
     return _GUARDS[resolved](record=record, **options)
 
 

@@ -1,4 +1,4 @@
-"""What every sync guard shares: the event, ``allow_sync`` and the user's line.
+"""What every sync guard shares: the event, ``allow_sync``, the user's line, and torch modes.
 
 Guards nest; in one context the innermost active guard owns what is seen, and
 syncs inside :func:`allow_sync` are reported by nobody.
@@ -6,19 +6,24 @@ syncs inside :func:`allow_sync` are reported by nobody.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import linecache
 import os
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, ClassVar, Literal, TypeVar
 
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from dpslice._numpy_notice import torch
 from dpslice.errors import ImplicitSyncError, SyncError
 
 #: ``"auto"`` picks ``"cuda"`` where a CUDA device exists, else ``"cpu"``.
@@ -28,8 +33,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _G = TypeVar("_G", bound="SyncGuard")
 
 # The guard machinery is this package, every file of it; a reported line is
-# never one of these.  (Code that merely uses the guards lives elsewhere.)
+# never one of these, nor one of torch's.  (Code that merely uses the guards
+# lives elsewhere.)
 _HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,6 @@ def active_guards() -> tuple[SyncGuard, ...]:
 
 
 def innermost_guard() -> SyncGuard | None:
-    """The innermost guard active in this context, or ``None``."""
     guards = _GUARDS.get()
     return guards[-1] if guards else None
 
@@ -111,17 +117,8 @@ def is_machinery(filename: str) -> bool:
     return filename.startswith(_HERE)
 
 
-@functools.cache
-def torch_dir() -> str:
-    from dpslice._numpy_notice import torch
-
-    return os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
-
-
 def is_internal(filename: str) -> bool:
-    return (
-        is_machinery(filename) or filename.startswith(torch_dir()) or filename.startswith("<frozen")
-    )
+    return is_machinery(filename) or filename.startswith((TORCH_DIR, "<frozen"))
 
 
 def user_site(frame: FrameType | None = None) -> tuple[str, int]:
@@ -182,16 +179,12 @@ class SyncGuard:
         # the block from one the block caught and swallowed.
         self._raised: list[ImplicitSyncError] = []
 
-    # -- subclass hooks ------------------------------------------------------
-
     def _arm(self) -> None:
         raise NotImplementedError
 
     def _disarm(self, error: BaseException | None) -> SyncEvent | None:
         """Undo :meth:`_arm`; return an event if ``error`` is a sync that escaped every op."""
         raise NotImplementedError
-
-    # -- protocol ------------------------------------------------------------
 
     def __enter__(self: _G) -> _G:
         if self._token is not None:
@@ -278,17 +271,15 @@ class SyncGuard:
         return guarded  # type: ignore[return-value]
 
     def _fresh(self: _G) -> _G:
-        clone = type(self).__new__(type(self))
-        clone.__dict__.update(self.__dict__)
-        clone.events = []
-        clone._raised = []
+        clone = copy.copy(self)  # __enter__ gives it events of its own
         clone._token = None
         return clone
 
-    @property
-    def owns_reports(self) -> bool:
-        """Whether a sync seen now is this guard's: innermost here and not allowed."""
-        return innermost_guard() is self and not sync_allowed()
+    @classmethod
+    def owner(cls: type[_G]) -> _G | None:
+        """The guard of this type that a sync seen now belongs to: innermost, not allowed."""
+        guard = innermost_guard()
+        return guard if isinstance(guard, cls) and not sync_allowed() else None
 
     def report(self, event: SyncEvent, *, cause: BaseException | None = None) -> None:
         """Record ``event``; raise :class:`ImplicitSyncError` now unless recording or deferring."""
@@ -301,3 +292,78 @@ class SyncGuard:
         if cause is not None:
             raise error from cause
         raise error
+
+
+class ThreadWatches(threading.local):
+    """One set of torch modes per thread, shared by the guards armed in it.
+
+    Torch keeps its mode stacks per thread, last in, first out, while guards are
+    per context (two asyncio tasks interleave in one thread): the first guard
+    armed in a thread pushes the modes, the last removes them, and on every call
+    they ask the context's guard stack which guard, if any, the call belongs to
+    (docs/sync.md, "Nesting, threads, asyncio tasks").
+
+    Args:
+        make: builds the modes, outermost first, once per thread.
+    """
+
+    def __init__(self, make: Callable[[], Sequence[Any]]) -> None:
+        # threading.local calls this again, with the same ``make``, in every thread.
+        self._make = make
+        self._modes: tuple[Any, ...] = ()
+        self._users = 0
+
+    def acquire(self) -> None:
+        """Install the modes in this thread if no guard here has yet; count one more user."""
+        if not self._users:
+            modes = tuple(self._make())
+            entered: list[Any] = []
+            try:
+                for mode in modes:
+                    mode.__enter__()
+                    entered.append(mode)
+            except BaseException:
+                for mode in reversed(entered):
+                    _remove(mode)
+                raise
+            self._modes = modes
+        self._users += 1
+
+    def release(self) -> None:
+        """Count one user less; the last one out removes the modes from this thread."""
+        if not self._users:
+            return
+        self._users -= 1
+        if not self._users:
+            modes, self._modes = self._modes, ()
+            for mode in reversed(modes):
+                _remove(mode)
+
+
+def _remove(mode: Any) -> None:
+    """Take ``mode`` off this thread's stack, wherever it is on it.
+
+    Below another task's mode, it is taken out from under it (torch's own
+    ``__exit__`` would pop the other mode instead).
+    """
+    if isinstance(mode, TorchDispatchMode):
+        length: Callable[[], int] = torch._C._len_torch_dispatch_stack
+        at: Callable[[int], Any] = torch._C._get_dispatch_stack_at
+        pop: Callable[[], Any] = torch._C._pop_torch_dispatch_stack
+        push: Callable[[Any], None] = torch._C._push_on_torch_dispatch_stack
+    else:
+        length = torch._C._len_torch_function_stack
+        at = torch._C._get_function_stack_at
+        pop = torch._C._pop_torch_function_stack
+        push = torch._C._push_on_torch_function_stack
+    size = length()
+    if size and at(size - 1) is mode:
+        mode.__exit__(None, None, None)
+        return
+    if not any(at(index) is mode for index in range(size)):
+        return  # already gone
+    above = []
+    while (top := pop()) is not mode:
+        above.append(top)
+    for other in reversed(above):
+        push(other)

@@ -9,9 +9,9 @@ names the user-level call.  docs/sync.md says what is flagged and missed, how
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from typing import Any
+from weakref import WeakValueDictionary
 
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -20,13 +20,11 @@ from dpslice._numpy_notice import torch
 from dpslice.sync._core import (
     SyncEvent,
     SyncGuard,
+    ThreadWatches,
     active_guards,
-    innermost_guard,
     op_name,
-    sync_allowed,
     user_site,
 )
-from dpslice.sync._modes import ThreadWatches
 
 __all__ = ["CpuSyncGuard", "DeviceResidentSet", "aten_sync_reason", "function_sync_reason"]
 
@@ -133,10 +131,10 @@ class DeviceResidentSet:
     """
 
     def __init__(self, tensors: Iterable[torch.Tensor] = ()) -> None:
-        # By id, dropped by the weakref's callback (weakref.WeakSet compares with ==).
-        self._tensors: dict[int, weakref.ref[torch.Tensor]] = {}
+        # By id (a weakref.WeakSet would compare tensors with ==).
+        self._tensors: WeakValueDictionary[int, torch.Tensor] = WeakValueDictionary()
         # By memory address, a member living there (torch 2.1 crashes on weak storages).
-        self._storages: dict[int, weakref.ref[torch.Tensor]] = {}
+        self._storages: WeakValueDictionary[int, torch.Tensor] = WeakValueDictionary()
         for tensor in tensors:
             self.add(tensor)
 
@@ -147,10 +145,11 @@ class DeviceResidentSet:
                 f"device_resident holds tensors that stand in for device memory; got "
                 f"{type(tensor).__name__}: pass torch.Tensor objects (leave out a None)"
             )
-        _remember(self._tensors, id(tensor), tensor)
+        # setdefault keeps a live member at the key and replaces a dead one.
+        self._tensors.setdefault(id(tensor), tensor)
         address = _memory(tensor)
         if address is not None:
-            _remember(self._storages, address, tensor)
+            self._storages.setdefault(address, tensor)
 
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, torch.Tensor):
@@ -158,9 +157,7 @@ class DeviceResidentSet:
         if id(item) in self._tensors:
             return True
         address = _memory(item)
-        if address is None or address not in self._storages:
-            return False
-        return self._storages[address]() is not None
+        return address is not None and address in self._storages
 
     def any_of(self, tensors: Iterable[torch.Tensor]) -> bool:
         """Whether any of ``tensors`` is device-resident."""
@@ -168,18 +165,6 @@ class DeviceResidentSet:
 
     def __repr__(self) -> str:
         return f"<DeviceResidentSet of {len(self._tensors)} live tensors>"
-
-
-def _remember(table: dict[int, weakref.ref[torch.Tensor]], key: int, tensor: torch.Tensor) -> None:
-    known = table.get(key)
-    if known is not None and known() is not None:
-        return
-
-    def forget(dead: weakref.ref[torch.Tensor]) -> None:
-        if table.get(key) is dead:
-            table.pop(key, None)
-
-    table[key] = weakref.ref(tensor, forget)
 
 
 def _memory(tensor: torch.Tensor) -> int | None:
@@ -209,14 +194,6 @@ def _tensors_in(tree: object) -> list[torch.Tensor]:
         elif isinstance(item, dict):
             pending.extend(item.values())
     return found
-
-
-def _reporter() -> CpuSyncGuard | None:
-    """The CPU-mode guard a sync seen now belongs to: innermost here, and not allowed."""
-    guard = innermost_guard()
-    if isinstance(guard, CpuSyncGuard) and not sync_allowed():
-        return guard
-    return None
 
 
 def _trackers() -> list[DeviceResidentSet]:
@@ -250,7 +227,7 @@ class _FunctionWatch(TorchFunctionMode):
         self.current, self.reported = name, False
         try:
             why = function_sync_reason(name, func, args, kwargs)
-            guard = _reporter() if why is not None else None
+            guard = CpuSyncGuard.owner() if why is not None else None
             # Every call named in the table is a method: its data is args[0].
             whole = name in _READ_BACK_FUNCTIONS
             if guard is not None and guard.reads_device(args[:1], read_back=whole):
@@ -292,7 +269,7 @@ class _DispatchWatch(TorchDispatchMode):  # type: ignore[no-untyped-call]
         why = aten_sync_reason(func, args, kwargs)
         # One user call that the function watch already reported is one sync.
         if (why is not None or func is _aten.copy_.default) and not self.functions.reported:
-            guard = _reporter()
+            guard = CpuSyncGuard.owner()
             if guard is None:
                 why = None
             elif why is not None:
@@ -319,23 +296,13 @@ class _DispatchWatch(TorchDispatchMode):  # type: ignore[no-untyped-call]
         return result
 
 
-def _make_watches() -> tuple[_FunctionWatch, _DispatchWatch]:
-    functions = _FunctionWatch()
-    return functions, _DispatchWatch(functions)
-
-
-_WATCHES = ThreadWatches(_make_watches)
+_WATCHES = ThreadWatches(lambda: (functions := _FunctionWatch(), _DispatchWatch(functions)))
 
 
 class CpuSyncGuard(SyncGuard):
     """Flags operations that would sync on CUDA, on any device, without a GPU.
 
-    Args:
-        record: record every sync instead of raising at the first.
-        device_resident, read_back: as for :func:`dpslice.sync.no_sync`.
-
-    Raises:
-        TypeError: ``device_resident`` holds something other than tensors.
+    Arguments and errors are :func:`dpslice.sync.no_sync`'s.
     """
 
     mode = "cpu"

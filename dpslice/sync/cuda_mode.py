@@ -22,14 +22,15 @@ from dpslice.sync._core import (
     ALLOW_LISTENERS,
     SyncEvent,
     SyncGuard,
+    ThreadWatches,
     active_guards,
     allow_sync,
     innermost_guard,
     op_name,
+    sync_allowed,
     traceback_site,
     user_site,
 )
-from dpslice.sync._modes import ThreadWatches
 
 __all__ = ["DEBUG_MODE_ERROR_TEXT", "CudaSyncGuard", "pageable_copy_reason"]
 
@@ -80,26 +81,6 @@ def _apply() -> None:
         _STATE.current = wanted
 
 
-def _arm_process() -> None:
-    with _LOCK:
-        if _STATE.guards == 0:
-            _STATE.previous = _switch.get()
-            _STATE.current = _STATE.previous
-            _install_hooks()
-        _STATE.guards += 1
-        _apply()
-
-
-def _disarm_process() -> None:
-    with _LOCK:
-        _STATE.guards -= 1
-        if _STATE.guards > 0:
-            return
-        _uninstall_hooks()
-        _switch.set(_STATE.previous)
-        _STATE.current = None
-
-
 def _on_allow(delta: int) -> None:
     with _LOCK:
         _STATE.allow_scopes += delta
@@ -110,12 +91,9 @@ def _on_allow(delta: int) -> None:
 ALLOW_LISTENERS.append(_on_allow)
 
 
-# -- hooks for what the debug mode misses ------------------------------------
-
-
-def _hook_targets() -> list[tuple[Any, str, str, str]]:
-    """``(owner, attribute, op name, why)`` for each call to wrap while armed."""
-    targets = [
+def _install_hooks() -> None:
+    """Wrap the waits the debug mode misses; ``_STATE.hooks`` keeps what to put back."""
+    targets: list[tuple[Any, str, str, str]] = [
         (torch.cuda, "synchronize", "torch.cuda.synchronize", "waits for all the device's work"),
         (torch.cuda.Event, "synchronize", "torch.cuda.Event.synchronize", "waits for the event"),
         (torch.cuda.Stream, "synchronize", "torch.cuda.Stream.synchronize", "waits for the stream"),
@@ -125,30 +103,7 @@ def _hook_targets() -> list[tuple[Any, str, str, str]]:
         targets.append(
             (accelerator, "synchronize", "torch.accelerator.synchronize", "waits for the device")
         )
-    return targets
-
-
-def _make_hook(original: Any, op: str, why: str) -> Any:
-    @functools.wraps(original)
-    def hook(*args: Any, **kwargs: Any) -> Any:
-        __tracebackhide__ = True
-        guard = innermost_guard()
-        if isinstance(guard, CudaSyncGuard) and not guard.extra_hooks:
-            return original(*args, **kwargs)  # measuring the debug mode alone
-        if isinstance(guard, CudaSyncGuard) and guard.owns_reports:
-            guard.report(SyncEvent(op, *user_site(), "cuda", why))
-        if any(isinstance(active, CudaSyncGuard) for active in active_guards()):
-            # Reported above (or not this guard's to report): the debug mode,
-            # which also watches stream syncs, must not stop it a second time.
-            with allow_sync():
-                return original(*args, **kwargs)
-        return original(*args, **kwargs)
-
-    return hook
-
-
-def _install_hooks() -> None:
-    for owner, attribute, op, why in _hook_targets():
+    for owner, attribute, op, why in targets:
         # From the class's own dict, so restoring puts back exactly what was there.
         namespace = vars(owner) if isinstance(owner, type) else None
         original = namespace.get(attribute) if namespace is not None else getattr(owner, attribute)
@@ -158,10 +113,23 @@ def _install_hooks() -> None:
         setattr(owner, attribute, _make_hook(original, op, why))
 
 
-def _uninstall_hooks() -> None:
-    while _STATE.hooks:
-        owner, attribute, original = _STATE.hooks.pop()
-        setattr(owner, attribute, original)
+def _make_hook(original: Any, op: str, why: str) -> Any:
+    @functools.wraps(original)
+    def hook(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        guard = innermost_guard()
+        if isinstance(guard, CudaSyncGuard) and not guard.extra_hooks:
+            return original(*args, **kwargs)  # measuring the debug mode alone
+        if isinstance(guard, CudaSyncGuard) and not sync_allowed():
+            guard.report(SyncEvent(op, *user_site(), "cuda", why))
+        if any(isinstance(active, CudaSyncGuard) for active in active_guards()):
+            # Reported above (or not this guard's to report): the debug mode,
+            # which also watches stream syncs, must not stop it a second time.
+            with allow_sync():
+                return original(*args, **kwargs)
+        return original(*args, **kwargs)
+
+    return hook
 
 
 def _non_blocking(args: tuple[Any, ...], kwargs: dict[str, Any], position: int) -> bool:
@@ -210,8 +178,7 @@ class _CudaWatch(TorchFunctionMode):
     ) -> Any:
         __tracebackhide__ = True
         kwargs = kwargs or {}
-        guard = innermost_guard()
-        owner = guard if isinstance(guard, CudaSyncGuard) and guard.owns_reports else None
+        owner = CudaSyncGuard.owner()
         if owner is not None and owner.extra_hooks:
             why = pageable_copy_reason(func, args, kwargs)
             if why is not None:
@@ -255,12 +222,25 @@ class CudaSyncGuard(SyncGuard):
                 "CUDA mode needs a CUDA device and none is available here; use mode='cpu' "
                 "(CPU-only mode) or mode='auto', which picks it without a GPU"
             )
-        _arm_process()
+        with _LOCK:
+            if _STATE.guards == 0:
+                _STATE.previous = _switch.get()
+                _STATE.current = _STATE.previous
+                _install_hooks()
+            _STATE.guards += 1
+            _apply()
         _WATCHES.acquire()
 
     def _disarm(self, error: BaseException | None) -> SyncEvent | None:
         _WATCHES.release()
-        _disarm_process()
+        with _LOCK:
+            _STATE.guards -= 1
+            if _STATE.guards <= 0:
+                while _STATE.hooks:
+                    owner, attribute, original = _STATE.hooks.pop()
+                    setattr(owner, attribute, original)
+                _switch.set(_STATE.previous)
+                _STATE.current = None
         if isinstance(error, RuntimeError) and DEBUG_MODE_ERROR_TEXT in str(error):
             # Fired outside any torch call the watch could name (a C++ extension, say).
             where = traceback_site(error.__traceback__)

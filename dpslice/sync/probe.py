@@ -8,8 +8,8 @@ only knows afterwards.  docs/sync.md gives its limits (warm code up first).
 
 from __future__ import annotations
 
+import functools
 import sys
-import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 from dpslice._numpy_notice import torch
 from dpslice.errors import SyncModeUnavailableError
 from dpslice.sync._core import (
+    TORCH_DIR,
     SyncEvent,
     SyncGuard,
     allow_sync,
@@ -28,7 +29,6 @@ from dpslice.sync._core import (
     is_machinery,
     op_name,
     sync_allowed,
-    torch_dir,
     user_site,
 )
 
@@ -43,15 +43,10 @@ _WHY = "the stream went idle during this call: the host waited for queued GPU wo
 _sleep: Callable[[int], None] = torch.cuda._sleep
 _Event: Callable[..., Any] = torch.cuda.Event
 
-_rates: dict[int, float] = {}
-_rates_lock = threading.Lock()
 
-
+@functools.cache  # once per device
 def cycles_per_ms(device_index: int) -> float:
     """GPU clock cycles per millisecond of ``torch.cuda._sleep``: the fastest of three runs."""
-    with _rates_lock:
-        if device_index in _rates:
-            return _rates[device_index]
     best = 0.0
     with allow_sync(), torch.cuda.device(device_index):
         _sleep(1000)  # loads the kernel outside the timed runs
@@ -63,8 +58,6 @@ def cycles_per_ms(device_index: int) -> float:
             end.record()
             end.synchronize()
             best = max(best, _CALIBRATION_CYCLES / start.elapsed_time(end))
-    with _rates_lock:
-        _rates[device_index] = best
     return best
 
 
@@ -80,7 +73,7 @@ def _api_name(frame: FrameType, builtin: object) -> str:
     api = None
     current: FrameType | None = frame
     while current is not None and is_internal(current.f_code.co_filename):
-        if current.f_code.co_filename.startswith(torch_dir()):
+        if current.f_code.co_filename.startswith(TORCH_DIR):
             api = current
         current = current.f_back
     if api is None:
@@ -189,7 +182,7 @@ class StreamProbeGuard(SyncGuard):
         try:
             if not self._stream.query():
                 return
-            if self.owns_reports:
+            if StreamProbeGuard.owner() is self:
                 self.report(SyncEvent(op, *where, "probe", _WHY))
             self._drains_at = 0.0
             self._enqueue()
