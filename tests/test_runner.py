@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dpslice.runner import How, Job, Limit, Limits, Worker, environment, follow, stop_all
+from dpslice.runner import How, Job, Limit, Limits, Phase, Worker, environment, follow, stop_all
 
 JOBS = """
 import os
@@ -36,6 +36,11 @@ def calls(channel, count, size):
     channel.note("after")
     channel.calling("x" * size)
     signal.pause()
+
+
+def breaks_in_call(channel):
+    channel.calling("the call")
+    raise SystemExit(3)
 
 
 def kill_parent(channel):
@@ -128,3 +133,10 @@ def test_the_call_in_flight_and_the_calls_made_come_from_the_call_board(
     assert worker.stopped.limit is Limit.CALL
     assert worker.stopped.record == "x" * size
     assert worker.calls == 6
+
+
+def test_a_job_that_breaks_in_a_call_leaves_that_call_in_flight(env: dict[str, str]) -> None:
+    worker = run(Worker(env), Job("runner_jobs:breaks_in_call", ()))
+    assert worker.stopped is not None
+    assert (worker.stopped.how, worker.stopped.phase) == (How.BROKE, Phase.CALL)
+    assert worker.stopped.record == "the call"

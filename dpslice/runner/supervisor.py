@@ -189,8 +189,12 @@ class Worker:
         now = time.monotonic()
         limits = self.limits
         for data in messages:
-            # The calls before the event count, and the worker is out of any call.
-            self._calls_to(int.from_bytes(data[:8], "little"))
+            # The calls before the event count; an odd sequence is a call in flight
+            # (a BaseException out of the target breaks the job in the call).
+            sequence = int.from_bytes(data[:8], "little")
+            self._calls_to(sequence)
+            if sequence % 2:
+                self.phase = Phase.CALL
             event = pickle.loads(data[8:])
             if isinstance(event, Loading):
                 self.phase, self.deadline = Phase.LOADING, now + limits.load
