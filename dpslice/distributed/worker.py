@@ -40,7 +40,8 @@ from dpslice.distributed.consistency import counts_disagreement
 from dpslice.distributed.driver import BACKENDS
 from dpslice.distributed.errors import GatherMismatchError
 from dpslice.errors import BadTargetError
-from dpslice.layout import DPLayout, SliceCall
+from dpslice.isolation import CallRecorder
+from dpslice.layout import DPLayout
 
 if TYPE_CHECKING:
     from dpslice.runner.worker import Channel
@@ -218,19 +219,6 @@ def load(channel: Channel, spec: str) -> tuple[Target, dict[str, str]] | str:
     return portable_target(target), versions()
 
 
-class _Recorder:
-    """Tells the supervisor of the call in flight, for it to show if the call never returns."""
-
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
-
-    def calling(self, layout: DPLayout, call: SliceCall, gpu_counts: list[int]) -> None:
-        self.channel.calling((layout, call, gpu_counts))
-
-    def returned(self) -> None:
-        self.channel.returned()
-
-
 def evaluate(channel: Channel, layout: DPLayout, spec: str) -> Counterexample | None:
     """This rank's side of ``layout``: gather, call the target, judge its slice."""
     targets = _RANK["targets"]
@@ -242,5 +230,5 @@ def evaluate(channel: Channel, layout: DPLayout, spec: str) -> Counterexample | 
         targets[spec],
         _RANK["gatherer"],
         _RANK["device"],
-        observer=_Recorder(channel),
+        observer=CallRecorder(channel),
     )
