@@ -33,7 +33,7 @@ from dpslice.check.registry import Counterexample
 from dpslice.check.results import PropertyResult, check_max_examples
 from dpslice.check.target import Target, load_target, resolve_spec
 from dpslice.distributed.errors import RankFailedError, RoundTripTimeoutError, TargetAbortedError
-from dpslice.distributed.search import aborted_round_trip, search_round_trip
+from dpslice.distributed.search import search_round_trip
 from dpslice.errors import BadTargetError, CheckConfigError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
@@ -346,23 +346,15 @@ class RoundTripSession:
         """
         timeout = check_search_arguments(max_examples, timeout)
         loaded = load_target(resolve_spec(target)) if isinstance(target, str) else target
-        began, checked_before = time.monotonic(), self.layouts_checked
-        try:
-            return search_round_trip(
-                lambda layout: self.check(layout, loaded),
-                loaded,
-                dp_size=self.dp_size,
-                max_examples=max_examples,
-                seed=seed,
-                max_count=max_count,
-                timeout=timeout,
-            )
-        except TargetAbortedError as aborted_call:
-            return aborted_round_trip(
-                aborted_call.counterexample,
-                examples=self.layouts_checked - checked_before,
-                seconds=time.monotonic() - began,
-            )
+        return search_round_trip(
+            lambda layout: self.check(layout, loaded),
+            loaded,
+            dp_size=self.dp_size,
+            max_examples=max_examples,
+            seed=seed,
+            max_count=max_count,
+            timeout=timeout,
+        )
 
     def _running(self) -> None:
         if self._closed or not self._ranks:
