@@ -1,13 +1,9 @@
 """The round trip's process group: ``dp_size`` runner workers, layouts in, outcomes out.
 
-:class:`RoundTripSession` starts its ranks as runner workers
-(:class:`~dpslice.runner.Worker`), joins them to a process group through a
-file store in a directory of its own, and gives every rank the same layout as a
-job (:func:`dpslice.distributed.worker.evaluate`).  The runner's loop holds
-every deadline: start-up, each layout, each call of the target.  On any
-failure (a rank's error, a rank's death, a deadline) every rank is killed
-(a rank blocked in a collective cannot be asked to leave) and a typed error
-raised; nothing outlives :meth:`RoundTripSession.close`.
+The ranks join through a file store in a directory of the session's own and take every
+layout as a job (:mod:`dpslice.distributed.worker`); the runner's loop holds every
+deadline.  On any failure every rank is killed (a rank blocked in a collective cannot be
+asked to leave) and a typed error raised; nothing outlives :meth:`RoundTripSession.close`.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from types import TracebackType
 from typing import Any, NoReturn
 
 from dpslice.check.inflight import (
@@ -38,11 +33,12 @@ from dpslice.errors import BadTargetError, CheckConfigError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
-    DEFAULT_LAYOUT_TIMEOUT,
     DEFAULT_MAX_EXAMPLES,
     DEFAULT_RUN_TIMEOUT,
+    GATHER_ALLOWANCE,
     STARTUP_ALLOWANCE,
     available_memory,
+    finite_seconds,
 )
 from dpslice.layout import DPLayout, Mode
 from dpslice.runner import How, Job, Limit, Limits, Phase, Worker, follow
@@ -126,12 +122,7 @@ _JOBS = "dpslice.distributed.worker"
 
 
 def _check_positive(name: str, value: float) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)  # inf would reach the report's JSON, which is strict
-        or not value > 0
-    ):
+    if not finite_seconds(value) or not value > 0:
         raise CheckConfigError(f"{name}={value!r} must be a finite number of seconds > 0")
     return float(value)
 
@@ -194,11 +185,8 @@ class RoundTripSession:
                     f"{gpus} GPU(s) are visible; lower dp_size or set CUDA_VISIBLE_DEVICES"
                 )
         if layout_timeout is None:
-            layout_timeout = (
-                DEFAULT_LAYOUT_TIMEOUT
-                if call_timeout is None
-                else call_timeout + DEFAULT_LAYOUT_TIMEOUT - DEFAULT_CALL_TIMEOUT
-            )
+            call = DEFAULT_CALL_TIMEOUT if call_timeout is None else call_timeout
+            layout_timeout = call + GATHER_ALLOWANCE
         self.dp_size = dp_size
         self.backend = backend
         self.startup_timeout = _check_positive("startup_timeout", startup_timeout)
@@ -211,8 +199,9 @@ class RoundTripSession:
         self.devices: tuple[str, ...] = ()
         self.startup_seconds = 0.0
         self.layouts_checked = 0
+        #: The ranks' process ids, in rank order (kept after they are stopped).
+        self.pids: tuple[int, ...] = ()
         self._ranks: list[Worker] = []
-        self._pids: tuple[int, ...] = ()
         self._directory: str | None = None
         self._loaded: dict[str, Target] = {}
         self._closed = False
@@ -221,18 +210,8 @@ class RoundTripSession:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def pids(self) -> tuple[int, ...]:
-        """The ranks' process ids, in rank order (kept after they are stopped)."""
-        return self._pids
 
     def start(self) -> None:
         """Start the ranks and wait until every one has joined and warmed up the group.
@@ -241,7 +220,7 @@ class RoundTripSession:
             RankFailedError: a rank raised or died while starting.
             RoundTripTimeoutError: the group did not start within ``startup_timeout``.
         """
-        if self._pids or self._closed:
+        if self.pids or self._closed:
             raise CheckConfigError("a RoundTripSession starts once; make a new one")
         began = time.monotonic()
         self._directory = tempfile.mkdtemp(prefix="dpslice-group-")
@@ -251,7 +230,7 @@ class RoundTripSession:
             env = self.env if self.env is not None else dict(os.environ)
             for rank in range(self.dp_size):
                 self._ranks.append(Worker(env))
-                self._pids += (self._ranks[-1].process.pid,)
+                self.pids += (self._ranks[-1].process.pid,)
                 args = (rank, self.dp_size, self.backend, store, self.layout_timeout)
                 self._ranks[-1].give(Job(f"{_JOBS}:join", args), limits)
             self.devices = tuple(self._collect("startup", self.startup_timeout))

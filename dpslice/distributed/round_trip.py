@@ -1,9 +1,6 @@
-"""The one-call face of the round trip: load, start a group, search, report.
-
-:func:`run_round_trip` returns the same :class:`~dpslice.check.CheckReport` as
-:func:`dpslice.check.run_check`, with one property, ``round_trip_rows``, and
-:attr:`~dpslice.check.CheckReport.round_trip` saying how the buffers were
-gathered; :func:`round_trip_report` assembles it for every way of running.
+"""The one-call face of the round trip: load, start a group, search, report
+(:func:`round_trip_report`, for every way of running: a :class:`~dpslice.check.CheckReport`
+with one property, ``round_trip_rows``, and how the buffers were gathered).
 """
 
 from __future__ import annotations
@@ -41,12 +38,11 @@ def load_round_trip_target(spec: str) -> Target:
     """The target, loaded on the CPU as every rank will load it.
 
     Raises:
-        BadTargetError: it cannot be loaded or called with the convention, or
-            it names a contract other than the round trip's, ``sglang-capturer``.
+        BadTargetError: it cannot be loaded, or names a contract other than
+            ``sglang-capturer``: the ranks gather what its capturer is handed.
     """
     target = load_target(resolve_spec(spec))
     if target.contract != DEFAULT_CONTRACT:
-        # The ranks gather what sglang's capturer is handed and judge its real rows.
         raise BadTargetError(
             f"{spec} names the {target.contract.name} contract, and the round trip judges "
             f"only {DEFAULT_CONTRACT.name}'s call site; check it without --distributed"
@@ -106,8 +102,7 @@ def run_on(
     max_count: int = 64,
 ) -> CheckReport:
     """The round trip of ``target`` on ``session`` (started here if it is not), as a
-    report; the run's budget counts from ``began`` (a ``time.monotonic()``).  A harness
-    failure is the property's ERROR."""
+    report; the budget counts from ``began``.  A harness failure is the property's ERROR."""
     try:
         if not session.pids:
             session.start()
