@@ -174,7 +174,7 @@ def run_battery(channel: Channel, job: BatteryJob) -> None:
 
 
 class Listener(Protocol):
-    """Told of the run's progress, for live output; every method may ignore it."""
+    """Told of the run's progress, for live output."""
 
     live: bool
 
@@ -339,11 +339,8 @@ class BatterySupervisor:
 
     def remaining(self) -> tuple[str, ...]:
         """The properties planned and not finished, in order; all asked for before the plan."""
-        return self._remaining() or ()
-
-    def _remaining(self) -> tuple[str, ...] | None:
         if self._plan is None:
-            return self.job.properties
+            return self.job.properties or ()
         return tuple(name for name in self._plan if name not in self._done)
 
     def _run(self, workers: _Workers) -> None:
@@ -368,7 +365,7 @@ class BatterySupervisor:
                 fruitless = fruitless + 1 if job.finished == 0 and not judged else 0
                 if fruitless > _MAX_JOBS_WITHOUT_RESULT:
                     self._stop_running()
-                    for name in self._remaining() or ():
+                    for name in self.remaining():
                         note = (
                             "not run: the check's worker kept failing outside any call "
                             f"({worker.stopped.how.value})"
@@ -437,7 +434,6 @@ class BatterySupervisor:
             self.listener.tick(None, 0, time.perf_counter() - self._began)
 
     def _note(self, worker: Worker, note: object) -> None:
-        """One of a worker's battery events."""
         job = self._running[worker]
         if isinstance(note, Loaded):
             if self._plan is None:
