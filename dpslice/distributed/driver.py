@@ -136,12 +136,10 @@ def check_search_arguments(max_examples: int, timeout: float) -> float:
 class RoundTripSession:
     """A process group of ``dp_size`` ranks that evaluates layouts, for any number of targets.
 
-    Use it as a context manager.  :meth:`check` sends one layout to every
-    rank; :meth:`round_trip` runs a whole Hypothesis search.  Each rank loads a
-    target the first time a layout names it (or :meth:`load` loads it).
+    Use it as a context manager.  Each rank loads a target the first time a layout
+    names it (or :meth:`load` loads it).
 
     Args:
-        dp_size: ranks to start (the DP size; one GPU per rank under NCCL).
         backend: ``"gloo"`` (CPU) or ``"nccl"`` (GPUs ``0..dp_size-1`` as visible).
         startup_timeout: seconds to start, join and warm up the group.
         layout_timeout: seconds every rank gets to answer one layout; also
@@ -217,8 +215,7 @@ class RoundTripSession:
         """Start the ranks and wait until every one has joined and warmed up the group.
 
         Raises:
-            RankFailedError: a rank raised or died while starting.
-            RoundTripTimeoutError: the group did not start within ``startup_timeout``.
+            RankFailedError, RoundTripTimeoutError: the group did not start.
         """
         if self.pids or self._closed:
             raise CheckConfigError("a RoundTripSession starts once; make a new one")
@@ -255,8 +252,8 @@ class RoundTripSession:
         function) and the versions the ranks run with.
 
         Raises:
-            BadTargetError: it cannot be loaded, or its import hung past
-                ``import_timeout``, ended a rank or raised a ``BaseException``.
+            BadTargetError: it cannot be loaded, or its import hung, ended a rank or
+                raised a ``BaseException``.
         """
         self._running()
         limits = Limits(start=STARTUP_ALLOWANCE, load=import_timeout, work=math.inf)
@@ -270,11 +267,9 @@ class RoundTripSession:
         return target, versions
 
     def check(self, layout: DPLayout, target: str | Target) -> tuple[Counterexample | None, ...]:
-        """Every rank's counterexample on ``layout`` with ``target``, in rank order.
-
-        ``None`` for a rank whose slice held exactly its own rows.  ``target``: a
-        loaded :class:`~dpslice.check.Target`, or its spec (a rank that cannot load
-        it fails the group: load it first for a clear error).
+        """Every rank's counterexample on ``layout`` with ``target`` (``None``: its slice held
+        exactly its own rows), in rank order.  A rank that cannot load ``target``, given
+        as a spec, fails the group: load it first for a clear error.
 
         Raises:
             RankFailedError: a rank raised in the harness or died; the group is down.
@@ -311,13 +306,9 @@ class RoundTripSession:
         timeout: float = DEFAULT_RUN_TIMEOUT,
         max_count: int = 64,
     ) -> PropertyResult:
-        """Search for a layout on which ``target`` does not recover a rank's own rows.
-
-        The result is the ``round_trip_rows`` property's
-        (:func:`~dpslice.distributed.search.search_round_trip`), its counterexample
-        shrunk.  When ``timeout`` runs out the search stops between two layouts and
-        stands on those checked; a call that never came back is the counterexample,
-        unshrunk, and the group is down.
+        """Search for a layout on which ``target`` does not recover a rank's own rows: the
+        ``round_trip_rows`` property's result
+        (:func:`~dpslice.distributed.search.search_round_trip`).
 
         Raises:
             BadTargetError: the target cannot be loaded (checked before any layout).

@@ -96,13 +96,6 @@ class Progress:
     done: bool = False
 
 
-def warm() -> None:
-    """What a spare worker imports while it waits: the battery, and torch with it."""
-    from dpslice.check.registry import builtin
-
-    builtin()
-
-
 def run_battery(channel: Channel, job: BatteryJob) -> None:
     """The battery's job, in a runner worker: load the target, run the properties, tell
     the supervisor every step (or the error, a bad target or a usage error, it raises).
@@ -191,7 +184,7 @@ class Workers(_Workers):
     """The battery's workers: a spare imports the battery (and torch) while it waits."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        super().__init__(env, warm=(f"{__name__}:warm",))
+        super().__init__(env, warm=("dpslice.check.registry:builtin",))
 
 
 @dataclass
@@ -538,12 +531,10 @@ def _request_stop(signum: int, frame: object) -> None:
 def _stop_between_calls() -> Iterator[None]:
     """SIGINT and SIGTERM only ask to stop while the round trip's search runs in this
     process: the runner's loop stops it at once, never inside Hypothesis's own code."""
-    stops = (signal.SIGINT, signal.SIGTERM)
-    try:
-        previous = {signum: signal.signal(signum, _request_stop) for signum in stops}
-    except ValueError:  # not the main thread: signals are not this thread's to handle
-        yield
-        return
+    previous = {}
+    with contextlib.suppress(ValueError):  # not the main thread: not this thread's signals
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _request_stop)
     try:
         yield
     finally:
