@@ -18,31 +18,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = [
-    "DEFAULT_CALL_TIMEOUT",
-    "DEFAULT_IMPORT_TIMEOUT",
-    "DEFAULT_LAYOUT_TIMEOUT",
-    "DEFAULT_MAX_EXAMPLES",
-    "DEFAULT_RUN_TIMEOUT",
-    "GATHER_ALLOWANCE",
-    "MIN_CALL_TIMEOUT",
-    "OWN_WORK_ALLOWANCE",
-    "STARTUP_ALLOWANCE",
-    "CallRecorder",
-    "auto_jobs",
-    "available_memory",
-    "become_subreaper",
-    "check_call_timeout",
-    "die_with_parent",
-    "finite_seconds",
-    "kill_descendants",
-    "kill_tree",
-    "request_stop",
-    "signal_order",
-    "stop_requested",
-    "wait_exit_unreaped",
-]
-
 #: Layouts a property's search checks, before shrinking, unless told otherwise.
 DEFAULT_MAX_EXAMPLES = 500
 

@@ -18,8 +18,6 @@ import torch.distributed as dist
 from dpslice._numpy_notice import torch
 from dpslice.layout import PAD_ROW, DPLayout, Mode
 
-__all__ = ["GatheredForward", "RowGatherer", "gather_forward"]
-
 # torch 2.13 renamed the tensor all-gather to all_gather_single and left
 # all_gather_into_tensor as a deprecated alias (a FutureWarning per call site);
 # earlier versions have only the old name.  Same collective either way.

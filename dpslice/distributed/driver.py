@@ -44,15 +44,6 @@ from dpslice.layout import DPLayout, Mode
 from dpslice.runner import How, Job, Limit, Limits, Phase, Worker, follow
 from dpslice.strategies import MAX_DP_SIZE
 
-__all__ = [
-    "BACKENDS",
-    "MAX_RANKS",
-    "RANK_MEMORY",
-    "RoundTripSession",
-    "check_rank_count",
-    "check_search_arguments",
-]
-
 #: The backends the harness runs on, and the device kind each gathers on.
 BACKENDS = {"gloo": "cpu", "nccl": "cuda"}
 

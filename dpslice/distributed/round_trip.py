@@ -31,8 +31,6 @@ from dpslice.isolation import (
     STARTUP_ALLOWANCE,
 )
 
-__all__ = ["load_round_trip_target", "round_trip_report", "run_on", "run_round_trip"]
-
 
 def load_round_trip_target(spec: str) -> Target:
     """The target, loaded on the CPU as every rank will load it.

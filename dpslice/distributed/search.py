@@ -26,11 +26,6 @@ from dpslice.errors import RoundTripError
 from dpslice.layout import DPLayout, Mode
 from dpslice.strategies import dp_layouts
 
-__all__ = ["Evaluate", "round_trip_layouts", "search_round_trip"]
-
-#: Evaluates one layout on every rank: each rank's counterexample or ``None``, in rank order.
-Evaluate = Callable[[DPLayout], Sequence[Counterexample | None]]
-
 
 def round_trip_layouts(*, dp_size: int, max_count: int = 64) -> st.SearchStrategy[DPLayout]:
     """Layouts of exactly ``dp_size`` ranks in the modes a gather runs, skipped gathers included.
@@ -56,7 +51,7 @@ class _Leave(BaseException):
 
 
 def search_round_trip(
-    evaluate: Evaluate,
+    evaluate: Callable[[DPLayout], Sequence[Counterexample | None]],
     target: Target,
     *,
     dp_size: int,
@@ -65,7 +60,8 @@ def search_round_trip(
     max_count: int = 64,
     timeout: float | None = None,
 ) -> PropertyResult:
-    """Run ``round_trip_rows``: ``evaluate`` on drawn layouts, the failure shrunk.
+    """Run ``round_trip_rows``: ``evaluate`` (every rank's counterexample or ``None``, in
+    rank order) on drawn layouts, the failure shrunk.
 
     With ``timeout``, no layout starts once that many seconds have passed: the
     result then stands on the layouts checked so far, its note says so, and its

@@ -38,16 +38,6 @@ from dpslice.layout import DPLayout
 if TYPE_CHECKING:
     from dpslice.runner.worker import Channel
 
-__all__ = [
-    "check_layout",
-    "device_name",
-    "evaluate",
-    "exit_rank",
-    "join",
-    "join_group",
-    "load",
-]
-
 _INIT_PARAMETERS = frozenset(inspect.signature(dist.init_process_group).parameters)
 
 

@@ -51,8 +51,6 @@ from dpslice.runner import Workers as _Workers
 if TYPE_CHECKING:
     from dpslice.runner.worker import Channel
 
-__all__ = ["BatterySupervisor", "Listener", "RoundTripSupervisor", "Workers"]
-
 #: Consecutive workers that may die outside any call before the check gives up.
 _MAX_JOBS_WITHOUT_RESULT = 2
 #: Properties in a row whose first call hangs before the check concludes that
@@ -217,10 +215,6 @@ class BatterySupervisor:
     ``jobs`` workers run properties side by side (``dpslice check -j``), each
     property in one worker with its own seed: the verdicts, counterexamples
     and report order are those of ``jobs=1``.
-
-    Attributes:
-        target: the target as the worker loaded it (without its function), once loaded.
-        results: the properties finished so far, in the plan's order.
     """
 
     def __init__(
@@ -259,8 +253,8 @@ class BatterySupervisor:
         )
         self.listener = listener
         self.jobs = jobs
+        #: The target as the worker loaded it (without its function), and its versions.
         self.target: Target | None = None
-        #: The worker's :func:`~dpslice.check.results.versions`, once it loaded the target.
         self.versions: dict[str, str] | None = None
         self._done: dict[str, PropertyResult] = {}
         self._told = 0  # results passed to the listener, in the plan's order
@@ -273,6 +267,7 @@ class BatterySupervisor:
 
     @property
     def results(self) -> list[PropertyResult]:
+        """The properties finished so far, in the plan's order."""
         order = {name: index for index, name in enumerate(self._plan or ())}
         return sorted(self._done.values(), key=lambda result: order.get(result.name, 0))
 
