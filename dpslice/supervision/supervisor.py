@@ -12,7 +12,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from dpslice.check.inflight import (
@@ -537,32 +537,25 @@ def _stop_between_calls() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+@dataclass
 class RoundTripSupervisor:
     """The round trip of ``spec`` on ``dp_size`` runner ranks: ``timeout`` bounds each call,
     ``import_timeout`` the target's import, ``run_timeout`` the run.  :meth:`run` returns
     its report."""
 
-    def __init__(
-        self,
-        spec: str,
-        *,
-        dp_size: int,
-        backend: str = "gloo",
-        max_examples: int = DEFAULT_MAX_EXAMPLES,
-        seed: int = 0,
-        timeout: float = DEFAULT_CALL_TIMEOUT,
-        run_timeout: float = DEFAULT_RUN_TIMEOUT,
-        import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
-        listener: Listener | None = None,
-    ) -> None:
-        self.spec = spec
-        self.dp_size, self.backend = dp_size, backend
-        self.max_examples, self.seed = max_examples, seed
-        self.timeout, self.run_timeout, self.import_timeout = timeout, run_timeout, import_timeout
-        self.listener = listener
-        self.target: Target | None = None
-        self.versions: dict[str, str] | None = None
-        self._began = time.monotonic()
+    spec: str
+    _: KW_ONLY
+    dp_size: int
+    backend: str = "gloo"
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    seed: int = 0
+    timeout: float = DEFAULT_CALL_TIMEOUT
+    run_timeout: float = DEFAULT_RUN_TIMEOUT
+    import_timeout: float = DEFAULT_IMPORT_TIMEOUT
+    listener: Listener | None = None
+    target: Target | None = field(default=None, init=False)
+    versions: dict[str, str] | None = field(default=None, init=False)
+    _began: float = field(default_factory=time.monotonic, init=False)
 
     def partial_report(self, why: str = "interrupted before a verdict") -> CheckReport | None:
         """The report of a run that reached no verdict; ``None`` before the target loaded."""
