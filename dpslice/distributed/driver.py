@@ -364,14 +364,10 @@ class RoundTripSession:
         grace = time.monotonic() + _FAILURE_GRACE_S
         while time.monotonic() < grace and any(rank.busy for rank in self._ranks):
             follow(self._ranks, until=grace)
-        failed = {
-            number: rank.stopped
+        texts = {
+            number: rank.stopped.broke.text if rank.stopped.broke else ""
             for number, rank in enumerate(self._ranks)
             if rank.stopped is not None and rank.stopped.how is not How.HUNG
-        }
-        texts = {
-            number: stopped.broke.text if stopped.broke else ""
-            for number, stopped in failed.items()
         }
         # A rank that died without a word is the cause; its peers' collectives broke after it.
         silent = [number for number, text in texts.items() if not text]

@@ -412,12 +412,11 @@ class BatterySupervisor:
 
     def _tick(self) -> None:
         assert self.listener is not None
-        current = [job for job in self._running.values() if job.current is not None]
+        current = [job.current for job in self._running.values() if job.current is not None]
         if current:
-            first = min(current, key=lambda job: job.current[1] if job.current else 0.0)
-            assert first.current is not None
+            started, began, _ = min(current, key=lambda now: now[1])
             calls = sum(job.calls for job in self._running.values())
-            self.listener.tick(first.current[0].name, calls, time.perf_counter() - first.current[1])
+            self.listener.tick(started.name, calls, time.perf_counter() - began)
         else:
             self.listener.tick(None, 0, time.perf_counter() - self._began)
 
