@@ -1,45 +1,22 @@
 """The defaults every mode shares, and children that never outlive the check.
 
-Every worker the runner (:mod:`dpslice.runner`) starts dies with its parent
-(:func:`die_with_parent`), leads a process group of its own, and is a subreaper
-(:func:`become_subreaper`), so that whatever the target starts, in any session or
-group, stays below it and :func:`kill_tree` kills it with the worker.  ``dpslice
-check``'s own process is a subreaper too, for what a worker that ended left behind.
+Every runner worker dies with its parent, leads a process group of its own and is a
+subreaper, so that whatever the target starts, in any session or group, stays below it
+and :func:`kill_tree` kills it with the worker.  ``dpslice check``'s own process is a
+subreaper too, for what a worker that ended left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
-
-__all__ = [
-    "DEFAULT_CALL_TIMEOUT",
-    "DEFAULT_IMPORT_TIMEOUT",
-    "DEFAULT_LAYOUT_TIMEOUT",
-    "DEFAULT_MAX_EXAMPLES",
-    "DEFAULT_RUN_TIMEOUT",
-    "GATHER_ALLOWANCE",
-    "MIN_CALL_TIMEOUT",
-    "OWN_WORK_ALLOWANCE",
-    "STARTUP_ALLOWANCE",
-    "auto_jobs",
-    "available_memory",
-    "become_subreaper",
-    "check_call_timeout",
-    "descendants",
-    "die_with_parent",
-    "kill_descendants",
-    "kill_group",
-    "kill_tree",
-    "request_stop",
-    "signal_order",
-    "stop_requested",
-    "wait_exit_unreaped",
-]
+from typing import Any
 
 #: Layouts a property's search checks, before shrinking, unless told otherwise.
 DEFAULT_MAX_EXAMPLES = 500
@@ -112,20 +89,18 @@ def auto_jobs() -> int:
     return max(1, min(cpus, AUTO_JOBS_CAP, fits))
 
 
+def finite_seconds(value: object) -> bool:
+    """Whether ``value`` is a finite int or float, not a bool (a report's JSON is strict)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def check_call_timeout(seconds: float) -> float:
     """``seconds`` if it is a call timeout the check can honour.
 
     Raises:
         ValueError: not a finite number of seconds at least :data:`MIN_CALL_TIMEOUT`.
     """
-    import math
-
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not math.isfinite(seconds)
-        or seconds < MIN_CALL_TIMEOUT
-    ):
+    if not finite_seconds(seconds) or seconds < MIN_CALL_TIMEOUT:
         raise ValueError(
             f"a call timeout of {seconds!r} s cannot be measured: the check times a call to "
             f"about {MIN_CALL_TIMEOUT:g} s; give at least {MIN_CALL_TIMEOUT:g}"
@@ -186,65 +161,49 @@ def stop_requested() -> int | None:
     return _stop_signal
 
 
+def _prctl(option: int, value: int) -> None:
+    if sys.platform.startswith("linux"):  # elsewhere nothing happens
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux), or exit now.
 
     Call it first thing in a child; ``parent_pid`` is the parent's pid as the
     parent saw it, which tells a parent that died before the request took effect.
     """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(1)
 
 
 def become_subreaper() -> None:
-    """Adopt this process's orphaned descendants (Linux; elsewhere nothing happens).
-
-    A descendant whose parent exits is re-parented to the nearest subreaper
-    above it instead of to init, so it stays findable below this process
-    (:func:`descendants`) whatever session or group it put itself in.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def descendants(pid: int) -> list[int]:
-    """The processes below ``pid``, children first (Linux ``/proc``; elsewhere none)."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-                ppid = int(stat.read().rpartition(b")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # it exited meanwhile
-        children.setdefault(ppid, []).append(int(entry))
-    found: list[int] = []
-    pending = [pid]
-    while pending:
-        below = children.get(pending.pop(), [])
-        found += below
-        pending += below
-    return found
+    """Adopt this process's orphaned descendants (Linux): a descendant whose parent exits
+    is re-parented to the nearest subreaper above it instead of to init, so it stays
+    below this process (:func:`kill_descendants`) whatever session or group it is in."""
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
 def kill_descendants(pid: int) -> None:
-    """SIGKILL every process below ``pid``, in any session or group.
-
-    Repeated until nothing is left below it, so that a process forking while
-    it is killed is caught too.
-    """
+    """SIGKILL every process below ``pid``, in any session or group (Linux ``/proc``),
+    until none is left, so that a process forking while it is killed is caught too."""
     for _ in range(10):
-        below = descendants(pid)
+        children: dict[int, list[int]] = {}
+        with contextlib.suppress(OSError):
+            for entry in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as stat:
+                        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+                        ppid = int(stat.read().rpartition(b")")[2].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue  # it exited meanwhile
+                children.setdefault(ppid, []).append(int(entry))
+        below, pending = [], [pid]
+        while pending:
+            found = children.get(pending.pop(), [])
+            below += found
+            pending += found
         if not below:
             return
         for child in below:
@@ -256,20 +215,11 @@ def kill_tree(pid: int) -> None:
     """SIGKILL the group that ``pid`` leads and every process below ``pid``.
 
     Call it before reaping ``pid``: until then its pid, and so the group id,
-    cannot be reused.
-    """
-    kill_group(pid)
-    kill_descendants(pid)
-
-
-def kill_group(pgid: int) -> None:
-    """SIGKILL every process of group ``pgid``; nothing to do if none is left.
-
-    Call it before reaping the group's leader: until then its pid, and so the
-    group id, cannot be reused by an unrelated process.
+    cannot be reused by an unrelated process.
     """
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
+    kill_descendants(pid)
 
 
 def wait_exit_unreaped(pid: int, timeout: float) -> bool:
@@ -278,8 +228,6 @@ def wait_exit_unreaped(pid: int, timeout: float) -> bool:
     The zombie keeps its pid (and group id) reserved until it is reaped, so
     the group can still be killed safely after this returns.
     """
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -291,3 +239,22 @@ def wait_exit_unreaped(pid: int, timeout: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.01)
+
+
+class CallRecorder:
+    """A :class:`~dpslice.check.calls.CallObserver` for a runner job: tells the worker's
+    channel of each call of the target, which the supervisor shows should it never return."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        #: The latest call (the one in flight, if any) and the calls so far.
+        self.last: tuple[Any, Any, list[int]] | None = None
+        self.calls = 0
+
+    def calling(self, layout: Any, call: Any, gpu_counts: list[int]) -> None:
+        self.last = (layout, call, gpu_counts)
+        self.calls += 1
+        self.channel.calling(self.last)
+
+    def returned(self) -> None:
+        self.channel.returned()

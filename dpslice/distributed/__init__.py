@@ -1,14 +1,10 @@
-"""The slice, checked against buffers gathered by real torch.distributed collectives.
-
-A process group of ``dp_size`` ranks (gloo on CPU, NCCL on GPUs) gathers tagged rows
-the ways engines do; every rank slices the gathered buffer with the implementation
-under test and must recover exactly its own rows.  The search, the judgement, the
-counterexample and the report are the battery's (:mod:`dpslice.check`)::
+"""The slice, checked against buffers gathered by real torch.distributed collectives
+(gloo on CPU, NCCL on GPUs) with the battery's own search, judgement and report::
 
     report = run_round_trip("dpslice.reference:dp_local_slice", dp_size=2, seed=0)
 
-:class:`RoundTripSession` keeps one group open for several targets; under
-``torchrun``, see :mod:`dpslice.distributed.torchrun`.  docs/distributed.md has the details.
+:class:`RoundTripSession` keeps one group open for several targets; docs/distributed.md
+has the details.
 """
 
 from dpslice.distributed.consistency import check_counts_consistency, counts_disagreement

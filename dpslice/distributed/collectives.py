@@ -18,8 +18,6 @@ import torch.distributed as dist
 from dpslice._numpy_notice import torch
 from dpslice.layout import PAD_ROW, DPLayout, Mode
 
-__all__ = ["GatheredForward", "RowGatherer", "gather_forward", "own_rows"]
-
 # torch 2.13 renamed the tensor all-gather to all_gather_single and left
 # all_gather_into_tensor as a deprecated alias (a FutureWarning per call site);
 # earlier versions have only the old name.  Same collective either way.
@@ -69,22 +67,12 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def own_rows(rank: int, count: int, attn_tp_size: int, device: torch.device) -> torch.Tensor:
-    """Rank ``rank``'s tagged tokens, padded up to a multiple of the attention-TP size."""
-    rows = torch.full(
-        (_round_up(count, attn_tp_size), 2), PAD_ROW, dtype=torch.int64, device=device
-    )
+def _tagged(rank: int, count: int, extent: int, device: torch.device) -> torch.Tensor:
+    """Rank ``rank``'s ``count`` tagged tokens, padded with its pad rows to ``extent`` rows."""
+    rows = torch.full((extent, 2), PAD_ROW, dtype=torch.int64, device=device)
     rows[:, 0] = rank
     rows[:count, 1] = torch.arange(count, dtype=torch.int64, device=device)
     return rows
-
-
-def _pad(rows: torch.Tensor, rank: int, extent: int) -> torch.Tensor:
-    padding = torch.full(
-        (extent - rows.shape[0], 2), PAD_ROW, dtype=torch.int64, device=rows.device
-    )
-    padding[:, 0] = rank
-    return torch.cat([rows, padding])
 
 
 @dataclass(frozen=True)
@@ -92,7 +80,6 @@ class GatheredForward:
     """What one rank holds after the forward's gathers.
 
     Attributes:
-        counts: every rank's real token count, from the count all-gather.
         global_num_tokens_cpu: the CPU count list the engine hands the slicer.
         global_num_tokens_gpu: the counts tensor on the rank's device, derived
             on the device from the gathered counts (not copied from the list).
@@ -101,7 +88,6 @@ class GatheredForward:
         buffer: the gathered ``(rows, 2)`` tag buffer.
     """
 
-    counts: list[int]
     global_num_tokens_cpu: list[int]
     global_num_tokens_gpu: torch.Tensor
     peer_lists: list[list[int]]
@@ -120,8 +106,6 @@ def gather_forward(
     if layout.mode is Mode.GRAPH_CAPTURE:
         raise ValueError("capture layouts have no CPU counts; the round trip draws eager/replay")
     tp = layout.attn_tp_size
-    mine = own_rows(rank, layout.counts[rank], tp, device)
-
     count_block = torch.tensor([layout.counts[rank]], dtype=torch.int64, device=device)
     counts_gpu = gatherer.gather(count_block)
     counts = [int(count) for count in counts_gpu.tolist()]
@@ -149,18 +133,18 @@ def gather_forward(
         region = max(rows)
     else:
         region = rows[rank]
+    mine = _tagged(rank, layout.counts[rank], region, device)
     if layout.gather_skipped:
-        buffer = _pad(mine, rank, region)
+        buffer = mine
     elif layout.mode is Mode.SUM_LEN:
         start = sum(rows[:rank])
         buffer = torch.zeros((sum(rows), 2), dtype=torch.int64, device=device)
-        buffer[start : start + rows[rank]] = mine
+        buffer[start : start + region] = mine
         if buffer.numel():  # the summed length is the same on every rank: all skip alike
             dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
     else:
-        buffer = gatherer.gather(_pad(mine, rank, region))
+        buffer = gatherer.gather(mine)
     return GatheredForward(
-        counts=counts,
         global_num_tokens_cpu=cpu,
         global_num_tokens_gpu=gpu,
         peer_lists=[[int(value) for value in row] for row in peers.tolist()],

@@ -1,13 +1,9 @@
 """The round trip's process group: ``dp_size`` runner workers, layouts in, outcomes out.
 
-:class:`RoundTripSession` starts its ranks as runner workers
-(:class:`~dpslice.runner.Worker`), joins them to a process group through a
-file store in a directory of its own, and gives every rank the same layout as a
-job (:func:`dpslice.distributed.worker.evaluate`).  The runner's loop holds
-every deadline: start-up, each layout, each call of the target.  On any
-failure (a rank's error, a rank's death, a deadline) every rank is killed
-(a rank blocked in a collective cannot be asked to leave) and a typed error
-raised; nothing outlives :meth:`RoundTripSession.close`.
+The ranks join through a file store in a directory of the session's own and take every
+layout as a job (:mod:`dpslice.distributed.worker`); the runner's loop holds every
+deadline.  On any failure every rank is killed (a rank blocked in a collective cannot be
+asked to leave) and a typed error raised; nothing outlives :meth:`RoundTripSession.close`.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from types import TracebackType
 from typing import Any, NoReturn
 
 from dpslice.check.inflight import (
@@ -33,29 +28,21 @@ from dpslice.check.registry import Counterexample
 from dpslice.check.results import PropertyResult, check_max_examples
 from dpslice.check.target import Target, load_target, resolve_spec
 from dpslice.distributed.errors import RankFailedError, RoundTripTimeoutError, TargetAbortedError
-from dpslice.distributed.search import aborted_round_trip, search_round_trip
+from dpslice.distributed.search import search_round_trip
 from dpslice.errors import BadTargetError, CheckConfigError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
-    DEFAULT_LAYOUT_TIMEOUT,
     DEFAULT_MAX_EXAMPLES,
     DEFAULT_RUN_TIMEOUT,
+    GATHER_ALLOWANCE,
     STARTUP_ALLOWANCE,
     available_memory,
+    finite_seconds,
 )
 from dpslice.layout import DPLayout, Mode
 from dpslice.runner import How, Job, Limit, Limits, Phase, Worker, follow
 from dpslice.strategies import MAX_DP_SIZE
-
-__all__ = [
-    "BACKENDS",
-    "MAX_RANKS",
-    "RANK_MEMORY",
-    "RoundTripSession",
-    "check_rank_count",
-    "check_search_arguments",
-]
 
 #: The backends the harness runs on, and the device kind each gathers on.
 BACKENDS = {"gloo": "cpu", "nccl": "cuda"}
@@ -126,12 +113,7 @@ _JOBS = "dpslice.distributed.worker"
 
 
 def _check_positive(name: str, value: float) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)  # inf would reach the report's JSON, which is strict
-        or not value > 0
-    ):
+    if not finite_seconds(value) or not value > 0:
         raise CheckConfigError(f"{name}={value!r} must be a finite number of seconds > 0")
     return float(value)
 
@@ -145,12 +127,10 @@ def check_search_arguments(max_examples: int, timeout: float) -> float:
 class RoundTripSession:
     """A process group of ``dp_size`` ranks that evaluates layouts, for any number of targets.
 
-    Use it as a context manager.  :meth:`check` sends one layout to every
-    rank; :meth:`round_trip` runs a whole Hypothesis search.  Each rank loads a
-    target the first time a layout names it (or :meth:`load` loads it).
+    Use it as a context manager.  Each rank loads a target the first time a layout
+    names it (or :meth:`load` loads it).
 
     Args:
-        dp_size: ranks to start (the DP size; one GPU per rank under NCCL).
         backend: ``"gloo"`` (CPU) or ``"nccl"`` (GPUs ``0..dp_size-1`` as visible).
         startup_timeout: seconds to start, join and warm up the group.
         layout_timeout: seconds every rank gets to answer one layout; also
@@ -194,11 +174,8 @@ class RoundTripSession:
                     f"{gpus} GPU(s) are visible; lower dp_size or set CUDA_VISIBLE_DEVICES"
                 )
         if layout_timeout is None:
-            layout_timeout = (
-                DEFAULT_LAYOUT_TIMEOUT
-                if call_timeout is None
-                else call_timeout + DEFAULT_LAYOUT_TIMEOUT - DEFAULT_CALL_TIMEOUT
-            )
+            call = DEFAULT_CALL_TIMEOUT if call_timeout is None else call_timeout
+            layout_timeout = call + GATHER_ALLOWANCE
         self.dp_size = dp_size
         self.backend = backend
         self.startup_timeout = _check_positive("startup_timeout", startup_timeout)
@@ -211,8 +188,9 @@ class RoundTripSession:
         self.devices: tuple[str, ...] = ()
         self.startup_seconds = 0.0
         self.layouts_checked = 0
+        #: The ranks' process ids, in rank order (kept after they are stopped).
+        self.pids: tuple[int, ...] = ()
         self._ranks: list[Worker] = []
-        self._pids: tuple[int, ...] = ()
         self._directory: str | None = None
         self._loaded: dict[str, Target] = {}
         self._closed = False
@@ -221,27 +199,16 @@ class RoundTripSession:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def pids(self) -> tuple[int, ...]:
-        """The ranks' process ids, in rank order (kept after they are stopped)."""
-        return self._pids
 
     def start(self) -> None:
         """Start the ranks and wait until every one has joined and warmed up the group.
 
         Raises:
-            RankFailedError: a rank raised or died while starting.
-            RoundTripTimeoutError: the group did not start within ``startup_timeout``.
+            RankFailedError, RoundTripTimeoutError: the group did not start.
         """
-        if self._pids or self._closed:
+        if self.pids or self._closed:
             raise CheckConfigError("a RoundTripSession starts once; make a new one")
         began = time.monotonic()
         self._directory = tempfile.mkdtemp(prefix="dpslice-group-")
@@ -250,8 +217,8 @@ class RoundTripSession:
         try:
             env = self.env if self.env is not None else dict(os.environ)
             for rank in range(self.dp_size):
-                self._ranks.append(Worker(env))
-                self._pids += (self._ranks[-1].pid,)
+                self._ranks.append(Worker(env, warm=(f"{_JOBS}:warm",)))
+                self.pids += (self._ranks[-1].pid,)
                 args = (rank, self.dp_size, self.backend, store, self.layout_timeout)
                 self._ranks[-1].give(Job(f"{_JOBS}:join", args), limits)
             self.devices = tuple(self._collect("startup", self.startup_timeout))
@@ -276,8 +243,8 @@ class RoundTripSession:
         function) and the versions the ranks run with.
 
         Raises:
-            BadTargetError: it cannot be loaded, or its import hung past
-                ``import_timeout``, ended a rank or raised a ``BaseException``.
+            BadTargetError: it cannot be loaded, or its import hung, ended a rank or
+                raised a ``BaseException``.
         """
         self._running()
         limits = Limits(start=STARTUP_ALLOWANCE, load=import_timeout, work=math.inf)
@@ -291,11 +258,9 @@ class RoundTripSession:
         return target, versions
 
     def check(self, layout: DPLayout, target: str | Target) -> tuple[Counterexample | None, ...]:
-        """Every rank's counterexample on ``layout`` with ``target``, in rank order.
-
-        ``None`` for a rank whose slice held exactly its own rows.  ``target``: a
-        loaded :class:`~dpslice.check.Target`, or its spec (a rank that cannot load
-        it fails the group: load it first for a clear error).
+        """Every rank's counterexample on ``layout`` with ``target`` (``None``: its slice held
+        exactly its own rows), in rank order.  A rank that cannot load ``target``, given
+        as a spec, fails the group: load it first for a clear error.
 
         Raises:
             RankFailedError: a rank raised in the harness or died; the group is down.
@@ -332,13 +297,9 @@ class RoundTripSession:
         timeout: float = DEFAULT_RUN_TIMEOUT,
         max_count: int = 64,
     ) -> PropertyResult:
-        """Search for a layout on which ``target`` does not recover a rank's own rows.
-
-        The result is the ``round_trip_rows`` property's
-        (:func:`~dpslice.distributed.search.search_round_trip`), its counterexample
-        shrunk.  When ``timeout`` runs out the search stops between two layouts and
-        stands on those checked; a call that never came back is the counterexample,
-        unshrunk, and the group is down.
+        """Search for a layout on which ``target`` does not recover a rank's own rows: the
+        ``round_trip_rows`` property's result
+        (:func:`~dpslice.distributed.search.search_round_trip`).
 
         Raises:
             BadTargetError: the target cannot be loaded (checked before any layout).
@@ -346,23 +307,15 @@ class RoundTripSession:
         """
         timeout = check_search_arguments(max_examples, timeout)
         loaded = load_target(resolve_spec(target)) if isinstance(target, str) else target
-        began, checked_before = time.monotonic(), self.layouts_checked
-        try:
-            return search_round_trip(
-                lambda layout: self.check(layout, loaded),
-                loaded,
-                dp_size=self.dp_size,
-                max_examples=max_examples,
-                seed=seed,
-                max_count=max_count,
-                timeout=timeout,
-            )
-        except TargetAbortedError as aborted_call:
-            return aborted_round_trip(
-                aborted_call.counterexample,
-                examples=self.layouts_checked - checked_before,
-                seconds=time.monotonic() - began,
-            )
+        return search_round_trip(
+            lambda layout: self.check(layout, loaded),
+            loaded,
+            dp_size=self.dp_size,
+            max_examples=max_examples,
+            seed=seed,
+            max_count=max_count,
+            timeout=timeout,
+        )
 
     def _running(self) -> None:
         if self._closed or not self._ranks:
@@ -411,14 +364,10 @@ class RoundTripSession:
         grace = time.monotonic() + _FAILURE_GRACE_S
         while time.monotonic() < grace and any(rank.busy for rank in self._ranks):
             follow(self._ranks, until=grace)
-        failed = {
-            number: rank.stopped
+        texts = {
+            number: rank.stopped.broke.text if rank.stopped.broke else ""
             for number, rank in enumerate(self._ranks)
             if rank.stopped is not None and rank.stopped.how is not How.HUNG
-        }
-        texts = {
-            number: stopped.broke.text if stopped.broke else ""
-            for number, stopped in failed.items()
         }
         # A rank that died without a word is the cause; its peers' collectives broke after it.
         silent = [number for number, text in texts.items() if not text]

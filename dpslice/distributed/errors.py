@@ -1,16 +1,7 @@
-"""The round trip's errors whose constructors take the round trip's own types.
-
-Every other exception dpslice defines is in :mod:`dpslice.errors`.  These
-four stay here because their attributes are a :class:`~dpslice.layout.DPLayout`
-or a :class:`~dpslice.check.registry.Counterexample`, types of layers above
-:mod:`dpslice.errors`, which imports nothing of dpslice's.  Three derive from
-:class:`~dpslice.errors.RoundTripError` (a :class:`~dpslice.errors.CheckError`):
-the round trip could not reach a verdict.  :class:`TargetAbortedError` is a root of
-its own: the target's fault, whose counterexample the round trip reports after it
-had to kill the group.
-
-A wrong slice is none of these: it is a counterexample, in the
-:class:`~dpslice.check.CheckReport` the round trip returns.
+"""The round trip's errors whose attributes are its own types (a layout, a counterexample),
+of layers above :mod:`dpslice.errors`, which imports nothing of dpslice's.  The first
+three derive from :class:`~dpslice.errors.RoundTripError`: no verdict was reached.
+:class:`TargetAbortedError` is the target's fault: the round trip reports its call.
 """
 
 from __future__ import annotations

@@ -1,22 +1,27 @@
-"""The one-call face of the round trip: load, start a group, search, report.
-
-:func:`run_round_trip` returns the same :class:`~dpslice.check.CheckReport` as
-:func:`dpslice.check.run_check`, with one property, ``round_trip_rows``, and
-:attr:`~dpslice.check.CheckReport.round_trip` saying how the buffers were
-gathered; :func:`round_trip_report` assembles it for every way of running.
+"""The one-call face of the round trip: load, start a group, search, report
+(:func:`round_trip_report`, for every way of running: a :class:`~dpslice.check.CheckReport`
+with one property, ``round_trip_rows``, and how the buffers were gathered).
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Sequence
 
-from dpslice.check.results import CheckReport, PropertyResult, RoundTrip, check_seed, versions
+from dpslice.check.results import (
+    CheckReport,
+    PropertyResult,
+    RoundTrip,
+    Verdict,
+    check_seed,
+    round_trip_result,
+    versions,
+)
 from dpslice.check.target import Target, load_target, resolve_spec
 from dpslice.contracts import DEFAULT_CONTRACT
 from dpslice.distributed.driver import RoundTripSession, check_search_arguments
-from dpslice.distributed.search import broken_round_trip
 from dpslice.errors import BadTargetError, RoundTripError
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
@@ -26,19 +31,16 @@ from dpslice.isolation import (
     STARTUP_ALLOWANCE,
 )
 
-__all__ = ["load_round_trip_target", "round_trip_report", "run_on", "run_round_trip"]
-
 
 def load_round_trip_target(spec: str) -> Target:
     """The target, loaded on the CPU as every rank will load it.
 
     Raises:
-        BadTargetError: it cannot be loaded or called with the convention, or
-            it names a contract other than the round trip's, ``sglang-capturer``.
+        BadTargetError: it cannot be loaded, or names a contract other than
+            ``sglang-capturer``: the ranks gather what its capturer is handed.
     """
     target = load_target(resolve_spec(spec))
     if target.contract != DEFAULT_CONTRACT:
-        # The ranks gather what sglang's capturer is handed and judge its real rows.
         raise BadTargetError(
             f"{spec} names the {target.contract.name} contract, and the round trip judges "
             f"only {DEFAULT_CONTRACT.name}'s call site; check it without --distributed"
@@ -97,10 +99,11 @@ def run_on(
     versions: dict[str, str] | None,
     max_count: int = 64,
 ) -> CheckReport:
-    """The round trip of ``target`` on a started ``session``, as a report; the run's
-    budget counts from ``began`` (a ``time.monotonic()``).  A harness failure is the
-    property's ERROR."""
+    """The round trip of ``target`` on ``session`` (started here if it is not), as a
+    report; the budget counts from ``began``.  A harness failure is the property's ERROR."""
     try:
+        if not session.pids:
+            session.start()
         result = session.round_trip(
             target,
             max_examples=max_examples,
@@ -109,8 +112,11 @@ def run_on(
             max_count=max_count,
         )
     except RoundTripError as error:
-        result = broken_round_trip(
-            error, examples=session.layouts_checked, seconds=time.monotonic() - began
+        result = round_trip_result(
+            Verdict.ERROR,
+            examples=session.layouts_checked,
+            seconds=time.monotonic() - began,
+            note=f"the round trip reached no verdict: {type(error).__name__}: {error}",
         )
     return round_trip_report(
         target,
@@ -180,21 +186,14 @@ def run_round_trip(
         layout_timeout=call_timeout + GATHER_ALLOWANCE,
         call_timeout=call_timeout,
     )
-    try:
-        with session:
-            return run_on(
-                session,
-                loaded,
-                seed=seed,
-                max_examples=max_examples,
-                began=began,
-                run_timeout=timeout,
-                versions=versions(),
-                max_count=max_count,
-            )
-    except RoundTripError as error:  # the group did not start
-        result = broken_round_trip(error, examples=0, seconds=time.monotonic() - began)
-        return round_trip_report(loaded, result, seed=seed, max_examples=max_examples,
-                                 seconds=time.monotonic() - began, dp_size=dp_size,
-                                 backend=backend, call_timeout=call_timeout,
-                                 run_timeout=timeout, versions=versions())  # fmt: skip
+    with contextlib.closing(session):
+        return run_on(
+            session,
+            loaded,
+            seed=seed,
+            max_examples=max_examples,
+            began=began,
+            run_timeout=timeout,
+            versions=versions(),
+            max_count=max_count,
+        )

@@ -4,13 +4,12 @@
 
     torchrun --standalone --nproc-per-node 2 -m dpslice.distributed --max-examples 200
 
-Each rank joins through ``env://``; rank 0 runs Hypothesis, broadcasts each layout
-and gathers the counterexamples over a gloo group (objects never travel over
-NCCL), then prints ``dpslice check --distributed``'s report: exit 0 on a pass, 1 on
-a counterexample, 2 on a harness error.  What cannot run (a bad option, no torchrun
-environment, a bad target, too many ranks) is one line on stderr and exit 2, before
-any rank joins.  No runner watches the ranks here: a stuck collective raises after
-``--layout-timeout`` and torchrun stops the rest; ``--timeout`` bounds the search.
+Rank 0 runs Hypothesis, broadcasts each layout and gathers the counterexamples over a
+gloo group (objects never travel over NCCL), then prints ``dpslice check
+--distributed``'s report: exit 0 on a pass, 1 on a counterexample, 2 on a harness
+error, or on what cannot run (one line on stderr, before any rank joins).  No runner
+watches the ranks here: a stuck collective raises after ``--layout-timeout`` and
+torchrun stops the rest.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from dpslice.check.registry import Counterexample
 from dpslice.check.report import render_text
 from dpslice.check.results import versions
 from dpslice.check.runner import hypothesis_storage
-from dpslice.check.target import Target
 from dpslice.distributed.driver import BACKENDS, check_rank_count
 from dpslice.distributed.round_trip import load_round_trip_target, round_trip_report
 from dpslice.distributed.search import search_round_trip
@@ -37,8 +35,6 @@ from dpslice.distributed.worker import check_layout, device_name, join_group
 from dpslice.errors import BadTargetError, CheckConfigError, RoundTripError
 from dpslice.isolation import DEFAULT_LAYOUT_TIMEOUT, DEFAULT_MAX_EXAMPLES, DEFAULT_RUN_TIMEOUT
 from dpslice.layout import DPLayout
-
-__all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,20 +66,12 @@ def _parser() -> argparse.ArgumentParser:
 _ENVIRONMENT = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
-class _Usage(Exception):
-    """What cannot run, in one line for the user."""
-
-
-def _rank_and_world() -> tuple[int, int, int]:
+def _rank_and_world() -> tuple[int, int, int] | str:
     """This rank, the group's size and the rank's local rank (its GPU under NCCL), from
-    the environment torchrun sets.
-
-    Raises:
-        _Usage: not started by torchrun, or an environment no group can have.
-    """
+    the environment torchrun sets; or why they cannot be had, in one line."""
     missing = [name for name in _ENVIRONMENT if not os.environ.get(name)]
     if missing:
-        raise _Usage(
+        return (
             f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: this runs "
             "one rank of a group that torchrun starts (torchrun --standalone "
             "--nproc-per-node N -m dpslice.distributed ...); without torchrun, run "
@@ -97,31 +85,11 @@ def _rank_and_world() -> tuple[int, int, int]:
         except ValueError:
             numbers[name] = minimum - 1
         if numbers[name] < minimum:
-            raise _Usage(f"{name}={text!r} is not an int >= {minimum}; start this under torchrun")
+            return f"{name}={text!r} is not an int >= {minimum}; start this under torchrun"
     rank, world = numbers["RANK"], numbers["WORLD_SIZE"]
     if rank >= world:
-        raise _Usage(f"RANK={rank} is not a rank of a group of WORLD_SIZE={world}; use torchrun")
+        return f"RANK={rank} is not a rank of a group of WORLD_SIZE={world}; use torchrun"
     return rank, world, numbers["LOCAL_RANK"]
-
-
-def _target(spec: str, world: int) -> Target:
-    """The target, if a round trip of ``world`` ranks can check it.
-
-    Every rank asks the same, so every rank stops before any joins the group.
-
-    Raises:
-        _Usage: a target that cannot be loaded, or more ranks than the round trip runs.
-    """
-    try:
-        check_rank_count(world, spawning=False)
-        return load_round_trip_target(spec)
-    except (BadTargetError, CheckConfigError) as exc:
-        raise _Usage(" ".join(str(exc).split())) from None
-
-
-def _refuse(refused: _Usage) -> int:
-    print(f"dpslice: error: {refused}", file=sys.stderr)
-    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,19 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     leaves while another is still in a collective.  The process group stays
     initialised: ``python -m dpslice.distributed`` ends the process with
     :func:`~dpslice.distributed.worker.exit_rank` right after, which says why
-    the group is not destroyed.  What cannot run is refused before any rank
-    joins: one line on stderr from rank 0 (or from a process torchrun did not
-    start), exit 2.
+    the group is not destroyed.
     """
     args = _parser().parse_args(argv)
-    try:
-        rank, world, local_rank = _rank_and_world()
-    except _Usage as refused:  # every process says it: its environment is its own
-        return _refuse(refused)
-    try:
-        target = _target(args.target, world)
-    except _Usage as refused:  # every rank sees the same: rank 0 says it
-        return _refuse(refused) if rank == 0 else 2
+    place = _rank_and_world()
+    if isinstance(place, str):  # every process says it: its environment is its own
+        print(f"dpslice: error: {place}", file=sys.stderr)
+        return 2
+    rank, world, local_rank = place
+    try:  # every rank asks the same, so every rank stops before any joins the group
+        check_rank_count(world, spawning=False)
+        target = load_round_trip_target(args.target)
+    except (BadTargetError, CheckConfigError) as exc:
+        if rank == 0:
+            print(f"dpslice: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     device, gatherer = join_group(
         args.backend,
         rank,
@@ -155,16 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices: list[str | None] = [None] * world
     dist.all_gather_object(devices, device_name(device), group=objects)
 
-    def evaluate(layout: DPLayout) -> Counterexample | None:
-        return check_layout(layout, rank, target, gatherer, device)
-
     if rank != 0:
         while True:
             box: list[DPLayout | None] = [None]
             dist.broadcast_object_list(box, src=0, group=objects)
             if box[0] is None:
                 break
-            dist.gather_object(evaluate(box[0]), None, dst=0, group=objects)
+            mine = check_layout(box[0], rank, target, gatherer, device)
+            dist.gather_object(mine, None, dst=0, group=objects)
         dist.barrier(group=objects)  # leave together (see main's docstring)
         return 0
 
@@ -174,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             dist.broadcast_object_list([layout], src=0, group=objects)
             found: list[Counterexample | None] = [None] * world
-            dist.gather_object(evaluate(layout), found, dst=0, group=objects)
+            mine = check_layout(layout, rank, target, gatherer, device)
+            dist.gather_object(mine, found, dst=0, group=objects)
         except Exception as error:  # a collective broke: not the target's fault, do not shrink
             raise RoundTripError(f"a collective failed on {layout!r}: {error!r}") from error
         return found

@@ -1,16 +1,8 @@
 """The rank side of the round trip: join the process group, gather, judge.
 
-:func:`join_group` and :func:`check_layout` serve both ways of starting ranks:
-runner workers, whose jobs are this module's :func:`join`, :func:`load` and
-:func:`evaluate` (sent by :class:`~dpslice.distributed.driver.RoundTripSession`),
-and ``torchrun`` (:mod:`dpslice.distributed.torchrun`).
-
-One rank's side of one layout: gather as the engine does, compare what the
-collectives produced with the layout model (a difference is the harness's
-:class:`GatherMismatchError`, never the target's), then call the target with the
-gathered counts and judge it with the battery's own judgement (its slice holds
-exactly its own rows; it left the counts as it got them).  Only the gathers are
-collective, so a target that raises on one rank leaves the group in step.
+:func:`join_group` and :func:`check_layout` serve runner workers (whose jobs are
+:func:`join`, :func:`load` and :func:`evaluate`) and ``torchrun`` ranks alike.  Only the
+gathers are collective, so a target that raises on one rank leaves the group in step.
 """
 
 from __future__ import annotations
@@ -40,22 +32,18 @@ from dpslice.distributed.consistency import counts_disagreement
 from dpslice.distributed.driver import BACKENDS
 from dpslice.distributed.errors import GatherMismatchError
 from dpslice.errors import BadTargetError
-from dpslice.layout import DPLayout, SliceCall
+from dpslice.isolation import CallRecorder
+from dpslice.layout import DPLayout
 
 if TYPE_CHECKING:
     from dpslice.runner.worker import Channel
 
-__all__ = [
-    "check_layout",
-    "device_name",
-    "evaluate",
-    "exit_rank",
-    "join",
-    "join_group",
-    "load",
-]
-
 _INIT_PARAMETERS = frozenset(inspect.signature(dist.init_process_group).parameters)
+
+
+def warm() -> None:
+    """Nothing: naming it makes the fork server import this module, and torch.distributed
+    with it, once for every rank."""
 
 
 def exit_rank(code: int) -> NoReturn:
@@ -127,42 +115,38 @@ def check_layout(
 ) -> Counterexample | None:
     """Rank ``rank``'s side of one round trip; every rank of the group must call it together.
 
-    Returns ``None`` when the rank's slice holds exactly its own rows, else
-    the counterexample, ready to cross to another process (its arguments
-    rendered).  ``observer`` is told of the call just before the target runs and
-    once it is back: should it never return, the supervisor can still show it.
+    Gathers as the engine does, compares what the collectives produced with the layout
+    model, then calls the target with the gathered counts and judges it with the
+    battery's own judgement.  Returns ``None`` when the rank's slice holds exactly its
+    own rows, else the counterexample, ready to cross to another process.  ``observer``
+    is told of the call just before the target runs and once it is back.
 
     Raises:
         GatherMismatchError: the collectives did not produce what the layout model
-            says the engine hands the slicer (a harness failure).
+            says the engine hands the slicer (the harness's failure, never the target's).
         Exception: a collective broke.
     """
     gathered = gather_forward(layout, rank, gatherer, device)
     call = layout.call(rank)
     cpu, gpu = gathered.global_num_tokens_cpu, gathered.global_num_tokens_gpu
-    first = gathered.peer_lists[0]
-    if any(row != first for row in gathered.peer_lists):
-        raise GatherMismatchError(
-            layout, rank, f"the ranks derived different count lists: {gathered.peer_lists}"
-        )
-    if cpu != call.global_num_tokens_cpu:
-        raise GatherMismatchError(
-            layout,
-            rank,
-            f"the gathered CPU counts {cpu} are not the {call.global_num_tokens_cpu} the "
-            "layout model hands the slicer",
-        )
-    disagreement = counts_disagreement(cpu, gpu, dp_rank=rank)
-    if disagreement is not None:
-        raise GatherMismatchError(layout, rank, disagreement)
     model = layout.gathered(rank, device=device)
-    if not torch.equal(gathered.buffer, model):
-        raise GatherMismatchError(
-            layout,
-            rank,
-            f"the collectives' buffer {render_rows(gathered.buffer.cpu())} differs from the "
-            f"layout model's {render_rows(model.cpu())}",
+    mismatch: str | None = None
+    if any(row != gathered.peer_lists[0] for row in gathered.peer_lists):
+        mismatch = f"the ranks derived different count lists: {gathered.peer_lists}"
+    elif cpu != call.global_num_tokens_cpu:
+        mismatch = (
+            f"the gathered CPU counts {cpu} are not the {call.global_num_tokens_cpu} the "
+            "layout model hands the slicer"
         )
+    else:
+        mismatch = counts_disagreement(cpu, gpu, dp_rank=rank)
+    if mismatch is None and not torch.equal(gathered.buffer, model):
+        mismatch = (
+            f"the collectives' buffer {render_rows(gathered.buffer.cpu())} differs from the "
+            f"layout model's {render_rows(model.cpu())}"
+        )
+    if mismatch is not None:
+        raise GatherMismatchError(layout, rank, mismatch)
 
     # The counts this rank gathered, not the model's (equal, as checked above).
     call = replace(call, global_num_tokens_cpu=cpu)
@@ -218,19 +202,6 @@ def load(channel: Channel, spec: str) -> tuple[Target, dict[str, str]] | str:
     return portable_target(target), versions()
 
 
-class _Recorder:
-    """Tells the supervisor of the call in flight, for it to show if the call never returns."""
-
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
-
-    def calling(self, layout: DPLayout, call: SliceCall, gpu_counts: list[int]) -> None:
-        self.channel.calling((layout, call, gpu_counts))
-
-    def returned(self) -> None:
-        self.channel.returned()
-
-
 def evaluate(channel: Channel, layout: DPLayout, spec: str) -> Counterexample | None:
     """This rank's side of ``layout``: gather, call the target, judge its slice."""
     targets = _RANK["targets"]
@@ -242,5 +213,5 @@ def evaluate(channel: Channel, layout: DPLayout, spec: str) -> Counterexample | 
         targets[spec],
         _RANK["gatherer"],
         _RANK["device"],
-        observer=_Recorder(channel),
+        observer=CallRecorder(channel),
     )

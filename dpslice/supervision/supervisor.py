@@ -1,12 +1,9 @@
-"""The battery and the round trip run through the runner: the verdict is this process's.
+"""The battery and the round trip, run through the runner: the verdict is this process's.
 
-:class:`BatterySupervisor` gives the battery's jobs (:func:`run_battery`) to runner
-workers, one or several side by side (``-j``); :class:`RoundTripSupervisor`
-runs the round trip on the runner's ranks (:class:`~dpslice.distributed.RoundTripSession`).
-This process never imports the target.  A call that hangs past ``timeout`` or ends
-its process is a FAIL of the property in progress, with the call in flight; an
-import that hangs, exits or crashes is a bad target;
-``KeyboardInterrupt`` stops every worker, and ``partial_report`` holds what finished.
+This process never imports the target.  A call that hangs past ``timeout`` or ends its
+process is a FAIL of the property in progress, with the call in flight; an import that
+hangs, exits or crashes is a bad target; ``KeyboardInterrupt`` stops every worker, and
+``partial_report`` holds what finished.
 """
 
 from __future__ import annotations
@@ -14,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from dpslice.check.inflight import (
@@ -28,13 +25,21 @@ from dpslice.check.inflight import (
 )
 from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict
 from dpslice.check.target import Target
-from dpslice.errors import BadTargetError, CheckBrokeError, CheckConfigError, UnknownPropertyError
+from dpslice.errors import (
+    BadTargetError,
+    CheckBrokeError,
+    CheckConfigError,
+    DeviceError,
+    InvalidContractError,
+    UnknownPropertyError,
+)
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
     DEFAULT_MAX_EXAMPLES,
     DEFAULT_RUN_TIMEOUT,
     OWN_WORK_ALLOWANCE,
+    CallRecorder,
     check_call_timeout,
     request_stop,
     signal_order,
@@ -44,10 +49,7 @@ from dpslice.runner import How, Job, Limits, Phase, Stopped, Worker, environment
 from dpslice.runner import Workers as _Workers
 
 if TYPE_CHECKING:
-    from dpslice.layout import DPLayout, SliceCall
     from dpslice.runner.worker import Channel
-
-__all__ = ["BatterySupervisor", "Listener", "RoundTripSupervisor", "Workers"]
 
 #: Consecutive workers that may die outside any call before the check gives up.
 _MAX_JOBS_WITHOUT_RESULT = 2
@@ -59,37 +61,20 @@ HANGS_BEFORE_GIVING_UP = 3
 
 @dataclass(frozen=True)
 class BatteryJob:
-    """What one worker runs.
-
-    Attributes:
-        spec: the target, as named.
-        device: where ``global_num_tokens_gpu`` is built.
-        properties: the properties to run, in order; ``None``: every registered one.
-        exclude: properties not to run.
-        skip, limit: run only ``limit`` of them, after the first ``skip``; :class:`Loaded`
-            still names them all (the plan), so that other workers can take the rest.
-        max_examples, seed, strict: as for :func:`~dpslice.check.runner.run_property`.
-        load_options: more keywords for :func:`~dpslice.check.target.load_target`.
-    """
+    """What one worker runs: the properties (``None``: every registered one) but those
+    excluded, only ``limit`` of them after the first ``skip`` (:class:`Loaded` still names
+    them all, the plan, so that other workers can take the rest)."""
 
     spec: str
-    device: str = "cpu"
-    properties: tuple[str, ...] | None = None
-    exclude: tuple[str, ...] = ()
+    device: str
+    properties: tuple[str, ...] | None
+    exclude: tuple[str, ...]
+    max_examples: int
+    seed: int
+    strict: bool
+    load_options: dict[str, Any]
     skip: int = 0
     limit: int | None = None
-    max_examples: int = DEFAULT_MAX_EXAMPLES
-    seed: int = 0
-    strict: bool = False
-    load_options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Refused:
-    """The job cannot run: a property that does not exist (``usage``), or a bad target."""
-
-    message: str
-    usage: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,47 +87,30 @@ class Loaded:
 
 
 @dataclass(frozen=True)
-class PropertyStarted:
+class Progress:
+    """A property started (its result so far) or, ``done``, finished."""
+
     result: PropertyResult
-
-
-@dataclass(frozen=True)
-class PropertyDone:
-    result: PropertyResult
-
-
-def warm() -> None:
-    """What the fork server imports for the battery's workers: the battery, and torch."""
-    from dpslice.check.registry import builtin
-
-    builtin()
+    done: bool = False
 
 
 def run_battery(channel: Channel, job: BatteryJob) -> None:
     """The battery's job, in a runner worker: load the target, run the properties, tell
-    the supervisor every step.  A ``BaseException`` from the target is the property's
-    FAIL here; a hang or an ended process is judged by the supervisor."""
+    the supervisor every step (or the error, a bad target or a usage error, it raises).
+    A ``BaseException`` from the target is the property's FAIL here; a hang or an ended
+    process is judged by the supervisor."""
     from dpslice.check import calls
     from dpslice.check.inflight import (
-        aborted_counterexample,
-        aborted_result,
         exited_at_import,
         portable_result,
         portable_target,
         raised_base,
-        started_result,
     )
     from dpslice.check.outcome import safe_repr
     from dpslice.check.registry import registered, select
     from dpslice.check.results import versions
     from dpslice.check.runner import run_property
     from dpslice.check.target import load_target
-    from dpslice.errors import (
-        BadTargetError,
-        DeviceError,
-        InvalidContractError,
-        UnknownPropertyError,
-    )
 
     try:  # the names first: a typo is a usage error before the target is imported
         chosen = (
@@ -152,41 +120,28 @@ def run_battery(channel: Channel, job: BatteryJob) -> None:
         )
         select(job.exclude)
     except UnknownPropertyError as exc:
-        return channel.note(Refused(str(exc), usage=True))
+        return channel.note(UnknownPropertyError(str(exc)))
     chosen = tuple(prop for prop in chosen if prop.name not in job.exclude)
     if not chosen:
         return channel.note(
-            Refused(
-                "every property is excluded: nothing would run; exclude fewer, or drop --property",
-                usage=True,
+            UnknownPropertyError(
+                "every property is excluded: nothing would run; exclude fewer, or drop --property"
             )
         )
     channel.loading(job.spec)
     try:
         target = load_target(job.spec, device=job.device, **job.load_options)
     except (BadTargetError, DeviceError, InvalidContractError) as exc:
-        return channel.note(Refused(str(exc)))
+        return channel.note(BadTargetError(str(exc)))
     except BaseException as exc:  # sys.exit() or the like at import: a bad target too
-        return channel.note(Refused(exited_at_import(job.spec, exc)))
+        return channel.note(BadTargetError(exited_at_import(job.spec, exc)))
     channel.note(Loaded(portable_target(target), tuple(prop.name for prop in chosen), versions()))
-
-    last: list[Any] = [None, 0]  # the call in flight, and calls in this property
-
-    class Recorder:
-        def calling(self, layout: DPLayout, call: SliceCall, gpu_counts: list[int]) -> None:
-            last[0] = (layout, call, gpu_counts)
-            last[1] += 1
-            channel.calling(last[0])
-
-        def returned(self) -> None:
-            channel.returned()
-
-    calls.call_observer = Recorder()
+    calls.call_observer = recorder = CallRecorder(channel)
     channel.keep_modules()
     for prop in chosen[job.skip :][: job.limit]:
         started = started_result(prop.name, prop.statement, tier=prop.tier)
-        channel.note(PropertyStarted(started))
-        last[:] = [None, 0]
+        channel.note(Progress(started))
+        recorder.last, recorder.calls = None, 0
         began = time.perf_counter()
         try:
             result = run_property(
@@ -194,23 +149,23 @@ def run_battery(channel: Channel, job: BatteryJob) -> None:
             )
         except BaseException as exc:
             seconds = time.perf_counter() - began
-            if last[0] is None:
+            if recorder.last is None:
                 note = f"the check itself broke, before calling the target ({safe_repr(exc)})"
                 result = replace(started, seconds=seconds, note=note)
             else:
-                found = aborted_counterexample(target, last[0], raised_base(exc, target))
-                result = aborted_result(started, found, examples=last[1], seconds=seconds)
+                found = aborted_counterexample(target, recorder.last, raised_base(exc, target))
+                result = aborted_result(started, found, examples=recorder.calls, seconds=seconds)
         result = portable_result(result)
         try:
-            channel.note(PropertyDone(result))
+            channel.note(Progress(result, done=True))
         except Exception as exc:  # a result that cannot be pickled: say so instead
             note = f"its counterexample could not be reported ({exc!r})"
-            channel.note(PropertyDone(replace(result, counterexamples=(), note=note)))
+            channel.note(Progress(replace(result, counterexamples=(), note=note), done=True))
     return None
 
 
 class Listener(Protocol):
-    """Told of the run's progress, for live output; every method may ignore it."""
+    """Told of the run's progress, for live output."""
 
     live: bool
 
@@ -227,7 +182,7 @@ class Workers(_Workers):
     """The battery's workers: their fork server imports the battery (and torch)."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        super().__init__(env, warm=(f"{__name__}:warm",))
+        super().__init__(env, warm=("dpslice.check.registry:builtin",))
 
 
 @dataclass
@@ -260,10 +215,6 @@ class BatterySupervisor:
     ``jobs`` workers run properties side by side (``dpslice check -j``), each
     property in one worker with its own seed: the verdicts, counterexamples
     and report order are those of ``jobs=1``.
-
-    Attributes:
-        target: the target as the worker loaded it (without its function), once loaded.
-        results: the properties finished so far, in the plan's order.
     """
 
     def __init__(
@@ -286,22 +237,24 @@ class BatterySupervisor:
         check_call_timeout(timeout)
         if jobs < 1:
             raise CheckConfigError(f"jobs={jobs}: at least one worker must run the battery")
-        self.spec = spec
-        self.strict = strict
-        self.device = device
-        self.properties = tuple(properties) if properties is not None else None
-        self.exclude = tuple(exclude)
-        self.max_examples = max_examples
-        self.seed = seed
-        self.timeout = timeout
+        #: What every job runs; each takes its own properties.
+        self.job = BatteryJob(
+            spec,
+            device,
+            tuple(properties) if properties is not None else None,
+            tuple(exclude),
+            max_examples,
+            seed,
+            strict,
+            dict(load_options or {}),
+        )
         self.limits = Limits(
             load=import_timeout, call=timeout, work=max(timeout, OWN_WORK_ALLOWANCE)
         )
         self.listener = listener
-        self.load_options = dict(load_options or {})
         self.jobs = jobs
+        #: The target as the worker loaded it (without its function), and its versions.
         self.target: Target | None = None
-        #: The worker's :func:`~dpslice.check.results.versions`, once it loaded the target.
         self.versions: dict[str, str] | None = None
         self._done: dict[str, PropertyResult] = {}
         self._told = 0  # results passed to the listener, in the plan's order
@@ -314,47 +267,39 @@ class BatterySupervisor:
 
     @property
     def results(self) -> list[PropertyResult]:
+        """The properties finished so far, in the plan's order."""
         order = {name: index for index, name in enumerate(self._plan or ())}
         return sorted(self._done.values(), key=lambda result: order.get(result.name, 0))
 
     def unloaded_report(self) -> CheckReport:
         """The report of a run that never loaded its target: no property ran."""
+        spec = self.job.spec
         target = Target(
-            spec=self.spec,
+            spec=spec,
             function=_never_loaded,
-            name=self.spec.rpartition(":")[2],
+            name=spec.rpartition(":")[2],
             accepts=frozenset(),
             source_file=None,
-            device=self.device,
+            device=self.job.device,
         )
-        return CheckReport(
-            target=target,
-            seed=self.seed,
-            max_examples=self.max_examples,
-            results=(),
-            seconds=time.perf_counter() - self._began,
-            strict=self.strict,
-            properties=self.properties,
-            versions=self.versions,
-            stopped=Stop.BROKE,
-            not_run=self.properties or (),
-        )
+        return replace(self._report(target, Stop.BROKE), results=())
 
     def partial_report(self) -> CheckReport | None:
         """What finished so far as a report; ``None`` before the target loaded."""
-        if self.target is None:
-            return None
+        return None if self.target is None else self._report(self.target, self._stopped)
+
+    def _report(self, target: Target, stopped: Stop | None) -> CheckReport:
         return CheckReport(
-            target=self.target,
-            seed=self.seed,
-            max_examples=self.max_examples,
+            target=target,
+            seed=self.job.seed,
+            max_examples=self.job.max_examples,
             results=tuple(self.results),
             seconds=time.perf_counter() - self._began,
-            strict=self.strict,
-            properties=self.properties,
+            strict=self.job.strict,
+            properties=self.job.properties,
             versions=self.versions,
-            stopped=self._stopped,
-            not_run=self.remaining() if self._stopped is not None else (),
+            stopped=stopped,
+            not_run=self.remaining() if stopped is not None else (),
         )
 
     def run(self) -> CheckReport:
@@ -382,11 +327,8 @@ class BatterySupervisor:
 
     def remaining(self) -> tuple[str, ...]:
         """The properties planned and not finished, in order; all asked for before the plan."""
-        return self._remaining() or ()
-
-    def _remaining(self) -> tuple[str, ...] | None:
         if self._plan is None:
-            return self.properties
+            return self.job.properties or ()
         return tuple(name for name in self._plan if name not in self._done)
 
     def _run(self, workers: _Workers) -> None:
@@ -410,7 +352,7 @@ class BatterySupervisor:
                 fruitless = fruitless + 1 if job.finished == 0 and not judged else 0
                 if fruitless > _MAX_JOBS_WITHOUT_RESULT:
                     self._stop_running()
-                    for name in self._remaining() or ():
+                    for name in self.remaining():
                         note = (
                             "not run: the check's worker kept failing outside any call "
                             f"({worker.stopped.how.value})"
@@ -427,12 +369,13 @@ class BatterySupervisor:
             if self._running:
                 return
             if self.jobs == 1:
-                self._give(workers, self.properties)
+                self._give(workers, self.job.properties)
                 return
             # No more workers import the target than there are properties to run.
-            first = self.jobs if self.properties is None else min(self.jobs, len(self.properties))
+            asked = self.job.properties
+            first = self.jobs if asked is None else min(self.jobs, len(asked))
             for skip in range(first):
-                self._give(workers, self.properties, skip=skip, limit=1)
+                self._give(workers, asked, skip=skip, limit=1)
             return
         taken = {name for job in self._running.values() for name in job.runs or ()}
         free = [name for name in self._plan if name not in self._done and name not in taken]
@@ -450,18 +393,7 @@ class BatterySupervisor:
         skip: int = 0,
         limit: int | None = None,
     ) -> None:
-        job = BatteryJob(
-            spec=self.spec,
-            device=self.device,
-            properties=properties,
-            exclude=self.exclude,
-            skip=skip,
-            limit=limit,
-            max_examples=self.max_examples,
-            seed=self.seed,
-            strict=self.strict,
-            load_options=self.load_options,
-        )
+        job = replace(self.job, properties=properties, skip=skip, limit=limit)
         worker = workers.take()
         try:
             worker.give(Job(f"{__name__}:run_battery", (job,)), self.limits)
@@ -478,17 +410,15 @@ class BatterySupervisor:
 
     def _tick(self) -> None:
         assert self.listener is not None
-        current = [job for job in self._running.values() if job.current is not None]
+        current = [job.current for job in self._running.values() if job.current is not None]
         if current:
-            first = min(current, key=lambda job: job.current[1] if job.current else 0.0)
-            assert first.current is not None
+            started, began, _ = min(current, key=lambda now: now[1])
             calls = sum(job.calls for job in self._running.values())
-            self.listener.tick(first.current[0].name, calls, time.perf_counter() - first.current[1])
+            self.listener.tick(started.name, calls, time.perf_counter() - began)
         else:
             self.listener.tick(None, 0, time.perf_counter() - self._began)
 
     def _note(self, worker: Worker, note: object) -> None:
-        """One of a worker's battery events."""
         job = self._running[worker]
         if isinstance(note, Loaded):
             if self._plan is None:
@@ -502,13 +432,13 @@ class BatterySupervisor:
                     if started.runs is None:
                         skip = started.skip
                         started.runs = note.plan[skip : skip + 1] if self.jobs > 1 else note.plan
-        elif isinstance(note, Refused):
-            raise (UnknownPropertyError if note.usage else BadTargetError)(note.message)
-        elif isinstance(note, PropertyStarted):
+        elif isinstance(note, Exception):  # a bad target, or a usage error
+            raise note
+        elif isinstance(note, Progress) and not note.done:
             job.current = (note.result, time.perf_counter(), worker.calls)
             if self.listener is not None:
                 self.listener.started(note.result.name)
-        elif isinstance(note, PropertyDone):
+        elif isinstance(note, Progress):
             seen = self._as_seen(job, note.result)
             job.current = None
             job.finished += 1
@@ -554,7 +484,7 @@ class BatterySupervisor:
                 "run `python -c 'import dpslice.check'` to see why"
             )
         if stopped.phase is Phase.LOADING:
-            raise import_failed(self.spec, what)
+            raise import_failed(self.job.spec, what)
         if job.current is None:
             return False  # between properties: the next worker runs the rest
         started, began, _ = job.current
@@ -593,12 +523,10 @@ def _request_stop(signum: int, frame: object) -> None:
 def _stop_between_calls() -> Iterator[None]:
     """SIGINT and SIGTERM only ask to stop while the round trip's search runs in this
     process: the runner's loop stops it at once, never inside Hypothesis's own code."""
-    stops = (signal.SIGINT, signal.SIGTERM)
-    try:
-        previous = {signum: signal.signal(signum, _request_stop) for signum in stops}
-    except ValueError:  # not the main thread: signals are not this thread's to handle
-        yield
-        return
+    previous = {}
+    with contextlib.suppress(ValueError):  # not the main thread: not this thread's signals
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _request_stop)
     try:
         yield
     finally:
@@ -606,42 +534,35 @@ def _stop_between_calls() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+@dataclass
 class RoundTripSupervisor:
     """The round trip of ``spec`` on ``dp_size`` runner ranks: ``timeout`` bounds each call,
     ``import_timeout`` the target's import, ``run_timeout`` the run.  :meth:`run` returns
     its report."""
 
-    def __init__(
-        self,
-        spec: str,
-        *,
-        dp_size: int,
-        backend: str = "gloo",
-        max_examples: int = DEFAULT_MAX_EXAMPLES,
-        seed: int = 0,
-        timeout: float = DEFAULT_CALL_TIMEOUT,
-        run_timeout: float = DEFAULT_RUN_TIMEOUT,
-        import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
-        listener: Listener | None = None,
-    ) -> None:
-        self.spec = spec
-        self.dp_size, self.backend = dp_size, backend
-        self.max_examples, self.seed = max_examples, seed
-        self.timeout, self.run_timeout, self.import_timeout = timeout, run_timeout, import_timeout
-        self.listener = listener
-        self.target: Target | None = None
-        self.versions: dict[str, str] | None = None
-        self._began = time.monotonic()
-        self._report: Callable[..., CheckReport] | None = None  # round_trip_report, once imported
+    spec: str
+    _: KW_ONLY
+    dp_size: int
+    backend: str = "gloo"
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    seed: int = 0
+    timeout: float = DEFAULT_CALL_TIMEOUT
+    run_timeout: float = DEFAULT_RUN_TIMEOUT
+    import_timeout: float = DEFAULT_IMPORT_TIMEOUT
+    listener: Listener | None = None
+    target: Target | None = field(default=None, init=False)
+    versions: dict[str, str] | None = field(default=None, init=False)
+    _began: float = field(default_factory=time.monotonic, init=False)
 
     def partial_report(self, why: str = "interrupted before a verdict") -> CheckReport | None:
         """The report of a run that reached no verdict; ``None`` before the target loaded."""
-        from dpslice.check.results import round_trip_result
-
-        if self.target is None or self._report is None:
+        if self.target is None:
             return None
+        from dpslice.check.results import round_trip_result
+        from dpslice.distributed.round_trip import round_trip_report  # imported by run()
+
         seconds = time.monotonic() - self._began
-        return self._report(
+        return round_trip_report(
             self.target,
             round_trip_result(Verdict.ERROR, seconds=seconds, note=why),
             seed=self.seed,
@@ -673,9 +594,8 @@ class RoundTripSupervisor:
         with signal_order(), _stop_between_calls(), environment() as env:
             # Imported here: a signal that comes meanwhile only asks to stop.
             from dpslice.distributed.driver import RoundTripSession
-            from dpslice.distributed.round_trip import round_trip_report, run_on
+            from dpslice.distributed.round_trip import run_on
 
-            self._report = round_trip_report
             try:
                 session = RoundTripSession(
                     dp_size=self.dp_size, backend=self.backend, call_timeout=self.timeout,
