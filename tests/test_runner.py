@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dpslice.runner import How, Job, Limit, Limits, Phase, Worker, environment, follow, stop_all
+from dpslice.runner.forkserver import ForkServer
 
 JOBS = """
 import os
@@ -140,3 +141,9 @@ def test_a_job_that_breaks_in_a_call_leaves_that_call_in_flight(env: dict[str, s
     assert worker.stopped is not None
     assert (worker.stopped.how, worker.stopped.phase) == (How.BROKE, Phase.CALL)
     assert worker.stopped.record == "the call"
+
+
+def test_a_server_started_ahead_imports_before_the_first_fork(env: dict[str, str]) -> None:
+    ForkServer.for_env(env, warm=("runner_jobs:warm",))
+    imported, _, _ = run(Worker(env), Job("runner_jobs:state", ("X",))).value
+    assert imported

@@ -46,7 +46,7 @@ _BOOT = (
     # directory (a local numpy.py); targets in it still load (appended).
     "sys.path[:] = [p for p in sys.path if p not in ('', cwd)] + [sys.argv[3], cwd]\n"
     "from dpslice.runner.forkserver import serve\n"
-    "serve(sys.argv[1:3])\n"
+    "serve(sys.argv[1:3] + sys.argv[4:])\n"
 )
 
 
@@ -79,12 +79,14 @@ class ForkServer:
     """The supervisor's handle on one fork server."""
 
     @classmethod
-    def for_env(cls, env: dict[str, str]) -> ForkServer:
-        """The running server for ``env``, started if there is none."""
+    def for_env(cls, env: dict[str, str], warm: Sequence[str] = ()) -> ForkServer:
+        """The running server for ``env``, started if there is none; a new one imports
+        what ``warm`` names at once, before the first fork asks (a command line starts
+        it first thing, so that the import runs beside its own start-up)."""
         key = _key(env)
         server = _RUNNING.get(key)
         if server is None or server.broken:
-            server = _RUNNING[key] = cls(env)
+            server = _RUNNING[key] = cls(env, warm)
             server.key = key
         return server
 
@@ -93,7 +95,7 @@ class ForkServer:
         for server in list(_RUNNING.values()):
             server.close()
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], warm: Sequence[str] = ()) -> None:
         self.key: tuple[object, ...] = ()
         self.workers: set[int] = set()
         self.broken = False
@@ -105,7 +107,7 @@ class ForkServer:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(os.getpid()), root],
+                [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(os.getpid()), root, *warm],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=2,  # what a target prints goes to stderr: stdout is the report's
@@ -229,7 +231,8 @@ def _become_worker(
 
 
 def serve(argv: Sequence[str]) -> NoReturn:
-    """The server's loop: ``argv`` is its socket's fd and its parent's pid."""
+    """The server's loop: ``argv`` is its socket's fd, its parent's pid, and what to
+    import before the first fork."""
     fd, parent_pid = int(argv[0]), int(argv[1])
     die_with_parent(parent_pid)
     me = os.getpid()
@@ -237,7 +240,7 @@ def serve(argv: Sequence[str]) -> NoReturn:
     # start in this process, or it would not start in the workers forked from it.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     server = socket.socket(fileno=fd)
-    warmed: dict[str, str | None] = {}
+    warmed = {path: _warm(path) for path in argv[2:]}
     while True:
         try:
             data, fds, _flags, _address = socket.recv_fds(server, 1 << 20, 3)
