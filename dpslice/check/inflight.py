@@ -1,12 +1,8 @@
 """The call in flight, and the FAIL of a call that never came back with a value or an error.
 
-A runner worker (the battery's, or a rank of the round trip) records every call of
-the target just before it runs, as a :data:`CallRecord`: the layout, the
-:class:`~dpslice.SliceCall` and the counts its GPU tensor is built from, plain
-data, cheap to pickle.  If the call hangs, ends the process or raises a
-``BaseException``, the record is all that is left, and
-:func:`aborted_counterexample` turns it into the counterexample: the arguments
-are rebuilt from it exactly as the check built them for the call.
+A runner worker records every call of the target just before it runs, as a plain
+:data:`CallRecord`; if the call hangs, ends the process or raises a ``BaseException``,
+:func:`aborted_counterexample` rebuilds the call's arguments from it for the report.
 """
 
 from __future__ import annotations
@@ -40,7 +36,6 @@ __all__ = [
     "aborted_result",
     "ended",
     "exited_at_import",
-    "hung",
     "import_failed",
     "portable_counterexample",
     "portable_result",
@@ -56,27 +51,15 @@ __all__ = [
 CallRecord = tuple[DPLayout, SliceCall, list[int]]
 
 
+@dataclass(frozen=True)
 class Shown:
-    """An argument as the worker rendered it: its repr and nothing else.
+    """An argument as the worker rendered it, in place of a value that may be the target's
+    own object (the parent never imports the target): the report only shows it."""
 
-    The report only shows arguments, so a result crosses to the parent with
-    these in place of the values, which may be the target's own objects (the
-    parent never imports the target).
-    """
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
+    text: str
 
     def __repr__(self) -> str:
         return self.text
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Shown) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
 
 
 def _in_worker(**_: object) -> NoReturn:
@@ -130,26 +113,13 @@ def shown_arguments(target: Target, record: CallRecord) -> dict[str, object]:
 
 @dataclass(frozen=True)
 class AbortedCall(Outcome):
-    """A call that neither returned nor raised an ``Exception``.
-
-    It hung past the call timeout, ended the process (``sys.exit``,
-    ``os._exit``, a crash in native code, a SIGKILL) or raised a ``BaseException``
-    (``SystemExit``, ``KeyboardInterrupt``, pytest's ``skip``...), which an
-    engine's serving loop would not survive either.  ``message`` says which.
-    """
+    """A call that neither returned nor raised an ``Exception``: it hung past the call timeout,
+    ended the process or raised a ``BaseException``, which an engine's serving loop would
+    not survive either.  ``message`` says which."""
 
     def describe(self) -> str:
         where = f" at {self.location}" if self.location else ""
         return f"{self.message}{where}"
-
-
-def hung(seconds: float, killed: str = "the worker") -> AbortedCall:
-    """A call that did not return within ``seconds``; ``killed`` says what was stopped."""
-    return AbortedCall(
-        kind=OutcomeKind.INCIDENTAL,
-        error="Timeout",
-        message=f"did not return within {seconds:g} s (--timeout); {killed} was killed",
-    )
 
 
 def ended(ending: Ending) -> AbortedCall:
@@ -186,7 +156,8 @@ def raised_base(exc: BaseException, target: Target) -> AbortedCall:
 def aborted(stopped: Stopped, killed: str) -> AbortedCall:
     """What the call in flight did, from how the runner stopped its worker."""
     if stopped.how is How.HUNG:
-        return hung(stopped.seconds, killed)
+        message = f"did not return within {stopped.seconds:g} s (--timeout); {killed} was killed"
+        return AbortedCall(kind=OutcomeKind.INCIDENTAL, error="Timeout", message=message)
     if stopped.how is How.ENDED:
         assert stopped.ending is not None
         return ended(stopped.ending)
@@ -238,19 +209,20 @@ def stopped_text(stopped: Stopped) -> str:
     return f"broke ({stopped.broke.last_line})"
 
 
+#: What every target whose import did not come back is told.
+_IMPORT_RULE = "a target must import without exiting, crashing or blocking"
+
+
 def exited_at_import(spec: str, exc: BaseException) -> str:
     """A target whose import raised a ``BaseException`` (``sys.exit()``): a bad target."""
-    return (
-        f"importing the target {spec} raised {type(exc).__name__}({exc}); a target must "
-        "import without exiting, crashing or blocking"
-    )
+    return f"importing the target {spec} raised {type(exc).__name__}({exc}); {_IMPORT_RULE}"
 
 
 def import_failed(spec: str, what: str) -> BadTargetError:
     """A target whose import did ``what`` (hung, ended the process): a bad target."""
     return BadTargetError(
-        f"importing the target {spec} {what}; a target must import without exiting, "
-        "crashing or blocking (raise --import-timeout if it is merely slow)"
+        f"importing the target {spec} {what}; {_IMPORT_RULE} (raise --import-timeout if it is "
+        "merely slow)"
     )
 
 
