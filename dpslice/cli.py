@@ -245,10 +245,10 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
     return 128 + signal.SIGTERM if terminated else 130
 
 
-def _run(args: argparse.Namespace, progress: Progress) -> CheckReport | str | int:
-    """Run the battery, or the round trip with ``--distributed``: its report; a usage
-    error's message if it cannot start; the exit status of a run interrupted, or whose
-    check broke, once its partial report is out."""
+def _run(args: argparse.Namespace, progress: Progress) -> CheckReport | int:
+    """Run the battery, or the round trip with ``--distributed``: its report, or the exit
+    status of a run that could not start, was interrupted or whose check broke, once the
+    error and any partial report are out."""
     from dpslice.check.progress import FirstFailure
     from dpslice.check.results import Stop
     from dpslice.check.target import check_device
@@ -263,9 +263,9 @@ def _run(args: argparse.Namespace, progress: Progress) -> CheckReport | str | in
 
             RoundTripSession(dp_size=args.distributed, backend=args.backend)
     except DeviceError as exc:
-        return str(exc)
+        return _error(str(exc))
     except CheckConfigError as exc:
-        return " ".join(str(exc).split())
+        return _error(" ".join(str(exc).split()))
     common: dict[str, Any] = {
         "max_examples": args.max_examples,
         "seed": args.seed,
@@ -297,7 +297,8 @@ def _run(args: argparse.Namespace, progress: Progress) -> CheckReport | str | in
     try:
         return supervisor.run()
     except (BadTargetError, UnknownPropertyError) as exc:
-        return str(exc) if args.distributed is None else " ".join(str(exc).split())
+        progress.close()
+        return _error(str(exc) if args.distributed is None else " ".join(str(exc).split()))
     except FirstFailure:
         assert isinstance(supervisor, BatterySupervisor)
         stopped = supervisor.partial_report()
@@ -369,11 +370,12 @@ def _unwritable(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _write_files(report: CheckReport, args: argparse.Namespace) -> bool:
-    """Write the ``--json`` and ``--junit-xml`` files asked for; False if one failed (said
-    on stderr)."""
-    from dpslice.check.report import write_json, write_junit_xml
+def _report(report: CheckReport, args: argparse.Namespace) -> bool:
+    """Print the report and write its ``--json`` and ``--junit-xml`` files; False if one
+    could not be written (said on stderr)."""
+    from dpslice.check.report import render_text, write_json, write_junit_xml
 
+    _write_stdout(render_text(report, verbose=args.verbose))
     writers = {"--json": write_json, "--junit-xml": write_junit_xml}
     written = True
     for flag, path in _outputs(args):
@@ -384,14 +386,6 @@ def _write_files(report: CheckReport, args: argparse.Namespace) -> bool:
             print(f"dpslice: error: cannot write {flag} {path}: {reason}", file=sys.stderr)
             written = False
     return written
-
-
-def _report(report: CheckReport, args: argparse.Namespace) -> bool:
-    """Print the report and write its files; False if a file could not be written."""
-    from dpslice.check.report import render_text
-
-    _write_stdout(render_text(report, verbose=args.verbose))
-    return _write_files(report, args)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -418,19 +412,16 @@ def _check(args: argparse.Namespace) -> int:
         args.jobs = auto_jobs()
     from dpslice.check.progress import Progress
 
-    battery = args.distributed is None
-    progress = Progress(None if args.quiet else sys.stderr, exitfirst=args.exitfirst and battery)
-    progress.header(_header(args))
+    exitfirst = args.exitfirst and args.distributed is None
+    progress = Progress(
+        None if args.quiet else sys.stderr, exitfirst=exitfirst, header=_header(args)
+    )
     ran = _run(args, progress)
     progress.close()
     if isinstance(ran, int):
         return ran
-    if isinstance(ran, str):
-        return _error(ran)
-    status = EXIT_HOLDS if ran.passed else EXIT_FAILS
-    if not _report(ran, args):  # a failure stays 1; a pass without its files is 2
-        return EXIT_USAGE if status == EXIT_HOLDS else status
-    return status
+    written = _report(ran, args)  # a failure stays 1; a pass without its files is 2
+    return EXIT_FAILS if not ran.passed else EXIT_HOLDS if written else EXIT_USAGE
 
 
 def _on_signal(signum: int, frame: object) -> None:

@@ -7,7 +7,6 @@ A runner worker records every call of the target just before it runs, as a plain
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
@@ -41,8 +40,6 @@ __all__ = [
     "portable_result",
     "portable_target",
     "raised_base",
-    "shown",
-    "shown_arguments",
     "started_result",
     "stopped_text",
 ]
@@ -74,41 +71,16 @@ def portable_target(target: Target) -> Target:
     return replace(target, function=_in_worker, against=against)
 
 
-def shown(arguments: Mapping[str, object]) -> dict[str, object]:
-    """``arguments`` as the report shows them: each value a :class:`Shown` repr."""
-    return {name: Shown(safe_repr(value)) for name, value in arguments.items()}
-
-
 def portable_counterexample(found: Counterexample) -> Counterexample:
     """``found`` with its arguments as :class:`Shown` reprs and no bounds: safe to pickle."""
-    return replace(
-        found, arguments=shown(found.arguments), outcome=replace(found.outcome, bounds=None)
-    )
+    shown = {name: Shown(safe_repr(value)) for name, value in found.arguments.items()}
+    return replace(found, arguments=shown, outcome=replace(found.outcome, bounds=None))
 
 
 def portable_result(result: PropertyResult) -> PropertyResult:
     """``result`` with its counterexamples' arguments as :class:`Shown` reprs and no bounds."""
-    if not result.counterexamples:
-        return result
-    return replace(
-        result, counterexamples=tuple(map(portable_counterexample, result.counterexamples))
-    )
-
-
-def shown_arguments(target: Target, record: CallRecord) -> dict[str, object]:
-    """The keyword arguments of the recorded call, as the report shows them."""
-    _, call, gpu_counts = record
-    # Built on the CPU (the parent never touches a GPU); the device is shown as it was.
-    arguments = replace(target, device="cpu").arguments(call, gpu_counts)
-    shown: dict[str, object] = {}
-    for name, value in arguments.items():
-        text = safe_repr(value)
-        if is_tensor(value) and name == "global_num_tokens_gpu":
-            device = {"cuda": "cuda:0"}.get(target.device, target.device)
-            if device != "cpu" and text.endswith(")"):
-                text = f"{text[:-1]}, device='{device}')"
-        shown[name] = Shown(text)
-    return shown
+    portable = tuple(map(portable_counterexample, result.counterexamples))
+    return replace(result, counterexamples=portable) if portable else result
 
 
 @dataclass(frozen=True)
@@ -171,12 +143,22 @@ def aborted_counterexample(
 ) -> Counterexample:
     """The counterexample of the recorded call, which did ``outcome``: the one builder, for
     the battery and the round trip."""
-    layout, call, _ = record
+    layout, call, gpu_counts = record
+    # Built on the CPU (the parent never touches a GPU); the device is shown as it was.
+    arguments = replace(target, device="cpu").arguments(call, gpu_counts)
+    device = {"cuda": "cuda:0"}.get(target.device, target.device)
+    shown: dict[str, object] = {}
+    for name, value in arguments.items():
+        text = safe_repr(value)
+        tensor = is_tensor(value) and name == "global_num_tokens_gpu"
+        if tensor and device != "cpu" and text.endswith(")"):
+            text = f"{text[:-1]}, device='{device}')"
+        shown[name] = Shown(text)
     return Counterexample(
         layout=layout,
         rank=valid_rank(layout, call.dp_rank),
         function=target.name,
-        arguments=shown_arguments(target, record),
+        arguments=shown,
         outcome=outcome,
         expected="the call returns, or raises an Exception, within the call timeout",
         why="the target did not come back from the call with a slice or an Exception",
