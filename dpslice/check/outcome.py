@@ -16,7 +16,7 @@ import site
 import sys
 import sysconfig
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import TYPE_CHECKING, TypeGuard
@@ -25,6 +25,7 @@ from dpslice.check.target import Target
 
 if TYPE_CHECKING:
     import torch
+
 
 __all__ = [
     "MAX_TEXT",
@@ -106,36 +107,27 @@ class Outcome:
         return f"{verb} {self.error}{message} at {self.location}"
 
 
-def _library_dirs() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """The standard library's directories, torch's and NumPy's, and installed packages'
-    (code under check, even inside the standard library's directory)."""
-    paths = sysconfig.get_paths()
-    stdlib = {os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib")}
-    installed = {os.path.abspath(paths[key]) for key in ("purelib", "platlib")}
-    installed.update(os.path.abspath(path) for path in site.getsitepackages())
-    return tuple(stdlib), _package_dirs(_OPERATIONS), tuple(installed)
-
-
-def _package_dirs(packages: tuple[str, ...]) -> tuple[str, ...]:
+def _package_dirs(packages: tuple[str, ...]) -> list[str]:
     """The directories of those of ``packages`` that are imported."""
-    directories = []
-    for package in packages:
-        location = getattr(sys.modules.get(package), "__file__", None)
-        if location:
-            directories.append(os.path.dirname(os.path.abspath(location)))
-    return tuple(directories)
+    locations = (getattr(sys.modules.get(package), "__file__", None) for package in packages)
+    return [os.path.dirname(os.path.abspath(location)) for location in locations if location]
 
 
-def _under(path: str, directories: tuple[str, ...]) -> bool:
+def _under(path: str, directories: Iterable[str]) -> bool:
     return any(path.startswith(directory + os.sep) for directory in directories)
 
 
 def _in_library(filename: str) -> bool:
+    """Whether ``filename`` is torch's, NumPy's or the standard library's; an installed
+    package is code under check, even inside the standard library's directory."""
     if filename.startswith("<frozen"):
         return True
-    path = os.path.abspath(filename)
-    stdlib, operations, installed = _library_dirs()
-    return _under(path, operations) or (_under(path, stdlib) and not _under(path, installed))
+    path, paths = os.path.abspath(filename), sysconfig.get_paths()
+    stdlib = [os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib")]
+    installed = [os.path.abspath(paths[key]) for key in ("purelib", "platlib")]
+    installed += map(os.path.abspath, site.getsitepackages())
+    library = _under(path, stdlib) and not _under(path, installed)
+    return library or _under(path, _package_dirs(_OPERATIONS))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -157,9 +149,7 @@ def is_incidental(exc: BaseException) -> bool:
     if innermost is None:
         return True
     code = innermost.tb_frame.f_code
-    if _in_library(code.co_filename):
-        return True
-    return not _is_raise_statement(code, innermost.tb_lasti)
+    return _in_library(code.co_filename) or not _is_raise_statement(code, innermost.tb_lasti)
 
 
 def bounded(text: str, slack: int = 0) -> str:
