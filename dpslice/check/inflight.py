@@ -26,24 +26,6 @@ from dpslice.errors import BadTargetError
 from dpslice.layout import DPLayout, SliceCall
 from dpslice.runner.protocol import Ending, How, Limit, Stopped
 
-__all__ = [
-    "AbortedCall",
-    "CallRecord",
-    "Shown",
-    "aborted",
-    "aborted_counterexample",
-    "aborted_result",
-    "ended",
-    "exited_at_import",
-    "import_failed",
-    "portable_counterexample",
-    "portable_result",
-    "portable_target",
-    "raised_base",
-    "started_result",
-    "stopped_text",
-]
-
 #: A call about to run: its layout, the call, and the counts of its GPU tensor.
 CallRecord = tuple[DPLayout, SliceCall, list[int]]
 

@@ -27,23 +27,6 @@ if TYPE_CHECKING:
     import torch
 
 
-__all__ = [
-    "MAX_TEXT",
-    "NEVER_REFUSALS",
-    "Outcome",
-    "OutcomeKind",
-    "bounded",
-    "call_target",
-    "error_location",
-    "error_outcome",
-    "exception_text",
-    "is_incidental",
-    "is_tensor",
-    "result_outcome",
-    "safe_repr",
-    "short_path",
-]
-
 #: The most characters of a message or repr of the target's that a report carries.
 MAX_TEXT = 10_000
 

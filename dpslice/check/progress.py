@@ -12,8 +12,6 @@ from dpslice.check.report import render_row, takes_line
 from dpslice.check.results import PropertyResult, Verdict
 from dpslice.check.target import Target
 
-__all__ = ["FirstFailure", "Progress"]
-
 #: Redraw the status line at most this often, in seconds.
 _REDRAW = 0.2
 

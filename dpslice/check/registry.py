@@ -20,19 +20,6 @@ from dpslice.layout import DPLayout, Mode
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
-__all__ = [
-    "AGAINST_MODULE",
-    "BUILTIN_MODULES",
-    "Counterexample",
-    "Property",
-    "RelatedCall",
-    "Tier",
-    "builtin",
-    "register",
-    "registered",
-    "render_call",
-    "select",
-]
 
 Example = TypeVar("Example")
 

@@ -22,22 +22,6 @@ from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict, ve
 from dpslice.check.target import Target
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
 
-__all__ = [
-    "JSON_SCHEMA",
-    "bounded",
-    "output_problem",
-    "render_result",
-    "render_row",
-    "render_text",
-    "reproduce_command",
-    "takes_line",
-    "to_json",
-    "to_junit_xml",
-    "write_document",
-    "write_json",
-    "write_junit_xml",
-]
-
 #: The JSON document's layout, for the battery and the round trip; bumped on incompatible changes.
 JSON_SCHEMA = "dpslice-check/4"
 

@@ -15,20 +15,6 @@ from dpslice.check.target import Target
 from dpslice.contracts import Contract
 from dpslice.errors import CheckConfigError
 
-__all__ = [
-    "ROUND_TRIP_ROWS",
-    "ROUND_TRIP_STATEMENT",
-    "CheckReport",
-    "PropertyResult",
-    "RoundTrip",
-    "Stop",
-    "Verdict",
-    "check_max_examples",
-    "check_seed",
-    "round_trip_result",
-    "versions",
-]
-
 #: The round trip's one property (:mod:`dpslice.distributed.search`).
 ROUND_TRIP_ROWS = "round_trip_rows"
 ROUND_TRIP_STATEMENT = "Through real collectives, every rank's slice holds exactly its own rows."

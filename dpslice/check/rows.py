@@ -9,8 +9,6 @@ from dpslice.layout import PAD_ROW
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["render_rows", "rows_phrase"]
-
 
 def _render_run(rank: int, first: int, last: int, count: int) -> str:
     if first == PAD_ROW:
