@@ -1,11 +1,7 @@
-"""The ``dpslice`` command line: a thin face over :mod:`dpslice.check`.
-
-``dpslice check`` runs the property battery, ``--distributed N`` the round trip,
-in supervised workers (:mod:`dpslice.supervision.supervisor`): whatever the
-target does, this process prints the report, writes its files and decides the
-exit status (the ``--help`` epilog and docs/check-reference.md list them).
-Nothing ends in a traceback.
-"""
+"""The ``dpslice`` command line: ``dpslice check`` runs the property battery, or the round
+trip, in supervised workers; whatever the target does, this process prints the report,
+writes its files and decides the exit status (the ``--help`` epilog lists them), never with
+a traceback."""
 
 from __future__ import annotations
 
@@ -434,12 +430,9 @@ def _on_signal(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status.
-
-    SIGINT and SIGTERM stop the run (130, 143); after the first, further signals are
-    ignored, and with ``argv`` ``None`` (the process's own command line, about to exit)
-    they stay ignored when this returns.
-    """
+    """Run the command line; returns the exit status.  SIGINT and SIGTERM stop the run (130,
+    143); further signals are ignored, and with ``argv`` ``None`` (the process's own command
+    line, about to exit) they stay ignored when this returns."""
     silence_numpy_notice()  # before anything here imports torch
     try:
         args = _parser().parse_args(argv)

@@ -71,6 +71,8 @@ class AbortedCall(Outcome):
     ended the process or raised a ``BaseException``, which an engine's serving loop would
     not survive either.  ``message`` says which."""
 
+    kind: OutcomeKind = OutcomeKind.INCIDENTAL
+
     def describe(self) -> str:
         where = f" at {self.location}" if self.location else ""
         return f"{self.message}{where}"
@@ -82,22 +84,17 @@ def ended(ending: Ending) -> AbortedCall:
         verb = "crashed" if ending.crashed else "ended"
         because = f" ({ending.cause})" if ending.cause else ""
         message = f"{verb} the process: killed by {ending.signal}{because}"
-        return AbortedCall(kind=OutcomeKind.INCIDENTAL, error=ending.signal, message=message)
+        return AbortedCall(error=ending.signal, message=message)
     message = (
         f"ended the process with exit code {ending.exitcode} (sys.exit or os._exit), which "
         "would end an engine's process"
     )
-    return AbortedCall(kind=OutcomeKind.INCIDENTAL, error="exit", message=message)
+    return AbortedCall(error="exit", message=message)
 
 
 def _raised(error: str, text: str, location: str | None = None) -> AbortedCall:
-    return AbortedCall(
-        kind=OutcomeKind.INCIDENTAL,
-        error=error,
-        message=f"raised {text}, a BaseException that is no Exception (it would end an "
-        "engine's process)",
-        location=location,
-    )
+    why = "a BaseException that is no Exception (it would end an engine's process)"
+    return AbortedCall(error=error, message=f"raised {text}, {why}", location=location)
 
 
 def raised_base(exc: BaseException, target: Target) -> AbortedCall:
@@ -111,7 +108,7 @@ def aborted(stopped: Stopped, killed: str) -> AbortedCall:
     """What the call in flight did, from how the runner stopped its worker."""
     if stopped.how is How.HUNG:
         message = f"did not return within {stopped.seconds:g} s (--timeout); {killed} was killed"
-        return AbortedCall(kind=OutcomeKind.INCIDENTAL, error="Timeout", message=message)
+        return AbortedCall(error="Timeout", message=message)
     if stopped.how is How.ENDED:
         assert stopped.ending is not None
         return ended(stopped.ending)

@@ -215,11 +215,8 @@ def short_path(path: str) -> str:
 
 
 def error_location(exc: BaseException, target: Target) -> str | None:
-    """``file:line`` where the code under check raised ``exc``; ``None`` without a traceback.
-
-    The innermost frame in the target's file or outside the standard library,
-    torch, NumPy and the check; else the innermost frame below the check's call.
-    """
+    """``file:line`` of the innermost frame in the target's file or outside the standard
+    library, torch, NumPy and the check, else below the check's call; ``None`` if none."""
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
@@ -269,10 +266,8 @@ def _home() -> tuple[str, int]:
 
 
 def call_target(target: Target, arguments: Mapping[str, object]) -> Outcome:
-    """Call ``target`` with ``arguments`` as keywords and classify the outcome.
-
-    Non-``Exception`` errors propagate.  The working directory is restored.
-    """
+    """Call ``target`` with ``arguments`` as keywords and classify the outcome; a
+    ``BaseException`` that is no ``Exception`` propagates.  The working directory is restored."""
     home, fd = _home()
     try:
         try:

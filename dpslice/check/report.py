@@ -92,11 +92,9 @@ def render_row(result: PropertyResult) -> str:
 
 
 def render_result(report: CheckReport, result: PropertyResult, *, verbose: bool = False) -> str:
-    """One property's block of the text report (of the run ``report``), no trailing newline.
-
-    A FAIL shows every counterexample in full; a WARN one line per kind, in full
-    when ``verbose``; an ERROR what broke.  PASS and N/A have none: ``""``.
-    """
+    """One property's block of the text report, no trailing newline: a FAIL's every
+    counterexample in full, a WARN's one line per kind (in full when ``verbose``), what broke
+    for an ERROR, ``""`` for PASS and N/A."""
     if result.verdict is Verdict.ERROR:
         return bounded(f"ERROR {result.name}: {result.note}")
     if result.verdict not in (Verdict.FAIL, Verdict.WARN):
