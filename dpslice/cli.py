@@ -1,11 +1,7 @@
-"""The ``dpslice`` command line: a thin face over :mod:`dpslice.check`.
-
-``dpslice check`` runs the property battery, ``--distributed N`` the round trip,
-in supervised workers (:mod:`dpslice.supervision.supervisor`): whatever the
-target does, this process prints the report, writes its files and decides the
-exit status (the ``--help`` epilog and docs/check-reference.md list them).
-Nothing ends in a traceback.
-"""
+"""The ``dpslice`` command line: ``dpslice check`` runs the property battery, or the round
+trip, in supervised workers; whatever the target does, this process prints the report,
+writes its files and decides the exit status (the ``--help`` epilog lists them), never with
+a traceback."""
 
 from __future__ import annotations
 
@@ -18,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dpslice._numpy_notice import silence_numpy_notice
 from dpslice._version import __version__
@@ -33,7 +29,7 @@ from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_IMPORT_TIMEOUT, DEFA
 
 if TYPE_CHECKING:
     from dpslice.check.progress import Progress
-    from dpslice.check.results import CheckReport, Stop
+    from dpslice.check.results import CheckReport
 
 __all__ = ["DEFAULT_TARGET", "main"]
 
@@ -91,16 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also write the report as JUnit XML to PATH, one test case per property",
     )
     check.add_argument(
-        "--property",
-        action="append",
-        dest="properties",
-        metavar="NAME",
-        help="run only this property (repeatable)",
+        "--property", action="append", metavar="NAME", help="run only this property (repeatable)"
     )
     check.add_argument(
         "--exclude-property",
         action="append",
-        dest="excluded",
         metavar="NAME",
         help="run every property but this one (repeatable)",
     )
@@ -203,11 +194,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _given(args: argparse.Namespace, *flags: str) -> list[str]:
     """Those of ``flags`` given on the command line."""
-    dests = {"--property": "properties", "--exclude-property": "excluded"}
     return [
-        flag
-        for flag in flags
-        if getattr(args, dests.get(flag, flag[2:].replace("-", "_"))) not in (None, False)
+        flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) not in (None, False)
     ]
 
 
@@ -233,16 +221,6 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C is: the partial report, then exit 143."""
 
 
-class _Stopped(Exception):
-    """The run ended early: what finished, the exit status, what broke (``None``: interrupted)."""
-
-    def __init__(self, report: CheckReport | None, status: int, broke: str | None) -> None:
-        super().__init__(broke or "interrupted")
-        self.report = report
-        self.status = status
-        self.broke = broke
-
-
 def _broke(exc: Exception) -> str:
     """What broke, in one line: ``the check itself broke: <cause>``."""
     from dpslice.errors import CheckBrokeError
@@ -256,16 +234,6 @@ def _broke(exc: Exception) -> str:
     return f"the check itself broke: {cause}"
 
 
-def _ended(exc: BaseException) -> tuple[Stop, int, str | None]:
-    """How ``exc`` ends a run early, as :class:`_Stopped` says it."""
-    from dpslice.check.results import Stop
-
-    if isinstance(exc, KeyboardInterrupt):
-        return Stop.INTERRUPTED, _interrupted(exc), None
-    assert isinstance(exc, Exception)
-    return Stop.BROKE, EXIT_USAGE, _broke(exc)
-
-
 def _interrupted(exc: KeyboardInterrupt) -> int:
     from dpslice.isolation import stop_requested
 
@@ -273,96 +241,91 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
     return 128 + signal.SIGTERM if terminated else 130
 
 
-def _battery(args: argparse.Namespace, progress: Progress) -> CheckReport | str:
-    """Run the property battery; a usage error's message instead if it cannot start.
-
-    Raises:
-        _Stopped: interrupted, or the check itself broke.
-    """
+def _run(args: argparse.Namespace, progress: Progress) -> CheckReport | int:
+    """Run the battery, or the round trip with ``--distributed``: its report, or the exit
+    status of a run that could not start, was interrupted or whose check broke, once the
+    error and any partial report are out."""
     from dpslice.check.progress import FirstFailure
     from dpslice.check.results import Stop
     from dpslice.check.target import check_device
-    from dpslice.errors import BadTargetError, DeviceError, UnknownPropertyError
-    from dpslice.supervision.supervisor import BatterySupervisor
+    from dpslice.errors import BadTargetError, CheckConfigError, DeviceError, UnknownPropertyError
+    from dpslice.isolation import DEFAULT_RUN_TIMEOUT
+    from dpslice.supervision.supervisor import BatterySupervisor, RoundTripSupervisor
 
-    try:
+    try:  # before any process starts; gloo needs no check (and no torch here)
         device = check_device(args.device or "cpu")
+        if (args.backend or "gloo") != "gloo":  # an unknown backend, or NCCL without the GPUs
+            from dpslice.distributed.driver import RoundTripSession
+
+            RoundTripSession(dp_size=args.distributed, backend=args.backend)
     except DeviceError as exc:
-        return str(exc)
-    # The worker checks the property names: here that would import torch.
-    supervisor = BatterySupervisor(
-        args.target,
-        device=device,
-        properties=args.properties,
-        exclude=args.excluded or (),
-        max_examples=args.max_examples,
-        seed=args.seed,
-        timeout=args.timeout or DEFAULT_CALL_TIMEOUT,
-        import_timeout=args.import_timeout or DEFAULT_IMPORT_TIMEOUT,
-        listener=progress,
-        load_options=load_options(args.contract, args.against),
-        strict=args.strict,
-        jobs=args.jobs,
-    )
+        return _error(str(exc))
+    except CheckConfigError as exc:
+        return _error(" ".join(str(exc).split()))
+    common: dict[str, Any] = {
+        "max_examples": args.max_examples,
+        "seed": args.seed,
+        "timeout": args.timeout or DEFAULT_CALL_TIMEOUT,
+        "import_timeout": args.import_timeout or DEFAULT_IMPORT_TIMEOUT,
+        "listener": progress,
+    }
+    supervisor: BatterySupervisor | RoundTripSupervisor
+    if args.distributed is None:
+        # The worker checks the property names: here that would import torch.
+        supervisor = BatterySupervisor(
+            args.target,
+            device=device,
+            properties=args.property,
+            exclude=args.exclude_property or (),
+            load_options=load_options(args.contract, args.against),
+            strict=args.strict,
+            jobs=args.jobs,
+            **common,
+        )
+    else:
+        supervisor = RoundTripSupervisor(
+            args.target,
+            dp_size=args.distributed,
+            backend=args.backend or "gloo",
+            run_timeout=args.run_timeout or DEFAULT_RUN_TIMEOUT,
+            **common,
+        )
     try:
         return supervisor.run()
     except (BadTargetError, UnknownPropertyError) as exc:
-        return str(exc)
+        progress.close()
+        return _error(str(exc) if args.distributed is None else " ".join(str(exc).split()))
     except FirstFailure:
+        assert isinstance(supervisor, BatterySupervisor)
         stopped = supervisor.partial_report()
         assert stopped is not None  # a property finished, so the target had loaded
         not_run = supervisor.remaining()  # none: the failure was the last property
         return replace(stopped, stopped=Stop.EXITFIRST, not_run=not_run) if not_run else stopped
     except (KeyboardInterrupt, Exception) as exc:
-        why, status, broke = _ended(exc)
-        finished = supervisor.partial_report()
-        if finished is not None:
-            finished = replace(finished, stopped=why, not_run=supervisor.remaining())
-        elif why is Stop.BROKE:  # before the target loaded: a report that nothing ran
-            finished = supervisor.unloaded_report()
-        raise _Stopped(finished, status, broke) from None
-
-
-def _round_trip(args: argparse.Namespace, progress: Progress) -> CheckReport | str:
-    """Run the round trip; a usage error's message instead if it cannot start.
-
-    Raises:
-        _Stopped: interrupted, or the check itself broke.
-    """
-    from dpslice.errors import BadTargetError
-    from dpslice.isolation import DEFAULT_RUN_TIMEOUT
-    from dpslice.supervision.supervisor import RoundTripSupervisor
-
-    if (args.backend or "gloo") != "gloo":  # an unknown backend, or NCCL without the GPUs
-        from dpslice.distributed.driver import RoundTripSession
-        from dpslice.errors import CheckConfigError
-
-        try:  # before any process starts; gloo needs no check (and no torch here)
-            RoundTripSession(dp_size=args.distributed, backend=args.backend)
-        except CheckConfigError as exc:
-            return " ".join(str(exc).split())
-    supervisor = RoundTripSupervisor(
-        args.target,
-        dp_size=args.distributed,
-        backend=args.backend or "gloo",
-        max_examples=args.max_examples,
-        seed=args.seed,
-        timeout=args.timeout or DEFAULT_CALL_TIMEOUT,
-        run_timeout=args.run_timeout or DEFAULT_RUN_TIMEOUT,
-        import_timeout=args.import_timeout or DEFAULT_IMPORT_TIMEOUT,
-        listener=progress,
-    )
-    try:
-        return supervisor.run()
-    except BadTargetError as exc:
-        return " ".join(str(exc).split())
-    except (KeyboardInterrupt, Exception) as exc:
-        why, status, broke = _ended(exc)
-        # No verdict: the one property's ERROR says why.
-        stopped = supervisor.partial_report() if broke is None else supervisor.partial_report(broke)
-        if stopped is not None:
-            stopped = replace(stopped, stopped=why)
-        raise _Stopped(stopped, status, broke) from None
+        if isinstance(exc, KeyboardInterrupt):
+            why, status, broke = Stop.INTERRUPTED, _interrupted(exc), None
+        else:
+            why, status, broke = Stop.BROKE, EXIT_USAGE, _broke(exc)
+        if isinstance(supervisor, BatterySupervisor):
+            finished = supervisor.partial_report()
+            if finished is not None:
+                finished = replace(finished, stopped=why, not_run=supervisor.remaining())
+            elif why is Stop.BROKE:  # before the target loaded: a report that nothing ran
+                finished = supervisor.unloaded_report()
+        else:  # no verdict: the one property's ERROR says why
+            finished = (
+                supervisor.partial_report() if broke is None else supervisor.partial_report(broke)
+            )
+            if finished is not None:
+                finished = replace(finished, stopped=why)
+    progress.close()
+    if finished is not None:
+        _report(finished, args)
+    if broke is None:
+        print("dpslice: interrupted", file=sys.stderr)
+    else:
+        _error(broke)
+    return status
 
 
 def _header(args: argparse.Namespace) -> list[str]:
@@ -403,11 +366,12 @@ def _unwritable(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _write_files(report: CheckReport, args: argparse.Namespace) -> bool:
-    """Write the ``--json`` and ``--junit-xml`` files asked for; False if one failed (said
-    on stderr)."""
-    from dpslice.check.report import write_json, write_junit_xml
+def _report(report: CheckReport, args: argparse.Namespace) -> bool:
+    """Print the report and write its ``--json`` and ``--junit-xml`` files; False if one
+    could not be written (said on stderr)."""
+    from dpslice.check.report import render_text, write_json, write_junit_xml
 
+    _write_stdout(render_text(report, verbose=args.verbose))
     writers = {"--json": write_json, "--junit-xml": write_junit_xml}
     written = True
     for flag, path in _outputs(args):
@@ -418,14 +382,6 @@ def _write_files(report: CheckReport, args: argparse.Namespace) -> bool:
             print(f"dpslice: error: cannot write {flag} {path}: {reason}", file=sys.stderr)
             written = False
     return written
-
-
-def _report(report: CheckReport, args: argparse.Namespace) -> bool:
-    """Print the report and write its files; False if a file could not be written."""
-    from dpslice.check.report import render_text
-
-    _write_stdout(render_text(report, verbose=args.verbose))
-    return _write_files(report, args)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -452,27 +408,16 @@ def _check(args: argparse.Namespace) -> int:
         args.jobs = auto_jobs()
     from dpslice.check.progress import Progress
 
-    battery = args.distributed is None
-    progress = Progress(None if args.quiet else sys.stderr, exitfirst=args.exitfirst and battery)
-    progress.header(_header(args))
-    try:
-        ran = _battery(args, progress) if battery else _round_trip(args, progress)
-    except _Stopped as stopped:
-        progress.close()
-        if stopped.report is not None:
-            _report(stopped.report, args)
-        if stopped.broke is None:
-            print("dpslice: interrupted", file=sys.stderr)
-        else:
-            _error(stopped.broke)
-        return stopped.status
+    exitfirst = args.exitfirst and args.distributed is None
+    progress = Progress(
+        None if args.quiet else sys.stderr, exitfirst=exitfirst, header=_header(args)
+    )
+    ran = _run(args, progress)
     progress.close()
-    if isinstance(ran, str):
-        return _error(ran)
-    status = EXIT_HOLDS if ran.passed else EXIT_FAILS
-    if not _report(ran, args):  # a failure stays 1; a pass without its files is 2
-        return EXIT_USAGE if status == EXIT_HOLDS else status
-    return status
+    if isinstance(ran, int):
+        return ran
+    written = _report(ran, args)  # a failure stays 1; a pass without its files is 2
+    return EXIT_FAILS if not ran.passed else EXIT_HOLDS if written else EXIT_USAGE
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -485,12 +430,9 @@ def _on_signal(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status.
-
-    SIGINT and SIGTERM stop the run (130, 143); after the first, further signals are
-    ignored, and with ``argv`` ``None`` (the process's own command line, about to exit)
-    they stay ignored when this returns.
-    """
+    """Run the command line; returns the exit status.  SIGINT and SIGTERM stop the run (130,
+    143); further signals are ignored, and with ``argv`` ``None`` (the process's own command
+    line, about to exit) they stay ignored when this returns."""
     silence_numpy_notice()  # before anything here imports torch
     try:
         args = _parser().parse_args(argv)

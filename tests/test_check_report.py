@@ -254,7 +254,23 @@ def test_junit_xml_has_a_case_per_property_and_one_per_property_not_run(tmp_path
     assert [child.tag for child in warned] == ["system-out"]  # a WARN passes
     assert warned[0].text == render_result(whole, WARNING, verbose=True)
     properties = {p.get("name"): p.get("value") for p in root.iter("property")}
-    assert (properties["passed"], properties["complete"]) == ("false", "false")
+    assert properties == {
+        "target": whole.target.spec,
+        "seed": str(whole.seed),
+        "max_examples": str(whole.max_examples),
+        "device": "cpu",
+        "contract": "sglang-capturer",
+        "strict": "false",
+        "passed": "false",
+        "complete": "false",
+        "incomplete_reason": "interrupted by Ctrl-C or SIGTERM",
+        "reproduce": reproduce_command(whole),
+    }
+    complete = ET.fromstring(to_junit_xml(report(PASSING)))
+    reason = [
+        p.get("value") for p in complete.iter("property") if p.get("name") == "incomplete_reason"
+    ]
+    assert reason == [""]
 
 
 def test_junit_xml_holds_any_message_the_target_raised() -> None:

@@ -544,8 +544,7 @@ def test_progress_rows_go_only_to_a_terminal() -> None:
     written = {}
     for tty in (True, False):
         stream = _Stream(tty=tty)
-        progress = Progress(stream)
-        progress.header(["dpslice check impl.py:f", "seed 0"])
+        progress = Progress(stream, header=["dpslice check impl.py:f", "seed 0"])
         progress.loaded(target)
         progress.started("sum_len_rows")
         progress.tick("sum_len_rows", 3, 0.5)

@@ -1,17 +1,12 @@
 """The call in flight, and the FAIL of a call that never came back with a value or an error.
 
-A runner worker (the battery's, or a rank of the round trip) records every call of
-the target just before it runs, as a :data:`CallRecord`: the layout, the
-:class:`~dpslice.SliceCall` and the counts its GPU tensor is built from, plain
-data, cheap to pickle.  If the call hangs, ends the process or raises a
-``BaseException``, the record is all that is left, and
-:func:`aborted_counterexample` turns it into the counterexample: the arguments
-are rebuilt from it exactly as the check built them for the call.
+A runner worker records every call of the target just before it runs, as a plain
+:data:`CallRecord`; if the call hangs, ends the process or raises a ``BaseException``,
+:func:`aborted_counterexample` rebuilds the call's arguments from it for the report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
@@ -31,52 +26,19 @@ from dpslice.errors import BadTargetError
 from dpslice.layout import DPLayout, SliceCall
 from dpslice.runner.protocol import Ending, How, Limit, Stopped
 
-__all__ = [
-    "AbortedCall",
-    "CallRecord",
-    "Shown",
-    "aborted",
-    "aborted_counterexample",
-    "aborted_result",
-    "ended",
-    "exited_at_import",
-    "hung",
-    "import_failed",
-    "portable_counterexample",
-    "portable_result",
-    "portable_target",
-    "raised_base",
-    "shown",
-    "shown_arguments",
-    "started_result",
-    "stopped_text",
-]
-
 #: A call about to run: its layout, the call, and the counts of its GPU tensor.
 CallRecord = tuple[DPLayout, SliceCall, list[int]]
 
 
+@dataclass(frozen=True)
 class Shown:
-    """An argument as the worker rendered it: its repr and nothing else.
+    """An argument as the worker rendered it, in place of a value that may be the target's
+    own object (the parent never imports the target): the report only shows it."""
 
-    The report only shows arguments, so a result crosses to the parent with
-    these in place of the values, which may be the target's own objects (the
-    parent never imports the target).
-    """
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
+    text: str
 
     def __repr__(self) -> str:
         return self.text
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Shown) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
 
 
 def _in_worker(**_: object) -> NoReturn:
@@ -91,65 +53,29 @@ def portable_target(target: Target) -> Target:
     return replace(target, function=_in_worker, against=against)
 
 
-def shown(arguments: Mapping[str, object]) -> dict[str, object]:
-    """``arguments`` as the report shows them: each value a :class:`Shown` repr."""
-    return {name: Shown(safe_repr(value)) for name, value in arguments.items()}
-
-
 def portable_counterexample(found: Counterexample) -> Counterexample:
     """``found`` with its arguments as :class:`Shown` reprs and no bounds: safe to pickle."""
-    return replace(
-        found, arguments=shown(found.arguments), outcome=replace(found.outcome, bounds=None)
-    )
+    shown = {name: Shown(safe_repr(value)) for name, value in found.arguments.items()}
+    return replace(found, arguments=shown, outcome=replace(found.outcome, bounds=None))
 
 
 def portable_result(result: PropertyResult) -> PropertyResult:
     """``result`` with its counterexamples' arguments as :class:`Shown` reprs and no bounds."""
-    if not result.counterexamples:
-        return result
-    return replace(
-        result, counterexamples=tuple(map(portable_counterexample, result.counterexamples))
-    )
-
-
-def shown_arguments(target: Target, record: CallRecord) -> dict[str, object]:
-    """The keyword arguments of the recorded call, as the report shows them."""
-    _, call, gpu_counts = record
-    # Built on the CPU (the parent never touches a GPU); the device is shown as it was.
-    arguments = replace(target, device="cpu").arguments(call, gpu_counts)
-    shown: dict[str, object] = {}
-    for name, value in arguments.items():
-        text = safe_repr(value)
-        if is_tensor(value) and name == "global_num_tokens_gpu":
-            device = {"cuda": "cuda:0"}.get(target.device, target.device)
-            if device != "cpu" and text.endswith(")"):
-                text = f"{text[:-1]}, device='{device}')"
-        shown[name] = Shown(text)
-    return shown
+    portable = tuple(map(portable_counterexample, result.counterexamples))
+    return replace(result, counterexamples=portable) if portable else result
 
 
 @dataclass(frozen=True)
 class AbortedCall(Outcome):
-    """A call that neither returned nor raised an ``Exception``.
+    """A call that neither returned nor raised an ``Exception``: it hung past the call timeout,
+    ended the process or raised a ``BaseException``, which an engine's serving loop would
+    not survive either.  ``message`` says which."""
 
-    It hung past the call timeout, ended the process (``sys.exit``,
-    ``os._exit``, a crash in native code, a SIGKILL) or raised a ``BaseException``
-    (``SystemExit``, ``KeyboardInterrupt``, pytest's ``skip``...), which an
-    engine's serving loop would not survive either.  ``message`` says which.
-    """
+    kind: OutcomeKind = OutcomeKind.INCIDENTAL
 
     def describe(self) -> str:
         where = f" at {self.location}" if self.location else ""
         return f"{self.message}{where}"
-
-
-def hung(seconds: float, killed: str = "the worker") -> AbortedCall:
-    """A call that did not return within ``seconds``; ``killed`` says what was stopped."""
-    return AbortedCall(
-        kind=OutcomeKind.INCIDENTAL,
-        error="Timeout",
-        message=f"did not return within {seconds:g} s (--timeout); {killed} was killed",
-    )
 
 
 def ended(ending: Ending) -> AbortedCall:
@@ -158,22 +84,17 @@ def ended(ending: Ending) -> AbortedCall:
         verb = "crashed" if ending.crashed else "ended"
         because = f" ({ending.cause})" if ending.cause else ""
         message = f"{verb} the process: killed by {ending.signal}{because}"
-        return AbortedCall(kind=OutcomeKind.INCIDENTAL, error=ending.signal, message=message)
+        return AbortedCall(error=ending.signal, message=message)
     message = (
         f"ended the process with exit code {ending.exitcode} (sys.exit or os._exit), which "
         "would end an engine's process"
     )
-    return AbortedCall(kind=OutcomeKind.INCIDENTAL, error="exit", message=message)
+    return AbortedCall(error="exit", message=message)
 
 
 def _raised(error: str, text: str, location: str | None = None) -> AbortedCall:
-    return AbortedCall(
-        kind=OutcomeKind.INCIDENTAL,
-        error=error,
-        message=f"raised {text}, a BaseException that is no Exception (it would end an "
-        "engine's process)",
-        location=location,
-    )
+    why = "a BaseException that is no Exception (it would end an engine's process)"
+    return AbortedCall(error=error, message=f"raised {text}, {why}", location=location)
 
 
 def raised_base(exc: BaseException, target: Target) -> AbortedCall:
@@ -186,7 +107,8 @@ def raised_base(exc: BaseException, target: Target) -> AbortedCall:
 def aborted(stopped: Stopped, killed: str) -> AbortedCall:
     """What the call in flight did, from how the runner stopped its worker."""
     if stopped.how is How.HUNG:
-        return hung(stopped.seconds, killed)
+        message = f"did not return within {stopped.seconds:g} s (--timeout); {killed} was killed"
+        return AbortedCall(error="Timeout", message=message)
     if stopped.how is How.ENDED:
         assert stopped.ending is not None
         return ended(stopped.ending)
@@ -200,12 +122,22 @@ def aborted_counterexample(
 ) -> Counterexample:
     """The counterexample of the recorded call, which did ``outcome``: the one builder, for
     the battery and the round trip."""
-    layout, call, _ = record
+    layout, call, gpu_counts = record
+    # Built on the CPU (the parent never touches a GPU); the device is shown as it was.
+    arguments = replace(target, device="cpu").arguments(call, gpu_counts)
+    device = {"cuda": "cuda:0"}.get(target.device, target.device)
+    shown: dict[str, object] = {}
+    for name, value in arguments.items():
+        text = safe_repr(value)
+        tensor = is_tensor(value) and name == "global_num_tokens_gpu"
+        if tensor and device != "cpu" and text.endswith(")"):
+            text = f"{text[:-1]}, device='{device}')"
+        shown[name] = Shown(text)
     return Counterexample(
         layout=layout,
         rank=valid_rank(layout, call.dp_rank),
         function=target.name,
-        arguments=shown_arguments(target, record),
+        arguments=shown,
         outcome=outcome,
         expected="the call returns, or raises an Exception, within the call timeout",
         why="the target did not come back from the call with a slice or an Exception",
@@ -238,19 +170,20 @@ def stopped_text(stopped: Stopped) -> str:
     return f"broke ({stopped.broke.last_line})"
 
 
+#: What every target whose import did not come back is told.
+_IMPORT_RULE = "a target must import without exiting, crashing or blocking"
+
+
 def exited_at_import(spec: str, exc: BaseException) -> str:
     """A target whose import raised a ``BaseException`` (``sys.exit()``): a bad target."""
-    return (
-        f"importing the target {spec} raised {type(exc).__name__}({exc}); a target must "
-        "import without exiting, crashing or blocking"
-    )
+    return f"importing the target {spec} raised {type(exc).__name__}({exc}); {_IMPORT_RULE}"
 
 
 def import_failed(spec: str, what: str) -> BadTargetError:
     """A target whose import did ``what`` (hung, ended the process): a bad target."""
     return BadTargetError(
-        f"importing the target {spec} {what}; a target must import without exiting, "
-        "crashing or blocking (raise --import-timeout if it is merely slow)"
+        f"importing the target {spec} {what}; {_IMPORT_RULE} (raise --import-timeout if it is "
+        "merely slow)"
     )
 
 

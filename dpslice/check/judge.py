@@ -16,8 +16,6 @@ from dpslice.check.rows import render_rows, rows_phrase
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["judge_inputs", "judge_rows", "not_a_slice", "outside"]
-
 
 def not_a_slice(outcome: Outcome) -> str:
     """Why an outcome that is no slice fails a valid layout."""

@@ -1,9 +1,8 @@
 """Call a target once and classify what happened (:class:`OutcomeKind`).
 
-An error is deliberate when a ``raise X`` statement in the code under check
-(the target, its helpers, the engine it wraps) raised it; incidental when an
-operation, the standard library, torch or NumPy raised it, and always for
-:data:`NEVER_REFUSALS`.  docs/check-reference.md says more.
+An error is deliberate when a ``raise X`` statement in the code under check raised it;
+incidental when an operation, the standard library, torch or NumPy raised it, and always
+for :data:`NEVER_REFUSALS` (docs/check-reference.md).
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ import site
 import sys
 import sysconfig
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import CodeType, TracebackType
+from types import CodeType
 from typing import TYPE_CHECKING, TypeGuard
 
 from dpslice.check.target import Target
@@ -27,22 +26,6 @@ from dpslice.check.target import Target
 if TYPE_CHECKING:
     import torch
 
-__all__ = [
-    "MAX_TEXT",
-    "NEVER_REFUSALS",
-    "Outcome",
-    "OutcomeKind",
-    "bounded",
-    "call_target",
-    "error_location",
-    "error_outcome",
-    "exception_text",
-    "is_incidental",
-    "is_tensor",
-    "result_outcome",
-    "safe_repr",
-    "short_path",
-]
 
 #: The most characters of a message or repr of the target's that a report carries.
 MAX_TEXT = 10_000
@@ -77,12 +60,9 @@ class OutcomeKind(enum.Enum):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one call of the target did.
-
-    ``slice`` when it returned a slice, ``bounds`` its start and length as
-    returned; ``value`` (a repr) when it returned anything, ``problem`` why
-    that is malformed; ``error``, ``message`` and ``location`` when it raised.
-    """
+    """What one call of the target did: ``slice`` and ``bounds`` (as returned) when it returned
+    a slice; ``value`` (a repr) when it returned anything, ``problem`` why that is malformed;
+    ``error``, ``message`` and ``location`` when it raised."""
 
     kind: OutcomeKind
     slice: tuple[int, int] | None = None
@@ -110,36 +90,27 @@ class Outcome:
         return f"{verb} {self.error}{message} at {self.location}"
 
 
-def _library_dirs() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """The standard library's directories, torch's and NumPy's, and installed packages'
-    (code under check, even inside the standard library's directory)."""
-    paths = sysconfig.get_paths()
-    stdlib = {os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib")}
-    installed = {os.path.abspath(paths[key]) for key in ("purelib", "platlib")}
-    installed.update(os.path.abspath(path) for path in site.getsitepackages())
-    return tuple(stdlib), _package_dirs(_OPERATIONS), tuple(installed)
-
-
-def _package_dirs(packages: tuple[str, ...]) -> tuple[str, ...]:
+def _package_dirs(packages: tuple[str, ...]) -> list[str]:
     """The directories of those of ``packages`` that are imported."""
-    directories = []
-    for package in packages:
-        location = getattr(sys.modules.get(package), "__file__", None)
-        if location:
-            directories.append(os.path.dirname(os.path.abspath(location)))
-    return tuple(directories)
+    locations = (getattr(sys.modules.get(package), "__file__", None) for package in packages)
+    return [os.path.dirname(os.path.abspath(location)) for location in locations if location]
 
 
-def _under(path: str, directories: tuple[str, ...]) -> bool:
+def _under(path: str, directories: Iterable[str]) -> bool:
     return any(path.startswith(directory + os.sep) for directory in directories)
 
 
 def _in_library(filename: str) -> bool:
+    """Whether ``filename`` is torch's, NumPy's or the standard library's; an installed
+    package is code under check, even inside the standard library's directory."""
     if filename.startswith("<frozen"):
         return True
-    path = os.path.abspath(filename)
-    stdlib, operations, installed = _library_dirs()
-    return _under(path, operations) or (_under(path, stdlib) and not _under(path, installed))
+    path, paths = os.path.abspath(filename), sysconfig.get_paths()
+    stdlib = [os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib")]
+    installed = [os.path.abspath(paths[key]) for key in ("purelib", "platlib")]
+    installed += map(os.path.abspath, site.getsitepackages())
+    library = _under(path, stdlib) and not _under(path, installed)
+    return library or _under(path, _package_dirs(_OPERATIONS))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -151,23 +122,17 @@ def _is_raise_statement(code: CodeType, offset: int) -> bool:
     return False
 
 
-def _innermost(tb: TracebackType | None) -> TracebackType | None:
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb
-
-
 def is_incidental(exc: BaseException) -> bool:
     """Whether ``exc`` is an accident rather than a refusal (one never raised is)."""
     if isinstance(exc, NEVER_REFUSALS):
         return True
-    innermost = _innermost(exc.__traceback__)
+    innermost = exc.__traceback__
+    while innermost is not None and innermost.tb_next is not None:
+        innermost = innermost.tb_next
     if innermost is None:
         return True
     code = innermost.tb_frame.f_code
-    if _in_library(code.co_filename):
-        return True
-    return not _is_raise_statement(code, innermost.tb_lasti)
+    return _in_library(code.co_filename) or not _is_raise_statement(code, innermost.tb_lasti)
 
 
 def bounded(text: str, slack: int = 0) -> str:
@@ -200,37 +165,34 @@ def _raised(exc: Exception) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def _bound(value: object, what: str) -> int | str:
-    """``value`` as an int, or why it is not a slice bound (what reading it raises too)."""
-    try:
-        return _read_bound(value, what)
-    except Exception as exc:
-        return f"reading {what} raised {_raised(exc)}"
-
-
 def is_tensor(value: object) -> TypeGuard[torch.Tensor]:
     """Whether ``value`` is a torch tensor, without importing torch."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, torch.Tensor)
 
 
-def _read_bound(value: object, what: str) -> int | str:
-    if isinstance(value, bool):
-        return f"{what} is the bool {value!r}"
-    if is_tensor(value):
-        import torch  # loaded already, since value is a tensor
-
-        if value.dim() != 0:
-            return f"{what} is a tensor of shape {tuple(value.shape)}, not a 0-dim tensor"
-        if value.dtype == torch.bool or value.dtype.is_floating_point or value.dtype.is_complex:
-            return f"{what} is a 0-dim {value.dtype} tensor, not an integer one"
-        return int(value.item())
-    if isinstance(value, float):
-        return f"{what} is the float {value!r}"
+def _bound(value: object, what: str) -> int | str:
+    """``value`` as an int, or why it is not a slice bound (what reading it raises too)."""
     try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        return f"{what} is {type(value).__name__} {value!r}, not an int"
+        if isinstance(value, bool):
+            return f"{what} is the bool {value!r}"
+        if is_tensor(value):
+            import torch  # loaded already, since value is a tensor
+
+            if value.dim() != 0:
+                return f"{what} is a tensor of shape {tuple(value.shape)}, not a 0-dim tensor"
+            dtype = value.dtype
+            if dtype == torch.bool or dtype.is_floating_point or dtype.is_complex:
+                return f"{what} is a 0-dim {dtype} tensor, not an integer one"
+            return int(value.item())
+        if isinstance(value, float):
+            return f"{what} is the float {value!r}"
+        try:
+            return operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            return f"{what} is {type(value).__name__} {value!r}, not an int"
+    except Exception as exc:
+        return f"reading {what} raised {_raised(exc)}"
 
 
 def _parts(result: object) -> tuple[object, object] | str:
@@ -246,17 +208,6 @@ def _parts(result: object) -> tuple[object, object] | str:
     return f"a {type(result).__name__}; return (start, length) or an object with .start and .length"
 
 
-def _as_slice(parts: tuple[object, object]) -> tuple[int, int] | str:
-    """The ``(start, length)`` the bounds denote, or why they denote none."""
-    start, length = _bound(parts[0], "start"), _bound(parts[1], "length")
-    for bound in (start, length):
-        if isinstance(bound, str):
-            return bound
-    assert isinstance(start, int)
-    assert isinstance(length, int)
-    return (start, length)
-
-
 def short_path(path: str) -> str:
     """``path`` relative to the working directory, unless it lies outside it."""
     relative = os.path.relpath(path)
@@ -264,11 +215,8 @@ def short_path(path: str) -> str:
 
 
 def error_location(exc: BaseException, target: Target) -> str | None:
-    """``file:line`` where the code under check raised ``exc``; ``None`` without a traceback.
-
-    The innermost frame in the target's file or outside the standard library,
-    torch, NumPy and the check; else the innermost frame below the check's call.
-    """
+    """``file:line`` of the innermost frame in the target's file or outside the standard
+    library, torch, NumPy and the check, else below the check's call; ``None`` if none."""
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
@@ -303,44 +251,34 @@ def result_outcome(result: object) -> Outcome:
     parts = _parts(result)
     if isinstance(parts, str):
         return Outcome(kind=OutcomeKind.MALFORMED, value=value, problem=parts)
-    as_slice = _as_slice(parts)
-    if isinstance(as_slice, str):
-        return Outcome(kind=OutcomeKind.MALFORMED, value=value, problem=as_slice)
-    return Outcome(kind=OutcomeKind.RETURNED, slice=as_slice, value=value, bounds=parts)
-
-
-class _Home:
-    """The check's working directory, held open: a target that moves away is moved back."""
-
-    def __init__(self) -> None:
-        self.path = os.getcwd()
-        self.fd = os.open(self.path, os.O_RDONLY)
-
-    def restore(self) -> None:
-        try:
-            moved = os.getcwd() != self.path
-        except OSError:  # the directory the call moved to is gone
-            moved = True
-        if moved:
-            os.fchdir(self.fd)
+    start, length = _bound(parts[0], "start"), _bound(parts[1], "length")
+    if isinstance(start, int) and isinstance(length, int):
+        return Outcome(kind=OutcomeKind.RETURNED, slice=(start, length), value=value, bounds=parts)
+    problem = start if isinstance(start, str) else str(length)
+    return Outcome(kind=OutcomeKind.MALFORMED, value=value, problem=problem)
 
 
 @functools.cache
-def _home() -> _Home:
-    return _Home()
+def _home() -> tuple[str, int]:
+    """The check's working directory, held open: a target that moves away is moved back."""
+    path = os.getcwd()
+    return path, os.open(path, os.O_RDONLY)
 
 
 def call_target(target: Target, arguments: Mapping[str, object]) -> Outcome:
-    """Call ``target`` with ``arguments`` as keywords and classify the outcome.
-
-    Non-``Exception`` errors propagate.  The working directory is restored.
-    """
-    home = _home()
+    """Call ``target`` with ``arguments`` as keywords and classify the outcome; a
+    ``BaseException`` that is no ``Exception`` propagates.  The working directory is restored."""
+    home, fd = _home()
     try:
         try:
             result = target.function(**arguments)
         finally:
-            home.restore()
+            try:
+                moved = os.getcwd() != home
+            except OSError:  # the directory the call moved to is gone
+                moved = True
+            if moved:
+                os.fchdir(fd)
     except Exception as exc:
         return error_outcome(exc, target)
     return result_outcome(result)

@@ -1,20 +1,16 @@
-"""Live progress of ``dpslice check`` on stderr: the run's header, then each property's row.
-
-The header comes as soon as the target has imported, so a run that hangs still
-says what it runs.  Only on a terminal do the rows and a redrawn status line
-follow (elsewhere they would repeat the report's table).  A stream that fails
-silences the progress, never the check.
-"""
+"""Live progress of ``dpslice check`` on stderr: the run's header as soon as the target has
+imported (a run that hangs still says what it runs), then, only on a terminal, each
+property's row and a redrawn status line.  A stream that fails silences the progress, never
+the check."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TextIO
 
 from dpslice.check.report import render_row, takes_line
 from dpslice.check.results import PropertyResult, Verdict
 from dpslice.check.target import Target
-
-__all__ = ["FirstFailure", "Progress"]
 
 #: Redraw the status line at most this often, in seconds.
 _REDRAW = 0.2
@@ -25,26 +21,22 @@ class FirstFailure(Exception):
 
 
 class Progress:
-    """A :class:`~dpslice.supervision.supervisor.Listener` that writes to ``stream``.
+    """A :class:`~dpslice.supervision.supervisor.Listener` that writes to ``stream`` (``None``:
+    nothing), ``header`` once the target has loaded; ``exitfirst`` raises
+    :class:`FirstFailure` once a property FAILs or ends in ERROR."""
 
-    ``None`` writes nothing; ``exitfirst`` raises :class:`FirstFailure` once a
-    property FAILs or ends in ERROR.
-    """
-
-    def __init__(self, stream: TextIO | None, *, exitfirst: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO | None, *, exitfirst: bool = False, header: Sequence[str] = ()
+    ) -> None:
         self.stream = stream
         self.exitfirst = exitfirst
+        self._header = header
         try:
             self.live = stream is not None and stream.isatty()
         except (AttributeError, ValueError, OSError):
             self.live = False
         self._status = False
         self._drawn_at = -_REDRAW
-        self._header: list[str] = []
-
-    def header(self, lines: list[str]) -> None:
-        """What the run is: printed once the target has loaded."""
-        self._header = list(lines)
 
     def _write(self, text: str) -> None:
         if self.stream is None:

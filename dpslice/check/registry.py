@@ -1,13 +1,11 @@
-"""What a property of the battery is, and the registry the runner reads.
-
-The battery is the ``PROPERTIES`` of each of :data:`BUILTIN_MODULES`, imported
-when first asked for (they import torch), then those of :data:`AGAINST_MODULE`
-in a run with ``--against``, then those :func:`register` added.
-"""
+"""What a property of the battery is, and the registry the runner reads: the ``PROPERTIES``
+of :data:`BUILTIN_MODULES` (imported when first asked for: they import torch), those of
+:data:`AGAINST_MODULE` in a run with ``--against``, then those :func:`register` added."""
 
 from __future__ import annotations
 
 import enum
+import functools
 import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -22,19 +20,6 @@ from dpslice.layout import DPLayout, Mode
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
-__all__ = [
-    "AGAINST_MODULE",
-    "BUILTIN_MODULES",
-    "Counterexample",
-    "Property",
-    "RelatedCall",
-    "Tier",
-    "builtin",
-    "register",
-    "registered",
-    "render_call",
-    "select",
-]
 
 Example = TypeVar("Example")
 
@@ -53,11 +38,8 @@ def render_call(function: str, arguments: Mapping[str, object]) -> str:
 
 
 class RelatedCall(NamedTuple):
-    """Another call a property judged with the counterexample's, as the report shows it.
-
-    ``label`` names it in the report: ``None`` for another rank (``rank N``),
-    ``"against"`` for the implementation ``--against`` named.
-    """
+    """Another call a property judged with the counterexample's, as the report shows it;
+    ``label`` names it: ``None`` for another rank (``rank N``), ``"against"`` for ``--against``."""
 
     rank: int | None
     call: str
@@ -67,16 +49,11 @@ class RelatedCall(NamedTuple):
 
 @dataclass(frozen=True)
 class Counterexample:
-    """One call that broke a property, with everything needed to read and rerun it.
-
-    Attributes:
-        rank: the DP rank called, or ``None`` if the rank itself was the defect.
-        function: the name shown in the rendered call.
-        expected, why: what the property required, and what is wrong; one line each.
-        got_rows, expected_rows: the rows the slice covers, and should cover, rendered.
-        kind: for a property searched kind by kind, the kind this one shows.
-        related: the calls the property weighed this one against.
-    """
+    """One call that broke a property, with everything needed to read and rerun it: ``rank``
+    is ``None`` if the rank itself was the defect; ``expected`` and ``why`` say, in a line
+    each, what the property required and what is wrong; ``got_rows`` and ``expected_rows``
+    render the rows the slice covers and should cover; ``kind`` is the kind it shows of a
+    property searched kind by kind; ``related`` the calls it was weighed against."""
 
     layout: DPLayout
     rank: int | None
@@ -97,14 +74,10 @@ _NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 
 @dataclass(frozen=True)
 class Property(Generic[Example]):
-    """A statement every DP-local slice must satisfy, and how to check it.
-
-    The fields are described in docs/check-reference.md ("Adding properties"), and:
-
-    Attributes:
-        modes: the engine states it judges (N/A where the contract reaches none); empty: any.
-        kinds: instead of ``strategy``, one strategy per kind of example, searched apart.
-    """
+    """A statement every DP-local slice must satisfy, and how to check it (docs/check-reference.md,
+    "Adding properties"): ``modes`` are the engine states it judges (N/A where the contract
+    reaches none; empty: any), ``kinds`` one strategy per kind of example, searched apart,
+    instead of ``strategy``."""
 
     name: str
     statement: str
@@ -151,19 +124,16 @@ BUILTIN_MODULES = (
 #: The module whose ``PROPERTIES`` compare a target with ``--against``.
 AGAINST_MODULE = "dpslice.check.against_property"
 
-_BUILTIN: tuple[Property[Any], ...] = ()
 #: Properties added with :func:`register`, after the built-in ones.
 _ADDED: dict[str, Property[Any]] = {}
 
 
+@functools.cache
 def builtin() -> tuple[Property[Any], ...]:
     """The built-in battery, in order."""
-    global _BUILTIN
-    if not _BUILTIN:
-        _BUILTIN = tuple(
-            prop for name in BUILTIN_MODULES for prop in importlib.import_module(name).PROPERTIES
-        )
-    return _BUILTIN
+    return tuple(
+        prop for name in BUILTIN_MODULES for prop in importlib.import_module(name).PROPERTIES
+    )
 
 
 def register(prop: Property[Example]) -> Property[Example]:

@@ -1,8 +1,6 @@
-"""Render a :class:`~dpslice.check.results.CheckReport` as text, JSON or JUnit XML.
-
-The formats are described in docs/check-reference.md.  Every line of the text
-and every string of the JSON is :func:`bounded`.
-"""
+"""Render a :class:`~dpslice.check.results.CheckReport` as text, JSON or JUnit XML
+(docs/check-reference.md).  Every line of the text and every string of the JSON is
+:func:`bounded`."""
 
 from __future__ import annotations
 
@@ -24,22 +22,6 @@ from dpslice.check.results import CheckReport, PropertyResult, Stop, Verdict, ve
 from dpslice.check.target import Target
 from dpslice.isolation import DEFAULT_CALL_TIMEOUT, DEFAULT_RUN_TIMEOUT
 
-__all__ = [
-    "JSON_SCHEMA",
-    "bounded",
-    "output_problem",
-    "render_result",
-    "render_row",
-    "render_text",
-    "reproduce_command",
-    "takes_line",
-    "to_json",
-    "to_junit_xml",
-    "write_document",
-    "write_json",
-    "write_junit_xml",
-]
-
 #: The JSON document's layout, for the battery and the round trip; bumped on incompatible changes.
 JSON_SCHEMA = "dpslice-check/4"
 
@@ -60,7 +42,6 @@ def _bounded_lines(text: str) -> str:
 
 
 def _bounded_json(value: Any) -> Any:
-    """A JSON-native ``value`` with every string in it :func:`bounded`."""
     if isinstance(value, str):
         return bounded(value)
     if isinstance(value, dict):
@@ -92,71 +73,85 @@ def reproduce_command(report: CheckReport, property_name: str | None = None) -> 
         words += ["--contract", report.target.contract_spec]
     if report.strict:
         words.append("--strict")
-    if property_name is not None:
-        words += ["--property", property_name]
-    else:
-        for name in report.properties or ():
-            words += ["--property", name]
+    for name in (property_name,) if property_name is not None else report.properties or ():
+        words += ["--property", name]
     return shlex.join(words)
 
 
-def _render_call(counterexample: Counterexample) -> str:
+def _call(counterexample: Counterexample) -> str:
     return render_call(counterexample.function, counterexample.arguments)
-
-
-def _summary(report: CheckReport) -> str:
-    counts = Counter(result.verdict for result in report.results)
-    rate = report.examples / report.seconds if report.seconds > 0 else 0.0
-    return (
-        f"{len(report.results)} {'property' if len(report.results) == 1 else 'properties'}: "
-        f"{counts[Verdict.PASS]} passed, "
-        f"{counts[Verdict.FAIL]} failed (hazard{'' if report.strict else 's'}"
-        f"{' and hardening, --strict' if report.strict else ''}), "
-        f"{counts[Verdict.WARN]} warned (hardening), {counts[Verdict.NOT_APPLICABLE]} n/a, "
-        f"{counts[Verdict.ERROR]} errors; {report.examples:,} layouts checked in "
-        f"{report.seconds:.1f} s ({rate:,.0f} layouts/s)"
-    )
 
 
 def render_row(result: PropertyResult) -> str:
     """The property's row of the report's table."""
-    return bounded(_row(result))
-
-
-def _row(result: PropertyResult) -> str:
     row = (
         f"{result.name:<{_NAME_WIDTH}} {result.verdict.value:<7} "
         f"{result.examples:>9} {result.seconds:>8.2f}s"
     )
-    return f"{row}  {result.note}" if result.note else row
+    return bounded(f"{row}  {result.note}" if result.note else row)
 
 
 def render_result(report: CheckReport, result: PropertyResult, *, verbose: bool = False) -> str:
-    """One property's block of the text report (of the run ``report``), no trailing newline.
-
-    A FAIL shows every counterexample in full; a WARN one line per kind, in full
-    when ``verbose``; an ERROR what broke.  PASS and N/A have none: ``""``.
-    """
+    """One property's block of the text report, no trailing newline: a FAIL's every
+    counterexample in full, a WARN's one line per kind (in full when ``verbose``), what broke
+    for an ERROR, ``""`` for PASS and N/A."""
     if result.verdict is Verdict.ERROR:
         return bounded(f"ERROR {result.name}: {result.note}")
     if result.verdict not in (Verdict.FAIL, Verdict.WARN):
         return ""
     lines = [f"{result.verdict.value} {result.name} ({result.tier.value}): {result.statement}"]
-    by_kind = all(ce.kind is not None for ce in result.counterexamples)
-    if result.verdict is Verdict.WARN and not verbose and by_kind:
-        lines += _warn_summary(report, result)
+    examples = result.counterexamples
+    # What each kind of a property searched kind by kind shows.
+    compared = any(other.label == "against" for ce in examples for other in ce.related)
+    found = "refused differently" if compared else "not refused"
+    reproduce = reproduce_command(report, result.name)
+    if (
+        result.verdict is Verdict.WARN
+        and not verbose
+        and all(ce.kind is not None for ce in examples)
+    ):
+        width = max((len(str(ce.kind)) for ce in examples), default=0)
+        lines.append(f"  {found}, {len(examples)} {'kind' if len(examples) == 1 else 'kinds'}:")
+        for ce in examples:
+            against = "".join(
+                f"; against: {other.outcome.split(': ', 1)[0]}"
+                for other in ce.related
+                if other.label == "against"
+            )
+            lines.append(f"    {ce.kind:<{width}}  {_call(ce)} -> {_brief(ce)}{against}")
+        lines += [
+            f"  reproduce  {reproduce}",
+            "  every counterexample in full: --verbose, or the JSON report",
+        ]
         return _bounded_lines("\n".join(lines))
-    if len(result.counterexamples) > 1:
-        kinds = "; ".join(str(ce.kind) for ce in result.counterexamples)
-        lines.append(f"  {_found(result)}, {len(result.counterexamples)} kinds: {kinds}")
-    for index, counterexample in enumerate(result.counterexamples):
+    if len(examples) > 1:
+        kinds = "; ".join(str(ce.kind) for ce in examples)
+        lines.append(f"  {found}, {len(examples)} kinds: {kinds}")
+    for index, ce in enumerate(examples):
+        outcome = ce.outcome.describe()
+        if ce.got_rows is not None:
+            outcome += f": rows {ce.got_rows}"
+        fields = [
+            *([("kind", ce.kind)] if ce.kind else []),
+            ("layout", repr(ce.layout)),
+            ("rank", "(invalid)" if ce.rank is None else str(ce.rank)),
+            ("call", _call(ce)),
+            ("outcome", outcome),
+            ("expected", ce.expected),
+            ("why", ce.why),
+            *(
+                (other.label or f"rank {other.rank}", f"{other.call} -> {other.outcome}")
+                for other in ce.related
+            ),
+            ("reproduce", reproduce),
+        ]
         if index:
             lines.append("")
-        lines += _render_counterexample(report, result, counterexample)
+        lines += [f"  {label:<10} {value}" for label, value in fields]
     return _bounded_lines("\n".join(lines))
 
 
-def _brief_outcome(counterexample: Counterexample) -> str:
+def _brief(counterexample: Counterexample) -> str:
     """What the call did, without the message and location :meth:`Outcome.describe` adds."""
     outcome = counterexample.outcome
     if outcome.kind is OutcomeKind.RETURNED:
@@ -165,58 +160,6 @@ def _brief_outcome(counterexample: Counterexample) -> str:
         return f"returned {outcome.value}, not a slice"
     verb = "raised deliberate" if outcome.kind is OutcomeKind.DELIBERATE else "crashed with"
     return f"{verb} {outcome.error}"
-
-
-def _found(result: PropertyResult) -> str:
-    """What each kind of a property searched kind by kind shows."""
-    compared = any(
-        other.label == "against" for ce in result.counterexamples for other in ce.related
-    )
-    return "refused differently" if compared else "not refused"
-
-
-def _warn_summary(report: CheckReport, result: PropertyResult) -> list[str]:
-    kinds = [ce.kind or "counterexample" for ce in result.counterexamples]
-    width = max(map(len, kinds), default=0)
-    noun = "kind" if len(kinds) == 1 else "kinds"
-    return [
-        f"  {_found(result)}, {len(kinds)} {noun}:",
-        *(
-            f"    {kind:<{width}}  {_render_call(ce)} -> {_brief_outcome(ce)}"
-            + "".join(
-                f"; against: {other.outcome.split(': ', 1)[0]}"
-                for other in ce.related
-                if other.label == "against"
-            )
-            for kind, ce in zip(kinds, result.counterexamples, strict=True)
-        ),
-        f"  reproduce  {reproduce_command(report, result.name)}",
-        "  every counterexample in full: --verbose, or the JSON report",
-    ]
-
-
-def _render_counterexample(
-    report: CheckReport, result: PropertyResult, counterexample: Counterexample
-) -> list[str]:
-    outcome = counterexample.outcome.describe()
-    if counterexample.got_rows is not None:
-        outcome += f": rows {counterexample.got_rows}"
-    rank = "(invalid)" if counterexample.rank is None else str(counterexample.rank)
-    fields = [
-        *([("kind", counterexample.kind)] if counterexample.kind else []),
-        ("layout", repr(counterexample.layout)),
-        ("rank", rank),
-        ("call", _render_call(counterexample)),
-        ("outcome", outcome),
-        ("expected", counterexample.expected),
-        ("why", counterexample.why),
-        *(
-            (other.label or f"rank {other.rank}", f"{other.call} -> {other.outcome}")
-            for other in counterexample.related
-        ),
-        ("reproduce", reproduce_command(report, result.name)),
-    ]
-    return [f"  {label:<10} {value}" for label, value in fields]
 
 
 def takes_line(target: Target) -> str:
@@ -228,9 +171,9 @@ def _header(report: CheckReport) -> list[str]:
     target, trip = report.target, report.round_trip
     judged = [f"contract {report.contract.name}: {report.contract.summary}", takes_line(target)]
     if trip is None:
+        against = f" --against {target.against.spec}" if target.against is not None else ""
         return [
-            f"dpslice check {target.spec}"
-            + (f" --against {target.against.spec}" if target.against is not None else ""),
+            f"dpslice check {target.spec}{against}",
             f"seed {report.seed}  max examples {report.max_examples}  device {target.device}",
             *judged,
         ]
@@ -250,43 +193,45 @@ def _header(report: CheckReport) -> list[str]:
     ]
 
 
-def _verdict_line(report: CheckReport) -> str:
-    if report.stopped is Stop.INTERRUPTED:
-        return "INTERRUPTED"
-    if report.stopped is not None:
-        return "INCOMPLETE"
-    return "PASSED" if report.passed else "FAILED"
-
-
 def render_text(report: CheckReport, *, verbose: bool = False) -> str:
     """The human-readable report, ending with a newline (``verbose``: see :func:`render_result`)."""
-    lines = [*_header(report), ""]
-    lines += [
-        f"{'property':<{_NAME_WIDTH}} {'verdict':<7} {'examples':>9} {'time':>9}",
-        *(_row(result) for result in report.results),
+    counts = Counter(result.verdict for result in report.results)
+    rate = report.examples / report.seconds if report.seconds > 0 else 0.0
+    strict = report.strict
+    lines = [
+        *_header(report),
         "",
-        _summary(report),
+        f"{'property':<{_NAME_WIDTH}} {'verdict':<7} {'examples':>9} {'time':>9}",
+        *map(render_row, report.results),
+        "",
+        f"{len(report.results)} {'property' if len(report.results) == 1 else 'properties'}: "
+        f"{counts[Verdict.PASS]} passed, {counts[Verdict.FAIL]} failed "
+        f"(hazard{' and hardening, --strict' if strict else 's'}), "
+        f"{counts[Verdict.WARN]} warned (hardening), {counts[Verdict.NOT_APPLICABLE]} n/a, "
+        f"{counts[Verdict.ERROR]} errors; {report.examples:,} layouts checked in "
+        f"{report.seconds:.1f} s ({rate:,.0f} layouts/s)",
     ]
+    verdict = "PASSED" if report.passed else "FAILED"
     if report.stopped is not None:
         not_run = f"; not run: {', '.join(report.not_run)}" if report.not_run else ""
         lines.append(f"incomplete: {report.stopped.reason}{not_run}")
+        verdict = "INTERRUPTED" if report.stopped is Stop.INTERRUPTED else "INCOMPLETE"
     for result in report.results:
         block = render_result(report, result, verbose=verbose)
-        if block:
-            lines += ["", block]
-    lines += ["", _verdict_line(report)]
+        lines += ["", block] if block else []
+    lines += ["", verdict]
     return _bounded_lines("\n".join(lines)) + "\n"
 
 
 def _counterexample_json(counterexample: Counterexample) -> dict[str, Any]:
-    outcome = counterexample.outcome
+    outcome, expected_slice = counterexample.outcome, counterexample.expected_slice
     return {
         "layout": repr(counterexample.layout),
         "rank": counterexample.rank,
         "call": {
             "function": counterexample.function,
             "kwargs": {name: repr(value) for name, value in counterexample.arguments.items()},
-            "text": _render_call(counterexample),
+            "text": _call(counterexample),
         },
         "outcome": {
             "kind": outcome.kind.value,
@@ -301,11 +246,7 @@ def _counterexample_json(counterexample: Counterexample) -> dict[str, Any]:
         },
         "expected": {
             "text": counterexample.expected,
-            "slice": (
-                list(counterexample.expected_slice)
-                if counterexample.expected_slice is not None
-                else None
-            ),
+            "slice": list(expected_slice) if expected_slice is not None else None,
             "rows": counterexample.expected_rows,
         },
         "why": counterexample.why,
@@ -322,24 +263,25 @@ def _counterexample_json(counterexample: Counterexample) -> dict[str, Any]:
     }
 
 
-def _round_trip_json(report: CheckReport) -> dict[str, Any] | None:
-    trip = report.round_trip
-    if trip is None:
-        return None
+def _result_json(result: PropertyResult) -> dict[str, Any]:
+    counterexamples = [_counterexample_json(ce) for ce in result.counterexamples]
     return {
-        "dp_size": trip.dp_size,
-        "backend": trip.backend,
-        "devices": list(trip.devices),
-        "startup_seconds": round(trip.startup_seconds, 3),
-        "call_timeout": trip.call_timeout,
-        "run_timeout": trip.run_timeout,
-        "nccl": trip.nccl,
+        "name": result.name,
+        "statement": result.statement,
+        "verdict": result.verdict.value,
+        "tier": result.tier.value,
+        "examples": result.examples,
+        "seconds": round(result.seconds, 3),
+        "note": result.note,
+        "counterexample": counterexamples[0] if counterexamples else None,
+        "counterexamples": counterexamples,
     }
 
 
 def to_json(report: CheckReport) -> dict[str, Any]:
     """The report as a JSON-native dict (schema :data:`JSON_SCHEMA`), every string bounded."""
     counts = Counter(result.verdict for result in report.results)
+    trip = report.round_trip
     document: dict[str, Any] = {
         "schema": JSON_SCHEMA,
         "mode": report.mode,
@@ -366,26 +308,19 @@ def to_json(report: CheckReport) -> dict[str, Any]:
             "examples": report.examples,
             "seconds": round(report.seconds, 3),
         },
-        "round_trip": _round_trip_json(report),
+        "round_trip": None
+        if trip is None
+        else {
+            "dp_size": trip.dp_size,
+            "backend": trip.backend,
+            "devices": list(trip.devices),
+            "startup_seconds": round(trip.startup_seconds, 3),
+            "call_timeout": trip.call_timeout,
+            "run_timeout": trip.run_timeout,
+            "nccl": trip.nccl,
+        },
         "versions": report.versions or versions(),
-        "properties": [
-            {
-                "name": result.name,
-                "statement": result.statement,
-                "verdict": result.verdict.value,
-                "tier": result.tier.value,
-                "examples": result.examples,
-                "seconds": round(result.seconds, 3),
-                "note": result.note,
-                "counterexample": (
-                    _counterexample_json(result.counterexample)
-                    if result.counterexample is not None
-                    else None
-                ),
-                "counterexamples": [_counterexample_json(ce) for ce in result.counterexamples],
-            }
-            for result in report.results
-        ],
+        "properties": [_result_json(result) for result in report.results],
     }
     bounded_document: dict[str, Any] = _bounded_json(document)
     return bounded_document
@@ -449,28 +384,23 @@ def _write_atomically(text: str, path: str | Path) -> None:
 
 
 def write_document(document: dict[str, Any], path: str | Path) -> None:
-    """Write a JSON-native ``document`` to ``path``: strict JSON, indented, whole or not at all.
-
-    Raises:
-        OSError: the file cannot be written.
-        ValueError: the document holds a non-finite float.
-    """
+    """Write a JSON-native ``document`` to ``path``: strict JSON, indented, whole or not at
+    all; :class:`OSError` if it cannot, :class:`ValueError` for a non-finite float."""
     _write_atomically(json.dumps(document, indent=2, allow_nan=False) + "\n", path)
 
 
 def write_json(report: CheckReport, path: str | Path) -> None:
-    """Write :func:`to_json` to ``path``, whole or not at all.
-
-    Raises:
-        OSError: the file cannot be written.
-    """
+    """Write :func:`to_json` to ``path``, whole or not at all (:class:`OSError` if it cannot)."""
     write_document(to_json(report), path)
 
 
-# -- JUnit XML ---------------------------------------------------------------------------
-
 # Characters XML 1.0 cannot hold at all, not even escaped; a target's error message may.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+#: The report's facts a JUnit document carries as ``<property>``, as its JSON has them.
+_JUNIT_PROPERTIES = (
+    "target seed max_examples device contract strict passed complete incomplete_reason reproduce"
+)
 
 
 def _xml_text(text: str) -> str:
@@ -481,21 +411,21 @@ def _testcase(report: CheckReport, result: PropertyResult, classname: str) -> ET
     case = ET.Element(
         "testcase", classname=classname, name=result.name, time=f"{result.seconds:.3f}"
     )
+    if result.verdict is Verdict.PASS:
+        return case
     block = _xml_text(render_result(report, result, verbose=True))
-    if result.verdict is Verdict.FAIL:
-        first = result.counterexample
-        message = first.why if first is not None else result.note or result.statement
-        failure = ET.SubElement(
-            case, "failure", message=_xml_text(bounded(message)), type=result.tier.value
-        )
-        failure.text = block
-    elif result.verdict is Verdict.ERROR:
-        error = ET.SubElement(case, "error", message=_xml_text(bounded(result.note or "ERROR")))
-        error.text = block
-    elif result.verdict is Verdict.NOT_APPLICABLE:
-        ET.SubElement(case, "skipped", message=_xml_text(bounded(result.note or "N/A")))
-    elif result.verdict is Verdict.WARN:
+    if result.verdict is Verdict.WARN:
         ET.SubElement(case, "system-out").text = block
+        return case
+    failed = result.verdict is Verdict.FAIL
+    first = result.counterexample if failed else None
+    fallback = result.statement if failed else result.verdict.value
+    message = _xml_text(bounded(first.why if first is not None else result.note or fallback))
+    tag = {Verdict.FAIL: "failure", Verdict.ERROR: "error"}.get(result.verdict, "skipped")
+    element = ET.SubElement(case, tag, message=message)
+    if failed:
+        element.set("type", result.tier.value)
+    element.text = block or None
     return case
 
 
@@ -525,28 +455,17 @@ def to_junit_xml(report: CheckReport) -> str:
         suites, "testsuite", {"name": _xml_text(f"dpslice check {report.target.spec}"), **counts}
     )
     properties = ET.SubElement(suite, "properties")
-    for name, value in (
-        ("target", report.target.spec),
-        ("seed", str(report.seed)),
-        ("max_examples", str(report.max_examples)),
-        ("device", report.target.device),
-        ("contract", report.contract.name),
-        ("strict", str(report.strict).lower()),
-        ("passed", str(report.passed).lower()),
-        ("complete", str(report.complete).lower()),
-        ("incomplete_reason", report.stopped.reason if report.stopped is not None else ""),
-        ("reproduce", reproduce_command(report)),
-    ):
-        ET.SubElement(properties, "property", name=name, value=_xml_text(value))
+    document = to_json(report)
+    for name in _JUNIT_PROPERTIES.split():
+        value = document[name]
+        text = value if isinstance(value, str) else "" if value is None else json.dumps(value)
+        ET.SubElement(properties, "property", name=name, value=_xml_text(text))
     suite.extend(cases)
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def write_junit_xml(report: CheckReport, path: str | Path) -> None:
-    """Write :func:`to_junit_xml` to ``path``, whole or not at all.
-
-    Raises:
-        OSError: the file cannot be written.
-    """
+    """Write :func:`to_junit_xml` to ``path``, whole or not at all (:class:`OSError` if it
+    cannot)."""
     _write_atomically(to_junit_xml(report), path)

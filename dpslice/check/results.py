@@ -1,7 +1,5 @@
-"""What a check found: a verdict per property, and the report of the whole run.
-
-Plain data: a supervising process builds and renders them without torch or Hypothesis.
-"""
+"""What a check found: a verdict per property, and the report of the whole run; plain data,
+which a supervising process builds and renders without torch or Hypothesis."""
 
 from __future__ import annotations
 
@@ -16,20 +14,6 @@ from dpslice.check.registry import Counterexample, Tier
 from dpslice.check.target import Target
 from dpslice.contracts import Contract
 from dpslice.errors import CheckConfigError
-
-__all__ = [
-    "ROUND_TRIP_ROWS",
-    "ROUND_TRIP_STATEMENT",
-    "CheckReport",
-    "PropertyResult",
-    "RoundTrip",
-    "Stop",
-    "Verdict",
-    "check_max_examples",
-    "check_seed",
-    "round_trip_result",
-    "versions",
-]
 
 #: The round trip's one property (:mod:`dpslice.distributed.search`).
 ROUND_TRIP_ROWS = "round_trip_rows"
@@ -86,14 +70,10 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True)
 class PropertyResult:
-    """How one property fared.
-
-    Attributes:
-        examples: calls of the check, shrinking included.
-        counterexamples: the minimal failing examples of a FAIL or WARN: one, or
-            one per failing kind of a property searched kind by kind.
-        note: why it is N/A, what broke for ERROR, or how the property ran.
-    """
+    """How one property fared: ``examples`` counts the check's calls, shrinking included;
+    ``counterexamples`` are a FAIL's or WARN's minimal failing examples (one per failing kind
+    of a property searched kind by kind); ``note`` says why it is N/A, what broke for ERROR,
+    or how the property ran."""
 
     name: str
     statement: str
@@ -125,25 +105,15 @@ def round_trip_result(
 ) -> PropertyResult:
     """A result of the round trip's property, ``round_trip_rows``."""
     return PropertyResult(
-        name=ROUND_TRIP_ROWS,
-        statement=ROUND_TRIP_STATEMENT,
-        verdict=verdict,
-        examples=examples,
-        seconds=seconds,
-        counterexamples=counterexamples,
-        note=note,
+        ROUND_TRIP_ROWS, ROUND_TRIP_STATEMENT, verdict, examples, seconds, counterexamples, note
     )
 
 
 @dataclass(frozen=True)
 class RoundTrip:
-    """How a round trip ran (``dpslice check --distributed``): where its buffers were gathered.
-
-    Attributes:
-        devices: each rank's device, in rank order; empty if the group never started.
-        startup_seconds: spawning the ranks and joining the group.
-        nccl: NCCL's version, under NCCL.
-    """
+    """How a round trip ran (``dpslice check --distributed``): ``devices`` are the ranks'
+    devices in rank order (none if the group never started), ``startup_seconds`` spawning
+    the ranks and joining the group, ``nccl`` NCCL's version under NCCL."""
 
     dp_size: int
     backend: str
@@ -165,33 +135,25 @@ class Stop(enum.Enum):
     @property
     def reason(self) -> str:
         """One line for the report."""
-        if self is Stop.INTERRUPTED:
-            return "interrupted by Ctrl-C or SIGTERM"
-        if self is Stop.BROKE:
-            return "the check itself broke"
-        if self is Stop.HUNG:
-            return (
-                "the target's first call hung in three properties in a row, so every call "
-                "hangs; the rest would each cost the timeout"
-            )
-        return "stopped after the first FAIL or ERROR (-x/--exitfirst)"
+        return _STOP_REASONS[self]
+
+
+_STOP_REASONS = {
+    Stop.INTERRUPTED: "interrupted by Ctrl-C or SIGTERM",
+    Stop.EXITFIRST: "stopped after the first FAIL or ERROR (-x/--exitfirst)",
+    Stop.BROKE: "the check itself broke",
+    Stop.HUNG: "the target's first call hung in three properties in a row, so every call "
+    "hangs; the rest would each cost the timeout",
+}
 
 
 @dataclass(frozen=True)
 class CheckReport:
-    """The outcome of one ``dpslice check`` run.
-
-    Attributes:
-        results: one per property, in the order run.
-        properties: the property names the run was asked for; ``None``: the battery.
-        round_trip: how a round trip gathered; ``None`` for the battery.
-        versions: :func:`versions` where the check ran; ``None``: read when written.
-        stopped: why the run ended early (it has not passed), or ``None``.
-        not_run: the properties asked for that never ran, in the order planned.
-
-    Raises:
-        ValueError: ``not_run`` names properties of a run that did not stop early.
-    """
+    """The outcome of one ``dpslice check`` run: ``results`` in the order run; ``properties``
+    those asked for (``None``: the battery); ``round_trip`` how a round trip gathered;
+    ``versions`` where the check ran (``None``: read when written); ``stopped`` why the run
+    ended early, if it did, and ``not_run`` what it never ran then (:class:`ValueError`
+    otherwise)."""
 
     target: Target
     seed: int

@@ -9,8 +9,6 @@ from dpslice.layout import PAD_ROW
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["render_rows", "rows_phrase"]
-
 
 def _render_run(rank: int, first: int, last: int, count: int) -> str:
     if first == PAD_ROW:
@@ -19,12 +17,9 @@ def _render_run(rank: int, first: int, last: int, count: int) -> str:
 
 
 def render_rows(tags: torch.Tensor, *, max_runs: int = 8) -> str:
-    """``tags`` (rows as :meth:`dpslice.DPLayout.gathered` tags them) as runs; ``(none)``
-    when empty.
-
-    A rank's consecutive real rows collapse to a range, its padding rows to a
-    count; at most ``max_runs`` runs are shown, then how many more there are.
-    """
+    """``tags`` (rows as :meth:`dpslice.DPLayout.gathered` tags them) as runs, a rank's
+    consecutive real rows a range and its padding rows a count; at most ``max_runs`` runs,
+    then how many more; ``(none)`` when empty."""
     runs: list[list[int]] = []  # [rank, first local row, last local row, count]
     for rank, local in tags.tolist():
         if runs:
