@@ -407,12 +407,21 @@ def _check(args: argparse.Namespace) -> int:
 
         args.jobs = auto_jobs()
     from dpslice.check.progress import Progress
+    from dpslice.isolation import BATTERY_IMPORTS, RANK_IMPORTS
+    from dpslice.runner import stop_all
+    from dpslice.runner.forkserver import ForkServer
 
+    # The workers' fork server imports torch and the battery beside this process's own
+    # start-up (the environment differs from the run's in Hypothesis's directory only).
+    ForkServer.for_env(dict(os.environ), RANK_IMPORTS if args.distributed else BATTERY_IMPORTS)
     exitfirst = args.exitfirst and args.distributed is None
     progress = Progress(
         None if args.quiet else sys.stderr, exitfirst=exitfirst, header=_header(args)
     )
-    ran = _run(args, progress)
+    try:
+        ran = _run(args, progress)
+    finally:
+        stop_all()
     progress.close()
     if isinstance(ran, int):
         return ran

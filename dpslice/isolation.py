@@ -39,6 +39,11 @@ DEFAULT_IMPORT_TIMEOUT = 120.0
 #: shrinking included, before it stops and stands on the layouts it checked.
 DEFAULT_RUN_TIMEOUT = 600.0
 
+#: What the fork server imports for the battery's workers, and for a round trip's
+#: ranks, before it forks them (:mod:`dpslice.runner.forkserver`): torch with it.
+BATTERY_IMPORTS = ("dpslice.check.registry:builtin",)
+RANK_IMPORTS = ("dpslice.distributed.worker:warm",)
+
 #: Seconds each rank of a round trip gets to start (spawn, import torch, join
 #: and warm up the group: a first NCCL collective can take tens of seconds), on
 #: top of the call timeout for importing the target.

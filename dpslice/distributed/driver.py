@@ -36,6 +36,7 @@ from dpslice.isolation import (
     DEFAULT_MAX_EXAMPLES,
     DEFAULT_RUN_TIMEOUT,
     GATHER_ALLOWANCE,
+    RANK_IMPORTS,
     STARTUP_ALLOWANCE,
     available_memory,
     finite_seconds,
@@ -217,7 +218,7 @@ class RoundTripSession:
         try:
             env = self.env if self.env is not None else dict(os.environ)
             for rank in range(self.dp_size):
-                self._ranks.append(Worker(env, warm=(f"{_JOBS}:warm",)))
+                self._ranks.append(Worker(env, warm=RANK_IMPORTS))
                 self.pids += (self._ranks[-1].pid,)
                 args = (rank, self.dp_size, self.backend, store, self.layout_timeout)
                 self._ranks[-1].give(Job(f"{_JOBS}:join", args), limits)

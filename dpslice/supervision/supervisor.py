@@ -34,6 +34,7 @@ from dpslice.errors import (
     UnknownPropertyError,
 )
 from dpslice.isolation import (
+    BATTERY_IMPORTS,
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
     DEFAULT_MAX_EXAMPLES,
@@ -182,7 +183,7 @@ class Workers(_Workers):
     """The battery's workers: their fork server imports the battery (and torch)."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        super().__init__(env, warm=("dpslice.check.registry:builtin",))
+        super().__init__(env, warm=BATTERY_IMPORTS)
 
 
 @dataclass
