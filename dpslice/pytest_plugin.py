@@ -118,7 +118,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", CUDA_MARKER)
     if "no_sync" not in declared:
         config.addinivalue_line("markers", NO_SYNC_MARKER)
-    config.stash[_BAD_TARGETS] = {}
     spec = config.getoption("dpslice_target", None)
     config.stash[_BATTERY] = None if spec is None else BatteryOptions.from_config(config, spec)
 
@@ -136,7 +135,7 @@ def pytest_collection_modifyitems(
 ) -> None:
     battery = config.stash.get(_BATTERY, None)
     if battery is not None:
-        items.extend(TargetNode.collect_battery(session, battery))
+        items.extend(TargetNode.collect_battery(session, battery.target))
     for item in items:
         marker = _marker(item, "no_sync")
         if marker is not None:
@@ -212,7 +211,7 @@ class BatteryOptions:
             raise pytest.UsageError(f"--dpslice-target {target}: {exc}") from None
 
 
-def _property_names(*, compared: bool = False) -> tuple[str, ...]:
+def _property_names(compared: bool) -> tuple[str, ...]:
     from dpslice.check.registry import registered
 
     return tuple(prop.name for prop in registered(compared=compared))
@@ -229,13 +228,14 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
     key = options.target if options.against is None else f"{options.target} {options.against}"
     if key in bad:
         pytest.fail(bad[key], pytrace=False)
-    seed = options.seed if options.seed is not None else _session_seed(config)
+    # One random seed per pytest process, as ``dpslice check`` picks one per run.
+    seed = config.stash.setdefault(_SEED, secrets.randbelow(2**32))
     supervisor = BatterySupervisor(
         options.target,
         device=options.device,
         properties=(name,),
         max_examples=options.max_examples,
-        seed=seed,
+        seed=seed if options.seed is None else options.seed,
         timeout=options.timeout,
         import_timeout=DEFAULT_IMPORT_TIMEOUT,
         load_options=load_options(options.contract, options.against),
@@ -285,50 +285,40 @@ def _workers(config: pytest.Config) -> Workers:
     return config.stash[_WORKERS]
 
 
-def _session_seed(config: pytest.Config) -> int:
-    """One random seed per pytest process, as ``dpslice check`` picks one per run."""
-    if _SEED not in config.stash:
-        config.stash[_SEED] = secrets.randbelow(2**32)
-    return config.stash[_SEED]
+def _battery(node: pytest.Item | pytest.Collector) -> BatteryOptions:
+    """The options of ``pytest --dpslice-target``, whose tests ``node`` belongs to."""
+    options = node.config.stash[_BATTERY]
+    assert options is not None, "the battery's tests are collected for --dpslice-target"
+    return options
 
 
 class PropertyItem(pytest.Item):
-    """One property of the battery against one target (``pytest --dpslice-target``)."""
-
-    def __init__(self, *, options: BatteryOptions, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.options = options
+    """One property of the battery against the target of ``pytest --dpslice-target``."""
 
     def runtest(self) -> None:
         __tracebackhide__ = True
-        _run_property_test(self.config, self.options, self.name)
+        _run_property_test(self.config, _battery(self), self.name)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"dpslice check {self.options.target} --property {self.name}"
+        return self.path, None, f"dpslice check {_battery(self).target} --property {self.name}"
 
 
 class TargetNode(pytest.Collector):
     """The battery's tests of one target, one :class:`PropertyItem` per property."""
 
-    def __init__(self, *, options: BatteryOptions, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.options = options
-
     @classmethod
-    def collect_battery(cls, session: pytest.Session, options: BatteryOptions) -> list[pytest.Item]:
+    def collect_battery(cls, session: pytest.Session, target: str) -> list[pytest.Item]:
         """Collect the battery's tests as pytest collects a file's, reported and counted."""
-        name = f"dpslice-check/{options.target}"
+        name = f"dpslice-check/{target}"
         # Named from the root: under the session its id would begin with "::".
-        node = cls.from_parent(session, name=name, path=session.path, nodeid=name, options=options)
+        node = cls.from_parent(session, name=name, path=session.path, nodeid=name)
         report = session.ihook.pytest_make_collect_report(collector=node)
         session.ihook.pytest_collectreport(report=report)
         return [item for item in report.result if isinstance(item, pytest.Item)]
 
     def collect(self) -> list[pytest.Item | pytest.Collector]:
-        return [
-            PropertyItem.from_parent(self, name=name, options=self.options)
-            for name in _property_names(compared=self.options.against is not None)
-        ]
+        compared = _battery(self).against is not None
+        return [PropertyItem.from_parent(self, name=name) for name in _property_names(compared)]
 
 
 def check_properties(
@@ -343,27 +333,17 @@ def check_properties(
     against: str | None = None,
 ) -> Callable[..., None]:
     """A test function, parametrized by property, that runs the battery against ``target``:
-    ``test_local_slice = check_properties("my_engine/dp.py:local_slice")``.
-
-    The options are ``dpslice check``'s, with its defaults.
+    ``test_local_slice = check_properties("my_engine/dp.py:local_slice")``, with
+    ``dpslice check``'s options and defaults.
 
     Raises:
         BadTargetError: ``target`` cannot name a target, at import of the test module.
         DeviceError: an unknown device.
         ValueError: ``max_examples`` below 1 or ``timeout`` not above 0.
     """
-    options = BatteryOptions(
-        target,
-        contract=contract,
-        strict=strict,
-        device=device,
-        max_examples=max_examples,
-        seed=seed,
-        timeout=timeout,
-        against=against,
-    )
+    options = BatteryOptions(**locals())
 
-    @pytest.mark.parametrize("dpslice_property", _property_names(compared=against is not None))
+    @pytest.mark.parametrize("dpslice_property", _property_names(against is not None))
     def test_property(dpslice_property: str, request: pytest.FixtureRequest) -> None:
         __tracebackhide__ = True
         _run_property_test(request.config, options, dpslice_property)
@@ -442,8 +422,7 @@ class NoSyncFixture:
         # Per context: overlapping threads or tasks each close their own guard.
         self._open: ContextVar[tuple[SyncGuard, ...]] = ContextVar("no_sync_fixture", default=())
 
-    def __call__(self, mode: str = "auto", **options: Any) -> SyncGuard:
-        return _make_guard(mode, **options)
+    __call__ = staticmethod(_make_guard)
 
     def __enter__(self) -> SyncGuard:
         guard = self()

@@ -1,14 +1,10 @@
 """Run properties against a target with Hypothesis and collect the verdicts.
 
-Each property runs as its own ``@given`` test, seeded, with no example
-database and no deadline, so a seed reproduces a run; the counterexample is
-the one of Hypothesis's final replay, after shrinking.  For throughput the
-search draws a batch of up to :data:`MAX_BATCH` layouts per example and stops
-each Hypothesis run after :data:`RUN_EXAMPLES` examples (past its tenth,
-Hypothesis mutates earlier examples, which repeats most of a batch), starting
-another with a derived seed until ``max_examples`` layouts are checked.
-Batches are not shrunk: once one fails, the property runs again one layout per
-example, and that run shrinks.  A property with kinds searches each kind apart.
+Each property is a seeded ``@given`` test without database or deadline, so a seed
+reproduces a run.  For throughput an example is a batch of up to :data:`MAX_BATCH`
+layouts, in runs of :data:`RUN_EXAMPLES` examples with derived seeds until
+``max_examples`` layouts are checked.  Batches are not shrunk: once one fails, the
+property runs again one layout per example, and that run shrinks.
 """
 
 from __future__ import annotations
@@ -19,7 +15,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import hypothesis
@@ -37,9 +33,15 @@ from dpslice.check.results import (
     check_seed,
     versions,
 )
-from dpslice.check.target import Target, check_device, load_target, target_from_callable
+from dpslice.check.target import (
+    Target,
+    check_device,
+    load_against,
+    load_target,
+    target_from_callable,
+)
 from dpslice.contracts import Contract
-from dpslice.errors import BadTargetError, CheckConfigError
+from dpslice.errors import CheckConfigError
 from dpslice.isolation import DEFAULT_MAX_EXAMPLES
 
 __all__ = [
@@ -54,18 +56,16 @@ __all__ = [
     "run_property",
 ]
 
-#: The most layouts drawn in one Hypothesis example: a batch's choices then
-#: stay far below Hypothesis's limit per example even when its layouts are wide.
+#: The most layouts drawn in one example: far below Hypothesis's limit of choices.
 MAX_BATCH = 50
 
 #: Hypothesis examples per search run: Hypothesis mutates earlier examples
 #: from its tenth on, and a mutant batch repeats most of its parent's layouts.
 RUN_EXAMPLES = 10
 
-#: After a batch fails, the search one layout per example checks up to this many
-#: times ``max_examples`` layouts to meet the failure again and shrink it there;
-#: should it not (a rare failure), the failing batch is shrunk instead, which
-#: takes 10,000 to 20,000 checks.
+#: After a batch fails, the search one layout per example checks up to this many times
+#: ``max_examples`` layouts to meet the failure again; else (rare) the failing batch is
+#: shrunk instead, which takes 10,000 to 20,000 checks.
 RERUN_FACTOR = 4
 
 #: One random batch in this many is a single layout (see :func:`_batches`).
@@ -131,27 +131,21 @@ def _run_seed(seed: int, run: int) -> int:
     return seed + run * 2**32
 
 
+@dataclass
 class _Search:
     """How one search of a property ended: its calls, and a counterexample or an error."""
 
-    def __init__(self) -> None:
-        self.examples = 0
-        self.counterexample: Counterexample | None = None
-        self.error: str | None = None
-
-
-def _min_kind_examples(max_examples: int) -> int:
-    # Enough for a kind to be met and shrunk even when the budget is split many ways.
-    return min(max_examples, 20)
+    examples: int = 0
+    counterexample: Counterexample | None = None
+    error: str | None = None
 
 
 def run_property(
     prop: Property[Any], target: Target, *, max_examples: int, seed: int, strict: bool = False
 ) -> PropertyResult:
-    """Run one property against ``target``; never raises for what the target does, nor for
-    what breaks in the check (an ERROR result).  A property with kinds searches each
-    with an even share of ``max_examples`` (at least 20); a hardening property's
-    failure is a WARN, or a FAIL when ``strict``."""
+    """Run one property against ``target``; what the target does, or what breaks in the
+    check (ERROR), is a result, never raised.  A property with kinds searches each with an
+    even share of ``max_examples``; a hardening property's failure WARNs unless ``strict``."""
     started = time.perf_counter()
     examples = 0
 
@@ -180,8 +174,8 @@ def run_property(
     except Exception as exc:
         return result(Verdict.ERROR, note=_error_note(exc))
     share = max_examples
-    if prop.kinds is not None:
-        share = max(_min_kind_examples(max_examples), -(-max_examples // max(1, len(strategies))))
+    if prop.kinds is not None:  # at least 20, for a kind to be met and shrunk
+        share = max(min(max_examples, 20), -(-max_examples // max(1, len(strategies))))
     searches = {
         kind: _search(prop, strategy, target, share, seed) for kind, strategy in strategies.items()
     }
@@ -280,18 +274,6 @@ def _properties(
     return tuple(prop if isinstance(prop, Property) else select([prop])[0] for prop in chosen)
 
 
-def _load_against(against: str | Target | Callable[..., object], target: Target) -> Target:
-    """``against`` loaded as ``target`` was: its device, judged as its contract."""
-    if isinstance(against, Target):
-        return against
-    try:
-        if isinstance(against, str):
-            return load_target(against, device=target.device, contract=target.contract)
-        return target_from_callable(against, device=target.device, contract=target.contract)
-    except BadTargetError as exc:
-        raise BadTargetError(f"bad --against target {against}: {exc}") from None
-
-
 @contextlib.contextmanager
 def hypothesis_storage() -> Iterator[None]:
     """Hypothesis's storage (it caches constants even without a database) in a temporary
@@ -320,31 +302,22 @@ def run_check(
     strict: bool = False,
     against: str | Target | Callable[..., object] | None = None,
 ) -> CheckReport:
-    """Check ``target`` against the property battery.
+    """Check ``target`` against the property battery (docs/check-reference.md).
 
     Args:
         target: ``package.module:function``, ``path/to/file.py:function``, a
             loaded :class:`Target` or the callable itself.
-        max_examples: examples (layouts) the search checks per property, before shrinking.
+        max_examples: layouts the search checks per property, before shrinking.
         seed: Hypothesis seed; a random one (recorded in the report) if ``None``.
-        properties: names or :class:`Property` objects to run; all registered
-            ones, in order, if ``None``.
-        device: where ``global_num_tokens_gpu`` is built, ``"cpu"`` or
-            ``"cuda"``; ``None`` keeps a loaded :class:`Target`'s device, else
-            ``"cpu"``.  On ``"cuda"`` the sync property runs in CUDA mode and
-            the CUDA equivalence property applies.
-        contract: the call site the target is judged as: a preset name,
-            ``module:NAME`` or a :class:`~dpslice.contracts.Contract`; ``None``
-            keeps a loaded :class:`Target`'s, else the one the target names
-            (``__dpslice_contract__``), else ``sglang-capturer``.
+        properties: names or :class:`Property` objects; ``None``: all registered.
+        device: ``"cpu"`` or ``"cuda"``; ``None`` keeps a loaded :class:`Target`'s, else cpu.
+        contract: a preset name, ``module:NAME`` or a :class:`~dpslice.contracts.Contract`;
+            ``None`` keeps a loaded :class:`Target`'s, else the one the target names.
         strict: a hardening property's failure FAILs instead of WARNing.
-        against: another implementation to compare ``target`` with (as
-            ``target`` is named), loaded on the same device and judged as the same
-            contract; the comparisons (``same_slice_as_against``,
-            ``same_refusals_as_against``, ``against_sync_free``) join the battery.
+        against: an implementation to compare ``target`` with (:func:`load_against`);
+            the comparison properties join the battery.
 
-    Hypothesis's storage goes where ``HYPOTHESIS_STORAGE_DIRECTORY`` says, else
-    to a temporary directory: no ``.hypothesis/`` in the working directory.
+    Hypothesis's storage: see :func:`hypothesis_storage`.
 
     Raises:
         BadTargetError: the target (or ``against``) cannot be loaded or called with the
@@ -373,7 +346,7 @@ def run_check(
     else:
         target = target_from_callable(target, device=device or "cpu", contract=contract)
     if against is not None:
-        target = target.compared_with(_load_against(against, target))
+        target = load_against(against, target)
     chosen = _properties(properties, compared=target.against is not None)
     if seed is None:
         seed = secrets.randbelow(2**32)
