@@ -25,14 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dpslice.check.options import (
-    SHARED,
-    call_seconds,
-    contract_name,
-    load_options,
-    positive_int,
-    seed_number,
-)
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
@@ -41,7 +33,6 @@ from dpslice.isolation import (
 )
 
 if TYPE_CHECKING:
-    from dpslice.check.results import CheckReport, PropertyResult
     from dpslice.supervision.supervisor import Workers
     from dpslice.sync import SyncGuard
 
@@ -94,6 +85,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=False,
     )
+    from dpslice.check.options import (
+        SHARED,
+        call_seconds,
+        contract_name,
+        positive_int,
+        seed_number,
+    )
+
     group = parser.getgroup("dpslice", "dpslice: the property battery as tests")
     group.addoption(
         "--dpslice-target",
@@ -201,6 +200,7 @@ class BatteryOptions:
     @classmethod
     def from_config(cls, config: pytest.Config, target: str) -> BatteryOptions:
         """The options of ``pytest --dpslice-target``; a bad one is a usage error."""
+        from dpslice.check.options import SHARED
         from dpslice.errors import CheckError
 
         keys = [name.replace("-", "_") for name in SHARED]
@@ -220,6 +220,8 @@ def _property_names(compared: bool) -> tuple[str, ...]:
 def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str) -> None:
     """Check one property of ``options.target``: a FAIL or ERROR fails the test, N/A skips."""
     __tracebackhide__ = True
+    from dpslice.check.options import load_options
+    from dpslice.check.report import render_result
     from dpslice.check.results import Verdict
     from dpslice.errors import BadTargetError
     from dpslice.supervision.supervisor import BatterySupervisor
@@ -254,16 +256,12 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
     (result,) = report.results
     if result.verdict is Verdict.NOT_APPLICABLE:
         pytest.skip(f"{name}: {result.note}")
-    if result.verdict in (Verdict.FAIL, Verdict.ERROR):
-        pytest.fail(_text(report, result), pytrace=False)
-    if result.verdict is Verdict.WARN:
-        warnings.warn(HardeningWarning(_text(report, result)), stacklevel=1)
-
-
-def _text(report: CheckReport, result: PropertyResult) -> str:
-    from dpslice.check.report import render_result
-
-    return render_result(report, result).rstrip("\n")
+    if result.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.WARN):
+        text = render_result(report, result).rstrip("\n")
+        if result.verdict is Verdict.WARN:
+            warnings.warn(HardeningWarning(text), stacklevel=1)
+        else:
+            pytest.fail(text, pytrace=False)
 
 
 def _workers(config: pytest.Config) -> Workers:
@@ -355,7 +353,7 @@ def check_properties(
 
 
 def _cuda_allocations() -> int:
-    """Cumulative CUDA allocations so far, 0 if CUDA was never initialised."""
+    """CUDA allocations so far, 0 if CUDA was never initialised."""
     from dpslice._numpy_notice import torch
 
     is_initialized: Callable[[], bool] = torch.cuda.is_initialized  # untyped in torch
