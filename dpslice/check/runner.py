@@ -68,7 +68,6 @@ RUN_EXAMPLES = 10
 #: shrunk instead, which takes 10,000 to 20,000 checks.
 RERUN_FACTOR = 4
 
-#: One random batch in this many is a single layout (see :func:`_batches`).
 _SHORT_BATCH_ODDS = 64
 
 
@@ -82,20 +81,6 @@ _SEARCH = (Phase.explicit, Phase.generate)
 _SHRINK = (*_SEARCH, Phase.shrink)
 
 
-def _settings(max_examples: int, phases: tuple[Phase, ...]) -> settings:
-    return settings(
-        max_examples=max_examples,
-        database=None,
-        deadline=None,
-        derandomize=False,
-        report_multiple_bugs=False,
-        print_blob=False,
-        verbosity=Verbosity.quiet,
-        phases=phases,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-
-
 def _error_note(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     message = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
@@ -105,8 +90,8 @@ def _error_note(exc: BaseException) -> str:
 
 
 def _batches(strategy: st.SearchStrategy[Any], size: int) -> st.SearchStrategy[list[Any]]:
-    """Batches of ``size`` examples of ``strategy``; their length is drawn too, so that
-    Hypothesis's simplest example is one layout, not ``size`` copies of it."""
+    """Batches of ``size`` examples; one in :data:`_SHORT_BATCH_ODDS` is one example, so
+    that Hypothesis's simplest example is one layout, not ``size`` copies of it."""
     full = st.lists(strategy, min_size=size, max_size=size)
     if size == 1:
         return full
@@ -123,12 +108,6 @@ def _batch_size(layouts: int, max_batch: int) -> int:
     """The batch size (at most ``max_batch``) for a run of :data:`RUN_EXAMPLES` examples
     to check ``layouts``."""
     return max(1, min(max_batch, -(-(layouts - 1) // (RUN_EXAMPLES - 1))))
-
-
-def _run_seed(seed: int, run: int) -> int:
-    # Run 0 uses the seed as given.  Later runs get seeds that no other (seed, run)
-    # pair gets, for seeds below 2**32 (the range dpslice check draws from).
-    return seed + run * 2**32
 
 
 @dataclass
@@ -220,9 +199,17 @@ def _search(
                 raise _Falsified(counterexample)
 
     def run(size: int, run_seed: int, phases: tuple[Phase, ...]) -> None:
-        test: Callable[[], None] = _settings(RUN_EXAMPLES, phases)(
-            given(_batches(strategy, size))(check_in_turn)
-        )
+        test: Callable[[], None] = settings(
+            max_examples=RUN_EXAMPLES,
+            database=None,
+            deadline=None,
+            derandomize=False,
+            report_multiple_bugs=False,
+            print_blob=False,
+            verbosity=Verbosity.quiet,
+            phases=phases,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        )(given(_batches(strategy, size))(check_in_turn))
         hypothesis.seed(run_seed)(test)()
 
     last_run = (1, seed)  # the batch size and seed of the latest run
@@ -237,7 +224,9 @@ def _search(
             while outcome.examples < stop:
                 before = outcome.examples
                 per_run = -(-(stop - outcome.examples) // max(1, planned - runs))
-                last_run = (_batch_size(per_run, max_batch), _run_seed(seed, runs))
+                # Run 0 uses the seed as given; later runs seeds no other (seed, run) pair
+                # gets, for seeds below 2**32 (the range dpslice check draws from).
+                last_run = (_batch_size(per_run, max_batch), seed + runs * 2**32)
                 run(*last_run, phases)
                 runs += 1
                 if outcome.examples == before:

@@ -122,15 +122,8 @@ class Target:
         """This target, judged as ``contract`` (a preset's name, ``module:NAME`` or a
         :class:`~dpslice.contracts.Contract`; :class:`InvalidContractError` if none)."""
         resolved = resolve_contract(contract)
-        against = self.against
-        if against is not None:
-            against = replace(against, contract=resolved, contract_spec=None)
-        return replace(
-            self,
-            contract=resolved,
-            contract_spec=_contract_spec(resolved, contract),
-            against=against,
-        )
+        judged = replace(self, contract=resolved, contract_spec=_contract_spec(resolved, contract))
+        return judged if self.against is None else judged.compared_with(self.against)
 
     def compared_with(self, other: Target) -> Target:
         """This target with ``other`` as its :attr:`against`, on this target's device and
