@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dpslice.check.battery import _kinds
 from dpslice.check.calls import LayoutCall, slice_with
-from dpslice.check.draws import COUNTED, SMALL_COUNT, SMALL_DP_SIZE, RankExample, drawn
+from dpslice.check.draws import COUNTED, SMALL_COUNT, RankExample, drawn
 from dpslice.check.judge import outside
 from dpslice.check.outcome import Outcome, OutcomeKind
 from dpslice.check.registry import Counterexample, Property, Tier
@@ -19,7 +19,7 @@ from dpslice.check.sync_property import _describe as _sync_describe
 from dpslice.check.sync_property import _sync_free
 from dpslice.check.target import Target
 from dpslice.layout import DPLayout, Mode, SliceCall
-from dpslice.strategies import InvalidCall, contract_layouts, layouts_and_ranks
+from dpslice.strategies import InvalidCall
 
 if TYPE_CHECKING:
     import torch
@@ -150,17 +150,6 @@ def _same_refusal(target: Target, invalid: InvalidCall) -> Counterexample | None
     )
 
 
-def _layouts(target: Target) -> st.SearchStrategy[RankExample]:
-    return layouts_and_ranks(
-        contract_layouts(
-            target.contract,
-            gather_skipped=None,
-            max_count=SMALL_COUNT,
-            max_dp_size=SMALL_DP_SIZE,
-        )
-    )
-
-
 def _refusal_kinds(target: Target) -> dict[str, st.SearchStrategy[InvalidCall]]:
     """The kinds of defect both sides can see, each searched apart."""
     seen_by_against = _kinds(_against(target))
@@ -178,15 +167,12 @@ def _no_refusal_kinds(target: Target) -> str | None:
     return None
 
 
-SAME_SLICE_AS_AGAINST: Property[RankExample] = Property(
-    name="same_slice_as_against",
-    statement="In every state the contract reaches, the target and --against give one answer.",
-    draws=(
-        "layouts_and_ranks(contract_layouts(contract, gather_skipped=None, "
-        f"max_count={SMALL_COUNT}, max_dp_size={SMALL_DP_SIZE}))"
-    ),
-    strategy=_layouts,
-    check=_same_slice,
+SAME_SLICE_AS_AGAINST = drawn(
+    "same_slice_as_against",
+    "In every state the contract reaches, the target and --against give one answer.",
+    _same_slice,
+    modes=None,
+    gather_skipped=None,
     requires=_needs_against,
 )
 

@@ -400,18 +400,5 @@ INVALID_INPUTS_REFUSED = Property(
     kinds=_kinds,
 )
 
-#: This module's part of the built-in battery, in report order.
-PROPERTIES = (
-    SUM_LEN_ROWS,
-    MAX_LEN_ROWS,
-    GRAPH_REPLAY_ROWS,
-    PREFILL_GRAPH_ROWS,
-    DP_CHUNK_ROWS,
-    SKIPPED_GATHER_ROWS,
-    RANKS_DISJOINT_IN_BOUNDS,
-    SUM_LEN_TILES_BUFFER,
-    LARGE_COUNTS_EXACT,
-    CAPTURE_PHASE_EXPLICIT,
-    INPUTS_UNCHANGED,
-    INVALID_INPUTS_REFUSED,
-)
+#: This module's part of the built-in battery: its properties, in report order (as defined).
+PROPERTIES = tuple(value for value in list(globals().values()) if isinstance(value, Property))
