@@ -60,7 +60,8 @@ _GUARD_BODY = pytest.StashKey[bool]()
 _PROJECT_MARKERS = pytest.StashKey[frozenset[str]]()
 #: Targets that could not be loaded, with why: their other tests fail at once.
 _BAD_TARGETS = pytest.StashKey[dict[str, str]]()
-_BATTERY = pytest.StashKey["BatteryOptions | None"]()
+#: The options of ``pytest --dpslice-target``, when given.
+_BATTERY = pytest.StashKey["BatteryOptions"]()
 _SEED = pytest.StashKey[int]()
 _WORKERS = pytest.StashKey["Workers"]()
 
@@ -118,7 +119,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if "no_sync" not in declared:
         config.addinivalue_line("markers", NO_SYNC_MARKER)
     spec = config.getoption("dpslice_target", None)
-    config.stash[_BATTERY] = None if spec is None else BatteryOptions.from_config(config, spec)
+    if spec is not None:
+        config.stash[_BATTERY] = BatteryOptions.from_config(config, spec)
 
 
 def _marker(item: pytest.Item, name: str) -> pytest.Mark | None:
@@ -135,14 +137,11 @@ def pytest_collection_modifyitems(
     battery = config.stash.get(_BATTERY, None)
     if battery is not None:
         items.extend(TargetNode.collect_battery(session, battery.target))
+    cuda_dirs = set(config.getini("dpslice_cuda_dirs"))
     for item in items:
         marker = _marker(item, "no_sync")
         if marker is not None:
             _guard_for(marker)  # a malformed marker is a usage error, found before any test runs
-    cuda_dirs = set(config.getini("dpslice_cuda_dirs"))
-    if not cuda_dirs:
-        return
-    for item in items:
         path = Path(item.path)  # from the rootdir: a checkout inside a "cuda/" is not marked
         if path.is_relative_to(config.rootpath):
             path = path.relative_to(config.rootpath)
@@ -283,22 +282,16 @@ def _workers(config: pytest.Config) -> Workers:
     return config.stash[_WORKERS]
 
 
-def _battery(node: pytest.Item | pytest.Collector) -> BatteryOptions:
-    """The options of ``pytest --dpslice-target``, whose tests ``node`` belongs to."""
-    options = node.config.stash[_BATTERY]
-    assert options is not None, "the battery's tests are collected for --dpslice-target"
-    return options
-
-
 class PropertyItem(pytest.Item):
     """One property of the battery against the target of ``pytest --dpslice-target``."""
 
     def runtest(self) -> None:
         __tracebackhide__ = True
-        _run_property_test(self.config, _battery(self), self.name)
+        _run_property_test(self.config, self.config.stash[_BATTERY], self.name)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"dpslice check {_battery(self).target} --property {self.name}"
+        target = self.config.stash[_BATTERY].target
+        return self.path, None, f"dpslice check {target} --property {self.name}"
 
 
 class TargetNode(pytest.Collector):
@@ -315,7 +308,7 @@ class TargetNode(pytest.Collector):
         return [item for item in report.result if isinstance(item, pytest.Item)]
 
     def collect(self) -> list[pytest.Item | pytest.Collector]:
-        compared = _battery(self).against is not None
+        compared = self.config.stash[_BATTERY].against is not None
         return [PropertyItem.from_parent(self, name=name) for name in _property_names(compared)]
 
 
