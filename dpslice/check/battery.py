@@ -381,10 +381,6 @@ def _refused(target: Target, invalid: InvalidCall) -> Counterexample | None:
     return called.counterexample(f"a deliberate error, such as {label}", why)
 
 
-def _all_kinds(target: Target) -> st.SearchStrategy[InvalidCall]:
-    return st.one_of(*_kinds(target).values())
-
-
 INVALID_INPUTS_REFUSED = Property(
     name="invalid_inputs_refused",
     statement="A call with one defect no engine produces (type, range, length) is refused.",
@@ -392,7 +388,7 @@ INVALID_INPUTS_REFUSED = Property(
         "invalid_calls(kinds=[kind], contract=contract, max_count="
         f"{SMALL_COUNT}) for each kind of defect visible in the parameters the target takes"
     ),
-    strategy=_all_kinds,
+    strategy=lambda target: st.one_of(*_kinds(target).values()),
     check=_refused,
     exercises=frozenset().union(*(n for needs in _DETECTABLE_WITH.values() for n in needs)),
     requires=_no_refusable_kind,
