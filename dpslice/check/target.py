@@ -136,21 +136,23 @@ class Target:
     ) -> dict[str, object]:
         """The keyword arguments for ``call`` that the target names; ``gpu_counts`` fill
         the GPU count tensor on :attr:`device`, unless already a tensor (a rank's gathered
-        counts)."""
-        from dpslice._numpy_notice import torch
-
+        counts), and built only when the target reads it."""
         counts: object = call.global_num_tokens_cpu
         if (
             self.contract.counts_form is CountsForm.INT32_CPU_TENSOR
             and isinstance(counts, list)
             and all(type(count) is int for count in counts)
         ):
+            from dpslice._numpy_notice import torch
+
             # Host memory on purpose, whatever the device: that is where vLLM keeps it.
             counts = torch.tensor(counts, dtype=torch.int32)
         # Every name of the convention but the GPU tensor is a field of the call.
         values = {name: getattr(call, name) for name in self.accepts - {"global_num_tokens_gpu"}}
         values["global_num_tokens_cpu"] = counts
         if self.reads("global_num_tokens_gpu"):
+            from dpslice._numpy_notice import torch
+
             values["global_num_tokens_gpu"] = (
                 gpu_counts
                 if isinstance(gpu_counts, torch.Tensor)
