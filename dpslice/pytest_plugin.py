@@ -25,14 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dpslice.check.options import (
-    SHARED,
-    call_seconds,
-    contract_name,
-    load_options,
-    positive_int,
-    seed_number,
-)
 from dpslice.isolation import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_IMPORT_TIMEOUT,
@@ -41,7 +33,6 @@ from dpslice.isolation import (
 )
 
 if TYPE_CHECKING:
-    from dpslice.check.results import CheckReport, PropertyResult
     from dpslice.supervision.supervisor import Workers
     from dpslice.sync import SyncGuard
 
@@ -69,7 +60,8 @@ _GUARD_BODY = pytest.StashKey[bool]()
 _PROJECT_MARKERS = pytest.StashKey[frozenset[str]]()
 #: Targets that could not be loaded, with why: their other tests fail at once.
 _BAD_TARGETS = pytest.StashKey[dict[str, str]]()
-_BATTERY = pytest.StashKey["BatteryOptions | None"]()
+#: The options of ``pytest --dpslice-target``, when given.
+_BATTERY = pytest.StashKey["BatteryOptions"]()
 _SEED = pytest.StashKey[int]()
 _WORKERS = pytest.StashKey["Workers"]()
 
@@ -94,6 +86,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=False,
     )
+    from dpslice.check.options import (
+        SHARED,
+        call_seconds,
+        contract_name,
+        positive_int,
+        seed_number,
+    )
+
     group = parser.getgroup("dpslice", "dpslice: the property battery as tests")
     group.addoption(
         "--dpslice-target",
@@ -118,9 +118,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", CUDA_MARKER)
     if "no_sync" not in declared:
         config.addinivalue_line("markers", NO_SYNC_MARKER)
-    config.stash[_BAD_TARGETS] = {}
     spec = config.getoption("dpslice_target", None)
-    config.stash[_BATTERY] = None if spec is None else BatteryOptions.from_config(config, spec)
+    if spec is not None:
+        config.stash[_BATTERY] = BatteryOptions.from_config(config, spec)
 
 
 def _marker(item: pytest.Item, name: str) -> pytest.Mark | None:
@@ -136,15 +136,12 @@ def pytest_collection_modifyitems(
 ) -> None:
     battery = config.stash.get(_BATTERY, None)
     if battery is not None:
-        items.extend(TargetNode.collect_battery(session, battery))
+        items.extend(TargetNode.collect_battery(session, battery.target))
+    cuda_dirs = set(config.getini("dpslice_cuda_dirs"))
     for item in items:
         marker = _marker(item, "no_sync")
         if marker is not None:
             _guard_for(marker)  # a malformed marker is a usage error, found before any test runs
-    cuda_dirs = set(config.getini("dpslice_cuda_dirs"))
-    if not cuda_dirs:
-        return
-    for item in items:
         path = Path(item.path)  # from the rootdir: a checkout inside a "cuda/" is not marked
         if path.is_relative_to(config.rootpath):
             path = path.relative_to(config.rootpath)
@@ -202,6 +199,7 @@ class BatteryOptions:
     @classmethod
     def from_config(cls, config: pytest.Config, target: str) -> BatteryOptions:
         """The options of ``pytest --dpslice-target``; a bad one is a usage error."""
+        from dpslice.check.options import SHARED
         from dpslice.errors import CheckError
 
         keys = [name.replace("-", "_") for name in SHARED]
@@ -212,7 +210,7 @@ class BatteryOptions:
             raise pytest.UsageError(f"--dpslice-target {target}: {exc}") from None
 
 
-def _property_names(*, compared: bool = False) -> tuple[str, ...]:
+def _property_names(compared: bool) -> tuple[str, ...]:
     from dpslice.check.registry import registered
 
     return tuple(prop.name for prop in registered(compared=compared))
@@ -221,6 +219,8 @@ def _property_names(*, compared: bool = False) -> tuple[str, ...]:
 def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str) -> None:
     """Check one property of ``options.target``: a FAIL or ERROR fails the test, N/A skips."""
     __tracebackhide__ = True
+    from dpslice.check.options import load_options
+    from dpslice.check.report import render_result
     from dpslice.check.results import Verdict
     from dpslice.errors import BadTargetError
     from dpslice.supervision.supervisor import BatterySupervisor
@@ -229,13 +229,14 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
     key = options.target if options.against is None else f"{options.target} {options.against}"
     if key in bad:
         pytest.fail(bad[key], pytrace=False)
-    seed = options.seed if options.seed is not None else _session_seed(config)
+    # One random seed per pytest process, as ``dpslice check`` picks one per run.
+    seed = config.stash.setdefault(_SEED, secrets.randbelow(2**32))
     supervisor = BatterySupervisor(
         options.target,
         device=options.device,
         properties=(name,),
         max_examples=options.max_examples,
-        seed=seed,
+        seed=seed if options.seed is None else options.seed,
         timeout=options.timeout,
         import_timeout=DEFAULT_IMPORT_TIMEOUT,
         load_options=load_options(options.contract, options.against),
@@ -254,16 +255,12 @@ def _run_property_test(config: pytest.Config, options: BatteryOptions, name: str
     (result,) = report.results
     if result.verdict is Verdict.NOT_APPLICABLE:
         pytest.skip(f"{name}: {result.note}")
-    if result.verdict in (Verdict.FAIL, Verdict.ERROR):
-        pytest.fail(_text(report, result), pytrace=False)
-    if result.verdict is Verdict.WARN:
-        warnings.warn(HardeningWarning(_text(report, result)), stacklevel=1)
-
-
-def _text(report: CheckReport, result: PropertyResult) -> str:
-    from dpslice.check.report import render_result
-
-    return render_result(report, result).rstrip("\n")
+    if result.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.WARN):
+        text = render_result(report, result).rstrip("\n")
+        if result.verdict is Verdict.WARN:
+            warnings.warn(HardeningWarning(text), stacklevel=1)
+        else:
+            pytest.fail(text, pytrace=False)
 
 
 def _workers(config: pytest.Config) -> Workers:
@@ -285,50 +282,34 @@ def _workers(config: pytest.Config) -> Workers:
     return config.stash[_WORKERS]
 
 
-def _session_seed(config: pytest.Config) -> int:
-    """One random seed per pytest process, as ``dpslice check`` picks one per run."""
-    if _SEED not in config.stash:
-        config.stash[_SEED] = secrets.randbelow(2**32)
-    return config.stash[_SEED]
-
-
 class PropertyItem(pytest.Item):
-    """One property of the battery against one target (``pytest --dpslice-target``)."""
-
-    def __init__(self, *, options: BatteryOptions, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.options = options
+    """One property of the battery against the target of ``pytest --dpslice-target``."""
 
     def runtest(self) -> None:
         __tracebackhide__ = True
-        _run_property_test(self.config, self.options, self.name)
+        _run_property_test(self.config, self.config.stash[_BATTERY], self.name)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"dpslice check {self.options.target} --property {self.name}"
+        target = self.config.stash[_BATTERY].target
+        return self.path, None, f"dpslice check {target} --property {self.name}"
 
 
 class TargetNode(pytest.Collector):
     """The battery's tests of one target, one :class:`PropertyItem` per property."""
 
-    def __init__(self, *, options: BatteryOptions, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.options = options
-
     @classmethod
-    def collect_battery(cls, session: pytest.Session, options: BatteryOptions) -> list[pytest.Item]:
+    def collect_battery(cls, session: pytest.Session, target: str) -> list[pytest.Item]:
         """Collect the battery's tests as pytest collects a file's, reported and counted."""
-        name = f"dpslice-check/{options.target}"
+        name = f"dpslice-check/{target}"
         # Named from the root: under the session its id would begin with "::".
-        node = cls.from_parent(session, name=name, path=session.path, nodeid=name, options=options)
+        node = cls.from_parent(session, name=name, path=session.path, nodeid=name)
         report = session.ihook.pytest_make_collect_report(collector=node)
         session.ihook.pytest_collectreport(report=report)
         return [item for item in report.result if isinstance(item, pytest.Item)]
 
     def collect(self) -> list[pytest.Item | pytest.Collector]:
-        return [
-            PropertyItem.from_parent(self, name=name, options=self.options)
-            for name in _property_names(compared=self.options.against is not None)
-        ]
+        compared = self.config.stash[_BATTERY].against is not None
+        return [PropertyItem.from_parent(self, name=name) for name in _property_names(compared)]
 
 
 def check_properties(
@@ -343,27 +324,17 @@ def check_properties(
     against: str | None = None,
 ) -> Callable[..., None]:
     """A test function, parametrized by property, that runs the battery against ``target``:
-    ``test_local_slice = check_properties("my_engine/dp.py:local_slice")``.
-
-    The options are ``dpslice check``'s, with its defaults.
+    ``test_local_slice = check_properties("my_engine/dp.py:local_slice")``, with
+    ``dpslice check``'s options and defaults.
 
     Raises:
         BadTargetError: ``target`` cannot name a target, at import of the test module.
         DeviceError: an unknown device.
         ValueError: ``max_examples`` below 1 or ``timeout`` not above 0.
     """
-    options = BatteryOptions(
-        target,
-        contract=contract,
-        strict=strict,
-        device=device,
-        max_examples=max_examples,
-        seed=seed,
-        timeout=timeout,
-        against=against,
-    )
+    options = BatteryOptions(**locals())
 
-    @pytest.mark.parametrize("dpslice_property", _property_names(compared=against is not None))
+    @pytest.mark.parametrize("dpslice_property", _property_names(against is not None))
     def test_property(dpslice_property: str, request: pytest.FixtureRequest) -> None:
         __tracebackhide__ = True
         _run_property_test(request.config, options, dpslice_property)
@@ -375,7 +346,7 @@ def check_properties(
 
 
 def _cuda_allocations() -> int:
-    """Cumulative CUDA allocations so far, 0 if CUDA was never initialised."""
+    """CUDA allocations so far, 0 if CUDA was never initialised."""
     from dpslice._numpy_notice import torch
 
     is_initialized: Callable[[], bool] = torch.cuda.is_initialized  # untyped in torch
@@ -442,8 +413,7 @@ class NoSyncFixture:
         # Per context: overlapping threads or tasks each close their own guard.
         self._open: ContextVar[tuple[SyncGuard, ...]] = ContextVar("no_sync_fixture", default=())
 
-    def __call__(self, mode: str = "auto", **options: Any) -> SyncGuard:
-        return _make_guard(mode, **options)
+    __call__ = staticmethod(_make_guard)
 
     def __enter__(self) -> SyncGuard:
         guard = self()

@@ -318,3 +318,24 @@ def test_keyboard_interrupt_is_not_swallowed() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         call_target(target_from_callable(interrupted), {"dp_rank": 0})
+
+
+def test_the_arguments_of_a_target_that_reads_no_tensor_import_no_torch() -> None:
+    """A supervising process renders a hung call's arguments; it must not pay torch's import
+    for a target that reads only ints."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dpslice.check.target import target_from_callable\n"
+        "from dpslice.layout import DPLayout, Mode\n"
+        "def local_slice(*, global_num_tokens_cpu, dp_rank): return (0, 0)\n"
+        "call = DPLayout(mode=Mode.SUM_LEN, counts=(1, 2)).call(1)\n"
+        "arguments = target_from_callable(local_slice).arguments(call, [1, 2])\n"
+        "print(arguments, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out == "{'global_num_tokens_cpu': [1, 2], 'dp_rank': 1} False\n"

@@ -544,3 +544,21 @@ class TestBatteryAsTests:
         )
         result = run(pytester)
         result.stdout.fnmatch_lines(["*BadTargetError: target 'slicer' has no ':function' part*"])
+
+
+def test_the_plugins_options_load_no_other_module_of_the_check() -> None:
+    """The plugin's option table is read in every pytest run: it loads nothing else of
+    dpslice.check, whose names load on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dpslice.pytest_plugin, dpslice.check.options\n"
+        "print(sorted(m for m in sys.modules if m.startswith('dpslice.check.')))\n"
+        "from dpslice.check import Verdict, run_check\n"
+        "print(Verdict.PASS.value, run_check.__module__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["['dpslice.check.options']", "PASS dpslice.check.runner"]

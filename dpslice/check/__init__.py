@@ -10,31 +10,26 @@ submodules are private.
 The check's own errors derive from :class:`dpslice.errors.CheckError`.
 """
 
+import importlib
 from typing import TYPE_CHECKING
 
-from dpslice.check.calls import LayoutCall
-from dpslice.check.outcome import Outcome, OutcomeKind
-from dpslice.check.registry import (
-    Counterexample,
-    Property,
-    Tier,
-    register,
-)
-from dpslice.check.report import (
-    render_result,
-    render_text,
-    reproduce_command,
-    to_json,
-    to_junit_xml,
-    write_json,
-    write_junit_xml,
-)
-from dpslice.check.results import CheckReport, PropertyResult, RoundTrip, Stop, Verdict
-from dpslice.check.target import CONVENTION, Target, load_target
-
 if TYPE_CHECKING:
+    from dpslice.check.calls import LayoutCall
     from dpslice.check.draws import drawn
+    from dpslice.check.outcome import Outcome, OutcomeKind
+    from dpslice.check.registry import Counterexample, Property, Tier, register
+    from dpslice.check.report import (
+        render_result,
+        render_text,
+        reproduce_command,
+        to_json,
+        to_junit_xml,
+        write_json,
+        write_junit_xml,
+    )
+    from dpslice.check.results import CheckReport, PropertyResult, RoundTrip, Stop, Verdict
     from dpslice.check.runner import run_check
+    from dpslice.check.target import CONVENTION, Target, load_target
 
 __all__ = [
     "CONVENTION",
@@ -64,14 +59,16 @@ __all__ = [
 ]
 
 
+#: The submodules that define the names, in import order: Hypothesis's (draws, runner) last.
+_HOMES = ("calls", "outcome", "registry", "report", "results", "target", "draws", "runner")
+
+
 def __getattr__(name: str) -> object:
-    # These import Hypothesis: loaded on first use, so that a supervising process never does.
-    if name == "run_check":
-        from dpslice.check.runner import run_check
-
-        return run_check
-    if name == "drawn":
-        from dpslice.check.draws import drawn
-
-        return drawn
+    # Loaded on first use: importing one submodule (the pytest plugin's options) loads no
+    # other, and a supervising process never imports Hypothesis.
+    if name in __all__:
+        for module in _HOMES:
+            value = getattr(importlib.import_module(f"dpslice.check.{module}"), name, None)
+            if value is not None:
+                return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,10 +1,5 @@
-"""Two implementations compared: ``dpslice check NEW --against OLD``.
-
-Both are called with the same inputs, each with the arguments its signature
-names, OLD judged as NEW's contract.  ``same_slice_as_against`` (hazard): in
-every state the contract reaches, the same slice and view, or the same kind of
-error; ``same_refusals_as_against`` (hardening): the same on the invalid calls
-both can see; ``against_sync_free`` (hardening): ``sync_free`` on OLD.
+"""Two implementations compared, ``dpslice check NEW --against OLD``: both called with the
+same inputs, each with the arguments its signature names, OLD judged as NEW's contract.
 """
 
 from __future__ import annotations
@@ -15,7 +10,7 @@ from hypothesis import strategies as st
 
 from dpslice.check.battery import _kinds
 from dpslice.check.calls import LayoutCall, slice_with
-from dpslice.check.draws import COUNTED, SMALL_COUNT, SMALL_DP_SIZE, RankExample, drawn
+from dpslice.check.draws import COUNTED, SMALL_COUNT, RankExample, drawn
 from dpslice.check.judge import outside
 from dpslice.check.outcome import Outcome, OutcomeKind
 from dpslice.check.registry import Counterexample, Property, Tier
@@ -24,7 +19,7 @@ from dpslice.check.sync_property import _describe as _sync_describe
 from dpslice.check.sync_property import _sync_free
 from dpslice.check.target import Target
 from dpslice.layout import DPLayout, Mode, SliceCall
-from dpslice.strategies import InvalidCall, contract_layouts, layouts_and_ranks
+from dpslice.strategies import InvalidCall
 
 if TYPE_CHECKING:
     import torch
@@ -69,22 +64,25 @@ def _agree(new: Outcome, old: Outcome) -> bool:
     return new.kind is old.kind
 
 
-def _shown(outcome: Outcome, view: torch.Tensor | None) -> str:
-    text = outcome.describe()
-    return text if view is None else f"{text}: {rows_phrase(view.cpu())}"
-
-
 def _compared(
     target: Target, layout: DPLayout, call: SliceCall
-) -> tuple[LayoutCall, LayoutCall, Any, Any] | None:
-    """Both calls and their views, or ``None`` when they agree."""
+) -> tuple[LayoutCall, LayoutCall, dict[str, Any]] | None:
+    """Both calls, and how a counterexample shows the views and the other side; ``None``
+    when they agree."""
     new = LayoutCall(target, layout, call)
     old = LayoutCall(_against(target), layout, call)
     new_view = _view(layout, new.rank, target, new.outcome)
     old_view = _view(layout, old.rank, old.target, old.outcome)
     if _agree(new.outcome, old.outcome) and _same_view(new_view, old_view):
         return None
-    return new, old, new_view, old_view
+    shown = old.outcome.describe()
+    if old_view is not None:
+        shown = f"{shown}: {rows_phrase(old_view.cpu())}"
+    beside = {
+        "got_rows": None if new_view is None else render_rows(new_view.cpu()),
+        "related": (old.beside(shown, "against"),),
+    }
+    return new, old, beside
 
 
 def _right(called: LayoutCall, capture: bool) -> bool:
@@ -120,7 +118,7 @@ def _same_slice(target: Target, example: RankExample) -> Counterexample | None:
     found = _compared(target, layout, layout.call(rank))
     if found is None:
         return None
-    new, old, new_view, old_view = found
+    new, old, beside = found
     expected_slice = new.expected_slice
     expected_tags = new.expected_rows()
     capture = layout.mode is Mode.GRAPH_CAPTURE
@@ -133,9 +131,8 @@ def _same_slice(target: Target, example: RankExample) -> Counterexample | None:
         f"{expected_slice}: {rows_phrase(expected_tags)}",
         f"{differ}: {_verdict(new, old, capture)}",
         expected_slice=expected_slice,
-        got_rows=None if new_view is None else render_rows(new_view.cpu()),
         expected_rows=render_rows(expected_tags),
-        related=(old.beside(_shown(old.outcome, old_view), "against"),),
+        **beside,
     )
 
 
@@ -143,25 +140,13 @@ def _same_refusal(target: Target, invalid: InvalidCall) -> Counterexample | None
     found = _compared(target, invalid.layout, invalid.call)
     if found is None:
         return None
-    new, old, new_view, old_view = found
+    new, old, beside = found
     label = f"{invalid.expected.__name__} ({invalid.defect})"
     return new.counterexample(
         f"the --against implementation's answer; a deliberate error, such as {label}, is right",
         f"the call is invalid ({invalid.defect}): the target {_what(new.outcome)}, "
         f"--against {_what(old.outcome)}",
-        got_rows=None if new_view is None else render_rows(new_view.cpu()),
-        related=(old.beside(_shown(old.outcome, old_view), "against"),),
-    )
-
-
-def _layouts(target: Target) -> st.SearchStrategy[RankExample]:
-    return layouts_and_ranks(
-        contract_layouts(
-            target.contract,
-            gather_skipped=None,
-            max_count=SMALL_COUNT,
-            max_dp_size=SMALL_DP_SIZE,
-        )
+        **beside,
     )
 
 
@@ -182,15 +167,12 @@ def _no_refusal_kinds(target: Target) -> str | None:
     return None
 
 
-SAME_SLICE_AS_AGAINST: Property[RankExample] = Property(
-    name="same_slice_as_against",
-    statement="In every state the contract reaches, the target and --against give one answer.",
-    draws=(
-        "layouts_and_ranks(contract_layouts(contract, gather_skipped=None, "
-        f"max_count={SMALL_COUNT}, max_dp_size={SMALL_DP_SIZE}))"
-    ),
-    strategy=_layouts,
-    check=_same_slice,
+SAME_SLICE_AS_AGAINST = drawn(
+    "same_slice_as_against",
+    "In every state the contract reaches, the target and --against give one answer.",
+    _same_slice,
+    modes=None,
+    gather_skipped=None,
     requires=_needs_against,
 )
 

@@ -1,8 +1,5 @@
-"""The property battery every DP-local slice implementation is checked against.
-
-Each property draws the states the target's contract reaches and judges the
-rows the contract says the rank owns; the oracle is always the layout, never a
-slice formula.  docs/check-reference.md lists them.
+"""The property battery (docs/check-reference.md): each property draws the states the
+target's contract reaches; the oracle is always the layout, never a slice formula.
 """
 
 from __future__ import annotations
@@ -12,12 +9,7 @@ import itertools
 from hypothesis import strategies as st
 
 from dpslice.check.calls import LayoutCall
-from dpslice.check.draws import (
-    COUNTED,
-    SMALL_COUNT,
-    RankExample,
-    drawn,
-)
+from dpslice.check.draws import COUNTED, SMALL_COUNT, RankExample, drawn
 from dpslice.check.judge import judge_inputs, judge_rows, not_a_slice, outside
 from dpslice.check.outcome import OutcomeKind
 from dpslice.check.registry import Counterexample, Property, Tier
@@ -122,11 +114,7 @@ def _is_oracles(ranked: _RankSlice) -> bool:
 
 def _culprit(lower: _RankSlice, higher: _RankSlice) -> tuple[_RankSlice, _RankSlice]:
     """Of two ranks whose slices clash, the one to blame (whose slice is not the oracle's,
-    the lower if neither is), then the other.
-
-    Raises:
-        CheckBrokeError: both slices are the oracle's, which tile the buffer.
-    """
+    the lower if neither is), then the other; :class:`CheckBrokeError` if both are."""
     if not _is_oracles(lower):
         return lower, higher
     if not _is_oracles(higher):
@@ -176,7 +164,6 @@ def _disjoint(target: Target, layout: DPLayout) -> Counterexample | None:
 
 
 def _owned_rows_tile(target: Target, layout: DPLayout) -> bool:
-    """Whether the rows the ranks own cover every row of the buffer."""
     owns = target.contract.owns
     return all(
         layout.owned_rows(rank, owns) == layout.region(rank) for rank in range(layout.dp_size)
@@ -326,32 +313,28 @@ INPUTS_UNCHANGED = drawn(
 # -- hardening: inputs no engine produces are refused -----------------------------------
 
 
-def _need(*parameters: str) -> frozenset[str]:
-    return frozenset(parameters)
-
-
 #: For each kind of defect, the parameter sets a target must read (any one) to see it.
 _DETECTABLE_WITH: dict[str, tuple[frozenset[str], ...]] = {
     "count over the extent": (
-        _need(_CPU, "graph_extent"),
-        _need(_CPU, "cuda_graph_batch", "num_tokens_per_bs"),
+        frozenset({_CPU, "graph_extent"}),
+        frozenset({_CPU, "cuda_graph_batch", "num_tokens_per_bs"}),
     ),
-    "count list of another length": (_need(_CPU, "dp_size"),),
-    "dp_rank out of range": (_need("dp_rank", "dp_size"),),
-    "dp_size below 1": (_need("dp_size"),),
-    "negative count": (_need(_CPU),),
-    "bool count": (_need(_CPU),),
-    "bool dp_rank": (_need("dp_rank"),),
-    "bool dp_size": (_need("dp_size"),),
-    "bool graph_extent": (_need("graph_extent"),),
-    "non-integer count": (_need(_CPU),),
-    "non-integer dp_rank": (_need("dp_rank"),),
-    "non-integer dp_size": (_need("dp_size"),),
-    "non-integer graph_extent": (_need("graph_extent"),),
-    "tensor counts": (_need(_CPU),),
-    "tensor count": (_need(_CPU),),
-    "tensor dp_rank": (_need("dp_rank"),),
-    "negative graph extent": (_need("graph_extent"),),
+    "count list of another length": (frozenset({_CPU, "dp_size"}),),
+    "dp_rank out of range": (frozenset({"dp_rank", "dp_size"}),),
+    "dp_size below 1": (frozenset({"dp_size"}),),
+    "negative count": (frozenset({_CPU}),),
+    "bool count": (frozenset({_CPU}),),
+    "bool dp_rank": (frozenset({"dp_rank"}),),
+    "bool dp_size": (frozenset({"dp_size"}),),
+    "bool graph_extent": (frozenset({"graph_extent"}),),
+    "non-integer count": (frozenset({_CPU}),),
+    "non-integer dp_rank": (frozenset({"dp_rank"}),),
+    "non-integer dp_size": (frozenset({"dp_size"}),),
+    "non-integer graph_extent": (frozenset({"graph_extent"}),),
+    "tensor counts": (frozenset({_CPU}),),
+    "tensor count": (frozenset({_CPU}),),
+    "tensor dp_rank": (frozenset({"dp_rank"}),),
+    "negative graph extent": (frozenset({"graph_extent"}),),
 }
 # None counts are the capture phase, which capture_phase_explicit judges as a hazard.
 assert set(_DETECTABLE_WITH) == set(DEFECT_KINDS) - {"counts None"}, "every kind needs a home"
@@ -398,10 +381,6 @@ def _refused(target: Target, invalid: InvalidCall) -> Counterexample | None:
     return called.counterexample(f"a deliberate error, such as {label}", why)
 
 
-def _all_kinds(target: Target) -> st.SearchStrategy[InvalidCall]:
-    return st.one_of(*_kinds(target).values())
-
-
 INVALID_INPUTS_REFUSED = Property(
     name="invalid_inputs_refused",
     statement="A call with one defect no engine produces (type, range, length) is refused.",
@@ -409,7 +388,7 @@ INVALID_INPUTS_REFUSED = Property(
         "invalid_calls(kinds=[kind], contract=contract, max_count="
         f"{SMALL_COUNT}) for each kind of defect visible in the parameters the target takes"
     ),
-    strategy=_all_kinds,
+    strategy=lambda target: st.one_of(*_kinds(target).values()),
     check=_refused,
     exercises=frozenset().union(*(n for needs in _DETECTABLE_WITH.values() for n in needs)),
     requires=_no_refusable_kind,
@@ -417,18 +396,5 @@ INVALID_INPUTS_REFUSED = Property(
     kinds=_kinds,
 )
 
-#: This module's part of the built-in battery, in report order.
-PROPERTIES = (
-    SUM_LEN_ROWS,
-    MAX_LEN_ROWS,
-    GRAPH_REPLAY_ROWS,
-    PREFILL_GRAPH_ROWS,
-    DP_CHUNK_ROWS,
-    SKIPPED_GATHER_ROWS,
-    RANKS_DISJOINT_IN_BOUNDS,
-    SUM_LEN_TILES_BUFFER,
-    LARGE_COUNTS_EXACT,
-    CAPTURE_PHASE_EXPLICIT,
-    INPUTS_UNCHANGED,
-    INVALID_INPUTS_REFUSED,
-)
+#: This module's part of the built-in battery: its properties, in report order (as defined).
+PROPERTIES = tuple(value for value in list(globals().values()) if isinstance(value, Property))

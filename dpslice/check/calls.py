@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from dpslice.check.outcome import Outcome, call_target, is_tensor
 from dpslice.check.registry import Counterexample, RelatedCall, render_call
 from dpslice.check.target import Target
-from dpslice.layout import DPLayout, Owns, SliceCall
+from dpslice.layout import DPLayout, SliceCall
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Invoke", "LayoutCall", "oracle_slice", "slice_with", "valid_rank"]
+__all__ = ["CallObserver", "LayoutCall", "slice_with", "valid_rank"]
 
 
 def valid_rank(layout: DPLayout, rank: object) -> int | None:
@@ -22,12 +22,6 @@ def valid_rank(layout: DPLayout, rank: object) -> int | None:
     if type(rank) is int and 0 <= rank < layout.dp_size:
         return rank
     return None
-
-
-def oracle_slice(layout: DPLayout, rank: int, owns: Owns = Owns.REAL_ROWS) -> tuple[int, int]:
-    """Where the rows ``rank`` owns sit, found by walking the layout: ``(start, length)``."""
-    span = layout.span(rank, owns)
-    return (span.first_row, span.num_rows)
 
 
 def slice_with(buffer: torch.Tensor, bounds: tuple[Any, Any]) -> torch.Tensor:
@@ -48,7 +42,6 @@ def _gpu_counts(target: Target, layout: DPLayout, call: SliceCall) -> list[int]:
 
 
 def _fresh(value: object) -> object:
-    """A copy the target may do anything with; immutable values as they are."""
     from dpslice._numpy_notice import torch
 
     if isinstance(value, torch.Tensor):
@@ -77,10 +70,6 @@ def _same(given: object, kept: object) -> bool:
     return True
 
 
-#: Calls a target with keyword arguments and classifies what it did.
-Invoke = Callable[[Target, Mapping[str, object]], Outcome]
-
-
 class CallObserver(Protocol):
     """Told of every call of the target, before it runs and once it is back: a
     supervised worker records the call in flight."""
@@ -98,8 +87,8 @@ class LayoutCall:
     """One call of ``target`` with ``call``, made about ``layout``, already run.
 
     ``invoke`` calls the target (a property that watches the call passes its own);
-    ``arguments`` replaces the convention's (the round trip's gathered counts).
-    The target is given copies, so that what it changes in place shows in :attr:`mutated`.
+    ``arguments`` replaces the convention's (the round trip's gathered counts).  The
+    target is given copies: what it changes in place shows in :attr:`mutated`.
 
     Attributes:
         rank: the call's rank if valid for the layout, else ``None``.
@@ -115,7 +104,7 @@ class LayoutCall:
         layout: DPLayout,
         call: SliceCall,
         *,
-        invoke: Invoke = call_target,
+        invoke: Callable[[Target, Mapping[str, object]], Outcome] = call_target,
         arguments: Mapping[str, object] | None = None,
     ) -> None:
         self.target = target
@@ -142,9 +131,11 @@ class LayoutCall:
 
     @property
     def expected_slice(self) -> tuple[int, int]:
-        """The oracle's ``(start, length)`` for this call's rank, as its contract owns rows."""
+        """The oracle's ``(start, length)`` for this call's rank, as its contract owns rows:
+        where the rows sit, found by walking the layout."""
         assert self.rank is not None, "an invalid rank has no slice"
-        return oracle_slice(self.layout, self.rank, self.target.contract.owns)
+        span = self.layout.span(self.rank, self.target.contract.owns)
+        return (span.first_row, span.num_rows)
 
     def expected_rows(self, *, device: str = "cpu") -> torch.Tensor:
         """The tags the slice must hold, as the contract owns rows."""

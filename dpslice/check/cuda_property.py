@@ -1,9 +1,6 @@
-"""``cuda_view``: on a GPU, the bounds as returned slice exactly the oracle's view.
-
-The real gathered buffer is sliced with the bounds as returned; the view must
-have the oracle's storage, offset, shape and rows (two empty views agree).  The
-comparison works on any device, so it is tested without a GPU; only its
-applicability is CUDA's.
+"""``cuda_view``: on a GPU, the bounds as returned slice exactly the oracle's view (its
+storage, offset, shape and rows).  The comparison works on any device, so it is tested
+without a GPU; only its applicability is CUDA's.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ def _first_row(view: torch.Tensor) -> int:
 
 
 def _difference(got: torch.Tensor, oracle: torch.Tensor) -> str | None:
-    """How the target's view differs from the oracle's, or ``None``."""
     if len(got) == 0 and len(oracle) == 0:
         return None
     if got.untyped_storage().data_ptr() != oracle.untyped_storage().data_ptr():

@@ -24,11 +24,14 @@ COUNTED = tuple(mode for mode in Mode if mode is not Mode.GRAPH_CAPTURE)
 RankExample = tuple[DPLayout, int]
 
 
-def _text(modes: tuple[Mode, ...], gather_skipped: bool, small: bool, per_rank: bool) -> str:
-    names = ", ".join(f"Mode.{mode.name}" for mode in modes)
-    text = f"contract, modes=[{names}]"
-    if gather_skipped:
-        text += ", gather_skipped=True"
+def _text(
+    modes: tuple[Mode, ...] | None, gather_skipped: bool | None, small: bool, per_rank: bool
+) -> str:
+    text = "contract"
+    if modes is not None:
+        text += ", modes=[" + ", ".join(f"Mode.{mode.name}" for mode in modes) + "]"
+    if gather_skipped is not False:
+        text += f", gather_skipped={gather_skipped}"
     if small:
         text += f", max_count={SMALL_COUNT}, max_dp_size={SMALL_DP_SIZE}"
     text = f"contract_layouts({text})"
@@ -46,22 +49,22 @@ def drawn(
     statement: str,
     check: Callable[[Target, Any], Counterexample | None],
     *,
-    modes: Iterable[Mode],
+    modes: Iterable[Mode] | None,
     per_rank: bool = True,
-    gather_skipped: bool = False,
+    gather_skipped: bool | None = False,
     small: bool = True,
     exercises: frozenset[str] = frozenset(),
     requires: Callable[[Target], str | None] | None = None,
     describe: Callable[[Target], str] | None = None,
     tier: Tier = Tier.HAZARD,
 ) -> Property[Any]:
-    """A property that draws the contract's layouts in ``modes``.
+    """A property that draws the contract's layouts in ``modes`` (``None``: all it reaches).
 
     ``per_rank`` draws a layout and one of its ranks, else a layout alone;
-    ``small`` bounds them (:data:`SMALL_COUNT`); ``gather_skipped`` draws
-    one-entry count lists only, for contracts that reach them.
+    ``small`` bounds them (:data:`SMALL_COUNT`); ``gather_skipped`` as for
+    :func:`~dpslice.strategies.contract_layouts`: ``True`` requires a contract that skips.
     """
-    chosen = tuple(mode for mode in Mode if mode in frozenset(modes))
+    chosen = None if modes is None else tuple(mode for mode in Mode if mode in frozenset(modes))
     sizes = {"max_count": SMALL_COUNT, "max_dp_size": SMALL_DP_SIZE} if small else {}
 
     def strategy(target: Target) -> st.SearchStrategy[Any]:
@@ -70,7 +73,7 @@ def drawn(
         )
         return layouts_and_ranks(layouts) if per_rank else layouts
 
-    if gather_skipped:
+    if gather_skipped is True:
         assert requires is None, "a skipped-gather property requires the contract to skip"
         requires = _skips_gathers
     return Property(
@@ -83,5 +86,5 @@ def drawn(
         requires=requires,
         describe=describe,
         tier=tier,
-        modes=frozenset(chosen),
+        modes=frozenset(chosen or ()),
     )

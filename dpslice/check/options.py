@@ -1,7 +1,5 @@
-"""``dpslice check``'s options: their ``argparse`` types, and those the pytest plugin shares.
-
-Each type returns the value or raises ``argparse.ArgumentTypeError``, a usage error (exit 2).
-"""
+"""``dpslice check``'s options: their ``argparse`` types (each returns the value or raises
+``argparse.ArgumentTypeError``, a usage error), and those the pytest plugin shares."""
 
 from __future__ import annotations
 

@@ -1,14 +1,10 @@
 """Run properties against a target with Hypothesis and collect the verdicts.
 
-Each property runs as its own ``@given`` test, seeded, with no example
-database and no deadline, so a seed reproduces a run; the counterexample is
-the one of Hypothesis's final replay, after shrinking.  For throughput the
-search draws a batch of up to :data:`MAX_BATCH` layouts per example and stops
-each Hypothesis run after :data:`RUN_EXAMPLES` examples (past its tenth,
-Hypothesis mutates earlier examples, which repeats most of a batch), starting
-another with a derived seed until ``max_examples`` layouts are checked.
-Batches are not shrunk: once one fails, the property runs again one layout per
-example, and that run shrinks.  A property with kinds searches each kind apart.
+Each property is a seeded ``@given`` test without database or deadline, so a seed
+reproduces a run.  For throughput an example is a batch of up to :data:`MAX_BATCH`
+layouts, in runs of :data:`RUN_EXAMPLES` examples with derived seeds until
+``max_examples`` layouts are checked.  Batches are not shrunk: once one fails, the
+property runs again one layout per example, and that run shrinks.
 """
 
 from __future__ import annotations
@@ -19,7 +15,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import hypothesis
@@ -37,38 +33,38 @@ from dpslice.check.results import (
     check_seed,
     versions,
 )
-from dpslice.check.target import Target, check_device, load_target, target_from_callable
+from dpslice.check.target import (
+    Target,
+    check_device,
+    load_against,
+    load_target,
+    target_from_callable,
+)
 from dpslice.contracts import Contract
-from dpslice.errors import BadTargetError, CheckConfigError
+from dpslice.errors import CheckConfigError
 from dpslice.isolation import DEFAULT_MAX_EXAMPLES
 
 __all__ = [
     "MAX_BATCH",
     "RERUN_FACTOR",
     "RUN_EXAMPLES",
-    "CheckReport",
-    "PropertyResult",
-    "Verdict",
     "hypothesis_storage",
     "run_check",
     "run_property",
 ]
 
-#: The most layouts drawn in one Hypothesis example: a batch's choices then
-#: stay far below Hypothesis's limit per example even when its layouts are wide.
+#: The most layouts drawn in one example: far below Hypothesis's limit of choices.
 MAX_BATCH = 50
 
 #: Hypothesis examples per search run: Hypothesis mutates earlier examples
 #: from its tenth on, and a mutant batch repeats most of its parent's layouts.
 RUN_EXAMPLES = 10
 
-#: After a batch fails, the search one layout per example checks up to this many
-#: times ``max_examples`` layouts to meet the failure again and shrink it there;
-#: should it not (a rare failure), the failing batch is shrunk instead, which
-#: takes 10,000 to 20,000 checks.
+#: After a batch fails, the search one layout per example checks up to this many times
+#: ``max_examples`` layouts to meet the failure again; else (rare) the failing batch is
+#: shrunk instead, which takes 10,000 to 20,000 checks.
 RERUN_FACTOR = 4
 
-#: One random batch in this many is a single layout (see :func:`_batches`).
 _SHORT_BATCH_ODDS = 64
 
 
@@ -82,20 +78,6 @@ _SEARCH = (Phase.explicit, Phase.generate)
 _SHRINK = (*_SEARCH, Phase.shrink)
 
 
-def _settings(max_examples: int, phases: tuple[Phase, ...]) -> settings:
-    return settings(
-        max_examples=max_examples,
-        database=None,
-        deadline=None,
-        derandomize=False,
-        report_multiple_bugs=False,
-        print_blob=False,
-        verbosity=Verbosity.quiet,
-        phases=phases,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-
-
 def _error_note(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     message = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
@@ -105,8 +87,8 @@ def _error_note(exc: BaseException) -> str:
 
 
 def _batches(strategy: st.SearchStrategy[Any], size: int) -> st.SearchStrategy[list[Any]]:
-    """Batches of ``size`` examples of ``strategy``; their length is drawn too, so that
-    Hypothesis's simplest example is one layout, not ``size`` copies of it."""
+    """Batches of ``size`` examples; one in :data:`_SHORT_BATCH_ODDS` is one example, so
+    that Hypothesis's simplest example is one layout, not ``size`` copies of it."""
     full = st.lists(strategy, min_size=size, max_size=size)
     if size == 1:
         return full
@@ -125,33 +107,21 @@ def _batch_size(layouts: int, max_batch: int) -> int:
     return max(1, min(max_batch, -(-(layouts - 1) // (RUN_EXAMPLES - 1))))
 
 
-def _run_seed(seed: int, run: int) -> int:
-    # Run 0 uses the seed as given.  Later runs get seeds that no other (seed, run)
-    # pair gets, for seeds below 2**32 (the range dpslice check draws from).
-    return seed + run * 2**32
-
-
+@dataclass
 class _Search:
     """How one search of a property ended: its calls, and a counterexample or an error."""
 
-    def __init__(self) -> None:
-        self.examples = 0
-        self.counterexample: Counterexample | None = None
-        self.error: str | None = None
-
-
-def _min_kind_examples(max_examples: int) -> int:
-    # Enough for a kind to be met and shrunk even when the budget is split many ways.
-    return min(max_examples, 20)
+    examples: int = 0
+    counterexample: Counterexample | None = None
+    error: str | None = None
 
 
 def run_property(
     prop: Property[Any], target: Target, *, max_examples: int, seed: int, strict: bool = False
 ) -> PropertyResult:
-    """Run one property against ``target``; never raises for what the target does, nor for
-    what breaks in the check (an ERROR result).  A property with kinds searches each
-    with an even share of ``max_examples`` (at least 20); a hardening property's
-    failure is a WARN, or a FAIL when ``strict``."""
+    """Run one property against ``target``; what the target does, or what breaks in the
+    check (ERROR), is a result, never raised.  A property with kinds searches each with an
+    even share of ``max_examples``; a hardening property's failure WARNs unless ``strict``."""
     started = time.perf_counter()
     examples = 0
 
@@ -180,8 +150,8 @@ def run_property(
     except Exception as exc:
         return result(Verdict.ERROR, note=_error_note(exc))
     share = max_examples
-    if prop.kinds is not None:
-        share = max(_min_kind_examples(max_examples), -(-max_examples // max(1, len(strategies))))
+    if prop.kinds is not None:  # at least 20, for a kind to be met and shrunk
+        share = max(min(max_examples, 20), -(-max_examples // max(1, len(strategies))))
     searches = {
         kind: _search(prop, strategy, target, share, seed) for kind, strategy in strategies.items()
     }
@@ -226,9 +196,17 @@ def _search(
                 raise _Falsified(counterexample)
 
     def run(size: int, run_seed: int, phases: tuple[Phase, ...]) -> None:
-        test: Callable[[], None] = _settings(RUN_EXAMPLES, phases)(
-            given(_batches(strategy, size))(check_in_turn)
-        )
+        test: Callable[[], None] = settings(
+            max_examples=RUN_EXAMPLES,
+            database=None,
+            deadline=None,
+            derandomize=False,
+            report_multiple_bugs=False,
+            print_blob=False,
+            verbosity=Verbosity.quiet,
+            phases=phases,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        )(given(_batches(strategy, size))(check_in_turn))
         hypothesis.seed(run_seed)(test)()
 
     last_run = (1, seed)  # the batch size and seed of the latest run
@@ -243,7 +221,9 @@ def _search(
             while outcome.examples < stop:
                 before = outcome.examples
                 per_run = -(-(stop - outcome.examples) // max(1, planned - runs))
-                last_run = (_batch_size(per_run, max_batch), _run_seed(seed, runs))
+                # Run 0 uses the seed as given; later runs seeds no other (seed, run) pair
+                # gets, for seeds below 2**32 (the range dpslice check draws from).
+                last_run = (_batch_size(per_run, max_batch), seed + runs * 2**32)
                 run(*last_run, phases)
                 runs += 1
                 if outcome.examples == before:
@@ -280,18 +260,6 @@ def _properties(
     return tuple(prop if isinstance(prop, Property) else select([prop])[0] for prop in chosen)
 
 
-def _load_against(against: str | Target | Callable[..., object], target: Target) -> Target:
-    """``against`` loaded as ``target`` was: its device, judged as its contract."""
-    if isinstance(against, Target):
-        return against
-    try:
-        if isinstance(against, str):
-            return load_target(against, device=target.device, contract=target.contract)
-        return target_from_callable(against, device=target.device, contract=target.contract)
-    except BadTargetError as exc:
-        raise BadTargetError(f"bad --against target {against}: {exc}") from None
-
-
 @contextlib.contextmanager
 def hypothesis_storage() -> Iterator[None]:
     """Hypothesis's storage (it caches constants even without a database) in a temporary
@@ -320,31 +288,22 @@ def run_check(
     strict: bool = False,
     against: str | Target | Callable[..., object] | None = None,
 ) -> CheckReport:
-    """Check ``target`` against the property battery.
+    """Check ``target`` against the property battery (docs/check-reference.md).
 
     Args:
         target: ``package.module:function``, ``path/to/file.py:function``, a
             loaded :class:`Target` or the callable itself.
-        max_examples: examples (layouts) the search checks per property, before shrinking.
+        max_examples: layouts the search checks per property, before shrinking.
         seed: Hypothesis seed; a random one (recorded in the report) if ``None``.
-        properties: names or :class:`Property` objects to run; all registered
-            ones, in order, if ``None``.
-        device: where ``global_num_tokens_gpu`` is built, ``"cpu"`` or
-            ``"cuda"``; ``None`` keeps a loaded :class:`Target`'s device, else
-            ``"cpu"``.  On ``"cuda"`` the sync property runs in CUDA mode and
-            the CUDA equivalence property applies.
-        contract: the call site the target is judged as: a preset name,
-            ``module:NAME`` or a :class:`~dpslice.contracts.Contract`; ``None``
-            keeps a loaded :class:`Target`'s, else the one the target names
-            (``__dpslice_contract__``), else ``sglang-capturer``.
+        properties: names or :class:`Property` objects; ``None``: all registered.
+        device: ``"cpu"`` or ``"cuda"``; ``None`` keeps a loaded :class:`Target`'s, else cpu.
+        contract: a preset name, ``module:NAME`` or a :class:`~dpslice.contracts.Contract`;
+            ``None`` keeps a loaded :class:`Target`'s, else the one the target names.
         strict: a hardening property's failure FAILs instead of WARNing.
-        against: another implementation to compare ``target`` with (as
-            ``target`` is named), loaded on the same device and judged as the same
-            contract; the comparisons (``same_slice_as_against``,
-            ``same_refusals_as_against``, ``against_sync_free``) join the battery.
+        against: an implementation to compare ``target`` with (:func:`load_against`);
+            the comparison properties join the battery.
 
-    Hypothesis's storage goes where ``HYPOTHESIS_STORAGE_DIRECTORY`` says, else
-    to a temporary directory: no ``.hypothesis/`` in the working directory.
+    Hypothesis's storage: see :func:`hypothesis_storage`.
 
     Raises:
         BadTargetError: the target (or ``against``) cannot be loaded or called with the
@@ -373,7 +332,7 @@ def run_check(
     else:
         target = target_from_callable(target, device=device or "cpu", contract=contract)
     if against is not None:
-        target = target.compared_with(_load_against(against, target))
+        target = load_against(against, target)
     chosen = _properties(properties, compared=target.against is not None)
     if seed is None:
         seed = secrets.randbelow(2**32)

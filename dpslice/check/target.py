@@ -1,9 +1,6 @@
-"""Load the implementation under check, and the convention it is called with.
-
-A target is named ``package.module:function`` or ``path/to/file.py:function``
-(``module:Class.method`` too); a file loads under a module name of its own.
-It is called with keyword arguments only, those of :data:`CONVENTION` its
-signature names, and returns ``(start, length)``: docs/check.md#calling-convention.
+"""Load the implementation under check (``package.module:function`` or
+``path/to/file.py:function``) and the convention it is called with: keyword arguments
+only, those of :data:`CONVENTION` its signature names (docs/check.md#calling-convention).
 """
 
 from __future__ import annotations
@@ -40,6 +37,7 @@ __all__ = [
     "check_device",
     "check_spec",
     "is_file_spec",
+    "load_against",
     "load_target",
     "resolve_spec",
     "spec_source",
@@ -71,11 +69,7 @@ _file_modules = itertools.count()
 
 
 def check_device(device: str) -> str:
-    """``device`` if the check can run there.
-
-    Raises:
-        DeviceError: not one of :data:`DEVICES`, or ``"cuda"`` where torch sees no GPU.
-    """
+    """``device``; a :class:`DeviceError` if not in :data:`DEVICES` or a GPU is missing."""
     if device not in DEVICES:
         raise DeviceError(f"device={device!r}; choose one of {', '.join(DEVICES)}")
     if device == "cuda":
@@ -126,21 +120,10 @@ class Target:
 
     def judged_as(self, contract: str | Contract) -> Target:
         """This target, judged as ``contract`` (a preset's name, ``module:NAME`` or a
-        :class:`~dpslice.contracts.Contract`).
-
-        Raises:
-            InvalidContractError: ``contract`` names no contract.
-        """
+        :class:`~dpslice.contracts.Contract`; :class:`InvalidContractError` if none)."""
         resolved = resolve_contract(contract)
-        against = self.against
-        if against is not None:
-            against = replace(against, contract=resolved, contract_spec=None)
-        return replace(
-            self,
-            contract=resolved,
-            contract_spec=_contract_spec(resolved, contract),
-            against=against,
-        )
+        judged = replace(self, contract=resolved, contract_spec=_contract_spec(resolved, contract))
+        return judged if self.against is None else judged.compared_with(self.against)
 
     def compared_with(self, other: Target) -> Target:
         """This target with ``other`` as its :attr:`against`, on this target's device and
@@ -151,11 +134,9 @@ class Target:
     def arguments(
         self, call: SliceCall, gpu_counts: Sequence[int] | torch.Tensor
     ) -> dict[str, object]:
-        """The keyword arguments for ``call`` that the target names.
-
-        ``gpu_counts`` fill the GPU count tensor, built on :attr:`device` only when the
-        target reads it; a tensor in hand (a rank's gathered counts) is passed as it is.
-        """
+        """The keyword arguments for ``call`` that the target names; ``gpu_counts`` fill
+        the GPU count tensor on :attr:`device`, unless already a tensor (a rank's gathered
+        counts), and built only when the target reads it."""
         counts: object = call.global_num_tokens_cpu
         if (
             self.contract.counts_form is CountsForm.INT32_CPU_TENSOR
@@ -218,8 +199,8 @@ def _source_file(function: Callable[..., object]) -> str | None:
 
 
 def _contract_spec(contract: Contract, given: str | Contract | None) -> str | None:
-    """:attr:`Target.contract_spec` for ``contract``, asked for as ``given`` (``None``: the
-    target names it)."""
+    """:attr:`Target.contract_spec` for ``contract``, asked for as ``given`` (``None``: named
+    by the target)."""
     if PRESETS.get(contract.name) == contract:
         return None if contract == DEFAULT_CONTRACT else contract.name
     if given is None:
@@ -231,7 +212,6 @@ def _contract_spec(contract: Contract, given: str | Contract | None) -> str | No
 
 
 def _own_contract(function: Callable[..., object], spec: str) -> Contract:
-    """The contract the function names, else the default."""
     named = getattr(function, CONTRACT_ATTRIBUTE, None)
     if named is None:
         return DEFAULT_CONTRACT
@@ -242,7 +222,6 @@ def _own_contract(function: Callable[..., object], spec: str) -> Contract:
 
 
 def _refuse_lazy(function: Callable[..., object], spec: str) -> None:
-    """Refuse a function whose call returns a coroutine or generator, not a slice."""
     inner = inspect.unwrap(function)
     # An instance whose class defines ``async def __call__`` is as lazy.
     called = None if inspect.isroutine(inner) else vars(type(inner)).get("__call__")
@@ -268,15 +247,12 @@ def target_from_callable(
     device: str = "cpu",
     contract: str | Contract | None = None,
 ) -> Target:
-    """Wrap a callable already in hand as a :class:`Target`.
-
-    ``contract`` overrides the one the function names in ``__dpslice_contract__``;
-    without either it is the default.
+    """Wrap a callable already in hand as a :class:`Target`; ``contract`` overrides the one
+    it names in ``__dpslice_contract__`` (default: :data:`DEFAULT_CONTRACT`).
 
     Raises:
         BadTargetError: it is not callable or its signature breaks the convention.
-        DeviceError: see :func:`check_device`.
-        InvalidContractError: ``contract`` names no contract.
+        DeviceError, InvalidContractError: see :func:`check_device`, :meth:`Target.judged_as`.
     """
     check_device(device)
     name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
@@ -315,8 +291,8 @@ def resolve_spec(spec: str) -> str:
 
 
 def spec_source(spec: str) -> Path | None:
-    """The file that defines the module ``spec`` names, found without importing anything
-    (``sys.path``, then the working directory); ``None`` where there is none."""
+    """The file that defines ``spec``'s module, found without importing it (``sys.path``, then
+    the working directory), or ``None``."""
     location = spec.rpartition(":")[0]
     if is_file_spec(location):
         return Path(location).resolve()
@@ -381,13 +357,9 @@ def _attribute(module: ModuleType, location: str, path: str) -> Any:
 
 
 def check_spec(spec: str, *, against: str | None = None) -> None:
-    """Refuse a spec (and an ``--against`` spec) that cannot name a target, without
-    importing anything: a typo is an error before any worker starts.
-
-    Raises:
-        BadTargetError: not a string, no ``:function`` part, no Python name
-            after the colon, or a file that does not exist.
-    """
+    """Refuse, with :class:`BadTargetError` and without importing anything, a spec (or
+    ``--against`` spec) that is no string, has no ``:function`` part or Python name after
+    the colon, or names a missing file: a typo is an error before any worker starts."""
     if against is not None:
         check_spec(spec)
         try:
@@ -413,10 +385,8 @@ def load_target(
     contract: str | Contract | None = None,
     against: str | None = None,
 ) -> Target:
-    """Load ``package.module:function`` or ``path/to/file.py:function``.
-
-    ``contract`` as for :func:`target_from_callable`; ``against`` names another
-    implementation to compare it with (see :meth:`Target.compared_with`).
+    """Load ``package.module:function`` or ``path/to/file.py:function``; ``contract`` as for
+    :func:`target_from_callable`, ``against`` as for :func:`load_against`.
 
     Raises:
         BadTargetError: the spec names no target, its module fails to import, or
@@ -429,10 +399,17 @@ def load_target(
     module = _load_file(location) if is_file_spec(location) else _import_module(location)
     function = _attribute(module, location, path)
     target = target_from_callable(function, spec=spec, device=device, contract=contract)
-    if against is None:
-        return target
+    return target if against is None else load_against(against, target)
+
+
+def load_against(against: str | Target | Callable[..., object], target: Target) -> Target:
+    """``target`` compared with ``against`` (:meth:`Target.compared_with`), loaded as
+    ``target`` was: on its device, judged as its contract."""
     try:
-        other = load_target(against, device=device, contract=target.contract)
+        if isinstance(against, str):
+            against = load_target(against, device=target.device, contract=target.contract)
+        elif not isinstance(against, Target):
+            against = target_from_callable(against, device=target.device, contract=target.contract)
     except BadTargetError as exc:
         raise BadTargetError(f"bad --against target {against}: {exc}") from None
-    return target.compared_with(other)
+    return target.compared_with(against)
