@@ -1,9 +1,8 @@
 """Keep torch's "Failed to initialize NumPy" notice out of dpslice's processes and imports.
 
-dpslice never uses NumPy, so the notice is noise.  A process dpslice owns calls
-:func:`silence_numpy_notice` first; a dpslice module imports torch as
-``from dpslice._numpy_notice import torch``, whose first import then runs with the
-notice ignored and the warning filters left as they were.
+dpslice never uses NumPy.  A process dpslice owns calls :func:`silence_numpy_notice`
+first; a module imports torch as ``from dpslice._numpy_notice import torch``, whose
+first import ignores the notice and leaves the warning filters as they were.
 """
 
 from __future__ import annotations

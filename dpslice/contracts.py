@@ -1,11 +1,8 @@
 """Contracts: what one call site hands its slice function, and which rows it owns.
 
-A DP-local slice is right or wrong only for the call site it serves.  A
-:class:`Contract` says which engine states the call site is reached in, what the
-call receives there, which rows the rank owns and where the bounds are used.
-``dpslice check --contract NAME`` judges a target only in those states.  The
-presets (:data:`PRESETS`) and the facts behind them are in docs/contracts.md; a
-contract of your own is a :class:`Contract`, named on the command line as ``module:NAME``.
+A slice is right or wrong only for the call site it serves: ``dpslice check
+--contract NAME`` judges a target in that site's states only.  docs/contracts.md
+has the presets (:data:`PRESETS`) and the facts behind them.
 """
 
 from __future__ import annotations
@@ -70,7 +67,6 @@ MAX_CONTRACT_ROWS = 1024
 
 
 def _why_bounded(values: object) -> str:
-    """Why a value over :data:`MAX_CONTRACT_ROWS` is refused, where one is."""
     ints = [v for v in (values if isinstance(values, tuple) else (values,)) if type(v) is int]
     if not any(value > MAX_CONTRACT_ROWS for value in ints):
         return ""
@@ -175,10 +171,7 @@ class Contract:
         object.__setattr__(self, "counted_modes", counted)
 
     def reaches(self, mode: Mode) -> bool:
-        """Whether the call site is reached in ``mode``."""
         return mode in self.modes
-
-    # -- what the call receives, and the answer -------------------------------------
 
     def device_counts(self, layout: DPLayout, dp_rank: int) -> list[int]:
         """The per-rank counts the device-side count tensor holds on ``dp_rank``."""
@@ -253,10 +246,7 @@ DEFAULT_CONTRACT = SGLANG_CAPTURER
 
 
 def _own_name(contract: Contract, named: str | None = None) -> Contract:
-    """``contract``, unless it takes a preset's name without being that preset.
-
-    ``named`` is how it was asked for (``module:NAME``), for the message.
-    """
+    """``contract``, unless it takes a preset's name without being that preset."""
     if contract.name in PRESETS and PRESETS[contract.name] != contract:
         which = f"contract {named}" if named else "a contract of your own"
         raise InvalidContractError(
@@ -267,7 +257,6 @@ def _own_name(contract: Contract, named: str | None = None) -> Contract:
 
 
 def _failed_import(contract: str, module_name: str, exc: BaseException) -> InvalidContractError:
-    """The error for a contract module whose own import raised ``exc``."""
     message = " ".join(str(exc).split())
     raised = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return InvalidContractError(
