@@ -36,8 +36,11 @@ def silence_numpy_notice() -> None:
         os.environ["PYTHONWARNINGS"] = ",".join([*entries, _ENV_FILTER])
 
 
-def _import_torch() -> ModuleType:
-    """torch, imported without its NumPy notice if this is its first import."""
+def __getattr__(name: str) -> ModuleType:
+    # torch is imported on first use, never with this module (the supervising
+    # process imports it and stays free of torch).
+    if name != "torch":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     loaded = sys.modules.get("torch")
     if loaded is not None:
         # catch_warnings resets every module's record of warnings shown.
@@ -47,11 +50,3 @@ def _import_torch() -> ModuleType:
         import torch
 
     return torch
-
-
-def __getattr__(name: str) -> ModuleType:
-    # torch is imported on first use, never with this module (the supervising
-    # process imports it and stays free of torch).
-    if name == "torch":
-        return _import_torch()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -517,10 +517,8 @@ class _Values:
     def __init__(self, max_count: int) -> None:
         self.up_to_max_count = st.integers(1, max_count)
         self.sizes_below_one = st.integers(-4, 0)
-        self.slots = _Built()  # by the number of counts
-        self.lengths = _Built()  # by the DP size
-        self.ranks = _Built()  # by the DP size
-        self.wrong_types = _Built()  # by the function that builds them
+        # By the bounds, ("length" or "rank", DP size) or the function that builds them.
+        self.built = _Built()
 
 
 @dataclass(frozen=True)
@@ -563,15 +561,13 @@ def _spoil(where: str, value: Callable[[_Site], object], defect: str, **also: ob
 
 def _wrong_type(where: str, make: Callable[[], st.SearchStrategy[object]]) -> _Builder:
     """A value of the wrong type at ``where`` (a count, or that field), from ``make``'s strategy."""
-    return _spoil(
-        where, lambda at: at.draw(at.values.wrong_types.get(make, make)), where + " is {!r}"
-    )
+    return _spoil(where, lambda at: at.draw(at.values.built.get(make, make)), where + " is {!r}")
 
 
 def _wrong_length(at: _Site) -> tuple[SliceCall, str]:
     n = at.layout.dp_size
-    lengths = at.values.lengths.get(
-        n,
+    lengths = at.values.built.get(
+        ("length", n),
         lambda: st.sampled_from([length for length in range(n + 5) if length not in (1, n)]),
     )
     k = at.draw(lengths)
@@ -582,11 +578,13 @@ def _wrong_length(at: _Site) -> tuple[SliceCall, str]:
 def _out_of_range(at: _Site) -> int:
     n = at.layout.dp_size
     return at.draw(
-        at.values.ranks.get(n, lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1)))
+        at.values.built.get(
+            ("rank", n), lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1))
+        )
     )
 
 
-def _above_max_count(at: _Site) -> int:
+def _up_to_max_count(at: _Site) -> int:
     return at.draw(at.values.up_to_max_count)
 
 
@@ -601,7 +599,7 @@ _KINDS: dict[str, tuple[type[InvalidInputError], _Builder]] = {
         errors.CountExceedsExtentError,
         _spoil(
             "count",
-            lambda at: cast(int, at.call.graph_extent) + _above_max_count(at),
+            lambda at: cast(int, at.call.graph_extent) + _up_to_max_count(at),
             "count {} over the extent",
         ),
     ),
@@ -616,7 +614,7 @@ _KINDS: dict[str, tuple[type[InvalidInputError], _Builder]] = {
     ),
     "negative count": (
         errors.NegativeCountError,
-        _spoil("count", lambda at: -_above_max_count(at), "count {}"),
+        _spoil("count", lambda at: -_up_to_max_count(at), "count {}"),
     ),
     "bool count": (errors.NonIntegerError, _wrong_type("count", _bools)),
     "bool dp_rank": (errors.NonIntegerError, _wrong_type("dp_rank", _bools)),
@@ -643,7 +641,7 @@ _KINDS: dict[str, tuple[type[InvalidInputError], _Builder]] = {
     ),
     "negative graph extent": (
         errors.InvalidGraphExtentError,
-        _spoil("graph_extent", lambda at: -_above_max_count(at), "graph_extent = {}"),
+        _spoil("graph_extent", lambda at: -_up_to_max_count(at), "graph_extent = {}"),
     ),
 }
 
@@ -687,7 +685,7 @@ def _invalid_call(
     call = layout.call(rank)
     counts = call.global_num_tokens_cpu
     assert counts is not None
-    slot = draw(values.slots.integers(0, len(counts) - 1))
+    slot = draw(values.built.integers(0, len(counts) - 1))
     cause, build = _KINDS[kind]
     call, defect = build(_Site(draw, layout, call, slot, values))
     return InvalidCall(layout=layout, call=call, expected=cause, defect=defect, kind=kind)
