@@ -93,12 +93,11 @@ class Contract:
         counts_form: how the CPU counts arrive.
         gpu_counts: what the device-side count tensor holds.
         bounds_used_on: where the returned bounds are used.
-        min_count: the fewest tokens a rank ever gathers (vLLM pads an idle
-            rank to a one-token dummy batch, so 1), at most :data:`MAX_CONTRACT_ROWS`.
-        attn_tp_sizes: the attention-TP sizes counts are rounded to, each at most
-            :data:`MAX_CONTRACT_ROWS`.
-        max_num_tokens_per_bs: the most rows per request of a decode graph
-            (above 1 under speculative decoding), at most :data:`MAX_CONTRACT_ROWS`.
+        min_count: the fewest tokens a rank ever gathers (vLLM pads an idle rank to a
+            one-token dummy batch, so 1).
+        attn_tp_sizes: the attention-TP sizes counts are rounded to.
+        max_num_tokens_per_bs: the most rows per request of a decode graph (above 1
+            under speculative decoding).  These three are at most :data:`MAX_CONTRACT_ROWS`.
 
     Raises:
         InvalidContractError: a field has the wrong type or an impossible value.

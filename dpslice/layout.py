@@ -291,9 +291,8 @@ class DPLayout:
     def owned_rows(self, rank: int, owns: Owns = Owns.REAL_ROWS) -> int:
         """Rows of the gathered buffer that belong to rank ``rank``: its slice's length.
 
-        With :attr:`Owns.REAL_ROWS`, the rows of its own batch (its CPU count, padded by
-        the engine under MAX_LEN and in a prefill graph); with :attr:`Owns.PADDED_BLOCK`,
-        its whole contribution.
+        :attr:`Owns.REAL_ROWS`: its CPU count (padded by the engine under MAX_LEN and in a
+        prefill graph); :attr:`Owns.PADDED_BLOCK`: its whole contribution.
         """
         if owns is Owns.PADDED_BLOCK or self.mode in (
             Mode.MAX_LEN,

@@ -666,15 +666,10 @@ def _base_layouts(
     """The valid layouts an invalid call of ``kind`` is derived from."""
     chosen = [Mode.GRAPH_REPLAY] if kind in _REPLAY_ONLY else modes
     skipped = False if kind == "count list of another length" else None
+    options: dict[str, Any] = {"modes": chosen, "max_count": max_count, "max_dp_size": 16}
     if contract is not None:
-        drawn = contract_layouts(
-            contract, modes=chosen, gather_skipped=skipped, max_count=max_count, max_dp_size=16
-        )
-    else:
-        drawn = dp_layouts(
-            modes=chosen, max_count=max_count, max_dp_size=16, gather_skipped=skipped
-        )
-    return layouts_and_ranks(drawn)
+        return layouts_and_ranks(contract_layouts(contract, gather_skipped=skipped, **options))
+    return layouts_and_ranks(dp_layouts(gather_skipped=skipped, **options))
 
 
 @st.composite
