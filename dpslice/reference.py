@@ -12,7 +12,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
-from dpslice import errors
+from dpslice.errors import (
+    CountExceedsExtentError,
+    CountsLengthError,
+    CountsUnavailableError,
+    InvalidDPSizeError,
+    InvalidGraphExtentError,
+    NegativeCountError,
+    NonIntegerError,
+    RankOutOfRangeError,
+    TensorInputError,
+)
 
 __all__ = ["DPSlice", "ForwardBatchLike", "dp_local_slice", "get_dp_local_slice_cpu"]
 
@@ -66,21 +76,21 @@ def _as_int(value: object, what: str) -> int:
     if kind is int:
         return value  # type: ignore[return-value]  # mypy narrows type(value) is int, not kind
     if _is_tensor_like(value):
-        raise errors.TensorInputError(
+        raise TensorInputError(
             f"{what} is a {type(value).__module__}.{type(value).__name__}; reading its value "
             "would force a host-device synchronisation (Tensor.__index__ calls item()), which "
             "is the stall the CPU slice exists to avoid. Pass Python ints from the CPU-side "
             "counts (forward_batch.global_num_tokens_cpu) instead"
         )
     if isinstance(value, bool) or _is_numpy_scalar(value, "bool_"):
-        raise errors.NonIntegerError(
+        raise NonIntegerError(
             f"{what} is the bool {value!r}; pass an int (True would silently count as 1)"
         )
     if isinstance(value, int):
         return int(value)
     if _is_numpy_scalar(value, "integer"):
         return operator.index(value)  # type: ignore[arg-type]
-    raise errors.NonIntegerError(
+    raise NonIntegerError(
         f"{what} is {value!r} ({type(value).__name__}); token counts, ranks and extents "
         "are exact ints: convert where the value is produced, not by truncating here"
     )
@@ -93,12 +103,12 @@ def _as_flag(value: object, what: str) -> bool:
         _as_int(value, what)  # raises TensorInputError with the reason
     if _is_numpy_scalar(value, "bool_"):
         return bool(value)
-    raise errors.NonIntegerError(f"{what} is {value!r} ({type(value).__name__}); pass a bool")
+    raise NonIntegerError(f"{what} is {value!r} ({type(value).__name__}); pass a bool")
 
 
 def _counts_as_ints(counts: object) -> list[int]:
     if counts is None:
-        raise errors.CountsUnavailableError(
+        raise CountsUnavailableError(
             "global_num_tokens_cpu is None: the CPU token counts are not populated during "
             "CUDA-graph capture (nor for two-batch-overlap child batches, nor with DP "
             "attention off), so this rank's rows cannot be located from them. During capture "
@@ -108,14 +118,14 @@ def _counts_as_ints(counts: object) -> list[int]:
     if _is_tensor_like(counts):
         _as_int(counts, "global_num_tokens_cpu")  # raises TensorInputError with the reason
     if isinstance(counts, (str, bytes)) or not isinstance(counts, Sequence):
-        raise errors.NonIntegerError(
+        raise NonIntegerError(
             f"global_num_tokens_cpu is {type(counts).__name__} {counts!r}; "
             "pass a list of ints, one per DP rank (or one entry if the gather was skipped)"
         )
     ints = [_as_int(count, f"global_num_tokens_cpu[{slot}]") for slot, count in enumerate(counts)]
     for slot, count in enumerate(ints):
         if count < 0:
-            raise errors.NegativeCountError(
+            raise NegativeCountError(
                 f"global_num_tokens_cpu[{slot}] = {count}; a token count cannot be negative. "
                 "A negative count usually means a subtraction underflowed upstream"
             )
@@ -202,10 +212,10 @@ def _validated_slice(
     """The slice with every argument checked; raises the explicit error for bad input."""
     dp_size = _as_int(dp_size, "dp_size")
     if dp_size < 1:
-        raise errors.InvalidDPSizeError(f"dp_size = {dp_size}; the DP size is at least 1")
+        raise InvalidDPSizeError(f"dp_size = {dp_size}; the DP size is at least 1")
     dp_rank = _as_int(dp_rank, "dp_rank")
     if not 0 <= dp_rank < dp_size:
-        raise errors.RankOutOfRangeError(
+        raise RankOutOfRangeError(
             f"dp_rank = {dp_rank} is outside range({dp_size}); pass this process's "
             "attention-DP rank, not its global or TP rank"
         )
@@ -215,7 +225,7 @@ def _validated_slice(
     elif len(counts) == dp_size:
         slot = dp_rank
     else:
-        raise errors.CountsLengthError(
+        raise CountsLengthError(
             f"global_num_tokens_cpu has {len(counts)} entries for dp_size={dp_size}; it must "
             "hold one count per DP rank, or exactly one (this rank's) when the all-gather "
             "was skipped. Another length means the counts belong to another group"
@@ -227,13 +237,13 @@ def _validated_slice(
 
     extent = _as_int(graph_extent, "graph_extent")
     if extent < 0:
-        raise errors.InvalidGraphExtentError(
+        raise InvalidGraphExtentError(
             f"graph_extent = {extent}; it is the rows each rank owns in the graph and "
             "cannot be negative"
         )
     for other, count in enumerate(counts):
         if count > extent:
-            raise errors.CountExceedsExtentError(
+            raise CountExceedsExtentError(
                 f"global_num_tokens_cpu[{other}] = {count} exceeds graph_extent = {extent}: "
                 "the slice would run into the next rank's rows. Pass the extent in rows "
                 "(bs * num_tokens_per_bs, not the request count bs) of the graph that "
@@ -262,7 +272,7 @@ def get_dp_local_slice_cpu(
     """
     rows_per_request = _as_int(num_tokens_per_bs, "num_tokens_per_bs")
     if rows_per_request < 1:
-        raise errors.InvalidGraphExtentError(
+        raise InvalidGraphExtentError(
             f"num_tokens_per_bs = {rows_per_request}; a graph holds at least one row per "
             "request (more under speculative decoding)"
         )
@@ -270,7 +280,7 @@ def get_dp_local_slice_cpu(
     if cuda_graph_batch is not None:
         batch = _as_int(cuda_graph_batch, "cuda_graph_batch")
         if batch < 0:
-            raise errors.InvalidGraphExtentError(
+            raise InvalidGraphExtentError(
                 f"cuda_graph_batch = {batch}; it is the captured graph's batch size and "
                 "cannot be negative (pass None for a prefill graph)"
             )

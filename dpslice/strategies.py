@@ -330,8 +330,9 @@ def _share(byte: int, ranks: int) -> int:
     return (byte - ranks) * ranks // (256 - ranks)
 
 
+@st.composite
 def _with_rank(
-    layouts: st.SearchStrategy[DPLayout], built: _Built, draw: st.DrawFn
+    draw: st.DrawFn, layouts: st.SearchStrategy[DPLayout], built: _Built
 ) -> tuple[DPLayout, int]:
     # Not flatmap, which builds a strategy per draw.
     layout = draw(layouts)
@@ -475,7 +476,7 @@ def layouts_and_ranks(
     plan = _PLANS.get(layouts)
     if plan is not None:
         return _drawn(plan.layout_and_rank)
-    return _drawn(partial(_with_rank, layouts, _Built()))
+    return _with_rank(layouts, _Built())
 
 
 @dataclass(frozen=True)
@@ -540,28 +541,61 @@ class _Site:
 _Builder = Callable[[_Site], tuple[SliceCall, str]]
 
 
-def _spoil(where: str, value: Callable[[_Site], object], defect: str, **also: object) -> _Builder:
-    """Put ``value(site)`` at ``where``, a field or ``"count"`` (the site's slot), and ``also``.
+def _spoiled(
+    where: str, value: Callable[[_Site], object], defect: str, also: dict[str, object], at: _Site
+) -> tuple[SliceCall, str]:
+    """``value(at)`` put at ``where``, a field or ``"count"`` (the site's slot), with ``also``.
 
-    ``defect`` names it, formatted with the value.
+    ``defect`` names it, formatted with the value.  Bound with :func:`_spoil` at import
+    and run per draw.
     """
+    spoiled = value(at)
+    fields: dict[str, Any] = {where: spoiled, **also}
+    if where == "count":
+        counts = at.counts
+        fields = {"global_num_tokens_cpu": [*counts[: at.slot], spoiled, *counts[at.slot + 1 :]]}
+    return replace(at.call, **fields), defect.format(spoiled)
 
-    def build(at: _Site) -> tuple[SliceCall, str]:
-        spoiled = value(at)
-        fields: dict[str, Any] = {where: spoiled, **also}
-        if where == "count":
-            counts = at.counts
-            fields = {
-                "global_num_tokens_cpu": [*counts[: at.slot], spoiled, *counts[at.slot + 1 :]]
-            }
-        return replace(at.call, **fields), defect.format(spoiled)
 
-    return build
+def _spoil(where: str, value: Callable[[_Site], object], defect: str, **also: object) -> _Builder:
+    return partial(_spoiled, where, value, defect, also)
 
 
 def _wrong_type(where: str, make: Callable[[], st.SearchStrategy[object]]) -> _Builder:
     """A value of the wrong type at ``where`` (a count, or that field), from ``make``'s strategy."""
-    return _spoil(where, lambda at: at.draw(at.values.built.get(make, make)), where + " is {!r}")
+    return _spoil(where, partial(_drawn_from, make), where + " is {!r}")
+
+
+def _drawn_from(make: Callable[[], st.SearchStrategy[object]], at: _Site) -> object:
+    return at.draw(at.values.built.get(make, make))
+
+
+def _none(at: _Site) -> None:
+    return None
+
+
+def _over_extent(at: _Site) -> int:
+    return cast(int, at.call.graph_extent) + at.draw(at.values.up_to_max_count)
+
+
+def _below_one(at: _Site) -> int:
+    return at.draw(at.values.sizes_below_one)
+
+
+def _negative(at: _Site) -> int:
+    return -at.draw(at.values.up_to_max_count)
+
+
+def _tensor_counts(at: _Site) -> object:
+    return torch.tensor(at.counts)
+
+
+def _tensor_count(at: _Site) -> object:
+    return torch.tensor(at.counts[at.slot])
+
+
+def _tensor_rank(at: _Site) -> object:
+    return torch.tensor(at.call.dp_rank)
 
 
 def _wrong_length(at: _Site) -> tuple[SliceCall, str]:
@@ -584,24 +618,16 @@ def _out_of_range(at: _Site) -> int:
     )
 
 
-def _up_to_max_count(at: _Site) -> int:
-    return at.draw(at.values.up_to_max_count)
-
-
 #: Every kind of defect :func:`invalid_calls` puts in a call, with the error it
 #: must raise and how it is built, in the order it shrinks to.
 _KINDS: dict[str, tuple[type[InvalidInputError], _Builder]] = {
     "counts None": (
         errors.CountsUnavailableError,
-        _spoil("global_num_tokens_cpu", lambda at: None, "global_num_tokens_cpu is None"),
+        _spoil("global_num_tokens_cpu", _none, "global_num_tokens_cpu is None"),
     ),
     "count over the extent": (
         errors.CountExceedsExtentError,
-        _spoil(
-            "count",
-            lambda at: cast(int, at.call.graph_extent) + _up_to_max_count(at),
-            "count {} over the extent",
-        ),
+        _spoil("count", _over_extent, "count {} over the extent"),
     ),
     "count list of another length": (errors.CountsLengthError, _wrong_length),
     "dp_rank out of range": (
@@ -610,11 +636,11 @@ _KINDS: dict[str, tuple[type[InvalidInputError], _Builder]] = {
     ),
     "dp_size below 1": (
         errors.InvalidDPSizeError,
-        _spoil("dp_size", lambda at: at.draw(at.values.sizes_below_one), "dp_size = {}", dp_rank=0),
+        _spoil("dp_size", _below_one, "dp_size = {}", dp_rank=0),
     ),
     "negative count": (
         errors.NegativeCountError,
-        _spoil("count", lambda at: -_up_to_max_count(at), "count {}"),
+        _spoil("count", _negative, "count {}"),
     ),
     "bool count": (errors.NonIntegerError, _wrong_type("count", _bools)),
     "bool dp_rank": (errors.NonIntegerError, _wrong_type("dp_rank", _bools)),
@@ -629,19 +655,19 @@ _KINDS: dict[str, tuple[type[InvalidInputError], _Builder]] = {
     ),
     "tensor counts": (
         errors.TensorInputError,
-        _spoil("global_num_tokens_cpu", lambda at: torch.tensor(at.counts), "a tensor as counts"),
+        _spoil("global_num_tokens_cpu", _tensor_counts, "a tensor as counts"),
     ),
     "tensor count": (
         errors.TensorInputError,
-        _spoil("count", lambda at: torch.tensor(at.counts[at.slot]), "a tensor as count"),
+        _spoil("count", _tensor_count, "a tensor as count"),
     ),
     "tensor dp_rank": (
         errors.TensorInputError,
-        _spoil("dp_rank", lambda at: torch.tensor(at.call.dp_rank), "a tensor as dp_rank"),
+        _spoil("dp_rank", _tensor_rank, "a tensor as dp_rank"),
     ),
     "negative graph extent": (
         errors.InvalidGraphExtentError,
-        _spoil("graph_extent", lambda at: -_up_to_max_count(at), "graph_extent = {}"),
+        _spoil("graph_extent", _negative, "graph_extent = {}"),
     ),
 }
 
