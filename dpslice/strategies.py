@@ -558,12 +558,14 @@ def _spoiled(
 
 
 def _spoil(where: str, value: Callable[[_Site], object], defect: str, **also: object) -> _Builder:
-    return partial(_spoiled, where, value, defect, also)
+    # Runs at import, where a mutant would never take effect; _spoiled runs per draw.
+    return partial(_spoiled, where, value, defect, also)  # pragma: no mutate
 
 
 def _wrong_type(where: str, make: Callable[[], st.SearchStrategy[object]]) -> _Builder:
     """A value of the wrong type at ``where`` (a count, or that field), from ``make``'s strategy."""
-    return _spoil(where, partial(_drawn_from, make), where + " is {!r}")
+    defect = where + " is {!r}"  # pragma: no mutate: built at import, as in _spoil
+    return _spoil(where, partial(_drawn_from, make), defect)  # pragma: no mutate
 
 
 def _drawn_from(make: Callable[[], st.SearchStrategy[object]], at: _Site) -> object:
