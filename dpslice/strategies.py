@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -518,7 +518,7 @@ class _Values:
     def __init__(self, max_count: int) -> None:
         self.up_to_max_count = st.integers(1, max_count)
         self.sizes_below_one = st.integers(-4, 0)
-        # By the bounds, ("length" or "rank", DP size) or the function that builds them.
+        # By the bounds, (the builder, DP size) or the function that builds them.
         self.built = _Built()
 
 
@@ -533,8 +533,10 @@ class _Site:
     values: _Values
 
     @property
-    def counts(self) -> list[Any]:
-        return cast(list[Any], self.call.global_num_tokens_cpu)
+    def counts(self) -> list[int]:
+        counts = self.call.global_num_tokens_cpu
+        assert counts is not None
+        return counts
 
 
 #: How one kind of defect is put into a valid call: the call and the defect.
@@ -577,7 +579,9 @@ def _none(at: _Site) -> None:
 
 
 def _over_extent(at: _Site) -> int:
-    return cast(int, at.call.graph_extent) + at.draw(at.values.up_to_max_count)
+    extent = at.call.graph_extent
+    assert extent is not None
+    return extent + at.draw(at.values.up_to_max_count)
 
 
 def _below_one(at: _Site) -> int:
@@ -603,7 +607,7 @@ def _tensor_rank(at: _Site) -> object:
 def _wrong_length(at: _Site) -> tuple[SliceCall, str]:
     n = at.layout.dp_size
     lengths = at.values.built.get(
-        ("length", n),
+        (_wrong_length, n),
         lambda: st.sampled_from([length for length in range(n + 5) if length not in (1, n)]),
     )
     k = at.draw(lengths)
@@ -615,7 +619,7 @@ def _out_of_range(at: _Site) -> int:
     n = at.layout.dp_size
     return at.draw(
         at.values.built.get(
-            ("rank", n), lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1))
+            (_out_of_range, n), lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1))
         )
     )
 
