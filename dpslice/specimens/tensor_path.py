@@ -1,10 +1,12 @@
 """The GPU-tensor DP-local slice that the reference replaces, kept faithful to upstream.
 
-Before sglang #24550 the routed-experts capturer sliced with ``get_dp_local_info``'s
-bounds, 0-dim device tensors cached on the batch: each an ``item()``, a sync on CUDA.
-Its hazards (docs/hazards.md): 1, syncs per bound; 3, ``TypeError`` on ``rank * None``;
-4, ``bs`` as the start multiplier; 7, a one-entry count tensor indexed by the rank;
-8, stale cached bounds; 9, an int32 ``cumsum`` that wraps.
+Before sglang #24550 the routed-experts capturer located a rank's rows with
+``get_dp_local_info`` (a ``torch.cumsum`` on the device, start and length cached on
+the batch as 0-dim tensors) and sliced with them: every tensor bound is an
+``item()``, a ``cudaStreamSynchronize`` on CUDA.  A specimen with its hazards
+(numbered as in docs/hazards.md): 1, syncs per bound; 3, ``TypeError`` on
+``rank * None``; 4, ``bs`` as the start multiplier; 7, a one-entry count tensor
+indexed by the rank; 8, stale cached bounds; 9, an int32 ``cumsum`` that wraps.
 """
 
 from __future__ import annotations
@@ -69,11 +71,15 @@ def get_dp_local_info(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The rank's ``(start, length)`` as 0-dim tensors on the counts' device, cached.
 
-    ``dp_rank`` is explicit (upstream read it from global state); ``cumsum_dtype=None``
-    (upstream) promotes integer counts to int64, ``torch.int32`` wraps past ``2**31 - 1``.
+    Args:
+        forward_batch: the batch; its cache fields are filled on the first call.
+        dp_rank: this rank's attention-DP rank (upstream read it from global state).
+        cumsum_dtype: passed to ``torch.cumsum``; ``None`` (upstream) promotes
+            integer counts to int64, ``torch.int32`` wraps past ``2**31 - 1``.
 
     Raises:
-        IndexError: ``dp_rank`` is past the end of the count tensor (a skipped gather's).
+        IndexError: ``dp_rank`` is past the end of the count tensor, e.g. any
+            rank above 0 with a one-entry (skipped all-gather) tensor.
     """
     from dpslice._numpy_notice import torch
 

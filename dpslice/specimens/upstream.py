@@ -1,9 +1,11 @@
-"""Models of the engines' DP-local slices, carrying their hazards on purpose.
+"""Models of the engines' DP-local slices, for ``dpslice check`` to demonstrate on.
 
-The engines' arithmetic as described (docs/hazards.md, docs/contracts.md), in the
-check's calling convention, each naming its contract (``__dpslice_contract__``).
-sglang's capturer slices take the request count ``bs`` and validate nothing; the
-in-graph and vLLM slices are right where they are called.
+Specimens that carry the engines' hazards on purpose, written from the engines'
+described behaviour (docs/hazards.md, docs/contracts.md): the engine's arithmetic,
+in the check's calling convention.  Each names its call site's contract
+(``__dpslice_contract__``).  sglang's capturer slices take ``cuda_graph_batch``,
+the request count ``bs``, and validate nothing; the in-graph and vLLM slices are
+right where they are called.
 """
 
 from __future__ import annotations
