@@ -1,14 +1,10 @@
 """dpslice: correctness and sync-safety suite for the DP-local slice.
 
-Engines with data-parallel attention gather every rank's tokens into one
-buffer, then slice each rank's rows back out.  dpslice models that buffer
-(:class:`DPLayout`), locates a rank's rows in exact Python ints
-(:func:`dp_local_slice`) and checks any implementation of it against the model
-(``dpslice check``).  Every exception is imported from :mod:`dpslice.errors`
-(the round trip's own four from :mod:`dpslice.distributed.errors`).
-
-Submodules are imported on demand, so ``import dpslice`` stays light and never
-touches CUDA.
+Engines with data-parallel attention gather every rank's tokens into one buffer,
+then slice each rank's rows back out.  dpslice models that buffer (:class:`DPLayout`),
+locates a rank's rows in exact Python ints (:func:`dp_local_slice`) and checks any
+implementation against the model (``dpslice check``).  Submodules are imported on
+demand, so ``import dpslice`` stays light and never touches CUDA.
 """
 
 from dpslice._version import __version__

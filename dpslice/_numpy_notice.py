@@ -1,9 +1,8 @@
 """Keep torch's "Failed to initialize NumPy" notice out of dpslice's processes and imports.
 
-dpslice never uses NumPy, so the notice is noise.  A process dpslice owns calls
-:func:`silence_numpy_notice` first; a dpslice module imports torch as
-``from dpslice._numpy_notice import torch``, whose first import then runs with the
-notice ignored and the warning filters left as they were.
+dpslice never uses NumPy.  A process dpslice owns calls :func:`silence_numpy_notice`
+first; a module imports torch as ``from dpslice._numpy_notice import torch``, whose
+first import ignores the notice and leaves the warning filters as they were.
 """
 
 from __future__ import annotations
@@ -37,8 +36,11 @@ def silence_numpy_notice() -> None:
         os.environ["PYTHONWARNINGS"] = ",".join([*entries, _ENV_FILTER])
 
 
-def _import_torch() -> ModuleType:
-    """torch, imported without its NumPy notice if this is its first import."""
+def __getattr__(name: str) -> ModuleType:
+    # torch is imported on first use, never with this module (the supervising
+    # process imports it and stays free of torch).
+    if name != "torch":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     loaded = sys.modules.get("torch")
     if loaded is not None:
         # catch_warnings resets every module's record of warnings shown.
@@ -48,11 +50,3 @@ def _import_torch() -> ModuleType:
         import torch
 
     return torch
-
-
-def __getattr__(name: str) -> ModuleType:
-    # torch is imported on first use, never with this module (the supervising
-    # process imports it and stays free of torch).
-    if name == "torch":
-        return _import_torch()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,8 @@
 """Contracts: what one call site hands its slice function, and which rows it owns.
 
-A DP-local slice is right or wrong only for the call site it serves.  A
-:class:`Contract` says which engine states the call site is reached in, what the
-call receives there, which rows the rank owns and where the bounds are used.
-``dpslice check --contract NAME`` judges a target only in those states.  The
-presets (:data:`PRESETS`) and the facts behind them are in docs/contracts.md; a
-contract of your own is a :class:`Contract`, named on the command line as ``module:NAME``.
+A slice is right or wrong only for the call site it serves: ``dpslice check
+--contract NAME`` judges a target in that site's states only.  docs/contracts.md
+has the presets (:data:`PRESETS`) and the facts behind them.
 """
 
 from __future__ import annotations
@@ -70,7 +67,6 @@ MAX_CONTRACT_ROWS = 1024
 
 
 def _why_bounded(values: object) -> str:
-    """Why a value over :data:`MAX_CONTRACT_ROWS` is refused, where one is."""
     ints = [v for v in (values if isinstance(values, tuple) else (values,)) if type(v) is int]
     if not any(value > MAX_CONTRACT_ROWS for value in ints):
         return ""
@@ -97,12 +93,11 @@ class Contract:
         counts_form: how the CPU counts arrive.
         gpu_counts: what the device-side count tensor holds.
         bounds_used_on: where the returned bounds are used.
-        min_count: the fewest tokens a rank ever gathers (vLLM pads an idle
-            rank to a one-token dummy batch, so 1), at most :data:`MAX_CONTRACT_ROWS`.
-        attn_tp_sizes: the attention-TP sizes counts are rounded to, each at most
-            :data:`MAX_CONTRACT_ROWS`.
-        max_num_tokens_per_bs: the most rows per request of a decode graph
-            (above 1 under speculative decoding), at most :data:`MAX_CONTRACT_ROWS`.
+        min_count: the fewest tokens a rank ever gathers (vLLM pads an idle rank to a
+            one-token dummy batch, so 1).
+        attn_tp_sizes: the attention-TP sizes counts are rounded to.
+        max_num_tokens_per_bs: the most rows per request of a decode graph (above 1
+            under speculative decoding).  These three are at most :data:`MAX_CONTRACT_ROWS`.
 
     Raises:
         InvalidContractError: a field has the wrong type or an impossible value.
@@ -175,10 +170,7 @@ class Contract:
         object.__setattr__(self, "counted_modes", counted)
 
     def reaches(self, mode: Mode) -> bool:
-        """Whether the call site is reached in ``mode``."""
         return mode in self.modes
-
-    # -- what the call receives, and the answer -------------------------------------
 
     def device_counts(self, layout: DPLayout, dp_rank: int) -> list[int]:
         """The per-rank counts the device-side count tensor holds on ``dp_rank``."""
@@ -253,10 +245,7 @@ DEFAULT_CONTRACT = SGLANG_CAPTURER
 
 
 def _own_name(contract: Contract, named: str | None = None) -> Contract:
-    """``contract``, unless it takes a preset's name without being that preset.
-
-    ``named`` is how it was asked for (``module:NAME``), for the message.
-    """
+    """``contract``, unless it takes a preset's name without being that preset."""
     if contract.name in PRESETS and PRESETS[contract.name] != contract:
         which = f"contract {named}" if named else "a contract of your own"
         raise InvalidContractError(
@@ -267,7 +256,6 @@ def _own_name(contract: Contract, named: str | None = None) -> Contract:
 
 
 def _failed_import(contract: str, module_name: str, exc: BaseException) -> InvalidContractError:
-    """The error for a contract module whose own import raised ``exc``."""
     message = " ".join(str(exc).split())
     raised = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return InvalidContractError(

@@ -1,17 +1,11 @@
 """Every exception dpslice defines, under four roots that say whose fault it is.
 
-* :class:`InvalidInputError` (a ``ValueError``): a slice call's arguments, a layout,
-  or the engine state a slice reads are invalid.
-* :class:`SyncError` (a ``RuntimeError``, like torch's sync debug mode): a sync
-  guard caught a host-device sync, or cannot run here.
-* :class:`CheckError`: the check tool could not judge the target (a wrong slice is
-  a counterexample in its report, not an error).
-* :class:`~dpslice.distributed.errors.TargetAbortedError`: the target never returned
-  from a round trip's call; the target's fault, and a verdict.
-
-Every class has one parent and is imported from here, except the four round-trip
-errors whose constructors take the round trip's own types, imported from
-:mod:`dpslice.distributed.errors`.  Each message says what was wrong, why it
+:class:`InvalidInputError` (bad input to a slice or a layout), :class:`SyncError` (a
+guard caught a host-device sync, or cannot run), :class:`CheckError` (the check could
+not judge the target) and :class:`~dpslice.distributed.errors.TargetAbortedError` (the
+target never returned from a round trip: a verdict).  All are imported from here but
+the four round-trip errors, whose constructors take the round trip's own types
+(:mod:`dpslice.distributed.errors`).  Each message says what was wrong, why it
 matters, and what to do instead.
 """
 

@@ -1,16 +1,14 @@
 """Ground truth: what one forward's gathered DP buffer really looks like.
 
-A :class:`DPLayout` describes the per-rank counts and how the engine gathered
-them; from that it derives what the engine hands the slicer (:meth:`DPLayout.call`)
-and the gathered buffer itself (:meth:`DPLayout.gathered`), whose rows are tagged
-``(rank, local_row)``, padding ``(rank, PAD_ROW)``.  The buffer is the oracle: it
-is assembled piece by piece and never asks the slice under test where a rank starts.
+A :class:`DPLayout` derives what the engine hands the slicer (:meth:`DPLayout.call`)
+and the gathered buffer itself (:meth:`DPLayout.gathered`), rows tagged
+``(rank, local_row)``: the oracle, assembled piece by piece, never from a slice.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -155,10 +153,8 @@ class DPLayout:
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise InvalidLayoutError(f"{name} must be an int >= 1; got {value!r}")
-        if self.mode.is_decode_graph:
+        if self.mode.is_graph:
             self._check_graph()
-        elif self.mode is Mode.PREFILL_GRAPH:
-            self._check_prefill_graph()
         elif self.graph_batch_size is not None or self.num_tokens_per_bs != 1:
             raise InvalidLayoutError(
                 f"{self.mode.name} is an eager layout: leave graph_batch_size None and "
@@ -178,10 +174,13 @@ class DPLayout:
             )
 
     def _check_graph(self) -> None:
-        bs = self.graph_batch_size
+        bs, prefill = self.graph_batch_size, self.mode is Mode.PREFILL_GRAPH
         if not _is_int(bs) or bs is None or bs < 1:
+            what = "the bucket in tokens (an int >= 1)" if prefill else "an int >= 1"
+            raise InvalidLayoutError(f"{self.mode.name} needs graph_batch_size, {what}; got {bs!r}")
+        if prefill and self.num_tokens_per_bs != 1:
             raise InvalidLayoutError(
-                f"{self.mode.name} needs graph_batch_size, an int >= 1; got {bs!r}"
+                "a prefill graph pads tokens, not requests: leave num_tokens_per_bs 1"
             )
         extent = bs * self.num_tokens_per_bs
         if self.mode is Mode.GRAPH_CAPTURE:
@@ -190,31 +189,16 @@ class DPLayout:
                     f"capture runs a uniform dummy batch: every count must equal the "
                     f"graph extent {extent}; got {self.counts}. Use DPLayout.capture()"
                 )
-            return
-        widest = self.widest_rows
-        if widest > extent:
-            raise InvalidLayoutError(
-                f"a rank holds {widest} rows (after attention-TP rounding) but the graph "
-                f"extent is {bs} * {self.num_tokens_per_bs} = {extent}; a graph of that "
-                "size cannot replay this batch: raise graph_batch_size"
+        elif self.widest_rows > extent:
+            room = (
+                f"prefill bucket is {bs}; the batch would not fit that graph"
+                if prefill
+                else f"graph extent is {bs} * {self.num_tokens_per_bs} = {extent}; a graph of "
+                "that size cannot replay this batch"
             )
-
-    def _check_prefill_graph(self) -> None:
-        bucket = self.graph_batch_size
-        if not _is_int(bucket) or bucket is None or bucket < 1:
-            raise InvalidLayoutError(
-                f"PREFILL_GRAPH needs graph_batch_size, the bucket in tokens (an int >= 1); "
-                f"got {bucket!r}"
-            )
-        if self.num_tokens_per_bs != 1:
-            raise InvalidLayoutError(
-                "a prefill graph pads tokens, not requests: leave num_tokens_per_bs 1"
-            )
-        if self.widest_rows > bucket:
             raise InvalidLayoutError(
                 f"a rank holds {self.widest_rows} rows (after attention-TP rounding) but the "
-                f"prefill bucket is {bucket}; the batch would not fit that graph: raise "
-                "graph_batch_size"
+                f"{room}: raise graph_batch_size"
             )
 
     def _check_chunk(self) -> None:
@@ -232,21 +216,12 @@ class DPLayout:
 
     def __repr__(self) -> str:
         # Only what differs from the defaults: the smallest expression that rebuilds it.
-        fields = [f"counts={self.counts!r}"]
-        if self.mode is not Mode.SUM_LEN:
-            fields.append(f"mode={self.mode!r}")
-        for name, default in (
-            ("attn_tp_size", 1),
-            ("graph_batch_size", None),
-            ("num_tokens_per_bs", 1),
-            ("gather_skipped", False),
-            ("chunk_size", None),
-            ("chunk_index", 0),
-        ):
-            value = getattr(self, name)
-            if value != default:
-                fields.append(f"{name}={value!r}")
-        return f"DPLayout({', '.join(fields)})"
+        shown = [f"counts={self.counts!r}"]
+        for field in fields(self)[1:]:
+            value = getattr(self, field.name)
+            if value != field.default:
+                shown.append(f"{field.name}={value!r}")
+        return f"DPLayout({', '.join(shown)})"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         # Hypothesis's pretty-printer would list every field.
@@ -316,9 +291,8 @@ class DPLayout:
     def owned_rows(self, rank: int, owns: Owns = Owns.REAL_ROWS) -> int:
         """Rows of the gathered buffer that belong to rank ``rank``: its slice's length.
 
-        With :attr:`Owns.REAL_ROWS`, the rows of its own batch (its CPU count, padded by
-        the engine under MAX_LEN and in a prefill graph); with :attr:`Owns.PADDED_BLOCK`,
-        its whole contribution.
+        :attr:`Owns.REAL_ROWS`: its CPU count (padded by the engine under MAX_LEN and in a
+        prefill graph); :attr:`Owns.PADDED_BLOCK`: its whole contribution.
         """
         if owns is Owns.PADDED_BLOCK or self.mode in (
             Mode.MAX_LEN,

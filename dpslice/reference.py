@@ -1,10 +1,8 @@
 """The reference DP-local slice: exact Python ints, explicit errors, no device reads.
 
-For the rank's slot in the count list (its rank, or 0 when the gather was skipped):
-eager and prefill-graph ``start = sum(counts[:slot])`` (a prefill graph's counts
-are padded to its bucket); decode-graph replay ``start = slot * graph_extent``, the
-extent in rows; ``length = counts[slot]``.  A tensor where ints are expected is
-refused with :class:`~dpslice.errors.TensorInputError`, since reading it may sync.
+At the rank's slot (its rank, or 0 when the gather was skipped): ``start =
+sum(counts[:slot])`` eager and in a prefill graph, ``slot * graph_extent`` (rows) in
+a decode-graph replay; ``length = counts[slot]``.  A tensor is refused unread.
 """
 
 from __future__ import annotations

@@ -1,17 +1,15 @@
 """Hypothesis strategies for DP layouts, valid and invalid.
 
-Every strategy validates its arguments before drawing and raises
-:class:`hypothesis.errors.InvalidArgument` with a hint of what to pass instead.
-Counts shrink towards zero, modes towards the first given, graph batch sizes
-towards the smallest that holds every rank.  A layout is mostly one choice: a
-byte string whose header holds its mode and other fields and then a byte per
-rank (:class:`_Layouts`), since Hypothesis's cost is per choice and per draw.
+Every strategy checks its arguments before drawing and raises
+:class:`hypothesis.errors.InvalidArgument` with a hint.  A layout is mostly one
+choice, a byte string of header fields and a byte per rank (:class:`_Layouts`),
+since Hypothesis's cost is per choice and per draw.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
@@ -19,22 +17,13 @@ from typing import Any, TypeVar
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from dpslice import errors
+
 # Imported now, so that a test's first example does not pay torch's import
 # against Hypothesis's deadline.
 from dpslice._numpy_notice import torch
 from dpslice.contracts import Contract
-from dpslice.errors import (
-    CountExceedsExtentError,
-    CountsLengthError,
-    CountsUnavailableError,
-    InvalidDPSizeError,
-    InvalidGraphExtentError,
-    InvalidInputError,
-    NegativeCountError,
-    NonIntegerError,
-    RankOutOfRangeError,
-    TensorInputError,
-)
+from dpslice.errors import InvalidInputError
 from dpslice.layout import DPLayout, Mode, SliceCall, _round_up
 
 __all__ = [
@@ -56,19 +45,6 @@ MAX_COUNT = 2**31 - 1
 
 #: The most ranks drawn by default.
 MAX_DP_SIZE = 64
-
-#: Every error :func:`invalid_calls` can aim at, in the order it shrinks to.
-INVALID_CAUSES: tuple[type[InvalidInputError], ...] = (
-    CountsUnavailableError,
-    CountExceedsExtentError,
-    CountsLengthError,
-    RankOutOfRangeError,
-    InvalidDPSizeError,
-    NegativeCountError,
-    NonIntegerError,
-    TensorInputError,
-    InvalidGraphExtentError,
-)
 
 _ALL_MODES = tuple(Mode)
 
@@ -195,6 +171,9 @@ class _CountLists:
             return tuple(counts)
         return tuple(draw(apart) if count == _DRAWN_APART else count for count in counts)
 
+    def drawn(self, draw: st.DrawFn) -> tuple[int, ...]:
+        return self.counts(draw, self.raw(draw))
+
 
 def token_counts(
     *,
@@ -214,27 +193,29 @@ def token_counts(
     _check_sizes("min_size", min_size, "max_size", max_size)
     _check_int("min_count", min_count, 0)
     _check_int("max_count", max_count, min_count)
-    lists = _CountLists(min_size, max_size, min_count, max_count)
-    return _drawn_counts(lists)
+    return _drawn(_CountLists(min_size, max_size, min_count, max_count).drawn)
 
 
-# Composites are decorated once, at import: decorating reads the source.
-
-
+# Decorated once, at import: decorating reads the source.
 @st.composite
-def _drawn_counts(draw: st.DrawFn, lists: _CountLists) -> tuple[int, ...]:
-    return lists.counts(draw, lists.raw(draw))
+def _drawn(draw: st.DrawFn, how: Callable[[st.DrawFn], _T]) -> _T:
+    return how(draw)
+
+
+def _check_listed(
+    name: str, values: object, single: type, what: str, allowed: Container[Any], choose: str
+) -> None:
+    """``values`` must be a non-empty sequence, not a ``single``, of ``allowed`` entries."""
+    if isinstance(values, single) or not isinstance(values, Sequence) or not values:
+        raise InvalidArgument(f"{name}={values!r} must be a non-empty sequence of {what}")
+    for value in values:
+        if value not in allowed:
+            raise InvalidArgument(f"{name} holds {value!r}; {choose}")
 
 
 def _check_modes(modes: Sequence[Mode]) -> tuple[Mode, ...]:
-    if isinstance(modes, Mode) or not isinstance(modes, Sequence) or not modes:
-        raise InvalidArgument(
-            f"modes={modes!r} must be a non-empty sequence of dpslice.Mode, "
-            "e.g. modes=[Mode.SUM_LEN, Mode.GRAPH_REPLAY]"
-        )
-    for mode in modes:
-        if not isinstance(mode, Mode):
-            raise InvalidArgument(f"modes holds {mode!r}; every entry must be a dpslice.Mode")
+    what = "dpslice.Mode, e.g. modes=[Mode.SUM_LEN, Mode.GRAPH_REPLAY]"
+    _check_listed("modes", modes, Mode, what, _ALL_MODES, "every entry must be a dpslice.Mode")
     return tuple(modes)
 
 
@@ -248,9 +229,8 @@ def _choice_among(values: Sequence[_T]) -> st.SearchStrategy[_T]:
 class _Layouts:
     """How :func:`dp_layouts` draws a layout, every strategy it draws from built once.
 
-    The fields besides the counts are the header of the count bytes, a byte each
-    where there is a choice, picking among the values in order (so it shrinks to the
-    first); a field of more than 256 values is a choice of its own.
+    A field with a choice is a byte of the count bytes' header, picking among its
+    values in order (shrinking to the first); one of over 256 values is drawn apart.
     """
 
     def __init__(
@@ -319,13 +299,11 @@ class _Layouts:
             chunk = {"gather_skipped": skipped, "chunk_size": size, "chunk_index": index}
             return drawn, mode, chunk, raw
         fields: dict[str, Any] = {"attn_tp_size": tp, "gather_skipped": skipped}
-        if mode is Mode.PREFILL_GRAPH:
+        if mode.is_graph:  # a prefill graph or a replay: capture returned above
             widest = max(_round_up(count, tp) for count in drawn)
+            if mode is Mode.GRAPH_REPLAY:
+                widest, fields["num_tokens_per_bs"] = -(-widest // ntpb), ntpb
             fields["graph_batch_size"] = max(1, widest) + padding
-        elif mode is Mode.GRAPH_REPLAY:
-            widest = max(_round_up(count, tp) for count in drawn)
-            fields["graph_batch_size"] = max(1, -(-widest // ntpb)) + padding
-            fields["num_tokens_per_bs"] = ntpb
         return drawn, mode, fields, raw
 
     def layout(self, draw: st.DrawFn) -> DPLayout:
@@ -335,9 +313,9 @@ class _Layouts:
     def layout_and_rank(self, draw: st.DrawFn) -> tuple[DPLayout, int]:
         """A layout and one of its ranks in one draw (see :func:`layouts_and_ranks`).
 
-        The rank holds the last count drawn and the first ``after`` counts follow it,
-        ``after`` the last header byte's share of the ranks, so that as that byte shrinks
-        those ranks move to the front and a counterexample can lose them.
+        The rank holds the last count drawn and the first ``after`` counts (the last
+        header byte's share) follow it: as that byte shrinks they move to the front,
+        where a counterexample can lose them.
         """
         counts, mode, fields, raw = self.fields(draw, self.ranked)
         after = _share(raw[self.ranked.header - 1], len(counts))
@@ -350,16 +328,6 @@ def _share(byte: int, ranks: int) -> int:
     if byte < ranks:
         return byte
     return (byte - ranks) * ranks // (256 - ranks)
-
-
-@st.composite
-def _drawn_layout(draw: st.DrawFn, plan: _Layouts) -> DPLayout:
-    return plan.layout(draw)
-
-
-@st.composite
-def _drawn_layout_and_rank(draw: st.DrawFn, plan: _Layouts) -> tuple[DPLayout, int]:
-    return plan.layout_and_rank(draw)
 
 
 @st.composite
@@ -431,7 +399,7 @@ def dp_layouts(
         (min_dp_size, max_dp_size),
         (min_count, max_count),
     )
-    layouts = _drawn_layout(plan)
+    layouts = _drawn(plan.layout)
     _PLANS[layouts] = plan
     return layouts
 
@@ -507,7 +475,7 @@ def layouts_and_ranks(
         )
     plan = _PLANS.get(layouts)
     if plan is not None:
-        return _drawn_layout_and_rank(plan)
+        return _drawn(plan.layout_and_rank)
     return _with_rank(layouts, _Built())
 
 
@@ -539,8 +507,9 @@ def _non_integers() -> st.SearchStrategy[object]:
     )
 
 
-def _tensor_values(values: object) -> object:
-    return torch.tensor(values)
+def _non_integer_extents() -> st.SearchStrategy[object]:
+    # None is no extent at all: a prefill graph, not a wrong type.
+    return _non_integers().filter(lambda value: value is not None)
 
 
 class _Values:
@@ -549,10 +518,8 @@ class _Values:
     def __init__(self, max_count: int) -> None:
         self.up_to_max_count = st.integers(1, max_count)
         self.sizes_below_one = st.integers(-4, 0)
-        self.slots = _Built()  # by the number of counts
-        self.lengths = _Built()  # by the DP size
-        self.ranks = _Built()  # by the DP size
-        self.wrong_types = _Built()  # by the function that builds them
+        # By the bounds, (the builder, DP size) or the function that builds them.
+        self.built = _Built()
 
 
 @dataclass(frozen=True)
@@ -565,124 +532,158 @@ class _Site:
     slot: int
     values: _Values
 
-    def with_count(self, value: object) -> SliceCall:
+    @property
+    def counts(self) -> list[int]:
         counts = self.call.global_num_tokens_cpu
         assert counts is not None
-        spoiled = [*counts[: self.slot], value, *counts[self.slot + 1 :]]
-        return replace(self.call, global_num_tokens_cpu=spoiled)  # type: ignore[arg-type]
+        return counts
 
 
 #: How one kind of defect is put into a valid call: the call and the defect.
 _Builder = Callable[[_Site], tuple[SliceCall, str]]
 
 
-def _counts_none(at: _Site) -> tuple[SliceCall, str]:
-    return replace(at.call, global_num_tokens_cpu=None), "global_num_tokens_cpu is None"
+def _spoiled(
+    where: str, value: Callable[[_Site], object], defect: str, also: dict[str, object], at: _Site
+) -> tuple[SliceCall, str]:
+    """``value(at)`` put at ``where``, a field or ``"count"`` (the site's slot), with ``also``.
+
+    ``defect`` names it, formatted with the value.  Bound with :func:`_spoil` at import
+    and run per draw.
+    """
+    spoiled = value(at)
+    fields: dict[str, Any] = {where: spoiled, **also}
+    if where == "count":
+        counts = at.counts
+        fields = {"global_num_tokens_cpu": [*counts[: at.slot], spoiled, *counts[at.slot + 1 :]]}
+    return replace(at.call, **fields), defect.format(spoiled)
 
 
-def _count_over_extent(at: _Site) -> tuple[SliceCall, str]:
-    assert at.call.graph_extent is not None
-    over = at.call.graph_extent + at.draw(at.values.up_to_max_count)
-    return at.with_count(over), f"count {over} over the extent"
+def _spoil(where: str, value: Callable[[_Site], object], defect: str, **also: object) -> _Builder:
+    # Runs at import, where a mutant would never take effect; _spoiled runs per draw.
+    return partial(_spoiled, where, value, defect, also)  # pragma: no mutate
+
+
+def _wrong_type(where: str, make: Callable[[], st.SearchStrategy[object]]) -> _Builder:
+    """A value of the wrong type at ``where`` (a count, or that field), from ``make``'s strategy."""
+    defect = where + " is {!r}"  # pragma: no mutate: built at import, as in _spoil
+    return _spoil(where, partial(_drawn_from, make), defect)  # pragma: no mutate
+
+
+def _drawn_from(make: Callable[[], st.SearchStrategy[object]], at: _Site) -> object:
+    return at.draw(at.values.built.get(make, make))
+
+
+def _none(at: _Site) -> None:
+    return None
+
+
+def _over_extent(at: _Site) -> int:
+    extent = at.call.graph_extent
+    assert extent is not None
+    return extent + at.draw(at.values.up_to_max_count)
+
+
+def _below_one(at: _Site) -> int:
+    return at.draw(at.values.sizes_below_one)
+
+
+def _negative(at: _Site) -> int:
+    return -at.draw(at.values.up_to_max_count)
+
+
+def _tensor_counts(at: _Site) -> object:
+    return torch.tensor(at.counts)
+
+
+def _tensor_count(at: _Site) -> object:
+    return torch.tensor(at.counts[at.slot])
+
+
+def _tensor_rank(at: _Site) -> object:
+    return torch.tensor(at.call.dp_rank)
 
 
 def _wrong_length(at: _Site) -> tuple[SliceCall, str]:
-    counts = at.call.global_num_tokens_cpu
-    assert counts is not None
     n = at.layout.dp_size
-    lengths = at.values.lengths.get(
-        n,
+    lengths = at.values.built.get(
+        (_wrong_length, n),
         lambda: st.sampled_from([length for length in range(n + 5) if length not in (1, n)]),
     )
     k = at.draw(lengths)
-    bad = [counts[index % n] for index in range(k)]  # the counts again, cut or cycled
+    bad = [at.counts[index % n] for index in range(k)]  # the counts again, cut or cycled
     return replace(at.call, global_num_tokens_cpu=bad), f"{k} counts for dp_size={n}"
 
 
-def _rank_out_of_range(at: _Site) -> tuple[SliceCall, str]:
+def _out_of_range(at: _Site) -> int:
     n = at.layout.dp_size
-    ranks = at.values.ranks.get(n, lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1)))
-    rank = at.draw(ranks)
-    return replace(at.call, dp_rank=rank), f"dp_rank = {rank}"
-
-
-def _size_below_one(at: _Site) -> tuple[SliceCall, str]:
-    size = at.draw(at.values.sizes_below_one)
-    return replace(at.call, dp_size=size, dp_rank=0), f"dp_size = {size}"
-
-
-def _negative_count(at: _Site) -> tuple[SliceCall, str]:
-    negative = -at.draw(at.values.up_to_max_count)
-    return at.with_count(negative), f"count {negative}"
-
-
-def _negative_extent(at: _Site) -> tuple[SliceCall, str]:
-    extent = -at.draw(at.values.up_to_max_count)
-    return replace(at.call, graph_extent=extent), f"graph_extent = {extent}"
-
-
-def _wrong_type(
-    where: str, make: Callable[[], st.SearchStrategy[object]], at: _Site
-) -> tuple[SliceCall, str]:
-    """A value of the wrong type at ``where`` (a count, or that field), from ``make``'s strategy."""
-    value = at.draw(at.values.wrong_types.get(make, make))
-    if where == "count":
-        return at.with_count(value), f"count is {value!r}"
-    wrong: dict[str, Any] = {where: value}  # the wrong type is the defect
-    return replace(at.call, **wrong), f"{where} is {value!r}"
-
-
-def _non_integer_extents() -> st.SearchStrategy[object]:
-    # None is no extent at all: a prefill graph, not a wrong type.
-    return _non_integers().filter(lambda value: value is not None)
-
-
-def _tensor_counts(at: _Site) -> tuple[SliceCall, str]:
-    tensor = _tensor_values(at.call.global_num_tokens_cpu)
-    return replace(at.call, global_num_tokens_cpu=tensor), "a tensor as counts"  # type: ignore[arg-type]
-
-
-def _tensor_count(at: _Site) -> tuple[SliceCall, str]:
-    counts = at.call.global_num_tokens_cpu
-    assert counts is not None
-    return at.with_count(_tensor_values(counts[at.slot])), "a tensor as count"
-
-
-def _tensor_rank(at: _Site) -> tuple[SliceCall, str]:
-    return replace(at.call, dp_rank=_tensor_values(at.call.dp_rank)), "a tensor as dp_rank"  # type: ignore[arg-type]
+    return at.draw(
+        at.values.built.get(
+            (_out_of_range, n), lambda: st.one_of(st.integers(n, n + 8), st.integers(-8, -1))
+        )
+    )
 
 
 #: Every kind of defect :func:`invalid_calls` puts in a call, with the error it
 #: must raise and how it is built, in the order it shrinks to.
 _KINDS: dict[str, tuple[type[InvalidInputError], _Builder]] = {
-    "counts None": (CountsUnavailableError, _counts_none),
-    "count over the extent": (CountExceedsExtentError, _count_over_extent),
-    "count list of another length": (CountsLengthError, _wrong_length),
-    "dp_rank out of range": (RankOutOfRangeError, _rank_out_of_range),
-    "dp_size below 1": (InvalidDPSizeError, _size_below_one),
-    "negative count": (NegativeCountError, _negative_count),
-    "bool count": (NonIntegerError, partial(_wrong_type, "count", _bools)),
-    "bool dp_rank": (NonIntegerError, partial(_wrong_type, "dp_rank", _bools)),
-    "bool dp_size": (NonIntegerError, partial(_wrong_type, "dp_size", _bools)),
-    "bool graph_extent": (NonIntegerError, partial(_wrong_type, "graph_extent", _bools)),
-    "non-integer count": (NonIntegerError, partial(_wrong_type, "count", _non_integers)),
-    "non-integer dp_rank": (NonIntegerError, partial(_wrong_type, "dp_rank", _non_integers)),
-    "non-integer dp_size": (NonIntegerError, partial(_wrong_type, "dp_size", _non_integers)),
-    "non-integer graph_extent": (
-        NonIntegerError,
-        partial(_wrong_type, "graph_extent", _non_integer_extents),
+    "counts None": (
+        errors.CountsUnavailableError,
+        _spoil("global_num_tokens_cpu", _none, "global_num_tokens_cpu is None"),
     ),
-    "tensor counts": (TensorInputError, _tensor_counts),
-    "tensor count": (TensorInputError, _tensor_count),
-    "tensor dp_rank": (TensorInputError, _tensor_rank),
-    "negative graph extent": (InvalidGraphExtentError, _negative_extent),
+    "count over the extent": (
+        errors.CountExceedsExtentError,
+        _spoil("count", _over_extent, "count {} over the extent"),
+    ),
+    "count list of another length": (errors.CountsLengthError, _wrong_length),
+    "dp_rank out of range": (
+        errors.RankOutOfRangeError,
+        _spoil("dp_rank", _out_of_range, "dp_rank = {}"),
+    ),
+    "dp_size below 1": (
+        errors.InvalidDPSizeError,
+        _spoil("dp_size", _below_one, "dp_size = {}", dp_rank=0),
+    ),
+    "negative count": (
+        errors.NegativeCountError,
+        _spoil("count", _negative, "count {}"),
+    ),
+    "bool count": (errors.NonIntegerError, _wrong_type("count", _bools)),
+    "bool dp_rank": (errors.NonIntegerError, _wrong_type("dp_rank", _bools)),
+    "bool dp_size": (errors.NonIntegerError, _wrong_type("dp_size", _bools)),
+    "bool graph_extent": (errors.NonIntegerError, _wrong_type("graph_extent", _bools)),
+    "non-integer count": (errors.NonIntegerError, _wrong_type("count", _non_integers)),
+    "non-integer dp_rank": (errors.NonIntegerError, _wrong_type("dp_rank", _non_integers)),
+    "non-integer dp_size": (errors.NonIntegerError, _wrong_type("dp_size", _non_integers)),
+    "non-integer graph_extent": (
+        errors.NonIntegerError,
+        _wrong_type("graph_extent", _non_integer_extents),
+    ),
+    "tensor counts": (
+        errors.TensorInputError,
+        _spoil("global_num_tokens_cpu", _tensor_counts, "a tensor as counts"),
+    ),
+    "tensor count": (
+        errors.TensorInputError,
+        _spoil("count", _tensor_count, "a tensor as count"),
+    ),
+    "tensor dp_rank": (
+        errors.TensorInputError,
+        _spoil("dp_rank", _tensor_rank, "a tensor as dp_rank"),
+    ),
+    "negative graph extent": (
+        errors.InvalidGraphExtentError,
+        _spoil("graph_extent", _negative, "graph_extent = {}"),
+    ),
 }
 
 #: Each kind of defect and the error a validating slice raises for it.
 DEFECT_KINDS: dict[str, type[InvalidInputError]] = {
     kind: cause for kind, (cause, _) in _KINDS.items()
 }
-assert set(DEFECT_KINDS.values()) == set(INVALID_CAUSES), "every cause needs a builder"
+
+#: Every error :func:`invalid_calls` can aim at, in the order it shrinks to.
+INVALID_CAUSES: tuple[type[InvalidInputError], ...] = tuple(dict.fromkeys(DEFECT_KINDS.values()))
 
 #: Kinds that only a decode-graph replay can carry: they concern its extent.
 _REPLAY_ONLY = frozenset(kind for kind in DEFECT_KINDS if "extent" in kind)
@@ -697,15 +698,10 @@ def _base_layouts(
     """The valid layouts an invalid call of ``kind`` is derived from."""
     chosen = [Mode.GRAPH_REPLAY] if kind in _REPLAY_ONLY else modes
     skipped = False if kind == "count list of another length" else None
+    options: dict[str, Any] = {"modes": chosen, "max_count": max_count, "max_dp_size": 16}
     if contract is not None:
-        drawn = contract_layouts(
-            contract, modes=chosen, gather_skipped=skipped, max_count=max_count, max_dp_size=16
-        )
-    else:
-        drawn = dp_layouts(
-            modes=chosen, max_count=max_count, max_dp_size=16, gather_skipped=skipped
-        )
-    return layouts_and_ranks(drawn)
+        return layouts_and_ranks(contract_layouts(contract, gather_skipped=skipped, **options))
+    return layouts_and_ranks(dp_layouts(gather_skipped=skipped, **options))
 
 
 @st.composite
@@ -716,7 +712,7 @@ def _invalid_call(
     call = layout.call(rank)
     counts = call.global_num_tokens_cpu
     assert counts is not None
-    slot = draw(values.slots.integers(0, len(counts) - 1))
+    slot = draw(values.built.integers(0, len(counts) - 1))
     cause, build = _KINDS[kind]
     call, defect = build(_Site(draw, layout, call, slot, values))
     return InvalidCall(layout=layout, call=call, expected=cause, defect=defect, kind=kind)
@@ -746,15 +742,9 @@ def invalid_calls(
     Draws a kind (shrinking to the first listed), a valid layout and rank, then
     puts the defect into the call the engine would make for them.
     """
-    if isinstance(causes, type) or not isinstance(causes, Sequence) or not causes:
-        raise InvalidArgument(
-            f"causes={causes!r} must be a non-empty sequence of errors from INVALID_CAUSES"
-        )
-    for cause in causes:
-        if cause not in INVALID_CAUSES:
-            raise InvalidArgument(
-                f"causes holds {cause!r}; choose from dpslice.strategies.INVALID_CAUSES"
-            )
+    choose = "choose from dpslice.strategies."
+    what = "errors from INVALID_CAUSES"
+    _check_listed("causes", causes, type, what, INVALID_CAUSES, choose + "INVALID_CAUSES")
     _check_int("max_count", max_count, 1)
     if contract is not None:
         _check_contract(contract)
@@ -769,14 +759,9 @@ def invalid_calls(
             raise _reaches_none(contract, contract.counted_modes)
     if kinds is None:
         wanted = [kind for kind, cause in DEFECT_KINDS.items() if cause in causes]
-    elif isinstance(kinds, str) or not isinstance(kinds, Sequence) or not kinds:
-        raise InvalidArgument(f"kinds={kinds!r} must be a non-empty sequence of DEFECT_KINDS keys")
     else:
-        unknown = [kind for kind in kinds if kind not in DEFECT_KINDS]
-        if unknown:
-            raise InvalidArgument(
-                f"kinds holds {unknown[0]!r}; choose from dpslice.strategies.DEFECT_KINDS"
-            )
+        what = "DEFECT_KINDS keys"
+        _check_listed("kinds", kinds, str, what, DEFECT_KINDS, choose + "DEFECT_KINDS")
         wanted = [kind for kind in kinds if DEFECT_KINDS[kind] in causes]
     if Mode.GRAPH_REPLAY not in chosen_modes:
         wanted = [kind for kind in wanted if kind not in _REPLAY_ONLY]

@@ -1,9 +1,8 @@
 """Adapters that run an installed engine's own DP-local slice code under ``dpslice check``.
 
-Each submodule imports the engine installed beside dpslice and exposes its real
-functions in the check's calling convention, each tagged with its call site's
-contract (``__dpslice_contract__``): :mod:`dpslice.engines.sglang` and
-:mod:`dpslice.engines.vllm`.  Without its engine a submodule's import raises an
+:mod:`dpslice.engines.sglang` and :mod:`dpslice.engines.vllm` expose the engine's real
+functions in the check's calling convention, each tagged with its call site's contract
+(``__dpslice_contract__``); without the engine, importing one raises an
 :class:`ImportError` that says how to install it (docs/engines.md).
 """
 

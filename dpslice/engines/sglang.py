@@ -1,15 +1,9 @@
 """The installed sglang's own DP-local slice code, in ``dpslice check``'s calling convention.
 
-Each adapter runs the engine's real function on a ``SimpleNamespace`` forward batch
-holding the fields it reads, with the engine's parallel-state lookups pointed at the
-drawn rank and DP size for that one call (``dp_gather_width`` and ``dp_gather_slot``
-where sglang has ``dp_slot_in``, ``get_attention_dp_rank`` before), and returns the
-``(start, length)`` the engine computed.  ``get_dp_local_slice_cpu``
-(``sglang-capturer``, 0.5.12 on), ``get_dp_local_info`` (``sglang-gather``) and
-``routed_experts_capturer_slice`` (``sglang-capturer``, 0.5.8 on: the bounds the
-capturer slices its device buffer with); docs/engines.md has the table.  Without
-sglang the import raises :class:`ImportError` with the install command; an adapter
-the installed release lacks raises :class:`~dpslice.errors.BadTargetError` when named.
+Each adapter runs the engine's real function on a ``SimpleNamespace`` forward batch,
+the engine's parallel-state lookups answering the drawn rank and DP size for that
+call, and returns the ``(start, length)`` it computed; docs/engines.md has the table.
+An adapter the installed release lacks raises :class:`~dpslice.errors.BadTargetError`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The installed vLLM's own DP-local slice code, in ``dpslice check``'s calling convention.
 
-``restore_local_topk_ids`` (``vllm-dp``) runs vLLM 0.33's
-``RoutedExpertsCapturer._restore_local_topk_ids`` on an instance that holds no
-buffers, with a real ``DPMetadata``; the gathered top-k ids are on the meta device,
-so the rows it returns, a view, give the slice by their offset and length
-(docs/engines.md).
+``restore_local_topk_ids`` (``vllm-dp``) runs vLLM's capturer method on a bufferless
+instance with a real ``DPMetadata``, the gathered ids on the meta device: the view it
+returns gives the slice by its offset and length (docs/engines.md).
 """
 
 from __future__ import annotations

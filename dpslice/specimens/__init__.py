@@ -1,6 +1,5 @@
-"""Specimens: deliberately hazardous DP-local slices, to check and to learn from.
+"""Deliberately hazardous DP-local slices, to check and to learn from (docs/hazards.md).
 
-Not API to call in production: :mod:`~dpslice.specimens.tensor_path` is the GPU-tensor
-slice the reference replaces, :mod:`~dpslice.specimens.upstream` models of sglang's and
-vLLM's slices at their call sites.  docs/hazards.md lists every hazard they carry.
+:mod:`~dpslice.specimens.tensor_path`: the GPU-tensor slice the reference replaces;
+:mod:`~dpslice.specimens.upstream`: sglang's and vLLM's slices at their call sites.
 """
