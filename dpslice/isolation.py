@@ -27,8 +27,9 @@ DEFAULT_MAX_EXAMPLES = 500
 DEFAULT_CALL_TIMEOUT = 60.0
 
 #: The shortest call timeout the check can honour: a call is timed from the
-#: worker's record of its start to its record of its return, as the parent
-#: reads them, which takes up to about a hundredth of a second on a busy machine.
+#: worker's record of its start, by the worker's clock, and the parent sees its
+#: return only when it looks (every 50 ms): a call that came back in time is
+#: never a hang, but one that hangs is stopped up to 0.05 s late.
 MIN_CALL_TIMEOUT = 0.01
 
 #: Seconds the target's import may take before it counts as hung: importing an
