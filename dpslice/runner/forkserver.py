@@ -115,6 +115,9 @@ class ForkServer:
                 start_new_session=True,
                 close_fds=True,
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             theirs.close()
@@ -257,8 +260,9 @@ def serve(argv: Sequence[str]) -> NoReturn:
                     warmed[path] = _warm(path)
                 broke = broke or warmed[path]
             with warnings.catch_warnings():
-                # Python 3.12 warns of forking a process with threads: torch's
-                # own are idle here, and a worker starts its own.
+                # Python 3.12 warns of forking a process with threads: the one here
+                # is OpenBLAS's pool (numpy's, which torch imports), idle, and
+                # OpenBLAS stops it around a fork; a worker starts its own.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 answer = os.fork()
             if answer == 0:
