@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 
 from dpslice.runner import How, Job, Limit, Limits, Phase, Worker, environment, follow, stop_all
 from dpslice.runner.forkserver import ForkServer
+from dpslice.runner.worker import BOARD_HEADER, read_board
 
 JOBS = """
 import os
@@ -147,3 +151,41 @@ def test_a_server_started_ahead_imports_before_the_first_fork(env: dict[str, str
     ForkServer.for_env(env, warm=("runner_jobs:warm",))
     imported, _, _ = run(Worker(env), Job("runner_jobs:state", ("X",))).value
     assert imported
+
+
+WRITER = """
+import os, sys, time
+from dpslice.runner.worker import Channel
+
+events_read, events_write = os.pipe()
+channel = Channel(events_write, int(sys.argv[1]))
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    channel.calling(("a call", 1))
+    channel.returned()
+"""
+
+
+def test_a_header_read_while_the_worker_writes_it_is_never_taken_for_a_state(
+    tmp_path: Path,
+) -> None:
+    board = os.open(tmp_path / "board", os.O_RDWR | os.O_CREAT)
+    os.ftruncate(board, BOARD_HEADER)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(board), "2"], pass_fds=(board,))
+    taken = 0
+    last = 0.0
+    try:
+        while writer.poll() is None:
+            header = read_board(board)
+            if header is None or header[0] == 0:
+                continue
+            sequence, when, size = header
+            assert (size > 0) == bool(sequence % 2), header  # a call's record, or none
+            assert last <= when <= time.monotonic(), header
+            last = when
+            taken += 1
+    finally:
+        writer.wait()
+        os.close(board)
+    assert writer.returncode == 0
+    assert taken > 1000

@@ -44,7 +44,7 @@ from dpslice.runner.protocol import (
     Phase,
     Stopped,
 )
-from dpslice.runner.worker import BOARD
+from dpslice.runner.worker import BOARD_HEADER, read_board
 
 __all__ = ["Limits", "Worker", "Workers", "environment", "follow", "stop_all"]
 
@@ -52,6 +52,8 @@ __all__ = ["Limits", "Worker", "Workers", "environment", "follow", "stop_all"]
 _TICK = 0.25
 #: Seconds between two looks at the call boards of workers that are busy.
 _LOOK = 0.05
+#: Reads of a call board's header before a look gives up on one the worker keeps rewriting.
+_READS = 5
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
@@ -81,7 +83,7 @@ class Worker:
         self._jobs = os.fdopen(jobs_write, "wb")
         self._board, path = tempfile.mkstemp(prefix="dpslice-calls-")
         os.unlink(path)
-        os.ftruncate(self._board, BOARD.size)
+        os.ftruncate(self._board, BOARD_HEADER)
         try:
             self._server = ForkServer.for_env(env)
             self.pid = self._server.fork(env, warm, (write_fd, jobs_read, self._board))
@@ -162,11 +164,19 @@ class Worker:
     def _stop_as(self, how: How, **details: Any) -> None:
         record = None
         if self.phase is Phase.CALL:
-            size = BOARD.unpack(os.pread(self._board, BOARD.size, 0))[2]
-            data = os.pread(self._board, size, BOARD.size)
-            with contextlib.suppress(Exception):  # a record the worker died writing
-                record = pickle.loads(data)
+            header = self._read_board()
+            if header is not None:
+                data = os.pread(self._board, header[2], BOARD_HEADER)
+                with contextlib.suppress(Exception):  # a record the worker died writing
+                    record = pickle.loads(data)
         self.stopped = Stopped(how, self.phase, record=record, **details)
+
+    def _read_board(self) -> tuple[int, float, int] | None:
+        for _ in range(_READS):
+            header = read_board(self._board)
+            if header is not None:
+                return header
+        return None
 
     def _calls_to(self, sequence: int) -> None:
         self._sequence = sequence
@@ -176,7 +186,10 @@ class Worker:
         """Read the call board: a call started or came back since the last look."""
         if self.phase is Phase.DONE or self.stopped is not None:
             return
-        sequence, when, _ = BOARD.unpack(os.pread(self._board, BOARD.size, 0))
+        header = self._read_board()
+        if header is None:  # still torn: the next look reads it
+            return
+        sequence, when, _ = header
         if sequence == self._sequence:
             return
         self._calls_to(sequence)

@@ -18,6 +18,7 @@ import struct
 import sys
 import time
 import traceback
+import zlib
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from types import ModuleType
@@ -26,14 +27,34 @@ from typing import Any, NoReturn
 from dpslice.isolation import become_subreaper, die_with_parent
 from dpslice.runner.protocol import Broke, Done, Job, Loading, Note
 
-__all__ = ["BOARD", "Channel", "function", "main"]
+__all__ = ["BOARD_HEADER", "Channel", "function", "main", "read_board"]
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 #: The call board's header: the call sequence (odd while a call is in flight), the
-#: ``time.monotonic()`` it last changed at, and the length of the call's record,
-#: which follows the header.
-BOARD = struct.Struct("<QdQ")
+#: ``time.monotonic()`` it last changed at, the length of the call's record, which
+#: follows the header, and the CRC-32 of those three: the parent reads the header
+#: while the worker may be writing it, and a torn read must not pass for a state.
+_FIELDS = struct.Struct("<QdQ")
+BOARD_HEADER = 32
+
+
+def _header(sequence: int, when: float, size: int) -> bytes:
+    fields = _FIELDS.pack(sequence, when, size)
+    return fields + zlib.crc32(fields).to_bytes(4, "little") + bytes(4)
+
+
+def read_board(fd: int) -> tuple[int, float, int] | None:
+    """The call board's header: sequence, time and record length; ``None`` if the
+    worker was writing it as it was read (read again)."""
+    header = os.pread(fd, BOARD_HEADER, 0)
+    fields = header[: _FIELDS.size]
+    if len(header) < BOARD_HEADER or zlib.crc32(fields) != int.from_bytes(header[24:28], "little"):
+        return None
+    sequence, when, size = _FIELDS.unpack(fields)
+    return sequence, when, size
+
+
 #: The call board's first size; a larger record grows it.
 _BOARD_BYTES = 1 << 16
 
@@ -89,18 +110,18 @@ class Channel:
         """A call of the target starts: the call timeout runs; ``record`` is what the
         supervisor shows should the call never come back."""
         data = self._dumps(record)
-        end = BOARD.size + len(data)
+        end = BOARD_HEADER + len(data)
         if end > len(self._board):
             os.ftruncate(self._board_fd, 2 * end)
             self._board = mmap.mmap(self._board_fd, 2 * end)
-        self._board[BOARD.size : end] = data  # before the header that announces it
+        self._board[BOARD_HEADER:end] = data  # before the header that announces it
         self._sequence += 1
-        BOARD.pack_into(self._board, 0, self._sequence, time.monotonic(), len(data))
+        self._board[:BOARD_HEADER] = _header(self._sequence, time.monotonic(), len(data))
 
     def returned(self) -> None:
         """The call came back (with a value or an exception): its clock stops."""
         self._sequence += 1
-        BOARD.pack_into(self._board, 0, self._sequence, time.monotonic(), 0)
+        self._board[:BOARD_HEADER] = _header(self._sequence, time.monotonic(), 0)
 
 
 def function(path: str) -> Callable[..., Any]:
