@@ -1,8 +1,23 @@
-"""Find the processes a test's run left behind, by a marker in their environment."""
+"""Processes of the tests: code run in a fresh interpreter, and those a run left behind."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
+
+
+def run_fresh(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a new interpreter, where nothing this process imported can hide
+    what importing it does."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def marked_processes(marker: str) -> list[int]:

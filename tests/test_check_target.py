@@ -15,6 +15,7 @@ from dpslice.check import CONVENTION, load_target
 from dpslice.check.outcome import OutcomeKind, call_target, is_incidental
 from dpslice.check.target import check_spec, spec_source, target_from_callable
 from dpslice.errors import BadTargetError
+from tests.processes import run_fresh
 
 REFERENCE_READS = {"global_num_tokens_cpu", "dp_rank", "dp_size", "can_run_graph", "graph_extent"}
 
@@ -323,19 +324,16 @@ def test_keyboard_interrupt_is_not_swallowed() -> None:
 def test_the_arguments_of_a_target_that_reads_no_tensor_import_no_torch() -> None:
     """A supervising process renders a hung call's arguments; it must not pay torch's import
     for a target that reads only ints."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from dpslice.check.target import target_from_callable\n"
-        "from dpslice.layout import DPLayout, Mode\n"
-        "def local_slice(*, global_num_tokens_cpu, dp_rank): return (0, 0)\n"
-        "call = DPLayout(mode=Mode.SUM_LEN, counts=(1, 2)).call(1)\n"
-        "arguments = target_from_callable(local_slice).arguments(call, [1, 2])\n"
-        "print(arguments, 'torch' in sys.modules)\n"
+    result = run_fresh(
+        """
+        import sys
+        from dpslice.check.target import target_from_callable
+        from dpslice.layout import DPLayout, Mode
+        def local_slice(*, global_num_tokens_cpu, dp_rank): return (0, 0)
+        call = DPLayout(mode=Mode.SUM_LEN, counts=(1, 2)).call(1)
+        arguments = target_from_callable(local_slice).arguments(call, [1, 2])
+        print(arguments, 'torch' in sys.modules)
+        """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out == "{'global_num_tokens_cpu': [1, 2], 'dp_rank': 1} False\n"
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "{'global_num_tokens_cpu': [1, 2], 'dp_rank': 1} False\n"

@@ -9,20 +9,7 @@ is caught on CPU CI too.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
-
-def run_fresh(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
+from tests.processes import run_fresh
 
 #: Every module a user may import; one interpreter imports them all (torch is slow to import).
 MODULES = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dpslice.pytest_plugin import cuda_available
+from tests.processes import run_fresh
 from tests.targets.sources import MINIMAL_CAPTURER
 
 pytest_plugins = ["pytester"]
@@ -549,16 +550,13 @@ class TestBatteryAsTests:
 def test_the_plugins_options_load_no_other_module_of_the_check() -> None:
     """The plugin's option table is read in every pytest run: it loads nothing else of
     dpslice.check, whose names load on first use."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, dpslice.pytest_plugin, dpslice.check.options\n"
-        "print(sorted(m for m in sys.modules if m.startswith('dpslice.check.')))\n"
-        "from dpslice.check import Verdict, run_check\n"
-        "print(Verdict.PASS.value, run_check.__module__)\n"
+    result = run_fresh(
+        """
+        import sys, dpslice.pytest_plugin, dpslice.check.options
+        print(sorted(m for m in sys.modules if m.startswith('dpslice.check.')))
+        from dpslice.check import Verdict, run_check
+        print(Verdict.PASS.value, run_check.__module__)
+        """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    assert out == ["['dpslice.check.options']", "PASS dpslice.check.runner"]
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["['dpslice.check.options']", "PASS dpslice.check.runner"]
