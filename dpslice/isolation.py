@@ -14,9 +14,7 @@ import math
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
-from typing import Any
 
 #: Layouts a property's search checks, before shrinking, unless told otherwise.
 DEFAULT_MAX_EXAMPLES = 500
@@ -226,41 +224,3 @@ def kill_tree(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
     kill_descendants(pid)
-
-
-def wait_exit_unreaped(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` s for child ``pid`` to exit, leaving it a zombie; True if it did.
-
-    The zombie keeps its pid (and group id) reserved until it is reaped, so
-    the group can still be killed safely after this returns.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True  # already reaped
-        if found is not None:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-
-
-class CallRecorder:
-    """A :class:`~dpslice.check.calls.CallObserver` for a runner job: tells the worker's
-    channel of each call of the target, which the supervisor shows should it never return."""
-
-    def __init__(self, channel: Any) -> None:
-        self.channel = channel
-        #: The latest call (the one in flight, if any) and the calls so far.
-        self.last: tuple[Any, Any, list[int]] | None = None
-        self.calls = 0
-
-    def calling(self, layout: Any, call: Any, gpu_counts: list[int]) -> None:
-        self.last = (layout, call, gpu_counts)
-        self.calls += 1
-        self.channel.calling(self.last)
-
-    def returned(self) -> None:
-        self.channel.returned()

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import torch.distributed as dist
 from torch._C._distributed_c10d import FileStore, Store
@@ -32,11 +32,8 @@ from dpslice.distributed.consistency import counts_disagreement
 from dpslice.distributed.driver import BACKENDS
 from dpslice.distributed.errors import GatherMismatchError
 from dpslice.errors import BadTargetError
-from dpslice.isolation import CallRecorder
 from dpslice.layout import DPLayout
-
-if TYPE_CHECKING:
-    from dpslice.runner.worker import Channel
+from dpslice.runner.worker import CallRecorder, Channel
 
 _INIT_PARAMETERS = frozenset(inspect.signature(dist.init_process_group).parameters)
 

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 from dpslice.isolation import become_subreaper, die_with_parent
 from dpslice.runner.protocol import Broke, Done, Job, Loading, Note
 
-__all__ = ["BOARD_HEADER", "Channel", "function", "main", "read_board"]
+__all__ = ["BOARD_HEADER", "CallRecorder", "Channel", "function", "main", "read_board"]
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
@@ -122,6 +122,25 @@ class Channel:
         """The call came back (with a value or an exception): its clock stops."""
         self._sequence += 1
         self._board[:BOARD_HEADER] = _header(self._sequence, time.monotonic(), 0)
+
+
+class CallRecorder:
+    """A :class:`~dpslice.check.calls.CallObserver` for a job: tells the channel of each
+    call of the target, which the supervisor shows should it never return."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        #: The latest call (the one in flight, if any) and the calls so far.
+        self.last: tuple[Any, Any, list[int]] | None = None
+        self.calls = 0
+
+    def calling(self, layout: Any, call: Any, gpu_counts: list[int]) -> None:
+        self.last = (layout, call, gpu_counts)
+        self.calls += 1
+        self.channel.calling(self.last)
+
+    def returned(self) -> None:
+        self.channel.returned()
 
 
 def function(path: str) -> Callable[..., Any]:

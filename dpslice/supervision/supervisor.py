@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 from dpslice.check.inflight import (
     aborted,
@@ -40,7 +40,6 @@ from dpslice.isolation import (
     DEFAULT_MAX_EXAMPLES,
     DEFAULT_RUN_TIMEOUT,
     OWN_WORK_ALLOWANCE,
-    CallRecorder,
     check_call_timeout,
     request_stop,
     signal_order,
@@ -48,9 +47,7 @@ from dpslice.isolation import (
 )
 from dpslice.runner import How, Job, Limits, Phase, Stopped, Worker, environment, follow
 from dpslice.runner import Workers as _Workers
-
-if TYPE_CHECKING:
-    from dpslice.runner.worker import Channel
+from dpslice.runner.worker import CallRecorder, Channel
 
 #: Consecutive workers that may die outside any call before the check gives up.
 _MAX_JOBS_WITHOUT_RESULT = 2
