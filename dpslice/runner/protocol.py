@@ -131,7 +131,7 @@ class Ending:
 
     @classmethod
     def of(cls, returncode: int | None) -> Ending:
-        """From ``Popen.returncode`` (negative: the signal)."""
+        """From an exit status, or minus the signal that killed the process."""
         if returncode is not None and returncode < 0:
             return cls(None, signal_name(-returncode))
         return cls(returncode)

@@ -102,7 +102,6 @@ class Worker:
         self.phase = Phase.DONE
         self.limits = Limits()
         self.deadline = self.job_deadline = math.inf
-        self.calls = 0
         self._sequence = self._first = 0  # on the call board: now, and at the job's start
         self.value: Any = None
         self.stopped: Stopped | None = None
@@ -112,11 +111,16 @@ class Worker:
         now = time.monotonic()
         self.phase, self.limits = Phase.STARTING, limits
         self.deadline, self.job_deadline = now + limits.start, now + limits.job
-        self.calls, self._first = 0, self._sequence
+        self._first = self._sequence
         self.value, self.stopped = None, None
         with contextlib.suppress(OSError):  # it died: seen as an ending by follow()
             self._jobs.write(pickle.dumps(job))
             self._jobs.flush()
+
+    @property
+    def calls(self) -> int:
+        """The calls of the target its job has made (each an odd step of the sequence)."""
+        return (self._sequence + 1) // 2 - (self._first + 1) // 2
 
     @property
     def busy(self) -> bool:
@@ -178,10 +182,6 @@ class Worker:
                 return header
         return None
 
-    def _calls_to(self, sequence: int) -> None:
-        self._sequence = sequence
-        self.calls = (sequence + 1) // 2 - (self._first + 1) // 2
-
     def _look(self) -> None:
         """Read the call board: a call started or came back since the last look."""
         if self.phase is Phase.DONE or self.stopped is not None:
@@ -192,7 +192,7 @@ class Worker:
         sequence, when, _ = header
         if sequence == self._sequence:
             return
-        self._calls_to(sequence)
+        self._sequence = sequence
         if sequence % 2:
             self.phase, self.deadline = Phase.CALL, when + self.limits.call
         elif self.phase is Phase.CALL:
@@ -204,9 +204,8 @@ class Worker:
         for data in messages:
             # The calls before the event count; an odd sequence is a call in flight
             # (a BaseException out of the target breaks the job in the call).
-            sequence = int.from_bytes(data[:8], "little")
-            self._calls_to(sequence)
-            if sequence % 2:
+            self._sequence = int.from_bytes(data[:8], "little")
+            if self._sequence % 2:
                 self.phase = Phase.CALL
             event = pickle.loads(data[8:])
             if isinstance(event, Loading):
@@ -284,13 +283,12 @@ def follow(
                 messages = []
             worker._look()
             now = time.monotonic()
-            if not worker.busy:
-                pass
-            elif messages is None or (worker.pidfd is None and worker.exited()):
-                # A worker that ended without a word: without a pidfd, only polling tells.
-                worker._stop_as(How.ENDED, ending=worker.ending())
-            elif now >= min(worker.deadline, worker.job_deadline):
-                worker._late(now)
+            if worker.busy:
+                if messages is None or (worker.pidfd is None and worker.exited()):
+                    # Ended without a word: without a pidfd, only polling tells.
+                    worker._stop_as(How.ENDED, ending=worker.ending())
+                elif now >= min(worker.deadline, worker.job_deadline):
+                    worker._late(now)
             if not worker.busy:
                 ended.append(worker)
         if tick is not None and time.monotonic() >= next_tick:
